@@ -1,0 +1,84 @@
+// Package phone turns telephone numbers written any human way into E.164 and
+// back into the national format people read. The relay and the agent share it
+// so an operator sees the number exactly as the relay will dial it.
+package phone
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"github.com/nyaruka/phonenumbers"
+)
+
+// DefaultRegion is used for numbers written without a country code.
+const DefaultRegion = "RU"
+
+// MaxInput bounds what is parsed: nothing human is longer.
+const MaxInput = 64
+
+// ErrNotANumber is wrapped by every parse failure.
+var ErrNotANumber = errors.New("not a phone number")
+
+// Number is a parsed telephone number.
+type Number struct {
+	E164     string // +79121234567
+	National string // 8 (912) 123-45-67
+	Intl     string // +7 912 123-45-67
+}
+
+// Parse reads s written any human way ("+7 (912) 123-45-67", "89121234567",
+// "912 123 45 67") with region as the default country (ISO code, "RU" when
+// empty). It refuses what is not a possible number.
+func Parse(s, region string) (Number, error) {
+	if region == "" {
+		region = DefaultRegion
+	}
+	raw := strings.TrimSpace(s)
+	if raw == "" {
+		return Number{}, fmt.Errorf("%w: empty", ErrNotANumber)
+	}
+	if len(raw) > MaxInput {
+		return Number{}, fmt.Errorf("%w: longer than %d characters", ErrNotANumber, MaxInput)
+	}
+	digits := 0
+	for _, r := range raw {
+		switch {
+		case unicode.IsDigit(r):
+			digits++
+		case r == '+' || r == '(' || r == ')' || r == '-' || r == '.' || r == ' ' || r == '\u00a0':
+		default:
+			return Number{}, fmt.Errorf("%w: %q contains %q", ErrNotANumber, raw, r)
+		}
+	}
+	if digits < 3 {
+		return Number{}, fmt.Errorf("%w: %q has too few digits", ErrNotANumber, raw)
+	}
+	n, err := phonenumbers.Parse(raw, strings.ToUpper(region))
+	if err != nil {
+		return Number{}, fmt.Errorf("%w: %q: %v", ErrNotANumber, raw, err)
+	}
+	if !phonenumbers.IsPossibleNumber(n) {
+		return Number{}, fmt.Errorf("%w: %q is not a possible number", ErrNotANumber, raw)
+	}
+	return Number{
+		E164:     phonenumbers.Format(n, phonenumbers.E164),
+		National: phonenumbers.Format(n, phonenumbers.NATIONAL),
+		Intl:     phonenumbers.Format(n, phonenumbers.INTERNATIONAL),
+	}, nil
+}
+
+// Display formats s for people: national format when it parses in region,
+// otherwise s as given (a PBX may send internal or hidden numbers).
+func Display(s, region string) string {
+	n, err := Parse(s, region)
+	if err != nil {
+		return strings.TrimSpace(s)
+	}
+	return n.National
+}
+
+// Digits returns the 11-digit form some partners want (79121234567) for a
+// Russian-style number, from E.164.
+func Digits(e164 string) string { return strings.TrimPrefix(e164, "+") }

@@ -1,0 +1,40 @@
+package phone
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct{ in, e164, national string }{
+		{"+7 (912) 123-45-67", "+79121234567", "8 (912) 123-45-67"},
+		{"89121234567", "+79121234567", "8 (912) 123-45-67"},
+		{"9121234567", "+79121234567", "8 (912) 123-45-67"},
+		{"+7-499-999-99-99", "+74999999999", "8 (499) 999-99-99"},
+		{"8 800 555 35 35", "+78005553535", "8 (800) 555-35-35"},
+		{"+36 1 234 5678", "+3612345678", "(06 1) 234 5678"},
+	} {
+		n, err := Parse(tc.in, "")
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tc.in, err)
+			continue
+		}
+		if n.E164 != tc.e164 || n.National != tc.national {
+			t.Errorf("Parse(%q) = %q, %q; want %q, %q", tc.in, n.E164, n.National, tc.e164, tc.national)
+		}
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	for _, in := range []string{"", "  ", "hello", "12", "+7 912 abc", "1234567890123456789012345678901234567890123456789012345678901234567890", "+7 (912) 123-45-67; DROP"} {
+		if _, err := Parse(in, "RU"); !errors.Is(err, ErrNotANumber) {
+			t.Errorf("Parse(%q) err = %v, want ErrNotANumber", in, err)
+		}
+	}
+}
+
+func TestDisplayKeepsUnparsable(t *testing.T) {
+	if got := Display("anonymous", "RU"); got != "anonymous" {
+		t.Errorf("Display = %q", got)
+	}
+}

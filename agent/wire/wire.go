@@ -1,0 +1,374 @@
+// Package wire is the websocket protocol spoken between a pult agent (the
+// operator's app) and a pult relay. It holds only types and constants and
+// imports nothing but the standard library, so both sides share one truth.
+//
+// # Protocol flow
+//
+// 1. Handshake. The agent opens a websocket to the relay at [Path]:
+//
+//	GET /v1/agent?since=<seq>&epoch=<epoch>
+//	Authorization: Bearer <operator token>
+//	Pult-Protocol: 1
+//
+// since and epoch are optional: they name the last event the agent processed
+// (see step 3). The relay checks the token and the protocol before upgrading.
+// A refusal is an HTTP error whose JSON body is a [HandshakeError] carrying
+// the same close code a live connection would get: [CloseBadToken],
+// [CloseRevoked] or [CloseProtocol]. These are "stop" codes: the agent must not
+// retry with the same token or build.
+//
+// 2. Hello. The first frame from the relay is a [Hello] (type "hello", no seq):
+// who the operator is, the current status, the relay's epoch, and whether the
+// requested position could be resumed.
+//
+// 3. Events. Every later server event (call cards, status changes, notices)
+// carries seq, its position in the relay's durable event log. Within one
+// operator's stream seq strictly increases (it is not contiguous: numbers are
+// shared with other operators' streams). After a reconnect the agent sends the
+// last seq it processed together with the epoch it got in hello; the relay then
+// sends exactly the events after that position, in order, before any live ones,
+// and never one twice. If the epoch differs (the relay's log was recreated) or
+// the position has expired, hello says Resumed=false and the agent must treat
+// its local view as stale.
+//
+// 4. Requests. The agent sends requests (status.set, dial) with a unique id.
+// Each gets exactly one answer with the same id: type "reply" (data is the
+// request-specific result) or type "error" (data is an [Error]). Requests may
+// be re-sent with the same id after a reconnect; the relay recognises the id
+// and answers with the original result instead of acting twice.
+//
+// 5. Liveness. The relay sends websocket pings every [PingPeriod]; the agent
+// answers with pongs (the websocket library does it) and treats a link that
+// stayed silent for [PongWait] as dead. Either side may close with a code from
+// this package: codes 4000–4099 mean stop, anything else means reconnect with
+// backoff and resume.
+//
+// Frames are JSON text messages of at most [DefaultMaxFrame] bytes unless the
+// relay is configured otherwise; a larger frame closes the connection with
+// 1009 (message too big). Every envelope carries the protocol version "v".
+package wire
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ProtocolVersion is the version this build speaks. MinProtocolVersion is the
+// oldest agent version the relay still serves.
+const (
+	ProtocolVersion    = 1
+	MinProtocolVersion = 1
+)
+
+// Handshake names.
+const (
+	Path           = "/v1/agent"
+	PathMe         = "/v1/me" // GET with the bearer token: 200 + Operator, or a HandshakeError
+	HeaderProtocol = "Pult-Protocol"
+	QuerySince     = "since"
+	QueryEpoch     = "epoch"
+)
+
+// Limits and timing shared by both sides.
+const (
+	DefaultMaxFrame = 64 << 10
+	PingPeriod      = 25 * time.Second
+	PongWait        = 60 * time.Second
+	WriteWait       = 10 * time.Second
+)
+
+// Close codes. 4000–4099 tell the agent to stop; the rest to reconnect.
+const (
+	CloseBadToken = 4001 // token unknown or malformed
+	CloseRevoked  = 4003 // token revoked by an administrator
+	CloseProtocol = 4004 // agent protocol too old (or too new) for this relay
+
+	CloseGoingAway = 4100 // relay shutting down or restarting
+	CloseSlow      = 4101 // agent could not keep up; resume after reconnecting
+)
+
+// IsStop reports whether a close code means "do not reconnect".
+func IsStop(code int) bool { return code >= 4000 && code < 4100 }
+
+// CloseText is a human explanation of a close code.
+func CloseText(code int) string {
+	switch code {
+	case CloseBadToken:
+		return "the relay does not know this token"
+	case CloseRevoked:
+		return "this token has been revoked"
+	case CloseProtocol:
+		return "this version of pult is not supported by the relay; please update"
+	case CloseGoingAway:
+		return "the relay is restarting"
+	case CloseSlow:
+		return "the connection fell behind"
+	case 1009:
+		return "a message exceeded the frame size limit"
+	}
+	return fmt.Sprintf("connection closed (code %d)", code)
+}
+
+// HandshakeError is the JSON body of a refused handshake.
+type HandshakeError struct {
+	Code   int    `json:"code"`
+	Reason string `json:"reason"`
+}
+
+func (e *HandshakeError) Error() string { return e.Reason }
+
+// Envelope is every frame, in both directions.
+type Envelope struct {
+	V    int             `json:"v"`
+	Type string          `json:"type"`
+	ID   string          `json:"id,omitempty"`
+	Seq  uint64          `json:"seq,omitempty"`
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// Frame types.
+const (
+	// server → agent
+	TypeHello  = "hello"
+	TypeReply  = "reply"
+	TypeError  = "error"
+	TypeCall   = "call"
+	TypeStatus = "status"
+	TypeNotice = "notice"
+
+	// agent → server requests
+	TypeSetStatus = "status.set"
+	TypeDial      = "dial"
+)
+
+// MaxIDLen bounds request ids.
+const MaxIDLen = 64
+
+// Encode builds an envelope with data marshalled to JSON.
+func Encode(typ, id string, seq uint64, data any) ([]byte, error) {
+	env := Envelope{V: ProtocolVersion, Type: typ, ID: id, Seq: seq}
+	if data != nil {
+		b, err := json.Marshal(data)
+		if err != nil {
+			return nil, fmt.Errorf("wire: encode %s: %w", typ, err)
+		}
+		env.Data = b
+	}
+	return json.Marshal(env)
+}
+
+// Operator is who a token belongs to.
+type Operator struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Code   string `json:"code"`   // PBX extension
+	UserID string `json:"userId"` // CRM user id
+	Role   Role   `json:"role"`
+}
+
+// Role of an operator.
+type Role string
+
+const (
+	RoleOperator   Role = "operator"
+	RoleSupervisor Role = "supervisor"
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return r == RoleOperator || r == RoleSupervisor }
+
+// Status is what an operator sets: free, busy, dinner, break. Offline is not
+// settable: it is shown while no agent of the operator is connected.
+type Status string
+
+const (
+	StatusFree    Status = "free"
+	StatusBusy    Status = "busy"
+	StatusDinner  Status = "dinner"
+	StatusBreak   Status = "break"
+	StatusOffline Status = "offline"
+)
+
+// Statuses lists the settable statuses in menu order.
+var Statuses = []Status{StatusFree, StatusBusy, StatusDinner, StatusBreak}
+
+// Valid reports whether s can be set.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusFree, StatusBusy, StatusDinner, StatusBreak:
+		return true
+	}
+	return false
+}
+
+// ParseStatus accepts a settable status, case-insensitively.
+func ParseStatus(s string) (Status, error) {
+	st := Status(strings.ToLower(strings.TrimSpace(s)))
+	if !st.Valid() {
+		return "", fmt.Errorf("unknown status %q (want free, busy, dinner or break)", s)
+	}
+	return st, nil
+}
+
+// Hello is the first frame on every connection.
+type Hello struct {
+	Protocol   int        `json:"protocol"`
+	Operator   Operator   `json:"operator"`
+	Status     StatusInfo `json:"status"`
+	Epoch      string     `json:"epoch"`
+	Resumed    bool       `json:"resumed"` // the requested position was resumed
+	ServerTime time.Time  `json:"serverTime"`
+}
+
+// StatusInfo is an operator's status, the data of "status" events and the
+// reply to status.set.
+type StatusInfo struct {
+	Status Status    `json:"status"`
+	Since  time.Time `json:"since"`
+	Source string    `json:"source,omitempty"` // agent, crm, supervisor, relay
+}
+
+// SetStatus is the data of a status.set request. At is when the operator made
+// the choice; a change older than the stored one is not applied (the last
+// status wins even when an offline change arrives late).
+type SetStatus struct {
+	Status Status    `json:"status"`
+	At     time.Time `json:"at"`
+}
+
+// Dial is the data of a dial request: click-to-call through the PBX.
+type Dial struct {
+	Phone         string `json:"phone"`
+	ExternalPhone string `json:"externalPhone,omitempty"`
+}
+
+// DialResult is the reply to a dial request: the PBX accepted the call.
+type DialResult struct {
+	Phone   string `json:"phone"`   // E.164, as sent to the PBX
+	Display string `json:"display"` // national format, for people
+}
+
+// Error is the data of an "error" frame.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Error codes.
+const (
+	ErrBadRequest     = "bad_request"
+	ErrInvalidStatus  = "invalid_status"
+	ErrInvalidNumber  = "invalid_number"
+	ErrPBXRefused     = "pbx_refused"
+	ErrPBXUnreachable = "pbx_unreachable"
+	ErrPBXTimeout     = "pbx_timeout"
+	ErrNotConfigured  = "not_configured"
+	ErrForbidden      = "forbidden"
+	ErrInternal       = "internal"
+)
+
+// Direction of a call.
+const (
+	DirectionIn  = "in"
+	DirectionOut = "out"
+)
+
+// CallState is a call as this operator sees it.
+type CallState string
+
+const (
+	CallRinging           CallState = "ringing"            // ringing at this operator (or dialing out)
+	CallTalking           CallState = "talking"            // answered by this operator
+	CallAnsweredElsewhere CallState = "answered_elsewhere" // another operator answered
+	CallEnded             CallState = "ended"              // answered, now over
+	CallMissed            CallState = "missed"             // nobody answered
+)
+
+// Final reports whether the call is over for this operator.
+func (s CallState) Final() bool {
+	return s == CallEnded || s == CallMissed || s == CallAnsweredElsewhere
+}
+
+// ManagerState tells whether the responsible manager is known yet.
+type ManagerState string
+
+const (
+	ManagerPending     ManagerState = "pending"     // lookup in progress; an update follows
+	ManagerFound       ManagerState = "found"       // Manager is set
+	ManagerNone        ManagerState = "none"        // the CRM has no free responsible manager
+	ManagerUnavailable ManagerState = "unavailable" // the CRM could not be asked
+	ManagerOff         ManagerState = "off"         // no CRM configured
+)
+
+// Call is a call card: the data of "call" events. Each event carries the whole
+// card, so the latest one for an ID replaces any earlier.
+type Call struct {
+	ID           string       `json:"id"`
+	Direction    string       `json:"direction"`
+	State        CallState    `json:"state"`
+	Phone        string       `json:"phone"`          // the other party, E.164 when it parses
+	PhoneDisplay string       `json:"phoneDisplay"`   // national format
+	Line         string       `json:"line,omitempty"` // external number called
+	LineDisplay  string       `json:"lineDisplay,omitempty"`
+	Site         string       `json:"site,omitempty"`
+	Client       *Client      `json:"client,omitempty"`
+	Manager      *Manager     `json:"manager,omitempty"`
+	ManagerState ManagerState `json:"managerState"`
+	AnsweredBy   *Party       `json:"answeredBy,omitempty"`
+	HangupStatus string       `json:"hangupStatus,omitempty"`
+	StartedAt    time.Time    `json:"startedAt"`
+	AnsweredAt   *time.Time   `json:"answeredAt,omitempty"`
+	EndedAt      *time.Time   `json:"endedAt,omitempty"`
+	Links        *Links       `json:"links,omitempty"`
+}
+
+// Client is the caller as the CRM knows them.
+type Client struct {
+	ID    string `json:"id,omitempty"`
+	Name  string `json:"name,omitempty"`
+	Email string `json:"email,omitempty"`
+}
+
+// Manager is the client's responsible manager.
+type Manager struct {
+	ID    string `json:"id,omitempty"`
+	Name  string `json:"name"`
+	Code  string `json:"code,omitempty"` // extension
+	Email string `json:"email,omitempty"`
+	Free  bool   `json:"free"` // the CRM returns a manager only when free
+	You   bool   `json:"you"`  // the manager is this operator
+}
+
+// Party is an operator taking part in a call.
+type Party struct {
+	Code string `json:"code"`
+	Name string `json:"name,omitempty"`
+	You  bool   `json:"you"`
+}
+
+// Links into the CRM.
+type Links struct {
+	Customer    string `json:"customer,omitempty"`
+	NewOrder    string `json:"newOrder,omitempty"`
+	LastOrder   string `json:"lastOrder,omitempty"`
+	NewCustomer string `json:"newCustomer,omitempty"`
+}
+
+// Notice is a message for the operator, e.g. "dialing …" after the CRM's
+// phone icon was clicked.
+type Notice struct {
+	Kind  string    `json:"kind"` // dialing, dial_failed
+	Text  string    `json:"text"`
+	Phone string    `json:"phone,omitempty"`
+	At    time.Time `json:"at"`
+}
+
+// Notice kinds.
+const (
+	NoticeDialing    = "dialing"
+	NoticeDialFailed = "dial_failed"
+)

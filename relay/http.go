@@ -1,0 +1,211 @@
+package relay
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/hub"
+	"github.com/pult/pult/relay/retailcrm"
+)
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.handleHealth)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+
+	// Agents.
+	mux.HandleFunc("GET "+wire.Path, s.handleAgent)
+	mux.HandleFunc("GET "+wire.PathMe, s.handleMe)
+
+	// A PBX integrated with retailCRM only changes its base URL to ours.
+	mux.HandleFunc("POST "+retailcrm.PathCallEvent, s.handleCallEvent)
+	mux.HandleFunc("POST "+retailcrm.PathCallsUpload, s.handleCallsUpload)
+	for _, p := range []string{retailcrm.PathCallEvent, retailcrm.PathCallsUpload} {
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			retailcrm.WriteError(w, http.StatusMethodNotAllowed, "Method not allowed; use POST.", nil)
+		})
+	}
+	// What retailCRM calls on a telephony (makeCallUrl, changeUserStatusUrl).
+	mux.HandleFunc("GET /retailcrm/make-call", s.handleCRMMakeCall)
+	mux.HandleFunc("GET /retailcrm/change-status", s.handleCRMChangeStatus)
+
+	// Administration.
+	mux.HandleFunc("GET /admin/v1/operators", s.admin(s.handleListOperators))
+	mux.HandleFunc("POST /admin/v1/operators", s.admin(s.handleAddOperator))
+	mux.HandleFunc("POST /admin/v1/operators/{ref}/revoke", s.admin(s.handleRevokeOperator))
+	return mux
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	status, code := "ok", http.StatusOK
+	if !s.store.Conn().IsConnected() {
+		status, code = "nats disconnected", http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]string{"status": status})
+}
+
+// authOperator reads the bearer token; on failure it answers with a
+// HandshakeError carrying the close code the agent must obey.
+func (s *Server) authOperator(w http.ResponseWriter, r *http.Request) (Operator, bool) {
+	token, ok := bearer(r)
+	if !ok {
+		writeJSON(w, http.StatusUnauthorized, &wire.HandshakeError{Code: wire.CloseBadToken, Reason: "missing Authorization: Bearer token"})
+		return Operator{}, false
+	}
+	op, err := s.ops.Authenticate(token)
+	switch {
+	case errors.Is(err, ErrRevoked):
+		writeJSON(w, http.StatusForbidden, &wire.HandshakeError{Code: wire.CloseRevoked, Reason: wire.CloseText(wire.CloseRevoked)})
+		return Operator{}, false
+	case err != nil:
+		writeJSON(w, http.StatusUnauthorized, &wire.HandshakeError{Code: wire.CloseBadToken, Reason: wire.CloseText(wire.CloseBadToken)})
+		return Operator{}, false
+	}
+	return op, true
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	t, ok := strings.CutPrefix(h, "Bearer ")
+	t = strings.TrimSpace(t)
+	return t, ok && t != ""
+}
+
+func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
+	op, ok := s.authOperator(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, op.Wire())
+}
+
+func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
+	op, ok := s.authOperator(w, r)
+	if !ok {
+		return
+	}
+	v, err := strconv.Atoi(r.Header.Get(wire.HeaderProtocol))
+	if err != nil || v < wire.MinProtocolVersion || v > wire.ProtocolVersion {
+		writeJSON(w, http.StatusUpgradeRequired, &wire.HandshakeError{Code: wire.CloseProtocol,
+			Reason: fmt.Sprintf("protocol %q is not supported; this relay speaks %d to %d", r.Header.Get(wire.HeaderProtocol), wire.MinProtocolVersion, wire.ProtocolVersion)})
+		return
+	}
+	pos, err := hub.ParsePosition(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, &wire.Error{Code: wire.ErrBadRequest, Message: err.Error()})
+		return
+	}
+	st, _, err := s.currentStatus(r.Context(), op)
+	if err != nil {
+		http.Error(w, "relay store unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	s.hub.Serve(w, r, op.Wire(), pos, wire.Hello{Operator: op.Wire(), Status: st, ServerTime: time.Now().UTC()})
+}
+
+// admin guards a handler with the admin token.
+func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		t, ok := bearer(r)
+		if !ok || subtle.ConstantTimeCompare([]byte(t), []byte(s.cfg.AdminToken)) != 1 {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "admin token required (Authorization: Bearer …)"})
+			return
+		}
+		h(w, r)
+	}
+}
+
+// OperatorView is an operator as the admin API lists it.
+type OperatorView struct {
+	ID          string          `json:"id"`
+	Name        string          `json:"name"`
+	Code        string          `json:"code"`
+	UserID      string          `json:"userId"`
+	Role        wire.Role       `json:"role"`
+	CreatedAt   time.Time       `json:"createdAt"`
+	RevokedAt   *time.Time      `json:"revokedAt,omitempty"`
+	Status      wire.Status     `json:"status"` // offline while no agent is connected
+	Chosen      wire.StatusInfo `json:"chosen"` // what the operator last set
+	Connections int             `json:"connections"`
+}
+
+func (s *Server) view(r *http.Request, op Operator) OperatorView {
+	v := OperatorView{ID: op.ID, Name: op.Name, Code: op.Code, UserID: op.UserID, Role: op.Role,
+		CreatedAt: op.CreatedAt, RevokedAt: op.RevokedAt, Connections: s.hub.Connected(op.ID)}
+	v.Chosen, _, _ = s.currentStatus(r.Context(), op)
+	v.Status = v.Chosen.Status
+	if v.Connections == 0 {
+		v.Status = wire.StatusOffline
+	}
+	return v
+}
+
+func (s *Server) handleListOperators(w http.ResponseWriter, r *http.Request) {
+	ops := s.ops.List()
+	out := make([]OperatorView, 0, len(ops))
+	for _, op := range ops {
+		out = append(out, s.view(r, op))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// AddedOperator is the answer to adding an operator: the only time the
+// token is ever shown.
+type AddedOperator struct {
+	Operator OperatorView `json:"operator"`
+	Token    string       `json:"token"`
+}
+
+func (s *Server) handleAddOperator(w http.ResponseWriter, r *http.Request) {
+	var n NewOperator
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&n); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "malformed JSON: " + err.Error()})
+		return
+	}
+	op, token, err := s.ops.Add(r.Context(), n)
+	switch {
+	case errors.Is(err, ErrConflict):
+		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+		return
+	case err != nil && strings.HasPrefix(err.Error(), "operators:"):
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	case err != nil:
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	s.log.Info("operator added", "operator", op.ID, "code", op.Code, "role", op.Role)
+	writeJSON(w, http.StatusCreated, AddedOperator{Operator: s.view(r, op), Token: token})
+}
+
+func (s *Server) handleRevokeOperator(w http.ResponseWriter, r *http.Request) {
+	op, err := s.ops.Revoke(r.Context(), r.PathValue("ref"))
+	if errors.Is(err, ErrNotFound) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+		return
+	}
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	s.hub.Disconnect(op.ID, wire.CloseRevoked, "token revoked")
+	s.log.Info("operator revoked", "operator", op.ID)
+	writeJSON(w, http.StatusOK, s.view(r, op))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,315 @@
+// Package hub serves connected agents: one websocket session per connection,
+// each with exactly one reader and one writer goroutine. Events come from a
+// single live tail of the relay's event log and are fanned out to the
+// sessions of their operator; a session that connects with a position first
+// catches up from the log, so it receives exactly the events it missed, in
+// order, none twice.
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/store"
+)
+
+// Log is the part of the store the hub reads.
+type Log interface {
+	Next(ctx context.Context, op string, after uint64) (*store.Event, error)
+	EventBounds(ctx context.Context) (first, last uint64, err error)
+	Epoch() string
+}
+
+// Handler answers agent requests. It returns the reply type (wire.TypeReply
+// or wire.TypeError) and its data. It must honour ctx.
+type Handler interface {
+	HandleRequest(ctx context.Context, op wire.Operator, typ, id string, data json.RawMessage) (string, any)
+}
+
+// Metrics the hub updates; any field may be nil.
+type Metrics struct {
+	Connections     prometheus.Gauge
+	Operators       prometheus.Gauge
+	EventsOut       prometheus.Counter
+	DeliveryLatency prometheus.Observer
+}
+
+// Config of a Hub.
+type Config struct {
+	Log         Log
+	Handler     Handler
+	Logger      *slog.Logger
+	Metrics     Metrics
+	MaxFrame    int           // read limit; wire.DefaultMaxFrame when 0
+	SendQueue   int           // frames buffered per session before it counts as slow (256)
+	MaxInFlight int           // concurrent requests per session (8)
+	PingPeriod  time.Duration // wire.PingPeriod when 0
+	PongWait    time.Duration // wire.PongWait when 0
+	// OnPresence is called when an operator's first session opens or the last closes.
+	OnPresence func(opID string, online bool)
+}
+
+// Hub holds the sessions.
+type Hub struct {
+	cfg      Config
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+
+	mu            sync.Mutex
+	sessions      map[string]map[*session]struct{}
+	lastDelivered uint64
+	closed        bool
+	wg            sync.WaitGroup
+}
+
+// New makes a hub whose live feed starts after sequence last.
+func New(cfg Config, last uint64) *Hub {
+	if cfg.MaxFrame <= 0 {
+		cfg.MaxFrame = wire.DefaultMaxFrame
+	}
+	if cfg.SendQueue <= 0 {
+		cfg.SendQueue = 256
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 8
+	}
+	if cfg.PingPeriod <= 0 {
+		cfg.PingPeriod = wire.PingPeriod
+	}
+	if cfg.PongWait <= 0 {
+		cfg.PongWait = wire.PongWait
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Hub{
+		cfg: cfg,
+		log: cfg.Logger.With("component", "hub"),
+		upgrader: websocket.Upgrader{
+			ReadBufferSize:  1024,
+			WriteBufferSize: 1024,
+			WriteBufferPool: &sync.Pool{},
+			// Agents are native apps, not browsers; they send no Origin.
+			CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
+		},
+		sessions:      make(map[string]map[*session]struct{}),
+		lastDelivered: last,
+	}
+}
+
+// Deliver fans one event of the live feed out to its operator's sessions.
+// Events must arrive in sequence order (the store's Tail guarantees it).
+func (h *Hub) Deliver(ev store.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ev.Seq > h.lastDelivered {
+		h.lastDelivered = ev.Seq
+	}
+	for s := range h.sessions[ev.Operator] {
+		s.deliver(ev)
+	}
+}
+
+// Connected reports how many sessions an operator has.
+func (h *Hub) Connected(opID string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions[opID])
+}
+
+// Disconnect closes every session of an operator with a close code.
+func (h *Hub) Disconnect(opID string, code int, reason string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.sessions[opID] {
+		s.close(code, reason)
+	}
+}
+
+// Shutdown closes every session with CloseGoingAway and waits for them.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closed = true
+	for _, set := range h.sessions {
+		for s := range set {
+			s.close(wire.CloseGoingAway, "relay shutting down")
+		}
+	}
+	h.mu.Unlock()
+	done := make(chan struct{})
+	go func() { h.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Position is where an agent asks to resume.
+type Position struct {
+	Since uint64
+	Epoch string
+}
+
+// ParsePosition reads since/epoch from a handshake query.
+func ParsePosition(r *http.Request) (Position, error) {
+	q := r.URL.Query()
+	var p Position
+	if s := q.Get(wire.QuerySince); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return p, errors.New("since must be a non-negative integer")
+		}
+		p.Since = n
+	}
+	p.Epoch = q.Get(wire.QueryEpoch)
+	if len(p.Epoch) > 32 {
+		return p, errors.New("epoch is too long")
+	}
+	return p, nil
+}
+
+// Serve upgrades an authenticated request and runs the session until it ends.
+// hello is filled in with Epoch and Resumed by the hub.
+func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, op wire.Operator, pos Position, hello wire.Hello) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		http.Error(w, "relay shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	defer h.wg.Done()
+
+	conn, err := h.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	conn.SetReadLimit(int64(h.cfg.MaxFrame))
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{
+		hub:  h,
+		op:   op,
+		conn: conn,
+		send: make(chan []byte, h.cfg.SendQueue),
+		done: make(chan struct{}),
+		ctx:  ctx,
+		sem:  make(chan struct{}, h.cfg.MaxInFlight),
+		log:  h.log.With("operator", op.ID),
+	}
+	defer cancel()
+
+	resume := h.resumable(r.Context(), pos)
+	hello.Epoch = h.cfg.Log.Epoch()
+	hello.Resumed = resume
+	hello.Protocol = wire.ProtocolVersion
+	first, _ := wire.Encode(wire.TypeHello, "", 0, hello)
+	s.send <- first // the queue is empty: never blocks
+
+	h.register(s, pos, resume)
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); s.writer() }()
+	catchUpDone := make(chan struct{})
+	go func() { defer close(catchUpDone); s.catchUp() }()
+
+	s.reader()
+	s.close(websocket.CloseNormalClosure, "")
+	cancel()
+	<-catchUpDone
+	s.reqs.Wait()
+	<-writerDone
+	h.unregister(s)
+	conn.Close()
+}
+
+// resumable reports whether pos is a position in this log that has not expired.
+func (h *Hub) resumable(ctx context.Context, pos Position) bool {
+	if pos.Since == 0 || pos.Epoch != h.cfg.Log.Epoch() {
+		return false
+	}
+	h.mu.Lock()
+	last := h.lastDelivered
+	h.mu.Unlock()
+	if pos.Since > last {
+		// Not delivered yet as far as this node knows: ask the log itself.
+		_, l, err := h.cfg.Log.EventBounds(ctx)
+		if err != nil || pos.Since > l {
+			return false
+		}
+		return true
+	}
+	if pos.Since == last {
+		return true
+	}
+	first, _, err := h.cfg.Log.EventBounds(ctx)
+	if err != nil {
+		return false
+	}
+	return pos.Since+1 >= first
+}
+
+func (h *Hub) register(s *session, pos Position, resume bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if resume {
+		s.cursor = pos.Since
+		s.catchingUp = pos.Since < h.lastDelivered
+	} else {
+		s.cursor = h.lastDelivered
+	}
+	set := h.sessions[s.op.ID]
+	if set == nil {
+		set = make(map[*session]struct{})
+		h.sessions[s.op.ID] = set
+		if h.cfg.Metrics.Operators != nil {
+			h.cfg.Metrics.Operators.Inc()
+		}
+		if h.cfg.OnPresence != nil {
+			go h.cfg.OnPresence(s.op.ID, true)
+		}
+	}
+	set[s] = struct{}{}
+	if h.cfg.Metrics.Connections != nil {
+		h.cfg.Metrics.Connections.Inc()
+	}
+}
+
+func (h *Hub) unregister(s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	set := h.sessions[s.op.ID]
+	if _, ok := set[s]; !ok {
+		return
+	}
+	delete(set, s)
+	if h.cfg.Metrics.Connections != nil {
+		h.cfg.Metrics.Connections.Dec()
+	}
+	if len(set) == 0 {
+		delete(h.sessions, s.op.ID)
+		if h.cfg.Metrics.Operators != nil {
+			h.cfg.Metrics.Operators.Dec()
+		}
+		if h.cfg.OnPresence != nil {
+			go h.cfg.OnPresence(s.op.ID, false)
+		}
+	}
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+// ValidID reports whether a request id is acceptable.
+func ValidID(id string) bool { return idPattern.MatchString(id) }

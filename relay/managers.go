@@ -1,0 +1,116 @@
+package relay
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/retailcrm"
+)
+
+// managerSource asks the CRM for a number's responsible manager.
+type managerSource interface {
+	Manager(ctx context.Context, phone string) (*retailcrm.ManagerResult, error)
+}
+
+// managers caches responsible-manager lookups per number for a short while
+// and folds concurrent lookups of one number into one request.
+type managers struct {
+	src managerSource
+	ttl time.Duration
+
+	mu       sync.Mutex
+	cache    map[string]cachedManager
+	inflight map[string]*lookup
+}
+
+type cachedManager struct {
+	res *retailcrm.ManagerResult
+	at  time.Time
+}
+
+type lookup struct {
+	done chan struct{}
+	res  *retailcrm.ManagerResult
+	err  error
+}
+
+func newManagers(src managerSource, ttl time.Duration) *managers {
+	return &managers{src: src, ttl: ttl, cache: map[string]cachedManager{}, inflight: map[string]*lookup{}}
+}
+
+// cached returns a fresh cached answer.
+func (m *managers) cached(phone string) (*retailcrm.ManagerResult, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.cache[phone]
+	if !ok || time.Since(c.at) > m.ttl {
+		return nil, false
+	}
+	return c.res, true
+}
+
+// get asks the CRM (once for concurrent callers) and caches success.
+func (m *managers) get(ctx context.Context, phone string) (*retailcrm.ManagerResult, error) {
+	if res, ok := m.cached(phone); ok {
+		return res, nil
+	}
+	m.mu.Lock()
+	l, ok := m.inflight[phone]
+	if !ok {
+		l = &lookup{done: make(chan struct{})}
+		m.inflight[phone] = l
+		m.mu.Unlock()
+		l.res, l.err = m.src.Manager(ctx, phone)
+		m.mu.Lock()
+		delete(m.inflight, phone)
+		if l.err == nil && m.ttl > 0 {
+			m.cache[phone] = cachedManager{res: l.res, at: time.Now()}
+			if len(m.cache) > 10000 {
+				m.evict()
+			}
+		}
+		m.mu.Unlock()
+		close(l.done)
+		return l.res, l.err
+	}
+	m.mu.Unlock()
+	select {
+	case <-l.done:
+		return l.res, l.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// evict drops expired entries; called with mu held.
+func (m *managers) evict() {
+	for k, c := range m.cache {
+		if time.Since(c.at) > m.ttl {
+			delete(m.cache, k)
+		}
+	}
+}
+
+// setManager copies a CRM answer onto a call record.
+func (c *callRecord) setManager(res *retailcrm.ManagerResult) {
+	c.Manager, c.Client, c.Links = nil, nil, nil
+	if res == nil {
+		c.ManagerState = wire.ManagerNone
+		return
+	}
+	if cu := res.Customer; cu != nil {
+		c.Client = &wire.Client{ID: cu.ID, Name: cu.FullName(), Email: cu.Email}
+	}
+	if m := res.Manager; m != nil {
+		c.Manager = &wire.Manager{ID: m.ID, Name: m.FullName(), Code: m.Code, Email: m.Email, Free: true}
+		c.ManagerState = wire.ManagerFound
+	} else {
+		c.ManagerState = wire.ManagerNone
+	}
+	l := res.Links
+	if l != (retailcrm.Links{}) {
+		c.Links = &wire.Links{Customer: l.Customer, NewOrder: l.NewOrder, LastOrder: l.LastOrder, NewCustomer: l.NewCustomer}
+	}
+}

@@ -1,0 +1,306 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pult/pult/agent/wire"
+)
+
+// Operator is a person who may connect an agent. The relay keeps only a hash
+// of the token.
+type Operator struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Code      string     `json:"code"`
+	UserID    string     `json:"userId"`
+	Role      wire.Role  `json:"role"`
+	TokenHash string     `json:"tokenHash"`
+	CreatedAt time.Time  `json:"createdAt"`
+	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+}
+
+// Wire is the operator as agents see it.
+func (o Operator) Wire() wire.Operator {
+	return wire.Operator{ID: o.ID, Name: o.Name, Code: o.Code, UserID: o.UserID, Role: o.Role}
+}
+
+// Revoked reports whether the operator's token was revoked.
+func (o Operator) Revoked() bool { return o.RevokedAt != nil }
+
+// Authentication errors.
+var (
+	ErrBadToken = errors.New("unknown or malformed token")
+	ErrRevoked  = errors.New("token revoked")
+	ErrConflict = errors.New("already taken")
+	ErrNotFound = errors.New("no such operator")
+)
+
+// NewOperator is what an administrator gives to add an operator.
+type NewOperator struct {
+	Name   string    `json:"name"`
+	Code   string    `json:"code"`
+	UserID string    `json:"userId"`
+	Role   wire.Role `json:"role"`
+}
+
+var (
+	codePattern = regexp.MustCompile(`^[0-9]{1,16}$`)
+	userPattern = regexp.MustCompile(`^[0-9]{1,18}$`)
+)
+
+// Validate checks an operator request.
+func (n *NewOperator) Validate() error {
+	n.Name = strings.TrimSpace(n.Name)
+	if n.Name == "" || utf8.RuneCountInString(n.Name) > 100 {
+		return errors.New("name: required, at most 100 characters")
+	}
+	if !codePattern.MatchString(n.Code) {
+		return errors.New("code: the PBX extension, 1–16 digits")
+	}
+	if !userPattern.MatchString(n.UserID) {
+		return errors.New("user-id: the CRM user id, 1–18 digits")
+	}
+	if n.Role == "" {
+		n.Role = wire.RoleOperator
+	}
+	if !n.Role.Valid() {
+		return fmt.Errorf("role: %q is not operator or supervisor", n.Role)
+	}
+	return nil
+}
+
+// Registry holds operators in a KV bucket and mirrors them in memory.
+// Keys: op.<id> → Operator; code.<code> and user.<userId> → id (unique
+// indexes, claimed with an atomic create).
+type Registry struct {
+	kv      jetstream.KeyValue
+	watcher jetstream.KeyWatcher
+	// OnRevoke is called (from Run's goroutine) when an operator is revoked.
+	onRevoke func(Operator)
+
+	mu     sync.RWMutex
+	byID   map[string]Operator
+	byCode map[string]string
+	byUser map[string]string
+}
+
+// OpenRegistry loads every operator and starts watching for changes; call Run
+// to keep applying them.
+func OpenRegistry(ctx context.Context, kv jetstream.KeyValue, onRevoke func(Operator)) (*Registry, error) {
+	r := &Registry{kv: kv, onRevoke: onRevoke, byID: map[string]Operator{}, byCode: map[string]string{}, byUser: map[string]string{}}
+	w, err := kv.Watch(context.Background(), "op.*")
+	if err != nil {
+		return nil, fmt.Errorf("operators: watch: %w", err)
+	}
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				r.watcher = w
+				return r, nil
+			}
+			r.apply(e)
+		case <-ctx.Done():
+			w.Stop()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Run applies changes made by any relay node until ctx ends.
+func (r *Registry) Run(ctx context.Context) error {
+	defer r.watcher.Stop()
+	for {
+		select {
+		case e, ok := <-r.watcher.Updates():
+			if !ok {
+				return errors.New("operators: watch ended")
+			}
+			if e != nil {
+				r.apply(e)
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (r *Registry) apply(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		return
+	}
+	var op Operator
+	if err := json.Unmarshal(e.Value(), &op); err != nil {
+		return
+	}
+	r.put(op)
+}
+
+func (r *Registry) put(op Operator) {
+	r.mu.Lock()
+	old, had := r.byID[op.ID]
+	r.byID[op.ID] = op
+	if op.Revoked() {
+		delete(r.byCode, op.Code)
+		delete(r.byUser, op.UserID)
+	} else {
+		r.byCode[op.Code] = op.ID
+		r.byUser[op.UserID] = op.ID
+	}
+	r.mu.Unlock()
+	if op.Revoked() && (!had || !old.Revoked()) && r.onRevoke != nil {
+		r.onRevoke(op)
+	}
+}
+
+// Add creates an operator and returns its token, which is never stored.
+func (r *Registry) Add(ctx context.Context, n NewOperator) (Operator, string, error) {
+	if err := n.Validate(); err != nil {
+		return Operator{}, "", err
+	}
+	id := randomHex(6)
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	token := "pult_" + id + "_" + base64.RawURLEncoding.EncodeToString(secret)
+	op := Operator{
+		ID: id, Name: n.Name, Code: n.Code, UserID: n.UserID, Role: n.Role,
+		TokenHash: hashToken(token), CreatedAt: time.Now().UTC(),
+	}
+	if _, err := r.kv.Create(ctx, "code."+op.Code, []byte(id)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return Operator{}, "", fmt.Errorf("code %s: %w by another operator", op.Code, ErrConflict)
+		}
+		return Operator{}, "", fmt.Errorf("operators: %w", err)
+	}
+	if _, err := r.kv.Create(ctx, "user."+op.UserID, []byte(id)); err != nil {
+		r.kv.Delete(ctx, "code."+op.Code)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return Operator{}, "", fmt.Errorf("user-id %s: %w by another operator", op.UserID, ErrConflict)
+		}
+		return Operator{}, "", fmt.Errorf("operators: %w", err)
+	}
+	b, _ := json.Marshal(op)
+	if _, err := r.kv.Create(ctx, "op."+id, b); err != nil {
+		r.kv.Delete(ctx, "code."+op.Code)
+		r.kv.Delete(ctx, "user."+op.UserID)
+		return Operator{}, "", fmt.Errorf("operators: %w", err)
+	}
+	r.put(op)
+	return op, token, nil
+}
+
+// Revoke revokes an operator by id or extension code. Its code and user id
+// become free for a new operator.
+func (r *Registry) Revoke(ctx context.Context, ref string) (Operator, error) {
+	op, ok := r.Lookup(ref)
+	if !ok {
+		return Operator{}, fmt.Errorf("%q: %w", ref, ErrNotFound)
+	}
+	if op.Revoked() {
+		return op, nil
+	}
+	now := time.Now().UTC()
+	op.RevokedAt = &now
+	b, _ := json.Marshal(op)
+	if _, err := r.kv.Put(ctx, "op."+op.ID, b); err != nil {
+		return Operator{}, fmt.Errorf("operators: revoke: %w", err)
+	}
+	r.kv.Delete(ctx, "code."+op.Code)
+	r.kv.Delete(ctx, "user."+op.UserID)
+	r.put(op)
+	return op, nil
+}
+
+// Lookup finds an operator by id or, among active ones, by code.
+func (r *Registry) Lookup(ref string) (Operator, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if op, ok := r.byID[ref]; ok {
+		return op, true
+	}
+	if id, ok := r.byCode[ref]; ok {
+		return r.byID[id], true
+	}
+	return Operator{}, false
+}
+
+// ByCode finds an active operator by PBX extension.
+func (r *Registry) ByCode(code string) (Operator, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	id, ok := r.byCode[code]
+	return r.byID[id], ok
+}
+
+// ByUserID finds an active operator by CRM user id.
+func (r *Registry) ByUserID(uid string) (Operator, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	id, ok := r.byUser[uid]
+	return r.byID[id], ok
+}
+
+// List returns every operator, revoked ones included, by code.
+func (r *Registry) List() []Operator {
+	r.mu.RLock()
+	out := make([]Operator, 0, len(r.byID))
+	for _, op := range r.byID {
+		out = append(out, op)
+	}
+	r.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Code != out[j].Code {
+			return out[i].Code < out[j].Code
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Authenticate checks a bearer token in constant time.
+func (r *Registry) Authenticate(token string) (Operator, error) {
+	if len(token) > 200 || !strings.HasPrefix(token, "pult_") {
+		return Operator{}, ErrBadToken
+	}
+	id, _, ok := strings.Cut(strings.TrimPrefix(token, "pult_"), "_")
+	if !ok {
+		return Operator{}, ErrBadToken
+	}
+	r.mu.RLock()
+	op, found := r.byID[id]
+	r.mu.RUnlock()
+	if !found || subtle.ConstantTimeCompare([]byte(op.TokenHash), []byte(hashToken(token))) != 1 {
+		return Operator{}, ErrBadToken
+	}
+	if op.Revoked() {
+		return Operator{}, ErrRevoked
+	}
+	return op, nil
+}
+
+func hashToken(t string) string {
+	h := sha256.Sum256([]byte(t))
+	return hex.EncodeToString(h[:])
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

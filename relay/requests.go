@@ -1,0 +1,142 @@
+package relay
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/pult/pult/agent/phone"
+	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/retailcrm"
+)
+
+// HandleRequest answers one agent request (hub.Handler). A request id seen
+// before gets the answer it got then.
+func (s *Server) HandleRequest(ctx context.Context, wop wire.Operator, typ, id string, data json.RawMessage) (string, any) {
+	op, ok := s.ops.Lookup(wop.ID)
+	if !ok || op.Revoked() {
+		return wire.TypeError, &wire.Error{Code: wire.ErrForbidden, Message: "operator revoked"}
+	}
+	if typ != wire.TypeSetStatus && typ != wire.TypeDial {
+		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: fmt.Sprintf("unknown request type %q", typ)}
+	}
+	h := sha256.Sum256([]byte(id))
+	key := "r." + op.ID + "." + hex.EncodeToString(h[:12])
+	if e, err := s.store.Requests.Get(ctx, key); err == nil {
+		var saved savedReply
+		if json.Unmarshal(e.Value(), &saved) == nil {
+			return saved.Type, saved.Data
+		}
+	}
+	var rtyp string
+	var out any
+	switch typ {
+	case wire.TypeSetStatus:
+		rtyp, out = s.requestStatus(ctx, op, data)
+	case wire.TypeDial:
+		rtyp, out = s.requestDial(ctx, op, data)
+	}
+	if ctx.Err() == nil {
+		b, _ := json.Marshal(out)
+		saved, _ := json.Marshal(savedReply{Type: rtyp, Data: b})
+		if _, err := s.store.Requests.Put(ctx, key, saved); err != nil {
+			s.log.Warn("could not remember request id", "operator", op.ID, "err", err)
+		}
+	}
+	return rtyp, out
+}
+
+type savedReply struct {
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+}
+
+func decodeStrict(data json.RawMessage, v any) error {
+	if len(data) == 0 {
+		return errors.New("missing data")
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("malformed data: %v", err)
+	}
+	return nil
+}
+
+func (s *Server) requestStatus(ctx context.Context, op Operator, data json.RawMessage) (string, any) {
+	var req wire.SetStatus
+	if err := decodeStrict(data, &req); err != nil {
+		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: err.Error()}
+	}
+	if !req.Status.Valid() {
+		return wire.TypeError, &wire.Error{Code: wire.ErrInvalidStatus, Message: fmt.Sprintf("unknown status %q (want free, busy, dinner or break)", req.Status)}
+	}
+	st, err := s.applyStatus(ctx, op, req.Status, req.At, sourceAgent)
+	if err != nil {
+		s.log.Error("status change failed", "operator", op.ID, "err", err)
+		return wire.TypeError, &wire.Error{Code: wire.ErrInternal, Message: "the relay could not store the status; try again"}
+	}
+	return wire.TypeReply, st
+}
+
+func (s *Server) requestDial(ctx context.Context, op Operator, data json.RawMessage) (string, any) {
+	var req wire.Dial
+	if err := decodeStrict(data, &req); err != nil {
+		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: err.Error()}
+	}
+	res, werr := s.placeCall(ctx, op, req.Phone, req.ExternalPhone)
+	if werr != nil {
+		return wire.TypeError, werr
+	}
+	return wire.TypeReply, res
+}
+
+// placeCall asks the PBX to start a call from an operator's extension, as
+// retailCRM calls makeCallUrl. Only HTTP 200 is success.
+func (s *Server) placeCall(ctx context.Context, op Operator, number, external string) (wire.DialResult, *wire.Error) {
+	n, err := phone.Parse(number, s.cfg.PhoneRegion)
+	if err != nil {
+		return wire.DialResult{}, &wire.Error{Code: wire.ErrInvalidNumber, Message: err.Error()}
+	}
+	if external != "" {
+		e, err := phone.Parse(external, s.cfg.PhoneRegion)
+		if err != nil {
+			return wire.DialResult{}, &wire.Error{Code: wire.ErrInvalidNumber, Message: "external number: " + err.Error()}
+		}
+		external = e.E164
+	}
+	if s.cfg.PBX.MakeCallURL == "" {
+		return wire.DialResult{}, &wire.Error{Code: wire.ErrNotConfigured, Message: "click-to-call is not set up on the relay (pbx.make_call_url)"}
+	}
+	q := retailcrm.MakeCall{ClientID: s.cfg.PBX.ClientID, Code: op.Code, Phone: n.E164, UserID: op.UserID, ExternalPhone: external}.Query()
+	u, err := retailcrm.BuildURL(s.cfg.PBX.MakeCallURL, q)
+	if err != nil {
+		return wire.DialResult{}, &wire.Error{Code: wire.ErrNotConfigured, Message: "pbx.make_call_url is not usable: " + err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PBX.Timeout.Duration)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	start := time.Now()
+	resp, err := s.pbx.Do(req)
+	if err != nil {
+		if ctx.Err() != nil || isTimeout(err) {
+			return wire.DialResult{}, &wire.Error{Code: wire.ErrPBXTimeout, Message: fmt.Sprintf("the PBX did not answer within %s; the call was not confirmed", s.cfg.PBX.Timeout.Duration)}
+		}
+		s.log.Warn("pbx make-call failed", "operator", op.ID, "err", err)
+		return wire.DialResult{}, &wire.Error{Code: wire.ErrPBXUnreachable, Message: "the PBX could not be reached; the call was not placed"}
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return wire.DialResult{}, &wire.Error{Code: wire.ErrPBXRefused, Message: fmt.Sprintf("the PBX refused the call (HTTP %d %s)", resp.StatusCode, http.StatusText(resp.StatusCode))}
+	}
+	s.log.Info("call placed", "operator", op.ID, "took", time.Since(start).Round(time.Millisecond))
+	return wire.DialResult{Phone: n.E164, Display: n.National}, nil
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}

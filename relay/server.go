@@ -1,0 +1,187 @@
+// Package relay is the pult relay: it takes PBX and CRM webhooks, keeps the
+// operators' event streams in NATS JetStream, serves agents over websockets
+// (package hub), and calls partners through a durable outbox.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/hub"
+	"github.com/pult/pult/relay/outbox"
+	"github.com/pult/pult/relay/retailcrm"
+	"github.com/pult/pult/relay/store"
+)
+
+// Server is one relay node. Make it with New and start it with Run.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	store   *store.Store
+	ops     *Registry
+	hub     *hub.Hub
+	outbox  *outbox.Outbox
+	mgr     *managers // nil without a CRM
+	metrics *metrics
+	pbx     *http.Client
+
+	bgCtx context.Context
+	bg    sync.WaitGroup
+
+	ready chan struct{}
+	addr  string
+}
+
+// New prepares a relay; nothing is opened until Run.
+func New(cfg Config, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		cfg:   cfg,
+		log:   logger.With("component", "relay"),
+		pbx:   &http.Client{Timeout: cfg.PBX.Timeout.Duration, CheckRedirect: noRedirects},
+		ready: make(chan struct{}),
+	}
+}
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// Ready is closed once the relay accepts connections.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the address the relay listens on, once Ready.
+func (s *Server) Addr() string { return s.addr }
+
+// Run opens the store, serves until ctx ends, then shuts down cleanly:
+// agents are told the relay is going away (and will resume elsewhere or
+// later), work in flight finishes, and the store is flushed.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.cfg.Validate(); err != nil {
+		return fmt.Errorf("relay: config: %w", err)
+	}
+	var err error
+	s.store, err = store.Open(ctx, store.Options{
+		URL: s.cfg.NATS.URL, DataDir: s.cfg.DataDir,
+		EventRetention: s.cfg.EventRetention.Duration, Logger: s.log,
+	})
+	if err != nil {
+		return err
+	}
+	defer s.store.Close()
+
+	s.ops, err = OpenRegistry(ctx, s.store.Operators, func(op Operator) {
+		if s.hub != nil {
+			s.hub.Disconnect(op.ID, wire.CloseRevoked, "token revoked")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	s.outbox = outbox.New(outbox.Config{
+		Stream: s.store.Outbox, JS: s.store.JS, Subject: store.OutboxPrefix,
+		MinBackoff: s.cfg.Outbox.MinBackoff.Duration, MaxBackoff: s.cfg.Outbox.MaxBackoff.Duration,
+		GiveUp: s.cfg.Outbox.GiveUp.Duration, Timeout: s.cfg.PBX.Timeout.Duration + 5*time.Second,
+		Logger: s.log,
+		OnDead: func(outbox.Job, error) { s.metrics.outboxDead.Inc() },
+	})
+	s.outbox.Handle(jobPBXStatus, s.sendPBXStatus)
+	s.metrics = newMetrics(s.outbox.Depth)
+	if s.cfg.RetailCRM.URL != "" {
+		crm := &retailcrm.Client{BaseURL: s.cfg.RetailCRM.URL, APIKey: s.cfg.RetailCRM.APIKey,
+			HTTP: &http.Client{Timeout: s.cfg.RetailCRM.Timeout.Duration, CheckRedirect: noRedirects}}
+		s.mgr = newManagers(crm, s.cfg.RetailCRM.ManagerCache.Duration)
+	}
+	_, last, err := s.store.EventBounds(ctx)
+	if err != nil {
+		return err
+	}
+	s.hub = hub.New(hub.Config{
+		Log: s.store, Handler: s, Logger: s.log, MaxFrame: s.cfg.MaxFrame,
+		Metrics: hub.Metrics{
+			Connections: s.metrics.connections, Operators: s.metrics.operators,
+			EventsOut: s.metrics.eventsOut, DeliveryLatency: s.metrics.latency,
+		},
+	}, last)
+
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("relay: listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+
+	runCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	s.bgCtx = runCtx
+	errc := make(chan error, 4)
+	var parts sync.WaitGroup
+	start := func(name string, run func(context.Context) error) {
+		parts.Add(1)
+		go func() {
+			defer parts.Done()
+			if err := run(runCtx); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	start("events", func(ctx context.Context) error { return s.store.Tail(ctx, last+1, s.hub.Deliver) })
+	start("operators", s.ops.Run)
+	start("outbox", s.outbox.Run)
+	parts.Add(1)
+	go func() {
+		defer parts.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	s.addr = ln.Addr().String()
+	s.log.Info("relay ready", "addr", s.addr, "nats", natsMode(s.cfg.NATS.URL), "data_dir", s.cfg.DataDir)
+	close(s.ready)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		s.log.Error("relay part failed; shutting down", "err", runErr)
+	}
+	shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(shCtx) // stops webhooks; hijacked websockets are the hub's
+	s.hub.Shutdown(shCtx)
+	stop()
+	s.bg.Wait()
+	parts.Wait()
+	s.log.Info("relay stopped")
+	return runErr
+}
+
+func natsMode(url string) string {
+	if url == "" {
+		return "embedded"
+	}
+	return "external"
+}
+
+// spawn runs background work owned by the server; Run waits for it.
+func (s *Server) spawn(f func(ctx context.Context)) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		f(s.bgCtx)
+	}()
+}

@@ -1,0 +1,341 @@
+// Package store keeps everything the relay must not lose in NATS JetStream:
+// the per-operator event log, operators, statuses, call state, request ids
+// and the outbox. By default it embeds a nats-server with JetStream on local
+// disk; given a URL it uses an external NATS through the same code path.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names of streams and buckets.
+const (
+	EventsStream    = "PULT_EVENTS"
+	eventsPrefix    = "pult.ev."
+	OutboxStream    = "PULT_OUTBOX"
+	OutboxPrefix    = "pult.outbox."
+	UploadsStream   = "PULT_CALL_UPLOADS"
+	uploadsSubject  = "pult.uploads"
+	bucketOperators = "pult_operators"
+	bucketStatus    = "pult_status"
+	bucketCalls     = "pult_calls"
+	bucketRequests  = "pult_requests"
+)
+
+// Event headers.
+const (
+	hdrType     = "Pult-Type"
+	hdrReceived = "Pult-Received"
+)
+
+// Options configure Open.
+type Options struct {
+	URL            string        // external NATS URL(s), comma-separated; "" embeds a server
+	DataDir        string        // where the embedded server keeps JetStream
+	EventRetention time.Duration // how long operator events are kept for resume
+	CallRetention  time.Duration // how long call state is kept
+	RequestWindow  time.Duration // how long request ids are remembered for dedupe
+	Logger         *slog.Logger
+}
+
+// Store is an open connection to JetStream with the relay's streams and buckets.
+type Store struct {
+	log *slog.Logger
+	ns  *server.Server // nil when external
+	nc  *nats.Conn
+	JS  jetstream.JetStream
+
+	events jetstream.Stream
+	epoch  string
+
+	Outbox    jetstream.Stream
+	Uploads   jetstream.Stream
+	Operators jetstream.KeyValue
+	Status    jetstream.KeyValue
+	Calls     jetstream.KeyValue
+	Requests  jetstream.KeyValue
+}
+
+// Open connects (starting the embedded server when no URL is given) and makes
+// sure every stream and bucket exists.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.EventRetention <= 0 {
+		o.EventRetention = 7 * 24 * time.Hour
+	}
+	if o.CallRetention <= 0 {
+		o.CallRetention = 48 * time.Hour
+	}
+	if o.RequestWindow <= 0 {
+		o.RequestWindow = 24 * time.Hour
+	}
+	s := &Store{log: o.Logger.With("component", "store")}
+	var err error
+	if o.URL == "" {
+		if s.ns, err = startEmbedded(o.DataDir); err != nil {
+			return nil, err
+		}
+		s.nc, err = nats.Connect("", nats.InProcessServer(s.ns), nats.Name("pult-relay"))
+	} else {
+		s.nc, err = nats.Connect(o.URL, nats.Name("pult-relay"), nats.MaxReconnects(-1),
+			nats.ConnectHandler(func(*nats.Conn) {}),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				s.log.Warn("nats disconnected", "err", err)
+			}))
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: connect to nats: %w", err)
+	}
+	if s.JS, err = jetstream.New(s.nc); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: jetstream: %w", err)
+	}
+	if err := s.provision(ctx, o); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func startEmbedded(dataDir string) (*server.Server, error) {
+	if dataDir == "" {
+		return nil, errors.New("store: data_dir is required for the embedded NATS server")
+	}
+	dir := filepath.Join(dataDir, "jetstream")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "pult-relay",
+		DontListen: true,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: embedded nats: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("store: embedded nats did not start within 10s")
+	}
+	return ns, nil
+}
+
+func (s *Store) provision(ctx context.Context, o Options) error {
+	var err error
+	s.events, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        EventsStream,
+		Description: "per-operator event streams (call cards, statuses, notices)",
+		Subjects:    []string{eventsPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      o.EventRetention,
+		Duplicates:  2 * time.Minute,
+		AllowDirect: true,
+	})
+	if err != nil {
+		return fmt.Errorf("store: events stream: %w", err)
+	}
+	info, err := s.events.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("store: events stream info: %w", err)
+	}
+	s.epoch = strconv.FormatInt(info.Created.UnixNano(), 36)
+
+	s.Outbox, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        OutboxStream,
+		Description: "outbound partner calls waiting to be delivered",
+		Subjects:    []string{OutboxPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.WorkQueuePolicy,
+		Duplicates:  10 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("store: outbox stream: %w", err)
+	}
+	s.Uploads, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        UploadsStream,
+		Description: "call history received from PBXes (telephony/calls/upload)",
+		Subjects:    []string{uploadsSubject},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      30 * 24 * time.Hour,
+		Duplicates:  10 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("store: uploads stream: %w", err)
+	}
+	kv := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
+		b, err := s.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: name, Description: desc, TTL: ttl, Storage: jetstream.FileStorage, History: 1,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("store: bucket %s: %w", name, err)
+		}
+		return b, nil
+	}
+	if s.Operators, err = kv(bucketOperators, "operators and their token hashes", 0); err != nil {
+		return err
+	}
+	if s.Status, err = kv(bucketStatus, "operator statuses", 0); err != nil {
+		return err
+	}
+	if s.Calls, err = kv(bucketCalls, "live call state", o.CallRetention); err != nil {
+		return err
+	}
+	if s.Requests, err = kv(bucketRequests, "answered request ids, for dedupe", o.RequestWindow); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Close disconnects and stops the embedded server, flushing it to disk.
+func (s *Store) Close() {
+	if s.nc != nil {
+		s.nc.Drain()
+		s.nc.Close()
+	}
+	if s.ns != nil {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+	}
+}
+
+// Conn is the NATS connection (for components that subscribe).
+func (s *Store) Conn() *nats.Conn { return s.nc }
+
+// Epoch identifies this incarnation of the event log: it changes only if the
+// log is recreated, which makes older sequence numbers meaningless.
+func (s *Store) Epoch() string { return s.epoch }
+
+// Event is one entry of an operator's event stream.
+type Event struct {
+	Seq      uint64
+	Operator string
+	Type     string
+	Data     []byte
+	Received time.Time // when the relay received what caused it (zero if unknown)
+}
+
+func subject(op string) string { return eventsPrefix + op }
+
+// Append adds an event to an operator's stream. msgID, when set, makes the
+// append idempotent within the dedupe window.
+func (s *Store) Append(ctx context.Context, op, typ string, data []byte, msgID string, received time.Time) (uint64, error) {
+	m := nats.NewMsg(subject(op))
+	m.Data = data
+	m.Header.Set(hdrType, typ)
+	if !received.IsZero() {
+		m.Header.Set(hdrReceived, strconv.FormatInt(received.UnixNano(), 10))
+	}
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ack, err := s.JS.PublishMsg(ctx, m, opts...)
+	if err != nil {
+		return 0, fmt.Errorf("store: append %s for %s: %w", typ, op, err)
+	}
+	return ack.Sequence, nil
+}
+
+// Next returns the operator's first event with a sequence > after, or nil.
+func (s *Store) Next(ctx context.Context, op string, after uint64) (*Event, error) {
+	m, err := s.events.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(subject(op)))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read events of %s after %d: %w", op, after, err)
+	}
+	return &Event{
+		Seq: m.Sequence, Operator: op, Type: m.Header.Get(hdrType), Data: m.Data,
+		Received: parseNanos(m.Header.Get(hdrReceived)),
+	}, nil
+}
+
+// EventBounds returns the first and last sequence currently in the log.
+func (s *Store) EventBounds(ctx context.Context) (first, last uint64, err error) {
+	info, err := s.events.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: events info: %w", err)
+	}
+	return info.State.FirstSeq, info.State.LastSeq, nil
+}
+
+// Tail delivers every event with a sequence >= from, in order, until ctx ends.
+// It is the relay's single live feed, fanned out to connected agents.
+func (s *Store) Tail(ctx context.Context, from uint64, fn func(Event)) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{eventsPrefix + ">"}}
+	if from > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = from
+	} else {
+		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	}
+	cons, err := s.JS.OrderedConsumer(ctx, EventsStream, cfg)
+	if err != nil {
+		return fmt.Errorf("store: tail events: %w", err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		fn(Event{
+			Seq:      md.Sequence.Stream,
+			Operator: strings.TrimPrefix(m.Subject(), eventsPrefix),
+			Type:     m.Headers().Get(hdrType),
+			Data:     m.Data(),
+			Received: parseNanos(m.Headers().Get(hdrReceived)),
+		})
+	}, jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return fmt.Errorf("store: tail events: %w", err)
+	}
+	<-ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
+	return nil
+}
+
+func parseNanos(s string) time.Time {
+	if s == "" {
+		return time.Time{}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// PublishUpload stores a call-history record received from a PBX.
+// It reports whether the same msgID was stored before (within the window).
+func (s *Store) PublishUpload(ctx context.Context, data []byte, msgID string) (duplicate bool, err error) {
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ack, err := s.JS.Publish(ctx, uploadsSubject, data, opts...)
+	if err != nil {
+		return false, fmt.Errorf("store: store call upload: %w", err)
+	}
+	return ack.Duplicate, nil
+}

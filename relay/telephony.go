@@ -1,0 +1,369 @@
+package relay
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pult/pult/agent/phone"
+	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/retailcrm"
+)
+
+const maxWebhookBody = 64 << 10
+
+// checkPBXKey authenticates a PBX the way retailCRM does, by X-API-KEY (or
+// apiKey), answering retailCRM-shaped errors.
+func (s *Server) checkPBXKey(w http.ResponseWriter, r *http.Request) bool {
+	key := retailcrm.APIKeyFrom(r)
+	if key == "" {
+		retailcrm.WriteError(w, http.StatusUnauthorized, `"apiKey" is missing.`, nil)
+		return false
+	}
+	if subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.PBX.APIKey)) != 1 {
+		retailcrm.WriteError(w, http.StatusForbidden, `Wrong "apiKey" value.`, nil)
+		return false
+	}
+	return true
+}
+
+// handleCallEvent serves POST /api/v5/telephony/call/event.
+func (s *Server) handleCallEvent(w http.ResponseWriter, r *http.Request) {
+	received := time.Now()
+	if !s.checkPBXKey(w, r) {
+		return
+	}
+	ev, err := retailcrm.ParseCallEvent(r, maxWebhookBody)
+	if err != nil {
+		retailcrm.WriteValidationError(w, err)
+		return
+	}
+	ce := callEvent{
+		Type: ev.Type, CallID: ev.CallExternalID, Phone: ev.Phone, Line: ev.ExternalPhone,
+		Site: ev.Site, HangupStatus: ev.HangupStatus, At: received.UTC(),
+	}
+	seen := map[string]bool{}
+	notCodes, notUsers := []string{}, []string{}
+	for _, c := range ev.Codes {
+		op, ok := s.ops.ByCode(c)
+		if !ok {
+			notCodes = append(notCodes, c)
+			continue
+		}
+		if !seen[op.ID] {
+			seen[op.ID] = true
+			ce.Operators = append(ce.Operators, op)
+		}
+	}
+	for _, u := range ev.UserIDs {
+		op, ok := s.ops.ByUserID(u)
+		if !ok {
+			notUsers = append(notUsers, u)
+			continue
+		}
+		if !seen[op.ID] {
+			seen[op.ID] = true
+			ce.Operators = append(ce.Operators, op)
+		}
+	}
+	if err := s.processCall(r.Context(), ce, received); err != nil {
+		s.log.Error("call event not stored", "err", err)
+		retailcrm.WriteError(w, http.StatusInternalServerError, "the relay could not store the event; retry", nil)
+		return
+	}
+	s.metrics.eventsIn.WithLabelValues("retailcrm").Inc()
+	retailcrm.WriteSuccess(w, http.StatusOK, map[string]any{"notExistCodes": notCodes, "notExistUsers": notUsers})
+}
+
+// processCall applies an event to the stored call and publishes each
+// operator's card that changed. It is idempotent: replaying an event
+// (a PBX retry after a lost answer) publishes nothing new.
+func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Time) error {
+	num, perr := phone.Parse(ev.Phone, s.cfg.PhoneRegion)
+	phoneKey := ev.Phone
+	if perr == nil {
+		phoneKey = num.E164
+	}
+	key := callKey(ev.CallID, phoneKey)
+	for attempt := 0; attempt < 8; attempt++ {
+		rec, rev, err := s.loadCall(ctx, key)
+		if err != nil {
+			return err
+		}
+		fresh := rec == nil || (rec.State.Final() && ev.CallID == "" && (ev.Type == evRing || ev.Type == evOut))
+		if fresh {
+			if ev.Type == evHangup {
+				return nil // the end of a call we never saw: nothing to show
+			}
+			rec = s.newCall(key, ev, num, perr == nil)
+		}
+		before := s.cards(rec)
+		rec.apply(ev)
+		lookup := fresh && rec.ManagerState == wire.ManagerPending
+		if err := s.saveCall(ctx, rec, rev); err != nil {
+			if isWrongSequence(err) || errors.Is(err, jetstream.ErrKeyExists) {
+				continue
+			}
+			return err
+		}
+		if err := s.publishCards(ctx, rec, before, received); err != nil {
+			return err
+		}
+		if lookup {
+			s.spawn(func(ctx context.Context) { s.resolveManager(ctx, key, num.E164) })
+		}
+		return nil
+	}
+	return errors.New("call changed concurrently too often")
+}
+
+func (s *Server) newCall(key string, ev callEvent, num phone.Number, parsed bool) *callRecord {
+	rec := &callRecord{
+		Key: key, ID: ev.CallID, Direction: wire.DirectionIn, Phone: ev.Phone, PhoneDisplay: ev.Phone,
+		Site: ev.Site, State: wire.CallRinging, Legs: map[string]*leg{}, StartedAt: ev.At,
+		ManagerState: wire.ManagerOff,
+	}
+	if rec.ID == "" {
+		rec.ID = "pult-" + randomHex(8)
+	}
+	if ev.Type == evOut {
+		rec.Direction = wire.DirectionOut
+	}
+	if parsed {
+		rec.Phone, rec.PhoneDisplay = num.E164, num.National
+	}
+	if ev.Line != "" {
+		rec.Line, rec.LineDisplay = ev.Line, phone.Display(ev.Line, s.cfg.PhoneRegion)
+		if n, err := phone.Parse(ev.Line, s.cfg.PhoneRegion); err == nil {
+			rec.Line = n.E164
+		}
+	}
+	if s.mgr != nil && parsed && rec.Direction == wire.DirectionIn {
+		if res, ok := s.mgr.cached(num.E164); ok {
+			rec.setManager(res)
+			s.metrics.managerLookups.WithLabelValues("cached").Inc()
+		} else {
+			rec.ManagerState = wire.ManagerPending
+		}
+	}
+	return rec
+}
+
+// cards renders every leg's card, to compare before and after a change.
+func (s *Server) cards(rec *callRecord) map[string][]byte {
+	out := make(map[string][]byte, len(rec.Legs))
+	for _, id := range rec.operators() {
+		me, _ := s.ops.Lookup(id)
+		b, _ := json.Marshal(rec.cardFor(id, me))
+		out[id] = b
+	}
+	return out
+}
+
+// publishCards appends the card of each operator whose view changed. The
+// message id makes a replay of the same change a no-op.
+func (s *Server) publishCards(ctx context.Context, rec *callRecord, before map[string][]byte, received time.Time) error {
+	after := s.cards(rec)
+	for _, id := range rec.operators() {
+		b := after[id]
+		if old, ok := before[id]; ok && string(old) == string(b) {
+			continue
+		}
+		msgID := rec.Key + "." + id + "." + strconv.Itoa(rec.Version)
+		if _, err := s.store.Append(ctx, id, wire.TypeCall, b, msgID, received); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) loadCall(ctx context.Context, key string) (*callRecord, uint64, error) {
+	e, err := s.store.Calls.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("load call: %w", err)
+	}
+	var rec callRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return nil, 0, fmt.Errorf("decode call %s: %w", key, err)
+	}
+	if rec.Legs == nil {
+		rec.Legs = map[string]*leg{}
+	}
+	return &rec, e.Revision(), nil
+}
+
+func (s *Server) saveCall(ctx context.Context, rec *callRecord, rev uint64) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if rev == 0 {
+		_, err = s.store.Calls.Create(ctx, rec.Key, b)
+	} else {
+		_, err = s.store.Calls.Update(ctx, rec.Key, b, rev)
+	}
+	return err
+}
+
+// resolveManager asks the CRM for the caller's responsible manager and
+// updates the call's cards. The cards went out before; this never delays them.
+func (s *Server) resolveManager(ctx context.Context, key, number string) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RetailCRM.Timeout.Duration)
+	res, err := s.mgr.get(ctx, number)
+	cancel()
+	if err != nil {
+		s.metrics.managerLookups.WithLabelValues("error").Inc()
+		s.log.Warn("responsible manager lookup failed", "err", err)
+	} else if res != nil && res.Manager != nil {
+		s.metrics.managerLookups.WithLabelValues("found").Inc()
+	} else {
+		s.metrics.managerLookups.WithLabelValues("none").Inc()
+	}
+	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer wcancel()
+	for attempt := 0; attempt < 8; attempt++ {
+		rec, rev, lerr := s.loadCall(wctx, key)
+		if lerr != nil || rec == nil {
+			return
+		}
+		before := s.cards(rec)
+		if err != nil {
+			rec.ManagerState = wire.ManagerUnavailable
+		} else {
+			rec.setManager(res)
+		}
+		rec.Version++
+		if serr := s.saveCall(wctx, rec, rev); serr != nil {
+			if isWrongSequence(serr) {
+				continue
+			}
+			s.log.Error("could not store the responsible manager", "err", serr)
+			return
+		}
+		if perr := s.publishCards(wctx, rec, before, time.Time{}); perr != nil {
+			s.log.Error("could not publish the responsible manager", "err", perr)
+		}
+		return
+	}
+}
+
+// handleCallsUpload serves POST /api/v5/telephony/calls/upload: each call
+// is stored durably for the history.
+func (s *Server) handleCallsUpload(w http.ResponseWriter, r *http.Request) {
+	if !s.checkPBXKey(w, r) {
+		return
+	}
+	calls, err := retailcrm.ParseCallsUpload(r, 1<<20, time.Local)
+	if err != nil {
+		retailcrm.WriteValidationError(w, err)
+		return
+	}
+	dups := []string{}
+	for _, c := range calls {
+		b, _ := json.Marshal(c)
+		msgID := ""
+		if c.ExternalID != "" {
+			msgID = "upload." + c.ExternalID
+		}
+		dup, err := s.store.PublishUpload(r.Context(), b, msgID)
+		if err != nil {
+			s.log.Error("call upload not stored", "err", err)
+			retailcrm.WriteError(w, http.StatusInternalServerError, "the relay could not store the calls; retry", nil)
+			return
+		}
+		if dup {
+			dups = append(dups, c.ExternalID)
+		}
+	}
+	s.metrics.eventsIn.WithLabelValues("calls_upload").Add(float64(len(calls)))
+	retailcrm.WriteSuccess(w, http.StatusOK, map[string]any{"processedCallsCount": len(calls) - len(dups), "duplicateCalls": dups})
+}
+
+// checkClientID guards the URLs retailCRM calls: a wrong clientId is 403
+// and nothing happens.
+func (s *Server) checkClientID(w http.ResponseWriter, r *http.Request) bool {
+	if !retailcrm.ClientIDEqual(r.URL.Query().Get("clientId"), s.cfg.PBX.ClientID) {
+		http.Error(w, "wrong clientId", http.StatusForbidden)
+		return false
+	}
+	return true
+}
+
+// handleCRMMakeCall serves retailCRM's makeCallUrl: the CRM's phone icon.
+// It forwards to the PBX the same way and tells the operator.
+func (s *Server) handleCRMMakeCall(w http.ResponseWriter, r *http.Request) {
+	if !s.checkClientID(w, r) {
+		return
+	}
+	mc, err := retailcrm.ParseMakeCall(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	op, ok := s.ops.ByCode(mc.Code)
+	if !ok {
+		if op, ok = s.ops.ByUserID(mc.UserID); !ok {
+			http.Error(w, "no operator has code "+mc.Code, http.StatusNotFound)
+			return
+		}
+	}
+	received := time.Now()
+	display := phone.Display(mc.Phone, s.cfg.PhoneRegion)
+	s.notify(r.Context(), op, wire.Notice{Kind: wire.NoticeDialing, Text: "Dialing " + display + " (from the CRM)", Phone: mc.Phone, At: received.UTC()}, received)
+	res, werr := s.placeCall(r.Context(), op, mc.Phone, mc.ExternalPhone)
+	if werr != nil {
+		s.notify(r.Context(), op, wire.Notice{Kind: wire.NoticeDialFailed, Text: "Could not dial " + display + ": " + werr.Message, Phone: mc.Phone, At: time.Now().UTC()}, time.Time{})
+		status := http.StatusBadGateway
+		if werr.Code == wire.ErrInvalidNumber {
+			status = http.StatusBadRequest
+		}
+		http.Error(w, werr.Message, status)
+		return
+	}
+	s.metrics.eventsIn.WithLabelValues("crm_make_call").Inc()
+	fmt.Fprintf(w, "dialing %s\n", res.Phone)
+}
+
+func (s *Server) notify(ctx context.Context, op Operator, n wire.Notice, received time.Time) {
+	b, _ := json.Marshal(n)
+	if _, err := s.store.Append(ctx, op.ID, wire.TypeNotice, b, "", received); err != nil {
+		s.log.Warn("notice not stored", "operator", op.ID, "err", err)
+	}
+}
+
+// handleCRMChangeStatus serves retailCRM's changeUserStatusUrl: a status
+// changed in the CRM reaches the operator's agents and the PBX.
+func (s *Server) handleCRMChangeStatus(w http.ResponseWriter, r *http.Request) {
+	if !s.checkClientID(w, r) {
+		return
+	}
+	cs, err := retailcrm.ParseChangeStatus(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	op, ok := s.ops.ByCode(cs.Code)
+	if !ok {
+		if op, ok = s.ops.ByUserID(cs.UserID); !ok {
+			http.Error(w, "no operator has code "+cs.Code, http.StatusNotFound)
+			return
+		}
+	}
+	if _, err := s.applyStatus(r.Context(), op, wire.Status(cs.Status), time.Now(), sourceCRM); err != nil {
+		s.log.Error("crm status change not stored", "err", err)
+		http.Error(w, "could not store the status", http.StatusInternalServerError)
+		return
+	}
+	s.metrics.eventsIn.WithLabelValues("crm_change_status").Inc()
+	fmt.Fprintln(w, "ok")
+}
