@@ -87,7 +87,9 @@ func (c *callRecord) apply(ev callEvent) (changed bool) {
 	}
 	switch ev.Type {
 	case evRing, evOut:
-		addLegs()
+		if !c.State.Final() {
+			addLegs()
+		}
 	case evAnswer:
 		if c.State.Final() {
 			break

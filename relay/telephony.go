@@ -105,7 +105,12 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 			rec = s.newCall(key, ev, num, perr == nil)
 		}
 		before := s.cards(rec)
-		rec.apply(ev)
+		if !rec.apply(ev) && !fresh {
+			// A replay (the PBX retried after a lost answer, perhaps after
+			// a crash between storing and publishing): publish every card
+			// again under the same message ids; JetStream drops those it has.
+			before = nil
+		}
 		lookup := fresh && rec.ManagerState == wire.ManagerPending
 		if err := s.saveCall(ctx, rec, rev); err != nil {
 			if isWrongSequence(err) || errors.Is(err, jetstream.ErrKeyExists) {

@@ -1,0 +1,89 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// AdminClient talks to a running relay's admin API.
+type AdminClient struct {
+	BaseURL string // http://127.0.0.1:8700
+	Token   string
+	HTTP    *http.Client
+}
+
+func (c *AdminClient) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, rd)
+	if err != nil {
+		return fmt.Errorf("relay URL: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 15 * time.Second}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("relay at %s is not reachable: %w", c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("reading the relay's answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("relay: %s", e.Error)
+		}
+		return fmt.Errorf("relay: HTTP %d", resp.StatusCode)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return errors.New("relay: the answer is not what a pult relay sends; is the URL right?")
+		}
+	}
+	return nil
+}
+
+// AddOperator creates an operator and returns it with its token.
+func (c *AdminClient) AddOperator(ctx context.Context, n NewOperator) (AddedOperator, error) {
+	var out AddedOperator
+	err := c.do(ctx, http.MethodPost, "/admin/v1/operators", n, &out)
+	return out, err
+}
+
+// ListOperators lists every operator.
+func (c *AdminClient) ListOperators(ctx context.Context) ([]OperatorView, error) {
+	var out []OperatorView
+	err := c.do(ctx, http.MethodGet, "/admin/v1/operators", nil, &out)
+	return out, err
+}
+
+// RevokeOperator revokes by id or code.
+func (c *AdminClient) RevokeOperator(ctx context.Context, ref string) (OperatorView, error) {
+	var out OperatorView
+	err := c.do(ctx, http.MethodPost, "/admin/v1/operators/"+url.PathEscape(ref)+"/revoke", nil, &out)
+	return out, err
+}
