@@ -186,10 +186,11 @@ func (r *testRelay) do(req *http.Request) (int, map[string]any) {
 
 // testAgent is an agent core connected to the test relay, recording events.
 type testAgent struct {
-	t      *testing.T
-	a      *agent.Agent
-	cancel context.CancelFunc
-	done   chan error
+	t        *testing.T
+	a        *agent.Agent
+	cancel   context.CancelFunc
+	done     chan error
+	stopOnce sync.Once
 
 	mu     sync.Mutex
 	events []agent.Event
@@ -228,12 +229,14 @@ func startAgent(t *testing.T, relayURL, token string, mod func(*agent.Config)) *
 }
 
 func (ta *testAgent) stop() {
-	ta.cancel()
-	select {
-	case <-ta.done:
-	case <-time.After(10 * time.Second):
-		ta.t.Error("agent did not stop within 10s")
-	}
+	ta.stopOnce.Do(func() {
+		ta.cancel()
+		select {
+		case <-ta.done:
+		case <-time.After(10 * time.Second):
+			ta.t.Error("agent did not stop within 10s")
+		}
+	})
 }
 
 // waitFor waits until some recorded event satisfies ok and returns it.
