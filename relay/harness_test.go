@@ -263,6 +263,31 @@ func (ta *testAgent) waitFor(what string, ok func(agent.Event) bool) agent.Event
 	}
 }
 
+// hellos counts the connections the agent made.
+func (ta *testAgent) hellos() int {
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	n := 0
+	for _, e := range ta.events {
+		if e.Kind == agent.EventHello {
+			n++
+		}
+	}
+	return n
+}
+
+// waitHellos waits until the agent has connected n times.
+func (ta *testAgent) waitHellos(n int) {
+	ta.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for ta.hellos() < n {
+		if time.Now().After(deadline) {
+			ta.t.Fatalf("agent did not reconnect: %d connections, want %d", ta.hellos(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (ta *testAgent) waitOnline() {
 	ta.t.Helper()
 	ta.waitFor("online", func(e agent.Event) bool { return e.Kind == agent.EventConn && e.Conn == agent.Online })
@@ -335,7 +360,18 @@ type proxy struct {
 	target string
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
+	down   bool
 	wg     sync.WaitGroup
+}
+
+// setDown cuts every connection and refuses new ones until set back.
+func (p *proxy) setDown(down bool) {
+	p.mu.Lock()
+	p.down = down
+	p.mu.Unlock()
+	if down {
+		p.cut()
+	}
 }
 
 func startProxy(t *testing.T, target string) *proxy {
@@ -358,6 +394,13 @@ func (p *proxy) accept() {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			c.Close()
+			continue
 		}
 		up, err := net.Dial("tcp", p.target)
 		if err != nil {

@@ -21,6 +21,7 @@ func TestResumeExactlyOnceAcrossDropAndRestart(t *testing.T) {
 	ta.waitOnline()
 
 	const n = 120
+	hellos := 0
 	post := func(i int) {
 		t.Helper()
 		ev := map[string]any{"type": "in", "phone": fmt.Sprintf("+7912%07d", i), "codes": []string{"100"}, "callExternalId": fmt.Sprintf("call-%03d", i)}
@@ -37,13 +38,19 @@ func TestResumeExactlyOnceAcrossDropAndRestart(t *testing.T) {
 	}
 	for i := 1; i <= n; i++ {
 		post(i)
+		// During each outage the agent cannot reconnect while five calls
+		// are accepted; then the link is back and the agent must catch up.
 		switch i {
-		case 30:
-			p.cut() // the network drops the agent mid-stream
+		case 30, 90:
+			hellos = ta.hellos()
+			p.setDown(true) // the network drops the agent mid-stream
 		case 60:
+			hellos = ta.hellos()
+			p.setDown(true)
 			r = r.restart() // the relay process goes away and comes back
-		case 90:
-			p.cut()
+		case 35, 65, 95:
+			p.setDown(false)
+			ta.waitHellos(hellos + 1)
 		}
 	}
 	want := fmt.Sprintf("call-%03d", n)
@@ -77,5 +84,28 @@ func TestResumeExactlyOnceAcrossDropAndRestart(t *testing.T) {
 	ta.mu.Unlock()
 	if reconnects < 4 {
 		t.Errorf("agent connected %d times; the test did not exercise resume", reconnects)
+	}
+}
+
+// An agent that has seen no event yet still misses nothing while away.
+func TestResumeBeforeFirstEvent(t *testing.T) {
+	checkGoroutines(t)
+	for _, name := range []string{"empty log", "busy log"} {
+		t.Run(name, func(t *testing.T) {
+			r := startRelay(t, testConfig(t))
+			_, token := r.addOperator("Anna", "100", "1")
+			_, other := r.addOperator("Boris", "101", "2")
+			_ = other
+			if name == "busy log" {
+				r.callEvent(map[string]any{"type": "in", "phone": "+79121234567", "codes": []string{"101"}, "callExternalId": "x"})
+			}
+			p := startProxy(t, strings.TrimPrefix(r.URL, "http://"))
+			ta := startAgent(t, p.URL(), token, func(c *agent.Config) { c.MinBackoff, c.MaxBackoff = 300*time.Millisecond, 400*time.Millisecond })
+			ta.waitOnline()
+			p.cut()
+			ta.waitFor("offline", func(e agent.Event) bool { return e.Kind == agent.EventConn && e.Conn == agent.Offline })
+			r.callEvent(map[string]any{"type": "in", "phone": "+79121234567", "codes": []string{"100"}, "callExternalId": "while-away"})
+			ta.waitFor("the call made while away", callWith("while-away", wire.CallRinging))
+		})
 	}
 }

@@ -18,8 +18,9 @@
 // retry with the same token or build.
 //
 // 2. Hello. The first frame from the relay is a [Hello] (type "hello", no seq):
-// who the operator is, the current status, the relay's epoch, and whether the
-// requested position could be resumed.
+// who the operator is, the current status, the relay's epoch, whether the
+// requested position could be resumed, and the position the following events
+// start after (the agent adopts it when it was not resumed).
 //
 // 3. Events. Every later server event (call cards, status changes, notices)
 // carries seq, its position in the relay's durable event log. Within one
@@ -214,12 +215,17 @@ func ParseStatus(s string) (Status, error) {
 
 // Hello is the first frame on every connection.
 type Hello struct {
-	Protocol   int        `json:"protocol"`
-	Operator   Operator   `json:"operator"`
-	Status     StatusInfo `json:"status"`
-	Epoch      string     `json:"epoch"`
-	Resumed    bool       `json:"resumed"` // the requested position was resumed
-	ServerTime time.Time  `json:"serverTime"`
+	Protocol int        `json:"protocol"`
+	Operator Operator   `json:"operator"`
+	Status   StatusInfo `json:"status"`
+	Epoch    string     `json:"epoch"`
+	Resumed  bool       `json:"resumed"` // the requested position was resumed
+	// Position is the seq this connection's events follow: the agent's own
+	// when resumed, else the log's current end. An agent that has processed
+	// nothing newer resumes from it next time, so it misses nothing even
+	// before its first event.
+	Position   uint64    `json:"position"`
+	ServerTime time.Time `json:"serverTime"`
 }
 
 // StatusInfo is an operator's status, the data of "status" events and the

@@ -216,10 +216,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, op wire.Operator, po
 	hello.Epoch = h.cfg.Log.Epoch()
 	hello.Resumed = resume
 	hello.Protocol = wire.ProtocolVersion
-	first, _ := wire.Encode(wire.TypeHello, "", 0, hello)
-	s.send <- first // the queue is empty: never blocks
-
-	h.register(s, pos, resume)
+	h.register(s, pos, hello)
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); s.writer() }()
 	catchUpDone := make(chan struct{})
@@ -237,7 +234,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, op wire.Operator, po
 
 // resumable reports whether pos is a position in this log that has not expired.
 func (h *Hub) resumable(ctx context.Context, pos Position) bool {
-	if pos.Since == 0 || pos.Epoch != h.cfg.Log.Epoch() {
+	if pos.Epoch == "" || pos.Epoch != h.cfg.Log.Epoch() {
 		return false
 	}
 	h.mu.Lock()
@@ -261,15 +258,21 @@ func (h *Hub) resumable(ctx context.Context, pos Position) bool {
 	return pos.Since+1 >= first
 }
 
-func (h *Hub) register(s *session, pos Position, resume bool) {
+// register adds the session to the live feed and queues hello as its first
+// frame, both under the hub's lock so no live event can precede hello or
+// fall between hello's position and the feed.
+func (h *Hub) register(s *session, pos Position, hello wire.Hello) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if resume {
+	if hello.Resumed {
 		s.cursor = pos.Since
 		s.catchingUp = pos.Since < h.lastDelivered
 	} else {
 		s.cursor = h.lastDelivered
 	}
+	hello.Position = s.cursor
+	first, _ := wire.Encode(wire.TypeHello, "", 0, hello)
+	s.send <- first // the queue is empty: never blocks
 	set := h.sessions[s.op.ID]
 	if set == nil {
 		set = make(map[*session]struct{})

@@ -1,0 +1,111 @@
+package credentials
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/zalando/go-keyring"
+)
+
+// mocked records that the process-wide keyring provider is now a mock.
+var mocked bool
+
+func useMock(t *testing.T, err error) Store {
+	t.Helper()
+	if err != nil {
+		keyring.MockInitWithError(err)
+	} else {
+		keyring.MockInit()
+	}
+	mocked = true
+	return Store{ConfigDir: filepath.Join(t.TempDir(), "pult")}
+}
+
+func TestSaveLoadDelete(t *testing.T) {
+	s := useMock(t, nil)
+	if _, _, err := s.Load(); !errors.Is(err, ErrNotSignedIn) {
+		t.Fatalf("Load on a fresh store = %v, want ErrNotSignedIn", err)
+	}
+	if err := s.Save("https://relay.example.com", "secret-token"); err != nil {
+		t.Fatal(err)
+	}
+	url, tok, err := s.Load()
+	if err != nil || url != "https://relay.example.com" || tok != "secret-token" {
+		t.Fatalf("Load = %q, %q, %v", url, tok, err)
+	}
+	path := filepath.Join(s.ConfigDir, configFile)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("config mode %v, want 0600", fi.Mode().Perm())
+	}
+	b, _ := os.ReadFile(path)
+	if strings.Contains(string(b), "secret-token") || !strings.Contains(string(b), "relay.example.com") {
+		t.Errorf("config file = %s", b)
+	}
+	if got, err := keyring.Get(DefaultService, "https://relay.example.com"); err != nil || got != "secret-token" {
+		t.Errorf("keyring item = %q, %v; want user = relay URL", got, err)
+	}
+
+	// Signing in elsewhere replaces the old token.
+	if err := s.Save("https://other.example.com", "tok2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keyring.Get(DefaultService, "https://relay.example.com"); !errors.Is(err, keyring.ErrNotFound) {
+		t.Errorf("old token still in the keyring: %v", err)
+	}
+
+	if err := s.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Load(); !errors.Is(err, ErrNotSignedIn) {
+		t.Errorf("Load after Delete = %v", err)
+	}
+	if err := s.Delete(); err != nil {
+		t.Errorf("second Delete = %v", err)
+	}
+}
+
+func TestURLWithoutToken(t *testing.T) {
+	s := useMock(t, nil)
+	if err := s.Save("https://relay.example.com", "tok"); err != nil {
+		t.Fatal(err)
+	}
+	// Someone edited the URL in the config file: there is no token for it.
+	os.WriteFile(filepath.Join(s.ConfigDir, configFile), []byte(`{"relayURL":"https://elsewhere.example.com"}`), 0o600)
+	url, _, err := s.Load()
+	if !errors.Is(err, ErrNotSignedIn) || url != "https://elsewhere.example.com" || !strings.Contains(err.Error(), "elsewhere") {
+		t.Errorf("Load = %q, %v", url, err)
+	}
+}
+
+func TestNoKeyring(t *testing.T) {
+	s := useMock(t, errors.New("The name org.freedesktop.secrets was not provided by any .service files"))
+	err := s.Save("https://relay.example.com", "tok")
+	if !errors.Is(err, ErrNoKeyring) || !strings.Contains(err.Error(), "set PULT_RELAY and PULT_TOKEN instead") || !strings.Contains(err.Error(), "Secret Service") {
+		t.Errorf("Save = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.ConfigDir, configFile)); !os.IsNotExist(err) {
+		t.Errorf("config written although the token was not stored: %v", err)
+	}
+	os.MkdirAll(s.ConfigDir, 0o700)
+	os.WriteFile(filepath.Join(s.ConfigDir, configFile), []byte(`{"relayURL":"https://relay.example.com"}`), 0o600)
+	if _, _, err := s.Load(); !errors.Is(err, ErrNoKeyring) {
+		t.Errorf("Load = %v", err)
+	}
+}
+
+func TestSaveRefusesEmpty(t *testing.T) {
+	s := useMock(t, nil)
+	if err := s.Save("", "tok"); err == nil {
+		t.Error("empty URL accepted")
+	}
+	if err := s.Save("https://relay", ""); err == nil {
+		t.Error("empty token accepted")
+	}
+}

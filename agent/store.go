@@ -1,0 +1,125 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Files in Config.StateDir. Neither ever holds the token.
+const (
+	outboxFile = "outbox.json" // the queued status change
+	stateFile  = "state.json"  // the stream position (with Config.Resume)
+)
+
+// outboxDoc is the content of outbox.json.
+type outboxDoc struct {
+	Status *statusItem `json:"status,omitempty"`
+}
+
+// loadState reads the outbox and, with Resume, the position. A corrupt file
+// is logged and ignored: losing a queued status is better than not starting.
+func (a *Agent) loadState() error {
+	dir := a.cfg.StateDir
+	if dir == "" {
+		return nil
+	}
+	var ob outboxDoc
+	if err := readJSON(filepath.Join(dir, outboxFile), &ob); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			a.log.Warn("ignoring unreadable outbox", "err", err)
+		}
+	} else if ob.Status != nil && ob.Status.ID != "" && ob.Status.Status.Valid() {
+		a.queued = ob.Status
+	}
+	if a.cfg.Resume {
+		var pos position
+		if err := readJSON(filepath.Join(dir, stateFile), &pos); err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				a.log.Warn("ignoring unreadable stream position", "err", err)
+			}
+		} else {
+			a.pos = pos
+		}
+	}
+	return nil
+}
+
+// saveOutboxLocked persists a.queued. Failures are logged: the change is
+// still queued in memory.
+func (a *Agent) saveOutboxLocked() {
+	if a.cfg.StateDir == "" {
+		return
+	}
+	path := filepath.Join(a.cfg.StateDir, outboxFile)
+	var err error
+	if a.queued == nil {
+		err = os.Remove(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = nil
+		}
+	} else {
+		err = writeJSON(path, outboxDoc{Status: a.queued})
+	}
+	if err != nil {
+		a.log.Error("cannot save the outbox", "err", err)
+	}
+}
+
+// savePositionLocked persists a.pos when Config.Resume is set.
+func (a *Agent) savePositionLocked() {
+	if !a.cfg.Resume {
+		return
+	}
+	if err := writeJSON(filepath.Join(a.cfg.StateDir, stateFile), a.pos); err != nil {
+		a.log.Error("cannot save the stream position", "err", err)
+	}
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// writeJSON replaces path atomically (temp file, fsync, rename), mode 0600.
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/demo"
+)
+
+const usage = `pult-relay — the pult relay server
+
+Usage:
+  pult-relay serve --config relay.toml       run the relay
+  pult-relay demo [--listen ADDR] [--data-dir DIR] [--every 6s]
+                                             run the relay with a built-in PBX and CRM simulator
+  pult-relay operators add --name NAME --user-id N --code EXT [--role supervisor]
+  pult-relay operators list
+  pult-relay operators revoke ID|CODE
+                                             manage operators on a running relay; these take
+                                             --config relay.toml (address and admin_token), or
+                                             --relay URL with PULT_ADMIN_TOKEN in the environment
+  pult-relay help
+
+Environment: PULT_ADMIN_TOKEN, PULT_PBX_CLIENT_ID, PULT_PBX_API_KEY,
+PULT_RETAILCRM_API_KEY, PULT_NATS_URL override the config file's secrets.
+Exit status: 0 success, 1 failure, 2 usage error.
+`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(getenv("PULT_LOG"))}))
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], getenv, logger, stderr)
+	case "demo":
+		err = runDemo(ctx, args[1:], logger, stdout, stderr)
+	case "operators":
+		err = operators(ctx, args[1:], getenv, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "pult-relay: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "pult-relay: %v\n\n%s", err, usage)
+		return 2
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		fmt.Fprintf(stderr, "pult-relay: %v\n", err)
+		return 1
+	}
+}
+
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if l.UnmarshalText([]byte(s)) != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, logger *slog.Logger, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	path := fs.String("config", "relay.toml", "the relay's TOML config")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("serve takes no arguments, got %q", fs.Args())
+	}
+	cfg, err := relay.LoadConfig(*path, getenv)
+	if err != nil {
+		return err
+	}
+	return relay.New(cfg, logger).Run(ctx)
+}
+
+func runDemo(ctx context.Context, args []string, logger *slog.Logger, stdout, stderr io.Writer) error {
+	fs := newFlags("demo", stderr)
+	o := demo.Options{Out: stdout, Logger: logger}
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8700", "address of the demo relay")
+	fs.StringVar(&o.DataDir, "data-dir", "", "keep the demo's data here (default: a temporary folder, removed at exit)")
+	fs.DurationVar(&o.Every, "every", 6*time.Second, "how often the simulated PBX rings")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
+		return usagef("--listen: want host:port, got %q", o.Listen)
+	}
+	if o.Every < 500*time.Millisecond || o.Every > time.Hour {
+		return usagef("--every: want between 500ms and 1h")
+	}
+	return demo.Run(ctx, o)
+}
+
+// adminClient builds a client from --config or --relay + PULT_ADMIN_TOKEN.
+func adminClient(fs *flag.FlagSet, args []string, getenv func(string) string) (*relay.AdminClient, error) {
+	path := fs.String("config", "", "the relay's TOML config (for its address and admin_token)")
+	base := fs.String("relay", "", "the relay's base URL, e.g. http://127.0.0.1:8700 (token from PULT_ADMIN_TOKEN)")
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	c := &relay.AdminClient{}
+	switch {
+	case *base != "":
+		c.BaseURL = strings.TrimRight(*base, "/")
+		c.Token = getenv("PULT_ADMIN_TOKEN")
+		if c.Token == "" && *path == "" {
+			return nil, usagef("--relay needs PULT_ADMIN_TOKEN in the environment")
+		}
+	case *path == "":
+		*path = "relay.toml"
+	}
+	if *path != "" {
+		cfg, err := relay.LoadConfig(*path, getenv)
+		if err != nil {
+			return nil, err
+		}
+		if c.BaseURL == "" {
+			c.BaseURL = "http://" + cfg.Listen
+		}
+		if c.Token == "" {
+			c.Token = cfg.AdminToken
+		}
+	}
+	if !strings.HasPrefix(c.BaseURL, "http://") && !strings.HasPrefix(c.BaseURL, "https://") {
+		return nil, usagef("--relay: want an http:// or https:// URL, got %q", c.BaseURL)
+	}
+	return c, nil
+}
+
+func operators(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("operators: want add, list or revoke")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	switch args[0] {
+	case "add":
+		fs := newFlags("operators add", stderr)
+		var n relay.NewOperator
+		fs.StringVar(&n.Name, "name", "", "the operator's name (required)")
+		fs.StringVar(&n.UserID, "user-id", "", "the operator's CRM user id (required)")
+		fs.StringVar(&n.Code, "code", "", "the operator's PBX extension (required)")
+		role := fs.String("role", "operator", "operator or supervisor")
+		c, err := adminClient(fs, args[1:], getenv)
+		if err != nil {
+			return err
+		}
+		n.Role = wire.Role(*role)
+		if err := n.Validate(); err != nil {
+			return usageError{err}
+		}
+		added, err := c.AddOperator(ctx, n)
+		if err != nil {
+			return err
+		}
+		op := added.Operator
+		fmt.Fprintf(stdout, "Added %s (id %s, code %s, user %s, %s).\nToken (shown once; give it to the operator for `pult login`):\n%s\n",
+			op.Name, op.ID, op.Code, op.UserID, op.Role, added.Token)
+		return nil
+	case "list":
+		c, err := adminClient(newFlags("operators list", stderr), args[1:], getenv)
+		if err != nil {
+			return err
+		}
+		ops, err := c.ListOperators(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tCODE\tUSER\tNAME\tROLE\tSTATUS\tSINCE\tCONNECTIONS")
+		for _, o := range ops {
+			st := string(o.Status)
+			if o.RevokedAt != nil {
+				st = "revoked"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", o.ID, o.Code, o.UserID, o.Name, o.Role, st,
+				o.Chosen.Since.Local().Format("2006-01-02 15:04"), o.Connections)
+		}
+		return tw.Flush()
+	case "revoke":
+		fs := newFlags("operators revoke", stderr)
+		var ref string
+		if len(args) > 1 && !strings.HasPrefix(args[1], "-") {
+			ref, args = args[1], append([]string{args[0]}, args[2:]...)
+		}
+		c, err := adminClient(fs, args[1:], getenv)
+		if err != nil {
+			return err
+		}
+		if ref == "" && fs.NArg() == 1 {
+			ref = fs.Arg(0)
+		}
+		if ref == "" {
+			return usagef("operators revoke: which operator? give its id or code")
+		}
+		op, err := c.RevokeOperator(ctx, ref)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Revoked %s (id %s, code %s); their agents were disconnected.\n", op.Name, op.ID, op.Code)
+		return nil
+	}
+	return usagef("operators: unknown subcommand %q (want add, list or revoke)", args[0])
+}

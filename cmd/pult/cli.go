@@ -1,0 +1,489 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pult/pult/agent"
+	"github.com/pult/pult/agent/credentials"
+	"github.com/pult/pult/agent/phone"
+	"github.com/pult/pult/agent/wire"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitError   = 1 // the command failed (refused by the relay or PBX, keyring trouble, …)
+	exitUsage   = 2 // bad arguments or environment
+	exitOffline = 3 // not connected, not signed in, or the token was refused
+)
+
+// maxToken bounds the token read by login.
+const maxToken = 4 << 10
+
+const defaultTimeout = 10 * time.Second
+
+const usage = `pult — the call-center operator's agent
+
+Usage:
+  pult login --relay URL [--token-file FILE]  sign in; the token is read from FILE or stdin
+  pult logout                                 remove the stored token
+  pult status                                 show your status
+  pult status free|busy|dinner|break          set your status
+  pult dial NUMBER                            call NUMBER through the PBX
+  pult watch                                  print events as JSON lines until interrupted
+  pult help                                   show this help
+
+login, status and dial accept --timeout DURATION (default 10s): how long to
+wait for the relay.
+
+The relay URL may be http(s):// or ws(s)://. The token is kept in the OS
+keyring (Secret Service on Linux), the URL in the user config directory.
+
+Environment:
+  PULT_RELAY, PULT_TOKEN  use this relay and token instead of the stored sign-in (set both)
+  PULT_CONFIG_DIR         directory of the stored relay URL (default: <user config dir>/pult)
+  PULT_DEBUG=1            log the connection's progress to stderr
+
+watch prints one JSON object per line:
+  {"event":"connection","state":"online"}
+  {"event":"connection","state":"offline","error":"…","retryInMs":1200}
+  {"event":"hello","hello":{"operator":{…},"status":{…},…}}
+  {"event":"call","seq":12,"call":{"id":…,"state":"ringing","phone":…,"manager":{…},…}}
+  {"event":"status","seq":13,"status":{"status":"busy","since":…,"source":"crm"}}
+  {"event":"notice","seq":14,"notice":{"kind":"dialing","text":…}}
+
+Exit status: 0 success, 1 error, 2 usage, 3 not connected, not signed in or
+token refused.
+`
+
+// cli is one invocation.
+type cli struct {
+	env            func(string) string
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	log            *slog.Logger
+	store          credentials.Store
+}
+
+// run is the whole program behind main, testable.
+func run(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	c := &cli{env: env, stdin: stdin, stdout: stdout, stderr: stderr}
+	c.log = slog.New(slog.DiscardHandler)
+	if env("PULT_DEBUG") != "" {
+		c.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	c.store = credentials.Store{ConfigDir: env("PULT_CONFIG_DIR")}
+
+	if len(args) == 0 {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "login":
+		return c.login(ctx, rest)
+	case "logout":
+		return c.logout(rest)
+	case "status":
+		return c.status(ctx, rest)
+	case "dial":
+		return c.dial(ctx, rest)
+	case "watch":
+		return c.watch(ctx, rest)
+	}
+	fmt.Fprintf(stderr, "pult: unknown command %q\n\n%s", cmd, usage)
+	return exitUsage
+}
+
+// fail prints a message and returns code.
+func (c *cli) fail(code int, format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "pult: "+format+"\n", args...)
+	return code
+}
+
+// parse parses flags placed before or after the positional arguments.
+// ok=false means it returned code (help or a usage error).
+func (c *cli) parse(fs *flag.FlagSet, args []string, synopsis string) (pos []string, code int, ok bool) {
+	fs.SetOutput(c.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(c.stderr, "Usage: pult %s\n", synopsis)
+		fs.PrintDefaults()
+	}
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, exitOK, false
+			}
+			return nil, exitUsage, false
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, 0, true
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func (c *cli) login(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("login", flag.ContinueOnError)
+	relay := fs.String("relay", "", "relay URL (http, https, ws or wss)")
+	tokenFile := fs.String("token-file", "", "read the token from this file instead of stdin")
+	timeout := fs.Duration("timeout", defaultTimeout, "how long to wait for the relay")
+	pos, code, ok := c.parse(fs, args, "login --relay URL [--token-file FILE] [--timeout 10s]")
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return c.fail(exitUsage, "login takes no arguments (the token is read from stdin or --token-file)")
+	}
+	if *relay == "" {
+		return c.fail(exitUsage, "login needs --relay URL")
+	}
+	url, err := agent.ParseRelayURL(*relay)
+	if err != nil {
+		return c.fail(exitUsage, "%v", err)
+	}
+	in, from := c.stdin, "stdin"
+	if *tokenFile != "" {
+		f, err := os.Open(*tokenFile)
+		if err != nil {
+			return c.fail(exitUsage, "token file: %v", err)
+		}
+		defer f.Close()
+		in, from = f, *tokenFile
+	}
+	b, err := io.ReadAll(io.LimitReader(in, maxToken+1))
+	if err != nil {
+		return c.fail(exitError, "reading the token from %s: %v", from, err)
+	}
+	if len(b) > maxToken {
+		return c.fail(exitUsage, "the token from %s is longer than %d bytes; is it the right file?", from, maxToken)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return c.fail(exitUsage, "no token: pipe it to stdin or use --token-file FILE")
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	op, err := agent.Check(cctx, url, token)
+	if err != nil {
+		return c.checkFailed(url, err)
+	}
+	if err := c.store.Save(url, token); err != nil {
+		return c.fail(exitError, "the token is valid but could not be stored: %v", err)
+	}
+	fmt.Fprintf(c.stdout, "Signed in to %s as %s (code %s, %s)\n", url, op.Name, op.Code, op.Role)
+	return exitOK
+}
+
+// checkFailed explains an agent.Check error.
+func (c *cli) checkFailed(url string, err error) int {
+	var se *agent.StopError
+	switch {
+	case errors.As(err, &se):
+		return c.stopped(se)
+	case errors.Is(err, agent.ErrUnreachable):
+		return c.fail(exitOffline, "cannot reach the relay at %s (is it running, is the address right?): %v", url, err)
+	case errors.Is(err, agent.ErrNotRelay):
+		return c.fail(exitError, "%s does not look like a pult relay; check the URL: %v", url, err)
+	case errors.Is(err, context.Canceled):
+		return c.fail(exitError, "interrupted")
+	}
+	return c.fail(exitError, "%v", err)
+}
+
+// stopped explains a stop from the relay.
+func (c *cli) stopped(se *agent.StopError) int {
+	switch se.Code {
+	case wire.CloseBadToken:
+		return c.fail(exitOffline, "the relay does not know this token (%s); check it was copied whole, then run pult login again", se.Reason)
+	case wire.CloseRevoked:
+		return c.fail(exitOffline, "this token has been revoked (%s); ask your administrator for a new one", se.Reason)
+	case wire.CloseProtocol:
+		return c.fail(exitOffline, "this version of pult is not supported by the relay (%s); please update pult", se.Reason)
+	}
+	return c.fail(exitOffline, "%v", se)
+}
+
+func (c *cli) logout(args []string) int {
+	fs := flag.NewFlagSet("logout", flag.ContinueOnError)
+	pos, code, ok := c.parse(fs, args, "logout")
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return c.fail(exitUsage, "logout takes no arguments")
+	}
+	if err := c.store.Delete(); err != nil {
+		return c.fail(exitError, "%v", err)
+	}
+	fmt.Fprintln(c.stdout, "Signed out: the token was removed from the OS keyring.")
+	if c.env("PULT_TOKEN") != "" {
+		fmt.Fprintln(c.stdout, "Note: PULT_TOKEN is still set in the environment.")
+	}
+	return exitOK
+}
+
+// credentials returns the relay URL and token: PULT_RELAY and PULT_TOKEN, or
+// the stored sign-in. code != 0 means it already explained the failure.
+func (c *cli) credentials() (url, token string, code int) {
+	url, token = strings.TrimSpace(c.env("PULT_RELAY")), strings.TrimSpace(c.env("PULT_TOKEN"))
+	switch {
+	case url != "" && token != "":
+		return url, token, 0
+	case url != "":
+		return "", "", c.fail(exitUsage, "PULT_RELAY is set but PULT_TOKEN is not: set both, or neither to use the stored sign-in")
+	case token != "":
+		return "", "", c.fail(exitUsage, "PULT_TOKEN is set but PULT_RELAY is not: set both, or neither to use the stored sign-in")
+	}
+	url, token, err := c.store.Load()
+	switch {
+	case errors.Is(err, credentials.ErrNotSignedIn):
+		return "", "", c.fail(exitOffline, "%v: run pult login --relay URL, or set PULT_RELAY and PULT_TOKEN", err)
+	case err != nil:
+		return "", "", c.fail(exitError, "%v", err)
+	}
+	return url, token, 0
+}
+
+// session is an agent connected for a one-shot command.
+type session struct {
+	a      *agent.Agent
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // Run's result, once done is closed
+}
+
+func (s *session) close() {
+	s.cancel()
+	<-s.done
+}
+
+// connect starts an agent (in-memory state only: a one-shot command leaves
+// nothing queued behind) and waits up to timeout for it to be online.
+func (c *cli) connect(ctx context.Context, timeout time.Duration) (*session, int) {
+	url, token, code := c.credentials()
+	if code != 0 {
+		return nil, code
+	}
+	online := make(chan struct{}, 1)
+	var mu sync.Mutex
+	lastErr := "no answer"
+	a, err := agent.New(agent.Config{
+		RelayURL: url,
+		Token:    token,
+		Logger:   c.log,
+		OnEvent: func(ev agent.Event) {
+			if ev.Kind != agent.EventConn {
+				return
+			}
+			switch ev.Conn {
+			case agent.Online:
+				select {
+				case online <- struct{}{}:
+				default:
+				}
+			case agent.Offline:
+				mu.Lock()
+				lastErr = ev.Err
+				mu.Unlock()
+			}
+		},
+	})
+	if err != nil {
+		return nil, c.fail(exitUsage, "%v", err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	s := &session{a: a, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		s.err = a.Run(rctx)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-online:
+		return s, 0
+	case <-s.done:
+		var se *agent.StopError
+		if errors.As(s.err, &se) {
+			return nil, c.stopped(se)
+		}
+		return nil, c.fail(exitError, "interrupted")
+	case <-t.C:
+		s.close()
+		mu.Lock()
+		defer mu.Unlock()
+		return nil, c.fail(exitOffline, "could not connect to the relay at %s within %s: %s", url, timeout, lastErr)
+	}
+}
+
+func (c *cli) status(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	timeout := fs.Duration("timeout", defaultTimeout, "how long to wait for the relay")
+	pos, code, ok := c.parse(fs, args, "status [free|busy|dinner|break] [--timeout 10s]")
+	if !ok {
+		return code
+	}
+	var want wire.Status
+	switch len(pos) {
+	case 0:
+	case 1:
+		st, err := wire.ParseStatus(pos[0])
+		if err != nil {
+			return c.fail(exitUsage, "%v", err)
+		}
+		want = st
+	default:
+		return c.fail(exitUsage, "status takes at most one argument: free, busy, dinner or break")
+	}
+
+	s, code := c.connect(ctx, *timeout)
+	if s == nil {
+		return code
+	}
+	defer s.close()
+	if want == "" {
+		h, _ := s.a.Hello()
+		fmt.Fprintf(c.stdout, "%s (code %s): %s\n", h.Operator.Name, h.Operator.Code, describeStatus(h.Status))
+		return exitOK
+	}
+	sctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	info, err := s.a.SetStatus(sctx, want)
+	var we *wire.Error
+	switch {
+	case err == nil:
+		fmt.Fprintf(c.stdout, "Status set: %s\n", describeStatus(info))
+		return exitOK
+	case errors.As(err, &we):
+		return c.fail(exitError, "the relay refused status %s: %s", want, we.Message)
+	case errors.Is(err, agent.ErrQueued):
+		return c.fail(exitOffline, "the connection dropped before the relay confirmed: status %s may not be set", want)
+	}
+	return c.fail(exitError, "%v", err)
+}
+
+func describeStatus(s wire.StatusInfo) string {
+	out := string(s.Status)
+	if !s.Since.IsZero() {
+		out += " since " + s.Since.Local().Format("Jan 2 15:04")
+	}
+	if s.Source != "" {
+		out += " (set by " + s.Source + ")"
+	}
+	return out
+}
+
+func (c *cli) dial(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("dial", flag.ContinueOnError)
+	timeout := fs.Duration("timeout", defaultTimeout, "how long to wait for the relay")
+	pos, code, ok := c.parse(fs, args, "dial NUMBER [--timeout 10s]")
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return c.fail(exitUsage, "dial needs one number (quote it if it has spaces)")
+	}
+	n, err := phone.Parse(pos[0], "")
+	if err != nil {
+		return c.fail(exitUsage, "%v", err)
+	}
+	s, code := c.connect(ctx, *timeout)
+	if s == nil {
+		return code
+	}
+	defer s.close()
+	fmt.Fprintf(c.stdout, "Dialing %s…\n", n.National)
+	_, err = s.a.Dial(ctx, n.E164)
+	var we *wire.Error
+	switch {
+	case err == nil:
+		fmt.Fprintln(c.stdout, "PBX accepted the call")
+		return exitOK
+	case errors.As(err, &we):
+		return c.fail(exitError, "the call was not placed: %s", we.Message)
+	case errors.Is(err, agent.ErrOffline):
+		return c.fail(exitOffline, "%v", err)
+	}
+	return c.fail(exitError, "%v", err)
+}
+
+// watchLine is one line of `pult watch`. Field names are stable.
+type watchLine struct {
+	Event     string           `json:"event"` // connection, hello, call, status, notice, receipt
+	Seq       uint64           `json:"seq,omitempty"`
+	State     string           `json:"state,omitempty"` // connection: connecting, online, offline, auth_failed, outdated
+	Error     string           `json:"error,omitempty"`
+	RetryInMs int64            `json:"retryInMs,omitempty"`
+	Hello     *wire.Hello      `json:"hello,omitempty"`
+	Call      *wire.Call       `json:"call,omitempty"`
+	Status    *wire.StatusInfo `json:"status,omitempty"`
+	Notice    *wire.Notice     `json:"notice,omitempty"`
+	Receipt   *agent.Receipt   `json:"receipt,omitempty"`
+}
+
+func toWatchLine(ev agent.Event) watchLine {
+	l := watchLine{
+		Event: ev.Kind.String(), Seq: ev.Seq,
+		Hello: ev.Hello, Call: ev.Call, Status: ev.Status, Notice: ev.Notice, Receipt: ev.Receipt,
+	}
+	if ev.Kind == agent.EventConn {
+		l.State, l.Error, l.RetryInMs = ev.Conn.String(), ev.Err, ev.RetryIn.Milliseconds()
+	}
+	return l
+}
+
+func (c *cli) watch(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
+	pos, code, ok := c.parse(fs, args, "watch")
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return c.fail(exitUsage, "watch takes no arguments")
+	}
+	url, token, code := c.credentials()
+	if code != 0 {
+		return code
+	}
+	enc := json.NewEncoder(c.stdout)
+	enc.SetEscapeHTML(false)
+	a, err := agent.New(agent.Config{
+		RelayURL: url,
+		Token:    token,
+		Logger:   c.log,
+		OnEvent: func(ev agent.Event) {
+			if err := enc.Encode(toWatchLine(ev)); err != nil {
+				c.log.Error("writing an event", "err", err)
+			}
+		},
+	})
+	if err != nil {
+		return c.fail(exitUsage, "%v", err)
+	}
+	err = a.Run(ctx)
+	var se *agent.StopError
+	if errors.As(err, &se) {
+		return c.stopped(se)
+	}
+	if err != nil {
+		return c.fail(exitError, "%v", err)
+	}
+	return exitOK
+}

@@ -1,0 +1,314 @@
+// Package demo runs a relay on its embedded defaults together with a
+// simulated PBX and CRM, so pult can be tried without any partner account.
+// The simulated PBX rings the demo operators through the relay's real
+// retailCRM-style endpoint; the simulated CRM answers the relay's
+// responsible-manager lookups from a small shop's clients.
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pult/pult/agent/phone"
+	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/retailcrm"
+	"github.com/pult/pult/relay/retailcrm/sim"
+)
+
+// Options of the demo.
+type Options struct {
+	Listen  string        // the relay's address
+	DataDir string        // "" for a temporary folder removed at exit
+	Every   time.Duration // how often the PBX rings
+	Out     io.Writer     // where the demo narrates
+	Logger  *slog.Logger
+}
+
+// Operator is a demo operator.
+type Operator struct {
+	Name, Code, UserID string
+	Role               wire.Role
+}
+
+// Operators are the demo's operators; their codes and user ids match the
+// simulated CRM's managers.
+var Operators = []Operator{
+	{"Анна Смирнова", "100", "1", wire.RoleOperator},
+	{"Дмитрий Волков", "101", "2", wire.RoleOperator},
+	{"Екатерина Морозова", "102", "3", wire.RoleSupervisor},
+}
+
+const clientID = "demo-client-id"
+
+// Run runs the demo until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Every <= 0 {
+		o.Every = 6 * time.Second
+	}
+	dir := o.DataDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "pult-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+
+	// The partners, on a loopback port of their own.
+	crmKey, pbxKey := secret(), secret()
+	crm := sim.NewCRM(crmKey)
+	for _, c := range sim.DemoClients() {
+		if err := crm.AddClient(c.Phone, c.Customer, c.Manager); err != nil {
+			return err
+		}
+	}
+	for _, m := range sim.DemoManagers() {
+		crm.SetUserStatus(m.Manager.ID, m.Status)
+	}
+	pbx := sim.NewPBX(clientID)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	partners := "http://" + ln.Addr().String()
+	crm.SetAccountURL(partners + "/crm")
+	mux := http.NewServeMux()
+	mux.Handle("/crm/", http.StripPrefix("/crm", crm))
+	mux.Handle("/pbx/", http.StripPrefix("/pbx", pbx))
+	psrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go psrv.Serve(ln)
+	defer psrv.Close()
+
+	cfg := relay.Defaults()
+	cfg.Listen = o.Listen
+	cfg.DataDir = filepath.Join(dir, "relay")
+	cfg.PublicURL = "http://" + o.Listen
+	cfg.AdminToken = secret()
+	cfg.PBX.ClientID = clientID
+	cfg.PBX.APIKey = pbxKey
+	cfg.PBX.MakeCallURL = partners + "/pbx/make-call"
+	cfg.PBX.ChangeStatusURL = partners + "/pbx/change-status"
+	cfg.RetailCRM.URL = partners + "/crm"
+	cfg.RetailCRM.APIKey = crmKey
+	srv := relay.New(cfg, o.Logger)
+	rctx, stopRelay := context.WithCancel(context.Background())
+	defer stopRelay()
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- srv.Run(rctx) }()
+	select {
+	case <-srv.Ready():
+	case err := <-relayDone:
+		return fmt.Errorf("demo relay: %w", err)
+	case <-ctx.Done():
+		stopRelay()
+		return <-relayDone
+	}
+	base := "http://" + srv.Addr()
+
+	admin := &relay.AdminClient{BaseURL: base, Token: cfg.AdminToken}
+	tokens := map[string]string{}
+	for _, op := range Operators {
+		added, err := admin.AddOperator(ctx, relay.NewOperator{Name: op.Name, Code: op.Code, UserID: op.UserID, Role: op.Role})
+		if err != nil {
+			stopRelay()
+			<-relayDone
+			return fmt.Errorf("demo operators: %w", err)
+		}
+		tokens[op.Code] = added.Token
+		if err := os.WriteFile(filepath.Join(dir, op.Code+".token"), []byte(added.Token+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	printWelcome(o.Out, base, dir, cfg.AdminToken, tokens, o.Every)
+
+	g := &generator{base: base, key: pbxKey, out: o.Out, log: o.Logger}
+	pbx.OnMakeCall = func(mc retailcrm.MakeCall) { g.spawn(ctx, func(ctx context.Context) { g.outgoing(ctx, mc) }) }
+	pbx.OnChangeStatus = func(cs retailcrm.ChangeStatus) {
+		fmt.Fprintf(o.Out, "%s  PBX: extension %s is now %s\n", stamp(), cs.Code, cs.Status)
+	}
+	g.run(ctx, o.Every)
+	stopRelay()
+	return <-relayDone
+}
+
+func printWelcome(w io.Writer, base, dir, adminToken string, tokens map[string]string, every time.Duration) {
+	fmt.Fprintf(w, "\npult demo: relay at %s, with a simulated PBX and retailCRM.\n\n", base)
+	fmt.Fprintln(w, "Operators (tokens are also in "+dir+"):")
+	for _, op := range Operators {
+		fmt.Fprintf(w, "  %-20s code %s  %-10s  %s\n", op.Name, op.Code, op.Role, tokens[op.Code])
+	}
+	fmt.Fprintf(w, `
+In another terminal, sign in as Анна (100) and watch her calls:
+  bin/pult login --relay %[1]s --token-file %[2]s/100.token
+  bin/pult watch
+or without the OS keyring:
+  export PULT_RELAY=%[1]s PULT_TOKEN=$(cat %[2]s/100.token)
+Then try:
+  bin/pult status busy
+  bin/pult dial "+7 (912) 123-45-67"
+Administration:
+  PULT_ADMIN_TOKEN=%[3]s bin/pult-relay operators list --relay %[1]s
+
+The simulated PBX rings every %[4]s; some calls are answered, some missed. Ctrl+C stops.
+
+`, base, dir, adminToken, every)
+}
+
+// generator is the simulated PBX's call traffic.
+type generator struct {
+	base, key string
+	out       io.Writer
+	log       *slog.Logger
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	n         int
+}
+
+func (g *generator) spawn(ctx context.Context, f func(context.Context)) {
+	g.wg.Add(1)
+	go func() { defer g.wg.Done(); f(ctx) }()
+}
+
+func (g *generator) run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	g.spawn(ctx, g.incoming)
+	for {
+		select {
+		case <-ctx.Done():
+			g.wg.Wait()
+			return
+		case <-t.C:
+			g.spawn(ctx, g.incoming)
+		}
+	}
+}
+
+func (g *generator) nextID() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n++
+	return fmt.Sprintf("demo-%d-%04d", time.Now().Unix()%100000, g.n)
+}
+
+// incoming simulates one incoming call: it rings one or two operators,
+// then is answered by one of them or missed.
+func (g *generator) incoming(ctx context.Context) {
+	clients := sim.DemoClients()
+	number := fmt.Sprintf("+7 9%02d %03d-%02d-%02d", mrand.IntN(100), mrand.IntN(1000), mrand.IntN(100), mrand.IntN(100))
+	who, site, line := "unknown caller", sim.DemoSiteMain, sim.DemoLineMain
+	if mrand.IntN(5) > 0 {
+		c := clients[mrand.IntN(len(clients))]
+		number, who, site = c.Phone, c.Customer.FullName(), c.Site
+		if site == sim.DemoSiteOutlet {
+			line = sim.DemoLineOutlet
+		}
+	}
+	codes := []string{Operators[mrand.IntN(2)].Code}
+	if mrand.IntN(2) == 0 {
+		codes = []string{"100", "101"}
+	}
+	id := g.nextID()
+	fmt.Fprintf(g.out, "%s  PBX: %s (%s) rings %s\n", stamp(), phone.Display(number, ""), who, strings.Join(codes, ", "))
+	if !g.post(ctx, map[string]any{"type": "in", "phone": number, "codes": codes, "callExternalId": id, "externalPhone": line, "site": site}) {
+		return
+	}
+	if !sleep(ctx, time.Duration(2+mrand.IntN(4))*time.Second) {
+		return
+	}
+	if mrand.IntN(100) < 35 {
+		fmt.Fprintf(g.out, "%s  PBX: %s missed\n", stamp(), phone.Display(number, ""))
+		g.post(ctx, map[string]any{"type": "hangup", "phone": number, "codes": codes, "callExternalId": id, "hangupStatus": "no answered"})
+		return
+	}
+	by := codes[mrand.IntN(len(codes))]
+	fmt.Fprintf(g.out, "%s  PBX: %s answered by %s\n", stamp(), phone.Display(number, ""), by)
+	g.post(ctx, map[string]any{"type": "answer", "phone": number, "codes": []string{by}, "callExternalId": id})
+	if !sleep(ctx, time.Duration(4+mrand.IntN(8))*time.Second) {
+		return
+	}
+	g.post(ctx, map[string]any{"type": "hangup", "phone": number, "codes": []string{by}, "callExternalId": id, "hangupStatus": "answered"})
+}
+
+// outgoing simulates the call the PBX starts after a make-call request.
+func (g *generator) outgoing(ctx context.Context, mc retailcrm.MakeCall) {
+	id := g.nextID()
+	fmt.Fprintf(g.out, "%s  PBX: extension %s dials %s\n", stamp(), mc.Code, phone.Display(mc.Phone, ""))
+	if !g.post(ctx, map[string]any{"type": "out", "phone": mc.Phone, "codes": []string{mc.Code}, "callExternalId": id}) {
+		return
+	}
+	if !sleep(ctx, 3*time.Second) {
+		return
+	}
+	g.post(ctx, map[string]any{"type": "answer", "phone": mc.Phone, "codes": []string{mc.Code}, "callExternalId": id})
+	if !sleep(ctx, 6*time.Second) {
+		return
+	}
+	g.post(ctx, map[string]any{"type": "hangup", "phone": mc.Phone, "codes": []string{mc.Code}, "callExternalId": id, "hangupStatus": "answered"})
+}
+
+// post sends one call event to the relay as a retailCRM-integrated PBX does.
+func (g *generator) post(ctx context.Context, ev map[string]any) bool {
+	b, _ := json.Marshal(ev)
+	form := url.Values{"event": {string(b)}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.base+retailcrm.PathCallEvent, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set(retailcrm.HeaderAPIKey, g.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			g.log.Warn("demo PBX could not reach the relay", "err", err)
+		}
+		return false
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		g.log.Warn("relay refused a demo call event", "status", resp.StatusCode)
+		return false
+	}
+	return true
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func stamp() string { return time.Now().Format("15:04:05") }
+
+func secret() string {
+	b := make([]byte, 18)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
