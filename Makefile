@@ -35,11 +35,14 @@ vet:
 
 lint: vet
 
-# The tests run inside a private D-Bus session with an unlocked
-# gnome-keyring, so the credential tests use a real Secret Service.
+# The tests run inside a private D-Bus session with a new, unlocked
+# gnome-keyring in a temporary folder, so the credential tests use a real
+# Secret Service and never touch the user's own keyrings.
 test: deps vet ## run every test with the race detector
 	CGO_ENABLED=0 $(GO) build -tags ci -o /dev/null ./cmd/pult
-	PULT_TEST_KEYRING=1 dbus-run-session -- bash -c 'echo -n pult-test | gnome-keyring-daemon --unlock --components=secrets >/dev/null && $(GO) test -race -count=1 -timeout 20m ./...'
+	keyrings=$$(mktemp -d) && trap 'rm -rf $$keyrings' EXIT && \
+	XDG_DATA_HOME=$$keyrings PULT_TEST_KEYRING=1 dbus-run-session -- bash -c \
+		'echo -n pult-test | gnome-keyring-daemon --unlock --components=secrets >/dev/null && $(GO) test -race -count=1 -timeout 20m ./...'
 
 test-go: ## the Go tests only, without the keyring session
 	$(GO) test -race -count=1 ./...

@@ -298,8 +298,8 @@ func TestCloseCodes(t *testing.T) {
 		waitOnline(t, a)
 		r.CloseWith(wire.CloseGoingAway, "")
 		// The agent drops the link and reconnects (resuming, it is sent the same
-	// frame again: an oversized event is never silently skipped).
-	waitFor(t, "reconnect", func() bool { return r.Accepted() >= 2 })
+		// frame again: an oversized event is never silently skipped).
+		waitFor(t, "reconnect", func() bool { return r.Accepted() >= 2 })
 		var off Event
 		for _, e := range rec.events() {
 			if e.Conn == Offline {
