@@ -1,0 +1,99 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pult/pult/agent"
+	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/demo"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The demo rings its operators through the real endpoint, with the
+// responsible manager from the simulated CRM, and dials through the
+// simulated PBX.
+func TestDemo(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- demo.Run(ctx, demo.Options{Listen: addr, DataDir: dir, Every: 500 * time.Millisecond, Out: &out})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("demo: %v", err)
+		}
+	}()
+	var token []byte
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(dir, "100.token")); err == nil && len(b) > 0 {
+			token = bytes.TrimSpace(b)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo did not start; it said:\n%s", out.String())
+		}
+	}
+	cards := make(chan *wire.Call, 100)
+	a, err := agent.New(agent.Config{RelayURL: "http://" + addr, Token: string(token), OnEvent: func(e agent.Event) {
+		if e.Kind == agent.EventCall {
+			cards <- e.Call
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithCancel(ctx)
+	adone := make(chan error, 1)
+	go func() { adone <- a.Run(actx) }()
+	defer func() { acancel(); <-adone }()
+
+	withManager := false
+	for deadline := time.After(30 * time.Second); !withManager; {
+		select {
+		case c := <-cards:
+			withManager = c.ManagerState == wire.ManagerFound && c.Manager != nil && c.Manager.Name != ""
+		case <-deadline:
+			t.Fatalf("no call card with a manager within 30s; demo said:\n%s", out.String())
+		}
+	}
+	for a.State() != agent.Online {
+		time.Sleep(10 * time.Millisecond)
+	}
+	res, err := a.Dial(ctx, "+7 (912) 123-45-67")
+	if err != nil || res.Phone != "+79121234567" {
+		t.Fatalf("dial: %+v %v", res, err)
+	}
+	if !strings.Contains(out.String(), "bin/pult login --relay http://"+addr) {
+		t.Errorf("the demo does not say how to connect:\n%s", out.String())
+	}
+}
