@@ -290,7 +290,7 @@ func (s *Server) handleCallsUpload(w http.ResponseWriter, r *http.Request) {
 			dups = append(dups, c.ExternalID)
 		}
 	}
-	s.metrics.eventsIn.WithLabelValues("calls_upload").Add(float64(len(calls)))
+	s.metrics.eventsIn.WithLabelValues("calls_upload").Add(float64(len(calls) - len(dups)))
 	retailcrm.WriteSuccess(w, http.StatusOK, map[string]any{"processedCallsCount": len(calls) - len(dups), "duplicateCalls": dups})
 }
 
