@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/bench"
 	"github.com/pult/pult/relay/demo"
 )
 
@@ -29,6 +31,9 @@ Usage:
                                              manage operators on a running relay; these take
                                              --config relay.toml (address and admin_token), or
                                              --relay URL with PULT_ADMIN_TOKEN in the environment
+  pult-relay bench [--operators 1000] [--rate 200] [--duration 30s] [--ring 1] [--json]
+                                             start a relay child process, connect simulated
+                                             operators and measure call-card delivery
   pult-relay help
 
 Environment: PULT_ADMIN_TOKEN, PULT_PBX_CLIENT_ID, PULT_PBX_API_KEY,
@@ -50,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = runDemo(ctx, args[1:], logger, stdout, stderr)
 	case "operators":
 		err = operators(ctx, args[1:], getenv, stdout, stderr)
+	case "bench":
+		err = runBench(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "pult-relay: unknown command %q\n\n%s", args[0], usage)
 		return 2
@@ -241,4 +248,36 @@ func operators(ctx context.Context, args []string, getenv func(string) string, s
 		return nil
 	}
 	return usagef("operators: unknown subcommand %q (want add, list or revoke)", args[0])
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", stderr)
+	o := bench.Options{Progress: stderr}
+	fs.IntVar(&o.Operators, "operators", 1000, "simulated operators, all connected")
+	fs.Float64Var(&o.Rate, "rate", 200, "call events per second")
+	fs.DurationVar(&o.Duration, "duration", 30*time.Second, "how long to fire events")
+	fs.IntVar(&o.Ring, "ring", 1, "operators rung by each call")
+	fs.IntVar(&o.Posters, "posters", 8, "concurrent webhook posters")
+	fs.DurationVar(&o.Drain, "drain", 5*time.Second, "wait after the last event for late frames")
+	fs.StringVar(&o.RelayBin, "relay-bin", "", "the pult-relay binary to start (default: this one)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("bench takes no arguments, got %q", fs.Args())
+	}
+	if o.Operators < 1 || o.Rate <= 0 || o.Duration <= 0 || o.Ring < 1 || o.Ring > o.Operators || o.Posters < 1 || o.Drain <= 0 {
+		return usagef("bench: want --operators, --rate, --duration, --posters, --drain > 0 and 1 <= --ring <= --operators")
+	}
+	rep, err := bench.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return rep.WriteText(stdout)
 }

@@ -1,0 +1,122 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// buildRelay builds cmd/pult-relay into a temporary folder. A test binary
+// is not the relay, so Run cannot exec itself here.
+func buildRelay(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go command is not on PATH; cannot build cmd/pult-relay for the benchmark test")
+	}
+	out, err := exec.Command(goBin, "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		t.Fatal("go env GOMOD: not inside a module")
+	}
+	bin := filepath.Join(t.TempDir(), "pult-relay")
+	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/pult-relay")
+	cmd.Dir = filepath.Dir(gomod)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/pult-relay: %v\n%s", err, b)
+	}
+	return bin
+}
+
+func TestRunSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a relay process")
+	}
+	bin := buildRelay(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var progress strings.Builder
+	rep, err := Run(ctx, Options{
+		Operators: 5, Rate: 20, Duration: 2 * time.Second, Ring: 2,
+		Drain: 2 * time.Second, Settle: 200 * time.Millisecond,
+		RelayBin: bin, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
+	}
+	var text strings.Builder
+	rep.WriteText(&text)
+	t.Logf("report:\n%s", text.String())
+
+	if rep.EventsPosted < 30 || rep.HTTPErrors != 0 {
+		t.Errorf("posted %d events with %d HTTP errors (%s); want about 40 and none", rep.EventsPosted, rep.HTTPErrors, rep.FirstError)
+	}
+	if rep.Expected != 2*rep.EventsPosted {
+		t.Errorf("expected deliveries %d, want 2 per event (%d)", rep.Expected, 2*rep.EventsPosted)
+	}
+	if rep.Lost != 0 || rep.Duplicated != 0 || rep.Unexpected != 0 {
+		t.Errorf("lost %d, duplicated %d, unexpected %d; want none", rep.Lost, rep.Duplicated, rep.Unexpected)
+	}
+	if rep.Delivered != rep.Expected || rep.Latency.N != rep.Delivered {
+		t.Errorf("delivered %d of %d with %d latencies", rep.Delivered, rep.Expected, rep.Latency.N)
+	}
+	if rep.Latency.Min <= 0 || rep.Latency.Max < rep.Latency.P50 {
+		t.Errorf("latencies %+v; want all > 0", rep.Latency)
+	}
+	if rep.Disconnects != 0 || rep.OutOfOrder != 0 {
+		t.Errorf("disconnects %d (%s), out of order %d", rep.Disconnects, rep.FirstClose, rep.OutOfOrder)
+	}
+	if rep.RSSBefore <= 0 || rep.RSSIdle <= 0 || rep.RSSEnd <= 0 {
+		t.Errorf("relay RSS not measured: %d %d %d", rep.RSSBefore, rep.RSSIdle, rep.RSSEnd)
+	}
+	if rep.RelayWarnings != 0 {
+		t.Errorf("the relay logged %d warnings: %q", rep.RelayWarnings, rep.RelayLog)
+	}
+}
+
+func TestSummarise(t *testing.T) {
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	l := summarise(ds)
+	if l.N != 100 || l.Min != 1 || l.P50 != 50 || l.P90 != 90 || l.P99 != 99 || l.Max != 100 {
+		t.Errorf("summarise = %+v", l)
+	}
+	if (summarise(nil) != Latency{}) {
+		t.Error("summarise(nil) is not zero")
+	}
+}
+
+func TestCallNumber(t *testing.T) {
+	for id, want := range map[string]int{"b-0": 0, "b-42": 42} {
+		if n, ok := callNumber(id); !ok || n != want {
+			t.Errorf("callNumber(%q) = %d, %v", id, n, ok)
+		}
+	}
+	for _, id := range []string{"", "b-", "x-1", "b--1", "b-1a"} {
+		if _, ok := callNumber(id); ok {
+			t.Errorf("callNumber(%q) accepted", id)
+		}
+	}
+}
+
+func TestPickDistinct(t *testing.T) {
+	for range 100 {
+		p := pick(5, 5)
+		seen := map[int32]bool{}
+		for _, i := range p {
+			if i < 0 || i >= 5 || seen[i] {
+				t.Fatalf("pick(5,5) = %v", p)
+			}
+			seen[i] = true
+		}
+	}
+}

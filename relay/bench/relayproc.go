@@ -1,0 +1,249 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	benchClientID = "pult-bench-client"
+	startTimeout  = 30 * time.Second
+	stopTimeout   = 20 * time.Second
+)
+
+// relayProc is a relay running as a child process on a loopback port.
+type relayProc struct {
+	cmd        *exec.Cmd
+	pid        int
+	baseURL    string
+	adminToken string
+	pbxKey     string
+	logPath    string
+	logFile    *os.File
+	exited     chan struct{} // closed when the process has exited
+	waitErr    error         // valid after exited is closed
+}
+
+func secret() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// freePort asks the kernel for an unused loopback port.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startRelay writes a config into dir, starts the relay with it and waits
+// until GET /healthz answers 200. The caller must call stop.
+func startRelay(ctx context.Context, o Options, dir string) (*relayProc, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("bench: no free port: %w", err)
+	}
+	p := &relayProc{
+		baseURL:    "http://127.0.0.1:" + strconv.Itoa(port),
+		adminToken: "bench-admin-" + secret(),
+		pbxKey:     "bench-pbx-" + secret(),
+		logPath:    filepath.Join(dir, "relay.log"),
+		exited:     make(chan struct{}),
+	}
+	// No make_call/change_status/retailcrm URLs: the relay calls nobody,
+	// and without a CRM a call card is final when first sent.
+	cfg := fmt.Sprintf("listen = %q\ndata_dir = %q\nadmin_token = %q\n\n[pbx]\nclient_id = %q\napi_key = %q\n",
+		"127.0.0.1:"+strconv.Itoa(port), filepath.Join(dir, "data"), p.adminToken, benchClientID, p.pbxKey)
+	cfgPath := filepath.Join(dir, "relay.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+
+	if o.Command != nil {
+		p.cmd = o.Command(cfgPath)
+	} else {
+		bin := o.RelayBin
+		if bin == "" {
+			if bin, err = os.Executable(); err != nil {
+				return nil, fmt.Errorf("bench: cannot find the pult-relay binary (use --relay-bin): %w", err)
+			}
+		}
+		p.cmd = exec.Command(bin, "serve", "--config", cfgPath)
+	}
+	if p.cmd.Env == nil {
+		p.cmd.Env = childEnv()
+	}
+	if p.cmd.SysProcAttr == nil {
+		p.cmd.SysProcAttr = childAttr()
+	}
+	if p.logFile, err = os.Create(p.logPath); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = p.logFile, p.logFile
+	if err := p.cmd.Start(); err != nil {
+		p.logFile.Close()
+		return nil, fmt.Errorf("bench: start relay %s: %w", p.cmd.Path, err)
+	}
+	p.pid = p.cmd.Process.Pid
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
+
+	if err := p.waitHealthy(ctx); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// childEnv is this environment without the PULT_* variables, which would
+// override the generated config (PULT_NATS_URL, PULT_ADMIN_TOKEN, …).
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PULT_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func (p *relayProc) waitHealthy(ctx context.Context) error {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.baseURL+"/healthz", nil)
+		if resp, err := hc.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.exited:
+			return fmt.Errorf("bench: the relay exited at start (%v):\n%s", p.waitErr, p.logTail(20))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("bench: the relay did not become healthy within %s:\n%s", startTimeout, p.logTail(20))
+}
+
+// alive reports whether the relay is still running.
+func (p *relayProc) alive() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop sends SIGTERM, waits, and kills the relay if it does not stop.
+func (p *relayProc) stop() error {
+	defer p.logFile.Close()
+	if !p.alive() {
+		return nil
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		p.cmd.Process.Kill()
+	}
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(stopTimeout):
+	}
+	p.cmd.Process.Kill()
+	<-p.exited
+	return fmt.Errorf("bench: the relay did not stop within %s of SIGTERM; killed", stopTimeout)
+}
+
+// logFindings counts the relay's WARN and ERROR log lines and keeps the first few.
+func (p *relayProc) logFindings(keep int) (int, []string) {
+	f, err := os.Open(p.logPath)
+	if err != nil {
+		return 0, nil
+	}
+	defer f.Close()
+	n, sample := 0, []string(nil)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.HasPrefix(l, "panic") {
+			n++
+			if len(sample) < keep {
+				sample = append(sample, l)
+			}
+		}
+	}
+	return n, sample
+}
+
+// logTail is the end of the relay's output, for error messages.
+func (p *relayProc) logTail(lines int) string {
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return "(no relay output)"
+	}
+	ls := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	s := strings.Join(ls, "\n")
+	if s == "" {
+		return "(no relay output)"
+	}
+	return s
+}
+
+var errRelayDied = errors.New("bench: the relay exited during the run")
+
+// goStats reads the relay's Go heap in use and goroutine count from its
+// /metrics page (the embedded NATS server lives in the same heap).
+func (p *relayProc) goStats(ctx context.Context) (heap int64, goroutines int) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.baseURL+"/metrics", nil)
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "go_memstats_heap_inuse_bytes":
+			heap = int64(f)
+		case "go_goroutines":
+			goroutines = int(f)
+		}
+	}
+	return heap, goroutines
+}

@@ -1,0 +1,135 @@
+package bench
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"text/tabwriter"
+	"time"
+)
+
+// tally matches what the operators received against what was fired. Every
+// reader must have finished.
+func tally(rep *Report, calls []call, ops []*operator, start time.Time) {
+	byIdx := make(map[int32]*operator, len(ops))
+	for _, op := range ops {
+		byIdx[int32(op.idx)] = op
+	}
+	var lat, posts []time.Duration
+	var worst []Outlier
+	rep.EventsPosted = len(calls)
+	for n, c := range calls {
+		if c.err == "" || c.ok {
+			posts = append(posts, c.post)
+		}
+		if !c.ok {
+			rep.HTTPErrors++
+			if rep.FirstError == "" {
+				rep.FirstError = c.err
+			}
+			continue
+		}
+		for _, oi := range c.ops {
+			rep.Expected++
+			op := byIdx[oi]
+			var r *receipt
+			if op != nil {
+				r = op.recv[n]
+			}
+			if r == nil {
+				rep.Lost++
+				continue
+			}
+			rep.Delivered++
+			rep.Duplicated += r.count - 1
+			d := r.first.Sub(c.sent)
+			lat = append(lat, d)
+			worst = append(worst, Outlier{Call: callPrefix + fmt.Sprint(n), Operator: int(oi),
+				At: c.sent.Sub(start).Seconds(), LatencyMS: ms(d), PostMS: ms(c.post)})
+		}
+	}
+	for _, op := range ops {
+		for n, r := range op.recv {
+			if n >= len(calls) || !calls[n].ok || !slices.Contains(calls[n].ops, int32(op.idx)) {
+				rep.Unexpected += r.count
+			}
+		}
+		rep.Unexpected += op.bad
+		rep.OtherFrames += op.other
+		rep.OutOfOrder += op.order
+		if op.err != nil {
+			rep.Disconnects++
+			if rep.FirstClose == "" {
+				rep.FirstClose = fmt.Sprintf("operator %d: %v", 1000+op.idx, op.err)
+			}
+		}
+	}
+	rep.Latency = summarise(lat)
+	rep.PostLatency = summarise(posts)
+	slices.SortFunc(worst, func(a, b Outlier) int { return cmp.Compare(b.LatencyMS, a.LatencyMS) })
+	rep.Worst = worst[:min(len(worst), 5)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// summarise computes nearest-rank percentiles.
+func summarise(ds []time.Duration) Latency {
+	if len(ds) == 0 {
+		return Latency{}
+	}
+	slices.Sort(ds)
+	at := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(ds)))) - 1
+		return ms(ds[max(0, min(i, len(ds)-1))])
+	}
+	return Latency{N: len(ds), Min: ms(ds[0]), P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: ms(ds[len(ds)-1])}
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func (l Latency) String() string {
+	if l.N == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("p50 %.2f ms   p90 %.2f ms   p99 %.2f ms   max %.2f ms   (min %.2f ms, n=%d)",
+		l.P50, l.P90, l.P99, l.Max, l.Min, l.N)
+}
+
+// WriteText prints the report as a readable table.
+func (r Report) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
+	row("operators connected", "%d (in %.1f s; RLIMIT_NOFILE %d)", r.Operators, r.ConnectS, r.NoFile)
+	row("operators rung per call", "%d", r.Ring)
+	row("rate target / achieved", "%.1f / %.1f events/s over %.1f s (%d posters)", r.RateTarget, r.RateAchieved, r.FiringS, r.Posters)
+	row("events posted", "%d, HTTP errors %d", r.EventsPosted, r.HTTPErrors)
+	if r.FirstError != "" {
+		row("  first HTTP error", "%s", r.FirstError)
+	}
+	row("webhook answer time", "%s", r.PostLatency)
+	row("deliveries expected", "%d", r.Expected)
+	row("delivered (unique)", "%d, %.1f/s", r.Delivered, r.PerSec)
+	row("lost / duplicated", "%d / %d", r.Lost, r.Duplicated)
+	row("unexpected / out of order", "%d / %d (other frames %d)", r.Unexpected, r.OutOfOrder, r.OtherFrames)
+	row("disconnects", "%d %s", r.Disconnects, r.FirstClose)
+	row("latency POST start→frame", "%s", r.Latency)
+	for i, o := range r.Worst {
+		k := ""
+		if i == 0 {
+			k = "  slowest"
+		}
+		row(k, "%.2f ms  %s at op %d, fired at +%.2f s (POST answered in %.2f ms)", o.LatencyMS, o.Call, 1000+o.Operator, o.At, o.PostMS)
+	}
+	row("relay RSS before connecting", "%s (Go heap in use %s, %d goroutines)", mib(r.RSSBefore), mib(r.HeapBefore), r.GoroutinesBefore)
+	row("relay RSS idle, connected", "%s (%.1f KiB per connection; heap %s, %d goroutines)",
+		mib(r.RSSIdle), float64(r.RSSPerConn)/1024, mib(r.HeapIdle), r.GoroutinesIdle)
+	row("relay RSS at end", "%s (heap %s, %d goroutines)", mib(r.RSSEnd), mib(r.HeapEnd), r.GoroutinesEnd)
+	row("relay CPU while firing", "%.1f%% of one core (bench process: %.1f%%)", r.RelayCPU, r.BenchCPU)
+	row("relay log warnings/errors", "%d", r.RelayWarnings)
+	for _, l := range r.RelayLog {
+		row("", "%.160s", l)
+	}
+	return tw.Flush()
+}
