@@ -174,15 +174,16 @@ func (s *Server) handleAddOperator(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op, token, err := s.ops.Add(r.Context(), n)
+	var invalid *InvalidError
 	switch {
 	case errors.Is(err, ErrConflict):
 		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
 		return
-	case err != nil && strings.HasPrefix(err.Error(), "operators:"):
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+	case errors.As(err, &invalid):
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	case err != nil:
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}
 	s.log.Info("operator added", "operator", op.ID, "code", op.Code, "role", op.Role)

@@ -51,6 +51,13 @@ var (
 	ErrNotFound = errors.New("no such operator")
 )
 
+// InvalidError is a refused NewOperator: the administrator's input, not the
+// relay, is at fault.
+type InvalidError struct{ Err error }
+
+func (e *InvalidError) Error() string { return e.Err.Error() }
+func (e *InvalidError) Unwrap() error { return e.Err }
+
 // NewOperator is what an administrator gives to add an operator.
 type NewOperator struct {
 	Name   string    `json:"name"`
@@ -172,7 +179,7 @@ func (r *Registry) put(op Operator) {
 // Add creates an operator and returns its token, which is never stored.
 func (r *Registry) Add(ctx context.Context, n NewOperator) (Operator, string, error) {
 	if err := n.Validate(); err != nil {
-		return Operator{}, "", err
+		return Operator{}, "", &InvalidError{err}
 	}
 	id := randomHex(6)
 	secret := make([]byte, 32)

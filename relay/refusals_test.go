@@ -273,3 +273,27 @@ func TestFrameRefusals(t *testing.T) {
 	}
 	c2.Close()
 }
+
+func TestAdminAddRefusals(t *testing.T) {
+	checkGoroutines(t)
+	r := startRelay(t, testConfig(t))
+	r.addOperator("Anna", "100", "1")
+	for _, tc := range []struct {
+		name, body string
+		status     int
+	}{
+		{"bad code", `{"name":"Bob","code":"1x","userId":"2"}`, 400},
+		{"bad role", `{"name":"Bob","code":"101","userId":"2","role":"boss"}`, 400},
+		{"unknown field", `{"name":"Bob","code":"101","userId":"2","admin":true}`, 400},
+		{"code taken", `{"name":"Bob","code":"100","userId":"2"}`, 409},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, r.URL+"/admin/v1/operators", strings.NewReader(tc.body))
+			req.Header.Set("Authorization", "Bearer "+testAdminToken)
+			status, body := r.do(req)
+			if status != tc.status || body["error"] == "" {
+				t.Fatalf("HTTP %d %v, want %d with an error", status, body, tc.status)
+			}
+		})
+	}
+}

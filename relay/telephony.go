@@ -105,18 +105,22 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 			rec = s.newCall(key, ev, num, perr == nil)
 		}
 		before := s.cards(rec)
-		if !rec.apply(ev) && !fresh {
+		changed := rec.apply(ev) || fresh
+		if !changed {
 			// A replay (the PBX retried after a lost answer, perhaps after
-			// a crash between storing and publishing): publish every card
-			// again under the same message ids; JetStream drops those it has.
+			// a crash between storing and publishing): the record is stored
+			// already; publish every card again under the same message ids,
+			// and JetStream drops those it has.
 			before = nil
 		}
 		lookup := fresh && rec.ManagerState == wire.ManagerPending
-		if err := s.saveCall(ctx, rec, rev); err != nil {
-			if isWrongSequence(err) || errors.Is(err, jetstream.ErrKeyExists) {
-				continue
+		if changed {
+			if err := s.saveCall(ctx, rec, rev); err != nil {
+				if isWrongSequence(err) || errors.Is(err, jetstream.ErrKeyExists) {
+					continue
+				}
+				return err
 			}
-			return err
 		}
 		if err := s.publishCards(ctx, rec, before, received); err != nil {
 			return err
@@ -145,9 +149,9 @@ func (s *Server) newCall(key string, ev callEvent, num phone.Number, parsed bool
 		rec.Phone, rec.PhoneDisplay = num.E164, num.National
 	}
 	if ev.Line != "" {
-		rec.Line, rec.LineDisplay = ev.Line, phone.Display(ev.Line, s.cfg.PhoneRegion)
+		rec.Line, rec.LineDisplay = ev.Line, ev.Line
 		if n, err := phone.Parse(ev.Line, s.cfg.PhoneRegion); err == nil {
-			rec.Line = n.E164
+			rec.Line, rec.LineDisplay = n.E164, n.National
 		}
 	}
 	if s.mgr != nil && parsed && rec.Direction == wire.DirectionIn {
