@@ -35,6 +35,8 @@ const defaultTimeout = 10 * time.Second
 const usage = `pult — the call-center operator's agent
 
 Usage:
+  pult                                        run the desktop app (tray icon, call cards)
+  pult tel:NUMBER | callto:NUMBER             open the app's dialer with NUMBER
   pult login --relay URL [--token-file FILE]  sign in; the token is read from FILE or stdin
   pult logout                                 remove the stored token
   pult status                                 show your status
@@ -52,6 +54,7 @@ keyring (Secret Service on Linux), the URL in the user config directory.
 Environment:
   PULT_RELAY, PULT_TOKEN  use this relay and token instead of the stored sign-in (set both)
   PULT_CONFIG_DIR         directory of the stored relay URL (default: <user config dir>/pult)
+  PULT_REGION             country for numbers typed without one (default RU)
   PULT_DEBUG=1            log the connection's progress to stderr
 
 watch prints one JSON object per line:
@@ -75,7 +78,7 @@ type cli struct {
 	store          credentials.Store
 }
 
-// run is the whole program behind main, testable.
+// run is the whole program behind main, testable (but for the GUI).
 func run(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c := &cli{env: env, stdin: stdin, stdout: stdout, stderr: stderr}
 	c.log = slog.New(slog.DiscardHandler)
@@ -84,9 +87,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 	}
 	c.store = credentials.Store{ConfigDir: env("PULT_CONFIG_DIR")}
 
-	if len(args) == 0 {
-		fmt.Fprint(stdout, usage)
-		return exitOK
+	if len(args) == 0 || isLink(args[0]) {
+		return c.gui(ctx, args)
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {

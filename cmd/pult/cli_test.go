@@ -73,7 +73,7 @@ func (r result) expect(t *testing.T, code int, stdout, stderr string) {
 
 func TestUsage(t *testing.T) {
 	env := testEnv(t)
-	for _, args := range [][]string{nil, {"help"}, {"-h"}, {"--help"}} {
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
 		r := runCLI(t, env, "", args...)
 		for _, cmd := range []string{"pult login", "pult logout", "pult status", "pult dial", "pult watch", "pult help", "PULT_RELAY", "Exit status"} {
 			if !strings.Contains(r.stdout, cmd) || r.code != exitOK {

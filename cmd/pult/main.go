@@ -1,5 +1,5 @@
-// Command pult is the call-center operator's agent. For now it is a CLI
-// (login, logout, status, dial, watch); the tray app joins it later.
+// Command pult is the call-center operator's desktop agent: run alone it
+// is the tray app (package ui); with a subcommand it is the CLI.
 package main
 
 import (

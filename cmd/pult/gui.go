@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"fyne.io/fyne/v2/app"
+
+	"github.com/pult/pult/agent"
+	"github.com/pult/pult/agent/phone"
+	"github.com/pult/pult/ui"
+)
+
+// appID is the desktop app's id (FyneApp.toml, the .desktop file).
+const appID = "io.github.pult"
+
+// isLink reports whether arg is a tel: or callto: link (from a browser or
+// the CRM, through the .desktop file's URL handler).
+func isLink(arg string) bool {
+	l := strings.ToLower(arg)
+	return strings.HasPrefix(l, "tel:") || strings.HasPrefix(l, "callto:")
+}
+
+// linkNumber returns the number in a tel: or callto: link.
+func linkNumber(link string) (string, error) {
+	if len(link) > 256 {
+		return "", fmt.Errorf("link too long")
+	}
+	i := strings.IndexByte(link, ':')
+	rest := link[i+1:]
+	rest = strings.TrimPrefix(rest, "//")
+	if j := strings.IndexAny(rest, ";?"); j >= 0 {
+		rest = rest[:j] // ;phone-context=…, ?call
+	}
+	num, err := url.PathUnescape(rest)
+	if err != nil {
+		return "", fmt.Errorf("bad link %q: %v", link, err)
+	}
+	num = strings.TrimSpace(num)
+	if num == "" {
+		return "", fmt.Errorf("the link %q has no number", link)
+	}
+	return num, nil
+}
+
+// gui runs the desktop app: the tray (or a main window where there is no
+// tray) until Quit or a signal.
+func (c *cli) gui(ctx context.Context, args []string) int {
+	dialNumber := ""
+	if len(args) > 0 {
+		n, err := linkNumber(args[0])
+		if err != nil {
+			return c.fail(exitUsage, "%v", err)
+		}
+		dialNumber = n
+	}
+	region := c.env("PULT_REGION")
+	if region == "" {
+		region = phone.DefaultRegion
+	}
+
+	stateDir := c.env("PULT_CONFIG_DIR")
+	if stateDir == "" {
+		dir, err := os.UserConfigDir()
+		if err != nil {
+			return c.fail(exitError, "no config directory: %v", err)
+		}
+		stateDir = filepath.Join(dir, "pult")
+	}
+
+	// One app per desktop session: a second start (a tel: link, the menu
+	// entry) hands its request to the running one.
+	inst := instancePath(c.env, stateDir)
+	switch err := sendToInstance(inst, dialNumber); {
+	case err == nil:
+		fmt.Fprintln(c.stdout, "pult is already running: passed on to it.")
+		return exitOK
+	case !isNoInstance(err):
+		return c.fail(exitError, "another pult is running but did not answer: %v", err)
+	}
+
+	cfg := ui.Config{
+		Credentials: c.store,
+		StateDir:    stateDir,
+		Region:      region,
+		DialNumber:  dialNumber,
+		Logger:      c.guiLogger(),
+	}
+	url, token := strings.TrimSpace(c.env("PULT_RELAY")), strings.TrimSpace(c.env("PULT_TOKEN"))
+	switch {
+	case url != "" && token != "":
+		if _, err := agent.ParseRelayURL(url); err != nil {
+			return c.fail(exitUsage, "PULT_RELAY: %v", err)
+		}
+		cfg.Fixed = &ui.Login{RelayURL: url, Token: token}
+	case url != "" || token != "":
+		return c.fail(exitUsage, "set both PULT_RELAY and PULT_TOKEN, or neither to use the stored sign-in")
+	}
+	if err := ui.TrayHost(c.env("DBUS_SESSION_BUS_ADDRESS")); err != nil {
+		c.log.Info("running with a window instead of a tray icon", "why", err)
+		fmt.Fprintf(c.stderr, "pult: %v: running with a window instead of a tray icon\n", err)
+	} else {
+		cfg.Tray = true
+	}
+
+	fa := app.NewWithID(appID)
+	fa.SetIcon(ui.AppIcon)
+	a := ui.New(fa, cfg)
+
+	ictx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	l, err := listenInstance(inst)
+	if err != nil {
+		c.log.Warn("no single-instance socket", "err", err)
+	} else {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			serveInstance(ictx, l, a.Open, c.log)
+		}()
+		defer func() { cancel(); <-done }()
+	}
+	if err := a.Run(ctx); err != nil {
+		return c.fail(exitError, "%v", err)
+	}
+	return exitOK
+}
+
+// guiLogger logs to stderr: warnings, or everything with PULT_DEBUG.
+func (c *cli) guiLogger() *slog.Logger {
+	level := slog.LevelWarn
+	if c.env("PULT_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+}

@@ -1,0 +1,464 @@
+package ui
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/pult/pult/agent"
+	"github.com/pult/pult/agent/agenttest"
+	"github.com/pult/pult/agent/wire"
+)
+
+// testApp is the desktop app on fyne's test driver, talking to a real
+// (test) relay over a real websocket.
+type testApp struct {
+	t     *testing.T
+	fa    fyne.App
+	loop  *loop
+	a     *App
+	creds *memCreds
+	relay *agenttest.Relay
+}
+
+func newTestApp(t *testing.T, signedIn bool, mod ...func(*Config)) *testApp {
+	t.Helper()
+	checkGoroutines(t)
+	fa := newTestFyne(t)
+	r := agenttest.New(t)
+	creds := &memCreds{}
+	if signedIn {
+		creds.url, creds.token = r.URL, agenttest.Token
+	}
+	l := newLoop(t)
+	cfg := Config{
+		Credentials: creds,
+		StateDir:    t.TempDir(),
+		Region:      "RU",
+		Do:          l.do,
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	ta := &testApp{t: t, fa: fa, loop: l, creds: creds, relay: r}
+	l.wait(func() { ta.a = New(fa, cfg) })
+	l.wait(ta.a.start)
+	t.Cleanup(func() { l.wait(ta.a.shutdown) })
+	return ta
+}
+
+func (ta *testApp) online() {
+	ta.t.Helper()
+	ta.loop.eventually(ta.t, "online with hello", func() bool {
+		return ta.a.conn == agent.Online && ta.a.op != nil
+	})
+}
+
+func (ta *testApp) menuLabels() []string {
+	var out []string
+	ta.loop.wait(func() {
+		for _, it := range ta.a.tray.menu.Items {
+			if it.IsSeparator {
+				out = append(out, "---")
+				continue
+			}
+			l := it.Label
+			if it.Checked {
+				l = "✓ " + l
+			}
+			if it.Disabled {
+				l = "(" + l + ")"
+			}
+			out = append(out, l)
+		}
+	})
+	return out
+}
+
+// menuImage renders the tray menu as fyne draws a menu.
+func (ta *testApp) menuImage(t *testing.T, name string) {
+	t.Helper()
+	ta.loop.wait(func() {
+		m := widget.NewMenu(ta.a.tray.menu)
+		w := test.NewWindow(m)
+		w.Resize(m.MinSize())
+		test.AssertImageMatches(t, name, w.Canvas().Capture())
+		w.Close()
+	})
+}
+
+func TestSignedInTrayAndStatus(t *testing.T) {
+	ta := newTestApp(t, true)
+	ta.online()
+	want := []string{"(Anna (100) — online)", "---", "✓ Free", "Busy", "Dinner", "Break", "---", "Dial…", "Recent calls…", "---", "Sign out", "Quit"}
+	if got := ta.menuLabels(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("menu\n got %q\nwant %q", got, want)
+	}
+	// "Busy" from the menu reaches the relay and is shown checked.
+	ta.loop.wait(func() { ta.a.tray.statuses[1].Action() })
+	ta.loop.eventually(t, "busy confirmed", func() bool { return ta.a.status.Status == wire.StatusBusy && ta.a.pending == nil })
+	if st := ta.relay.Status(); st.Status != wire.StatusBusy {
+		t.Errorf("relay has status %q", st.Status)
+	}
+	ta.menuImage(t, "tray/operator_busy.png")
+	var tip string
+	ta.loop.wait(func() { tip = ta.a.tray.tooltip() })
+	if tip != "pult — Anna: Busy (online)" {
+		t.Errorf("tooltip %q", tip)
+	}
+	// A status changed elsewhere (the CRM) shows too.
+	ta.relay.Publish(wire.TypeStatus, wire.StatusInfo{Status: wire.StatusDinner, Since: time.Now(), Source: "crm"})
+	ta.loop.eventually(t, "dinner from the CRM", func() bool { return ta.a.status.Status == wire.StatusDinner })
+	ta.menuImage(t, "tray/operator_dinner.png")
+}
+
+func TestOfflineAndRecovery(t *testing.T) {
+	ta := newTestApp(t, true, func(c *Config) {})
+	ta.online()
+	windows := len(ta.fa.Driver().AllWindows())
+	ta.relay.Refuse(http.StatusServiceUnavailable, nil)
+	ta.relay.Drop()
+	ta.loop.eventually(t, "offline", func() bool { return ta.a.conn != agent.Online })
+	var icon fyne.Resource
+	var tip string
+	ta.loop.wait(func() { icon, tip = ta.a.tray.icon(), ta.a.tray.tooltip() })
+	if icon != iconOffline || !strings.Contains(tip, "onnect") {
+		t.Errorf("offline: icon %s, tooltip %q", icon.Name(), tip)
+	}
+	// A status chosen while offline is shown as pending, then sent.
+	ta.loop.wait(func() { ta.a.setStatus(wire.StatusBreak) })
+	ta.loop.eventually(t, "pending", func() bool { return ta.a.pending != nil })
+	ta.relay.Refuse(0, nil)
+	ta.online()
+	ta.loop.eventually(t, "break applied after reconnect", func() bool { return ta.a.status.Status == wire.StatusBreak && ta.a.pending == nil })
+	if n := len(ta.fa.Driver().AllWindows()); n != windows {
+		t.Errorf("the outage opened windows: %d before, %d after", windows, n)
+	}
+}
+
+func TestOfflineMenu(t *testing.T) {
+	ta := newTestApp(t, true)
+	ta.online()
+	ta.relay.Close()
+	ta.loop.eventually(t, "offline", func() bool { return ta.a.conn == agent.Offline })
+	ta.loop.wait(func() {
+		ta.a.retryAt = time.Time{} // the countdown differs run to run
+		ta.a.setStatus(wire.StatusBreak)
+	})
+	ta.loop.eventually(t, "pending", func() bool { return ta.a.pending != nil })
+	ta.loop.wait(func() { ta.a.retryAt = time.Time{}; ta.a.refresh() })
+	got := strings.Join(ta.menuLabels(), "|")
+	if !strings.Contains(got, "✓ Break (sending…)") || !strings.Contains(got, "reconnecting…") {
+		t.Errorf("offline menu %q", got)
+	}
+	ta.menuImage(t, "tray/operator_offline_pending.png")
+}
+
+func TestSupervisorMenu(t *testing.T) {
+	ta := newTestApp(t, false)
+	ta.relay.Operator = wire.Operator{ID: "op-3", Name: "Екатерина", Code: "102", Role: wire.RoleSupervisor}
+	ta.creds.Save(ta.relay.URL, agenttest.Token)
+	ta.loop.wait(func() { ta.a.startSession(Login{ta.relay.URL, agenttest.Token}) })
+	ta.online()
+	ta.menuImage(t, "tray/supervisor_free.png")
+}
+
+func TestSignedOutMenu(t *testing.T) {
+	ta := newTestApp(t, false)
+	got := strings.Join(ta.menuLabels(), "|")
+	want := "(pult — not signed in)|---|(Free)|(Busy)|(Dinner)|(Break)|---|(Dial…)|Recent calls…|---|Sign in…|Quit"
+	if got != want {
+		t.Errorf("menu\n got %q\nwant %q", got, want)
+	}
+	ta.menuImage(t, "tray/signed_out.png")
+}
+
+// An incoming call raises a notification and a card that follows it; the
+// card closes itself once someone else answers; a missed call stays in
+// Recent calls.
+func TestIncomingCall(t *testing.T) {
+	ta := newTestApp(t, true)
+	ta.online()
+	c := demoCall()
+	c.StartedAt = time.Now().UTC()
+	n := fyne.NewNotification("Incoming call: 8 (916) 123-45-67",
+		"Иван Петров · to Shop Moscow · 8 (495) 111-22-33 · Manager: Анна Смирнова, ext. 100 · free")
+	test.AssertNotificationSent(t, n, func() {
+		ta.relay.Publish(wire.TypeCall, c)
+		ta.loop.eventually(t, "card", func() bool { return ta.a.cards.byID[c.ID] != nil })
+	})
+	var visible bool
+	ta.loop.wait(func() { visible = ta.a.cards.w.Content().Visible() && ta.a.cards.ticker != nil })
+	if !visible {
+		t.Error("card window not shown or timer not running")
+	}
+	// A second call stacks under the first.
+	c2 := demoCall()
+	c2.ID, c2.Phone, c2.PhoneDisplay, c2.StartedAt = "call-2", "+79990001122", "8 (999) 000-11-22", time.Now().UTC()
+	ta.relay.Publish(wire.TypeCall, c2)
+	ta.loop.eventually(t, "two cards", func() bool { return len(ta.a.cards.cards) == 2 })
+
+	c.State = wire.CallAnsweredElsewhere
+	c.AnsweredBy = &wire.Party{Code: "101", Name: "Дмитрий"}
+	ta.relay.Publish(wire.TypeCall, c)
+	ta.loop.eventually(t, "answered elsewhere shown", func() bool {
+		k := ta.a.cards.byID[c.ID]
+		return k != nil && k.state.Text == "Answered by Дмитрий (101)"
+	})
+	start := time.Now()
+	ta.loop.eventually(t, "card closed by itself", func() bool { return ta.a.cards.byID[c.ID] == nil })
+	if d := time.Since(start); d < closeAfterElsewhere/2 {
+		t.Errorf("closed after %s", d)
+	}
+	c2.State = wire.CallMissed
+	c2.EndedAt = ptime(time.Now().UTC())
+	ta.relay.Publish(wire.TypeCall, c2)
+	ta.loop.eventually(t, "missed counted", func() bool { return ta.a.recent.unseenMissed() == 1 })
+	if got := ta.menuLabels()[8]; got != "Recent calls (1 missed)…" {
+		t.Errorf("menu item %q", got)
+	}
+	// Dismiss takes the card away for good; the ticker stops with it.
+	ta.loop.wait(func() { ta.a.cards.byID[c2.ID].act.dismiss(c2) })
+	ta.loop.wait(func() {
+		if len(ta.a.cards.cards) != 0 || ta.a.cards.ticker != nil {
+			t.Error("cards or ticker left after dismiss")
+		}
+	})
+	ta.relay.Publish(wire.TypeCall, c2)
+	ta.loop.wait(func() {})
+	time.Sleep(100 * time.Millisecond)
+	ta.loop.wait(func() {
+		if ta.a.cards.byID[c2.ID] != nil {
+			t.Error("a dismissed card came back")
+		}
+	})
+	// Recent calls lists both, newest first, and opening it marks missed calls seen.
+	ta.loop.wait(ta.a.openRecent)
+	ta.loop.wait(func() {
+		calls := ta.a.recent.data.Calls
+		if len(calls) != 2 || calls[0].ID != "call-2" || calls[0].State != wire.CallMissed {
+			t.Errorf("recent calls %+v", calls)
+		}
+		if ta.a.recent.unseenMissed() != 0 {
+			t.Error("missed calls still unseen after opening the list")
+		}
+	})
+	// They are kept across restarts.
+	ta.loop.wait(ta.a.recent.flush)
+	b, err := os.ReadFile(filepath.Join(ta.a.cfg.StateDir, "recent.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f recentFile
+	if err := json.Unmarshal(b, &f); err != nil || len(f.Calls) != 2 {
+		t.Errorf("recent.json: %v, %d calls", err, len(f.Calls))
+	}
+}
+
+// A call replayed after an outage that is long over gets no notification
+// and no card, only a line in Recent calls.
+func TestReplayedCallIsQuiet(t *testing.T) {
+	ta := newTestApp(t, true)
+	ta.online()
+	c := demoCall()
+	c.StartedAt = time.Now().UTC().Add(-10 * time.Minute)
+	test.AssertNotificationSent(t, nil, func() {
+		ta.relay.Publish(wire.TypeCall, c)
+		ta.loop.eventually(t, "in recent calls", func() bool { return len(ta.a.recent.data.Calls) == 1 })
+	})
+	c.State, c.EndedAt = wire.CallMissed, ptime(c.StartedAt.Add(30*time.Second))
+	ta.relay.Publish(wire.TypeCall, c)
+	ta.loop.eventually(t, "missed", func() bool { return ta.a.recent.data.Calls[0].State == wire.CallMissed })
+	ta.loop.wait(func() {
+		if ta.a.cards.byID[c.ID] != nil {
+			t.Error("an old missed call got a card")
+		}
+	})
+}
+
+func TestDialer(t *testing.T) {
+	ta := newTestApp(t, true)
+	ta.online()
+	ta.loop.wait(func() { ta.a.openDialer("") })
+	d := ta.a.dialer
+	ta.loop.wait(func() { test.Type(d.entry, "8 916 123 45 67") })
+	ta.loop.wait(func() {
+		if d.parsed.Text != "Will dial 8 (916) 123-45-67  (+7 916 123-45-67)" || d.dialBtn.Disabled() {
+			t.Errorf("parsed %q, dial disabled %v", d.parsed.Text, d.dialBtn.Disabled())
+		}
+	})
+	// Enter dials.
+	ta.loop.wait(func() { d.entry.TypedKey(&fyne.KeyEvent{Name: fyne.KeyReturn}) })
+	ta.loop.eventually(t, "dial outcome", func() bool { return strings.HasPrefix(d.outcome.Text, "The PBX is calling") })
+	reqs := ta.relay.Requests()
+	if last := reqs[len(reqs)-1]; last.Type != wire.TypeDial || !strings.Contains(string(last.Data), `"+79161234567"`) {
+		t.Errorf("relay got %s %s", last.Type, last.Data)
+	}
+	ta.loop.wait(func() {
+		d.w.Resize(fyne.NewSize(380, d.w.Content().MinSize().Height))
+		test.AssertImageMatches(t, "dialer/dialled.png", d.w.Canvas().Capture())
+	})
+	// The PBX's refusal, in plain words.
+	ta.relay.SetHandler(func(req wire.Envelope) (string, any) {
+		return wire.TypeError, &wire.Error{Code: wire.ErrPBXRefused, Message: "the PBX answered 486 Busy Here"}
+	})
+	ta.loop.wait(func() { d.entry.SetText("+7 495 111-22-33"); d.dial() })
+	ta.loop.eventually(t, "refusal", func() bool { return d.outcome.Importance == widget.DangerImportance })
+	ta.loop.wait(func() {
+		if d.outcome.Text != "The PBX refused the call: the PBX answered 486 Busy Here" {
+			t.Errorf("refusal %q", d.outcome.Text)
+		}
+		d.w.Resize(fyne.NewSize(380, d.w.Content().MinSize().Height))
+		test.AssertImageMatches(t, "dialer/refused.png", d.w.Canvas().Capture())
+	})
+	// Not a number: no dial.
+	ta.loop.wait(func() {
+		d.entry.SetText("hello")
+		if d.parsed.Text != "Not a phone number yet." || !d.dialBtn.Disabled() {
+			t.Errorf("bad number: %q, disabled %v", d.parsed.Text, d.dialBtn.Disabled())
+		}
+	})
+	// Keys: Ctrl+2 sets busy from inside the entry; Esc closes.
+	ta.relay.SetHandler(nil)
+	ta.loop.wait(func() {
+		d.entry.TypedShortcut(statusShortcut(1))
+	})
+	ta.loop.eventually(t, "busy by shortcut", func() bool { return ta.a.status.Status == wire.StatusBusy })
+	ta.loop.wait(func() { d.entry.TypedKey(&fyne.KeyEvent{Name: fyne.KeyEscape}) })
+	ta.loop.wait(func() {
+		if ta.a.dialer != nil {
+			t.Error("Esc did not close the dialer")
+		}
+	})
+}
+
+// A tel: link opens the dialer pre-filled, even before signing in.
+func TestDialerPrefilled(t *testing.T) {
+	ta := newTestApp(t, false, func(c *Config) { c.DialNumber = "+7 (916) 123-45-67" })
+	ta.loop.wait(func() {
+		d := ta.a.dialer
+		if d == nil || d.entry.Text != "+7 (916) 123-45-67" || !d.dialBtn.Disabled() {
+			t.Fatal("dialer not pre-filled, or dialling possible while signed out")
+		}
+		if !strings.Contains(d.outcome.Text, "Not connected") {
+			t.Errorf("outcome %q", d.outcome.Text)
+		}
+	})
+}
+
+func TestSignin(t *testing.T) {
+	notRelay := httptest.NewServer(http.NotFoundHandler())
+	defer notRelay.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + l.Addr().String()
+	l.Close()
+
+	ta := newTestApp(t, false)
+	var s *signin
+	ta.loop.wait(func() { s = ta.a.signin })
+	if s == nil {
+		t.Fatal("no sign-in window without a stored token")
+	}
+	try := func(name, url, token, want string) {
+		t.Helper()
+		ta.loop.wait(func() {
+			s.url.SetText(url)
+			s.token.SetText(token)
+			s.token.TypedKey(&fyne.KeyEvent{Name: fyne.KeyReturn})
+		})
+		ta.loop.eventually(t, name, func() bool { return s.cancel == nil && s.message.Text != "Checking with the relay…" })
+		ta.loop.wait(func() {
+			if !strings.Contains(s.message.Text, want) {
+				t.Errorf("%s: message %q, want %q", name, s.message.Text, want)
+			}
+			if strings.Contains(url, "127.0.0.1") {
+				s.url.SetText("http://relay.test") // the port changes run to run
+			}
+			s.w.Resize(fyne.NewSize(460, s.w.Content().MinSize().Height))
+			test.AssertImageMatches(t, "signin/"+name+".png", s.w.Canvas().Capture())
+		})
+		if _, tok := ta.creds.get(); tok != "" {
+			t.Errorf("%s: a token was saved", name)
+		}
+	}
+	try("empty", "", "", "Enter the relay's address")
+	try("bad_url", "ftp://relay", "x", "not a relay address")
+	try("not_relay", notRelay.URL, agenttest.Token, "not a pult relay")
+	try("down", down, agenttest.Token, "can't be reached")
+	try("bad_token", ta.relay.URL, "wrong-token", "does not know this token")
+
+	// The right pair is saved and signs in.
+	ta.loop.wait(func() {
+		s.url.SetText(ta.relay.URL + "/")
+		s.token.SetText(agenttest.Token)
+		s.submit()
+	})
+	ta.online()
+	if url, tok := ta.creds.get(); url != ta.relay.URL || tok != agenttest.Token {
+		t.Errorf("saved %q %q", url, tok)
+	}
+	ta.loop.wait(func() {
+		if ta.a.signin != nil {
+			t.Error("sign-in window still open")
+		}
+	})
+	// Sign out removes the token and asks again.
+	ta.loop.wait(ta.a.signOut)
+	ta.loop.eventually(t, "sign-in shown", func() bool { return ta.a.signin != nil })
+	if _, tok := ta.creds.get(); tok != "" {
+		t.Error("sign out left the token")
+	}
+	ta.loop.wait(func() {
+		if ta.a.sess != nil || !strings.Contains(ta.a.signin.message.Text, "Signed out") {
+			t.Errorf("after sign out: session %v, message %q", ta.a.sess != nil, ta.a.signin.message.Text)
+		}
+	})
+}
+
+// A revoked token stops the agent and asks to sign in again, once.
+func TestRevoked(t *testing.T) {
+	ta := newTestApp(t, true)
+	ta.online()
+	ta.relay.CloseWith(wire.CloseRevoked, "revoked")
+	ta.loop.eventually(t, "sign-in after revoke", func() bool { return ta.a.signin != nil && ta.a.sess == nil })
+	ta.loop.wait(func() {
+		if !strings.Contains(ta.a.signin.message.Text, "revoked") {
+			t.Errorf("message %q", ta.a.signin.message.Text)
+		}
+		if ta.a.tray.icon() != iconOffline {
+			t.Error("icon not offline after revoke")
+		}
+	})
+}
+
+// Without a tray host the app runs in a main window with the same actions.
+func TestNoTrayMainWindow(t *testing.T) {
+	ta := newTestApp(t, true)
+	ta.online()
+	ta.loop.wait(func() {
+		m := ta.a.main
+		if m == nil {
+			t.Fatal("no main window without a tray")
+		}
+		test.Tap(m.statuses[1])
+	})
+	ta.loop.eventually(t, "busy from the main window", func() bool { return ta.a.status.Status == wire.StatusBusy })
+	ta.loop.wait(func() {
+		m := ta.a.main
+		m.w.Resize(fyne.NewSize(420, m.w.Content().MinSize().Height))
+		test.AssertImageMatches(t, "main/busy.png", m.w.Canvas().Capture())
+	})
+}

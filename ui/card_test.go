@@ -1,0 +1,146 @@
+package ui
+
+import (
+	"testing"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/test"
+
+	"github.com/pult/pult/agent/wire"
+)
+
+func ptime(t time.Time) *time.Time { return &t }
+
+// demoCall is a call as the relay sends it.
+func demoCall() wire.Call {
+	return wire.Call{
+		ID:           "call-1",
+		Direction:    wire.DirectionIn,
+		State:        wire.CallRinging,
+		Phone:        "+79161234567",
+		PhoneDisplay: "8 (916) 123-45-67",
+		Line:         "+74951112233",
+		LineDisplay:  "8 (495) 111-22-33",
+		Site:         "Shop Moscow",
+		Client:       &wire.Client{ID: "42", Name: "Иван Петров"},
+		ManagerState: wire.ManagerFound,
+		Manager:      &wire.Manager{ID: "7", Name: "Анна Смирнова", Code: "100", Free: true},
+		StartedAt:    fixedNow.Add(-12 * time.Second),
+		Links:        &wire.Links{Customer: "https://crm.example/customers/42"},
+	}
+}
+
+func TestCardStates(t *testing.T) {
+	newTestFyne(t)
+	now := func() time.Time { return fixedNow }
+	cases := map[string]func(c *wire.Call){
+		"ringing": func(c *wire.Call) {},
+		"ringing_pending": func(c *wire.Call) {
+			c.ManagerState, c.Manager = wire.ManagerPending, nil
+		},
+		"ringing_you": func(c *wire.Call) { c.Manager.You = true },
+		"talking": func(c *wire.Call) {
+			c.State = wire.CallTalking
+			c.AnsweredAt = ptime(fixedNow.Add(-83 * time.Second))
+		},
+		"answered_elsewhere": func(c *wire.Call) {
+			c.State = wire.CallAnsweredElsewhere
+			c.AnsweredBy = &wire.Party{Code: "101", Name: "Дмитрий Волков"}
+		},
+		"ended": func(c *wire.Call) {
+			c.State = wire.CallEnded
+			c.AnsweredAt = ptime(fixedNow.Add(-3 * time.Minute))
+			c.EndedAt = ptime(fixedNow.Add(-45 * time.Second))
+		},
+		"missed_new_client": func(c *wire.Call) {
+			c.State = wire.CallMissed
+			c.EndedAt = ptime(fixedNow.Add(-5 * time.Second))
+			c.Client, c.Manager, c.ManagerState = nil, nil, wire.ManagerNone
+			c.Links = &wire.Links{NewCustomer: "https://crm.example/customers/new"}
+		},
+		"crm_down": func(c *wire.Call) {
+			c.ManagerState, c.Manager = wire.ManagerUnavailable, nil
+			c.Client, c.Links = nil, nil
+		},
+		"hidden_number": func(c *wire.Call) {
+			c.Phone, c.PhoneDisplay, c.Client, c.Manager, c.Links = "", "", nil, nil, nil
+			c.ManagerState = wire.ManagerOff
+		},
+		"outgoing": func(c *wire.Call) {
+			c.Direction = wire.DirectionOut
+			c.Site = ""
+		},
+	}
+	for name, mod := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := demoCall()
+			mod(&c)
+			k := newCallCard(c, cardActions{now: now})
+			w := test.NewWindow(k.obj)
+			defer w.Close()
+			w.Resize(fyne.NewSize(cardWidth, k.obj.MinSize().Height))
+			test.AssertImageMatches(t, "card/"+name+".png", w.Canvas().Capture())
+		})
+	}
+}
+
+// A card follows its call: the buttons that can't work are disabled, and
+// the timer shows waiting, then talking time.
+func TestCardFollowsCall(t *testing.T) {
+	newTestFyne(t)
+	now := fixedNow
+	var dialled []string
+	var copied []string
+	var dismissed int
+	k := newCallCard(demoCall(), cardActions{
+		now: func() time.Time { return now },
+		callBack: func(c wire.Call, done func(string, bool)) {
+			dialled = append(dialled, c.Phone)
+			done("The PBX refused the call: busy", true)
+		},
+		copy:    func(c wire.Call) { copied = append(copied, c.Phone) },
+		openCRM: func(c wire.Call) {},
+		dismiss: func(c wire.Call) { dismissed++ },
+	})
+	w := test.NewWindow(k.obj)
+	defer w.Close()
+	if k.timer.Text != "0:12" || k.state.Text != "Ringing" {
+		t.Errorf("ringing card shows %q %q", k.state.Text, k.timer.Text)
+	}
+	now = now.Add(10 * time.Second)
+	k.tick()
+	if k.timer.Text != "0:22" {
+		t.Errorf("after 10s the timer shows %q", k.timer.Text)
+	}
+	c := demoCall()
+	c.State, c.AnsweredAt = wire.CallTalking, ptime(now)
+	k.set(c)
+	now = now.Add(65 * time.Second)
+	k.tick()
+	if k.state.Text != "Talking" || k.timer.Text != "1:05" {
+		t.Errorf("talking card shows %q %q", k.state.Text, k.timer.Text)
+	}
+	if !k.live() || k.closeAfter() != 0 {
+		t.Error("a talking card must stay")
+	}
+	test.Tap(k.callBtn)
+	test.Tap(k.copyBtn)
+	if len(dialled) != 1 || dialled[0] != "+79161234567" || len(copied) != 1 {
+		t.Errorf("dialled %v copied %v", dialled, copied)
+	}
+	if !k.note.Visible() || k.note.Text != "The PBX refused the call: busy" {
+		t.Errorf("call back outcome %q", k.note.Text)
+	}
+	c.State = wire.CallAnsweredElsewhere
+	c.AnsweredBy = &wire.Party{Code: "101", Name: "Дмитрий Волков"}
+	k.set(c)
+	if k.closeAfter() != closeAfterElsewhere || k.live() {
+		t.Error("answered elsewhere must close soon")
+	}
+	c.Phone, c.Links = "", nil
+	k.set(c)
+	if !k.callBtn.Disabled() || !k.copyBtn.Disabled() || !k.crmBtn.Disabled() {
+		t.Error("buttons without a number or link must be disabled")
+	}
+}

@@ -1,0 +1,273 @@
+package ui
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+
+	"github.com/pult/pult/agent"
+	"github.com/pult/pult/agent/wire"
+)
+
+const (
+	cardWidth     = 400
+	maxCardsShown = 640 // px of cards before the stack scrolls
+	maxDismissed  = 500 // remembered dismissed call ids
+)
+
+// cardStack is the calls window: every live call's card, newest at the
+// bottom, in one small always-on-top window that does not take the
+// keyboard focus. Several calls at once stack; the window hides when the
+// last card goes.
+type cardStack struct {
+	a         *App
+	w         fyne.Window
+	box       *fyne.Container
+	scroll    *container.Scroll
+	cards     []*callCard
+	byID      map[string]*callCard
+	dismissed map[string]time.Time
+	ticker    *time.Ticker
+	tickDone  chan struct{}
+}
+
+func newCardStack(a *App) *cardStack {
+	return &cardStack{a: a, byID: map[string]*callCard{}, dismissed: map[string]time.Time{}}
+}
+
+// update shows c: a new card, or the existing card moved on. It reports
+// whether a new card appeared.
+func (s *cardStack) update(c wire.Call) bool {
+	if k := s.byID[c.ID]; k != nil {
+		k.set(c)
+		s.scheduleClose(k)
+		s.layout()
+		return false
+	}
+	if _, gone := s.dismissed[c.ID]; gone || !s.worthShowing(c) {
+		return false
+	}
+	k := newCallCard(c, s.actions())
+	s.cards = append(s.cards, k)
+	s.byID[c.ID] = k
+	s.ensureWindow()
+	s.box.Add(k.obj)
+	s.scheduleClose(k)
+	s.layout()
+	s.show()
+	return true
+}
+
+// worthShowing: a call replayed after an outage gets a card only if it is
+// recent: ringing or talking for less than two minutes, or missed a moment
+// ago. Older ones are only in Recent calls.
+func (s *cardStack) worthShowing(c wire.Call) bool {
+	if !c.State.Final() {
+		return s.a.fresh(c)
+	}
+	if c.State != wire.CallMissed || c.EndedAt == nil {
+		return false
+	}
+	return s.a.serverNow().Sub(*c.EndedAt) < closeAfterMissed
+}
+
+func (s *cardStack) actions() cardActions {
+	a := s.a
+	return cardActions{
+		callBack: func(c wire.Call, done func(string, bool)) {
+			a.dial(c.Phone, func(res wire.DialResult, err error) {
+				if err != nil {
+					done(dialError(err), true)
+					return
+				}
+				done("The PBX is calling "+res.Display+": pick up your phone.", false)
+			})
+		},
+		copy:    func(c wire.Call) { a.copyText(c.Phone) },
+		openCRM: func(c wire.Call) { a.openURL(crmLink(c)) },
+		dismiss: func(c wire.Call) { s.remove(c.ID, true) },
+		now:     a.serverNow,
+	}
+}
+
+// scheduleClose closes a card a while after its call is over for us.
+func (s *cardStack) scheduleClose(k *callCard) {
+	if k.closeTimer != nil {
+		k.closeTimer.Stop()
+		k.closeTimer = nil
+	}
+	d := k.closeAfter()
+	if d == 0 {
+		return
+	}
+	id, state := k.call.ID, k.call.State
+	k.closeTimer = time.AfterFunc(d, func() {
+		s.a.do(func() {
+			if cur := s.byID[id]; cur == k && cur.call.State == state {
+				s.remove(id, false)
+			}
+		})
+	})
+}
+
+// remove takes a card away; dismissed cards stay away if their call moves on.
+func (s *cardStack) remove(id string, dismissed bool) {
+	k := s.byID[id]
+	if k == nil {
+		return
+	}
+	if k.closeTimer != nil {
+		k.closeTimer.Stop()
+	}
+	delete(s.byID, id)
+	for i, c := range s.cards {
+		if c == k {
+			s.cards = append(s.cards[:i], s.cards[i+1:]...)
+			break
+		}
+	}
+	s.box.Remove(k.obj)
+	if dismissed {
+		s.dismissed[id] = time.Now()
+		s.pruneDismissed()
+	}
+	s.layout()
+	if len(s.cards) == 0 {
+		s.w.Hide()
+	}
+}
+
+func (s *cardStack) pruneDismissed() {
+	if len(s.dismissed) <= maxDismissed {
+		return
+	}
+	var oldestID string
+	var oldest time.Time
+	for id, at := range s.dismissed {
+		if oldestID == "" || at.Before(oldest) {
+			oldestID, oldest = id, at
+		}
+	}
+	delete(s.dismissed, oldestID)
+}
+
+// clear removes every card (sign out).
+func (s *cardStack) clear() {
+	for len(s.cards) > 0 {
+		s.remove(s.cards[0].call.ID, false)
+	}
+}
+
+func (s *cardStack) ensureWindow() {
+	if s.w != nil {
+		return
+	}
+	s.w = s.a.fa.NewWindow("pult — calls")
+	s.w.SetIcon(AppIcon)
+	s.box = container.NewVBox()
+	s.scroll = container.NewVScroll(s.box)
+	s.w.SetContent(s.scroll)
+	s.w.SetCloseIntercept(func() {
+		// Closing the window dismisses every card, live ones included:
+		// they come back only for a new call.
+		for len(s.cards) > 0 {
+			s.remove(s.cards[0].call.ID, true)
+		}
+	})
+	s.a.bindKeys(s.w, func() {
+		if n := len(s.cards); n > 0 {
+			s.remove(s.cards[n-1].call.ID, true)
+		}
+	})
+}
+
+// layout sizes the window to its cards and runs the timer while a card
+// needs it.
+func (s *cardStack) layout() {
+	if s.w == nil {
+		return
+	}
+	size := s.box.MinSize()
+	size.Width = fyne.Max(size.Width, cardWidth)
+	size.Height = fyne.Min(size.Height, maxCardsShown)
+	s.scroll.SetMinSize(size)
+	s.w.Resize(size)
+	live := false
+	for _, k := range s.cards {
+		live = live || k.live()
+	}
+	if live {
+		s.startTimers()
+	} else {
+		s.stopTimers()
+	}
+}
+
+func (s *cardStack) show() { showWithoutFocus(s.w) }
+
+// startTimers ticks once a second while a live card is shown; nothing runs
+// when no call is live.
+func (s *cardStack) startTimers() {
+	if s.ticker != nil {
+		return
+	}
+	s.ticker = time.NewTicker(time.Second)
+	done := make(chan struct{})
+	s.tickDone = done
+	t := s.ticker
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				s.a.do(func() {
+					for _, k := range s.cards {
+						k.tick()
+					}
+				})
+			}
+		}
+	}()
+}
+
+func (s *cardStack) stopTimers() {
+	if s.ticker == nil {
+		return
+	}
+	s.ticker.Stop()
+	close(s.tickDone)
+	s.ticker, s.tickDone = nil, nil
+}
+
+// serverNow is the relay's clock, which stamps the calls.
+func (a *App) serverNow() time.Time { return a.cfg.Now().Add(a.skew) }
+
+// dialError says why a call was not placed, in plain words.
+func dialError(err error) string {
+	var werr *wire.Error
+	switch {
+	case errors.As(err, &werr):
+		switch werr.Code {
+		case wire.ErrInvalidNumber:
+			return "That number can't be dialled: " + werr.Message
+		case wire.ErrPBXRefused:
+			return "The PBX refused the call: " + werr.Message
+		case wire.ErrPBXUnreachable:
+			return "The PBX can't be reached; the call was not placed."
+		case wire.ErrPBXTimeout:
+			return "The PBX did not answer in time; the call may not have been placed."
+		case wire.ErrNotConfigured:
+			return "Click-to-call is not set up on the relay."
+		}
+		return werr.Message
+	case errors.Is(err, agent.ErrOffline), errors.Is(err, errNotSignedIn):
+		return "Not connected to the relay: the call was not placed."
+	case errors.Is(err, agent.ErrNoReply):
+		return "The relay did not answer; the call may or may not have been placed."
+	}
+	return fmt.Sprintf("The call was not placed: %v", err)
+}

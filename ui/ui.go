@@ -1,0 +1,493 @@
+// Package ui is pult's desktop app: the tray icon and its menu, the call
+// cards, the dialer, recent calls and the sign-in window, drawn with fyne on
+// top of package agent (which never imports ui).
+//
+// Concurrency: everything the windows show is owned by the fyne UI goroutine.
+// The agent's events, request results and timers reach it through fyne.Do,
+// (Config.Do in tests),
+// so no widget and no field of App is touched from anywhere else and App
+// needs no locks.
+package ui
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/driver/desktop"
+
+	"github.com/pult/pult/agent"
+	"github.com/pult/pult/agent/wire"
+)
+
+// Credentials keeps the sign-in: the OS keyring (credentials.Store) in the
+// app, a map in tests.
+type Credentials interface {
+	Load() (relayURL, token string, err error)
+	Save(relayURL, token string) error
+	Delete() error
+}
+
+// Config configures the desktop app. cmd/pult fills it from flags and the
+// environment; nothing here reads either.
+type Config struct {
+	Credentials Credentials
+	// Fixed, when set, is a sign-in given from outside (PULT_RELAY and
+	// PULT_TOKEN): it is used instead of Credentials and never stored.
+	Fixed *Login
+	// StateDir holds the agent's outbox and stream position and the
+	// recent calls; "" keeps them in memory.
+	StateDir string
+	// Tray says a StatusNotifier host is reachable. Without one the app
+	// runs with a small main window instead of a tray icon.
+	Tray bool
+	// Region is the default country for numbers typed without one.
+	Region string
+	// DialNumber, when set, opens the dialer pre-filled (a tel: link).
+	DialNumber string
+	Logger     *slog.Logger
+	// Check verifies a relay URL and token before they are saved;
+	// agent.Check by default.
+	Check func(ctx context.Context, relayURL, token string) (wire.Operator, error)
+	// Now is the clock; time.Now by default.
+	Now func() time.Time
+	// Do runs f on the UI goroutine, later; fyne.Do by default. Tests
+	// give their own serial loop, as fyne's test driver runs f at once on
+	// the caller's goroutine.
+	Do func(f func())
+}
+
+// Login is a relay URL and token.
+type Login struct{ RelayURL, Token string }
+
+// App is the running desktop app.
+type App struct {
+	cfg  Config
+	fa   fyne.App
+	desk desktop.App // nil without a tray
+	log  *slog.Logger
+
+	// Owned by the UI goroutine.
+	sess    *session
+	op      *wire.Operator
+	conn    agent.ConnState
+	connErr string
+	retryAt time.Time
+	status  wire.StatusInfo
+	pending *wire.Status // chosen while offline, not yet confirmed
+	skew    time.Duration
+
+	tray    *tray
+	cards   *cardStack
+	recent  *recentCalls
+	dialer  *dialer
+	signin  *signin
+	recentW *recentWindow
+	main    *mainWindow
+}
+
+// New prepares the app on fa (app.NewWithID in cmd/pult, test.NewApp in
+// tests). It shows nothing until Run.
+func New(fa fyne.App, cfg Config) *App {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Check == nil {
+		cfg.Check = agent.Check
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Do == nil {
+		cfg.Do = fyne.Do
+	}
+	a := &App{cfg: cfg, fa: fa, log: cfg.Logger.With("component", "ui")}
+	if d, ok := fa.(desktop.App); ok && cfg.Tray {
+		a.desk = d
+	}
+	a.recent = loadRecent(a.statePath("recent.json"), a.log, cfg.Do)
+	a.cards = newCardStack(a)
+	a.tray = newTray(a)
+	return a
+}
+
+// Run shows the app and blocks in fyne's event loop until Quit or ctx ends.
+// It must be called from the main goroutine. Everything it started has
+// stopped when it returns.
+func (a *App) Run(ctx context.Context) error {
+	if a.desk != nil {
+		// The menu is set before the loop starts (fyne wants it so) and
+		// refreshed in place afterwards.
+		a.desk.SetSystemTrayMenu(a.tray.menu)
+		a.desk.SetSystemTrayIcon(a.tray.icon())
+	}
+	stop := context.AfterFunc(ctx, func() { a.do(a.fa.Quit) })
+	defer stop()
+	a.fa.Lifecycle().SetOnStarted(func() { a.start() })
+	a.fa.Run()
+	a.shutdown()
+	return nil
+}
+
+// start runs once the loop is up: sign in from the stored credentials or
+// ask for them.
+func (a *App) start() {
+	if a.desk == nil {
+		a.main = newMainWindow(a)
+		a.main.show()
+	}
+	a.refresh()
+	login, err := a.storedLogin()
+	switch {
+	case err == nil:
+		a.startSession(login)
+	default:
+		a.showSignin(signinMessage(err))
+	}
+	if a.cfg.DialNumber != "" {
+		a.openDialer(a.cfg.DialNumber)
+	}
+}
+
+func (a *App) storedLogin() (Login, error) {
+	if a.cfg.Fixed != nil {
+		return *a.cfg.Fixed, nil
+	}
+	url, token, err := a.cfg.Credentials.Load()
+	if err != nil {
+		return Login{}, err
+	}
+	return Login{RelayURL: url, Token: token}, nil
+}
+
+// do runs f on the UI goroutine.
+func (a *App) do(f func()) { a.cfg.Do(f) }
+
+// Quit ends the app.
+func (a *App) Quit() { a.fa.Quit() }
+
+// shutdown stops the agent once the loop has ended.
+func (a *App) shutdown() {
+	a.cards.stopTimers()
+	if s := a.sess; s != nil {
+		a.sess = nil
+		s.stop()
+	}
+	a.recent.flush()
+}
+
+// statePath is a file in StateDir, or "" without one.
+func (a *App) statePath(name string) string {
+	if a.cfg.StateDir == "" {
+		return ""
+	}
+	return filepath.Join(a.cfg.StateDir, name)
+}
+
+// session is one signed-in agent.
+type session struct {
+	login  Login
+	agent  *agent.Agent
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (s *session) stop() {
+	s.cancel()
+	<-s.done
+}
+
+// startSession starts an agent for login. The agent's state lives in a
+// folder of its own per relay and token, so another sign-in never resumes
+// someone else's stream.
+func (a *App) startSession(login Login) {
+	if a.sess != nil {
+		return
+	}
+	stateDir := ""
+	if a.cfg.StateDir != "" {
+		sum := sha256.Sum256([]byte(login.RelayURL + "\n" + login.Token))
+		stateDir = filepath.Join(a.cfg.StateDir, "sessions", hex.EncodeToString(sum[:8]))
+	}
+	s := &session{login: login, done: make(chan struct{})}
+	ag, err := agent.New(agent.Config{
+		RelayURL: login.RelayURL,
+		Token:    login.Token,
+		StateDir: stateDir,
+		Resume:   stateDir != "",
+		Logger:   a.cfg.Logger,
+		OnEvent: func(ev agent.Event) {
+			at := time.Now()
+			a.do(func() { a.onEvent(s, ev, at) })
+		},
+	})
+	if err != nil {
+		a.showSignin(fmt.Sprintf("Could not start: %v", err))
+		return
+	}
+	s.agent = ag
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	a.sess = s
+	a.conn = agent.Connecting
+	a.refresh()
+	go func() {
+		defer close(s.done)
+		err := ag.Run(ctx)
+		a.do(func() { a.sessionEnded(s, err) })
+	}()
+}
+
+// sessionEnded handles Run returning: a refused token asks to sign in again.
+func (a *App) sessionEnded(s *session, err error) {
+	if a.sess != s {
+		return // signed out meanwhile
+	}
+	var se *agent.StopError
+	if !errors.As(err, &se) {
+		return
+	}
+	a.sess = nil
+	a.op = nil
+	a.pending = nil
+	if se.Code == wire.CloseProtocol {
+		a.conn = agent.Outdated
+	} else {
+		a.conn = agent.AuthFailed
+	}
+	a.refresh()
+	a.showSignin(stopMessage(se))
+}
+
+// signOut stops the agent and forgets the token.
+func (a *App) signOut() {
+	s := a.sess
+	a.sess = nil
+	a.op = nil
+	a.pending = nil
+	a.status = wire.StatusInfo{}
+	a.conn = agent.Stopped
+	a.cards.clear()
+	a.refresh()
+	fixed := a.cfg.Fixed != nil
+	go func() {
+		if s != nil {
+			s.stop()
+		}
+		var err error
+		if !fixed {
+			err = a.cfg.Credentials.Delete()
+		}
+		a.do(func() {
+			msg := "Signed out. The token was removed from the keyring."
+			if fixed {
+				msg = "Signed out. (The sign-in came from PULT_RELAY and PULT_TOKEN; nothing was stored.)"
+			}
+			if err != nil {
+				msg = fmt.Sprintf("Signed out, but the token could not be removed from the keyring: %v", err)
+			}
+			a.cfg.Fixed = nil
+			a.showSignin(msg)
+		})
+	}()
+}
+
+// onEvent applies one agent event (UI goroutine).
+func (a *App) onEvent(s *session, ev agent.Event, received time.Time) {
+	if a.sess != s {
+		return
+	}
+	switch ev.Kind {
+	case agent.EventConn:
+		a.conn = ev.Conn
+		a.connErr = ev.Err
+		a.retryAt = time.Time{}
+		if ev.Conn == agent.Offline && ev.RetryIn > 0 {
+			a.retryAt = a.cfg.Now().Add(ev.RetryIn)
+		}
+	case agent.EventHello:
+		op := ev.Hello.Operator
+		a.op = &op
+		a.status = ev.Hello.Status
+		if !ev.Hello.ServerTime.IsZero() {
+			a.skew = ev.Hello.ServerTime.Sub(received)
+		}
+		if a.pending != nil && *a.pending == a.status.Status {
+			a.pending = nil
+		}
+	case agent.EventStatus:
+		a.status = *ev.Status
+		if a.pending != nil && *a.pending == a.status.Status {
+			a.pending = nil
+		}
+	case agent.EventCall:
+		a.onCall(*ev.Call, received)
+	case agent.EventNotice:
+		a.onNotice(*ev.Notice)
+	case agent.EventReceipt:
+		r := ev.Receipt
+		a.pending = nil
+		if r.Refused != nil {
+			a.notify("Status not changed", fmt.Sprintf("Your change to %s was refused: %s", statusLabel(r.Status), r.Refused.Message))
+		} else if r.Applied != nil {
+			a.status = *r.Applied
+		}
+	}
+	a.refresh()
+}
+
+// onCall shows a call: a card (and a notification for a new incoming call
+// that is still ringing), and an entry in recent calls.
+func (a *App) onCall(c wire.Call, received time.Time) {
+	a.recent.add(c)
+	isNew := a.cards.update(c)
+	if isNew && c.State == wire.CallRinging && c.Direction == wire.DirectionIn && a.fresh(c) {
+		a.notify(callTitle(c), callSummary(c))
+	}
+	if isNew {
+		a.log.Debug("card shown", "call", c.ID, "state", c.State, "latency", time.Since(received))
+	}
+	if a.recentW != nil {
+		a.recentW.refresh()
+	}
+}
+
+// fresh tells a call that is ringing now from one replayed after an outage.
+func (a *App) fresh(c wire.Call) bool {
+	serverNow := a.cfg.Now().Add(a.skew)
+	return c.StartedAt.IsZero() || serverNow.Sub(c.StartedAt) < 2*time.Minute
+}
+
+func (a *App) onNotice(n wire.Notice) {
+	if a.dialer != nil && a.dialer.onNotice(n) {
+		return
+	}
+	switch n.Kind {
+	case wire.NoticeDialing:
+		a.notify("Dialing", n.Text)
+	case wire.NoticeDialFailed:
+		a.notify("Call not placed", n.Text)
+	default:
+		a.notify("pult", n.Text)
+	}
+}
+
+// notify raises an OS notification. fyne only logs failures.
+func (a *App) notify(title, body string) {
+	a.fa.SendNotification(fyne.NewNotification(title, body))
+}
+
+// setStatus asks the relay for st, from the tray, a window or a shortcut.
+func (a *App) setStatus(st wire.Status) {
+	s := a.sess
+	if s == nil {
+		return
+	}
+	a.pending = &st
+	a.refresh()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		info, err := s.agent.SetStatus(ctx, st)
+		a.do(func() {
+			if a.sess != s {
+				return
+			}
+			var werr *wire.Error
+			switch {
+			case err == nil:
+				a.status = info
+				a.pending = nil
+			case errors.Is(err, agent.ErrQueued):
+				// Stays pending: sent on reconnect, outcome as a receipt.
+			case errors.As(err, &werr):
+				a.pending = nil
+				a.notify("Status not changed", werr.Message)
+			default:
+				a.pending = nil
+				a.notify("Status not changed", err.Error())
+			}
+			a.refresh()
+		})
+	}()
+}
+
+// shownStatus is the status the tray shows: the pending choice, else the
+// relay's.
+func (a *App) shownStatus() wire.Status {
+	if a.pending != nil {
+		return *a.pending
+	}
+	return a.status.Status
+}
+
+// refresh brings every surface in line with the state.
+func (a *App) refresh() {
+	a.tray.update()
+	if a.main != nil {
+		a.main.update()
+	}
+	if a.dialer != nil {
+		a.dialer.updateConn()
+	}
+}
+
+// dial places a call; done receives the outcome on the UI goroutine.
+func (a *App) dial(number string, done func(wire.DialResult, error)) {
+	s := a.sess
+	if s == nil {
+		done(wire.DialResult{}, errNotSignedIn)
+		return
+	}
+	a.recent.addDialled(number)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		res, err := s.agent.Dial(ctx, number)
+		a.do(func() { done(res, err) })
+	}()
+}
+
+var errNotSignedIn = errors.New("not signed in")
+
+// openURL opens a CRM link in the browser.
+func (a *App) openURL(raw string) {
+	u, err := parseURL(raw)
+	if err != nil {
+		a.notify("Can't open the link", err.Error())
+		return
+	}
+	if err := a.fa.OpenURL(u); err != nil {
+		a.notify("Can't open the link", err.Error())
+	}
+}
+
+// copyText puts s on the clipboard.
+func (a *App) copyText(s string) {
+	a.fa.Clipboard().SetContent(s)
+}
+
+// Open brings pult forward from outside (another `pult` started, a tel:
+// link): the dialer pre-filled with number, or the sign-in or main window.
+// Safe from any goroutine.
+func (a *App) Open(number string) {
+	a.do(func() {
+		switch {
+		case number != "":
+			a.openDialer(number)
+		case a.sess == nil:
+			a.showSignin("")
+		case a.main != nil:
+			a.main.w.Show()
+			a.main.w.RequestFocus()
+		default:
+			a.openDialer("")
+		}
+	})
+}
