@@ -18,8 +18,8 @@ const (
 	maxDismissed  = 500 // remembered dismissed call ids
 )
 
-// cardStack is the calls window: every live call's card, newest at the
-// bottom, in one small always-on-top window that does not take the
+// cardStack is the calls window: every live call's card, newest on
+// top, in one small always-on-top window that does not take the
 // keyboard focus. Several calls at once stack; the window hides when the
 // last card goes.
 type cardStack struct {
@@ -54,7 +54,10 @@ func (s *cardStack) update(c wire.Call) bool {
 	s.cards = append(s.cards, k)
 	s.byID[c.ID] = k
 	s.ensureWindow()
-	s.box.Add(k.obj)
+	// Newest on top: a new call is what needs the operator now.
+	s.box.Objects = append([]fyne.CanvasObject{k.obj}, s.box.Objects...)
+	s.box.Refresh()
+	s.scroll.ScrollToTop()
 	s.scheduleClose(k)
 	s.layout()
 	s.show()

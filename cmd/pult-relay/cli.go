@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,7 +24,7 @@ const usage = `pult-relay — the pult relay server
 
 Usage:
   pult-relay serve --config relay.toml       run the relay
-  pult-relay demo [--listen ADDR] [--data-dir DIR] [--every 6s]
+  pult-relay demo [--listen ADDR] [--data-dir DIR] [--every 6s] [--app bin/pult [--as 100]]
                                              run the relay with a built-in PBX and CRM simulator
   pult-relay operators add --name NAME --user-id N --code EXT [--role supervisor]
   pult-relay operators list
@@ -52,7 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "serve":
 		err = serve(ctx, args[1:], getenv, logger, stderr)
 	case "demo":
-		err = runDemo(ctx, args[1:], logger, stdout, stderr)
+		err = runDemo(ctx, args[1:], getenv, logger, stdout, stderr)
 	case "operators":
 		err = operators(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
@@ -120,14 +121,23 @@ func serve(ctx context.Context, args []string, getenv func(string) string, logge
 	return relay.New(cfg, logger).Run(ctx)
 }
 
-func runDemo(ctx context.Context, args []string, logger *slog.Logger, stdout, stderr io.Writer) error {
+func runDemo(ctx context.Context, args []string, getenv func(string) string, logger *slog.Logger, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", stderr)
 	o := demo.Options{Out: stdout, Logger: logger}
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8700", "address of the demo relay")
 	fs.StringVar(&o.DataDir, "data-dir", "", "keep the demo's data here (default: a temporary folder, removed at exit)")
 	fs.DurationVar(&o.Every, "every", 6*time.Second, "how often the simulated PBX rings")
+	fs.StringVar(&o.App, "app", "", "also start this desktop app (bin/pult) signed in to the demo")
+	fs.StringVar(&o.AppAs, "as", "100", "with --app: the operator's code (100, 101 or 102, the supervisor)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if o.App != "" {
+		if getenv("DISPLAY") == "" && getenv("WAYLAND_DISPLAY") == "" {
+			fmt.Fprintln(stderr, "pult-relay demo: no display (DISPLAY is not set): running without the desktop app")
+			o.App = ""
+		}
+		o.AppEnv = os.Environ() // the app needs the desktop session's variables
 	}
 	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
 		return usagef("--listen: want host:port, got %q", o.Listen)

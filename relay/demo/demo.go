@@ -19,9 +19,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pult/pult/agent/phone"
@@ -38,6 +41,13 @@ type Options struct {
 	Every   time.Duration // how often the PBX rings
 	Out     io.Writer     // where the demo narrates
 	Logger  *slog.Logger
+	// App, when set, is the desktop app (bin/pult) to start signed in as
+	// the operator with code AppAs (default 100), with AppEnv (the
+	// caller's environment) plus its sign-in. The demo ends when the app
+	// quits, and stops the app when it ends.
+	App    string
+	AppAs  string
+	AppEnv []string
 }
 
 // Operator is a demo operator.
@@ -145,6 +155,19 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	printWelcome(o.Out, base, dir, cfg.AdminToken, tokens, o.Every)
+
+	if o.App != "" {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		appDone, err := startApp(ctx, o, base, dir, tokens, cancel)
+		if err != nil {
+			stopRelay()
+			<-relayDone
+			return err
+		}
+		defer func() { <-appDone }()
+	}
 
 	g := &generator{base: base, key: pbxKey, out: o.Out, log: o.Logger}
 	pbx.OnMakeCall = func(mc retailcrm.MakeCall) { g.spawn(ctx, func(ctx context.Context) { g.outgoing(ctx, mc) }) }
@@ -311,4 +334,54 @@ func secret() string {
 	b := make([]byte, 18)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// startApp starts the desktop app signed in to the demo. When it exits,
+// quit is called; when ctx ends, it is asked to quit. appDone is closed once
+// it has exited.
+func startApp(ctx context.Context, o Options, base, dir string, tokens map[string]string, quit func()) (appDone chan struct{}, err error) {
+	code := o.AppAs
+	if code == "" {
+		code = "100"
+	}
+	token, ok := tokens[code]
+	if !ok {
+		return nil, fmt.Errorf("demo: no operator with code %q", code)
+	}
+	cmd := exec.Command(o.App)
+	cmd.Env = append(slices.Clone(o.AppEnv),
+		"PULT_RELAY="+base, "PULT_TOKEN="+token,
+		"PULT_CONFIG_DIR="+filepath.Join(dir, "app-"+code))
+	cmd.Stdout, cmd.Stderr = o.Out, o.Out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("demo: starting the desktop app: %w", err)
+	}
+	fmt.Fprintf(o.Out, "%s  the desktop app (%s) runs signed in as %s; quit it to end the demo\n", stamp(), o.App, code)
+	appDone = make(chan struct{})
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	go func() {
+		defer close(appDone)
+		select {
+		case err := <-exited:
+			fmt.Fprintf(o.Out, "%s  the desktop app quit (%v): the demo ends\n", stamp(), exitText(err))
+			quit()
+		case <-ctx.Done():
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+				cmd.Process.Kill()
+				<-exited
+			}
+		}
+	}()
+	return appDone, nil
+}
+
+func exitText(err error) string {
+	if err == nil {
+		return "exit 0"
+	}
+	return err.Error()
 }

@@ -1,0 +1,466 @@
+//go:build desktop
+
+// The real-desktop test: the app built for real (cgo, GLFW) on an X server
+// (Xvfb) with a session bus, a notification daemon (dunst), a StatusNotifier
+// host (status-notifier-watcher) and the Secret Service (gnome-keyring),
+// against the demo relay with its simulated PBX and CRM. `make test` runs it
+// through `make test-desktop`, which sets all of that up.
+//
+// With PULT_SCREENSHOTS=DIR it also saves the README's pictures there; with
+// PULT_FIGURES=FILE it appends its measurements (BENCHMARKS.md).
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/pult/pult/agent/credentials"
+)
+
+// lines collects a process's output and lets a test wait for a line.
+type lines struct {
+	mu   sync.Mutex
+	all  []string
+	wake chan struct{}
+}
+
+func newLines(r io.Reader) *lines {
+	l := &lines{wake: make(chan struct{}, 1)}
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			l.mu.Lock()
+			l.all = append(l.all, sc.Text())
+			l.mu.Unlock()
+			select {
+			case l.wake <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return l
+}
+
+func (l *lines) wait(t *testing.T, timeout time.Duration, re *regexp.Regexp) []string {
+	t.Helper()
+	deadline := time.After(timeout)
+	seen := 0
+	for {
+		l.mu.Lock()
+		for ; seen < len(l.all); seen++ {
+			if m := re.FindStringSubmatch(l.all[seen]); m != nil {
+				l.mu.Unlock()
+				return m
+			}
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.wake:
+		case <-deadline:
+			t.Fatalf("no line matching %q within %s", re, timeout)
+		}
+	}
+}
+
+func (l *lines) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.all, "\n")
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	out  *lines
+	done chan struct{} // closed when it has exited
+}
+
+// start runs a process for the test's lifetime.
+func start(t *testing.T, env []string, name string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = env
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); pw.Close(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return &proc{cmd, newLines(pr), done}
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func build(t *testing.T, dir, pkg string) string {
+	t.Helper()
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = "../.."
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+// sni is the tray item, seen over D-Bus as a tray host sees it.
+type sni struct {
+	conn *dbus.Conn
+	bus  string
+	menu dbus.ObjectPath
+}
+
+func findTrayItem(t *testing.T, conn *dbus.Conn, timeout time.Duration) *sni {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		v, err := conn.Object("org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher").
+			GetProperty("org.kde.StatusNotifierWatcher.RegisteredStatusNotifierItems")
+		if err == nil {
+			if items, ok := v.Value().([]string); ok && len(items) > 0 {
+				bus := items[0]
+				if i := strings.IndexByte(bus, '/'); i > 0 {
+					bus = bus[:i]
+				}
+				mv, err := conn.Object(bus, "/StatusNotifierItem").GetProperty("org.kde.StatusNotifierItem.Menu")
+				if err == nil {
+					return &sni{conn: conn, bus: bus, menu: mv.Value().(dbus.ObjectPath)}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no tray item registered within %s (last error %v)", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type menuItem struct {
+	id      int32
+	label   string
+	toggled bool
+	enabled bool
+}
+
+func (s *sni) items(t *testing.T) []menuItem {
+	t.Helper()
+	var rev uint32
+	var layout struct {
+		ID    int32
+		Props map[string]dbus.Variant
+		Kids  []dbus.Variant
+	}
+	err := s.conn.Object(s.bus, s.menu).Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{}).Store(&rev, &layout)
+	if err != nil {
+		t.Fatalf("GetLayout: %v", err)
+	}
+	var out []menuItem
+	for _, k := range layout.Kids {
+		f, ok := k.Value().([]any)
+		if !ok || len(f) < 2 {
+			continue
+		}
+		props, _ := f[1].(map[string]dbus.Variant)
+		it := menuItem{id: f[0].(int32), enabled: true}
+		if l, ok := props["label"]; ok {
+			it.label, _ = l.Value().(string)
+		}
+		if ts, ok := props["toggle-state"]; ok {
+			n, _ := ts.Value().(int32)
+			it.toggled = n == 1
+		}
+		if e, ok := props["enabled"]; ok {
+			it.enabled, _ = e.Value().(bool)
+		}
+		out = append(out, it)
+	}
+	return out
+}
+
+func (s *sni) click(t *testing.T, label string) {
+	t.Helper()
+	for _, it := range s.items(t) {
+		if it.label == label {
+			err := s.conn.Object(s.bus, s.menu).Call("com.canonical.dbusmenu.Event", 0,
+				it.id, "clicked", dbus.MakeVariant(int32(0)), uint32(time.Now().Unix())).Err
+			if err != nil {
+				t.Fatalf("click %q: %v", label, err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no menu item %q", label)
+}
+
+func (s *sni) tooltip(t *testing.T) string {
+	v, err := s.conn.Object(s.bus, "/StatusNotifierItem").GetProperty("org.kde.StatusNotifierItem.ToolTip")
+	if err != nil {
+		return ""
+	}
+	f, ok := v.Value().([]any)
+	if !ok || len(f) < 3 {
+		return ""
+	}
+	title, _ := f[2].(string)
+	return title
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// procStats reads RSS (KiB) and CPU ticks (user+system) of pid.
+func procStats(t *testing.T, pid int) (rssKiB int, ticks int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			rssKiB, _ = strconv.Atoi(strings.Fields(line)[1])
+		}
+	}
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+2:]))
+	u, _ := strconv.Atoi(fields[11])
+	s, _ := strconv.Atoi(fields[12])
+	return rssKiB, u + s
+}
+
+// idle measures RSS and CPU over d.
+func idle(t *testing.T, pid int, d time.Duration) (rssKiB int, cpuPct float64) {
+	_, t0 := procStats(t, pid)
+	time.Sleep(d)
+	rss, t1 := procStats(t, pid)
+	const hz = 100 // USER_HZ
+	return rss, float64(t1-t0) / hz / d.Seconds() * 100
+}
+
+func xwindow(t *testing.T, env []string, title string) string {
+	out, _ := exec.Command("xwininfo", "-root", "-tree").CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, `"`+title+`"`) {
+			return strings.Fields(line)[0]
+		}
+	}
+	return ""
+}
+
+func TestDesktop(t *testing.T) {
+	for _, v := range []string{"DISPLAY", "DBUS_SESSION_BUS_ADDRESS"} {
+		if os.Getenv(v) == "" {
+			t.Fatalf("%s is not set: run through `make test-desktop` (Xvfb + dbus-run-session + gnome-keyring)", v)
+		}
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	pult := build(t, bin, "./cmd/pult")
+	relayBin := build(t, bin, "./cmd/pult-relay")
+	shots := os.Getenv("PULT_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join(dir, "shots")
+	}
+	os.MkdirAll(shots, 0o755)
+	env := append(os.Environ(), "LANG=en_US.UTF-8", "LC_ALL=", "PULT_RELAY=", "PULT_TOKEN=")
+
+	start(t, env, "dunst")
+	start(t, env, "status-notifier-watcher")
+
+	conn, err := dbus.ConnectSessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	eventually(t, 10*time.Second, "status-notifier-watcher on the bus", func() bool {
+		var has bool
+		conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, "org.kde.StatusNotifierWatcher").Store(&has)
+		return has
+	})
+	// A second connection watches notifications as a bus monitor.
+	mon, err := dbus.ConnectSessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	if err := mon.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0,
+		[]string{"type='method_call',interface='org.freedesktop.Notifications',member='Notify'"}, uint32(0)).Err; err != nil {
+		t.Fatalf("BecomeMonitor: %v", err)
+	}
+	notes := make(chan *dbus.Message, 64)
+	mon.Eavesdrop(notes)
+
+	// The demo relay, its PBX ringing operator 100 every 2 s.
+	addr := freeAddr(t)
+	demoDir := filepath.Join(dir, "demo")
+	demo := start(t, env, relayBin, "demo", "--listen", addr, "--data-dir", demoDir, "--every", "2s")
+	demo.out.wait(t, 30*time.Second, regexp.MustCompile(`pult demo: relay at`))
+	relayURL := "http://" + addr
+	tokenFile := filepath.Join(demoDir, "100.token")
+
+	// (d) Sign in through the real keyring, as an operator would.
+	cfgDir := filepath.Join(dir, "config")
+	login := exec.Command(pult, "login", "--relay", relayURL, "--token-file", tokenFile)
+	login.Env = append(env, "PULT_CONFIG_DIR="+cfgDir)
+	if b, err := login.CombinedOutput(); err != nil {
+		t.Fatalf("pult login: %v\n%s", err, b)
+	}
+	wantToken, _ := os.ReadFile(tokenFile)
+	_, gotToken, err := credentials.Store{ConfigDir: cfgDir}.Load()
+	if err != nil || gotToken != strings.TrimSpace(string(wantToken)) {
+		t.Fatalf("the keyring does not hold the token: %v", err)
+	}
+
+	started := time.Now()
+	app := start(t, append(env, "PULT_CONFIG_DIR="+cfgDir, "PULT_DEBUG=1"), pult)
+
+	// (a) The tray item registers and its menu lists the statuses.
+	item := findTrayItem(t, conn, 30*time.Second)
+	coldToTray := time.Since(started)
+	eventually(t, 20*time.Second, "online, signed in from the keyring", func() bool {
+		return strings.Contains(item.tooltip(t), "Анна Смирнова: Free (online)")
+	})
+	labels := map[string]menuItem{}
+	for _, it := range item.items(t) {
+		labels[it.label] = it
+	}
+	for _, want := range []string{"Free", "Busy", "Dinner", "Break", "Dial…", "Sign out", "Quit"} {
+		if _, ok := labels[want]; !ok {
+			t.Errorf("tray menu has no %q: %+v", want, labels)
+		}
+	}
+	if !labels["Free"].toggled {
+		t.Error("Free is not marked as the current status")
+	}
+	// (d) No token on disk: the app got it from the keyring.
+	filepath.WalkDir(cfgDir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, _ := os.ReadFile(p); strings.Contains(string(b), strings.TrimSpace(string(wantToken))) {
+				t.Errorf("the token is written in %s", p)
+			}
+		}
+		return nil
+	})
+
+	// (b) "Busy" clicked over D-Bus reaches the PBX's change-status URL.
+	item.click(t, "Busy")
+	demo.out.wait(t, 15*time.Second, regexp.MustCompile(`PBX: extension 100 is now busy`))
+	eventually(t, 10*time.Second, "busy in the tooltip", func() bool {
+		return strings.Contains(item.tooltip(t), ": Busy (online)")
+	})
+	eventually(t, 10*time.Second, "busy checked in the menu", func() bool {
+		for _, it := range item.items(t) {
+			if it.label == "Busy" {
+				return it.toggled
+			}
+		}
+		return false
+	})
+	item.click(t, "Free")
+	demo.out.wait(t, 15*time.Second, regexp.MustCompile(`PBX: extension 100 is now free`))
+
+	// (c) An incoming call raises a notification and a card window.
+	deadline := time.After(30 * time.Second)
+	var summary string
+	for summary == "" {
+		select {
+		case m := <-notes:
+			if len(m.Body) >= 4 {
+				if s, _ := m.Body[3].(string); strings.HasPrefix(s, "Incoming call: ") {
+					summary = s
+				}
+			}
+		case <-deadline:
+			t.Fatal("no Incoming call notification on D-Bus within 30s")
+		}
+	}
+	t.Logf("notification: %s", summary)
+	var win string
+	eventually(t, 10*time.Second, "the calls window", func() bool {
+		win = xwindow(t, env, "pult — calls")
+		return win != ""
+	})
+	latency := app.out.wait(t, 10*time.Second, regexp.MustCompile(`msg="card shown".*latency=([0-9.]+[µm]?s)`))
+	time.Sleep(700 * time.Millisecond) // let the card draw
+	for _, shot := range [][]string{
+		{"-window", "root", filepath.Join(shots, "desktop.png")},
+		{"-window", win, filepath.Join(shots, "call-card.png")},
+	} {
+		if b, err := exec.Command("import", shot...).CombinedOutput(); err != nil {
+			t.Errorf("screenshot: %v %s", err, b)
+		}
+	}
+	t.Logf("screenshots in %s", shots)
+
+	// Figures: idle with the card open, then tray only.
+	rssCard, cpuCard := idle(t, app.cmd.Process.Pid, 10*time.Second)
+
+	// Quit from the menu ends the app cleanly.
+	item.click(t, "Quit")
+	select {
+	case <-app.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the app did not quit from the menu:\n%s", app.out.text())
+	}
+
+	// Tray only: the supervisor, whom the demo PBX never rings.
+	sup, _ := os.ReadFile(filepath.Join(demoDir, "102.token"))
+	started = time.Now()
+	app = start(t, append(env, "PULT_CONFIG_DIR="+filepath.Join(dir, "config-102"),
+		"PULT_RELAY="+relayURL, "PULT_TOKEN="+strings.TrimSpace(string(sup))), pult)
+	item = findTrayItem(t, conn, 30*time.Second)
+	coldToTray2 := time.Since(started)
+	eventually(t, 20*time.Second, "the supervisor online", func() bool {
+		return strings.Contains(item.tooltip(t), "Екатерина Морозова: Free (online)")
+	})
+	time.Sleep(2 * time.Second)
+	rssTray, cpuTray := idle(t, app.cmd.Process.Pid, 10*time.Second)
+
+	figures := fmt.Sprintf("cold start to tray item registered: %s (operator), %s (supervisor)\n"+
+		"frame received to card shown: %s\n"+
+		"tray only, idle: RSS %d KiB, CPU %.2f%% of a core (10 s)\n"+
+		"cards open (calls every 2 s), 10 s: RSS %d KiB, CPU %.2f%% of a core\n",
+		coldToTray.Round(time.Millisecond), coldToTray2.Round(time.Millisecond), latency[1],
+		rssTray, cpuTray, rssCard, cpuCard)
+	t.Log("\n" + figures)
+	if f := os.Getenv("PULT_FIGURES"); f != "" {
+		os.WriteFile(f, []byte(figures), 0o644)
+	}
+}
