@@ -4,54 +4,106 @@
 SHELL   := /bin/bash
 GO      ?= go
 BIN     := bin
-export LANG := C.UTF-8
+DIST    := dist
+export LANG := en_US.UTF-8
 
-# System packages: the tests need a real Secret Service on a private D-Bus.
-APT_TEST := dbus-daemon gnome-keyring procps
+VERSION := $(shell sed -n 's/^Version *= *"\(.*\)"/\1/p' FyneApp.toml)
+APP_ID  := $(shell sed -n 's/^ID *= *"\(.*\)"/\1/p' FyneApp.toml)
+
+# System packages. The desktop app compiles against GLFW (cgo); the tests run
+# it for real on Xvfb with a session bus, a notification daemon, a
+# StatusNotifier host and a real Secret Service (gnome-keyring).
+APT_BUILD := gcc libc6-dev pkg-config libgl-dev libxcursor-dev libxrandr-dev \
+	libxinerama-dev libxi-dev libxxf86vm-dev
+APT_TEST  := dbus-daemon gnome-keyring procps xvfb xauth imagemagick dunst \
+	haskell-status-notifier-item-utils x11-utils desktop-file-utils
+APT_ALL   := $(APT_BUILD) $(APT_TEST)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-go vet lint demo clean bench
+.PHONY: all deps build test test-go test-desktop vet lint demo package screenshots clean bench
 
 all: build
 
 deps: ## install system packages and Go modules
 	@command -v $(GO) >/dev/null || { echo "Go 1.26 or newer is required (https://go.dev/dl/)"; exit 1; }
-	@missing=""; for p in $(APT_TEST); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_ALL); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	$(GO) mod download
 
-build: ## build the relay and the operator's app into bin/
+build: ## build the relay and the desktop app into bin/ (the first build of the app takes ~3 min: GLFW's C code)
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/pult-relay ./cmd/pult-relay
 	$(GO) build -o $(BIN)/pult ./cmd/pult
 
+# vet twice: with fyne's headless `ci` driver (what the unit tests run), and
+# the real GLFW build of the desktop app.
 vet:
-	$(GO) vet ./...
+	$(GO) vet -tags ci ./...
+	$(GO) vet ./ui ./cmd/pult
+	$(GO) vet -tags desktop ./cmd/pult
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 lint: vet
 
-# The tests run inside a private D-Bus session with a new, unlocked
-# gnome-keyring in a temporary folder, so the credential tests use a real
-# Secret Service and never touch the user's own keyrings.
-test: deps vet ## run every test with the race detector
+# The unit tests run on fyne's headless driver (-tags ci) inside a private
+# D-Bus session with a new, unlocked gnome-keyring in a temporary folder, so
+# the credential tests use a real Secret Service and never touch the user's
+# own keyrings. Then the real desktop test, then the package.
+test: deps vet ## run every test: unit (race detector), real desktop, package
 	CGO_ENABLED=0 $(GO) build -tags ci -o /dev/null ./cmd/pult
 	keyrings=$$(mktemp -d) && trap 'rm -rf $$keyrings' EXIT && \
 	XDG_DATA_HOME=$$keyrings PULT_TEST_KEYRING=1 dbus-run-session -- bash -c \
-		'echo -n pult-test | gnome-keyring-daemon --unlock --components=secrets >/dev/null && $(GO) test -race -count=1 -timeout 20m ./...'
+		'echo -n pult-test | gnome-keyring-daemon --unlock --components=secrets >/dev/null && $(GO) test -race -tags ci -count=1 -timeout 20m ./...'
+	$(MAKE) --no-print-directory test-desktop
+	$(MAKE) --no-print-directory package
 
-test-go: ## the Go tests only, without the keyring session
-	$(GO) test -race -count=1 ./...
+test-go: ## the Go unit tests only, without the keyring session
+	$(GO) test -race -tags ci -count=1 ./...
 
-demo: deps build ## run the relay with a simulated PBX and CRM
-	$(BIN)/pult-relay demo
+# The desktop app built for real, on Xvfb with dbus-run-session, dunst,
+# status-notifier-watcher and gnome-keyring, against the demo relay
+# (cmd/pult/desktop_test.go).
+test-desktop: ## the real-desktop test (SCREENSHOTS=dir keeps pictures, FIGURES=file the measurements)
+	keyrings=$$(mktemp -d) && trap 'rm -rf $$keyrings' EXIT && \
+	XDG_DATA_HOME=$$keyrings XDG_RUNTIME_DIR=$$keyrings PULT_SCREENSHOTS=$(SCREENSHOTS) PULT_FIGURES=$(FIGURES) \
+	xvfb-run -a -s "-screen 0 1280x800x24 -nolisten tcp" dbus-run-session -- bash -c \
+		'echo -n pult-test | gnome-keyring-daemon --unlock --components=secrets >/dev/null && $(GO) test -tags desktop -run TestDesktop -count=1 -v -timeout 10m ./cmd/pult'
+
+screenshots: deps ## the README's pictures of the real app, into assets/screenshots/
+	$(MAKE) --no-print-directory test-desktop SCREENSHOTS=$(CURDIR)/assets/screenshots
+
+demo: deps build ## the relay with a simulated PBX and CRM, and the desktop app signed in as operator 100
+	$(BIN)/pult-relay demo --data-dir demo-data --app $(BIN)/pult
+
+# A Debian package: the app, the relay, the icon and a .desktop file that
+# registers pult for tel: and callto: links.
+package: deps ## build dist/pult_<version>_<arch>.deb
+	@rm -rf $(DIST)/root && mkdir -p $(DIST)/root/DEBIAN $(DIST)/root/usr/bin \
+		$(DIST)/root/usr/share/applications $(DIST)/root/usr/share/icons/hicolor/256x256/apps
+	$(GO) build -ldflags="-s -w" -o $(DIST)/root/usr/bin/pult ./cmd/pult
+	$(GO) build -ldflags="-s -w" -o $(DIST)/root/usr/bin/pult-relay ./cmd/pult-relay
+	install -m 644 assets/$(APP_ID).desktop $(DIST)/root/usr/share/applications/
+	install -m 644 assets/icon.png $(DIST)/root/usr/share/icons/hicolor/256x256/apps/$(APP_ID).png
+	desktop-file-validate $(DIST)/root/usr/share/applications/$(APP_ID).desktop
+	arch=$$(dpkg --print-architecture) && \
+	printf '%s\n' "Package: pult" "Version: $(VERSION)" "Architecture: $$arch" \
+		"Maintainer: pult developers <pult@example.com>" \
+		"Depends: libc6, libgl1, libx11-6, libxcursor1, libxrandr2, libxinerama1, libxi6, libxxf86vm1" \
+		"Recommends: gnome-keyring | kwalletmanager" \
+		"Section: comm" "Priority: optional" \
+		"Description: call-center operator's tray agent and its relay" \
+		" Call cards with the client's responsible manager, status, click-to-call" \
+		" and chat transcripts, between a PBX, retailCRM and Qolio." > $(DIST)/root/DEBIAN/control && \
+	dpkg-deb --root-owner-group --build $(DIST)/root $(DIST)/pult_$(VERSION)_$$arch.deb && \
+	dpkg-deb --contents $(DIST)/pult_$(VERSION)_$$arch.deb | grep -q 'usr/share/applications/$(APP_ID).desktop' && \
+	rm -rf $(DIST)/root && ls -l $(DIST)/*.deb
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./relay/...
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)
