@@ -307,6 +307,38 @@ func TestDesktop(t *testing.T) {
 	env := append(os.Environ(), "LANG=en_US.UTF-8", "LC_ALL=", "PULT_RELAY=", "PULT_TOKEN=")
 
 	start(t, env, "dunst")
+	// The demo relay, its PBX ringing operator 100 every 2 s.
+	addr := freeAddr(t)
+	demoDir := filepath.Join(dir, "demo")
+	demo := start(t, env, relayBin, "demo", "--listen", addr, "--data-dir", demoDir, "--every", "2s")
+	demo.out.wait(t, 30*time.Second, regexp.MustCompile(`pult demo: relay at`))
+	relayURL := "http://" + addr
+	tokenFile := filepath.Join(demoDir, "100.token")
+
+	// No tray host: without a session bus, and with one but no
+	// StatusNotifier host, the app runs in a main window, and quits cleanly
+	// (fyne's systray would panic on quit without a bus).
+	sup, _ := os.ReadFile(filepath.Join(demoDir, "102.token"))
+	supEnv := []string{"PULT_RELAY=" + relayURL, "PULT_TOKEN=" + strings.TrimSpace(string(sup))}
+	for i, bus := range []string{"", os.Getenv("DBUS_SESSION_BUS_ADDRESS")} {
+		p := start(t, append(append(env, supEnv...), "DBUS_SESSION_BUS_ADDRESS="+bus,
+			"PULT_CONFIG_DIR="+filepath.Join(dir, fmt.Sprintf("config-notray-%d", i))), pult)
+		p.out.wait(t, 20*time.Second, regexp.MustCompile(`running with a window instead of a tray icon`))
+		eventually(t, 20*time.Second, "the main window", func() bool { return xwindow(t, env, "pult") != "" })
+		p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the window-only app did not quit on SIGINT")
+		}
+		if code := p.cmd.ProcessState.ExitCode(); code != 0 || strings.Contains(p.out.text(), "panic") {
+			t.Fatalf("window-only app (bus %q) exited %d:\n%s", bus, code, p.out.text())
+		}
+	}
+	if xwindow(t, env, "pult") != "" {
+		t.Fatal("the main window is still there")
+	}
+
 	start(t, env, "status-notifier-watcher")
 
 	conn, err := dbus.ConnectSessionBus()
@@ -332,13 +364,6 @@ func TestDesktop(t *testing.T) {
 	notes := make(chan *dbus.Message, 64)
 	mon.Eavesdrop(notes)
 
-	// The demo relay, its PBX ringing operator 100 every 2 s.
-	addr := freeAddr(t)
-	demoDir := filepath.Join(dir, "demo")
-	demo := start(t, env, relayBin, "demo", "--listen", addr, "--data-dir", demoDir, "--every", "2s")
-	demo.out.wait(t, 30*time.Second, regexp.MustCompile(`pult demo: relay at`))
-	relayURL := "http://" + addr
-	tokenFile := filepath.Join(demoDir, "100.token")
 
 	// (d) Sign in through the real keyring, as an operator would.
 	cfgDir := filepath.Join(dir, "config")
@@ -452,10 +477,8 @@ func TestDesktop(t *testing.T) {
 	}
 
 	// Tray only: the supervisor, whom the demo PBX never rings.
-	sup, _ := os.ReadFile(filepath.Join(demoDir, "102.token"))
 	started = time.Now()
-	app = start(t, append(env, "PULT_CONFIG_DIR="+filepath.Join(dir, "config-102"),
-		"PULT_RELAY="+relayURL, "PULT_TOKEN="+strings.TrimSpace(string(sup))), pult)
+	app = start(t, append(append(env, supEnv...), "PULT_CONFIG_DIR="+filepath.Join(dir, "config-102")), pult)
 	item = findTrayItem(t, conn, 30*time.Second)
 	coldToTray2 := time.Since(started)
 	eventually(t, 20*time.Second, "the supervisor online", func() bool {
