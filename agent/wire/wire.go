@@ -38,6 +38,13 @@
 // be re-sent with the same id after a reconnect; the relay recognises the id
 // and answers with the original result instead of acting twice.
 //
+// Transcripts are larger than a frame may be, so they are not sent over the
+// websocket: the agent POSTs a [TranscriptSubmit] to [PathTranscripts] with
+// the same bearer token (answer 202 with a [TranscriptState], or an [Error]
+// with a 4xx), and their delivery to the QA platform arrives later as
+// "transcript" events on the stream. The submission's id makes a re-sent
+// transcript a no-op.
+//
 // 5. Liveness. The relay sends websocket pings every [PingPeriod]; the agent
 // answers with pongs (the websocket library does it) and treats a link that
 // stayed silent for [PongWait] as dead. Either side may close with a code from
@@ -132,16 +139,18 @@ type Envelope struct {
 // Frame types.
 const (
 	// server → agent
-	TypeHello  = "hello"
-	TypeReply  = "reply"
-	TypeError  = "error"
-	TypeCall   = "call"
-	TypeStatus = "status"
-	TypeNotice = "notice"
+	TypeHello      = "hello"
+	TypeReply      = "reply"
+	TypeError      = "error"
+	TypeCall       = "call"
+	TypeStatus     = "status"
+	TypeNotice     = "notice"
+	TypeTranscript = "transcript" // a chat transcript's delivery state (TranscriptState)
 
 	// agent → server requests
 	TypeSetStatus = "status.set"
 	TypeDial      = "dial"
+	TypeCallback  = "callback" // order a callback through Calltouch (Callback)
 )
 
 // MaxIDLen bounds request ids.
@@ -378,3 +387,59 @@ const (
 	NoticeDialing    = "dialing"
 	NoticeDialFailed = "dial_failed"
 )
+
+// PathTranscripts is where an agent submits a transcript (POST, bearer token).
+const PathTranscripts = "/v1/transcripts"
+
+// MaxTranscript bounds a submitted transcript's body.
+const MaxTranscript = 1 << 20
+
+// Transcript formats.
+const (
+	FormatSmartsupp = "smartsupp" // a Smartsupp chat export (JSON)
+	FormatText      = "text"      // "Name: message" lines
+)
+
+// TranscriptSubmit is a transcript the operator submits.
+type TranscriptSubmit struct {
+	ID     string `json:"id"`     // request id: the same id is accepted once
+	Format string `json:"format"` // FormatSmartsupp or FormatText
+	Title  string `json:"title,omitempty"`
+	Client string `json:"client,omitempty"` // FormatText: the client's name, if known
+	Body   string `json:"body"`
+}
+
+// Transcript delivery states.
+const (
+	TranscriptQueued    = "queued"    // accepted by the relay, not yet delivered
+	TranscriptDelivered = "delivered" // the QA platform accepted it
+	TranscriptFailed    = "failed"    // the QA platform refused it (Reason); it will not be retried
+)
+
+// TranscriptState is a transcript's delivery state: the reply to a
+// submission and the data of "transcript" events.
+type TranscriptState struct {
+	ID              string    `json:"id"`              // the submission id, or the chat's id for a hook's transcript
+	CommunicationID string    `json:"communicationId"` // the QA platform's key
+	Title           string    `json:"title,omitempty"`
+	Source          string    `json:"source"` // "operator", "smartsupp"
+	Messages        int       `json:"messages"`
+	State           string    `json:"state"`
+	Reason          string    `json:"reason,omitempty"`
+	At              time.Time `json:"at"`
+}
+
+// Callback is the data of a callback request: ask Calltouch to call the
+// client back and connect the call center.
+type Callback struct {
+	Phone string     `json:"phone"`
+	At    *time.Time `json:"at,omitempty"` // when to call; nil for now
+	Note  string     `json:"note,omitempty"`
+}
+
+// CallbackResult is the reply to a callback request: Calltouch accepted it.
+type CallbackResult struct {
+	Phone   string     `json:"phone"`   // E.164
+	Display string     `json:"display"` // national format
+	At      *time.Time `json:"at,omitempty"`
+}
