@@ -12,8 +12,8 @@ package main
 
 import (
 	"bufio"
-	"image/png"
 	"fmt"
+	"image/png"
 	"io"
 	"net"
 	"os"
@@ -363,7 +363,6 @@ func TestDesktop(t *testing.T) {
 	}
 	notes := make(chan *dbus.Message, 64)
 	mon.Eavesdrop(notes)
-
 
 	// (d) Sign in through the real keyring, as an operator would.
 	cfgDir := filepath.Join(dir, "config")
