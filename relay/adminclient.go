@@ -9,8 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pult/pult/relay/outbox"
 )
 
 // AdminClient talks to a running relay's admin API.
@@ -85,5 +88,41 @@ func (c *AdminClient) ListOperators(ctx context.Context) ([]OperatorView, error)
 func (c *AdminClient) RevokeOperator(ctx context.Context, ref string) (OperatorView, error) {
 	var out OperatorView
 	err := c.do(ctx, http.MethodPost, "/admin/v1/operators/"+url.PathEscape(ref)+"/revoke", nil, &out)
+	return out, err
+}
+
+// ListPending lists up to limit waiting outbox jobs (0: the relay's default).
+func (c *AdminClient) ListPending(ctx context.Context, limit int) ([]outbox.PendingJob, error) {
+	var out []outbox.PendingJob
+	err := c.do(ctx, http.MethodGet, "/admin/v1/outbox?"+listQuery("pending", limit), nil, &out)
+	return out, err
+}
+
+// ListDead lists up to limit dead letters (0: the relay's default).
+func (c *AdminClient) ListDead(ctx context.Context, limit int) ([]outbox.DeadJob, error) {
+	var out []outbox.DeadJob
+	err := c.do(ctx, http.MethodGet, "/admin/v1/outbox?"+listQuery("dead", limit), nil, &out)
+	return out, err
+}
+
+func listQuery(state string, limit int) string {
+	q := url.Values{"state": {state}}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return q.Encode()
+}
+
+// RetryJob puts a dead letter back in the queue.
+func (c *AdminClient) RetryJob(ctx context.Context, id string) (RetriedJob, error) {
+	var out RetriedJob
+	err := c.do(ctx, http.MethodPost, "/admin/v1/outbox/"+url.PathEscape(id)+"/retry", nil, &out)
+	return out, err
+}
+
+// DropJob removes a pending job or a dead letter for good.
+func (c *AdminClient) DropJob(ctx context.Context, id string) (DroppedJob, error) {
+	var out DroppedJob
+	err := c.do(ctx, http.MethodDelete, "/admin/v1/outbox/"+url.PathEscape(id), nil, &out)
 	return out, err
 }

@@ -3,9 +3,11 @@ package relay
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,6 +65,22 @@ type OutboxConfig struct {
 	MinBackoff Duration `toml:"min_backoff"`
 	MaxBackoff Duration `toml:"max_backoff"`
 	GiveUp     Duration `toml:"give_up_after"`
+	// RateLimits are requests per second by partner budget (see
+	// RateLimitNames); keys left out keep their defaults.
+	RateLimits map[string]float64 `toml:"rate_limits"`
+}
+
+// Partner request budgets, shared by every outbox job and direct call that
+// spends them.
+const (
+	LimitRetailCRM          = "retailcrm"           // every call to retailCRM with our API key
+	LimitRetailCRMTelephony = "retailcrm_telephony" // calls to retailCRM's /api/v5/telephony/*
+	LimitCalltouch          = "calltouch"           // every call to Calltouch
+)
+
+// DefaultRateLimits are the partners' documented limits, requests per second.
+func DefaultRateLimits() map[string]float64 {
+	return map[string]float64{LimitRetailCRM: 10, LimitRetailCRMTelephony: 40, LimitCalltouch: 5}
 }
 
 // Duration is a time.Duration written as "10s" in TOML.
@@ -99,6 +117,7 @@ func Defaults() Config {
 			MinBackoff: Duration{time.Second},
 			MaxBackoff: Duration{5 * time.Minute},
 			GiveUp:     Duration{24 * time.Hour},
+			RateLimits: DefaultRateLimits(),
 		},
 	}
 }
@@ -236,8 +255,19 @@ func (c *Config) Validate() error {
 	if c.Outbox.MinBackoff.Duration <= 0 || c.Outbox.MaxBackoff.Duration < c.Outbox.MinBackoff.Duration {
 		bad("outbox", "need 0 < min_backoff <= max_backoff")
 	}
+	if c.Outbox.MaxBackoff.Duration > time.Hour {
+		bad("outbox.max_backoff", "must be at most 1h")
+	}
 	if c.Outbox.GiveUp.Duration < time.Minute {
 		bad("outbox.give_up_after", "must be at least 1m")
+	}
+	known := DefaultRateLimits()
+	for name, r := range c.Outbox.RateLimits {
+		if _, ok := known[name]; !ok {
+			bad("outbox.rate_limits."+name, "unknown; want one of %s", strings.Join(slices.Sorted(maps.Keys(known)), ", "))
+		} else if !(r > 0 && r <= 1000) {
+			bad("outbox.rate_limits."+name, "must be more than 0 and at most 1000 requests per second")
+		}
 	}
 	if len(c.PhoneRegion) != 2 {
 		bad("phone_region", "want a two-letter country code such as RU")

@@ -33,6 +33,31 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
+func TestLoadConfigOutbox(t *testing.T) {
+	cfg, err := LoadConfig(writeConfig(t, minimal+`
+[outbox]
+give_up_after = "2h"
+[outbox.rate_limits]
+retailcrm = 5
+calltouch = 2.5
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"retailcrm": 5, "retailcrm_telephony": 40, "calltouch": 2.5}
+	if cfg.Outbox.GiveUp.Hours() != 2 || len(cfg.Outbox.RateLimits) != 3 {
+		t.Fatalf("outbox: %+v", cfg.Outbox)
+	}
+	for k, v := range want {
+		if cfg.Outbox.RateLimits[k] != v {
+			t.Errorf("rate_limits.%s = %v, want %v", k, cfg.Outbox.RateLimits[k], v)
+		}
+	}
+	if d := Defaults(); d.Outbox.RateLimits["retailcrm"] != 10 {
+		t.Error("a config changed the defaults")
+	}
+}
+
 func TestLoadConfigSecretsFromEnvAndFiles(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "crm.key")
@@ -60,6 +85,9 @@ func TestLoadConfigRefuses(t *testing.T) {
 		{"bad URL", minimal + "make_call_url = \"ftp://pbx\"\n", "pbx.make_call_url"},
 		{"crm without key", minimal + "[retailcrm]\nurl = \"https://x.retailcrm.ru\"\n", "retailcrm.api_key"},
 		{"bad duration", minimal + "[outbox]\nmin_backoff = \"soon\"\n", "min_backoff"},
+		{"unknown rate limit", minimal + "[outbox.rate_limits]\nqolio = 3\n", "outbox.rate_limits.qolio: unknown; want one of calltouch, retailcrm, retailcrm_telephony"},
+		{"zero rate limit", minimal + "[outbox.rate_limits]\ncalltouch = 0\n", "outbox.rate_limits.calltouch"},
+		{"long max_backoff", minimal + "[outbox]\nmax_backoff = \"2h\"\n", "outbox.max_backoff"},
 		{"not TOML", "admin_token = ", "relay.toml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

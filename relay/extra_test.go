@@ -78,7 +78,9 @@ func TestCallsUploadAndMetrics(t *testing.T) {
 	for _, want := range []string{
 		"pult_relay_connected_operators 1", `pult_relay_events_in_total{source="retailcrm"} 1`,
 		`pult_relay_events_in_total{source="calls_upload"} 2`, "pult_relay_events_out_total 1",
-		"pult_relay_delivery_latency_seconds_count 1", "pult_relay_outbox_depth 0",
+		"pult_relay_delivery_latency_seconds_count 1", `pult_relay_outbox_depth{kind="pbx.status"} 0`,
+		"pult_relay_outbox_oldest_job_age_seconds 0", `pult_relay_outbox_dead_letters{kind="pbx.status"} 0`,
+		`pult_relay_outbox_dead_total{kind="pbx.status"} 0`, `pult_relay_outbox_attempts_total{kind="pbx.status",outcome="ok"} 0`,
 	} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("metrics lack %q", want)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/hub"
+	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/retailcrm"
 )
 
@@ -42,6 +43,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /admin/v1/operators", s.admin(s.handleListOperators))
 	mux.HandleFunc("POST /admin/v1/operators", s.admin(s.handleAddOperator))
 	mux.HandleFunc("POST /admin/v1/operators/{ref}/revoke", s.admin(s.handleRevokeOperator))
+	mux.HandleFunc("GET /admin/v1/outbox", s.admin(s.handleListOutbox))
+	mux.HandleFunc("POST /admin/v1/outbox/{id}/retry", s.admin(s.handleRetryJob))
+	mux.HandleFunc("DELETE /admin/v1/outbox/{id}", s.admin(s.handleDropJob))
 	return mux
 }
 
@@ -203,6 +207,87 @@ func (s *Server) handleRevokeOperator(w http.ResponseWriter, r *http.Request) {
 	s.hub.Disconnect(op.ID, wire.CloseRevoked, "token revoked")
 	s.log.Info("operator revoked", "operator", op.ID)
 	writeJSON(w, http.StatusOK, s.view(r, op))
+}
+
+// Outbox listing bounds.
+const (
+	defaultOutboxList = 100
+	maxOutboxList     = 10000
+)
+
+// handleListOutbox serves GET /admin/v1/outbox?state=pending|dead&limit=N:
+// a JSON array of outbox.PendingJob or outbox.DeadJob, oldest first.
+func (s *Server) handleListOutbox(w http.ResponseWriter, r *http.Request) {
+	limit := defaultOutboxList
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxOutboxList {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("limit: want 1 to %d", maxOutboxList)})
+			return
+		}
+		limit = n
+	}
+	var out any
+	var err error
+	switch state := r.URL.Query().Get("state"); state {
+	case "", string(outbox.StatePending):
+		out, err = s.outbox.Pending(r.Context(), limit)
+	case string(outbox.StateDead):
+		out, err = s.outbox.Dead(r.Context(), limit)
+	default:
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("state: want pending or dead, got %q", state)})
+		return
+	}
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// RetriedJob answers a retry.
+type RetriedJob struct {
+	ID    string       `json:"id"`
+	Kind  string       `json:"kind"`
+	State outbox.State `json:"state"`
+}
+
+// DroppedJob answers a drop: which state the job was in.
+type DroppedJob struct {
+	ID      string       `json:"id"`
+	Dropped outbox.State `json:"dropped"`
+}
+
+func writeOutboxError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, outbox.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+	case errors.Is(err, outbox.ErrPending):
+		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+	default:
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+	}
+}
+
+func (s *Server) handleRetryJob(w http.ResponseWriter, r *http.Request) {
+	job, err := s.outbox.Retry(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeOutboxError(w, err)
+		return
+	}
+	s.log.Info("dead letter retried by an admin", "job", job.ID, "kind", job.Kind)
+	writeJSON(w, http.StatusOK, RetriedJob{ID: job.ID, Kind: job.Kind, State: outbox.StatePending})
+}
+
+func (s *Server) handleDropJob(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	st, err := s.outbox.Drop(r.Context(), id)
+	if err != nil {
+		writeOutboxError(w, err)
+		return
+	}
+	s.log.Info("outbox job dropped by an admin", "job", id, "was", st)
+	writeJSON(w, http.StatusOK, DroppedJob{ID: id, Dropped: st})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -2,8 +2,11 @@ package relay
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/retailcrm"
@@ -12,6 +15,22 @@ import (
 // managerSource asks the CRM for a number's responsible manager.
 type managerSource interface {
 	Manager(ctx context.Context, phone string) (*retailcrm.ManagerResult, error)
+}
+
+// limitedManagers takes a token from each limiter (strictest last) before
+// asking; a lookup that would wait past its deadline fails at once.
+type limitedManagers struct {
+	src      managerSource
+	limiters []*rate.Limiter
+}
+
+func (l limitedManagers) Manager(ctx context.Context, phone string) (*retailcrm.ManagerResult, error) {
+	for _, lim := range l.limiters {
+		if err := lim.Wait(ctx); err != nil {
+			return nil, fmt.Errorf("retailcrm rate limit: %w", err)
+		}
+	}
+	return l.src.Manager(ctx, phone)
 }
 
 // managers caches responsible-manager lookups per number for a short while

@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pult/pult/relay/outbox"
 )
 
 type metrics struct {
@@ -15,11 +17,12 @@ type metrics struct {
 	eventsIn       *prometheus.CounterVec
 	eventsOut      prometheus.Counter
 	latency        prometheus.Histogram
-	outboxDead     prometheus.Counter
+	outboxDead     *prometheus.CounterVec
+	outboxAttempts *prometheus.CounterVec
 	managerLookups *prometheus.CounterVec
 }
 
-func newMetrics(outboxDepth func(context.Context) (int, error)) *metrics {
+func newMetrics(outboxStats func(context.Context) (outbox.Stats, error), kinds []string) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -39,25 +42,74 @@ func newMetrics(outboxDepth func(context.Context) (int, error)) *metrics {
 			Help:    "From a webhook reaching the relay to its event frame queued to a connected agent.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
-		outboxDead: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pult_relay_outbox_dead_total", Help: "Outbox jobs given up.",
-		}),
+		outboxDead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pult_relay_outbox_dead_total", Help: "Outbox jobs that became dead letters, by kind.",
+		}, []string{"kind"}),
+		outboxAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pult_relay_outbox_attempts_total", Help: "Outbound partner call attempts, by kind and outcome (ok, retry, dead).",
+		}, []string{"kind", "outcome"}),
 		managerLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pult_relay_manager_lookups_total", Help: "Responsible-manager lookups, by result (cached, found, none, error).",
 		}, []string{"result"}),
 	}
-	depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "pult_relay_outbox_depth", Help: "Outbound partner calls waiting or in progress.",
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		n, err := outboxDepth(ctx)
-		if err != nil {
-			return -1
+	for _, k := range kinds {
+		m.outboxDead.WithLabelValues(k)
+		for _, out := range []outbox.Outcome{outbox.OutcomeOK, outbox.OutcomeRetry, outbox.OutcomeDead} {
+			m.outboxAttempts.WithLabelValues(k, string(out))
 		}
-		return float64(n)
-	})
-	m.reg.MustRegister(m.connections, m.operators, m.eventsIn, m.eventsOut, m.latency, m.outboxDead, m.managerLookups, depth,
+	}
+	m.reg.MustRegister(m.connections, m.operators, m.eventsIn, m.eventsOut, m.latency, m.outboxDead, m.outboxAttempts,
+		m.managerLookups, &outboxCollector{stats: outboxStats, kinds: kinds},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+var (
+	descOutboxDepth = prometheus.NewDesc("pult_relay_outbox_depth",
+		"Outbound partner calls waiting or in progress, by kind.", []string{"kind"}, nil)
+	descOutboxOldest = prometheus.NewDesc("pult_relay_outbox_oldest_job_age_seconds",
+		"Time since the oldest waiting outbound call was queued (0 when none).", nil, nil)
+	descOutboxDeadLetters = prometheus.NewDesc("pult_relay_outbox_dead_letters",
+		"Dead letters kept (given-up outbound calls not yet retried or dropped), by kind.", []string{"kind"}, nil)
+)
+
+// outboxCollector reads the outbox's JetStream state at scrape time.
+type outboxCollector struct {
+	stats func(context.Context) (outbox.Stats, error)
+	kinds []string
+}
+
+func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descOutboxDepth
+	ch <- descOutboxOldest
+	ch <- descOutboxDeadLetters
+}
+
+func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := c.stats(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descOutboxDepth, err)
+		return
+	}
+	for kind, n := range withKinds(st.DepthByKind, c.kinds) {
+		ch <- prometheus.MustNewConstMetric(descOutboxDepth, prometheus.GaugeValue, float64(n), kind)
+	}
+	for kind, n := range withKinds(st.DeadByKind, c.kinds) {
+		ch <- prometheus.MustNewConstMetric(descOutboxDeadLetters, prometheus.GaugeValue, float64(n), kind)
+	}
+	ch <- prometheus.MustNewConstMetric(descOutboxOldest, prometheus.GaugeValue, st.OldestAge.Seconds())
+}
+
+// withKinds adds a zero for every registered kind missing from counts.
+func withKinds(counts map[string]int, kinds []string) map[string]int {
+	out := make(map[string]int, len(counts)+len(kinds))
+	for _, k := range kinds {
+		out[k] = 0
+	}
+	for k, n := range counts {
+		out[k] = n
+	}
+	return out
 }

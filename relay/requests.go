@@ -95,7 +95,10 @@ func (s *Server) requestDial(ctx context.Context, op Operator, data json.RawMess
 }
 
 // placeCall asks the PBX to start a call from an operator's extension, as
-// retailCRM calls makeCallUrl. Only HTTP 200 is success.
+// retailCRM calls makeCallUrl. Only HTTP 200 is success. It is a direct call
+// with the short [pbx] timeout, not an outbox job, on purpose: the operator
+// is waiting, and a call placed by a retry minutes later would ring a
+// customer nobody expects; failure is reported at once instead.
 func (s *Server) placeCall(ctx context.Context, op Operator, number, external string) (wire.DialResult, *wire.Error) {
 	n, err := phone.Parse(number, s.cfg.PhoneRegion)
 	if err != nil {

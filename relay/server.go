@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/outbox"
@@ -86,19 +88,35 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	limits := map[string]outbox.RateLimit{}
+	for name, r := range DefaultRateLimits() {
+		if v, ok := s.cfg.Outbox.RateLimits[name]; ok {
+			r = v
+		}
+		limits[name] = outbox.RateLimit{Rate: rate.Limit(r), Burst: 1}
+	}
 	s.outbox = outbox.New(outbox.Config{
-		Stream: s.store.Outbox, JS: s.store.JS, Subject: store.OutboxPrefix,
+		JS: s.store.JS, Stream: s.store.Outbox, Subject: store.OutboxPrefix,
+		Dead: s.store.Dead, DeadSubject: store.DeadPrefix, State: s.store.OutboxState,
 		MinBackoff: s.cfg.Outbox.MinBackoff.Duration, MaxBackoff: s.cfg.Outbox.MaxBackoff.Duration,
-		GiveUp: s.cfg.Outbox.GiveUp.Duration, Timeout: s.cfg.PBX.Timeout.Duration + 5*time.Second,
-		Logger: s.log,
-		OnDead: func(outbox.Job, error) { s.metrics.outboxDead.Inc() },
+		GiveUp: s.cfg.Outbox.GiveUp.Duration, Limits: limits, Logger: s.log,
+		OnAttempt: func(kind string, out outbox.Outcome) {
+			s.metrics.outboxAttempts.WithLabelValues(kind, string(out)).Inc()
+		},
+		OnDead: func(dj outbox.DeadJob) { s.metrics.outboxDead.WithLabelValues(dj.Job.Kind).Inc() },
 	})
-	s.outbox.Handle(jobPBXStatus, s.sendPBXStatus)
-	s.metrics = newMetrics(s.outbox.Depth)
+	// change-status is queued: the operator's choice is stored already, and
+	// the PBX must learn it even if it is down for a while. make-call is not
+	// (see placeCall): a call placed minutes late would surprise everyone.
+	s.outbox.Handle(jobPBXStatus, s.sendPBXStatus, outbox.Timeout(s.cfg.PBX.Timeout.Duration+time.Second))
+	s.metrics = newMetrics(s.outbox.Stats, s.outbox.Kinds())
 	if s.cfg.RetailCRM.URL != "" {
 		crm := &retailcrm.Client{BaseURL: s.cfg.RetailCRM.URL, APIKey: s.cfg.RetailCRM.APIKey,
 			HTTP: &http.Client{Timeout: s.cfg.RetailCRM.Timeout.Duration, CheckRedirect: noRedirects}}
-		s.mgr = newManagers(crm, s.cfg.RetailCRM.ManagerCache.Duration)
+		// Manager lookups spend the same budget as queued retailCRM jobs.
+		s.mgr = newManagers(limitedManagers{crm, []*rate.Limiter{
+			s.outbox.Limiter(LimitRetailCRMTelephony), s.outbox.Limiter(LimitRetailCRM)}},
+			s.cfg.RetailCRM.ManagerCache.Duration)
 	}
 	_, last, err := s.store.EventBounds(ctx)
 	if err != nil {

@@ -103,8 +103,10 @@ func isWrongSequence(err error) bool {
 }
 
 // sendPBXStatus is the outbox handler calling the PBX's changeUserStatusUrl
-// exactly as retailCRM would. Network errors and 5xx are retried; the body
-// is ignored. A job overtaken by a later status is dropped.
+// exactly as retailCRM would. Network errors, 5xx, 408 and 429 are retried
+// (honouring Retry-After); any other answer but 2xx can never succeed, so
+// the job becomes a dead letter with what the PBX said. A job overtaken by a
+// later status is dropped.
 func (s *Server) sendPBXStatus(ctx context.Context, job outbox.Job) error {
 	var p pbxStatusJob
 	if err := json.Unmarshal(job.Payload, &p); err != nil {
@@ -128,12 +130,12 @@ func (s *Server) sendPBXStatus(ctx context.Context, job outbox.Job) error {
 	if err != nil {
 		return fmt.Errorf("pbx change-status: %w", err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode >= 500 {
-		return fmt.Errorf("pbx change-status: HTTP %d", resp.StatusCode)
-	}
-	if resp.StatusCode >= 400 {
-		s.log.Warn("pbx refused change-status", "status", resp.StatusCode, "operator", p.Operator)
+	defer resp.Body.Close()
+	if err := outbox.CheckResponse("pbx change-status", resp); err != nil {
+		if se := (*outbox.StatusError)(nil); errors.As(err, &se) && !se.Temporary() {
+			s.log.Warn("pbx refused change-status", "status", resp.StatusCode, "operator", p.Operator, "err", err)
+		}
+		return err
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/pult/pult/relay"
 	"github.com/pult/pult/relay/bench"
 	"github.com/pult/pult/relay/demo"
+	"github.com/pult/pult/relay/outbox"
 )
 
 const usage = `pult-relay — the pult relay server
@@ -29,9 +30,13 @@ Usage:
   pult-relay operators add --name NAME --user-id N --code EXT [--role supervisor]
   pult-relay operators list
   pult-relay operators revoke ID|CODE
-                                             manage operators on a running relay; these take
-                                             --config relay.toml (address and admin_token), or
-                                             --relay URL with PULT_ADMIN_TOKEN in the environment
+  pult-relay outbox list [--dead] [--json] [--limit 100]
+  pult-relay outbox retry ID                 put a dead letter back in the queue
+  pult-relay outbox drop ID                  remove a pending job or a dead letter for good
+                                             manage operators and outbound partner calls on a
+                                             running relay; these take --config relay.toml
+                                             (address and admin_token), or --relay URL with
+                                             PULT_ADMIN_TOKEN in the environment
   pult-relay bench [--operators 1000] [--rate 200] [--duration 30s] [--ring 1] [--json]
                                              start a relay child process, connect simulated
                                              operators and measure call-card delivery
@@ -56,6 +61,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = runDemo(ctx, args[1:], getenv, logger, stdout, stderr)
 	case "operators":
 		err = operators(ctx, args[1:], getenv, stdout, stderr)
+	case "outbox":
+		err = outboxCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args[1:], stdout, stderr)
 	default:
@@ -235,17 +242,9 @@ func operators(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		return tw.Flush()
 	case "revoke":
-		fs := newFlags("operators revoke", stderr)
-		var ref string
-		if len(args) > 1 && !strings.HasPrefix(args[1], "-") {
-			ref, args = args[1], append([]string{args[0]}, args[2:]...)
-		}
-		c, err := adminClient(fs, args[1:], getenv)
+		c, ref, err := adminClientWithArg(newFlags("operators revoke", stderr), args[1:], getenv)
 		if err != nil {
 			return err
-		}
-		if ref == "" && fs.NArg() == 1 {
-			ref = fs.Arg(0)
 		}
 		if ref == "" {
 			return usagef("operators revoke: which operator? give its id or code")
@@ -258,6 +257,190 @@ func operators(ctx context.Context, args []string, getenv func(string) string, s
 		return nil
 	}
 	return usagef("operators: unknown subcommand %q (want add, list or revoke)", args[0])
+}
+
+// adminClientWithArg is adminClient for commands taking one argument,
+// before or after the flags.
+func adminClientWithArg(fs *flag.FlagSet, args []string, getenv func(string) string) (*relay.AdminClient, string, error) {
+	var arg string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		arg, args = args[0], args[1:]
+	}
+	c, err := adminClient(fs, args, getenv)
+	if err != nil {
+		return nil, "", err
+	}
+	switch {
+	case arg == "" && fs.NArg() == 1:
+		arg = fs.Arg(0)
+	case fs.NArg() > 1 || (arg != "" && fs.NArg() > 0):
+		return nil, "", usagef("%s: one argument expected, got %q", fs.Name(), append([]string{arg}, fs.Args()...))
+	}
+	return c, arg, nil
+}
+
+func outboxCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("outbox: want list, retry or drop")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	switch args[0] {
+	case "list":
+		fs := newFlags("outbox list", stderr)
+		dead := fs.Bool("dead", false, "list dead letters instead of pending jobs")
+		asJSON := fs.Bool("json", false, "print a JSON array")
+		limit := fs.Int("limit", 100, "list at most this many, oldest first")
+		c, err := adminClient(fs, args[1:], getenv)
+		if err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return usagef("outbox list takes no arguments, got %q", fs.Args())
+		}
+		if *limit < 1 || *limit > 10000 {
+			return usagef("--limit: want 1 to 10000")
+		}
+		var jobs any
+		var n int
+		if *dead {
+			d, err := c.ListDead(ctx, *limit)
+			if err != nil {
+				return err
+			}
+			jobs, n = d, len(d)
+			if !*asJSON {
+				writeDead(stdout, d)
+			}
+		} else {
+			p, err := c.ListPending(ctx, *limit)
+			if err != nil {
+				return err
+			}
+			jobs, n = p, len(p)
+			if !*asJSON {
+				writePending(stdout, p)
+			}
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(jobs)
+		}
+		if n == *limit {
+			fmt.Fprintf(stdout, "(the oldest %d; --limit for more)\n", n)
+		}
+		return nil
+	case "retry":
+		c, id, err := adminClientWithArg(newFlags("outbox retry", stderr), args[1:], getenv)
+		if err != nil {
+			return err
+		}
+		if id == "" {
+			return usagef("outbox retry: which job? give its id (see outbox list --dead)")
+		}
+		r, err := c.RetryJob(ctx, id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Job %s (%s) is back in the queue with a fresh attempt count.\n", r.ID, r.Kind)
+		return nil
+	case "drop":
+		c, id, err := adminClientWithArg(newFlags("outbox drop", stderr), args[1:], getenv)
+		if err != nil {
+			return err
+		}
+		if id == "" {
+			return usagef("outbox drop: which job? give its id (see outbox list)")
+		}
+		d, err := c.DropJob(ctx, id)
+		if err != nil {
+			return err
+		}
+		what := "pending job"
+		if d.Dropped == outbox.StateDead {
+			what = "dead letter"
+		}
+		fmt.Fprintf(stdout, "Dropped %s %s; it will not be sent.\n", what, d.ID)
+		return nil
+	}
+	return usagef("outbox: unknown subcommand %q (want list, retry or drop)", args[0])
+}
+
+func writePending(w io.Writer, jobs []outbox.PendingJob) {
+	if len(jobs) == 0 {
+		fmt.Fprintln(w, "No pending jobs.")
+		return
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tKIND\tAGE\tATTEMPTS\tNEXT\tLAST ERROR")
+	for _, j := range jobs {
+		next := "now"
+		switch {
+		case j.Running:
+			next = "running"
+		case j.NoHandler:
+			next = "no handler"
+		case j.NextAttempt.Sub(now) >= time.Second:
+			next = "in " + age(j.NextAttempt.Sub(now))
+		case !j.NextAttempt.IsZero():
+			next = "in <1s"
+		}
+		last := j.LastError
+		if j.PartnerMessage != "" && !strings.Contains(last, j.PartnerMessage) {
+			last += " — " + j.PartnerMessage
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, j.Kind, age(now.Sub(j.Created)), j.Attempts, next, cut(orDash(last), 100))
+	}
+	tw.Flush()
+}
+
+func writeDead(w io.Writer, jobs []outbox.DeadJob) {
+	if len(jobs) == 0 {
+		fmt.Fprintln(w, "No dead letters.")
+		return
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tKIND\tAGE\tATTEMPTS\tDIED\tREASON\tPARTNER SAID / LAST ERROR")
+	for _, j := range jobs {
+		said := j.PartnerMessage
+		if said == "" {
+			said = j.LastError
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s ago\t%s\t%s\n", j.Job.ID, j.Job.Kind, age(now.Sub(j.Job.Created)), j.Attempts,
+			age(now.Sub(j.Died)), j.Reason, cut(orDash(said), 100))
+	}
+	tw.Flush()
+}
+
+// age writes a duration the way people read it: 42s, 5m12s, 3h5m, 2d4h.
+func age(d time.Duration) string {
+	d = max(d, 0).Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+func cut(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {

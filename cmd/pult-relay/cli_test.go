@@ -3,11 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/outbox"
 )
 
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
@@ -71,5 +77,138 @@ func TestOperatorsAgainstRunningRelay(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, map[string]string{"PULT_ADMIN_TOKEN": "wrong"}, "operators", "list", "--relay", base); code != 1 || !strings.Contains(errs, "admin token") {
 		t.Errorf("wrong admin token: %d %q", code, errs)
+	}
+}
+
+// The outbox commands against a real relay whose PBX is down (503), then
+// refuses (400), then accepts.
+func TestOutboxAgainstRunningRelay(t *testing.T) {
+	var mode atomic.Value
+	mode.Store("down")
+	var accepted atomic.Int32
+	pbx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch mode.Load() {
+		case "down":
+			http.Error(w, "maintenance", http.StatusServiceUnavailable)
+		case "refuse":
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"success":false,"errorMsg":"Unknown extension 100"}`)
+		default:
+			accepted.Add(1)
+			io.WriteString(w, `{"success":true}`)
+		}
+	}))
+	defer pbx.Close()
+	cfg := relay.Defaults()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.AdminToken = "admin-token-0123456789"
+	cfg.PBX.ClientID, cfg.PBX.APIKey = "cid", "pbx-key-123"
+	cfg.PBX.ChangeStatusURL = pbx.URL + "/status"
+	cfg.Outbox.MinBackoff = relay.Duration{Duration: 20 * time.Millisecond}
+	cfg.Outbox.MaxBackoff = relay.Duration{Duration: 100 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := relay.New(cfg, nil)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-srv.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatal("relay did not start")
+	}
+	base := "http://" + srv.Addr()
+	env := map[string]string{"PULT_ADMIN_TOKEN": cfg.AdminToken}
+	if code, _, errs := runCLI(t, env, "operators", "add", "--relay", base, "--name", "Anna", "--user-id", "1", "--code", "100"); code != 0 {
+		t.Fatalf("add: %q", errs)
+	}
+	// The CRM changes Anna's status: a pbx.status job.
+	setStatus := func(status string) {
+		t.Helper()
+		resp, err := http.Get(base + "/retailcrm/change-status?clientId=cid&userId=1&code=100&status=" + status)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("change-status: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	list := func(args ...string) string {
+		t.Helper()
+		code, out, errs := runCLI(t, env, append([]string{"outbox", "list", "--relay", base}, args...)...)
+		if code != 0 {
+			t.Fatalf("outbox list %v: %d %q", args, code, errs)
+		}
+		return out
+	}
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+
+	if out := list(); !strings.Contains(out, "No pending jobs.") {
+		t.Errorf("empty list: %q", out)
+	}
+	setStatus("busy")
+	var pending []outbox.PendingJob
+	eventually("a failed attempt", func() bool {
+		if err := json.Unmarshal([]byte(list("--json")), &pending); err != nil {
+			t.Fatal(err)
+		}
+		return len(pending) == 1 && pending[0].Attempts > 0
+	})
+	id := pending[0].ID
+	t.Logf("outbox list:\n%s", list())
+	if out := list(); !strings.Contains(out, id) || !strings.Contains(out, "pbx.status") || !strings.Contains(out, "HTTP 503") ||
+		!strings.Contains(out, "LAST ERROR") {
+		t.Errorf("pending table: %q", out)
+	}
+	if code, _, errs := runCLI(t, env, "outbox", "retry", id, "--relay", base); code != 1 || !strings.Contains(errs, "pending") {
+		t.Errorf("retry of a pending job: %d %q", code, errs)
+	}
+	if code, out, errs := runCLI(t, env, "outbox", "drop", "--relay", base, id); code != 0 || !strings.Contains(out, "Dropped pending job "+id) {
+		t.Fatalf("drop: %d %q %q", code, out, errs)
+	}
+	if out := list(); !strings.Contains(out, "No pending jobs.") {
+		t.Errorf("after drop: %q", out)
+	}
+
+	mode.Store("refuse")
+	setStatus("dinner")
+	var dead []outbox.DeadJob
+	eventually("a dead letter", func() bool {
+		json.Unmarshal([]byte(list("--dead", "--json")), &dead)
+		return len(dead) == 1
+	})
+	id = dead[0].Job.ID
+	t.Logf("outbox list --dead:\n%s", list("--dead"))
+	if out := list("--dead"); !strings.Contains(out, id) || !strings.Contains(out, "Unknown extension 100") || !strings.Contains(out, "rejected") {
+		t.Errorf("dead table: %q", out)
+	}
+	mode.Store("accept")
+	if code, out, errs := runCLI(t, env, "outbox", "retry", id, "--relay", base); code != 0 || !strings.Contains(out, "back in the queue") {
+		t.Fatalf("retry: %d %q %q", code, out, errs)
+	}
+	eventually("the retried status at the PBX", func() bool { return accepted.Load() == 1 })
+	time.Sleep(200 * time.Millisecond)
+	if n := accepted.Load(); n != 1 {
+		t.Errorf("PBX accepted %d times", n)
+	}
+	if out := list("--dead"); !strings.Contains(out, "No dead letters.") {
+		t.Errorf("dead letters after retry: %q", out)
+	}
+
+	for _, cmd := range []string{"retry", "drop"} {
+		if code, _, errs := runCLI(t, env, "outbox", cmd, "no-such-id", "--relay", base); code != 1 || !strings.Contains(errs, "no such job") {
+			t.Errorf("%s of an unknown id: %d %q", cmd, code, errs)
+		}
+	}
+	if code, _, errs := runCLI(t, env, "outbox", "retry", "--relay", base); code != 2 || !strings.Contains(errs, "which job") {
+		t.Errorf("retry without id: %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, env, "outbox", "--relay", base); code != 2 || !strings.Contains(errs, "unknown subcommand") {
+		t.Errorf("outbox without subcommand: %d %q", code, errs)
 	}
 }

@@ -1,7 +1,8 @@
 // Package store keeps everything the relay must not lose in NATS JetStream:
-// the per-operator event log, operators, statuses, call state, request ids
-// and the outbox. By default it embeds a nats-server with JetStream on local
-// disk; given a URL it uses an external NATS through the same code path.
+// the per-operator event log, operators, statuses, call state, request ids,
+// and the outbox with its dead letters. By default it embeds a nats-server
+// with JetStream on local disk; given a URL it uses an external NATS through
+// the same code path.
 package store
 
 import (
@@ -26,13 +27,22 @@ const (
 	eventsPrefix    = "pult.ev."
 	OutboxStream    = "PULT_OUTBOX"
 	OutboxPrefix    = "pult.outbox."
+	DeadStream      = "PULT_DEAD"
+	DeadPrefix      = "pult.dead."
 	UploadsStream   = "PULT_CALL_UPLOADS"
 	uploadsSubject  = "pult.uploads"
 	bucketOperators = "pult_operators"
 	bucketStatus    = "pult_status"
 	bucketCalls     = "pult_calls"
 	bucketRequests  = "pult_requests"
+	bucketOutbox    = "pult_outbox_state"
 )
+
+// OutboxDedupeWindow is how long the outbox remembers a job id: enqueueing
+// the same id again within it stores nothing (JetStream's Nats-Msg-Id
+// dedupe). Later, the same id is a new job; partners' own idempotency keys
+// cover that.
+const OutboxDedupeWindow = time.Hour
 
 // Event headers.
 const (
@@ -60,12 +70,14 @@ type Store struct {
 	events jetstream.Stream
 	epoch  string
 
-	Outbox    jetstream.Stream
-	Uploads   jetstream.Stream
-	Operators jetstream.KeyValue
-	Status    jetstream.KeyValue
-	Calls     jetstream.KeyValue
-	Requests  jetstream.KeyValue
+	Outbox      jetstream.Stream   // outbound partner calls waiting (work queue)
+	Dead        jetstream.Stream   // outbox jobs given up, until retried or dropped
+	OutboxState jetstream.KeyValue // attempts and errors of waiting outbox jobs
+	Uploads     jetstream.Stream
+	Operators   jetstream.KeyValue
+	Status      jetstream.KeyValue
+	Calls       jetstream.KeyValue
+	Requests    jetstream.KeyValue
 }
 
 // Open connects (starting the embedded server when no URL is given) and makes
@@ -165,10 +177,20 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		Subjects:    []string{OutboxPrefix + ">"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.WorkQueuePolicy,
-		Duplicates:  10 * time.Minute,
+		Duplicates:  OutboxDedupeWindow,
 	})
 	if err != nil {
 		return fmt.Errorf("store: outbox stream: %w", err)
+	}
+	s.Dead, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        DeadStream,
+		Description: "outbound partner calls given up (dead letters), kept until retried or dropped",
+		Subjects:    []string{DeadPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Duplicates:  10 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("store: dead letter stream: %w", err)
 	}
 	s.Uploads, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        UploadsStream,
@@ -200,6 +222,11 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		return err
 	}
 	if s.Requests, err = kv(bucketRequests, "answered request ids, for dedupe", o.RequestWindow); err != nil {
+		return err
+	}
+	// Records are rewritten at every attempt (at least hourly while a job
+	// fails); the TTL only clears what a crash left behind.
+	if s.OutboxState, err = kv(bucketOutbox, "attempts and errors of waiting outbox jobs, by stream sequence", 30*24*time.Hour); err != nil {
 		return err
 	}
 	return nil
