@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,15 +99,16 @@ func (s ConnState) MarshalText() ([]byte, error) { return []byte(s.String()), ni
 type EventKind int
 
 const (
-	EventConn    EventKind = iota + 1 // Conn (+ Err, RetryIn when Offline or stopped)
-	EventHello                        // Hello: first frame of every connection
-	EventCall                         // Call, Seq
-	EventStatus                       // Status, Seq
-	EventNotice                       // Notice, Seq
-	EventReceipt                      // Receipt: outcome of a queued status change
+	EventConn       EventKind = iota + 1 // Conn (+ Err, RetryIn when Offline or stopped)
+	EventHello                           // Hello: first frame of every connection
+	EventCall                            // Call, Seq
+	EventStatus                          // Status, Seq
+	EventNotice                          // Notice, Seq
+	EventReceipt                         // Receipt: outcome of a queued status change
+	EventTranscript                      // Transcript: a transcript's delivery state (Seq when from the relay's stream)
 )
 
-var eventKindNames = [...]string{"", "connection", "hello", "call", "status", "notice", "receipt"}
+var eventKindNames = [...]string{"", "connection", "hello", "call", "status", "notice", "receipt", "transcript"}
 
 func (k EventKind) String() string {
 	if k > 0 && int(k) < len(eventKindNames) {
@@ -126,11 +129,12 @@ type Event struct {
 	Err     string        // EventConn: why offline or stopped
 	RetryIn time.Duration // EventConn, Offline: delay before the next attempt
 
-	Hello   *wire.Hello
-	Call    *wire.Call
-	Status  *wire.StatusInfo
-	Notice  *wire.Notice
-	Receipt *Receipt
+	Hello      *wire.Hello
+	Call       *wire.Call
+	Status     *wire.StatusInfo
+	Notice     *wire.Notice
+	Receipt    *Receipt
+	Transcript *wire.TranscriptState
 }
 
 // Receipt is the outcome of a status change that SetStatus could not confirm
@@ -161,7 +165,9 @@ type statusItem struct {
 // with Run; the other methods are safe to call from any goroutine.
 type Agent struct {
 	cfg     Config
-	wsURL   string // ws(s)://host/prefix/v1/agent, without query
+	wsURL   string   // ws(s)://host/prefix/v1/agent, without query
+	base    *url.URL // the relay's base URL
+	http    *http.Client
 	log     *slog.Logger
 	running atomic.Bool
 
@@ -211,6 +217,8 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{
 		cfg:              cfg,
 		wsURL:            wsURL(base),
+		base:             base,
+		http:             &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
 		log:              cfg.Logger.With("component", "agent"),
 		pongWait:         wire.PongWait,
 		writeWait:        wire.WriteWait,
@@ -269,6 +277,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 
 	err := a.loop(ctx, events)
+	a.http.CloseIdleConnections()
 
 	close(events) // every sender has returned: loop waited for its connections
 	<-done

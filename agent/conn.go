@@ -240,6 +240,7 @@ func (a *Agent) serve(ctx context.Context, c *conn, hello wire.Hello, events cha
 	}
 
 	wg.Go(func() { a.reader(c, events) })
+	wg.Go(func() { a.flushTranscripts(c, events) })
 	<-c.ctx.Done()
 	return c.error()
 }
@@ -294,6 +295,9 @@ func decodeEvent(env wire.Envelope) (Event, error) {
 	case wire.TypeNotice:
 		ev.Kind, ev.Notice = EventNotice, new(wire.Notice)
 		v = ev.Notice
+	case wire.TypeTranscript:
+		ev.Kind, ev.Transcript = EventTranscript, new(wire.TranscriptState)
+		v = ev.Transcript
 	default:
 		return Event{}, fmt.Errorf("unknown frame type %q", env.Type)
 	}

@@ -140,6 +140,52 @@ func (a *Agent) Dial(ctx context.Context, number string) (wire.DialResult, error
 	return res, nil
 }
 
+// Callback asks Calltouch, through the relay, to call the client at number
+// back (at cb.At, or now) and connect the call center. Like Dial it is never
+// queued: offline it fails at once with ErrOffline. Calltouch's refusals
+// come back as an error wrapping *wire.Error with the reason in plain words.
+func (a *Agent) Callback(ctx context.Context, cb wire.Callback) (wire.CallbackResult, error) {
+	n, err := phone.Parse(cb.Phone, "")
+	if err != nil {
+		return wire.CallbackResult{}, fmt.Errorf("cannot order a callback: %w", err)
+	}
+	cb.Phone = n.E164
+	a.mu.Lock()
+	c := a.cur
+	a.mu.Unlock()
+	if c == nil {
+		return wire.CallbackResult{}, fmt.Errorf("%w: the callback was not ordered", ErrOffline)
+	}
+	id := newID()
+	frame, err := a.encode(wire.TypeCallback, id, cb)
+	if err != nil {
+		return wire.CallbackResult{}, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, a.cfg.DialTimeout)
+	defer cancel()
+	ch, err := a.send(wctx, c, frame, id)
+	if err != nil {
+		if errors.Is(err, errConnLost) {
+			return wire.CallbackResult{}, fmt.Errorf("%w: the callback was not ordered", ErrOffline)
+		}
+		return wire.CallbackResult{}, fmt.Errorf("callback to %s not sent: %w", n.National, err)
+	}
+	env, err := c.await(wctx, id, ch)
+	switch {
+	case errors.Is(err, errConnLost):
+		return wire.CallbackResult{}, fmt.Errorf("%w: the connection dropped before the answer; the callback to %s may or may not have been ordered", ErrNoReply, n.National)
+	case err != nil && ctx.Err() == nil:
+		return wire.CallbackResult{}, fmt.Errorf("%w within %s: the callback to %s may or may not have been ordered", ErrNoReply, a.cfg.DialTimeout, n.National)
+	case err != nil:
+		return wire.CallbackResult{}, err
+	}
+	var res wire.CallbackResult
+	if err := decodeReply(env, &res); err != nil {
+		return wire.CallbackResult{}, fmt.Errorf("callback to %s: %w", n.National, err)
+	}
+	return res, nil
+}
+
 // send registers a waiter for id and hands frame to c's writer.
 func (a *Agent) send(ctx context.Context, c *conn, frame []byte, id string) (chan wire.Envelope, error) {
 	ch := make(chan wire.Envelope, 1)

@@ -57,6 +57,10 @@ type Relay struct {
 	handler    Handler
 	pongs      chan string
 	changed    chan struct{} // closed and replaced on every change worth waiting for
+
+	transcripts       map[string]wire.TranscriptSubmit // by submission id
+	transcriptPosts   int
+	transcriptRefusal *wire.Error
 }
 
 type refusal struct {
@@ -75,10 +79,13 @@ func New(t testing.TB) *Relay {
 		replies:  make(map[string][]byte),
 		pongs:    make(chan string, 8),
 		changed:  make(chan struct{}),
+
+		transcripts: make(map[string]wire.TranscriptSubmit),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(wire.Path, r.serveAgent)
 	mux.HandleFunc(wire.PathMe, r.serveMe)
+	mux.HandleFunc("POST "+wire.PathTranscripts, r.serveTranscript)
 	r.srv = httptest.NewServer(mux)
 	r.URL = r.srv.URL
 	t.Cleanup(r.Close)
@@ -306,6 +313,53 @@ func (r *Relay) serveMe(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
+// serveTranscript accepts a transcript once per id (a re-sent id gets the
+// same answer), as the relay does; delivery events are the test's to Publish.
+func (r *Relay) serveTranscript(w http.ResponseWriter, req *http.Request) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.refuse != nil {
+		writeJSON(w, r.refuse.status, r.refuse.body)
+		return
+	}
+	if !r.authLocked(w, req) {
+		return
+	}
+	r.transcriptPosts++
+	r.notifyLocked()
+	var t wire.TranscriptSubmit
+	if err := json.NewDecoder(http.MaxBytesReader(w, req.Body, wire.MaxTranscript+4096)).Decode(&t); err != nil || t.ID == "" {
+		writeJSON(w, http.StatusBadRequest, &wire.Error{Code: wire.ErrBadRequest, Message: "malformed transcript"})
+		return
+	}
+	if r.transcriptRefusal != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, r.transcriptRefusal)
+		return
+	}
+	r.transcripts[t.ID] = t
+	writeJSON(w, http.StatusAccepted, wire.TranscriptState{ID: t.ID, CommunicationID: "pult-" + t.ID, Title: t.Title,
+		Source: "operator", State: wire.TranscriptQueued, At: time.Now().UTC()})
+}
+
+// Transcripts returns the accepted transcripts by id, and how many POSTs came.
+func (r *Relay) Transcripts() (map[string]wire.TranscriptSubmit, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]wire.TranscriptSubmit, len(r.transcripts))
+	for k, v := range r.transcripts {
+		out[k] = v
+	}
+	return out, r.transcriptPosts
+}
+
+// RefuseTranscripts makes later transcript submissions fail with e (nil
+// accepts again).
+func (r *Relay) RefuseTranscripts(e *wire.Error) {
+	r.mu.Lock()
+	r.transcriptRefusal = e
+	r.mu.Unlock()
+}
+
 func (r *Relay) serveAgent(w http.ResponseWriter, req *http.Request) {
 	q := req.URL.Query()
 	hs := Handshake{Since: q.Get(wire.QuerySince), Epoch: q.Get(wire.QueryEpoch), Protocol: req.Header.Get(wire.HeaderProtocol)}
@@ -438,6 +492,16 @@ func (r *Relay) defaultHandlerLocked(req wire.Envelope) (string, any) {
 			return wire.TypeError, &wire.Error{Code: wire.ErrInvalidNumber, Message: err.Error()}
 		}
 		return wire.TypeReply, wire.DialResult{Phone: n.E164, Display: n.National}
+	case wire.TypeCallback:
+		var cb wire.Callback
+		if err := json.Unmarshal(req.Data, &cb); err != nil {
+			return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: "malformed callback"}
+		}
+		n, err := phone.Parse(cb.Phone, "")
+		if err != nil {
+			return wire.TypeError, &wire.Error{Code: wire.ErrInvalidNumber, Message: err.Error()}
+		}
+		return wire.TypeReply, wire.CallbackResult{Phone: n.E164, Display: n.National, At: cb.At}
 	}
 	return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: "unknown request " + strings.TrimSpace(req.Type)}
 }
