@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,4 +124,12 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// SessionDir is the state folder for one sign-in under a config folder:
+// one per relay and token, so another sign-in never resumes someone else's
+// stream or sends their queued transcripts. The app and the CLI share it.
+func SessionDir(configDir, relayURL, token string) string {
+	sum := sha256.Sum256([]byte(relayURL + "\n" + token))
+	return filepath.Join(configDir, "sessions", hex.EncodeToString(sum[:8]))
 }

@@ -11,8 +11,6 @@ package ui
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -212,8 +210,7 @@ func (a *App) startSession(login Login) {
 	}
 	stateDir := ""
 	if a.cfg.StateDir != "" {
-		sum := sha256.Sum256([]byte(login.RelayURL + "\n" + login.Token))
-		stateDir = filepath.Join(a.cfg.StateDir, "sessions", hex.EncodeToString(sum[:8]))
+		stateDir = agent.SessionDir(a.cfg.StateDir, login.RelayURL, login.Token)
 	}
 	s := &session{login: login, done: make(chan struct{})}
 	ag, err := agent.New(agent.Config{

@@ -42,6 +42,9 @@ Usage:
   pult status                                 show your status
   pult status free|busy|dinner|break          set your status
   pult dial NUMBER                            call NUMBER through the PBX
+  pult callback NUMBER [--at TIME] [--note T] have Calltouch call NUMBER back (now, or at TIME)
+  pult transcript submit FILE                 send a chat (Smartsupp export or "Name: message"
+                                              lines) to the QA platform; prints the receipt
   pult watch                                  print events as JSON lines until interrupted
   pult help                                   show this help
 
@@ -105,6 +108,10 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 		return c.dial(ctx, rest)
 	case "watch":
 		return c.watch(ctx, rest)
+	case "transcript":
+		return c.transcript(ctx, rest)
+	case "callback":
+		return c.callback(ctx, rest)
 	}
 	fmt.Fprintf(stderr, "pult: unknown command %q\n\n%s", cmd, usage)
 	return exitUsage
