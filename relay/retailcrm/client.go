@@ -72,10 +72,19 @@ func (e *APIError) Error() string {
 	return b.String()
 }
 
-// Temporary reports whether retailCRM asked to slow down and retry: 429 (rate
-// limit) or 503 (overloaded or in maintenance). Wait RetryAfter if set.
+// Temporary reports whether retrying later may succeed: retailCRM asked to
+// slow down (429 rate limit, 503 overloaded or in maintenance; wait
+// RetryAfter if set), or failed on its side (408, 425, any other 5xx but
+// 501). Everything else — a refused key, refused input, success:false, a
+// redirect — fails the same way every time.
 func (e *APIError) Temporary() bool {
-	return e.StatusCode == http.StatusTooManyRequests || e.StatusCode == http.StatusServiceUnavailable
+	switch s := e.StatusCode; {
+	case s == http.StatusRequestTimeout, s == http.StatusTooEarly, s == http.StatusTooManyRequests:
+		return true
+	case s >= 500 && s <= 599 && s != http.StatusNotImplemented:
+		return true
+	}
+	return false
 }
 
 // endpoint is the URL of an API path like "/telephony/manager".

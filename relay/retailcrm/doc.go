@@ -16,8 +16,22 @@
 // value is JSON (event=<json>, calls=<json>); every answer is JSON with
 // "success" and, on failure, "errorMsg" and "errors".
 //
+// [Client] makes the calls a telephony makes to retailCRM: it registers the
+// telephony ([Client.EditIntegrationModule], [Client.IntegrationModule]),
+// sends call events ([Client.SendCallEvent]) and call history
+// ([Client.UploadCalls]), looks up the responsible manager
+// ([Client.Manager]) and sets users' statuses ([Client.SetUserStatus]).
+//
 // Everything read from the network is bounded and validated; failures are
-// *[ValidationError] (input we parse) or *[APIError] (answers from retailCRM).
+// *[ValidationError] (input we parse, or refuse to send) or *[APIError]
+// (answers from retailCRM); anything else is a transport failure or an
+// answer that is not retailCRM's JSON ([ErrBadResponse]). Both typed errors
+// have Temporary() bool and RetryDelay() time.Duration, so an outbox can
+// classify them through one interface shared with pult's other partner
+// packages: Temporary() true means retrying later may succeed (408, 425,
+// 429, 5xx but 501), and RetryDelay() is the Retry-After retailCRM sent
+// (APIError's RetryAfter field; the field's name keeps a RetryAfter()
+// method off the type). Temporary() false means retrying cannot help.
 package retailcrm
 
 // Paths of retailCRM's API used by the telephony integration.

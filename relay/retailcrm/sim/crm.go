@@ -39,6 +39,8 @@ type Request struct {
 //	POST /api/v5/telephony/call/event     (form: event=<json>)
 //	POST /api/v5/telephony/calls/upload   (form: calls=<json>)
 //	POST /api/v5/users/{id}/status        (form: status=free|busy|dinner|break)
+//	POST /api/v5/integration-modules/{code}/edit (form: integrationModule=<json>)
+//	GET  /api/v5/integration-modules/{code}
 //
 // Every request needs the configured key in X-API-KEY (missing: 401, wrong:
 // 403, both with retailCRM's errorMsg); an apiKey in the URL is refused, since
@@ -47,7 +49,14 @@ type Request struct {
 // one, the manager has an extension code, and is free (unless ignoreStatus=1).
 // Without details=1 only the manager is returned. Uploads and call events are
 // validated with the retailcrm package's parsers and recorded. Dates of
-// uploads are read in UTC.
+// uploads are read in UTC. Integration modules are validated the same way,
+// refusing unknown keys; an edit creates (201) or updates (200) the module,
+// keeping additionalCodes and externalPhones when the edit leaves them out.
+// Extension codes and users of registered telephonies count as known in
+// call events' notExistCodes and notExistUsers.
+//
+// Rate limits (SetRateLimit) are off unless set; Script queues one-off
+// failures and hangs.
 type CRM struct {
 	apiKey string
 
@@ -62,6 +71,10 @@ type CRM struct {
 	uploads    []retailcrm.UploadCall
 	uploadIDs  map[string]bool
 	changed    notifier
+	modules    map[string]retailcrm.IntegrationModule
+	faults     []Fault
+	limits     rateLimits
+	windows    map[string][]time.Time // rate-limit bucket → recent requests
 }
 
 type crmClient struct {
@@ -78,6 +91,8 @@ func NewCRM(apiKey string) *CRM {
 		clients:    map[string]*crmClient{},
 		statuses:   map[string]string{},
 		uploadIDs:  map[string]bool{},
+		modules:    map[string]retailcrm.IntegrationModule{},
+		windows:    map[string][]time.Time{},
 	}
 }
 
@@ -252,14 +267,20 @@ func (c *CRM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Form: cloneValues(form), At: time.Now(),
 	})
 	k, fail := c.knobs, c.failure
+	fault, scripted := c.takeFault(r.URL.Path)
 	c.changed.broadcast()
 	c.mu.Unlock()
 
+	if scripted && fault.Hang {
+		k.hang = true
+	}
 	var rep reply
 	switch {
 	case !k.stall(r.Context()):
 		c.finish(idx, StatusClientGone)
 		return
+	case scripted:
+		rep = fault.reply()
 	case fail != 0:
 		rep = failure(fail, "sim: simulated failure ("+http.StatusText(fail)+")", nil)
 		if fail == http.StatusTooManyRequests || fail == http.StatusServiceUnavailable {
@@ -322,6 +343,9 @@ func (c *CRM) route(r *http.Request, form url.Values, formErr error) reply {
 	}
 
 	path := r.URL.Path
+	if rep, limited := c.limit(key, path); limited {
+		return rep
+	}
 	method := http.MethodPost
 	var handle func() reply
 	switch {
@@ -335,6 +359,13 @@ func (c *CRM) route(r *http.Request, form url.Values, formErr error) reply {
 	case strings.HasPrefix(path, retailcrm.APIPrefix+"/users/") && strings.HasSuffix(path, "/status"):
 		id := strings.TrimSuffix(strings.TrimPrefix(path, retailcrm.APIPrefix+"/users/"), "/status")
 		handle = func() reply { return c.userStatusEdit(id, form) }
+	case strings.HasPrefix(path, retailcrm.PathIntegrationModules+"/") && strings.HasSuffix(path, "/edit"):
+		code := strings.TrimSuffix(strings.TrimPrefix(path, retailcrm.PathIntegrationModules+"/"), "/edit")
+		handle = func() reply { return c.moduleEdit(code, r, form) }
+	case strings.HasPrefix(path, retailcrm.PathIntegrationModules+"/"):
+		method = http.MethodGet
+		code := strings.TrimPrefix(path, retailcrm.PathIntegrationModules+"/")
+		handle = func() reply { return c.moduleGet(code, r.URL.Query()) }
 	default:
 		return failure(http.StatusNotFound, "API method not found", nil)
 	}
@@ -447,6 +478,14 @@ func (c *CRM) callEvent(r *http.Request) reply {
 		if cl.manager != nil {
 			codes[cl.manager.Code] = true
 			users[cl.manager.ID] = true
+		}
+	}
+	for _, m := range c.modules {
+		if m.Telephony != nil {
+			for _, ac := range m.Telephony.AdditionalCodes {
+				codes[ac.Code] = true
+				users[ac.UserID] = true
+			}
 		}
 	}
 	extra := map[string]any{}

@@ -270,7 +270,7 @@ func TestCRMKnobs(t *testing.T) {
 		t.Errorf("503: %v", err)
 	}
 	crm.SetFailure(http.StatusInternalServerError)
-	if _, err = client.Manager(ctx, "+79121234567"); !errors.As(err, &apiErr) || apiErr.StatusCode != 500 || apiErr.Temporary() {
+	if _, err = client.Manager(ctx, "+79121234567"); !errors.As(err, &apiErr) || apiErr.StatusCode != 500 || !apiErr.Temporary() {
 		t.Errorf("500: %v", err)
 	}
 	crm.SetFailure(0)
