@@ -100,7 +100,7 @@ func (ta *testApp) menuImage(t *testing.T, name string) {
 func TestSignedInTrayAndStatus(t *testing.T) {
 	ta := newTestApp(t, true)
 	ta.online()
-	want := []string{"(Anna (100) — online)", "---", "✓ Free", "Busy", "Dinner", "Break", "---", "Dial…", "Recent calls…", "---", "Sign out", "Quit"}
+	want := []string{"(Anna (100) — online)", "---", "✓ Free", "Busy", "Dinner", "Break", "---", "Dial…", "Recent calls…", "Transcripts…", "---", "Sign out", "Quit"}
 	if got := ta.menuLabels(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("menu\n got %q\nwant %q", got, want)
 	}
@@ -176,7 +176,7 @@ func TestSupervisorMenu(t *testing.T) {
 func TestSignedOutMenu(t *testing.T) {
 	ta := newTestApp(t, false)
 	got := strings.Join(ta.menuLabels(), "|")
-	want := "(pult — not signed in)|---|(Free)|(Busy)|(Dinner)|(Break)|---|(Dial…)|Recent calls…|---|Sign in…|Quit"
+	want := "(pult — not signed in)|---|(Free)|(Busy)|(Dinner)|(Break)|---|(Dial…)|Recent calls…|Transcripts…|---|Sign in…|Quit"
 	if got != want {
 		t.Errorf("menu\n got %q\nwant %q", got, want)
 	}
@@ -461,4 +461,94 @@ func TestNoTrayMainWindow(t *testing.T) {
 		m.w.Resize(fyne.NewSize(420, m.w.Content().MinSize().Height))
 		test.AssertImageMatches(t, "main/busy.png", m.w.Canvas().Capture())
 	})
+}
+
+func TestTranscriptsWindow(t *testing.T) {
+	ta := newTestApp(t, true)
+	ta.online()
+	ta.loop.wait(ta.a.openTranscripts)
+	tw := ta.a.transcriptsW
+	ta.loop.wait(func() {
+		if !tw.send.Disabled() {
+			t.Error("Submit enabled with nothing pasted")
+		}
+		tw.title.SetText("Order 42 chat")
+		tw.body.SetText("Anna: Hello! How can I help?\nIvan: Where is my order?\nAnna: It ships today.")
+	})
+	ta.loop.wait(tw.submit)
+	ta.loop.eventually(t, "accepted", func() bool { return len(ta.a.recent.data.Transcripts) == 1 && !tw.busy })
+	got, _ := ta.relay.Transcripts()
+	var id string
+	for k, v := range got {
+		id = k
+		if v.Format != wire.FormatText || v.Title != "Order 42 chat" || !strings.Contains(v.Body, "Where is my order?") {
+			t.Errorf("relay got %+v", v)
+		}
+	}
+	ta.relay.Publish(wire.TypeTranscript, wire.TranscriptState{ID: id, State: wire.TranscriptDelivered, Messages: 3, At: fixedNow})
+	ta.loop.eventually(t, "delivered", func() bool { return ta.a.recent.data.Transcripts[0].State == wire.TranscriptDelivered })
+	n := fyne.NewNotification("Transcript not delivered", "Smartsupp chat: operator_id is unknown to Qolio")
+	test.AssertNotificationSent(t, n, func() {
+		ta.relay.Publish(wire.TypeTranscript, wire.TranscriptState{ID: "hook-1", Title: "Smartsupp chat", Source: "smartsupp",
+			State: wire.TranscriptFailed, Reason: "operator_id is unknown to Qolio", At: fixedNow})
+		ta.loop.eventually(t, "failed listed", func() bool { return len(ta.a.recent.data.Transcripts) == 2 })
+	})
+	ta.loop.wait(func() {
+		if tw.body.Text != "" || tw.note.Importance != widget.SuccessImportance {
+			t.Errorf("after submit: body %q, note %q", tw.body.Text, tw.note.Text)
+		}
+		for i := range ta.a.recent.data.Transcripts {
+			ta.a.recent.data.Transcripts[i].At = fixedNow // stable picture
+		}
+		tw.refresh()
+		test.AssertImageMatches(t, "transcripts/list.png", tw.w.Canvas().Capture())
+	})
+	// A refusal is shown and the text stays for fixing.
+	ta.relay.RefuseTranscripts(&wire.Error{Code: wire.ErrBadRequest, Message: "no line is from you (Anna)"})
+	ta.loop.wait(func() { tw.body.SetText("Someone: hi") })
+	ta.loop.wait(tw.submit)
+	ta.loop.eventually(t, "refusal", func() bool { return !tw.busy })
+	ta.loop.wait(func() {
+		if tw.note.Text != "Not accepted: no line is from you (Anna)" || tw.body.Text == "" {
+			t.Errorf("refusal note %q", tw.note.Text)
+		}
+	})
+}
+
+func TestCallbackWindow(t *testing.T) {
+	ta := newTestApp(t, true)
+	ta.online()
+	ta.loop.wait(func() { ta.a.openCallback("+79161234567") })
+	cw := ta.a.callbackW
+	ta.loop.wait(func() {
+		if cw.number.Text != "8 (916) 123-45-67" || cw.parsed.Text != "Calltouch will call 8 (916) 123-45-67 now." {
+			t.Errorf("prefilled %q, %q", cw.number.Text, cw.parsed.Text)
+		}
+		cw.when.SetText("yesterday")
+		if !cw.order.Disabled() {
+			t.Error("Order enabled with a bad time")
+		}
+		cw.when.SetText("")
+		cw.note.SetText("about order 42")
+		cw.note.TypedKey(&fyne.KeyEvent{Name: fyne.KeyReturn})
+	})
+	ta.loop.eventually(t, "ordered", func() bool { return cw.outcome.Importance == widget.SuccessImportance })
+	ta.loop.wait(func() {
+		if cw.outcome.Text != "Callback to 8 (916) 123-45-67 ordered (now)." {
+			t.Errorf("outcome %q", cw.outcome.Text)
+		}
+	})
+	ta.relay.SetHandler(func(req wire.Envelope) (string, any) {
+		return wire.TypeError, &wire.Error{Code: "callback_refused", Message: "no callback minutes left on the Calltouch account"}
+	})
+	ta.loop.wait(cw.submit)
+	ta.loop.eventually(t, "refused", func() bool { return cw.outcome.Importance == widget.DangerImportance })
+	ta.loop.wait(func() {
+		cw.w.Resize(fyne.NewSize(440, cw.w.Content().MinSize().Height))
+		test.AssertImageMatches(t, "callback/refused.png", cw.w.Canvas().Capture())
+	})
+	reqs := ta.relay.Requests()
+	if r := reqs[len(reqs)-2]; r.Type != wire.TypeCallback || !strings.Contains(string(r.Data), "about order 42") {
+		t.Errorf("relay got %s %s", r.Type, r.Data)
+	}
 }

@@ -39,6 +39,7 @@ func stateLook(st wire.CallState) (color.Color, widget.Importance) {
 // cardActions are what a card's buttons do.
 type cardActions struct {
 	callBack func(c wire.Call, done func(text string, failed bool))
+	callback func(c wire.Call) // order a callback (Calltouch)
 	copy     func(c wire.Call)
 	openCRM  func(c wire.Call)
 	dismiss  func(c wire.Call)
@@ -58,6 +59,7 @@ type callCard struct {
 	manager *widget.Label
 	note    *widget.Label
 	callBtn *widget.Button
+	cbBtn   *widget.Button
 	copyBtn *widget.Button
 	crmBtn  *widget.Button
 	obj     fyne.CanvasObject
@@ -96,13 +98,14 @@ func newCallCard(c wire.Call, act cardActions) *callCard {
 			k.note.Refresh()
 		})
 	})
+	k.cbBtn = widget.NewButtonWithIcon("Order callback", theme.HistoryIcon(), func() { k.act.callback(k.call) })
 	k.copyBtn = widget.NewButtonWithIcon("Copy number", theme.ContentCopyIcon(), func() { k.act.copy(k.call) })
 	k.crmBtn = widget.NewButtonWithIcon("Open in CRM", theme.ComputerIcon(), func() { k.act.openCRM(k.call) })
 	dismiss := widget.NewButtonWithIcon("Dismiss", theme.CancelIcon(), func() { k.act.dismiss(k.call) })
 	dismiss.Importance = widget.LowImportance
 
 	header := container.NewHBox(k.state, layout.NewSpacer(), k.timer)
-	buttons := container.NewGridWithColumns(2, k.callBtn, k.copyBtn, k.crmBtn, dismiss)
+	buttons := container.NewGridWithColumns(2, k.callBtn, k.cbBtn, k.copyBtn, k.crmBtn, dismiss)
 	body := container.New(layout.NewCustomPaddedVBoxLayout(0), header, k.number, k.line, k.client, k.manager, k.note,
 		container.NewPadded(buttons))
 	bg := canvas.NewRectangle(theme.Color(theme.ColorNameBackground))
@@ -137,12 +140,12 @@ func (k *callCard) set(c wire.Call) {
 	} else {
 		k.manager.Hide()
 	}
-	if c.Phone == "" {
-		k.callBtn.Disable()
-		k.copyBtn.Disable()
-	} else {
-		k.callBtn.Enable()
-		k.copyBtn.Enable()
+	for _, b := range []*widget.Button{k.callBtn, k.cbBtn, k.copyBtn} {
+		if c.Phone == "" {
+			b.Disable()
+		} else {
+			b.Enable()
+		}
 	}
 	if crmLink(c) == "" {
 		k.crmBtn.Disable()

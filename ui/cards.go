@@ -89,10 +89,11 @@ func (s *cardStack) actions() cardActions {
 				done("The PBX is calling "+res.Display+": pick up your phone.", false)
 			})
 		},
-		copy:    func(c wire.Call) { a.copyText(c.Phone) },
-		openCRM: func(c wire.Call) { a.openURL(crmLink(c)) },
-		dismiss: func(c wire.Call) { s.remove(c.ID, true) },
-		now:     a.serverNow,
+		callback: func(c wire.Call) { a.openCallback(c.Phone) },
+		copy:     func(c wire.Call) { a.copyText(c.Phone) },
+		openCRM:  func(c wire.Call) { a.openURL(crmLink(c)) },
+		dismiss:  func(c wire.Call) { s.remove(c.ID, true) },
+		now:      a.serverNow,
 	}
 }
 

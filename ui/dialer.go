@@ -61,7 +61,14 @@ func newDialer(a *App) *dialer {
 	d.dialBtn.Importance = widget.HighImportance
 	d.recent = container.NewVBox()
 
-	top := container.NewBorder(nil, nil, nil, d.dialBtn, d.entry)
+	cb := widget.NewButtonWithIcon("", theme.HistoryIcon(), func() {
+		number := ""
+		if d.valid {
+			number = d.number.E164
+		}
+		a.openCallback(number)
+	})
+	top := container.NewBorder(nil, nil, nil, container.NewHBox(d.dialBtn, cb), d.entry)
 	recentTitle := widget.NewLabelWithStyle("Recent numbers", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	d.w.SetContent(container.NewPadded(container.NewVBox(top, d.parsed, d.outcome, recentTitle, d.recent)))
 	d.w.Resize(fyne.NewSize(380, 0))

@@ -42,6 +42,8 @@ type recentFile struct {
 	// SeenMissed is when the operator last looked at the list: missed calls
 	// after it are counted in the tray menu.
 	SeenMissed time.Time `json:"seenMissed"`
+	// Transcripts are the chats submitted or received, newest first.
+	Transcripts []wire.TranscriptState `json:"transcripts,omitempty"`
 }
 
 func loadRecent(path string, log *slog.Logger, do func(func())) *recentCalls {
@@ -69,6 +71,9 @@ func loadRecent(path string, log *slog.Logger, do func(func())) *recentCalls {
 	}
 	if len(r.data.Dialled) > maxRecentDialled {
 		r.data.Dialled = r.data.Dialled[:maxRecentDialled]
+	}
+	if len(r.data.Transcripts) > maxRecentTranscripts {
+		r.data.Transcripts = r.data.Transcripts[:maxRecentTranscripts]
 	}
 	return r
 }
@@ -217,7 +222,7 @@ func newRecentWindow(a *App) *recentWindow {
 		func() fyne.CanvasObject {
 			state := widget.NewLabel("Answered elsewhere")
 			state.TextStyle = fyne.TextStyle{Bold: true}
-			return container.NewHBox(widget.NewLabel("00:00"), state, widget.NewLabel("8 (999) 999-99-99"), widget.NewLabel("client"))
+			return container.NewHBox(widget.NewLabel("28 Mmm 00:00"), state, widget.NewLabel("8 (999) 999-99-99"), widget.NewLabel("client"))
 		},
 		func(i widget.ListItemID, o fyne.CanvasObject) {
 			cs := calls()
@@ -241,6 +246,7 @@ func newRecentWindow(a *App) *recentWindow {
 			st.Refresh()
 			row[2].(*widget.Label).SetText(callNumber(c))
 			row[3].(*widget.Label).SetText(clientName(c))
+			o.Refresh() // lay out the new widths
 		})
 	r.list.OnSelected = func(i widget.ListItemID) {
 		if cs := calls(); i < len(cs) {

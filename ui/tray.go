@@ -48,6 +48,7 @@ type tray struct {
 	statuses []*fyne.MenuItem
 	dial     *fyne.MenuItem
 	recent   *fyne.MenuItem
+	chats    *fyne.MenuItem
 	sign     *fyne.MenuItem
 	quit     *fyne.MenuItem
 	lastIcon fyne.Resource
@@ -68,10 +69,11 @@ func newTray(a *App) *tray {
 	}
 	t.dial = fyne.NewMenuItem("Dial…", func() { a.openDialer("") })
 	t.recent = fyne.NewMenuItem("Recent calls…", func() { a.openRecent() })
+	t.chats = fyne.NewMenuItem("Transcripts…", func() { a.openTranscripts() })
 	t.sign = fyne.NewMenuItem("Sign out", nil)
 	t.quit = fyne.NewMenuItem("Quit", func() { a.Quit() })
 	t.quit.IsQuit = true
-	items = append(items, fyne.NewMenuItemSeparator(), t.dial, t.recent,
+	items = append(items, fyne.NewMenuItemSeparator(), t.dial, t.recent, t.chats,
 		fyne.NewMenuItemSeparator(), t.sign, t.quit)
 	t.menu = fyne.NewMenu("pult", items...)
 	t.update()

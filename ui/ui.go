@@ -81,13 +81,15 @@ type App struct {
 	pending *wire.Status // chosen while offline, not yet confirmed
 	skew    time.Duration
 
-	tray    *tray
-	cards   *cardStack
-	recent  *recentCalls
-	dialer  *dialer
-	signin  *signin
-	recentW *recentWindow
-	main    *mainWindow
+	tray         *tray
+	cards        *cardStack
+	recent       *recentCalls
+	dialer       *dialer
+	signin       *signin
+	recentW      *recentWindow
+	transcriptsW *transcriptsWindow
+	callbackW    *callbackWindow
+	main         *mainWindow
 }
 
 // New prepares the app on fa (app.NewWithID in cmd/pult, test.NewApp in
@@ -327,6 +329,8 @@ func (a *App) onEvent(s *session, ev agent.Event, received time.Time) {
 		a.onCall(*ev.Call, received)
 	case agent.EventNotice:
 		a.onNotice(*ev.Notice)
+	case agent.EventTranscript:
+		a.onTranscript(*ev.Transcript)
 	case agent.EventReceipt:
 		r := ev.Receipt
 		a.pending = nil

@@ -194,7 +194,7 @@ func (c *cli) callback(ctx context.Context, args []string) int {
 		return c.fail(exitUsage, "--note: at most 255 characters")
 	}
 	if *at != "" {
-		t, err := parseWhen(*at, time.Now())
+		t, err := agent.ParseWhen(*at, time.Now())
 		if err != nil {
 			return c.fail(exitUsage, "--at: %v", err)
 		}
@@ -221,29 +221,4 @@ func (c *cli) callback(ctx context.Context, args []string) int {
 		return c.fail(exitOffline, "%v", err)
 	}
 	return c.fail(exitError, "%v", err)
-}
-
-// parseWhen reads a callback time, local unless it says otherwise. It must
-// be in the future.
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	var t time.Time
-	var err error
-	if t, err = time.Parse(time.RFC3339, s); err != nil {
-		if t, err = time.ParseInLocation("2006-01-02 15:04", s, time.Local); err != nil {
-			hm, err2 := time.ParseInLocation("15:04", s, time.Local)
-			if err2 != nil {
-				return time.Time{}, fmt.Errorf("%q: want 15:04, 2006-01-02 15:04 or RFC 3339", s)
-			}
-			y, m, d := now.Date()
-			t = time.Date(y, m, d, hm.Hour(), hm.Minute(), 0, 0, time.Local)
-		}
-	}
-	if !t.After(now) {
-		return time.Time{}, fmt.Errorf("%s is in the past", t.Format("2006-01-02 15:04"))
-	}
-	if t.After(now.Add(30 * 24 * time.Hour)) {
-		return time.Time{}, errors.New("more than 30 days ahead")
-	}
-	return t, nil
 }
