@@ -21,7 +21,7 @@ APT_ALL   := $(APT_BUILD) $(APT_TEST)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-go test-desktop vet lint demo package screenshots clean bench
+.PHONY: all deps build test test-go test-desktop vet lint demo package screenshots clean bench fuzz
 
 all: build
 
@@ -58,8 +58,18 @@ test: deps vet ## run every test: unit (race detector), real desktop, package
 	keyrings=$$(mktemp -d) && trap 'rm -rf $$keyrings' EXIT && \
 	XDG_DATA_HOME=$$keyrings PULT_TEST_KEYRING=1 dbus-run-session -- bash -c \
 		'echo -n pult-test | gnome-keyring-daemon --unlock --components=secrets >/dev/null && $(GO) test -race -tags ci -count=1 -timeout 20m ./...'
+	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory test-desktop
 	$(MAKE) --no-print-directory package
+
+# A short fuzz run of each partner parser (their seed corpora are in the
+# packages' testdata/fuzz): 4 x FUZZTIME, 40 s by default.
+FUZZTIME ?= 10s
+fuzz: ## fuzz the partner parsers briefly
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./relay/uis
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./relay/smartsupp
+	$(GO) test -run '^$$' -fuzz '^FuzzParseText$$' -fuzztime $(FUZZTIME) ./relay/transcript
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCallEvent$$' -fuzztime $(FUZZTIME) ./relay/retailcrm
 
 test-go: ## the Go unit tests only, without the keyring session
 	$(GO) test -race -tags ci -count=1 ./...

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pult/pult/relay/outbox"
+	"github.com/pult/pult/relay/retailcrm"
 )
 
 // AdminClient talks to a running relay's admin API.
@@ -124,5 +125,20 @@ func (c *AdminClient) RetryJob(ctx context.Context, id string) (RetriedJob, erro
 func (c *AdminClient) DropJob(ctx context.Context, id string) (DroppedJob, error) {
 	var out DroppedJob
 	err := c.do(ctx, http.MethodDelete, "/admin/v1/outbox/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+// RegisterRetailCRM registers (or updates) the telephony in retailCRM and
+// returns the integration module the relay sent.
+func (c *AdminClient) RegisterRetailCRM(ctx context.Context) (retailcrm.IntegrationModule, error) {
+	var out retailcrm.IntegrationModule
+	err := c.do(ctx, http.MethodPost, "/admin/v1/retailcrm/register", nil, &out)
+	return out, err
+}
+
+// RetailCRMModule reads the telephony's registration back from retailCRM.
+func (c *AdminClient) RetailCRMModule(ctx context.Context) (retailcrm.IntegrationModule, error) {
+	var out retailcrm.IntegrationModule
+	err := c.do(ctx, http.MethodGet, "/admin/v1/retailcrm/module", nil, &out)
 	return out, err
 }

@@ -27,6 +27,18 @@ type callEvent struct {
 	Operators    []Operator // the legs concerned
 	HangupStatus string
 	At           time.Time
+	// Direction, when set, is the direction of a call first seen by this
+	// event (a PBX that names it); otherwise "out" events make outgoing
+	// calls and everything else incoming ones.
+	Direction string
+	// EndsCall makes a hangup end the whole call even when it names only
+	// some of the legs still ringing (UIS's call_finished is final).
+	EndsCall bool
+	// What the PBX measured, kept for the call history (0 / "" unknown).
+	TalkTime  time.Duration
+	WaitTime  time.Duration
+	RecordURL string
+	Source    string // who sent it: sourceRetailCRM, sourceUIS
 }
 
 // callRecord is the relay's durable view of one call, stored in the calls
@@ -52,7 +64,16 @@ type callRecord struct {
 	ManagerState wire.ManagerState `json:"managerState"`
 	Links        *wire.Links       `json:"links,omitempty"`
 	Version      int               `json:"version"`
+	// For the call history (retailCRM calls/upload).
+	Source    string        `json:"source,omitempty"`    // the PBX kind that reported it
+	TalkTime  time.Duration `json:"talkTime,omitempty"`  // as the PBX measured it; 0 unknown
+	WaitTime  time.Duration `json:"waitTime,omitempty"`  // as the PBX measured it; 0 unknown
+	RecordURL string        `json:"recordUrl,omitempty"` // the recording
 }
+
+// answeredOutside is AnsweredBy when somebody without an operator (a PBX
+// employee pult does not know) answered: answered elsewhere for every leg.
+const answeredOutside = "-"
 
 type leg struct {
 	Code    string `json:"code"`
@@ -95,8 +116,11 @@ func (c *callRecord) apply(ev callEvent) (changed bool) {
 			break
 		}
 		addLegs()
-		if len(ev.Operators) > 0 {
+		switch {
+		case len(ev.Operators) > 0:
 			c.AnsweredBy = ev.Operators[0].ID
+		case c.AnsweredBy == "":
+			c.AnsweredBy = answeredOutside
 		}
 		c.State = wire.CallTalking
 		if c.AnsweredAt == nil {
@@ -120,7 +144,7 @@ func (c *callRecord) apply(ev callEvent) (changed bool) {
 		// A hangup naming only some of the legs that still ring stops just
 		// those legs (the PBX moved the call on), unless it says the call
 		// was answered there.
-		if len(named) > 0 && active > 0 && c.State == wire.CallRinging && ev.HangupStatus != "answered" {
+		if len(named) > 0 && active > 0 && c.State == wire.CallRinging && ev.HangupStatus != "answered" && !ev.EndsCall {
 			for id := range named {
 				if l, ok := c.Legs[id]; ok {
 					l.Stopped = true
@@ -139,12 +163,21 @@ func (c *callRecord) apply(ev callEvent) (changed bool) {
 			if c.AnsweredAt == nil {
 				c.AnsweredAt = &t
 			}
-			if c.AnsweredBy == "" {
+			if c.AnsweredBy == "" || (c.AnsweredBy == answeredOutside && len(ev.Operators) > 0) {
 				c.AnsweredBy = c.pickAnswerer(ev.Operators)
 			}
 		default:
 			c.State = wire.CallMissed
 		}
+	}
+	if ev.TalkTime > 0 {
+		c.TalkTime = ev.TalkTime
+	}
+	if ev.WaitTime > 0 {
+		c.WaitTime = ev.WaitTime
+	}
+	if ev.RecordURL != "" {
+		c.RecordURL = ev.RecordURL
 	}
 	changed = c.fingerprint() != before
 	if changed {
@@ -212,7 +245,7 @@ func (c *callRecord) cardFor(opID string, me Operator) wire.Call {
 		m.You = (m.Code != "" && m.Code == me.Code) || (m.ID != "" && m.ID == me.UserID)
 		card.Manager = &m
 	}
-	if c.AnsweredBy != "" {
+	if c.AnsweredBy != "" && c.AnsweredBy != answeredOutside {
 		p := wire.Party{You: c.AnsweredBy == opID}
 		if l, ok := c.Legs[c.AnsweredBy]; ok {
 			p.Code, p.Name = l.Code, l.Name

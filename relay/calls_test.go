@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/retailcrm"
 )
 
 var (
@@ -60,6 +61,17 @@ func TestCallStates(t *testing.T) {
 			{ev(evHangup, "busy"), map[string]wire.CallState{"a": wire.CallMissed}},
 			{ev(evAnswer, "", anna), map[string]wire.CallState{"a": wire.CallMissed}},
 		}},
+		{"a final hangup ends every leg (UIS's call_finished)", []step{
+			{ev(evRing, "", anna, boris, vera), map[string]wire.CallState{"a": wire.CallRinging, "b": wire.CallRinging, "v": wire.CallRinging}},
+			{callEvent{Type: evHangup, HangupStatus: "no answered", Operators: []Operator{anna}, EndsCall: true, At: t0},
+				map[string]wire.CallState{"a": wire.CallMissed, "b": wire.CallMissed, "v": wire.CallMissed}},
+		}},
+		{"answered by someone without an operator", []step{
+			{ev(evRing, "", anna, boris), map[string]wire.CallState{"a": wire.CallRinging, "b": wire.CallRinging}},
+			{ev(evAnswer, ""), map[string]wire.CallState{"a": wire.CallAnsweredElsewhere, "b": wire.CallAnsweredElsewhere}},
+			{callEvent{Type: evHangup, HangupStatus: "answered", EndsCall: true, At: t0},
+				map[string]wire.CallState{"a": wire.CallAnsweredElsewhere, "b": wire.CallAnsweredElsewhere}},
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &callRecord{State: wire.CallRinging, Legs: map[string]*leg{}}
@@ -96,5 +108,38 @@ func TestCardMarksYou(t *testing.T) {
 func TestCallKey(t *testing.T) {
 	if callKey("x", "+7") == callKey("", "+7") || callKey("x", "") != callKey("x", "+7") {
 		t.Fatal("call keys: by id when given, by number otherwise")
+	}
+}
+
+// The call history of a finished call: the answerer's code, times as the
+// relay saw them unless the PBX measured them, the result in retailCRM's
+// words.
+func TestHistoryFor(t *testing.T) {
+	s := &Server{}
+	t0 := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	at := func(sec int) *time.Time { x := t0.Add(time.Duration(sec) * time.Second); return &x }
+	rec := &callRecord{ID: "c1", Direction: wire.DirectionIn, Phone: "+79121234567", Line: "+74999999999", Site: "shop1",
+		State: wire.CallEnded, AnsweredBy: "b", StartedAt: t0, AnsweredAt: at(7), EndedAt: at(67),
+		Legs: map[string]*leg{"a": {Code: "100", UserID: "1"}, "b": {Code: "101", UserID: "2"}}}
+	got := s.historyFor(rec)
+	want := retailcrm.UploadCall{Date: t0, Type: "in", Phone: "+79121234567", Code: "101", UserID: "2", Result: "answered",
+		Duration: 60, DurationWaiting: 7, ExternalID: "c1", ExternalPhone: "+74999999999", Site: "shop1"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("answered (-want +got):\n%s", d)
+	}
+	rec.TalkTime, rec.WaitTime, rec.RecordURL = 208*time.Second, 12*time.Second, "https://rec.example/1.mp3"
+	if got := s.historyFor(rec); got.Duration != 208 || got.DurationWaiting != 12 || got.RecordURL != "https://rec.example/1.mp3" {
+		t.Errorf("the PBX's figures: %+v", got)
+	}
+	missed := &callRecord{ID: "c2", Direction: wire.DirectionOut, Phone: "+79121234567", State: wire.CallMissed,
+		HangupStatus: "busy", StartedAt: t0, EndedAt: at(15), Legs: map[string]*leg{"a": {Code: "100", UserID: "1"}}}
+	want = retailcrm.UploadCall{Date: t0, Type: "out", Phone: "+79121234567", Code: "100", UserID: "1", Result: "busy",
+		DurationWaiting: 15, ExternalID: "c2"}
+	if d := cmp.Diff(want, s.historyFor(missed)); d != "" {
+		t.Errorf("missed (-want +got):\n%s", d)
+	}
+	missed.HangupStatus, missed.Legs["b"] = "no answered", &leg{Code: "101"}
+	if got := s.historyFor(missed); got.Result != "no answer" || got.Code != "" {
+		t.Errorf("missed by two: %+v", got)
 	}
 }

@@ -7,13 +7,18 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
+	_ "time/tzdata" // time_zone works on hosts without a zone database
+	"unicode"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/calltouch"
 )
 
 // Config is the relay's configuration, read from TOML. Every key is
@@ -27,10 +32,18 @@ type Config struct {
 	PhoneRegion    string   `toml:"phone_region"`
 	MaxFrame       int      `toml:"max_frame"`
 	EventRetention Duration `toml:"event_retention"`
+	// TimeZone is where times written without a zone live: UIS's
+	// notification times, dates of the call history sent to retailCRM (the
+	// account's zone), stamps in pasted transcripts.
+	TimeZone string `toml:"time_zone"`
 
 	NATS      NATSConfig      `toml:"nats"`
 	PBX       PBXConfig       `toml:"pbx"`
 	RetailCRM RetailCRMConfig `toml:"retailcrm"`
+	UIS       UISConfig       `toml:"uis"`
+	Smartsupp SmartsuppConfig `toml:"smartsupp"`
+	Qolio     QolioConfig     `toml:"qolio"`
+	Calltouch CalltouchConfig `toml:"calltouch"`
 	Outbox    OutboxConfig    `toml:"outbox"`
 }
 
@@ -58,7 +71,81 @@ type RetailCRMConfig struct {
 	Code         string   `toml:"code"`
 	ManagerCache Duration `toml:"manager_cache"`
 	Timeout      Duration `toml:"timeout"`
+
+	// The integration module `pult-relay retailcrm register` sends.
+	ModuleName     string          `toml:"module_name"`
+	LogoURL        string          `toml:"logo_url"`
+	AccountURL     string          `toml:"account_url"`
+	ExternalPhones []ExternalPhone `toml:"external_phones"`
+
+	// ForwardEvents sends every call event (in, out, hangup) to retailCRM's
+	// telephony/call/event, so the CRM shows its own call card.
+	ForwardEvents bool `toml:"forward_events"`
+	// SyncStatus sets an operator's status in retailCRM too (users/{id}/status).
+	SyncStatus bool `toml:"sync_status"`
+	// UploadCalls sends the call history (every finished call, and what
+	// PBXes upload to the relay) to telephony/calls/upload, in batches.
+	UploadCalls *bool `toml:"upload_calls"`
+	// UploadWait is the longest a finished call waits for its batch to fill.
+	UploadWait Duration `toml:"upload_wait"`
 }
+
+// ExternalPhone maps a shop (site code) to a company number.
+type ExternalPhone struct {
+	Site  string `toml:"site"`
+	Phone string `toml:"phone"`
+}
+
+// Uploading reports whether call history goes to retailCRM.
+func (c RetailCRMConfig) Uploading() bool {
+	return c.URL != "" && (c.UploadCalls == nil || *c.UploadCalls)
+}
+
+// UISConfig is the UIS (CoMagic) notifications' channel.
+type UISConfig struct {
+	// Token is the channel token the customer writes into UIS's templates
+	// (ud_channel_token) or the notification URLs (?token=). Empty: the
+	// UIS hooks are off.
+	Token     string `toml:"token"`
+	TokenFile string `toml:"token_file"`
+	// RingUnassigned: an incoming call whose notification names no employee
+	// rings every operator mapped to a UIS employee. Off, such a call is
+	// only recorded, and its card appears when somebody answers it.
+	RingUnassigned bool `toml:"ring_unassigned"`
+}
+
+// SmartsuppConfig is the Smartsupp chat export hook.
+type SmartsuppConfig struct {
+	// Token is the secret in the hook URL (?token=). Empty: the hook is off.
+	Token     string `toml:"token"`
+	TokenFile string `toml:"token_file"`
+}
+
+// QolioConfig is the Qolio text integration transcripts go to.
+type QolioConfig struct {
+	// URL is the integration's full text URL as Qolio gives it:
+	// https://…/api/v1/integrations/<id>/text. Empty: transcripts are off.
+	URL       string `toml:"url"`
+	Token     string `toml:"token"`
+	TokenFile string `toml:"token_file"`
+	// DefaultOperator is the operator_id of chats whose agent is not mapped
+	// to an operator; empty means "smartsupp:<agent id>".
+	DefaultOperator string   `toml:"default_operator"`
+	Timeout         Duration `toml:"timeout"`
+}
+
+// CalltouchConfig is the Calltouch project callbacks are ordered in.
+type CalltouchConfig struct {
+	URL       string `toml:"url"`
+	Token     string `toml:"token"`
+	TokenFile string `toml:"token_file"`
+	RouteKey  string `toml:"route_key"`
+	// Timeout bounds one callback request: the operator waits for it.
+	Timeout Duration `toml:"timeout"`
+}
+
+// Configured reports whether callbacks can be ordered.
+func (c CalltouchConfig) Configured() bool { return c.Token != "" && c.RouteKey != "" }
 
 // OutboxConfig tunes retries of outbound partner calls.
 type OutboxConfig struct {
@@ -107,12 +194,17 @@ func Defaults() Config {
 		PhoneRegion:    "RU",
 		MaxFrame:       wire.DefaultMaxFrame,
 		EventRetention: Duration{7 * 24 * time.Hour},
+		TimeZone:       "Europe/Moscow",
 		PBX:            PBXConfig{Timeout: Duration{10 * time.Second}},
 		RetailCRM: RetailCRMConfig{
 			Code:         "pult",
 			ManagerCache: Duration{time.Minute},
 			Timeout:      Duration{5 * time.Second},
+			ModuleName:   "pult",
+			UploadWait:   Duration{10 * time.Second},
 		},
+		Qolio:     QolioConfig{Timeout: Duration{20 * time.Second}},
+		Calltouch: CalltouchConfig{URL: calltouch.DefaultBaseURL, Timeout: Duration{10 * time.Second}},
 		Outbox: OutboxConfig{
 			MinBackoff: Duration{time.Second},
 			MaxBackoff: Duration{5 * time.Minute},
@@ -129,6 +221,10 @@ var EnvOverrides = map[string]string{
 	"PULT_PBX_API_KEY":       "pbx.api_key",
 	"PULT_RETAILCRM_API_KEY": "retailcrm.api_key",
 	"PULT_NATS_URL":          "nats.url",
+	"PULT_UIS_TOKEN":         "uis.token",
+	"PULT_SMARTSUPP_TOKEN":   "smartsupp.token",
+	"PULT_QOLIO_TOKEN":       "qolio.token",
+	"PULT_CALLTOUCH_TOKEN":   "calltouch.token",
 }
 
 // maxConfigSize bounds the config file.
@@ -168,7 +264,8 @@ func (c *Config) Resolve(getenv func(string) string) error {
 		set := map[string]*string{
 			"admin_token": &c.AdminToken, "pbx.client_id": &c.PBX.ClientID,
 			"pbx.api_key": &c.PBX.APIKey, "retailcrm.api_key": &c.RetailCRM.APIKey,
-			"nats.url": &c.NATS.URL,
+			"nats.url": &c.NATS.URL, "uis.token": &c.UIS.Token, "smartsupp.token": &c.Smartsupp.Token,
+			"qolio.token": &c.Qolio.Token, "calltouch.token": &c.Calltouch.Token,
 		}
 		for env, key := range EnvOverrides {
 			if v := getenv(env); v != "" {
@@ -184,6 +281,10 @@ func (c *Config) Resolve(getenv func(string) string) error {
 		{"pbx.client_id", &c.PBX.ClientID, &c.PBX.ClientIDFile},
 		{"pbx.api_key", &c.PBX.APIKey, &c.PBX.APIKeyFile},
 		{"retailcrm.api_key", &c.RetailCRM.APIKey, &c.RetailCRM.APIKeyFile},
+		{"uis.token", &c.UIS.Token, &c.UIS.TokenFile},
+		{"smartsupp.token", &c.Smartsupp.Token, &c.Smartsupp.TokenFile},
+		{"qolio.token", &c.Qolio.Token, &c.Qolio.TokenFile},
+		{"calltouch.token", &c.Calltouch.Token, &c.Calltouch.TokenFile},
 	} {
 		if *f.file == "" || *f.value != "" {
 			continue
@@ -272,7 +373,132 @@ func (c *Config) Validate() error {
 	if len(c.PhoneRegion) != 2 {
 		bad("phone_region", "want a two-letter country code such as RU")
 	}
+	if _, err := loadZone(c.TimeZone); err != nil {
+		bad("time_zone", "%v", err)
+	}
+	c.validatePartners(bad)
 	return errors.Join(errs...)
+}
+
+// validatePartners checks the UIS, Smartsupp, Qolio, Calltouch and retailCRM
+// integration keys.
+func (c *Config) validatePartners(bad func(key, format string, a ...any)) {
+	r := c.RetailCRM
+	for key, on := range map[string]bool{"retailcrm.forward_events": r.ForwardEvents, "retailcrm.sync_status": r.SyncStatus} {
+		if on && r.URL == "" {
+			bad(key, "needs retailcrm.url")
+		}
+	}
+	if r.UploadWait.Duration < 100*time.Millisecond || r.UploadWait.Duration > 5*time.Minute {
+		bad("retailcrm.upload_wait", "must be between 100ms and 5m")
+	}
+	if strings.TrimSpace(r.ModuleName) == "" || len(r.ModuleName) > 255 {
+		bad("retailcrm.module_name", "required, at most 255 characters")
+	}
+	for key, u := range map[string]string{"retailcrm.logo_url": r.LogoURL, "retailcrm.account_url": r.AccountURL} {
+		if u != "" {
+			if err := checkURL(u); err != nil {
+				bad(key, "%v", err)
+			}
+		}
+	}
+	sites := map[string]bool{}
+	for i, ep := range r.ExternalPhones {
+		key := fmt.Sprintf("retailcrm.external_phones[%d]", i)
+		if strings.TrimSpace(ep.Site) == "" || len(ep.Site) > 255 {
+			bad(key+".site", "required: the shop's symbolic code, at most 255 characters")
+		}
+		n, err := phone.Parse(ep.Phone, c.PhoneRegion)
+		switch {
+		case err != nil:
+			bad(key+".phone", "%v", err)
+		case sites[n.E164]:
+			bad(key+".phone", "%s is listed twice", n.National)
+		default:
+			sites[n.E164] = true
+		}
+	}
+	if t := c.UIS.Token; t != "" && (len(t) < 8 || len(t) > 256) {
+		bad("uis.token", "must be 8 to 256 characters")
+	}
+	if t := c.Smartsupp.Token; t != "" {
+		if len(t) < 16 || len(t) > 256 || strings.ContainsAny(t, "&#?/ %+") {
+			bad("smartsupp.token", "must be 16 to 256 characters that need no escaping in a URL")
+		}
+		if c.Qolio.URL == "" {
+			bad("smartsupp.token", "the Smartsupp hook forwards chats to Qolio: set qolio.url too")
+		}
+	}
+	if q := c.Qolio; q.URL != "" {
+		if err := checkQolioURL(q.URL); err != nil {
+			bad("qolio.url", "%v", err)
+		}
+		if q.Token == "" {
+			bad("qolio.token", "required when qolio.url is set (or qolio.token_file, or PULT_QOLIO_TOKEN)")
+		}
+	}
+	if len(c.Qolio.DefaultOperator) > 255 || strings.ContainsFunc(c.Qolio.DefaultOperator, unicode.IsControl) {
+		bad("qolio.default_operator", "at most 255 characters, no control characters")
+	}
+	if c.Qolio.Timeout.Duration <= 0 || c.Qolio.Timeout.Duration > time.Minute {
+		bad("qolio.timeout", "must be between 0 and 1m")
+	}
+	ct := c.Calltouch
+	if err := checkURL(ct.URL); err != nil {
+		bad("calltouch.url", "%v", err)
+	}
+	if (ct.Token == "") != (ct.RouteKey == "") {
+		bad("calltouch", "token and route_key go together: set both to order callbacks, or neither")
+	}
+	if ct.RouteKey != "" {
+		if err := calltouch.CheckRouteKey(ct.RouteKey); err != nil {
+			bad("calltouch.route_key", "%v", err)
+		}
+	}
+	if ct.Timeout.Duration <= 0 || ct.Timeout.Duration > 15*time.Second {
+		bad("calltouch.timeout", "must be between 0 and 15s: the operator waits for it")
+	}
+}
+
+var qolioTextPath = regexp.MustCompile(`^(/[^?#]*)?/api/v1/integrations/[^/?#]+/text$`)
+
+func checkQolioURL(s string) error {
+	if err := checkURL(s); err != nil {
+		return err
+	}
+	u, _ := url.Parse(s)
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("must not carry credentials, a query or a fragment")
+	}
+	if !qolioTextPath.MatchString(u.Path) {
+		return fmt.Errorf("want the integration's text URL, https://…/api/v1/integrations/<id>/text, got %q", s)
+	}
+	return nil
+}
+
+// loadZone reads a time zone name; Moscow works even without a time zone
+// database (it has been UTC+3 all year since 2014).
+func loadZone(name string) (*time.Location, error) {
+	if name == "" {
+		return nil, errors.New("required, e.g. Europe/Moscow")
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		if name == "Europe/Moscow" {
+			return time.FixedZone("MSK", 3*3600), nil
+		}
+		return nil, fmt.Errorf("unknown time zone %q", name)
+	}
+	return loc, nil
+}
+
+// Location is TimeZone loaded (UTC if it is not valid).
+func (c *Config) Location() *time.Location {
+	loc, err := loadZone(c.TimeZone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
 }
 
 func checkURL(s string) error {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -77,6 +78,71 @@ api_key_file = "`+keyFile+`"
 	}
 }
 
+func TestLoadConfigPartners(t *testing.T) {
+	dir := t.TempDir()
+	qolioFile := filepath.Join(dir, "qolio.token")
+	os.WriteFile(qolioFile, []byte("qolio-secret\n"), 0o600)
+	p := writeConfig(t, `time_zone = "Asia/Yekaterinburg"
+public_url = "https://pult.example.com"
+`+minimal+`
+[retailcrm]
+url = "https://example.retailcrm.ru"
+api_key = "crm-key"
+forward_events = true
+sync_status = true
+upload_calls = false
+upload_wait = "3s"
+module_name = "pult telephony"
+logo_url = "https://pult.example.com/logo.svg"
+external_phones = [{site = "shop1", phone = "+7 (499) 999-99-99"}]
+
+[uis]
+token = "uis-channel-token"
+ring_unassigned = true
+
+[smartsupp]
+token = "0123456789abcdef"
+
+[qolio]
+url = "https://api.qolio.ru/api/v1/integrations/9e5af994/text"
+token_file = "`+qolioFile+`"
+default_operator = "support@example.com"
+
+[calltouch]
+route_key = "routekey_1"
+`)
+	env := map[string]string{"PULT_CALLTOUCH_TOKEN": "ct-from-env", "PULT_UIS_TOKEN": "uis-from-env"}
+	cfg, err := LoadConfig(p, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.RetailCRM
+	if !r.ForwardEvents || !r.SyncStatus || r.Uploading() || r.UploadWait.Seconds() != 3 || r.ModuleName != "pult telephony" ||
+		len(r.ExternalPhones) != 1 || r.ExternalPhones[0] != (ExternalPhone{Site: "shop1", Phone: "+7 (499) 999-99-99"}) {
+		t.Errorf("retailcrm: %+v", r)
+	}
+	if cfg.UIS.Token != "uis-from-env" || !cfg.UIS.RingUnassigned || cfg.Smartsupp.Token != "0123456789abcdef" {
+		t.Errorf("uis, smartsupp: %+v %+v", cfg.UIS, cfg.Smartsupp)
+	}
+	if cfg.Qolio.Token != "qolio-secret" || cfg.Qolio.DefaultOperator != "support@example.com" || cfg.Qolio.Timeout.Seconds() != 20 {
+		t.Errorf("qolio: %+v", cfg.Qolio)
+	}
+	if c := cfg.Calltouch; c.Token != "ct-from-env" || c.RouteKey != "routekey_1" || c.URL != "https://api.calltouch.ru" || !c.Configured() || c.Timeout.Seconds() != 10 {
+		t.Errorf("calltouch: %+v", c)
+	}
+	if _, off := time.Date(2024, 1, 1, 0, 0, 0, 0, cfg.Location()).Zone(); off != 5*3600 {
+		t.Errorf("time zone: %v", cfg.Location())
+	}
+	d, _ := LoadConfig(writeConfig(t, minimal), nil)
+	if d.TimeZone != "Europe/Moscow" || d.RetailCRM.Uploading() || d.Calltouch.Configured() {
+		t.Errorf("defaults: %+v", d)
+	}
+	d.RetailCRM.URL = "https://x.retailcrm.ru"
+	if !d.RetailCRM.Uploading() {
+		t.Error("upload_calls is not on by default")
+	}
+}
+
 func TestLoadConfigRefuses(t *testing.T) {
 	for _, tc := range []struct{ name, body, want string }{
 		{"unknown key", minimal + "\nlisten_addr = \"x\"\n", "unknown keys: pbx.listen_addr"},
@@ -89,6 +155,22 @@ func TestLoadConfigRefuses(t *testing.T) {
 		{"zero rate limit", minimal + "[outbox.rate_limits]\ncalltouch = 0\n", "outbox.rate_limits.calltouch"},
 		{"long max_backoff", minimal + "[outbox]\nmax_backoff = \"2h\"\n", "outbox.max_backoff"},
 		{"not TOML", "admin_token = ", "relay.toml"},
+		{"unknown UIS key", minimal + "[uis]\ntoken = \"uis-token-1\"\nsecret = \"x\"\n", "unknown keys: uis.secret"},
+		{"short UIS token", minimal + "[uis]\ntoken = \"x\"\n", "uis.token"},
+		{"Smartsupp without Qolio", minimal + "[smartsupp]\ntoken = \"0123456789abcdef\"\n", "set qolio.url too"},
+		{"Smartsupp token needing escapes", minimal + "[smartsupp]\ntoken = \"0123456789 abcdef&\"\n[qolio]\nurl = \"https://api.qolio.ru/api/v1/integrations/x/text\"\ntoken = \"t\"\n", "smartsupp.token"},
+		{"Qolio URL not the text URL", minimal + "[qolio]\nurl = \"https://api.qolio.ru/api/v1/calls\"\ntoken = \"t\"\n", "qolio.url: want the integration's text URL"},
+		{"Qolio without token", minimal + "[qolio]\nurl = \"https://api.qolio.ru/api/v1/integrations/x/text\"\n", "qolio.token"},
+		{"Calltouch token without route key", minimal + "[calltouch]\ntoken = \"t\"\n", "token and route_key go together"},
+		{"slow Calltouch", minimal + "[calltouch]\ntimeout = \"1m\"\n", "calltouch.timeout"},
+		{"forward_events without retailCRM", minimal + "[retailcrm]\nforward_events = true\n", "retailcrm.forward_events: needs retailcrm.url"},
+		{"sync_status without retailCRM", minimal + "[retailcrm]\nsync_status = true\n", "retailcrm.sync_status: needs retailcrm.url"},
+		{"bad external phone", minimal + "[[retailcrm.external_phones]]\nsite = \"shop1\"\nphone = \"call us\"\n", "retailcrm.external_phones[0].phone"},
+		{"external phone twice", minimal + "[[retailcrm.external_phones]]\nsite = \"a\"\nphone = \"+74999999999\"\n[[retailcrm.external_phones]]\nsite = \"b\"\nphone = \"8 499 999-99-99\"\n", "listed twice"},
+		{"external phone without site", minimal + "[[retailcrm.external_phones]]\nphone = \"+74999999999\"\n", "retailcrm.external_phones[0].site"},
+		{"unknown external phone key", minimal + "[[retailcrm.external_phones]]\nsite = \"a\"\nphone = \"+74999999999\"\nshop = \"a\"\n", "unknown keys"},
+		{"upload_wait too long", minimal + "[retailcrm]\nupload_wait = \"1h\"\n", "retailcrm.upload_wait"},
+		{"unknown time zone", "time_zone = \"Mars/Olympus\"\n" + minimal, "time_zone"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := LoadConfig(writeConfig(t, tc.body), nil)

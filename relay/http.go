@@ -39,6 +39,11 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /retailcrm/make-call", s.handleCRMMakeCall)
 	mux.HandleFunc("GET /retailcrm/change-status", s.handleCRMChangeStatus)
 
+	// Partner webhooks.
+	mux.HandleFunc("POST /hooks/uis/{event}", s.handleUIS)
+	mux.HandleFunc("POST /hooks/smartsupp", s.handleSmartsupp)
+	mux.HandleFunc("POST "+wire.PathTranscripts, s.handleTranscriptSubmit)
+
 	// Administration.
 	mux.HandleFunc("GET /admin/v1/operators", s.admin(s.handleListOperators))
 	mux.HandleFunc("POST /admin/v1/operators", s.admin(s.handleAddOperator))
@@ -46,6 +51,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /admin/v1/outbox", s.admin(s.handleListOutbox))
 	mux.HandleFunc("POST /admin/v1/outbox/{id}/retry", s.admin(s.handleRetryJob))
 	mux.HandleFunc("DELETE /admin/v1/outbox/{id}", s.admin(s.handleDropJob))
+	mux.HandleFunc("POST /admin/v1/retailcrm/register", s.admin(s.handleCRMRegister))
+	mux.HandleFunc("GET /admin/v1/retailcrm/module", s.admin(s.handleCRMModule))
 	return mux
 }
 
@@ -135,6 +142,8 @@ type OperatorView struct {
 	Code        string          `json:"code"`
 	UserID      string          `json:"userId"`
 	Role        wire.Role       `json:"role"`
+	UISEmployee string          `json:"uisEmployeeId,omitempty"`
+	Smartsupp   string          `json:"smartsuppAgentId,omitempty"`
 	CreatedAt   time.Time       `json:"createdAt"`
 	RevokedAt   *time.Time      `json:"revokedAt,omitempty"`
 	Status      wire.Status     `json:"status"` // offline while no agent is connected
@@ -144,6 +153,7 @@ type OperatorView struct {
 
 func (s *Server) view(r *http.Request, op Operator) OperatorView {
 	v := OperatorView{ID: op.ID, Name: op.Name, Code: op.Code, UserID: op.UserID, Role: op.Role,
+		UISEmployee: op.UISEmployeeID, Smartsupp: op.SmartsuppAgentID,
 		CreatedAt: op.CreatedAt, RevokedAt: op.RevokedAt, Connections: s.hub.Connected(op.ID)}
 	v.Chosen, _, _ = s.currentStatus(r.Context(), op)
 	v.Status = v.Chosen.Status

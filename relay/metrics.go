@@ -20,6 +20,8 @@ type metrics struct {
 	outboxDead     *prometheus.CounterVec
 	outboxAttempts *prometheus.CounterVec
 	managerLookups *prometheus.CounterVec
+	transcripts    *prometheus.CounterVec
+	callsUploaded  prometheus.Counter
 }
 
 func newMetrics(outboxStats func(context.Context) (outbox.Stats, error), kinds []string) *metrics {
@@ -51,6 +53,18 @@ func newMetrics(outboxStats func(context.Context) (outbox.Stats, error), kinds [
 		managerLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pult_relay_manager_lookups_total", Help: "Responsible-manager lookups, by result (cached, found, none, error).",
 		}, []string{"result"}),
+		transcripts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pult_relay_transcripts_total",
+			Help: "Chat transcripts, by source (smartsupp, operator) and outcome (accepted, delivered, failed).",
+		}, []string{"source", "outcome"}),
+		callsUploaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pult_relay_calls_uploaded_total", Help: "Calls of the call history retailCRM accepted (duplicates included).",
+		}),
+	}
+	for _, src := range []string{sourceSmartsupp, sourceOperator} {
+		for _, out := range []string{"accepted", "delivered", "failed"} {
+			m.transcripts.WithLabelValues(src, out)
+		}
 	}
 	for _, k := range kinds {
 		m.outboxDead.WithLabelValues(k)
@@ -59,7 +73,7 @@ func newMetrics(outboxStats func(context.Context) (outbox.Stats, error), kinds [
 		}
 	}
 	m.reg.MustRegister(m.connections, m.operators, m.eventsIn, m.eventsOut, m.latency, m.outboxDead, m.outboxAttempts,
-		m.managerLookups, &outboxCollector{stats: outboxStats, kinds: kinds},
+		m.managerLookups, m.transcripts, m.callsUploaded, &outboxCollector{stats: outboxStats, kinds: kinds},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -25,14 +25,18 @@ import (
 // Operator is a person who may connect an agent. The relay keeps only a hash
 // of the token.
 type Operator struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	Code      string     `json:"code"`
-	UserID    string     `json:"userId"`
-	Role      wire.Role  `json:"role"`
-	TokenHash string     `json:"tokenHash"`
-	CreatedAt time.Time  `json:"createdAt"`
-	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+	ID     string    `json:"id"`
+	Name   string    `json:"name"`
+	Code   string    `json:"code"`
+	UserID string    `json:"userId"`
+	Role   wire.Role `json:"role"`
+	// UISEmployeeID is the operator's UIS employee (recordId in UIS); "" none.
+	UISEmployeeID string `json:"uisEmployeeId,omitempty"`
+	// SmartsuppAgentID is the operator's Smartsupp agent ("agent:<id>"); "" none.
+	SmartsuppAgentID string     `json:"smartsuppAgentId,omitempty"`
+	TokenHash        string     `json:"tokenHash"`
+	CreatedAt        time.Time  `json:"createdAt"`
+	RevokedAt        *time.Time `json:"revokedAt,omitempty"`
 }
 
 // Wire is the operator as agents see it.
@@ -60,15 +64,18 @@ func (e *InvalidError) Unwrap() error { return e.Err }
 
 // NewOperator is what an administrator gives to add an operator.
 type NewOperator struct {
-	Name   string    `json:"name"`
-	Code   string    `json:"code"`
-	UserID string    `json:"userId"`
-	Role   wire.Role `json:"role"`
+	Name             string    `json:"name"`
+	Code             string    `json:"code"`
+	UserID           string    `json:"userId"`
+	Role             wire.Role `json:"role"`
+	UISEmployeeID    string    `json:"uisEmployeeId,omitempty"`
+	SmartsuppAgentID string    `json:"smartsuppAgentId,omitempty"`
 }
 
 var (
-	codePattern = regexp.MustCompile(`^[0-9]{1,16}$`)
-	userPattern = regexp.MustCompile(`^[0-9]{1,18}$`)
+	codePattern    = regexp.MustCompile(`^[0-9]{1,16}$`)
+	userPattern    = regexp.MustCompile(`^[0-9]{1,18}$`)
+	partnerPattern = regexp.MustCompile(`^[0-9A-Za-z_.-]{1,64}$`)
 )
 
 // Validate checks an operator request.
@@ -83,6 +90,12 @@ func (n *NewOperator) Validate() error {
 	if !userPattern.MatchString(n.UserID) {
 		return errors.New("user-id: the CRM user id, 1–18 digits")
 	}
+	if n.UISEmployeeID != "" && !partnerPattern.MatchString(n.UISEmployeeID) {
+		return errors.New("uis-employee-id: the UIS employee id (recordId in UIS), e.g. 12345")
+	}
+	if n.SmartsuppAgentID != "" && !partnerPattern.MatchString(n.SmartsuppAgentID) {
+		return errors.New(`smartsupp-agent-id: the Smartsupp agent id, the N of "agent:N"`)
+	}
 	if n.Role == "" {
 		n.Role = wire.RoleOperator
 	}
@@ -93,24 +106,28 @@ func (n *NewOperator) Validate() error {
 }
 
 // Registry holds operators in a KV bucket and mirrors them in memory.
-// Keys: op.<id> → Operator; code.<code> and user.<userId> → id (unique
-// indexes, claimed with an atomic create).
+// Keys: op.<id> → Operator; code.<code>, user.<userId>, uis.<employee id>
+// and smartsupp.<agent id> → id (unique indexes, claimed with an atomic
+// create, freed when the operator is revoked).
 type Registry struct {
 	kv      jetstream.KeyValue
 	watcher jetstream.KeyWatcher
 	// OnRevoke is called (from Run's goroutine) when an operator is revoked.
 	onRevoke func(Operator)
 
-	mu     sync.RWMutex
-	byID   map[string]Operator
-	byCode map[string]string
-	byUser map[string]string
+	mu          sync.RWMutex
+	byID        map[string]Operator
+	byCode      map[string]string
+	byUser      map[string]string
+	byUIS       map[string]string
+	bySmartsupp map[string]string
 }
 
 // OpenRegistry loads every operator and starts watching for changes; call Run
 // to keep applying them.
 func OpenRegistry(ctx context.Context, kv jetstream.KeyValue, onRevoke func(Operator)) (*Registry, error) {
-	r := &Registry{kv: kv, onRevoke: onRevoke, byID: map[string]Operator{}, byCode: map[string]string{}, byUser: map[string]string{}}
+	r := &Registry{kv: kv, onRevoke: onRevoke, byID: map[string]Operator{}, byCode: map[string]string{}, byUser: map[string]string{},
+		byUIS: map[string]string{}, bySmartsupp: map[string]string{}}
 	w, err := kv.Watch(context.Background(), "op.*")
 	if err != nil {
 		return nil, fmt.Errorf("operators: watch: %w", err)
@@ -164,16 +181,46 @@ func (r *Registry) put(op Operator) {
 	old, had := r.byID[op.ID]
 	r.byID[op.ID] = op
 	if op.Revoked() {
-		delete(r.byCode, op.Code)
-		delete(r.byUser, op.UserID)
+		deleteIf(r.byCode, op.Code, op.ID)
+		deleteIf(r.byUser, op.UserID, op.ID)
+		deleteIf(r.byUIS, op.UISEmployeeID, op.ID)
+		deleteIf(r.bySmartsupp, op.SmartsuppAgentID, op.ID)
 	} else {
 		r.byCode[op.Code] = op.ID
 		r.byUser[op.UserID] = op.ID
+		if op.UISEmployeeID != "" {
+			r.byUIS[op.UISEmployeeID] = op.ID
+		}
+		if op.SmartsuppAgentID != "" {
+			r.bySmartsupp[op.SmartsuppAgentID] = op.ID
+		}
 	}
 	r.mu.Unlock()
 	if op.Revoked() && (!had || !old.Revoked()) && r.onRevoke != nil {
 		r.onRevoke(op)
 	}
+}
+
+// deleteIf removes key from an index if it still points at id (a new
+// operator may hold it already).
+func deleteIf(m map[string]string, key, id string) {
+	if key != "" && m[key] == id {
+		delete(m, key)
+	}
+}
+
+// index is a unique key an operator claims.
+type index struct{ key, what, value string }
+
+func (op Operator) indexes() []index {
+	out := []index{{"code." + op.Code, "code", op.Code}, {"user." + op.UserID, "user-id", op.UserID}}
+	if op.UISEmployeeID != "" {
+		out = append(out, index{"uis." + op.UISEmployeeID, "uis-employee-id", op.UISEmployeeID})
+	}
+	if op.SmartsuppAgentID != "" {
+		out = append(out, index{"smartsupp." + op.SmartsuppAgentID, "smartsupp-agent-id", op.SmartsuppAgentID})
+	}
+	return out
 }
 
 // Add creates an operator and returns its token, which is never stored.
@@ -187,25 +234,28 @@ func (r *Registry) Add(ctx context.Context, n NewOperator) (Operator, string, er
 	token := "pult_" + id + "_" + base64.RawURLEncoding.EncodeToString(secret)
 	op := Operator{
 		ID: id, Name: n.Name, Code: n.Code, UserID: n.UserID, Role: n.Role,
+		UISEmployeeID: n.UISEmployeeID, SmartsuppAgentID: n.SmartsuppAgentID,
 		TokenHash: hashToken(token), CreatedAt: time.Now().UTC(),
 	}
-	if _, err := r.kv.Create(ctx, "code."+op.Code, []byte(id)); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return Operator{}, "", fmt.Errorf("code %s: %w by another operator", op.Code, ErrConflict)
+	var claimed []string
+	release := func() {
+		for _, k := range claimed {
+			r.kv.Delete(ctx, k)
 		}
-		return Operator{}, "", fmt.Errorf("operators: %w", err)
 	}
-	if _, err := r.kv.Create(ctx, "user."+op.UserID, []byte(id)); err != nil {
-		r.kv.Delete(ctx, "code."+op.Code)
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return Operator{}, "", fmt.Errorf("user-id %s: %w by another operator", op.UserID, ErrConflict)
+	for _, ix := range op.indexes() {
+		if _, err := r.kv.Create(ctx, ix.key, []byte(id)); err != nil {
+			release()
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				return Operator{}, "", fmt.Errorf("%s %s: %w by another operator", ix.what, ix.value, ErrConflict)
+			}
+			return Operator{}, "", fmt.Errorf("operators: %w", err)
 		}
-		return Operator{}, "", fmt.Errorf("operators: %w", err)
+		claimed = append(claimed, ix.key)
 	}
 	b, _ := json.Marshal(op)
 	if _, err := r.kv.Create(ctx, "op."+id, b); err != nil {
-		r.kv.Delete(ctx, "code."+op.Code)
-		r.kv.Delete(ctx, "user."+op.UserID)
+		release()
 		return Operator{}, "", fmt.Errorf("operators: %w", err)
 	}
 	r.put(op)
@@ -228,8 +278,9 @@ func (r *Registry) Revoke(ctx context.Context, ref string) (Operator, error) {
 	if _, err := r.kv.Put(ctx, "op."+op.ID, b); err != nil {
 		return Operator{}, fmt.Errorf("operators: revoke: %w", err)
 	}
-	r.kv.Delete(ctx, "code."+op.Code)
-	r.kv.Delete(ctx, "user."+op.UserID)
+	for _, ix := range op.indexes() {
+		r.kv.Delete(ctx, ix.key)
+	}
 	r.put(op)
 	return op, nil
 }
@@ -261,6 +312,33 @@ func (r *Registry) ByUserID(uid string) (Operator, bool) {
 	defer r.mu.RUnlock()
 	id, ok := r.byUser[uid]
 	return r.byID[id], ok
+}
+
+// ByUISEmployee finds an active operator by UIS employee id.
+func (r *Registry) ByUISEmployee(id string) (Operator, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	oid, ok := r.byUIS[id]
+	return r.byID[oid], ok
+}
+
+// BySmartsuppAgent finds an active operator by Smartsupp agent id.
+func (r *Registry) BySmartsuppAgent(id string) (Operator, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	oid, ok := r.bySmartsupp[id]
+	return r.byID[oid], ok
+}
+
+// UISOperators returns the active operators mapped to a UIS employee, by code.
+func (r *Registry) UISOperators() []Operator {
+	var out []Operator
+	for _, op := range r.List() {
+		if !op.Revoked() && op.UISEmployeeID != "" {
+			out = append(out, op)
+		}
+	}
+	return out
 }
 
 // List returns every operator, revoked ones included, by code.

@@ -22,7 +22,7 @@ func (s *Server) HandleRequest(ctx context.Context, wop wire.Operator, typ, id s
 	if !ok || op.Revoked() {
 		return wire.TypeError, &wire.Error{Code: wire.ErrForbidden, Message: "operator revoked"}
 	}
-	if typ != wire.TypeSetStatus && typ != wire.TypeDial {
+	if typ != wire.TypeSetStatus && typ != wire.TypeDial && typ != wire.TypeCallback {
 		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: fmt.Sprintf("unknown request type %q", typ)}
 	}
 	h := sha256.Sum256([]byte(id))
@@ -40,6 +40,8 @@ func (s *Server) HandleRequest(ctx context.Context, wop wire.Operator, typ, id s
 		rtyp, out = s.requestStatus(ctx, op, data)
 	case wire.TypeDial:
 		rtyp, out = s.requestDial(ctx, op, data)
+	case wire.TypeCallback:
+		rtyp, out = s.requestCallback(ctx, op, data)
 	}
 	if ctx.Err() == nil {
 		b, _ := json.Marshal(out)

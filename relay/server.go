@@ -16,8 +16,10 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/calltouch"
 	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/outbox"
+	"github.com/pult/pult/relay/qolio"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/store"
 )
@@ -34,6 +36,11 @@ type Server struct {
 	mgr     *managers // nil without a CRM
 	metrics *metrics
 	pbx     *http.Client
+	crm     *retailcrm.Client // nil without a CRM
+	qolio   *qolio.Client     // nil without Qolio
+	ct      *calltouch.Client // nil without Calltouch
+	loc     *time.Location    // time_zone
+	sites   map[string]string // E.164 external phone → site code ([retailcrm] external_phones)
 
 	bgCtx context.Context
 	bg    sync.WaitGroup
@@ -47,12 +54,30 @@ func New(cfg Config, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{
+	s := &Server{
 		cfg:   cfg,
 		log:   logger.With("component", "relay"),
 		pbx:   &http.Client{Timeout: cfg.PBX.Timeout.Duration, CheckRedirect: noRedirects},
+		loc:   cfg.Location(),
+		sites: map[string]string{},
 		ready: make(chan struct{}),
 	}
+	for _, ep := range cfg.RetailCRM.ExternalPhones {
+		s.sites[normalized(ep.Phone, cfg.PhoneRegion)] = ep.Site
+	}
+	if cfg.RetailCRM.URL != "" {
+		s.crm = &retailcrm.Client{BaseURL: cfg.RetailCRM.URL, APIKey: cfg.RetailCRM.APIKey,
+			HTTP: &http.Client{Timeout: cfg.RetailCRM.Timeout.Duration, CheckRedirect: noRedirects}}
+	}
+	if cfg.Qolio.URL != "" {
+		s.qolio = &qolio.Client{URL: cfg.Qolio.URL, Token: cfg.Qolio.Token,
+			HTTP: &http.Client{Timeout: cfg.Qolio.Timeout.Duration}}
+	}
+	if cfg.Calltouch.Configured() {
+		s.ct = &calltouch.Client{BaseURL: cfg.Calltouch.URL, Token: cfg.Calltouch.Token, RouteKey: cfg.Calltouch.RouteKey,
+			HTTP: &http.Client{Timeout: cfg.Calltouch.Timeout.Duration}}
+	}
+	return s
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -103,18 +128,28 @@ func (s *Server) Run(ctx context.Context) error {
 		OnAttempt: func(kind string, out outbox.Outcome) {
 			s.metrics.outboxAttempts.WithLabelValues(kind, string(out)).Inc()
 		},
-		OnDead: func(dj outbox.DeadJob) { s.metrics.outboxDead.WithLabelValues(dj.Job.Kind).Inc() },
+		OnDead: func(dj outbox.DeadJob) {
+			s.metrics.outboxDead.WithLabelValues(dj.Job.Kind).Inc()
+			s.transcriptDead(dj)
+		},
 	})
 	// change-status is queued: the operator's choice is stored already, and
 	// the PBX must learn it even if it is down for a while. make-call is not
 	// (see placeCall): a call placed minutes late would surprise everyone.
 	s.outbox.Handle(jobPBXStatus, s.sendPBXStatus, outbox.Timeout(s.cfg.PBX.Timeout.Duration+time.Second))
+	if s.crm != nil {
+		telephony := outbox.Limit(LimitRetailCRM, LimitRetailCRMTelephony)
+		s.outbox.Handle(jobCRMEvent, s.sendCRMEvent, telephony)
+		s.outbox.Handle(jobCRMCalls, s.sendCallsUpload, telephony, outbox.Workers(1))
+		s.outbox.Handle(jobCRMStatus, s.sendCRMStatus, outbox.Limit(LimitRetailCRM))
+	}
+	if s.qolio != nil {
+		s.outbox.Handle(jobQolio, s.sendQolio, outbox.Timeout(s.cfg.Qolio.Timeout.Duration+time.Second))
+	}
 	s.metrics = newMetrics(s.outbox.Stats, s.outbox.Kinds())
-	if s.cfg.RetailCRM.URL != "" {
-		crm := &retailcrm.Client{BaseURL: s.cfg.RetailCRM.URL, APIKey: s.cfg.RetailCRM.APIKey,
-			HTTP: &http.Client{Timeout: s.cfg.RetailCRM.Timeout.Duration, CheckRedirect: noRedirects}}
+	if s.crm != nil {
 		// Manager lookups spend the same budget as queued retailCRM jobs.
-		s.mgr = newManagers(limitedManagers{crm, []*rate.Limiter{
+		s.mgr = newManagers(limitedManagers{s.crm, []*rate.Limiter{
 			s.outbox.Limiter(LimitRetailCRMTelephony), s.outbox.Limiter(LimitRetailCRM)}},
 			s.cfg.RetailCRM.ManagerCache.Duration)
 	}
@@ -146,7 +181,7 @@ func (s *Server) Run(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(context.Background())
 	defer stop()
 	s.bgCtx = runCtx
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	var parts sync.WaitGroup
 	start := func(name string, run func(context.Context) error) {
 		parts.Add(1)
@@ -160,6 +195,9 @@ func (s *Server) Run(ctx context.Context) error {
 	start("events", func(ctx context.Context) error { return s.store.Tail(ctx, last+1, s.hub.Deliver) })
 	start("operators", s.ops.Run)
 	start("outbox", s.outbox.Run)
+	if s.cfg.RetailCRM.Uploading() {
+		start("call history", s.runUploads)
+	}
 	parts.Add(1)
 	go func() {
 		defer parts.Done()

@@ -91,6 +91,9 @@ func (s *Server) applyStatus(ctx context.Context, op Operator, st wire.Status, a
 				return wire.StatusInfo{}, err
 			}
 		}
+		if err := s.queueCRMStatus(ctx, op, st, at, source); err != nil {
+			return wire.StatusInfo{}, err
+		}
 		s.log.Info("status changed", "operator", op.ID, "status", st, "source", source)
 		return next, nil
 	}

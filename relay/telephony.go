@@ -15,9 +15,27 @@ import (
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/retailcrm"
+	"github.com/pult/pult/relay/store"
 )
 
 const maxWebhookBody = 64 << 10
+
+// Sources of call events.
+const (
+	sourceRetailCRM = "retailcrm" // a PBX speaking retailCRM's telephony API
+	sourceUIS       = "uis"
+)
+
+// normalized is a number in E.164 when it parses, else as given.
+func normalized(s, region string) string {
+	if s == "" {
+		return ""
+	}
+	if n, err := phone.Parse(s, region); err == nil {
+		return n.E164
+	}
+	return s
+}
 
 // checkPBXKey authenticates a PBX the way retailCRM does, by X-API-KEY (or
 // apiKey), answering retailCRM-shaped errors.
@@ -47,7 +65,7 @@ func (s *Server) handleCallEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	ce := callEvent{
 		Type: ev.Type, CallID: ev.CallExternalID, Phone: ev.Phone, Line: ev.ExternalPhone,
-		Site: ev.Site, HangupStatus: ev.HangupStatus, At: received.UTC(),
+		Site: ev.Site, HangupStatus: ev.HangupStatus, At: received.UTC(), Source: sourceRetailCRM,
 	}
 	seen := map[string]bool{}
 	notCodes, notUsers := []string{}, []string{}
@@ -78,13 +96,29 @@ func (s *Server) handleCallEvent(w http.ResponseWriter, r *http.Request) {
 		retailcrm.WriteError(w, http.StatusInternalServerError, "the relay could not store the event; retry", nil)
 		return
 	}
+	// The PBX meant it for retailCRM: pass it on as it came (but for
+	// normalised numbers), with every code and user id it named.
+	if s.cfg.RetailCRM.ForwardEvents && ev.Type != retailcrm.TypeAnswer {
+		fwd := ev
+		fwd.Phone = normalized(ev.Phone, s.cfg.PhoneRegion)
+		fwd.ExternalPhone = normalized(ev.ExternalPhone, s.cfg.PhoneRegion)
+		if fwd.Site == "" {
+			fwd.Site = s.sites[fwd.ExternalPhone]
+		}
+		if err := s.forwardCallEvent(r.Context(), fwd); err != nil {
+			s.log.Error("call event not queued for retailCRM", "err", err)
+			retailcrm.WriteError(w, http.StatusInternalServerError, "the relay could not store the event; retry", nil)
+			return
+		}
+	}
 	s.metrics.eventsIn.WithLabelValues("retailcrm").Inc()
 	retailcrm.WriteSuccess(w, http.StatusOK, map[string]any{"notExistCodes": notCodes, "notExistUsers": notUsers})
 }
 
 // processCall applies an event to the stored call and publishes each
 // operator's card that changed. It is idempotent: replaying an event
-// (a PBX retry after a lost answer) publishes nothing new.
+// (a PBX retry after a lost answer) publishes nothing new. A call that ends
+// is also stored for the call history (see recordHistory).
 func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Time) error {
 	num, perr := phone.Parse(ev.Phone, s.cfg.PhoneRegion)
 	phoneKey := ev.Phone
@@ -100,10 +134,22 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 		fresh := rec == nil || (rec.State.Final() && ev.CallID == "" && (ev.Type == evRing || ev.Type == evOut))
 		if fresh {
 			if ev.Type == evHangup {
-				return nil // the end of a call we never saw: nothing to show
+				// The end of a call we never saw: nothing to show. A UIS
+				// call's history still counts (its PBX uploads none).
+				if ev.Source == sourceUIS {
+					rec = s.newCall(key, ev, num, perr == nil)
+					if ev.HangupStatus == retailcrm.HangupAnswered && len(ev.Operators) > 0 {
+						op := ev.Operators[0] // who talked, for the history's code
+						rec.Legs[op.ID] = &leg{Code: op.Code, Name: op.Name, UserID: op.UserID}
+					}
+					rec.apply(ev)
+					return s.recordHistory(ctx, rec)
+				}
+				return nil
 			}
 			rec = s.newCall(key, ev, num, perr == nil)
 		}
+		wasFinal := rec.State.Final() && !fresh
 		before := s.cards(rec)
 		changed := rec.apply(ev) || fresh
 		if !changed {
@@ -125,6 +171,12 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 		if err := s.publishCards(ctx, rec, before, received); err != nil {
 			return err
 		}
+		// The hangup that ended the call, or its replay.
+		if ev.Type == evHangup && rec.State.Final() && (!wasFinal || !changed) {
+			if err := s.recordHistory(ctx, rec); err != nil {
+				return err
+			}
+		}
 		if lookup {
 			s.spawn(func(ctx context.Context) { s.resolveManager(ctx, key, num.E164) })
 		}
@@ -137,12 +189,15 @@ func (s *Server) newCall(key string, ev callEvent, num phone.Number, parsed bool
 	rec := &callRecord{
 		Key: key, ID: ev.CallID, Direction: wire.DirectionIn, Phone: ev.Phone, PhoneDisplay: ev.Phone,
 		Site: ev.Site, State: wire.CallRinging, Legs: map[string]*leg{}, StartedAt: ev.At,
-		ManagerState: wire.ManagerOff,
+		ManagerState: wire.ManagerOff, Source: ev.Source,
 	}
 	if rec.ID == "" {
 		rec.ID = "pult-" + randomHex(8)
 	}
-	if ev.Type == evOut {
+	switch {
+	case ev.Direction == wire.DirectionIn || ev.Direction == wire.DirectionOut:
+		rec.Direction = ev.Direction
+	case ev.Type == evOut:
 		rec.Direction = wire.DirectionOut
 	}
 	if parsed {
@@ -152,6 +207,9 @@ func (s *Server) newCall(key string, ev callEvent, num phone.Number, parsed bool
 		rec.Line, rec.LineDisplay = ev.Line, ev.Line
 		if n, err := phone.Parse(ev.Line, s.cfg.PhoneRegion); err == nil {
 			rec.Line, rec.LineDisplay = n.E164, n.National
+		}
+		if rec.Site == "" {
+			rec.Site = s.sites[rec.Line]
 		}
 	}
 	if s.mgr != nil && parsed && rec.Direction == wire.DirectionIn {
@@ -267,24 +325,30 @@ func (s *Server) resolveManager(ctx context.Context, key, number string) {
 }
 
 // handleCallsUpload serves POST /api/v5/telephony/calls/upload: each call
-// is stored durably for the history.
+// is stored durably for the history (and goes on to retailCRM, see
+// uploads.go).
 func (s *Server) handleCallsUpload(w http.ResponseWriter, r *http.Request) {
 	if !s.checkPBXKey(w, r) {
 		return
 	}
-	calls, err := retailcrm.ParseCallsUpload(r, 1<<20, time.Local)
+	calls, err := retailcrm.ParseCallsUpload(r, 1<<20, s.loc)
 	if err != nil {
 		retailcrm.WriteValidationError(w, err)
 		return
 	}
 	dups := []string{}
 	for _, c := range calls {
+		c.Phone = normalized(c.Phone, s.cfg.PhoneRegion)
+		c.ExternalPhone = normalized(c.ExternalPhone, s.cfg.PhoneRegion)
+		if c.Site == "" && c.ExternalPhone != "" {
+			c.Site = s.sites[c.ExternalPhone]
+		}
 		b, _ := json.Marshal(c)
 		msgID := ""
 		if c.ExternalID != "" {
 			msgID = "upload." + c.ExternalID
 		}
-		dup, err := s.store.PublishUpload(r.Context(), b, msgID)
+		dup, err := s.store.PublishUpload(r.Context(), b, msgID, store.UploadFromPBX)
 		if err != nil {
 			s.log.Error("call upload not stored", "err", err)
 			retailcrm.WriteError(w, http.StatusInternalServerError, "the relay could not store the calls; retry", nil)

@@ -14,11 +14,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
 	"github.com/pult/pult/relay/bench"
 	"github.com/pult/pult/relay/demo"
 	"github.com/pult/pult/relay/outbox"
+	"github.com/pult/pult/relay/retailcrm"
 )
 
 const usage = `pult-relay — the pult relay server
@@ -28,14 +30,20 @@ Usage:
   pult-relay demo [--listen ADDR] [--data-dir DIR] [--every 6s] [--app bin/pult [--as 100]]
                                              run the relay with a built-in PBX and CRM simulator
   pult-relay operators add --name NAME --user-id N --code EXT [--role supervisor]
+                           [--uis-employee-id N] [--smartsupp-agent-id N]
   pult-relay operators list
   pult-relay operators revoke ID|CODE
   pult-relay outbox list [--dead] [--json] [--limit 100]
   pult-relay outbox retry ID                 put a dead letter back in the queue
   pult-relay outbox drop ID                  remove a pending job or a dead letter for good
-                                             manage operators and outbound partner calls on a
-                                             running relay; these take --config relay.toml
-                                             (address and admin_token), or --relay URL with
+  pult-relay retailcrm register              register (or update) the telephony in retailCRM:
+                                             URLs from public_url, extension codes from the
+                                             operators, external phones from the config
+  pult-relay retailcrm show [--json]         the registration as retailCRM has it
+                                             manage operators, outbound partner calls and the
+                                             retailCRM registration through a running relay;
+                                             these take --config relay.toml (address and
+                                             admin_token), or --relay URL with
                                              PULT_ADMIN_TOKEN in the environment
   pult-relay bench [--operators 1000] [--rate 200] [--duration 30s] [--ring 1] [--json]
                                              start a relay child process, connect simulated
@@ -43,7 +51,8 @@ Usage:
   pult-relay help
 
 Environment: PULT_ADMIN_TOKEN, PULT_PBX_CLIENT_ID, PULT_PBX_API_KEY,
-PULT_RETAILCRM_API_KEY, PULT_NATS_URL override the config file's secrets.
+PULT_RETAILCRM_API_KEY, PULT_UIS_TOKEN, PULT_SMARTSUPP_TOKEN, PULT_QOLIO_TOKEN,
+PULT_CALLTOUCH_TOKEN, PULT_NATS_URL override the config file's secrets.
 Exit status: 0 success, 1 failure, 2 usage error.
 `
 
@@ -63,6 +72,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = operators(ctx, args[1:], getenv, stdout, stderr)
 	case "outbox":
 		err = outboxCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "retailcrm":
+		err = retailcrmCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args[1:], stdout, stderr)
 	default:
@@ -205,6 +216,8 @@ func operators(ctx context.Context, args []string, getenv func(string) string, s
 		fs.StringVar(&n.UserID, "user-id", "", "the operator's CRM user id (required)")
 		fs.StringVar(&n.Code, "code", "", "the operator's PBX extension (required)")
 		role := fs.String("role", "operator", "operator or supervisor")
+		fs.StringVar(&n.UISEmployeeID, "uis-employee-id", "", "the operator's UIS employee id (recordId in UIS), for UIS calls")
+		fs.StringVar(&n.SmartsuppAgentID, "smartsupp-agent-id", "", "the operator's Smartsupp agent id (agent:N), for chat transcripts")
 		c, err := adminClient(fs, args[1:], getenv)
 		if err != nil {
 			return err
@@ -218,8 +231,15 @@ func operators(ctx context.Context, args []string, getenv func(string) string, s
 			return err
 		}
 		op := added.Operator
-		fmt.Fprintf(stdout, "Added %s (id %s, code %s, user %s, %s).\nToken (shown once; give it to the operator for `pult login`):\n%s\n",
-			op.Name, op.ID, op.Code, op.UserID, op.Role, added.Token)
+		extra := ""
+		if op.UISEmployee != "" {
+			extra += ", UIS employee " + op.UISEmployee
+		}
+		if op.Smartsupp != "" {
+			extra += ", Smartsupp agent " + op.Smartsupp
+		}
+		fmt.Fprintf(stdout, "Added %s (id %s, code %s, user %s%s, %s).\nToken (shown once; give it to the operator for `pult login`):\n%s\n",
+			op.Name, op.ID, op.Code, op.UserID, extra, op.Role, added.Token)
 		return nil
 	case "list":
 		c, err := adminClient(newFlags("operators list", stderr), args[1:], getenv)
@@ -231,14 +251,14 @@ func operators(ctx context.Context, args []string, getenv func(string) string, s
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tCODE\tUSER\tNAME\tROLE\tSTATUS\tSINCE\tCONNECTIONS")
+		fmt.Fprintln(tw, "ID\tCODE\tUSER\tUIS\tSMARTSUPP\tNAME\tROLE\tSTATUS\tSINCE\tCONNECTIONS")
 		for _, o := range ops {
 			st := string(o.Status)
 			if o.RevokedAt != nil {
 				st = "revoked"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", o.ID, o.Code, o.UserID, o.Name, o.Role, st,
-				o.Chosen.Since.Local().Format("2006-01-02 15:04"), o.Connections)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", o.ID, o.Code, o.UserID, orDash(o.UISEmployee), orDash(o.Smartsupp),
+				o.Name, o.Role, st, o.Chosen.Since.Local().Format("2006-01-02 15:04"), o.Connections)
 		}
 		return tw.Flush()
 	case "revoke":
@@ -365,6 +385,115 @@ func outboxCmd(ctx context.Context, args []string, getenv func(string) string, s
 		return nil
 	}
 	return usagef("outbox: unknown subcommand %q (want list, retry or drop)", args[0])
+}
+
+func retailcrmCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("retailcrm: want register or show")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	switch args[0] {
+	case "register":
+		fs := newFlags("retailcrm register", stderr)
+		asJSON := fs.Bool("json", false, "print the integration module sent, as JSON")
+		c, err := adminClient(fs, args[1:], getenv)
+		if err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return usagef("retailcrm register takes no arguments, got %q", fs.Args())
+		}
+		m, err := c.RegisterRetailCRM(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return writeModuleJSON(stdout, m)
+		}
+		fmt.Fprintf(stdout, "Registered the telephony %q in retailCRM.\n\n", m.Code)
+		writeModule(stdout, m)
+		return nil
+	case "show":
+		fs := newFlags("retailcrm show", stderr)
+		asJSON := fs.Bool("json", false, "print retailCRM's integration module as JSON")
+		c, err := adminClient(fs, args[1:], getenv)
+		if err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return usagef("retailcrm show takes no arguments, got %q", fs.Args())
+		}
+		m, err := c.RetailCRMModule(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return writeModuleJSON(stdout, m)
+		}
+		writeModule(stdout, m)
+		return nil
+	}
+	return usagef("retailcrm: unknown subcommand %q (want register or show)", args[0])
+}
+
+func writeModuleJSON(w io.Writer, m retailcrm.IntegrationModule) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// writeModule prints an integration module for people; the clientId is a
+// secret and is shown masked.
+func writeModule(w io.Writer, m retailcrm.IntegrationModule) {
+	yes := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Code:\t%s\n", m.Code)
+	fmt.Fprintf(tw, "Name:\t%s\n", m.Name)
+	fmt.Fprintf(tw, "Active:\t%s\n", yes(m.Active))
+	fmt.Fprintf(tw, "Client id:\t%s\n", mask(m.ClientID))
+	fmt.Fprintf(tw, "Account URL:\t%s\n", orDash(m.AccountURL))
+	fmt.Fprintf(tw, "Logo:\t%s\n", orDash(m.Logo))
+	t := m.Telephony
+	if t == nil {
+		fmt.Fprintln(tw, "Telephony:\tnone (the module is not a telephony)")
+		tw.Flush()
+		return
+	}
+	fmt.Fprintf(tw, "Make-call URL:\t%s\n", orDash(t.MakeCallURL))
+	fmt.Fprintf(tw, "Change-status URL:\t%s\n", orDash(t.ChangeUserStatusURL))
+	fmt.Fprintf(tw, "Call events:\tin %s, out %s, hangup %s\n", yes(t.InputEventSupported), yes(t.OutputEventSupported), yes(t.HangupEventSupported))
+	fmt.Fprintf(tw, "Editable in the CRM:\t%s\n", yes(t.AllowEdit))
+	tw.Flush()
+	fmt.Fprintf(w, "Extension codes (%d):\n", len(t.AdditionalCodes))
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, ac := range t.AdditionalCodes {
+		fmt.Fprintf(tw, "  user %s\tcode %s\n", ac.UserID, ac.Code)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "External phones (%d):\n", len(t.ExternalPhones))
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, ep := range t.ExternalPhones {
+		fmt.Fprintf(tw, "  %s\t%s\n", ep.SiteCode, phone.Display(ep.ExternalPhone, phone.DefaultRegion))
+	}
+	tw.Flush()
+}
+
+// mask hides all but the last 4 characters of a secret.
+func mask(s string) string {
+	r := []rune(s)
+	if len(r) <= 4 {
+		return strings.Repeat("*", len(r))
+	}
+	return strings.Repeat("*", len(r)-4) + string(r[len(r)-4:])
 }
 
 func writePending(w io.Writer, jobs []outbox.PendingJob) {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/pult/pult/relay"
 	"github.com/pult/pult/relay/outbox"
+	"github.com/pult/pult/relay/retailcrm"
+	"github.com/pult/pult/relay/retailcrm/sim"
 )
 
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
@@ -210,5 +212,76 @@ func TestOutboxAgainstRunningRelay(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, env, "outbox", "--relay", base); code != 2 || !strings.Contains(errs, "unknown subcommand") {
 		t.Errorf("outbox without subcommand: %d %q", code, errs)
+	}
+}
+
+// operators add maps UIS employees and Smartsupp agents; retailcrm register
+// and show talk to retailCRM (its strict simulator) through the relay.
+func TestPartnerCommandsAgainstRunningRelay(t *testing.T) {
+	crm := sim.NewCRM("crm-key-123")
+	crmSrv := httptest.NewServer(crm)
+	defer crmSrv.Close()
+	cfg := relay.Defaults()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.AdminToken = "admin-token-0123456789"
+	cfg.PBX.ClientID, cfg.PBX.APIKey = "client-id-secret", "pbx-key-123"
+	cfg.PublicURL = "https://pult.example.com"
+	cfg.RetailCRM.URL, cfg.RetailCRM.APIKey = crmSrv.URL, "crm-key-123"
+	cfg.RetailCRM.ExternalPhones = []relay.ExternalPhone{{Site: "shop1", Phone: "+74999999999"}}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := relay.New(cfg, nil)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-srv.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatal("relay did not start")
+	}
+	base := "http://" + srv.Addr()
+	env := map[string]string{"PULT_ADMIN_TOKEN": cfg.AdminToken}
+
+	code, out, errs := runCLI(t, env, "operators", "add", "--relay", base, "--name", "Anna", "--user-id", "1", "--code", "100",
+		"--uis-employee-id", "12345", "--smartsupp-agent-id", "3")
+	if code != 0 || !strings.Contains(out, "UIS employee 12345, Smartsupp agent 3") {
+		t.Fatalf("add: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := runCLI(t, env, "operators", "add", "--relay", base, "--name", "Bob", "--user-id", "2", "--code", "101",
+		"--uis-employee-id", "12345"); code != 1 || !strings.Contains(errs, "uis-employee-id 12345: already taken") {
+		t.Errorf("a UIS employee twice: %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, env, "operators", "add", "--relay", base, "--name", "Bob", "--user-id", "2", "--code", "101",
+		"--smartsupp-agent-id", "agent 3"); code != 2 || !strings.Contains(errs, "smartsupp-agent-id") {
+		t.Errorf("a bad Smartsupp id: %d %q", code, errs)
+	}
+	code, out, _ = runCLI(t, env, "operators", "list", "--relay", base)
+	if code != 0 || !strings.Contains(out, "UIS") || !strings.Contains(out, "SMARTSUPP") || !strings.Contains(out, "12345") {
+		t.Errorf("list: %d %q", code, out)
+	}
+
+	if code, _, errs := runCLI(t, env, "retailcrm", "show", "--relay", base); code != 1 || !strings.Contains(errs, "retailcrm register") {
+		t.Errorf("show before register: %d %q", code, errs)
+	}
+	code, out, errs = runCLI(t, env, "retailcrm", "register", "--relay", base)
+	t.Logf("register:\n%s", out)
+	if code != 0 || !strings.Contains(out, `Registered the telephony "pult"`) || !strings.Contains(out, "https://pult.example.com/retailcrm/make-call") ||
+		!strings.Contains(out, "user 1") || !strings.Contains(out, "code 100") || !strings.Contains(out, "8 (499) 999-99-99") ||
+		strings.Contains(out, "client-id-secret") || !strings.Contains(out, "************cret") {
+		t.Errorf("register: %d %q %q", code, out, errs)
+	}
+	if m, ok := crm.Module("pult"); !ok || m.Telephony == nil || len(m.Telephony.AdditionalCodes) != 1 {
+		t.Errorf("module in the CRM: %+v", m)
+	}
+	code, out, _ = runCLI(t, env, "retailcrm", "show", "--relay", base, "--json")
+	var m retailcrm.IntegrationModule
+	if err := json.Unmarshal([]byte(out), &m); code != 0 || err != nil || m.ClientID != "client-id-secret" || m.Telephony.ChangeUserStatusURL != "https://pult.example.com/retailcrm/change-status" {
+		t.Errorf("show --json: %d %q %v", code, out, err)
+	}
+	if code, out, _ := runCLI(t, env, "retailcrm", "show", "--relay", base); code != 0 || !strings.Contains(out, "Extension codes (1)") || !strings.Contains(out, "External phones (1)") {
+		t.Errorf("show: %d %q", code, out)
+	}
+	if code, _, errs := runCLI(t, env, "retailcrm", "--relay", base); code != 2 || !strings.Contains(errs, "unknown subcommand") {
+		t.Errorf("retailcrm without subcommand: %d %q", code, errs)
 	}
 }

@@ -213,9 +213,16 @@ func classify(err error) verdict {
 		v.permanent = true
 		return v
 	}
+	// RetryAfter() is this package's name; RetryDelay() is the one partner
+	// packages use when a field already takes the name RetryAfter
+	// (retailcrm.APIError). The first found in the chain wins.
 	var ra interface{ RetryAfter() time.Duration }
-	if errors.As(err, &ra) {
+	var rd interface{ RetryDelay() time.Duration }
+	switch {
+	case errors.As(err, &ra):
 		v.after = ra.RetryAfter()
+	case errors.As(err, &rd):
+		v.after = rd.RetryDelay()
 	}
 	return v
 }

@@ -82,7 +82,9 @@ func (j Job) queued() time.Time {
 //     retried whatever their Temporary says: "connection refused" is not
 //     Temporary in package net, yet a partner down now may be up soon.
 //   - an error with RetryAfter() time.Duration > 0 (*RetryAfterError, or a
-//     *StatusError carrying a Retry-After header): the next attempt is no
+//     *StatusError carrying a Retry-After header), or RetryDelay()
+//     time.Duration > 0 (the name partner packages use when a field already
+//     takes RetryAfter, as retailcrm.APIError): the next attempt is no
 //     sooner than that — at least MinBackoff, at most MaxRetryAfter.
 //   - anything else: retried with capped exponential backoff and full jitter
 //     until GiveUp has passed since the job was queued; then a dead letter.

@@ -10,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pult/pult/relay/calltouch"
+	"github.com/pult/pult/relay/qolio"
+	"github.com/pult/pult/relay/retailcrm"
 )
 
 func TestBackoffIsCappedFullJitter(t *testing.T) {
@@ -56,6 +60,13 @@ func (e *apiError) Temporary() bool           { return e.status == 429 || e.stat
 func (e *apiError) RetryAfter() time.Duration { return e.after }
 func (e *apiError) PartnerMessage() string    { return e.msg }
 
+// delayError names its wait RetryDelay, as retailcrm.APIError must.
+type delayError struct{ after time.Duration }
+
+func (e *delayError) Error() string             { return "partner: slow down" }
+func (e *delayError) Temporary() bool           { return true }
+func (e *delayError) RetryDelay() time.Duration { return e.after }
+
 func TestClassify(t *testing.T) {
 	closed := httptest.NewServer(http.NotFoundHandler())
 	closed.Close()
@@ -84,6 +95,16 @@ func TestClassify(t *testing.T) {
 		// partner that is down now may be up soon.
 		{"connection refused", fmt.Errorf("pbx: %w", refused), verdict{}},
 		{"deadline", fmt.Errorf("pbx: %w", deadline.Err()), verdict{}},
+		// Partner packages' own errors, as they are: retailcrm.APIError has a
+		// RetryAfter field, so it offers RetryDelay() instead.
+		{"delay only", &delayError{after: 2 * time.Second}, verdict{after: 2 * time.Second}},
+		{"retailcrm 503", fmt.Errorf("upload: %w", &retailcrm.APIError{StatusCode: 503, Msg: "maintenance", RetryAfter: 4 * time.Second}), verdict{after: 4 * time.Second}},
+		{"retailcrm 429 without Retry-After", &retailcrm.APIError{StatusCode: 429, Msg: "slow down"}, verdict{}},
+		{"retailcrm 400", &retailcrm.APIError{StatusCode: 400, Msg: "Errors in the input parameters"}, verdict{permanent: true}},
+		{"qolio 503", &qolio.APIError{Status: 503, Message: "down", RetryAfterDur: 5 * time.Second}, verdict{after: 5 * time.Second}},
+		{"qolio 422", &qolio.APIError{Status: 422, Message: "operator_id is unknown"}, verdict{permanent: true}},
+		{"calltouch 10003", &calltouch.APIError{Status: 400, Code: calltouch.CodeNoWidget}, verdict{permanent: true}},
+		{"calltouch 429", &calltouch.APIError{Status: 429, RetryAfterDur: time.Second}, verdict{after: time.Second}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := classify(tc.err); got != tc.want {

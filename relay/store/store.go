@@ -30,12 +30,26 @@ const (
 	DeadStream      = "PULT_DEAD"
 	DeadPrefix      = "pult.dead."
 	UploadsStream   = "PULT_CALL_UPLOADS"
-	uploadsSubject  = "pult.uploads"
+	UploadsSubject  = "pult.uploads"
 	bucketOperators = "pult_operators"
 	bucketStatus    = "pult_status"
 	bucketCalls     = "pult_calls"
 	bucketRequests  = "pult_requests"
 	bucketOutbox    = "pult_outbox_state"
+	bucketTrans     = "pult_transcripts"
+)
+
+// MaxPayload is the largest message the embedded server accepts: a chat
+// transcript of wire.MaxTranscript bytes, JSON-encoded for the QA platform
+// and wrapped in an outbox job, needs more than NATS's default 1 MiB. An
+// external NATS server needs max_payload set as high.
+const MaxPayload = 8 << 20
+
+// Headers of call-history records in UploadsStream.
+const (
+	HeaderUploadSource = "Pult-Upload-Source" // UploadFromPBX or UploadFromCall
+	UploadFromPBX      = "pbx"                // a PBX uploaded it (telephony/calls/upload)
+	UploadFromCall     = "call"               // the relay made it from a finished call's events
 )
 
 // OutboxDedupeWindow is how long the outbox remembers a job id: enqueueing
@@ -78,6 +92,7 @@ type Store struct {
 	Status      jetstream.KeyValue
 	Calls       jetstream.KeyValue
 	Requests    jetstream.KeyValue
+	Transcripts jetstream.KeyValue // accepted transcript submissions, for dedupe
 }
 
 // Open connects (starting the embedded server when no URL is given) and makes
@@ -139,6 +154,7 @@ func startEmbedded(dataDir string) (*server.Server, error) {
 		StoreDir:   dir,
 		NoSigs:     true,
 		NoLog:      true,
+		MaxPayload: MaxPayload,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: embedded nats: %w", err)
@@ -194,8 +210,8 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	}
 	s.Uploads, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        UploadsStream,
-		Description: "call history received from PBXes (telephony/calls/upload)",
-		Subjects:    []string{uploadsSubject},
+		Description: "call history: received from PBXes (telephony/calls/upload) and made from finished calls",
+		Subjects:    []string{UploadsSubject},
 		Storage:     jetstream.FileStorage,
 		MaxAge:      30 * 24 * time.Hour,
 		Duplicates:  10 * time.Minute,
@@ -222,6 +238,9 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		return err
 	}
 	if s.Requests, err = kv(bucketRequests, "answered request ids, for dedupe", o.RequestWindow); err != nil {
+		return err
+	}
+	if s.Transcripts, err = kv(bucketTrans, "accepted transcript submissions by operator and id, for dedupe", 30*24*time.Hour); err != nil {
 		return err
 	}
 	// Records are rewritten at every attempt (at least hourly while a job
@@ -353,14 +372,18 @@ func parseNanos(s string) time.Time {
 	return time.Unix(0, n)
 }
 
-// PublishUpload stores a call-history record received from a PBX.
-// It reports whether the same msgID was stored before (within the window).
-func (s *Store) PublishUpload(ctx context.Context, data []byte, msgID string) (duplicate bool, err error) {
+// PublishUpload stores a call-history record; source is UploadFromPBX or
+// UploadFromCall. It reports whether the same msgID was stored before
+// (within the window).
+func (s *Store) PublishUpload(ctx context.Context, data []byte, msgID, source string) (duplicate bool, err error) {
 	var opts []jetstream.PublishOpt
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
-	ack, err := s.JS.Publish(ctx, uploadsSubject, data, opts...)
+	m := nats.NewMsg(UploadsSubject)
+	m.Data = data
+	m.Header.Set(HeaderUploadSource, source)
+	ack, err := s.JS.PublishMsg(ctx, m, opts...)
 	if err != nil {
 		return false, fmt.Errorf("store: store call upload: %w", err)
 	}

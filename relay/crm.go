@@ -1,0 +1,287 @@
+package relay
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/calltouch"
+	"github.com/pult/pult/relay/outbox"
+	"github.com/pult/pult/relay/qolio"
+	"github.com/pult/pult/relay/retailcrm"
+)
+
+// What the relay tells retailCRM on its own initiative, all through the
+// outbox: call events ([retailcrm] forward_events), operators' statuses
+// ([retailcrm] sync_status) and the call history (uploads.go). Registering
+// the telephony is an administrator's command (handleCRMRegister).
+
+const (
+	jobCRMEvent  = "retailcrm.event"
+	jobCRMStatus = "retailcrm.status"
+)
+
+// partnerError carries a partner's own words for the outbox's dead letters
+// (PartnerMessage), for partner errors that keep them in a field.
+type partnerError struct {
+	err error
+	msg string
+}
+
+func (e *partnerError) Error() string          { return e.err.Error() }
+func (e *partnerError) Unwrap() error          { return e.err }
+func (e *partnerError) PartnerMessage() string { return e.msg }
+
+// partnerErr wraps a partner package's typed error with its message.
+func partnerErr(err error) error {
+	var ce *retailcrm.APIError
+	var qe *qolio.APIError
+	var te *calltouch.APIError
+	var rv *retailcrm.ValidationError
+	var qv *qolio.ValidationError
+	switch {
+	case errors.As(err, &ce):
+		msg := ce.Msg
+		if len(ce.Errors) > 0 {
+			keys := make([]string, 0, len(ce.Errors))
+			for k := range ce.Errors {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			parts := make([]string, len(keys))
+			for i, k := range keys {
+				parts[i] = k + ": " + ce.Errors[k]
+			}
+			msg += " (" + strings.Join(parts, "; ") + ")"
+		}
+		return &partnerError{err, msg}
+	case errors.As(err, &qe):
+		return &partnerError{err, qe.Message}
+	case errors.As(err, &te):
+		return &partnerError{err, te.OperatorMessage()}
+	case errors.As(err, &rv):
+		return &partnerError{err, rv.Error()}
+	case errors.As(err, &qv):
+		return &partnerError{err, qv.Error()}
+	}
+	return err
+}
+
+// crmError is partnerErr for retailCRM.
+func crmError(err error) error { return partnerErr(err) }
+
+// crmEventJob is the payload of a call/event job.
+type crmEventJob struct {
+	Event retailcrm.CallEvent `json:"event"`
+	// Key is the call's record, to skip an in or out event the call's end
+	// overtook while it waited.
+	Key string `json:"key,omitempty"`
+}
+
+// forwardCallEvent queues a call event for retailCRM. Its id is the event's
+// content, so a replayed webhook queues nothing new.
+func (s *Server) forwardCallEvent(ctx context.Context, ev retailcrm.CallEvent) error {
+	if err := ev.Validate(); err != nil || ev.Type == retailcrm.TypeAnswer {
+		return nil
+	}
+	key := ""
+	if ev.CallExternalID != "" {
+		key = callKey(ev.CallExternalID, "")
+	} else {
+		key = callKey("", ev.Phone)
+	}
+	b, _ := json.Marshal(ev)
+	h := sha256.New()
+	h.Write(b)
+	if ev.CallExternalID == "" {
+		// Without a call id two calls may look alike; an hour is the
+		// outbox's dedupe window, a minute keeps replays together.
+		h.Write([]byte(time.Now().UTC().Truncate(time.Minute).String()))
+	}
+	id := "crm-event." + hex.EncodeToString(h.Sum(nil)[:12])
+	return s.outbox.Enqueue(ctx, jobCRMEvent, id, crmEventJob{Event: ev, Key: key})
+}
+
+// crmEventFor is the retailCRM event of a call event made by another PBX.
+func (s *Server) crmEventFor(ev callEvent, rec *callRecord) retailcrm.CallEvent {
+	out := retailcrm.CallEvent{
+		Phone: normalized(ev.Phone, s.cfg.PhoneRegion), Type: ev.Type, Site: ev.Site,
+		CallExternalID: ev.CallID, ExternalPhone: normalized(ev.Line, s.cfg.PhoneRegion),
+		HangupStatus: ev.HangupStatus,
+	}
+	if rec != nil {
+		out.Phone, out.ExternalPhone = rec.Phone, rec.Line
+		if out.Site == "" {
+			out.Site = rec.Site
+		}
+	}
+	if out.Site == "" {
+		out.Site = s.sites[out.ExternalPhone]
+	}
+	for _, op := range ev.Operators {
+		out.Codes = append(out.Codes, op.Code)
+		out.UserIDs = append(out.UserIDs, op.UserID)
+	}
+	return out
+}
+
+// sendCRMEvent is the outbox handler of call/event.
+func (s *Server) sendCRMEvent(ctx context.Context, job outbox.Job) error {
+	var p crmEventJob
+	if err := json.Unmarshal(job.Payload, &p); err != nil {
+		return outbox.Permanent(fmt.Errorf("decode job: %w", err))
+	}
+	if (p.Event.Type == retailcrm.TypeIn || p.Event.Type == retailcrm.TypeOut) && p.Key != "" {
+		if rec, _, err := s.loadCall(ctx, p.Key); err == nil && rec != nil && rec.State.Final() {
+			s.log.Info("call event dropped: the call ended while it waited", "call", p.Event.CallExternalID, "type", p.Event.Type)
+			return nil
+		}
+	}
+	res, err := s.crm.SendCallEvent(ctx, p.Event)
+	if err != nil {
+		return crmError(err)
+	}
+	if len(res.NotExistCodes)+len(res.NotExistUsers) > 0 {
+		s.log.Debug("retailCRM does not know some of the event's users", "codes", res.NotExistCodes, "users", res.NotExistUsers)
+	}
+	return nil
+}
+
+// crmStatusJob is the payload of a users/{id}/status job.
+type crmStatusJob struct {
+	Operator string      `json:"operator"`
+	UserID   string      `json:"userId"`
+	Status   wire.Status `json:"status"`
+	Since    time.Time   `json:"since"`
+}
+
+// queueCRMStatus queues an operator's status for retailCRM, unless it came
+// from retailCRM.
+func (s *Server) queueCRMStatus(ctx context.Context, op Operator, st wire.Status, at time.Time, source string) error {
+	if !s.cfg.RetailCRM.SyncStatus || source == sourceCRM {
+		return nil
+	}
+	stamp := strconv.FormatInt(at.UnixNano(), 10)
+	return s.outbox.Enqueue(ctx, jobCRMStatus, "crm-status."+op.ID+"."+stamp,
+		crmStatusJob{Operator: op.ID, UserID: op.UserID, Status: st, Since: at})
+}
+
+// sendCRMStatus is the outbox handler of users/{id}/status; a job overtaken
+// by a later status is dropped (the latest wins).
+func (s *Server) sendCRMStatus(ctx context.Context, job outbox.Job) error {
+	var p crmStatusJob
+	if err := json.Unmarshal(job.Payload, &p); err != nil {
+		return outbox.Permanent(fmt.Errorf("decode job: %w", err))
+	}
+	if op, ok := s.ops.Lookup(p.Operator); ok {
+		if cur, _, err := s.currentStatus(ctx, op); err == nil && cur.Since.After(p.Since) {
+			return nil
+		}
+	}
+	if err := s.crm.SetUserStatus(ctx, p.UserID, string(p.Status)); err != nil {
+		return crmError(err)
+	}
+	return nil
+}
+
+// integrationModule is the telephony registration the relay asks for.
+func (s *Server) integrationModule() (retailcrm.IntegrationModule, error) {
+	c := s.cfg
+	if c.PublicURL == "" {
+		return retailcrm.IntegrationModule{}, errors.New("public_url is not set: retailCRM must know where to reach the relay")
+	}
+	base := strings.TrimRight(c.PublicURL, "/")
+	account := c.RetailCRM.AccountURL
+	if account == "" {
+		account = base
+	}
+	fwd := c.RetailCRM.ForwardEvents
+	t := &retailcrm.Telephony{
+		MakeCallURL:          base + "/retailcrm/make-call",
+		ChangeUserStatusURL:  base + "/retailcrm/change-status",
+		AllowEdit:            false,
+		InputEventSupported:  fwd,
+		OutputEventSupported: fwd,
+		HangupEventSupported: fwd,
+		AdditionalCodes:      []retailcrm.AdditionalCode{},
+		ExternalPhones:       []retailcrm.ExternalPhone{},
+	}
+	for _, op := range s.ops.List() {
+		if !op.Revoked() {
+			t.AdditionalCodes = append(t.AdditionalCodes, retailcrm.AdditionalCode{UserID: op.UserID, Code: op.Code})
+		}
+	}
+	for _, ep := range c.RetailCRM.ExternalPhones {
+		t.ExternalPhones = append(t.ExternalPhones, retailcrm.ExternalPhone{
+			SiteCode: strings.TrimSpace(ep.Site), ExternalPhone: normalized(ep.Phone, c.PhoneRegion)})
+	}
+	m := retailcrm.IntegrationModule{
+		Code: c.RetailCRM.Code, Active: true, Name: c.RetailCRM.ModuleName, Logo: c.RetailCRM.LogoURL,
+		ClientID: c.PBX.ClientID, AccountURL: account, Telephony: t,
+	}
+	return m, m.Validate()
+}
+
+// crmAdminTimeout bounds the admin's retailCRM calls.
+const crmAdminTimeout = 12 * time.Second
+
+// handleCRMRegister serves POST /admin/v1/retailcrm/register: it registers
+// (or updates) the telephony in retailCRM and answers the module sent.
+func (s *Server) handleCRMRegister(w http.ResponseWriter, r *http.Request) {
+	if s.crm == nil {
+		writeJSON(w, http.StatusConflict, map[string]string{"error": "retailCRM is not configured (retailcrm.url)"})
+		return
+	}
+	m, err := s.integrationModule()
+	if err != nil {
+		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), crmAdminTimeout)
+	defer cancel()
+	if err := s.outbox.Limiter(LimitRetailCRM).Wait(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "retailCRM rate limit: " + err.Error()})
+		return
+	}
+	if err := s.crm.EditIntegrationModule(ctx, m.Code, m); err != nil {
+		writeJSON(w, http.StatusBadGateway, map[string]string{"error": "retailCRM refused the registration: " + err.Error()})
+		return
+	}
+	s.log.Info("telephony registered in retailCRM", "code", m.Code, "codes", len(m.Telephony.AdditionalCodes))
+	writeJSON(w, http.StatusOK, m)
+}
+
+// handleCRMModule serves GET /admin/v1/retailcrm/module: the registration
+// as retailCRM has it.
+func (s *Server) handleCRMModule(w http.ResponseWriter, r *http.Request) {
+	if s.crm == nil {
+		writeJSON(w, http.StatusConflict, map[string]string{"error": "retailCRM is not configured (retailcrm.url)"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), crmAdminTimeout)
+	defer cancel()
+	if err := s.outbox.Limiter(LimitRetailCRM).Wait(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "retailCRM rate limit: " + err.Error()})
+		return
+	}
+	m, err := s.crm.IntegrationModule(ctx, s.cfg.RetailCRM.Code)
+	var ae *retailcrm.APIError
+	switch {
+	case errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound:
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("retailCRM has no integration module %q; run `pult-relay retailcrm register`", s.cfg.RetailCRM.Code)})
+		return
+	case err != nil:
+		writeJSON(w, http.StatusBadGateway, map[string]string{"error": "retailCRM: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
