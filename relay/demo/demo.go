@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	ctfake "github.com/pult/pult/relay/calltouch/fake"
+	qfake "github.com/pult/pult/relay/qolio/fake"
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
@@ -125,6 +127,16 @@ func Run(ctx context.Context, o Options) error {
 	cfg.PBX.ChangeStatusURL = partners + "/pbx/change-status"
 	cfg.RetailCRM.URL = partners + "/crm"
 	cfg.RetailCRM.APIKey = crmKey
+	// The QA platform and the callback service, simulated as strictly as the
+	// tests do: the app's Transcripts window and Order callback work.
+	qolioToken, calltouchToken := secret(), secret()
+	qolioSim := qfake.NewServer(qolioToken)
+	defer qolioSim.Close()
+	cfg.Qolio.URL, cfg.Qolio.Token = qolioSim.URL(), qolioToken
+	const routeKey = "demo-route"
+	calltouchSim := ctfake.NewServer(calltouchToken, routeKey)
+	defer calltouchSim.Close()
+	cfg.Calltouch.URL, cfg.Calltouch.Token, cfg.Calltouch.RouteKey = calltouchSim.URL(), calltouchToken, routeKey
 	srv := relay.New(cfg, o.Logger)
 	rctx, stopRelay := context.WithCancel(context.Background())
 	defer stopRelay()

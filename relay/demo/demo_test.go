@@ -64,9 +64,13 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	cards := make(chan *wire.Call, 100)
+	chats := make(chan *wire.TranscriptState, 10)
 	a, err := agent.New(agent.Config{RelayURL: "http://" + addr, Token: string(token), OnEvent: func(e agent.Event) {
-		if e.Kind == agent.EventCall {
+		switch e.Kind {
+		case agent.EventCall:
 			cards <- e.Call
+		case agent.EventTranscript:
+			chats <- e.Transcript
 		}
 	}})
 	if err != nil {
@@ -92,6 +96,27 @@ func TestDemo(t *testing.T) {
 	res, err := a.Dial(ctx, "+7 (912) 123-45-67")
 	if err != nil || res.Phone != "+79121234567" {
 		t.Fatalf("dial: %+v %v", res, err)
+	}
+	// The QA platform and the callback service are simulated too.
+	cb, err := a.Callback(ctx, wire.Callback{Phone: "8 912 123-45-67", Note: "demo"})
+	if err != nil || cb.Phone != "+79121234567" {
+		t.Fatalf("callback: %+v %v", cb, err)
+	}
+	st, err := a.SubmitTranscript(ctx, wire.TranscriptSubmit{Format: wire.FormatText, Title: "demo chat",
+		Body: "Анна: Здравствуйте!\nИван: Где мой заказ?\nАнна: Уже в пути."})
+	if err != nil || st.State != wire.TranscriptQueued {
+		t.Fatalf("transcript: %+v %v", st, err)
+	}
+	for delivered, deadline := false, time.After(20*time.Second); !delivered; {
+		select {
+		case c := <-chats:
+			if c.State == wire.TranscriptFailed {
+				t.Fatalf("transcript failed: %s", c.Reason)
+			}
+			delivered = c.ID == st.ID && c.State == wire.TranscriptDelivered
+		case <-deadline:
+			t.Fatal("the demo transcript was not delivered within 20s")
+		}
 	}
 	if !strings.Contains(out.String(), "bin/pult login --relay http://"+addr) {
 		t.Errorf("the demo does not say how to connect:\n%s", out.String())
