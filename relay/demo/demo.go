@@ -206,6 +206,8 @@ or without the OS keyring:
 Then try:
   bin/pult status busy
   bin/pult dial "+7 (912) 123-45-67"
+  bin/pult callback "+7 (912) 123-45-67" --note "about order 42"
+  printf 'Анна: Здравствуйте!\nИван: Где мой заказ?\n' | bin/pult transcript submit -
 Administration:
   PULT_ADMIN_TOKEN=%[3]s bin/pult-relay operators list --relay %[1]s
 
