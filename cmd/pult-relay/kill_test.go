@@ -1,0 +1,151 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The relay killed (SIGKILL, no goodbye) while an outbound call waits for
+// its next attempt loses nothing: started again on the same data, it sends
+// the job once the partner is back, and never twice.
+func TestKilledMidRetryResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a relay process")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "pult-relay")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+
+	// The PBX: down (503) until told otherwise.
+	var mu sync.Mutex
+	up := false
+	var failed, delivered []url.Values
+	pbx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path != "/change-status" {
+			http.NotFound(w, r)
+			return
+		}
+		if !up {
+			failed = append(failed, r.URL.Query())
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		delivered = append(delivered, r.URL.Query())
+	}))
+	defer pbx.Close()
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	base := "http://" + addr
+	const admin, clientID = "admin-token-0123456789", "client-id-kill"
+	config := filepath.Join(dir, "relay.toml")
+	os.WriteFile(config, fmt.Appendf(nil, `listen = %q
+data_dir = %q
+admin_token = %q
+
+[pbx]
+client_id = %q
+api_key = "pbx-key-123"
+change_status_url = %q
+
+[outbox]
+min_backoff = "2s"
+max_backoff = "3s"
+`, addr, filepath.Join(dir, "data"), admin, clientID, pbx.URL+"/change-status"), 0o600)
+
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "serve", "--config", config)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if resp, err := http.Get(base + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return cmd
+				}
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatal("the relay did not start")
+			}
+		}
+	}
+	relayProc := start()
+	defer func() {
+		relayProc.Process.Kill()
+		relayProc.Wait()
+	}()
+	env := map[string]string{"PULT_ADMIN_TOKEN": admin}
+	if code, out, errs := runCLI(t, env, "operators", "add", "--relay", base, "--name", "Anna", "--user-id", "7", "--code", "100"); code != 0 {
+		t.Fatalf("add: %d %q %q", code, out, errs)
+	}
+	// A status changed in the CRM goes to the PBX through the outbox.
+	resp, err := http.Get(base + "/retailcrm/change-status?" + url.Values{
+		"clientId": {clientID}, "userId": {"7"}, "code": {"100"}, "status": {"busy"}}.Encode())
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("change-status: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			mu.Lock()
+			ok := cond()
+			mu.Unlock()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	waitFor("a failed attempt", func() bool { return len(failed) >= 1 })
+
+	// Killed while the job waits for its next attempt.
+	relayProc.Process.Signal(syscall.SIGKILL)
+	relayProc.Wait()
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	relayProc = start()
+
+	// The job comes back when its ack wait (30 s) runs out: the kill lost the
+	// in-memory timer of its delayed retry, not the job.
+	waitFor("the status delivered", func() bool { return len(delivered) >= 1 })
+	time.Sleep(4 * time.Second) // longer than max_backoff: a second send would show
+	mu.Lock()
+	defer mu.Unlock()
+	if len(delivered) != 1 {
+		t.Fatalf("delivered %d times, want once: %v", len(delivered), delivered)
+	}
+	q := delivered[0]
+	if q.Get("status") != "busy" || q.Get("code") != "100" || q.Get("userId") != "7" || q.Get("clientId") != clientID {
+		t.Errorf("the PBX got %v", q)
+	}
+	if !strings.Contains(fmt.Sprint(failed[0]), "busy") {
+		t.Errorf("the failed attempt was %v", failed[0])
+	}
+}
