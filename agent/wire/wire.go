@@ -38,6 +38,13 @@
 // be re-sent with the same id after a reconnect; the relay recognises the id
 // and answers with the original result instead of acting twice.
 //
+// The queue board. A supervisor sends queue.subscribe and gets a
+// [QueueSnapshot] as the reply, then "queue" frames with [QueueDelta]s,
+// numbered by Version from the snapshot's on, each carrying only what
+// changed. They are not in the durable log: a delta whose Version is not
+// the last one + 1 (or a reconnect) means "subscribe again" for a fresh
+// snapshot. Anyone but a supervisor gets ErrForbidden.
+//
 // Transcripts are larger than a frame may be, so they are not sent over the
 // websocket: the agent POSTs a [TranscriptSubmit] to [PathTranscripts] with
 // the same bearer token (answer 202 with a [TranscriptState], or an [Error]
@@ -151,6 +158,12 @@ const (
 	TypeSetStatus = "status.set"
 	TypeDial      = "dial"
 	TypeCallback  = "callback" // order a callback through Calltouch (Callback)
+
+	// Supervisors only (others get an error with code ErrForbidden).
+	TypeQueueSubscribe    = "queue.subscribe"     // reply: QueueSnapshot; then "queue" events carry QueueDelta
+	TypeQueueUnsubscribe  = "queue.unsubscribe"   // reply: nothing (null)
+	TypeOperatorStatusSet = "operator.status.set" // OperatorStatus; reply: StatusInfo
+	TypeQueue             = "queue"               // server → agent: QueueDelta (live, not in the durable log: no seq)
 )
 
 // MaxIDLen bounds request ids.
@@ -443,3 +456,186 @@ type CallbackResult struct {
 	Display string     `json:"display"` // national format
 	At      *time.Time `json:"at,omitempty"`
 }
+
+// OperatorStatus is the data of operator.status.set: a supervisor sets an
+// operator's status, through the same path as the operator would.
+type OperatorStatus struct {
+	OperatorID string `json:"operatorId"`
+	Status     Status `json:"status"`
+}
+
+// QueueSnapshot is the whole board: the reply to queue.subscribe.
+type QueueSnapshot struct {
+	Version  uint64    `json:"version"` // the next delta is Version+1
+	At       time.Time `json:"at"`
+	Day      string    `json:"day"`      // the counters' day, 2006-01-02 in TimeZone
+	TimeZone string    `json:"timeZone"` // IANA name, e.g. Europe/Moscow
+	// ServiceLevelSeconds is the threshold of the service level: the share
+	// of incoming calls answered within it.
+	ServiceLevelSeconds int             `json:"serviceLevelSeconds"`
+	Operators           []QueueOperator `json:"operators"`
+	Waiting             []WaitingCall   `json:"waiting"`
+	Totals              QueueCounters   `json:"totals"`
+	History             []QueueSample   `json:"history"` // oldest first, the last hours
+}
+
+// QueueOperator is one operator on the board.
+type QueueOperator struct {
+	ID        string        `json:"id"`
+	Name      string        `json:"name"`
+	Code      string        `json:"code"`
+	Role      Role          `json:"role"`
+	Status    Status        `json:"status"` // offline when no agent is connected
+	Since     time.Time     `json:"since"`  // of Status
+	Connected bool          `json:"connected"`
+	Call      *QueueCall    `json:"call,omitempty"` // the call they are on
+	Counters  QueueCounters `json:"counters"`       // today's
+}
+
+// QueueCall is the call an operator is on.
+type QueueCall struct {
+	ID           string    `json:"id"`
+	Direction    string    `json:"direction"`
+	Phone        string    `json:"phone"`
+	PhoneDisplay string    `json:"phoneDisplay"`
+	State        CallState `json:"state"` // ringing (an outgoing call dialing) or talking
+	Since        time.Time `json:"since"` // answered, or started while ringing
+}
+
+// WaitingCall is an incoming call ringing that nobody has answered yet.
+type WaitingCall struct {
+	ID           string    `json:"id"`
+	Phone        string    `json:"phone"`
+	PhoneDisplay string    `json:"phoneDisplay"`
+	Line         string    `json:"line,omitempty"`
+	LineDisplay  string    `json:"lineDisplay,omitempty"`
+	Site         string    `json:"site,omitempty"`
+	Since        time.Time `json:"since"`             // when it started ringing
+	Ringing      []string  `json:"ringing,omitempty"` // codes of the operators it rings
+}
+
+// QueueCounters are today's counts, per operator or in total.
+type QueueCounters struct {
+	Incoming         int   `json:"incoming"`
+	Answered         int   `json:"answered"`
+	Missed           int   `json:"missed"`
+	Outgoing         int   `json:"outgoing"`
+	AnsweredInTime   int   `json:"answeredInTime"` // answered within the service-level threshold
+	WaitTotalSeconds int64 `json:"waitTotalSeconds"`
+	WaitMaxSeconds   int64 `json:"waitMaxSeconds"`
+	TalkTotalSeconds int64 `json:"talkTotalSeconds"`
+	TalkedCalls      int   `json:"talkedCalls"` // answered calls that have ended (their talk time is known)
+}
+
+// AvgWait is the average wait of answered and missed incoming calls.
+func (c QueueCounters) AvgWait() time.Duration {
+	n := c.Answered + c.Missed
+	if n == 0 {
+		return 0
+	}
+	return time.Duration(c.WaitTotalSeconds) * time.Second / time.Duration(n)
+}
+
+// AvgTalk is the average talk time of ended calls.
+func (c QueueCounters) AvgTalk() time.Duration {
+	if c.TalkedCalls == 0 {
+		return 0
+	}
+	return time.Duration(c.TalkTotalSeconds) * time.Second / time.Duration(c.TalkedCalls)
+}
+
+// ServiceLevel is the share (0–1) of incoming calls, answered or missed,
+// that were answered within the threshold; 1 when there were none.
+func (c QueueCounters) ServiceLevel() float64 {
+	n := c.Answered + c.Missed
+	if n == 0 {
+		return 1
+	}
+	return float64(c.AnsweredInTime) / float64(n)
+}
+
+// QueueSample is one point of the board's history chart.
+type QueueSample struct {
+	At           time.Time `json:"at"`
+	Waiting      int       `json:"waiting"`      // calls waiting at At (the most in the minute)
+	ServiceLevel float64   `json:"serviceLevel"` // today's, at At
+}
+
+// QueueDelta is what changed on the board since Version-1. A new day
+// (Day differs) resets every counter: the delta then carries them all.
+type QueueDelta struct {
+	Version   uint64          `json:"version"`
+	At        time.Time       `json:"at"`
+	Day       string          `json:"day,omitempty"`
+	Operators []QueueOperator `json:"operators,omitempty"` // changed, whole entries
+	Removed   []string        `json:"removed,omitempty"`   // operator ids no longer on the board
+	Waiting   []WaitingCall   `json:"waiting,omitempty"`   // new or changed waiting calls
+	Gone      []string        `json:"gone,omitempty"`      // ids of calls no longer waiting
+	Totals    *QueueCounters  `json:"totals,omitempty"`
+	Sample    *QueueSample    `json:"sample,omitempty"` // a new history point
+}
+
+// Apply brings s up to date with d. It reports false, leaving s alone,
+// when d does not follow s (a missed delta): subscribe again.
+func (s *QueueSnapshot) Apply(d QueueDelta) bool {
+	if d.Version != s.Version+1 {
+		return false
+	}
+	s.Version, s.At = d.Version, d.At
+	if d.Day != "" {
+		s.Day = d.Day
+	}
+	for _, op := range d.Operators {
+		found := false
+		for i := range s.Operators {
+			if s.Operators[i].ID == op.ID {
+				s.Operators[i], found = op, true
+				break
+			}
+		}
+		if !found {
+			s.Operators = append(s.Operators, op)
+		}
+	}
+	for _, id := range d.Removed {
+		for i := range s.Operators {
+			if s.Operators[i].ID == id {
+				s.Operators = append(s.Operators[:i], s.Operators[i+1:]...)
+				break
+			}
+		}
+	}
+	for _, w := range d.Waiting {
+		found := false
+		for i := range s.Waiting {
+			if s.Waiting[i].ID == w.ID {
+				s.Waiting[i], found = w, true
+				break
+			}
+		}
+		if !found {
+			s.Waiting = append(s.Waiting, w)
+		}
+	}
+	for _, id := range d.Gone {
+		for i := range s.Waiting {
+			if s.Waiting[i].ID == id {
+				s.Waiting = append(s.Waiting[:i], s.Waiting[i+1:]...)
+				break
+			}
+		}
+	}
+	if d.Totals != nil {
+		s.Totals = *d.Totals
+	}
+	if d.Sample != nil {
+		s.History = append(s.History, *d.Sample)
+		if len(s.History) > MaxQueueHistory {
+			s.History = s.History[len(s.History)-MaxQueueHistory:]
+		}
+	}
+	return true
+}
+
+// MaxQueueHistory bounds QueueSnapshot.History: one sample a minute, 8 hours.
+const MaxQueueHistory = 8 * 60
