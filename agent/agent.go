@@ -106,9 +106,10 @@ const (
 	EventNotice                          // Notice, Seq
 	EventReceipt                         // Receipt: outcome of a queued status change
 	EventTranscript                      // Transcript: a transcript's delivery state (Seq when from the relay's stream)
+	EventQueue                           // Queue: the whole board after a change (+ QueueDelta), or Err
 )
 
-var eventKindNames = [...]string{"", "connection", "hello", "call", "status", "notice", "receipt", "transcript"}
+var eventKindNames = [...]string{"", "connection", "hello", "call", "status", "notice", "receipt", "transcript", "queue"}
 
 func (k EventKind) String() string {
 	if k > 0 && int(k) < len(eventKindNames) {
@@ -135,6 +136,8 @@ type Event struct {
 	Notice     *wire.Notice
 	Receipt    *Receipt
 	Transcript *wire.TranscriptState
+	Queue      *wire.QueueSnapshot // EventQueue: the board, a copy of the agent's
+	QueueDelta *wire.QueueDelta    // EventQueue: the change that led to it (nil after a snapshot)
 }
 
 // Receipt is the outcome of a status change that SetStatus could not confirm
@@ -181,6 +184,8 @@ type Agent struct {
 	cur      *conn // the online connection, nil otherwise
 	pos      position
 	queued   *statusItem
+	queueOn  bool                // WatchQueue
+	board    *wire.QueueSnapshot // the board, while watching
 }
 
 // New checks cfg and loads the outbox (and, with Resume, the position) from

@@ -27,6 +27,8 @@ type conn struct {
 	cancel context.CancelFunc
 	send   chan []byte // frames for the writer
 	pongs  chan string // pong payloads for the writer
+	// queueKick wakes queueLoop to (un)subscribe the queue board.
+	queueKick chan struct{}
 
 	mu      sync.Mutex
 	err     error                         // why the connection ended (first reason wins)
@@ -110,6 +112,8 @@ func (a *Agent) connect(ctx context.Context) (*conn, wire.Hello, error) {
 		send:    make(chan []byte, 16),
 		pongs:   make(chan string, 1),
 		pending: make(map[string]chan wire.Envelope),
+
+		queueKick: make(chan struct{}, 1),
 	}
 	ws.SetReadLimit(int64(a.cfg.MaxFrame))
 	ws.SetPingHandler(func(data string) error {
@@ -241,6 +245,12 @@ func (a *Agent) serve(ctx context.Context, c *conn, hello wire.Hello, events cha
 
 	wg.Go(func() { a.reader(c, events) })
 	wg.Go(func() { a.flushTranscripts(c, events) })
+	wg.Go(func() { a.queueLoop(c, events) })
+	a.mu.Lock()
+	if a.queueOn {
+		c.kickQueue()
+	}
+	a.mu.Unlock()
 	<-c.ctx.Done()
 	return c.error()
 }
@@ -265,6 +275,9 @@ func (a *Agent) reader(c *conn, events chan<- Event) {
 			continue
 		case wire.TypeHello:
 			a.log.Warn("ignoring a second hello")
+			continue
+		case wire.TypeQueue:
+			a.queueDelta(c, env, events)
 			continue
 		}
 		ev, err := decodeEvent(env)

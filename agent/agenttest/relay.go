@@ -58,6 +58,9 @@ type Relay struct {
 	pongs      chan string
 	changed    chan struct{} // closed and replaced on every change worth waiting for
 
+	board       *wire.QueueSnapshot // the queue board; nil: queue.subscribe is forbidden
+	subscribers int                 // queue.subscribe requests answered
+
 	transcripts       map[string]wire.TranscriptSubmit // by submission id
 	transcriptPosts   int
 	transcriptRefusal *wire.Error
@@ -201,6 +204,36 @@ func (r *Relay) Publish(typ string, data any) uint64 {
 		r.writeLocked(websocket.TextMessage, frame)
 	}
 	return r.lastSeq
+}
+
+// SetBoard sets the queue board queue.subscribe answers with (nil: forbidden,
+// as for an operator).
+func (r *Relay) SetBoard(b *wire.QueueSnapshot) {
+	r.mu.Lock()
+	r.board = b
+	r.mu.Unlock()
+}
+
+// QueueSubscriptions counts the queue.subscribe requests answered.
+func (r *Relay) QueueSubscriptions() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.subscribers
+}
+
+// SendQueue sends a live (not logged) queue delta to the connected agent,
+// and applies it to the board.
+func (r *Relay) SendQueue(d wire.QueueDelta) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.board != nil {
+		r.board.Apply(d)
+	}
+	frame, err := wire.Encode(wire.TypeQueue, "", 0, d)
+	if err != nil {
+		return err
+	}
+	return r.writeLocked(websocket.TextMessage, frame)
 }
 
 // Resend sends an already published event again (a duplicate).
@@ -492,6 +525,23 @@ func (r *Relay) defaultHandlerLocked(req wire.Envelope) (string, any) {
 			return wire.TypeError, &wire.Error{Code: wire.ErrInvalidNumber, Message: err.Error()}
 		}
 		return wire.TypeReply, wire.DialResult{Phone: n.E164, Display: n.National}
+	case wire.TypeQueueSubscribe:
+		if r.board == nil {
+			return wire.TypeError, &wire.Error{Code: wire.ErrForbidden, Message: "the queue board is for supervisors"}
+		}
+		r.subscribers++
+		return wire.TypeReply, r.board
+	case wire.TypeQueueUnsubscribe:
+		return wire.TypeReply, nil
+	case wire.TypeOperatorStatusSet:
+		var os wire.OperatorStatus
+		if err := json.Unmarshal(req.Data, &os); err != nil || !os.Status.Valid() {
+			return wire.TypeError, &wire.Error{Code: wire.ErrInvalidStatus, Message: "invalid status"}
+		}
+		if r.board == nil {
+			return wire.TypeError, &wire.Error{Code: wire.ErrForbidden, Message: "only supervisors set others' status"}
+		}
+		return wire.TypeReply, wire.StatusInfo{Status: os.Status, Since: time.Now().UTC(), Source: "supervisor"}
 	case wire.TypeCallback:
 		var cb wire.Callback
 		if err := json.Unmarshal(req.Data, &cb); err != nil {
