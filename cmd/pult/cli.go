@@ -45,6 +45,8 @@ Usage:
   pult callback NUMBER [--at TIME] [--note T] have Calltouch call NUMBER back (now, or at TIME)
   pult transcript submit FILE                 send a chat (Smartsupp export or "Name: message"
                                               lines) to the QA platform; prints the receipt
+  pult queue [--json]                         supervisors: the live queue board, refreshed in place
+                                              (--json: one snapshot)
   pult watch                                  print events as JSON lines until interrupted
   pult help                                   show this help
 
@@ -112,6 +114,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 		return c.transcript(ctx, rest)
 	case "callback":
 		return c.callback(ctx, rest)
+	case "queue":
+		return c.queue(ctx, rest)
 	}
 	fmt.Fprintf(stderr, "pult: unknown command %q\n\n%s", cmd, usage)
 	return exitUsage
