@@ -552,3 +552,100 @@ func TestCallbackWindow(t *testing.T) {
 		t.Errorf("relay got %s %s", r.Type, r.Data)
 	}
 }
+
+func queueBoard(now time.Time) *wire.QueueSnapshot {
+	return &wire.QueueSnapshot{
+		Version: 1, At: now, Day: "2026-11-20", TimeZone: "UTC", ServiceLevelSeconds: 20,
+		Operators: []wire.QueueOperator{
+			{ID: "op-1", Name: "Анна Смирнова", Code: "100", Status: wire.StatusBusy, Since: now.Add(-4 * time.Minute), Connected: true,
+				Call:     &wire.QueueCall{ID: "c0", Direction: wire.DirectionIn, PhoneDisplay: "8 (912) 000-00-01", State: wire.CallTalking, Since: now.Add(-75 * time.Second)},
+				Counters: wire.QueueCounters{Incoming: 6, Answered: 5, Missed: 1}},
+			{ID: "op-2", Name: "Дмитрий Волков", Code: "101", Status: wire.StatusBreak, Since: now.Add(-22 * time.Minute), Connected: true,
+				Counters: wire.QueueCounters{Incoming: 4, Answered: 4, Outgoing: 2}},
+			{ID: "op-3", Name: "Екатерина Морозова", Code: "102", Role: wire.RoleSupervisor, Status: wire.StatusFree, Since: now.Add(-time.Hour), Connected: true},
+			{ID: "op-4", Name: "Ольга Соколова", Code: "103", Status: wire.StatusOffline, Since: now.Add(-3 * time.Hour)},
+		},
+		Waiting: []wire.WaitingCall{
+			{ID: "c1", PhoneDisplay: "8 (916) 123-45-67", Site: "Shop Moscow", LineDisplay: "8 (495) 111-22-33", Since: now.Add(-41 * time.Second), Ringing: []string{"102"}},
+			{ID: "c2", PhoneDisplay: "8 (999) 000-11-22", LineDisplay: "8 (495) 111-22-33", Since: now.Add(-8 * time.Second), Ringing: []string{"102"}},
+		},
+		Totals: wire.QueueCounters{Incoming: 10, Answered: 9, Missed: 1, Outgoing: 2, AnsweredInTime: 8,
+			WaitTotalSeconds: 120, WaitMaxSeconds: 44, TalkTotalSeconds: 1500, TalkedCalls: 9},
+		History: func() []wire.QueueSample {
+			var h []wire.QueueSample
+			for i := 0; i < 120; i++ {
+				h = append(h, wire.QueueSample{At: now.Add(time.Duration(i-120) * time.Minute), Waiting: (i * 7) % 5, ServiceLevel: 0.7 + 0.25*float64(i%10)/10})
+			}
+			return h
+		}(),
+	}
+}
+
+func TestQueueWindow(t *testing.T) {
+	ta := newTestApp(t, true, func(c *Config) { c.Now = func() time.Time { return fixedNow } })
+	ta.relay.Operator = wire.Operator{ID: "op-3", Name: "Екатерина Морозова", Code: "102", Role: wire.RoleSupervisor}
+	ta.relay.SetBoard(queueBoard(fixedNow))
+	ta.relay.Drop() // reconnect: hello now says supervisor
+	ta.loop.eventually(t, "supervisor", func() bool { return ta.a.op != nil && ta.a.op.Role == wire.RoleSupervisor && ta.a.conn == agent.Online })
+	if got := strings.Join(ta.menuLabels(), "|"); !strings.Contains(got, "Transcripts…|Queue…|---") {
+		t.Errorf("supervisor menu %q", got)
+	}
+	ta.loop.wait(func() { ta.a.skew = 0; ta.a.openQueue() })
+	q := ta.a.queueW
+	ta.loop.eventually(t, "the board", func() bool { return q.board != nil })
+	ta.loop.wait(func() {
+		// Sorted by status: free, busy, break, offline.
+		var order []string
+		for _, op := range q.ops {
+			order = append(order, op.Code)
+		}
+		if strings.Join(order, ",") != "102,100,101,103" {
+			t.Errorf("status order %v", order)
+		}
+		q.w.Resize(fyne.NewSize(940, 720))
+		test.AssertImageMatches(t, "queue/board.png", q.w.Canvas().Capture())
+	})
+	// A delta: the first waiting call answered by Anna.
+	ta.relay.SendQueue(wire.QueueDelta{Version: 2, At: fixedNow, Gone: []string{"c1"}})
+	ta.loop.eventually(t, "delta applied", func() bool { return q.board != nil && q.board.Version == 2 && len(q.board.Waiting) == 1 })
+	// Sorted by time in status: longest first.
+	ta.loop.wait(func() {
+		q.sortBy = sortTime
+		q.render()
+		if q.ops[0].Code != "103" || q.ops[3].Code != "100" {
+			t.Errorf("time order %v %v", q.ops[0].Code, q.ops[3].Code)
+		}
+	})
+	// Dmitry back to free, by the supervisor.
+	ta.loop.wait(func() {
+		q.selected = "op-2"
+		q.updateButtons()
+		test.Tap(q.setBtns[0])
+	})
+	ta.loop.eventually(t, "set", func() bool { return q.note.Importance == widget.SuccessImportance })
+	reqs := ta.relay.Requests()
+	if r := reqs[len(reqs)-1]; r.Type != wire.TypeOperatorStatusSet || !strings.Contains(string(r.Data), `"operatorId":"op-2"`) {
+		t.Errorf("relay got %s %s", r.Type, r.Data)
+	}
+	// Closing the window stops watching.
+	ta.loop.wait(func() { q.w.Close() })
+	ta.loop.wait(func() {
+		if ta.a.queueW != nil || q.ticker != nil {
+			t.Error("queue window or its ticker left")
+		}
+	})
+}
+
+func TestQueueNotForOperators(t *testing.T) {
+	ta := newTestApp(t, true)
+	ta.online()
+	if got := strings.Join(ta.menuLabels(), "|"); strings.Contains(got, "Queue…") {
+		t.Errorf("operator menu %q", got)
+	}
+	ta.loop.wait(ta.a.openQueue)
+	ta.loop.wait(func() {
+		if ta.a.queueW != nil {
+			t.Error("an operator opened the queue window")
+		}
+	})
+}

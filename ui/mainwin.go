@@ -26,6 +26,8 @@ type mainWindow struct {
 	statuses []*widget.Button
 	dial     *widget.Button
 	recent   *widget.Button
+	chats    *widget.Button
+	queue    *widget.Button // supervisors only
 	sign     *widget.Button
 }
 
@@ -44,6 +46,9 @@ func newMainWindow(a *App) *mainWindow {
 	}
 	m.dial = widget.NewButton("Dial…", func() { a.openDialer("") })
 	m.recent = widget.NewButton("Recent calls…", a.openRecent)
+	m.chats = widget.NewButton("Transcripts…", a.openTranscripts)
+	m.queue = widget.NewButton("Queue…", a.openQueue)
+	m.queue.Hide()
 	m.sign = widget.NewButton("Sign out", nil)
 	quit := widget.NewButton("Quit", a.Quit)
 	note := widget.NewLabel("No system tray here, so pult runs in this window. Closing it quits pult.")
@@ -53,6 +58,7 @@ func newMainWindow(a *App) *mainWindow {
 		container.NewBorder(nil, nil, m.icon, nil, container.NewVBox(m.who, m.conn)),
 		container.NewGridWithColumns(4, buttons...),
 		container.NewGridWithColumns(2, m.dial, m.recent),
+		container.NewGridWithColumns(2, m.chats, m.queue),
 		container.NewGridWithColumns(2, m.sign, quit),
 		note,
 	)))
@@ -99,6 +105,11 @@ func (m *mainWindow) update() {
 		m.dial.Disable()
 		m.sign.SetText("Sign in…")
 		m.sign.OnTapped = func() { a.showSignin("") }
+	}
+	if a.op != nil && a.op.Role == wire.RoleSupervisor {
+		m.queue.Show()
+	} else {
+		m.queue.Hide()
 	}
 	if n := a.recent.unseenMissed(); n > 0 {
 		m.recent.SetText("Recent calls (" + itoa(n) + " missed)…")

@@ -49,6 +49,7 @@ type tray struct {
 	dial     *fyne.MenuItem
 	recent   *fyne.MenuItem
 	chats    *fyne.MenuItem
+	queue    *fyne.MenuItem // supervisors only
 	sign     *fyne.MenuItem
 	quit     *fyne.MenuItem
 	lastIcon fyne.Resource
@@ -70,6 +71,7 @@ func newTray(a *App) *tray {
 	t.dial = fyne.NewMenuItem("Dial…", func() { a.openDialer("") })
 	t.recent = fyne.NewMenuItem("Recent calls…", func() { a.openRecent() })
 	t.chats = fyne.NewMenuItem("Transcripts…", func() { a.openTranscripts() })
+	t.queue = fyne.NewMenuItem("Queue…", func() { a.openQueue() })
 	t.sign = fyne.NewMenuItem("Sign out", nil)
 	t.quit = fyne.NewMenuItem("Quit", func() { a.Quit() })
 	t.quit.IsQuit = true
@@ -112,6 +114,7 @@ func (t *tray) update() {
 	} else {
 		t.recent.Label = "Recent calls…"
 	}
+	t.setQueueItem(a.op != nil && a.op.Role == wire.RoleSupervisor)
 	if signedIn {
 		t.sign.Label = "Sign out"
 		t.sign.Action = a.signOut
@@ -162,4 +165,25 @@ func menuSignature(m *fyne.Menu) string {
 		b = fmt.Appendf(b, "%s|%t|%t\n", it.Label, it.Checked, it.Disabled)
 	}
 	return string(b)
+}
+
+// setQueueItem shows "Queue…" after "Transcripts…" for supervisors only.
+func (t *tray) setQueueItem(show bool) {
+	i := -1
+	for j, it := range t.menu.Items {
+		if it == t.queue {
+			i = j
+		}
+	}
+	switch {
+	case show && i < 0:
+		for j, it := range t.menu.Items {
+			if it == t.chats {
+				t.menu.Items = append(t.menu.Items[:j+1], append([]*fyne.MenuItem{t.queue}, t.menu.Items[j+1:]...)...)
+				return
+			}
+		}
+	case !show && i >= 0:
+		t.menu.Items = append(t.menu.Items[:i], t.menu.Items[i+1:]...)
+	}
 }

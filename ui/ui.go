@@ -53,6 +53,9 @@ type Config struct {
 	// Check verifies a relay URL and token before they are saved;
 	// agent.Check by default.
 	Check func(ctx context.Context, relayURL, token string) (wire.Operator, error)
+	// LongBreak is how long a break or dinner may last before the Queue
+	// window shows it red (default 15 minutes).
+	LongBreak time.Duration
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
 	// Do runs f on the UI goroutine, later; fyne.Do by default. Tests
@@ -89,6 +92,7 @@ type App struct {
 	recentW      *recentWindow
 	transcriptsW *transcriptsWindow
 	callbackW    *callbackWindow
+	queueW       *queueWindow
 	main         *mainWindow
 }
 
@@ -273,6 +277,9 @@ func (a *App) signOut() {
 	a.status = wire.StatusInfo{}
 	a.conn = agent.Stopped
 	a.cards.clear()
+	if a.queueW != nil {
+		a.queueW.w.Close()
+	}
 	a.refresh()
 	fixed := a.cfg.Fixed != nil
 	go func() {
@@ -331,6 +338,10 @@ func (a *App) onEvent(s *session, ev agent.Event, received time.Time) {
 		a.onNotice(*ev.Notice)
 	case agent.EventTranscript:
 		a.onTranscript(*ev.Transcript)
+	case agent.EventQueue:
+		if a.queueW != nil {
+			a.queueW.show(ev.Queue, ev.Err)
+		}
 	case agent.EventReceipt:
 		r := ev.Receipt
 		a.pending = nil
