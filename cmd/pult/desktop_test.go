@@ -486,6 +486,18 @@ func TestDesktop(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	rssTray, cpuTray := idle(t, app.cmd.Process.Pid, 10*time.Second)
 
+	// The supervisor's Queue window, opened from the tray, on the live board.
+	item.click(t, "Queue…")
+	var queueWin string
+	eventually(t, 10*time.Second, "the queue window", func() bool {
+		queueWin = xwindow(t, env, "pult — queue")
+		return queueWin != ""
+	})
+	time.Sleep(3 * time.Second) // a few calls on the board
+	if b, err := exec.Command("import", "-window", queueWin, filepath.Join(shots, "queue.png")).CombinedOutput(); err != nil {
+		t.Errorf("screenshot: %v %s", err, b)
+	}
+
 	figures := fmt.Sprintf("cold start to tray item registered: %s (operator), %s (supervisor)\n"+
 		"frame received to card shown: %s (first card, creating the window), then %s\n"+
 		"tray only, idle: RSS %d KiB, CPU %.2f%% of a core (10 s)\n"+
