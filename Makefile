@@ -12,11 +12,12 @@ APP_ID  := $(shell sed -n 's/^ID *= *"\(.*\)"/\1/p' FyneApp.toml)
 
 # System packages. The desktop app compiles against GLFW (cgo); the tests run
 # it for real on Xvfb with a session bus, a notification daemon, a
-# StatusNotifier host and a real Secret Service (gnome-keyring).
+# StatusNotifier host and a real Secret Service (gnome-keyring); the relay's
+# wallboard is tested in a real headless Chromium.
 APT_BUILD := gcc libc6-dev pkg-config libgl-dev libxcursor-dev libxrandr-dev \
 	libxinerama-dev libxi-dev libxxf86vm-dev
 APT_TEST  := dbus-daemon gnome-keyring procps xvfb xauth imagemagick dunst \
-	haskell-status-notifier-item-utils x11-utils desktop-file-utils
+	haskell-status-notifier-item-utils x11-utils desktop-file-utils chromium
 APT_ALL   := $(APT_BUILD) $(APT_TEST)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

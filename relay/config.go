@@ -45,6 +45,17 @@ type Config struct {
 	Qolio     QolioConfig     `toml:"qolio"`
 	Calltouch CalltouchConfig `toml:"calltouch"`
 	Outbox    OutboxConfig    `toml:"outbox"`
+	Queue     QueueConfig     `toml:"queue"`
+}
+
+// QueueConfig tunes the supervisors' queue board.
+type QueueConfig struct {
+	// ServiceLevel is the threshold of the service level: the share of
+	// incoming calls answered within it.
+	ServiceLevel Duration `toml:"service_level"`
+	// LongBreak is how long a break may last before the wallboard shows it
+	// in alarm colours.
+	LongBreak Duration `toml:"long_break"`
 }
 
 // NATSConfig selects the NATS server.
@@ -205,6 +216,7 @@ func Defaults() Config {
 		},
 		Qolio:     QolioConfig{Timeout: Duration{20 * time.Second}},
 		Calltouch: CalltouchConfig{URL: calltouch.DefaultBaseURL, Timeout: Duration{10 * time.Second}},
+		Queue:     QueueConfig{ServiceLevel: Duration{20 * time.Second}, LongBreak: Duration{15 * time.Minute}},
 		Outbox: OutboxConfig{
 			MinBackoff: Duration{time.Second},
 			MaxBackoff: Duration{5 * time.Minute},
@@ -369,6 +381,12 @@ func (c *Config) Validate() error {
 		} else if !(r > 0 && r <= 1000) {
 			bad("outbox.rate_limits."+name, "must be more than 0 and at most 1000 requests per second")
 		}
+	}
+	if sl := c.Queue.ServiceLevel.Duration; sl < time.Second || sl > time.Hour || sl%time.Second != 0 {
+		bad("queue.service_level", "must be whole seconds between 1s and 1h")
+	}
+	if lb := c.Queue.LongBreak.Duration; lb < time.Minute || lb > 24*time.Hour {
+		bad("queue.long_break", "must be between 1m and 24h")
 	}
 	if len(c.PhoneRegion) != 2 {
 		bad("phone_region", "want a two-letter country code such as RU")

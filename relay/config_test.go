@@ -34,6 +34,17 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
+func TestLoadConfigQueue(t *testing.T) {
+	cfg, err := LoadConfig(writeConfig(t, minimal), nil)
+	if err != nil || cfg.Queue.ServiceLevel.Duration != 20*time.Second || cfg.Queue.LongBreak.Duration != 15*time.Minute {
+		t.Fatalf("defaults: %+v %v", cfg.Queue, err)
+	}
+	cfg, err = LoadConfig(writeConfig(t, minimal+"[queue]\nservice_level = \"30s\"\nlong_break = \"20m\"\n"), nil)
+	if err != nil || cfg.Queue.ServiceLevel.Duration != 30*time.Second || cfg.Queue.LongBreak.Duration != 20*time.Minute {
+		t.Fatalf("[queue]: %+v %v", cfg.Queue, err)
+	}
+}
+
 func TestLoadConfigOutbox(t *testing.T) {
 	cfg, err := LoadConfig(writeConfig(t, minimal+`
 [outbox]
@@ -151,6 +162,9 @@ func TestLoadConfigRefuses(t *testing.T) {
 		{"bad URL", minimal + "make_call_url = \"ftp://pbx\"\n", "pbx.make_call_url"},
 		{"crm without key", minimal + "[retailcrm]\nurl = \"https://x.retailcrm.ru\"\n", "retailcrm.api_key"},
 		{"bad duration", minimal + "[outbox]\nmin_backoff = \"soon\"\n", "min_backoff"},
+		{"service level not whole seconds", minimal + "[queue]\nservice_level = \"1500ms\"\n", "queue.service_level: must be whole seconds between 1s and 1h"},
+		{"long break too short", minimal + "[queue]\nlong_break = \"10s\"\n", "queue.long_break: must be between 1m and 24h"},
+		{"unknown queue key", minimal + "[queue]\nbreak_warning = \"10m\"\n", "unknown keys: queue.break_warning"},
 		{"unknown rate limit", minimal + "[outbox.rate_limits]\nqolio = 3\n", "outbox.rate_limits.qolio: unknown; want one of calltouch, retailcrm, retailcrm_telephony"},
 		{"zero rate limit", minimal + "[outbox.rate_limits]\ncalltouch = 0\n", "outbox.rate_limits.calltouch"},
 		{"long max_backoff", minimal + "[outbox]\nmax_backoff = \"2h\"\n", "outbox.max_backoff"},

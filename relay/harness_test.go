@@ -37,6 +37,7 @@ type testRelay struct {
 	cancel context.CancelFunc
 	done   chan error
 	URL    string
+	mk     func(relay.Config) *relay.Server // nil: relay.New
 }
 
 func testConfig(t *testing.T) relay.Config {
@@ -62,8 +63,18 @@ func testLogger(t *testing.T) *slog.Logger {
 
 func startRelay(t *testing.T, cfg relay.Config) *testRelay {
 	t.Helper()
+	return startRelayWith(t, cfg, nil)
+}
+
+// startRelayWith is startRelay with the server made by mk (nil: relay.New).
+func startRelayWith(t *testing.T, cfg relay.Config, mk func(relay.Config) *relay.Server) *testRelay {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &testRelay{t: t, cfg: cfg, srv: relay.New(cfg, testLogger(t)), cancel: cancel, done: make(chan error, 1)}
+	srv := relay.New(cfg, testLogger(t))
+	if mk != nil {
+		srv = mk(cfg)
+	}
+	r := &testRelay{t: t, cfg: cfg, srv: srv, cancel: cancel, done: make(chan error, 1), mk: mk}
 	go func() { r.done <- r.srv.Run(ctx) }()
 	select {
 	case <-r.srv.Ready():
@@ -100,7 +111,7 @@ func (r *testRelay) restart() *testRelay {
 	r.stop()
 	cfg := r.cfg
 	cfg.Listen = strings.TrimPrefix(r.URL, "http://")
-	return startRelay(r.t, cfg)
+	return startRelayWith(r.t, cfg, r.mk)
 }
 
 func (r *testRelay) admin() *relay.AdminClient {

@@ -27,6 +27,11 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+wire.Path, s.handleAgent)
 	mux.HandleFunc("GET "+wire.PathMe, s.handleMe)
 
+	// The wallboard (supervisors).
+	mux.HandleFunc("GET "+pathBoard, s.handleBoardPage)
+	mux.HandleFunc("GET "+pathBoardEvents, s.handleBoardEvents)
+	mux.HandleFunc("GET "+pathBoard+"/{file}", s.handleBoardAsset)
+
 	// A PBX integrated with retailCRM only changes its base URL to ours.
 	mux.HandleFunc("POST "+retailcrm.PathCallEvent, s.handleCallEvent)
 	mux.HandleFunc("POST "+retailcrm.PathCallsUpload, s.handleCallsUpload)

@@ -114,6 +114,7 @@ type Registry struct {
 	watcher jetstream.KeyWatcher
 	// OnRevoke is called (from Run's goroutine) when an operator is revoked.
 	onRevoke func(Operator)
+	onChange func(Operator) // see OnChange
 
 	mu          sync.RWMutex
 	byID        map[string]Operator
@@ -195,10 +196,22 @@ func (r *Registry) put(op Operator) {
 			r.bySmartsupp[op.SmartsuppAgentID] = op.ID
 		}
 	}
+	onChange := r.onChange
 	r.mu.Unlock()
 	if op.Revoked() && (!had || !old.Revoked()) && r.onRevoke != nil {
 		r.onRevoke(op)
 	}
+	if onChange != nil {
+		onChange(op)
+	}
+}
+
+// OnChange sets a function called after every operator added, changed or
+// revoked (by any relay node), possibly more than once for one change.
+func (r *Registry) OnChange(f func(Operator)) {
+	r.mu.Lock()
+	r.onChange = f
+	r.mu.Unlock()
 }
 
 // deleteIf removes key from an index if it still points at id (a new

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/retailcrm"
 )
 
@@ -22,7 +23,13 @@ func (s *Server) HandleRequest(ctx context.Context, wop wire.Operator, typ, id s
 	if !ok || op.Revoked() {
 		return wire.TypeError, &wire.Error{Code: wire.ErrForbidden, Message: "operator revoked"}
 	}
-	if typ != wire.TypeSetStatus && typ != wire.TypeDial && typ != wire.TypeCallback {
+	switch typ {
+	case wire.TypeSetStatus, wire.TypeDial, wire.TypeCallback, wire.TypeOperatorStatusSet:
+	case wire.TypeQueueSubscribe, wire.TypeQueueUnsubscribe:
+		// Not remembered by id: a subscription is for this session only,
+		// and a re-sent subscribe wants a fresh snapshot.
+		return s.requestQueue(ctx, op, typ, id)
+	default:
 		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: fmt.Sprintf("unknown request type %q", typ)}
 	}
 	h := sha256.Sum256([]byte(id))
@@ -42,6 +49,8 @@ func (s *Server) HandleRequest(ctx context.Context, wop wire.Operator, typ, id s
 		rtyp, out = s.requestDial(ctx, op, data)
 	case wire.TypeCallback:
 		rtyp, out = s.requestCallback(ctx, op, data)
+	case wire.TypeOperatorStatusSet:
+		rtyp, out = s.requestOperatorStatus(ctx, op, data)
 	}
 	if ctx.Err() == nil {
 		b, _ := json.Marshal(out)
@@ -81,6 +90,57 @@ func (s *Server) requestStatus(ctx context.Context, op Operator, data json.RawMe
 		s.log.Error("status change failed", "operator", op.ID, "err", err)
 		return wire.TypeError, &wire.Error{Code: wire.ErrInternal, Message: "the relay could not store the status; try again"}
 	}
+	return wire.TypeReply, st
+}
+
+// requestQueue subscribes a supervisor's session to the queue board (the
+// snapshot is the reply, queued by the board itself so that no delta
+// overtakes it) or ends the subscription.
+func (s *Server) requestQueue(ctx context.Context, op Operator, typ, id string) (string, any) {
+	if op.Role != wire.RoleSupervisor {
+		return wire.TypeError, &wire.Error{Code: wire.ErrForbidden, Message: "the queue board is for supervisors; this operator is not one"}
+	}
+	peer, ok := hub.PeerFrom(ctx)
+	if !ok {
+		return wire.TypeError, &wire.Error{Code: wire.ErrInternal, Message: "no session to send the board to"}
+	}
+	if typ == wire.TypeQueueUnsubscribe {
+		s.board.unsubscribeWS(peer)
+		return wire.TypeReply, nil
+	}
+	if err := s.board.subscribeWS(peer, id); err != nil {
+		return wire.TypeError, &wire.Error{Code: wire.ErrInternal, Message: "the queue board is not available: " + err.Error()}
+	}
+	return hub.NoReply, nil
+}
+
+// requestOperatorStatus is a supervisor setting another operator's status,
+// through the same path as the operator's own change: the status store,
+// the operator's stream (their tray), the PBX and the CRM.
+func (s *Server) requestOperatorStatus(ctx context.Context, sup Operator, data json.RawMessage) (string, any) {
+	if sup.Role != wire.RoleSupervisor {
+		return wire.TypeError, &wire.Error{Code: wire.ErrForbidden, Message: "only a supervisor can set another operator's status"}
+	}
+	var req wire.OperatorStatus
+	if err := decodeStrict(data, &req); err != nil {
+		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: err.Error()}
+	}
+	if !req.Status.Valid() {
+		return wire.TypeError, &wire.Error{Code: wire.ErrInvalidStatus, Message: fmt.Sprintf("unknown status %q (want free, busy, dinner or break)", req.Status)}
+	}
+	target, ok := s.ops.Lookup(req.OperatorID)
+	if !ok || req.OperatorID == "" {
+		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: fmt.Sprintf("there is no operator %q (give the operator's id or extension code)", clipText(req.OperatorID, 64))}
+	}
+	if target.Revoked() {
+		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: fmt.Sprintf("operator %s (%s) has been revoked", target.Code, target.Name)}
+	}
+	st, err := s.applyStatus(ctx, target, req.Status, s.clock(), sourceSupervisor)
+	if err != nil {
+		s.log.Error("status change by a supervisor failed", "operator", target.ID, "supervisor", sup.ID, "err", err)
+		return wire.TypeError, &wire.Error{Code: wire.ErrInternal, Message: "the relay could not store the status; try again"}
+	}
+	s.log.Info("status set by a supervisor", "operator", target.ID, "supervisor", sup.ID, "status", req.Status)
 	return wire.TypeReply, st
 }
 

@@ -40,6 +40,9 @@ type Server struct {
 	qolio   *qolio.Client     // nil without Qolio
 	ct      *calltouch.Client // nil without Calltouch
 	loc     *time.Location    // time_zone
+	board   *board            // the supervisors' queue board
+	clock   func() time.Time  // time.Now; tests move it
+	page    wallboardPage
 	sites   map[string]string // E.164 external phone → site code ([retailcrm] external_phones)
 
 	bgCtx context.Context
@@ -59,6 +62,7 @@ func New(cfg Config, logger *slog.Logger) *Server {
 		log:   logger.With("component", "relay"),
 		pbx:   &http.Client{Timeout: cfg.PBX.Timeout.Duration, CheckRedirect: noRedirects},
 		loc:   cfg.Location(),
+		clock: time.Now,
 		sites: map[string]string{},
 		ready: make(chan struct{}),
 	}
@@ -157,8 +161,14 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.board = newBoard(s.log, s.store, s.loc, s.cfg.Queue.ServiceLevel.Duration, func() time.Time { return s.clock() })
+	if err := s.board.open(ctx, s.ops.List()); err != nil {
+		return err
+	}
+	s.ops.OnChange(s.board.putOperator)
 	s.hub = hub.New(hub.Config{
 		Log: s.store, Handler: s, Logger: s.log, MaxFrame: s.cfg.MaxFrame,
+		OnPresence: s.board.presence,
 		Metrics: hub.Metrics{
 			Connections: s.metrics.connections, Operators: s.metrics.operators,
 			EventsOut: s.metrics.eventsOut, DeliveryLatency: s.metrics.latency,
@@ -177,6 +187,10 @@ func (s *Server) Run(ctx context.Context) error {
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	// Wallboard streams are long-lived responses: end them when the
+	// server starts shutting down, or Shutdown would wait for them.
+	srv.RegisterOnShutdown(s.board.closeAll)
+	s.board.connected = s.hub.Connected
 
 	runCtx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -195,6 +209,14 @@ func (s *Server) Run(ctx context.Context) error {
 	start("events", func(ctx context.Context) error { return s.store.Tail(ctx, last+1, s.hub.Deliver) })
 	start("operators", s.ops.Run)
 	start("outbox", s.outbox.Run)
+	start("queue board", s.board.Run)
+	// The board catches up with the queue stream before anyone sees it.
+	select {
+	case <-s.board.Ready():
+	case <-time.After(catchUpLimit):
+		s.log.Warn("the queue board has not caught up with its stream yet; serving anyway", "waited", catchUpLimit)
+	case <-ctx.Done():
+	}
 	if s.cfg.RetailCRM.Uploading() {
 		start("call history", s.runUploads)
 	}

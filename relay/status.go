@@ -20,9 +20,10 @@ const jobPBXStatus = "pbx.status"
 
 // Status sources.
 const (
-	sourceAgent   = "agent"
-	sourceCRM     = "crm"
-	sourceDefault = "default"
+	sourceAgent      = "agent"
+	sourceCRM        = "crm"
+	sourceDefault    = "default"
+	sourceSupervisor = "supervisor"
 )
 
 // currentStatus reads an operator's stored status; an operator who never set

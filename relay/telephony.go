@@ -54,7 +54,7 @@ func (s *Server) checkPBXKey(w http.ResponseWriter, r *http.Request) bool {
 
 // handleCallEvent serves POST /api/v5/telephony/call/event.
 func (s *Server) handleCallEvent(w http.ResponseWriter, r *http.Request) {
-	received := time.Now()
+	received := s.clock()
 	if !s.checkPBXKey(w, r) {
 		return
 	}
@@ -143,6 +143,10 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 						rec.Legs[op.ID] = &leg{Code: op.Code, Name: op.Name, UserID: op.UserID}
 					}
 					rec.apply(ev)
+					rec.Version = 1
+					if err := s.publishQueueChange(ctx, rec, ev.At); err != nil {
+						return err
+					}
 					return s.recordHistory(ctx, rec)
 				}
 				return nil
@@ -169,6 +173,9 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 			}
 		}
 		if err := s.publishCards(ctx, rec, before, received); err != nil {
+			return err
+		}
+		if err := s.publishQueueChange(ctx, rec, ev.At); err != nil {
 			return err
 		}
 		// The hangup that ended the call, or its replay.
@@ -432,7 +439,7 @@ func (s *Server) handleCRMChangeStatus(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if _, err := s.applyStatus(r.Context(), op, wire.Status(cs.Status), time.Now(), sourceCRM); err != nil {
+	if _, err := s.applyStatus(r.Context(), op, wire.Status(cs.Status), s.clock(), sourceCRM); err != nil {
 		s.log.Error("crm status change not stored", "err", err)
 		http.Error(w, "could not store the status", http.StatusInternalServerError)
 		return

@@ -39,7 +39,7 @@ import (
 var uisEvents = []string{uis.EventIncomingCallStarted, uis.EventOutgoingCallStarted, uis.EventConversationStarted, uis.EventCallFinished}
 
 func (s *Server) handleUIS(w http.ResponseWriter, r *http.Request) {
-	received := time.Now()
+	received := s.clock()
 	event := r.PathValue("event")
 	if s.cfg.UIS.Token == "" {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "UIS notifications are not set up on this relay ([uis] token)"})

@@ -45,7 +45,7 @@ Usage:
                                              these take --config relay.toml (address and
                                              admin_token), or --relay URL with
                                              PULT_ADMIN_TOKEN in the environment
-  pult-relay bench [--operators 1000] [--rate 200] [--duration 30s] [--ring 1] [--json]
+  pult-relay bench [--operators 1000] [--rate 200] [--duration 30s] [--ring 1] [--supervisors 0] [--json]
                                              start a relay child process, connect simulated
                                              operators and measure call-card delivery
   pult-relay help
@@ -581,6 +581,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.Ring, "ring", 1, "operators rung by each call")
 	fs.IntVar(&o.Posters, "posters", 8, "concurrent webhook posters")
 	fs.DurationVar(&o.Drain, "drain", 5*time.Second, "wait after the last event for late frames")
+	fs.IntVar(&o.Supervisors, "supervisors", 0, "supervisors subscribed to the queue board (measures event → board delta)")
 	fs.StringVar(&o.RelayBin, "relay-bin", "", "the pult-relay binary to start (default: this one)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := parse(fs, args); err != nil {
@@ -589,8 +590,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return usagef("bench takes no arguments, got %q", fs.Args())
 	}
-	if o.Operators < 1 || o.Rate <= 0 || o.Duration <= 0 || o.Ring < 1 || o.Ring > o.Operators || o.Posters < 1 || o.Drain <= 0 {
-		return usagef("bench: want --operators, --rate, --duration, --posters, --drain > 0 and 1 <= --ring <= --operators")
+	if o.Operators < 1 || o.Rate <= 0 || o.Duration <= 0 || o.Ring < 1 || o.Ring > o.Operators || o.Posters < 1 || o.Drain <= 0 || o.Supervisors < 0 || o.Supervisors > 100 {
+		return usagef("bench: want --operators, --rate, --duration, --posters, --drain > 0, 1 <= --ring <= --operators and 0 <= --supervisors <= 100")
 	}
 	rep, err := bench.Run(ctx, o)
 	if err != nil {

@@ -44,6 +44,9 @@ type Options struct {
 	Posters   int           // concurrent webhook posters [8]
 	Drain     time.Duration // wait after the last event for late frames [5s]
 	Settle    time.Duration // pause before each idle RSS reading [2s]
+	// Supervisors subscribed to the queue board while the calls are fired
+	// [0: none]; the report then has the board's latency.
+	Supervisors int
 
 	// RelayBin is the pult-relay binary run as "serve --config FILE"
 	// [this executable].
@@ -94,6 +97,8 @@ func (o *Options) defaults() error {
 		return errors.New("posters: want 1 to 1000")
 	case o.Drain < 0 || o.Settle < 0:
 		return errors.New("drain and settle must not be negative")
+	case o.Supervisors < 0 || o.Supervisors > 100:
+		return errors.New("supervisors: want 0 to 100")
 	}
 	return nil
 }
@@ -162,6 +167,8 @@ type Report struct {
 
 	RelayWarnings int      `json:"relayLogWarnings"`
 	RelayLog      []string `json:"relayLogSample,omitempty"`
+
+	Board *BoardReport `json:"board,omitempty"` // with Supervisors
 }
 
 // call is one fired event. Written by the dispatcher (ops) and one poster
@@ -230,6 +237,12 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	if err != nil {
 		return rep, err
 	}
+	var supTokens []string
+	if o.Supervisors > 0 {
+		if supTokens, err = addSupervisors(ctx, rp, o.Supervisors); err != nil {
+			return rep, err
+		}
+	}
 	if !sleep(ctx, o.Settle) {
 		return rep, ctx.Err()
 	}
@@ -260,6 +273,19 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	rep.HeapIdle, rep.GoroutinesIdle = rp.goStats(ctx)
 	rep.RSSPerConn = (rep.RSSIdle - rep.RSSBefore) / int64(o.Operators)
 
+	var sups []*supervisor
+	if len(supTokens) > 0 {
+		progress("subscribing %d supervisor(s) to the queue board…", len(supTokens))
+		sups, err = subscribeBoards(ctx, rp, supTokens, &stopping)
+		defer func() {
+			stopping.Store(true)
+			closeSupervisors(sups)
+		}()
+		if err != nil {
+			return rep, err
+		}
+	}
+
 	progress("firing %.0f events/s for %s, ringing %d operator(s) each…", o.Rate, o.Duration, o.Ring)
 	relayT0, _ := cpuTicks(rp.pid)
 	benchT0, _ := cpuTicks(0)
@@ -288,8 +314,15 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	if !closeAll(ops) {
 		return rep, errors.New("bench: operator readers did not stop within 10s of closing")
 	}
+	if len(sups) > 0 && !closeSupervisors(sups) {
+		return rep, errSupervisorsStuck
+	}
 	rep.RelayWarnings, rep.RelayLog = rp.logFindings(5)
 	tally(&rep, calls, ops, fireStart)
+	if len(sups) > 0 {
+		br := tallyBoard(calls, sups)
+		rep.Board = &br
+	}
 	// Rates are over the nominal window, or the real one when posting ran
 	// late: n events paced at r/s span (n-1)/r, not n/r.
 	if window := max(wall, o.Duration.Seconds()); window > 0 {

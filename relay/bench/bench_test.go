@@ -45,7 +45,7 @@ func TestRunSmall(t *testing.T) {
 	var progress strings.Builder
 	rep, err := Run(ctx, Options{
 		Operators: 5, Rate: 20, Duration: 2 * time.Second, Ring: 2,
-		Drain: 2 * time.Second, Settle: 200 * time.Millisecond,
+		Drain: 2 * time.Second, Settle: 200 * time.Millisecond, Supervisors: 1,
 		RelayBin: bin, Progress: &progress,
 	})
 	if err != nil {
@@ -75,6 +75,10 @@ func TestRunSmall(t *testing.T) {
 	}
 	if rep.RSSBefore <= 0 || rep.RSSIdle <= 0 || rep.RSSEnd <= 0 {
 		t.Errorf("relay RSS not measured: %d %d %d", rep.RSSBefore, rep.RSSIdle, rep.RSSEnd)
+	}
+	if b := rep.Board; b == nil || b.Supervisors != 1 || b.Missing != 0 || b.Gaps != 0 || b.Disconnects != 0 ||
+		b.Latency.N != rep.EventsPosted || b.Latency.Min <= 0 || b.SnapshotBytes == 0 {
+		t.Errorf("board: %+v", rep.Board)
 	}
 	if rep.RelayWarnings != 0 {
 		t.Errorf("the relay logged %d warnings: %q", rep.RelayWarnings, rep.RelayLog)

@@ -127,6 +127,13 @@ func (r Report) WriteText(w io.Writer) error {
 		mib(r.RSSIdle), float64(r.RSSPerConn)/1024, mib(r.HeapIdle), r.GoroutinesIdle)
 	row("relay RSS at end", "%s (heap %s, %d goroutines)", mib(r.RSSEnd), mib(r.HeapEnd), r.GoroutinesEnd)
 	row("relay CPU while firing", "%.1f%% of one core (bench process: %.1f%%)", r.RelayCPU, r.BenchCPU)
+	if b := r.Board; b != nil {
+		row("board: supervisors", "%d subscribed (snapshot %.1f KiB with every operator)", b.Supervisors, float64(b.SnapshotBytes)/1024)
+		row("board: deltas", "%d per supervisor, %.0f bytes on average; version gaps %d", b.Deltas, b.DeltaBytes, b.Gaps)
+		row("board: calls never shown", "%d; supervisor disconnects %d %s", b.Missing, b.Disconnects, b.FirstClose)
+		row("board: POST start→delta", "%s", b.Latency)
+		row("board: within 100 ms", "%.2f%%", b.Within100ms)
+	}
 	row("relay log warnings/errors", "%d", r.RelayWarnings)
 	for _, l := range r.RelayLog {
 		row("", "%.160s", l)

@@ -208,12 +208,14 @@ Then try:
   bin/pult dial "+7 (912) 123-45-67"
   bin/pult callback "+7 (912) 123-45-67" --note "about order 42"
   printf 'Анна: Здравствуйте!\nИван: Где мой заказ?\n' | bin/pult transcript submit -
+The queue board, as a TV would show it (Екатерина, 102, is a supervisor):
+  %[1]s/board#token=%[5]s
 Administration:
   PULT_ADMIN_TOKEN=%[3]s bin/pult-relay operators list --relay %[1]s
 
 The simulated PBX rings every %[4]s; some calls are answered, some missed. Ctrl+C stops.
 
-`, base, dir, adminToken, every)
+`, base, dir, adminToken, every, tokens["102"])
 }
 
 // generator is the simulated PBX's call traffic.

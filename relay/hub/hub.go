@@ -32,9 +32,37 @@ type Log interface {
 }
 
 // Handler answers agent requests. It returns the reply type (wire.TypeReply
-// or wire.TypeError) and its data. It must honour ctx.
+// or wire.TypeError) and its data, or NoReply when it has queued the reply
+// itself through the request's Peer. It must honour ctx, which ends with
+// the session.
 type Handler interface {
 	HandleRequest(ctx context.Context, op wire.Operator, typ, id string, data json.RawMessage) (string, any)
+}
+
+// NoReply is the reply type of a request the handler answered itself with
+// Peer.Send (so that nothing it sends later can overtake the reply).
+const NoReply = ""
+
+// Peer is the session a request came from, for handlers that keep sending
+// to it (the queue board).
+type Peer interface {
+	// Send queues a frame without waiting. A full send queue means the
+	// agent is not keeping up: the session is closed with wire.CloseSlow
+	// (the agent resumes after reconnecting) and Send reports false, as it
+	// does once the session has ended.
+	Send(frame []byte) bool
+	// Context ends with the session.
+	Context() context.Context
+	// Operator is who the session belongs to.
+	Operator() wire.Operator
+}
+
+type peerKey struct{}
+
+// PeerFrom returns the session of a request's context.
+func PeerFrom(ctx context.Context) (Peer, bool) {
+	p, ok := ctx.Value(peerKey{}).(Peer)
+	return p, ok
 }
 
 // Metrics the hub updates; any field may be nil.
@@ -56,8 +84,10 @@ type Config struct {
 	MaxInFlight int           // concurrent requests per session (8)
 	PingPeriod  time.Duration // wire.PingPeriod when 0
 	PongWait    time.Duration // wire.PongWait when 0
-	// OnPresence is called when an operator's first session opens or the last closes.
-	OnPresence func(opID string, online bool)
+	// OnPresence is called, on a goroutine of its own, after an operator's
+	// first session opened or the last closed; calls may arrive out of
+	// order, so it should ask Connected for the truth.
+	OnPresence func(opID string)
 }
 
 // Hub holds the sessions.
@@ -210,6 +240,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, op wire.Operator, po
 		sem:  make(chan struct{}, h.cfg.MaxInFlight),
 		log:  h.log.With("operator", op.ID),
 	}
+	s.ctx = context.WithValue(ctx, peerKey{}, Peer(s))
 	defer cancel()
 
 	resume := h.resumable(r.Context(), pos)
@@ -281,7 +312,7 @@ func (h *Hub) register(s *session, pos Position, hello wire.Hello) {
 			h.cfg.Metrics.Operators.Inc()
 		}
 		if h.cfg.OnPresence != nil {
-			go h.cfg.OnPresence(s.op.ID, true)
+			go h.cfg.OnPresence(s.op.ID)
 		}
 	}
 	set[s] = struct{}{}
@@ -307,7 +338,7 @@ func (h *Hub) unregister(s *session) {
 			h.cfg.Metrics.Operators.Dec()
 		}
 		if h.cfg.OnPresence != nil {
-			go h.cfg.OnPresence(s.op.ID, false)
+			go h.cfg.OnPresence(s.op.ID)
 		}
 	}
 }

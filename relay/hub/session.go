@@ -57,6 +57,28 @@ func (s *session) enqueue(frame []byte) {
 	}
 }
 
+// Send implements Peer.
+func (s *session) Send(frame []byte) bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+	}
+	select {
+	case s.send <- frame:
+		return true
+	default:
+		s.close(wire.CloseSlow, "send queue full")
+		return false
+	}
+}
+
+// Context implements Peer.
+func (s *session) Context() context.Context { return s.ctx }
+
+// Operator implements Peer.
+func (s *session) Operator() wire.Operator { return s.op }
+
 // enqueueWait queues a frame, waiting while the writer drains the queue.
 func (s *session) enqueueWait(frame []byte) bool {
 	select {
@@ -246,7 +268,9 @@ func (s *session) dispatch(data []byte) {
 		defer s.reqs.Done()
 		defer func() { <-s.sem }()
 		typ, out := s.hub.cfg.Handler.HandleRequest(s.ctx, s.op, env.Type, env.ID, env.Data)
-		s.reply(env.ID, typ, out)
+		if typ != NoReply {
+			s.reply(env.ID, typ, out)
+		}
 	}()
 }
 

@@ -31,12 +31,15 @@ const (
 	DeadPrefix      = "pult.dead."
 	UploadsStream   = "PULT_CALL_UPLOADS"
 	UploadsSubject  = "pult.uploads"
+	QueueStream     = "PULT_QUEUE"
+	QueueSubject    = "pult.queue.call"
 	bucketOperators = "pult_operators"
 	bucketStatus    = "pult_status"
 	bucketCalls     = "pult_calls"
 	bucketRequests  = "pult_requests"
 	bucketOutbox    = "pult_outbox_state"
 	bucketTrans     = "pult_transcripts"
+	bucketQueue     = "pult_queue"
 )
 
 // MaxPayload is the largest message the embedded server accepts: a chat
@@ -63,6 +66,10 @@ const (
 	hdrType     = "Pult-Type"
 	hdrReceived = "Pult-Received"
 )
+
+// QueueRetention is how long call changes are kept for the queue board: a
+// board without a checkpoint rebuilds today (and its history) from them.
+const QueueRetention = 48 * time.Hour
 
 // Options configure Open.
 type Options struct {
@@ -93,6 +100,8 @@ type Store struct {
 	Calls       jetstream.KeyValue
 	Requests    jetstream.KeyValue
 	Transcripts jetstream.KeyValue // accepted transcript submissions, for dedupe
+	Queue       jetstream.Stream   // call changes for the queue board (QueueSubject)
+	QueueState  jetstream.KeyValue // the queue board's checkpoint
 }
 
 // Open connects (starting the embedded server when no URL is given) and makes
@@ -219,6 +228,21 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("store: uploads stream: %w", err)
 	}
+	// The queue board's input: every change of a call, as a whole record.
+	// The board folds it into its state, checkpoints that state in
+	// QueueState with the last sequence applied, and after a restart
+	// replays what follows the checkpoint.
+	s.Queue, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        QueueStream,
+		Description: "changes of calls, for the supervisors' queue board",
+		Subjects:    []string{QueueSubject},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      QueueRetention,
+		Duplicates:  2 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("store: queue stream: %w", err)
+	}
 	kv := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
 		b, err := s.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: name, Description: desc, TTL: ttl, Storage: jetstream.FileStorage, History: 1,
@@ -241,6 +265,9 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		return err
 	}
 	if s.Transcripts, err = kv(bucketTrans, "accepted transcript submissions by operator and id, for dedupe", 30*24*time.Hour); err != nil {
+		return err
+	}
+	if s.QueueState, err = kv(bucketQueue, "the queue board's checkpoint", 0); err != nil {
 		return err
 	}
 	// Records are rewritten at every attempt (at least hourly while a job
@@ -388,4 +415,57 @@ func (s *Store) PublishUpload(ctx context.Context, data []byte, msgID, source st
 		return false, fmt.Errorf("store: store call upload: %w", err)
 	}
 	return ack.Duplicate, nil
+}
+
+// PublishQueue appends a call change for the queue board. msgID makes a
+// replay of the same change a no-op within the dedupe window.
+func (s *Store) PublishQueue(ctx context.Context, data []byte, msgID string) error {
+	m := nats.NewMsg(QueueSubject)
+	m.Data = data
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	if _, err := s.JS.PublishMsg(ctx, m, opts...); err != nil {
+		return fmt.Errorf("store: publish queue change: %w", err)
+	}
+	return nil
+}
+
+// QueueInfo describes the queue stream: its first and last sequence and
+// when it was created (its identity: a recreated stream restarts numbering).
+func (s *Store) QueueInfo(ctx context.Context) (first, last uint64, created time.Time, err error) {
+	info, err := s.Queue.Info(ctx)
+	if err != nil {
+		return 0, 0, time.Time{}, fmt.Errorf("store: queue stream info: %w", err)
+	}
+	return info.State.FirstSeq, info.State.LastSeq, info.Created, nil
+}
+
+// TailQueue delivers every queue change with a sequence >= from (the first
+// one retained when from is 0), in order, until ctx ends.
+func (s *Store) TailQueue(ctx context.Context, from uint64, fn func(seq uint64, data []byte)) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{QueueSubject}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if from > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = from
+	}
+	cons, err := s.JS.OrderedConsumer(ctx, QueueStream, cfg)
+	if err != nil {
+		return fmt.Errorf("store: tail queue: %w", err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		fn(md.Sequence.Stream, m.Data())
+	}, jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return fmt.Errorf("store: tail queue: %w", err)
+	}
+	<-ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
+	return nil
 }

@@ -1,0 +1,22 @@
+package relay
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/pult/pult/agent/wire"
+)
+
+// NewWithClock is New with the relay's clock (call times, the queue
+// board's minutes and days) replaced, for tests that cross midnight.
+func NewWithClock(cfg Config, logger *slog.Logger, now func() time.Time) *Server {
+	s := New(cfg, logger)
+	s.clock = now
+	return s
+}
+
+// BoardSnapshot is the queue board now, as a new subscriber would get it.
+func (s *Server) BoardSnapshot() wire.QueueSnapshot { return s.board.Snapshot() }
+
+// BoardSubscribers counts the queue board's subscriptions.
+func (s *Server) BoardSubscribers() int { return s.board.subscribers() }

@@ -1,0 +1,1143 @@
+package relay
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/hub"
+	"github.com/pult/pult/relay/store"
+)
+
+// The queue board: the supervisors' live view of every operator (status and
+// since when, connected or not, the call they are on), the calls waiting,
+// today's counters and a per-minute history.
+//
+// Where it comes from. Every change of a call record (processCall, whatever
+// PBX reported it) is also appended, as the whole record, to the durable
+// PULT_QUEUE stream (publishQueueChange). One goroutine per relay node tails
+// that stream and folds each change into the board (applyChange): what a
+// call was and what it is now tell what happened — it rang (incoming), was
+// answered (answered, wait, in time or not), moved to another operator (a
+// transfer: the first operator's talk ends), ended (talk time) or was missed.
+// Statuses come from the status bucket (a KV watch), operators from the
+// registry, presence from this node's hub.
+//
+// Restarts. The fold is deterministic: it runs on the times carried by the
+// changes (and on the clock's ticks between them), so the board is a
+// function of the stream. Every few seconds, and at shutdown, the board's
+// state and the last sequence applied are checkpointed in the pult_queue
+// bucket; a relay that starts loads the checkpoint and replays the stream
+// after it (all of it, 48 hours, if there is no checkpoint), before it
+// accepts connections. Presence is not restored: agents reconnect, and one
+// back within presenceGrace keeps its "online since".
+//
+// Delivery. Changes mark operators, waiting calls and totals dirty; a
+// flusher turns what is dirty into one QueueDelta — only entries that differ
+// from what subscribers were last sent — numbered by a single board version
+// shared by every subscriber, encodes it once and queues it to each without
+// waiting (a websocket subscriber's session send queue, an SSE viewer's
+// channel). Bursts that arrive while a flush runs are coalesced into the
+// next one. A subscriber that cannot keep up is dropped: a websocket session
+// is closed with wire.CloseSlow (the hub's slow-peer policy; the agent
+// reconnects, resumes its stream and subscribes again), an SSE viewer's
+// stream ends (the page reconnects and starts from a fresh snapshot).
+
+const (
+	boardSchema       = 1
+	checkpointKey     = "board"
+	checkpointEvery   = 10 * time.Second
+	presenceGrace     = 2 * time.Minute  // a reconnect within it keeps "online since"
+	staleRinging      = 30 * time.Minute // a ringing call with no news for this long is dropped
+	staleTalking      = 8 * time.Hour    // a call talked with no news for this long is dropped
+	boardTick         = time.Second
+	endedMemory       = 10 * time.Minute // how long a call over is remembered, to ignore its late changes
+	maxBoardViewers   = 32               // concurrent /board/events streams
+	viewerQueue       = 256              // frames buffered per SSE viewer before it counts as slow
+	catchUpLimit      = 2 * time.Minute
+	queueFactMaxBytes = 1 << 20
+)
+
+// queueChange is one element of the queue stream.
+type queueChange struct {
+	At   time.Time  `json:"at"` // when the relay received what changed the call
+	Call callRecord `json:"call"`
+}
+
+// publishQueueChange appends the call's new state to the queue stream. The
+// message id makes a replay of the same change a no-op (within JetStream's
+// dedupe window; the board also ignores versions it has seen).
+func (s *Server) publishQueueChange(ctx context.Context, rec *callRecord, at time.Time) error {
+	c := *rec
+	c.Client, c.Manager, c.Links = nil, nil, nil
+	b, err := json.Marshal(queueChange{At: at.UTC(), Call: c})
+	if err != nil {
+		return err
+	}
+	h := sha256.Sum256([]byte(rec.ID))
+	return s.store.PublishQueue(ctx, b, "q."+rec.Key+"."+hex.EncodeToString(h[:6])+"."+strconv.Itoa(rec.Version))
+}
+
+// boardState is what the fold computes and the checkpoint keeps.
+type boardState struct {
+	Schema    int                  `json:"schema"`
+	Stream    time.Time            `json:"stream"`  // creation of the queue stream: its identity
+	Applied   uint64               `json:"applied"` // last stream sequence folded in
+	Clock     time.Time            `json:"clock"`   // the latest time the fold has seen
+	Day       string               `json:"day"`
+	Minute    time.Time            `json:"minute"`    // start of the minute being sampled
+	MinuteMax int                  `json:"minuteMax"` // most calls waiting in it so far
+	History   []wire.QueueSample   `json:"history"`
+	Totals    wire.QueueCounters   `json:"totals"`
+	Ops       map[string]*opState  `json:"ops"`
+	Calls     map[string]*liveCall `json:"calls"` // calls not over, by call key
+	// Ended are calls over in the last endedMemory, by key: a change of
+	// theirs that arrives late (overtaken in the stream) is ignored.
+	Ended map[string]endedCall `json:"ended"`
+}
+
+type endedCall struct {
+	ID      string    `json:"id"`
+	Version int       `json:"version"`
+	At      time.Time `json:"at"`
+}
+
+type opState struct {
+	Counters     wire.QueueCounters `json:"counters"`
+	Connected    bool               `json:"connected"`
+	OnlineSince  time.Time          `json:"onlineSince"`
+	OfflineSince time.Time          `json:"offlineSince"`
+}
+
+// liveCall is a call not over yet, and what has been counted of it.
+type liveCall struct {
+	Rec         callRecord      `json:"rec"`
+	LastAt      time.Time       `json:"lastAt"`
+	Rung        map[string]bool `json:"rung"`   // operators counted as rung (or dialling)
+	Missed      map[string]bool `json:"missed"` // operators counted as having missed it
+	Answerer    string          `json:"answerer,omitempty"`
+	TalkFrom    time.Time       `json:"talkFrom"` // since when Answerer talks
+	Transferred bool            `json:"transferred,omitempty"`
+}
+
+// boardSub is one subscriber: a supervisor's websocket session or an SSE
+// viewer of the wallboard.
+type boardSub struct {
+	op    string
+	peer  hub.Peer    // websocket
+	sse   chan []byte // SSE frames
+	gone  chan struct{}
+	after func() bool // stops the session watch
+}
+
+// board is the queue board of one relay node.
+type board struct {
+	log          *slog.Logger
+	loc          *time.Location
+	serviceLevel time.Duration
+	now          func() time.Time
+	store        *store.Store
+	connected    func(opID string) int // the hub's; set before Run
+
+	kick     chan struct{}
+	ready    chan struct{}
+	readyOne sync.Once
+
+	mu      sync.Mutex
+	st      boardState
+	changed bool // since the last checkpoint
+	info    map[string]Operator
+	status  map[string]wire.StatusInfo
+	waiting map[string]wire.WaitingCall // by call id
+	opCalls map[string]map[string]bool  // operator id → keys of their live calls
+	target  uint64                      // the stream's last sequence at start: ready once applied
+
+	// What subscribers have been sent: the snapshot is made of these.
+	version    uint64
+	pubOps     map[string]wire.QueueOperator
+	pubWaiting map[string]wire.WaitingCall
+	pubTotals  wire.QueueCounters
+	pubDay     string
+	// What changed since the last flush.
+	dirtyOps     map[string]bool
+	dirtyWaiting map[string]bool
+	samples      []wire.QueueSample
+
+	subs    map[*boardSub]struct{}
+	wsSubs  map[hub.Peer]*boardSub
+	viewers int
+	closed  bool
+}
+
+func newBoard(log *slog.Logger, st *store.Store, loc *time.Location, serviceLevel time.Duration, now func() time.Time) *board {
+	return &board{
+		log: log.With("component", "queue"), store: st, loc: loc, serviceLevel: serviceLevel, now: now,
+		connected: func(string) int { return 0 },
+		kick:      make(chan struct{}, 1), ready: make(chan struct{}),
+		st:   freshState(),
+		info: map[string]Operator{}, status: map[string]wire.StatusInfo{},
+		waiting: map[string]wire.WaitingCall{}, opCalls: map[string]map[string]bool{},
+		pubOps: map[string]wire.QueueOperator{}, pubWaiting: map[string]wire.WaitingCall{},
+		dirtyOps: map[string]bool{}, dirtyWaiting: map[string]bool{},
+		subs: map[*boardSub]struct{}{}, wsSubs: map[hub.Peer]*boardSub{},
+	}
+}
+
+func freshState() boardState {
+	return boardState{Schema: boardSchema, Ops: map[string]*opState{}, Calls: map[string]*liveCall{}, Ended: map[string]endedCall{}}
+}
+
+// open loads the checkpoint (unless it belongs to another incarnation of
+// the stream) and the operators and their statuses.
+func (b *board) open(ctx context.Context, ops []Operator) error {
+	first, last, created, err := b.store.QueueInfo(ctx)
+	if err != nil {
+		return err
+	}
+	if first == 0 || first > last {
+		last = 0 // empty: nothing to catch up with
+	}
+	created = created.UTC()
+	st := freshState()
+	e, err := b.store.QueueState.Get(ctx, checkpointKey)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return fmt.Errorf("queue: read checkpoint: %w", err)
+	default:
+		var cp boardState
+		switch jerr := json.Unmarshal(e.Value(), &cp); {
+		case jerr != nil || cp.Schema != boardSchema:
+			b.log.Warn("queue checkpoint unreadable; rebuilding the board from the stream", "err", jerr)
+		case !cp.Stream.Equal(created):
+			b.log.Info("the queue stream was recreated; rebuilding the board from it")
+		default:
+			st = cp
+			if st.Ops == nil {
+				st.Ops = map[string]*opState{}
+			}
+			if st.Calls == nil {
+				st.Calls = map[string]*liveCall{}
+			}
+			if st.Ended == nil {
+				st.Ended = map[string]endedCall{}
+			}
+		}
+	}
+	st.Stream = created
+	for _, o := range st.Ops {
+		if o.Connected { // nobody is connected to a relay that just started
+			o.Connected, o.OfflineSince = false, st.Clock
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.st = st
+	b.target = last
+	for _, op := range ops {
+		b.putOperatorLocked(op)
+	}
+	for key, lc := range b.st.Calls {
+		b.refreshCallLocked(key, lc)
+	}
+	if err := b.loadStatuses(ctx); err != nil {
+		return err
+	}
+	if b.st.Applied >= b.target {
+		b.readyOne.Do(func() { close(b.ready) })
+	}
+	b.log.Info("queue board loaded", "from_seq", b.st.Applied, "stream_last", last, "calls_live", len(b.st.Calls))
+	return nil
+}
+
+func (b *board) loadStatuses(ctx context.Context) error {
+	keys, err := b.store.Status.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("queue: statuses: %w", err)
+	}
+	for k := range keys.Keys() {
+		e, err := b.store.Status.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var si wire.StatusInfo
+		if json.Unmarshal(e.Value(), &si) == nil {
+			b.status[k] = si
+		}
+	}
+	return nil
+}
+
+// Ready is closed once the board has caught up with the stream as it was
+// when the relay started.
+func (b *board) Ready() <-chan struct{} { return b.ready }
+
+// Run follows the stream, the statuses and the clock until ctx ends, then
+// writes a last checkpoint and ends every subscription.
+func (b *board) Run(ctx context.Context) error {
+	b.mu.Lock()
+	from := b.st.Applied + 1
+	b.mu.Unlock()
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- b.store.TailQueue(tctx, from, b.applyMsg) }()
+	go func() { errc <- b.watchStatuses(tctx) }()
+
+	tick := time.NewTicker(boardTick)
+	defer tick.Stop()
+	lastSave := time.Now()
+	var runErr error
+	running := 2
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			running--
+			if err != nil || running == 0 {
+				runErr = err
+				if err == nil && ctx.Err() == nil {
+					runErr = errors.New("queue: the board's inputs ended")
+				}
+				break loop
+			}
+		case <-b.kick:
+			b.mu.Lock()
+			b.flushLocked()
+			b.mu.Unlock()
+		case <-tick.C:
+			b.mu.Lock()
+			b.advanceLocked(b.now())
+			b.pruneLocked()
+			b.flushLocked()
+			b.mu.Unlock()
+			if time.Since(lastSave) >= checkpointEvery {
+				lastSave = time.Now()
+				b.checkpoint(ctx)
+			}
+		}
+	}
+	cancel()
+	for ; running > 0; running-- {
+		if err := <-errc; err != nil && runErr == nil && ctx.Err() == nil {
+			runErr = err
+		}
+	}
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	b.checkpoint(sctx)
+	scancel()
+	b.closeAll()
+	return runErr
+}
+
+// clone copies the state deeply enough to encode it while the fold goes on:
+// call records are replaced, never changed in place.
+func (st *boardState) clone() boardState {
+	c := *st
+	c.History = slices.Clone(st.History)
+	c.Ops = make(map[string]*opState, len(st.Ops))
+	for id, o := range st.Ops {
+		oc := *o
+		c.Ops[id] = &oc
+	}
+	c.Calls = make(map[string]*liveCall, len(st.Calls))
+	for k, lc := range st.Calls {
+		l := *lc
+		l.Rung, l.Missed = maps.Clone(lc.Rung), maps.Clone(lc.Missed)
+		c.Calls[k] = &l
+	}
+	c.Ended = maps.Clone(st.Ended)
+	return c
+}
+
+// checkpoint stores the state if it changed since the last one.
+func (b *board) checkpoint(ctx context.Context) {
+	b.mu.Lock()
+	if !b.changed {
+		b.mu.Unlock()
+		return
+	}
+	st := b.st.clone() // encoded outside the lock: deltas do not wait for it
+	b.changed = false
+	b.mu.Unlock()
+	data, err := json.Marshal(&st)
+	if err != nil {
+		b.log.Error("queue checkpoint not encoded", "err", err)
+		return
+	}
+	if _, err := b.store.QueueState.Put(ctx, checkpointKey, data); err != nil {
+		b.log.Warn("queue checkpoint not stored; the next one will be", "err", err)
+		b.mu.Lock()
+		b.changed = true
+		b.mu.Unlock()
+	}
+}
+
+func (b *board) watchStatuses(ctx context.Context) error {
+	w, err := b.store.Status.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return fmt.Errorf("queue: watch statuses: %w", err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("queue: status watch ended")
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			var si wire.StatusInfo
+			if json.Unmarshal(e.Value(), &si) != nil {
+				continue
+			}
+			b.mu.Lock()
+			b.status[e.Key()] = si
+			b.markOpLocked(e.Key())
+			b.mu.Unlock()
+			b.signal()
+		}
+	}
+}
+
+func (b *board) signal() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// applyMsg folds one element of the stream.
+func (b *board) applyMsg(seq uint64, data []byte) {
+	var c queueChange
+	err := json.Unmarshal(data, &c)
+	b.mu.Lock()
+	if seq > b.st.Applied {
+		if err != nil {
+			b.log.Warn("queue change skipped: unreadable", "seq", seq, "err", err)
+			b.st.Applied = seq
+		} else {
+			b.applyChangeLocked(seq, c)
+		}
+	}
+	if b.st.Applied >= b.target {
+		b.readyOne.Do(func() { close(b.ready) })
+	}
+	b.mu.Unlock()
+	b.signal()
+}
+
+// putOperator adds or updates an operator from the registry.
+func (b *board) putOperator(op Operator) {
+	b.mu.Lock()
+	b.putOperatorLocked(op)
+	b.mu.Unlock()
+	b.signal()
+}
+
+func (b *board) putOperatorLocked(op Operator) {
+	b.info[op.ID] = op
+	if !op.Revoked() && b.st.Ops[op.ID] == nil {
+		b.st.Ops[op.ID] = &opState{}
+	}
+	b.markOpLocked(op.ID)
+	if op.Revoked() {
+		for sub := range b.subs {
+			if sub.op == op.ID {
+				b.dropLocked(sub)
+			}
+		}
+	}
+}
+
+// presence re-reads whether an operator has an agent connected to this node.
+func (b *board) presence(opID string) {
+	on := b.connected(opID) > 0
+	b.mu.Lock()
+	o := b.st.Ops[opID]
+	if o != nil && o.Connected != on {
+		now := b.now().UTC()
+		o.Connected = on
+		if on {
+			if o.OnlineSince.IsZero() || o.OfflineSince.IsZero() || now.Sub(o.OfflineSince) > presenceGrace {
+				o.OnlineSince = now
+			}
+		} else {
+			o.OfflineSince = now
+		}
+		b.changed = true
+		b.markOpLocked(opID)
+	}
+	b.mu.Unlock()
+	b.signal()
+}
+
+func (b *board) markOpLocked(id string) { b.dirtyOps[id] = true }
+
+func (b *board) op(id string) *opState {
+	o := b.st.Ops[id]
+	if o == nil {
+		o = &opState{}
+		b.st.Ops[id] = o
+	}
+	return o
+}
+
+// countAnswer counts an incoming call answered by id after waiting wait.
+func (b *board) countAnswer(c *wire.QueueCounters, wait time.Duration) {
+	c.Answered++
+	b.countWait(c, wait)
+	if wait <= b.serviceLevel {
+		c.AnsweredInTime++
+	}
+}
+
+func (b *board) countWait(c *wire.QueueCounters, wait time.Duration) {
+	s := int64(max(0, wait.Round(time.Second)/time.Second))
+	c.WaitTotalSeconds += s
+	c.WaitMaxSeconds = max(c.WaitMaxSeconds, s)
+}
+
+func countTalk(c *wire.QueueCounters, talk time.Duration) {
+	c.TalkTotalSeconds += int64(max(0, talk.Round(time.Second)/time.Second))
+	c.TalkedCalls++
+}
+
+// applyChangeLocked folds one call change: what the call was (the live
+// entry) and what it is now tell what happened.
+func (b *board) applyChangeLocked(seq uint64, c queueChange) {
+	b.st.Applied = seq
+	b.changed = true
+	at := c.At.UTC()
+	b.advanceLocked(at)
+	rec := c.Call
+	if rec.Legs == nil {
+		rec.Legs = map[string]*leg{}
+	}
+	key := rec.Key
+	lc := b.st.Calls[key]
+	if lc != nil && (lc.Rec.ID != rec.ID || !lc.Rec.StartedAt.Equal(rec.StartedAt)) {
+		b.dropCallLocked(key) // the key holds a new call; the old one ended unseen
+		lc = nil
+	}
+	if lc != nil && rec.Version <= lc.Rec.Version {
+		return // seen already (a replay, or overtaken by a later change)
+	}
+	if lc == nil {
+		if e, ok := b.st.Ended[key]; ok && e.ID == rec.ID && rec.Version <= e.Version {
+			return // a late change of a call that is over
+		}
+		if rec.State.Final() && (rec.EndedAt == nil || !rec.EndedAt.Equal(c.At)) {
+			return // the replay of a call that is over: counted when it ended
+		}
+		lc = &liveCall{Rung: map[string]bool{}, Missed: map[string]bool{}}
+		b.st.Calls[key] = lc
+		if rec.Direction == wire.DirectionOut {
+			b.st.Totals.Outgoing++
+		} else {
+			b.st.Totals.Incoming++
+		}
+	}
+	lc.Rec, lc.LastAt = rec, at
+	in := rec.Direction != wire.DirectionOut
+	for _, id := range rec.operators() {
+		if lc.Rung[id] {
+			continue
+		}
+		lc.Rung[id] = true
+		if in {
+			b.op(id).Counters.Incoming++
+		} else {
+			b.op(id).Counters.Outgoing++
+		}
+		b.markOpLocked(id)
+	}
+	// Answered, by whom, and transfers.
+	if rec.AnsweredBy != "" && rec.AnsweredAt != nil {
+		answered := rec.AnsweredAt.UTC()
+		wait := answered.Sub(rec.StartedAt)
+		switch {
+		case lc.Answerer == "":
+			lc.Answerer, lc.TalkFrom = rec.AnsweredBy, answered
+			if in {
+				b.countAnswer(&b.st.Totals, wait)
+				if rec.AnsweredBy != answeredOutside {
+					b.countAnswer(&b.op(rec.AnsweredBy).Counters, wait)
+				}
+			}
+		case lc.Answerer == rec.AnsweredBy:
+		case lc.Answerer == answeredOutside:
+			// Who answered became known later (a hangup naming them):
+			// theirs from the first answer on.
+			lc.Answerer = rec.AnsweredBy
+			if in {
+				b.countAnswer(&b.op(rec.AnsweredBy).Counters, wait)
+			}
+		default:
+			// Another operator answers a call in progress: a transfer. The
+			// first one's talk ends now; the new one took an answered call
+			// that waited no longer in the queue.
+			if in && lc.Answerer != answeredOutside {
+				countTalk(&b.op(lc.Answerer).Counters, at.Sub(lc.TalkFrom))
+			}
+			b.markOpLocked(lc.Answerer)
+			lc.Answerer, lc.TalkFrom, lc.Transferred = rec.AnsweredBy, at, true
+			if in && rec.AnsweredBy != answeredOutside {
+				b.countAnswer(&b.op(rec.AnsweredBy).Counters, 0)
+			}
+		}
+		b.markOpLocked(lc.Answerer)
+	}
+	// A leg that stopped ringing while the call went on was missed there.
+	if in && rec.State == wire.CallRinging {
+		for id, l := range rec.Legs {
+			if l.Stopped && !lc.Missed[id] {
+				lc.Missed[id] = true
+				o := b.op(id)
+				o.Counters.Missed++
+				b.countWait(&o.Counters, at.Sub(rec.StartedAt))
+				b.markOpLocked(id)
+			}
+		}
+	}
+	if !rec.State.Final() {
+		b.refreshCallLocked(key, lc)
+		return
+	}
+	ended := at
+	if rec.EndedAt != nil {
+		ended = rec.EndedAt.UTC()
+	}
+	switch {
+	case !in:
+	case rec.State == wire.CallEnded && lc.Answerer != "":
+		// The talk time is known when the PBX measured it or the answer
+		// came before the end; a PBX that says who answered only at the
+		// hangup leaves it unknown.
+		if rec.TalkTime > 0 || (rec.AnsweredAt != nil && ended.After(rec.AnsweredAt.UTC())) {
+			total := ended.Sub(rec.AnsweredAt.UTC())
+			if rec.TalkTime > 0 {
+				total = rec.TalkTime
+			}
+			countTalk(&b.st.Totals, total)
+			if lc.Answerer != answeredOutside {
+				mine := ended.Sub(lc.TalkFrom)
+				if !lc.Transferred && rec.TalkTime > 0 {
+					mine = rec.TalkTime
+				}
+				countTalk(&b.op(lc.Answerer).Counters, mine)
+			}
+		}
+	case rec.State == wire.CallMissed:
+		wait := ended.Sub(rec.StartedAt)
+		if rec.WaitTime > 0 {
+			wait = rec.WaitTime
+		}
+		b.st.Totals.Missed++
+		b.countWait(&b.st.Totals, wait)
+		for _, id := range rec.operators() {
+			if !lc.Missed[id] {
+				lc.Missed[id] = true
+				o := b.op(id)
+				o.Counters.Missed++
+				b.countWait(&o.Counters, wait)
+				b.markOpLocked(id)
+			}
+		}
+	}
+	b.st.Ended[key] = endedCall{ID: rec.ID, Version: rec.Version, At: at}
+	b.dropCallLocked(key)
+}
+
+// refreshCallLocked updates the waiting list and the operators' current
+// calls from a live call.
+func (b *board) refreshCallLocked(key string, lc *liveCall) {
+	rec := &lc.Rec
+	if rec.Direction != wire.DirectionOut && rec.State == wire.CallRinging {
+		w := wire.WaitingCall{ID: rec.ID, Phone: rec.Phone, PhoneDisplay: rec.PhoneDisplay, Line: rec.Line,
+			LineDisplay: rec.LineDisplay, Site: rec.Site, Since: rec.StartedAt.UTC()}
+		for _, id := range rec.operators() {
+			if l := rec.Legs[id]; !l.Stopped {
+				w.Ringing = append(w.Ringing, l.Code)
+			}
+		}
+		slices.Sort(w.Ringing)
+		b.waiting[rec.ID] = w
+		b.dirtyWaiting[rec.ID] = true
+		b.st.MinuteMax = max(b.st.MinuteMax, len(b.waiting))
+	} else if _, ok := b.waiting[rec.ID]; ok {
+		delete(b.waiting, rec.ID)
+		b.dirtyWaiting[rec.ID] = true
+	}
+	for id := range rec.Legs {
+		b.linkLocked(id, key)
+	}
+	if lc.Answerer != "" && lc.Answerer != answeredOutside {
+		b.linkLocked(lc.Answerer, key)
+	}
+}
+
+func (b *board) linkLocked(opID, key string) {
+	m := b.opCalls[opID]
+	if m == nil {
+		m = map[string]bool{}
+		b.opCalls[opID] = m
+	}
+	m[key] = true
+	b.markOpLocked(opID)
+}
+
+// dropCallLocked forgets a call that is over.
+func (b *board) dropCallLocked(key string) {
+	lc := b.st.Calls[key]
+	if lc == nil {
+		return
+	}
+	delete(b.st.Calls, key)
+	if _, ok := b.waiting[lc.Rec.ID]; ok {
+		delete(b.waiting, lc.Rec.ID)
+		b.dirtyWaiting[lc.Rec.ID] = true
+	}
+	for id, m := range b.opCalls {
+		if m[key] {
+			delete(m, key)
+			if len(m) == 0 {
+				delete(b.opCalls, id)
+			}
+			b.markOpLocked(id)
+		}
+	}
+}
+
+// pruneLocked drops calls the PBX stopped telling about (a lost hangup),
+// uncounted, and forgets calls over for longer than endedMemory.
+func (b *board) pruneLocked() {
+	for key, e := range b.st.Ended {
+		if b.st.Clock.Sub(e.At) > endedMemory {
+			delete(b.st.Ended, key)
+		}
+	}
+	for key, lc := range b.st.Calls {
+		limit := staleTalking
+		if lc.Rec.State == wire.CallRinging && lc.Answerer == "" {
+			limit = staleRinging
+		}
+		if b.st.Clock.Sub(lc.LastAt) > limit {
+			b.log.Info("queue: call dropped from the board after no news", "call", lc.Rec.ID, "state", lc.Rec.State, "since", lc.LastAt)
+			b.dropCallLocked(key)
+			b.changed = true
+		}
+	}
+}
+
+// currentCall is the call an operator is on: talking, else dialling out.
+func (b *board) currentCall(opID string) *wire.QueueCall {
+	var best *wire.QueueCall
+	for key := range b.opCalls[opID] {
+		lc := b.st.Calls[key]
+		if lc == nil {
+			continue
+		}
+		rec := &lc.Rec
+		qc := wire.QueueCall{ID: rec.ID, Direction: rec.Direction, Phone: rec.Phone, PhoneDisplay: rec.PhoneDisplay}
+		switch {
+		case lc.Answerer == opID && rec.State == wire.CallTalking:
+			qc.State, qc.Since = wire.CallTalking, lc.TalkFrom
+		case rec.Direction == wire.DirectionOut && rec.State == wire.CallRinging && rec.Legs[opID] != nil && !rec.Legs[opID].Stopped:
+			qc.State, qc.Since = wire.CallRinging, rec.StartedAt.UTC()
+		default:
+			continue
+		}
+		if best == nil || (qc.State == wire.CallTalking && best.State != wire.CallTalking) ||
+			(qc.State == best.State && (qc.Since.After(best.Since) || (qc.Since.Equal(best.Since) && qc.ID < best.ID))) {
+			c := qc
+			best = &c
+		}
+	}
+	return best
+}
+
+// advanceLocked moves the board's clock to t: it closes the minutes passed
+// (one history sample each) and starts a new day at local midnight.
+func (b *board) advanceLocked(t time.Time) {
+	t = t.UTC()
+	if !t.After(b.st.Clock) {
+		return
+	}
+	b.st.Clock = t
+	b.changed = true
+	m := t.Truncate(time.Minute)
+	if b.st.Minute.IsZero() {
+		b.st.Minute, b.st.MinuteMax = m, len(b.waiting)
+		b.rolloverLocked(m)
+		return
+	}
+	for b.st.Minute.Before(m) {
+		if m.Sub(b.st.Minute) > wire.MaxQueueHistory*time.Minute {
+			// A long silence (the relay was down): its minutes are unknown.
+			b.st.Minute, b.st.MinuteMax = m.Add(-wire.MaxQueueHistory*time.Minute), len(b.waiting)
+			b.rolloverLocked(b.st.Minute)
+			continue
+		}
+		s := wire.QueueSample{At: b.st.Minute, Waiting: b.st.MinuteMax, ServiceLevel: b.st.Totals.ServiceLevel()}
+		b.st.History = append(b.st.History, s)
+		if n := len(b.st.History); n > wire.MaxQueueHistory {
+			b.st.History = slices.Delete(b.st.History, 0, n-wire.MaxQueueHistory)
+		}
+		b.samples = append(b.samples, s)
+		b.st.Minute, b.st.MinuteMax = b.st.Minute.Add(time.Minute), len(b.waiting)
+		b.rolloverLocked(b.st.Minute)
+	}
+}
+
+// rolloverLocked starts a new day's counters when t is on a later local day.
+func (b *board) rolloverLocked(t time.Time) {
+	day := t.In(b.loc).Format(time.DateOnly)
+	if day == b.st.Day {
+		return
+	}
+	if b.st.Day != "" && day < b.st.Day {
+		return
+	}
+	b.st.Day = day
+	b.st.Totals = wire.QueueCounters{}
+	for id, o := range b.st.Ops {
+		o.Counters = wire.QueueCounters{}
+		b.markOpLocked(id)
+	}
+}
+
+// opView is an operator's board entry; false when they are not on the board.
+func (b *board) opView(id string) (wire.QueueOperator, bool) {
+	info, ok := b.info[id]
+	if !ok || info.Revoked() {
+		return wire.QueueOperator{}, false
+	}
+	o := b.op(id)
+	v := wire.QueueOperator{ID: id, Name: info.Name, Code: info.Code, Role: info.Role, Connected: o.Connected, Counters: o.Counters}
+	if o.Connected {
+		st, ok := b.status[id]
+		if !ok {
+			st = wire.StatusInfo{Status: wire.StatusFree, Since: info.CreatedAt}
+		}
+		v.Status, v.Since = st.Status, st.Since.UTC()
+		if o.OnlineSince.After(v.Since) {
+			v.Since = o.OnlineSince
+		}
+		v.Call = b.currentCall(id)
+	} else {
+		v.Status, v.Since = wire.StatusOffline, o.OfflineSince
+		if v.Since.IsZero() {
+			v.Since = info.CreatedAt.UTC()
+		}
+		v.Call = b.currentCall(id) // a call goes on even if the app is closed
+	}
+	return v, true
+}
+
+func opEqual(a, b wire.QueueOperator) bool {
+	if (a.Call == nil) != (b.Call == nil) || (a.Call != nil && *a.Call != *b.Call) {
+		return false
+	}
+	a.Call, b.Call = nil, nil
+	return a == b
+}
+
+func waitingEqual(a, b wire.WaitingCall) bool {
+	return slices.Equal(a.Ringing, b.Ringing) && a.ID == b.ID && a.Phone == b.Phone && a.PhoneDisplay == b.PhoneDisplay &&
+		a.Line == b.Line && a.LineDisplay == b.LineDisplay && a.Site == b.Site && a.Since.Equal(b.Since)
+}
+
+// collectLocked turns what is dirty into deltas (several when more than one
+// minute closed: a delta carries one sample), bringing pub* up to date.
+func (b *board) collectLocked() []wire.QueueDelta {
+	now := b.now().UTC()
+	d := wire.QueueDelta{At: now}
+	for id := range b.dirtyOps {
+		v, ok := b.opView(id)
+		pub, had := b.pubOps[id]
+		switch {
+		case !ok && had:
+			d.Removed = append(d.Removed, id)
+			delete(b.pubOps, id)
+		case ok && (!had || !opEqual(pub, v)):
+			d.Operators = append(d.Operators, v)
+			b.pubOps[id] = v
+		}
+	}
+	clear(b.dirtyOps)
+	for id := range b.dirtyWaiting {
+		w, ok := b.waiting[id]
+		pub, had := b.pubWaiting[id]
+		switch {
+		case !ok && had:
+			d.Gone = append(d.Gone, id)
+			delete(b.pubWaiting, id)
+		case ok && (!had || !waitingEqual(pub, w)):
+			d.Waiting = append(d.Waiting, w)
+			b.pubWaiting[id] = w
+		}
+	}
+	clear(b.dirtyWaiting)
+	if b.st.Totals != b.pubTotals {
+		t := b.st.Totals
+		d.Totals = &t
+		b.pubTotals = t
+	}
+	if b.st.Day != b.pubDay {
+		d.Day = b.st.Day
+		b.pubDay = b.st.Day
+	}
+	slices.SortFunc(d.Operators, func(x, y wire.QueueOperator) int { return cmp.Or(cmp.Compare(x.Code, y.Code), cmp.Compare(x.ID, y.ID)) })
+	slices.Sort(d.Removed)
+	slices.SortFunc(d.Waiting, waitingOrder)
+	slices.Sort(d.Gone)
+	samples := b.samples
+	b.samples = nil
+	empty := len(d.Operators) == 0 && len(d.Removed) == 0 && len(d.Waiting) == 0 && len(d.Gone) == 0 && d.Totals == nil && d.Day == ""
+	var out []wire.QueueDelta
+	if !empty || len(samples) > 0 {
+		if len(samples) > 0 {
+			d.Sample = &samples[0]
+			samples = samples[1:]
+		}
+		b.version++
+		d.Version = b.version
+		out = append(out, d)
+	}
+	for i := range samples {
+		b.version++
+		out = append(out, wire.QueueDelta{Version: b.version, At: now, Sample: &samples[i]})
+	}
+	return out
+}
+
+func waitingOrder(x, y wire.WaitingCall) int {
+	return cmp.Or(x.Since.Compare(y.Since), cmp.Compare(x.ID, y.ID))
+}
+
+// flushLocked sends what changed to every subscriber.
+func (b *board) flushLocked() {
+	deltas := b.collectLocked()
+	if len(b.subs) == 0 {
+		return
+	}
+	for _, d := range deltas {
+		data, err := json.Marshal(d)
+		if err != nil {
+			b.log.Error("queue delta not encoded", "err", err)
+			continue
+		}
+		var wsFrame, sseFrame []byte
+		for sub := range b.subs {
+			if sub.peer != nil {
+				if wsFrame == nil {
+					wsFrame = envelope(wire.TypeQueue, "", data)
+				}
+				if !sub.peer.Send(wsFrame) {
+					b.dropLocked(sub)
+				}
+				continue
+			}
+			if sseFrame == nil {
+				sseFrame = sseEvent("delta", data)
+			}
+			select {
+			case sub.sse <- sseFrame:
+			default:
+				b.log.Info("queue: a wallboard viewer fell behind; its stream ends", "operator", sub.op)
+				b.dropLocked(sub)
+			}
+		}
+	}
+}
+
+// envelope builds a frame around JSON data without re-encoding it.
+func envelope(typ, id string, data []byte) []byte {
+	b := make([]byte, 0, len(data)+64)
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, wire.ProtocolVersion, 10)
+	b = append(b, `,"type":`...)
+	b = strconv.AppendQuote(b, typ)
+	if id != "" {
+		b = append(b, `,"id":`...)
+		b = strconv.AppendQuote(b, id)
+	}
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	return append(b, '}')
+}
+
+func sseEvent(name string, data []byte) []byte {
+	b := make([]byte, 0, len(data)+32)
+	b = append(b, "event: "...)
+	b = append(b, name...)
+	b = append(b, "\ndata: "...)
+	b = append(b, data...)
+	return append(b, "\n\n"...)
+}
+
+// snapshotLocked is the board as subscribers were last sent it. Callers
+// flush first, so it is the board now.
+func (b *board) snapshotLocked() wire.QueueSnapshot {
+	s := wire.QueueSnapshot{
+		Version: b.version, At: b.now().UTC(), Day: b.pubDay, TimeZone: b.loc.String(),
+		ServiceLevelSeconds: int(b.serviceLevel / time.Second), Totals: b.pubTotals,
+		Operators: make([]wire.QueueOperator, 0, len(b.pubOps)), Waiting: make([]wire.WaitingCall, 0, len(b.pubWaiting)),
+		History: slices.Clone(b.st.History),
+	}
+	if s.History == nil {
+		s.History = []wire.QueueSample{}
+	}
+	for _, v := range b.pubOps {
+		s.Operators = append(s.Operators, v)
+	}
+	slices.SortFunc(s.Operators, func(x, y wire.QueueOperator) int { return cmp.Or(cmp.Compare(x.Code, y.Code), cmp.Compare(x.ID, y.ID)) })
+	for _, w := range b.pubWaiting {
+		s.Waiting = append(s.Waiting, w)
+	}
+	slices.SortFunc(s.Waiting, waitingOrder)
+	return s
+}
+
+// Snapshot is the board now (for tests and the admin API).
+func (b *board) Snapshot() wire.QueueSnapshot {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.advanceLocked(b.now())
+	b.flushLocked()
+	return b.snapshotLocked()
+}
+
+// subscribeWS subscribes a supervisor's session: the reply to the request
+// (the snapshot) is queued on the session under the board's lock, so no
+// delta can overtake it. A session subscribed already starts over.
+func (b *board) subscribeWS(peer hub.Peer, id string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("the relay is shutting down")
+	}
+	if old := b.wsSubs[peer]; old != nil {
+		b.dropLocked(old)
+	}
+	b.advanceLocked(b.now())
+	b.flushLocked()
+	data, err := json.Marshal(b.snapshotLocked())
+	if err != nil {
+		return err
+	}
+	sub := &boardSub{op: peer.Operator().ID, peer: peer}
+	if !peer.Send(envelope(wire.TypeReply, id, data)) {
+		return nil // the session is over (or was too slow)
+	}
+	b.subs[sub] = struct{}{}
+	b.wsSubs[peer] = sub
+	sub.after = context.AfterFunc(peer.Context(), func() {
+		b.mu.Lock()
+		b.dropLocked(sub)
+		b.mu.Unlock()
+	})
+	return nil
+}
+
+// unsubscribeWS ends a session's subscription (if any).
+func (b *board) unsubscribeWS(peer hub.Peer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if sub := b.wsSubs[peer]; sub != nil {
+		b.dropLocked(sub)
+	}
+}
+
+var errTooManyViewers = errors.New("too many wallboard viewers")
+
+// subscribeSSE subscribes a wallboard viewer; its first frame is the
+// snapshot. The viewer reads frames from sub.sse until sub.gone is closed,
+// then calls unsubscribeSSE.
+func (b *board) subscribeSSE(opID string) (*boardSub, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errors.New("the relay is shutting down")
+	}
+	if b.viewers >= maxBoardViewers {
+		return nil, errTooManyViewers
+	}
+	b.advanceLocked(b.now())
+	b.flushLocked()
+	data, err := json.Marshal(b.snapshotLocked())
+	if err != nil {
+		return nil, err
+	}
+	sub := &boardSub{op: opID, sse: make(chan []byte, viewerQueue), gone: make(chan struct{})}
+	sub.sse <- sseEvent("snapshot", data)
+	b.subs[sub] = struct{}{}
+	b.viewers++
+	return sub, nil
+}
+
+func (b *board) unsubscribeSSE(sub *boardSub) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.subs[sub]; ok {
+		b.dropLocked(sub)
+	}
+	b.viewers--
+}
+
+func (b *board) dropLocked(sub *boardSub) {
+	if _, ok := b.subs[sub]; !ok {
+		return
+	}
+	delete(b.subs, sub)
+	if sub.peer != nil {
+		if b.wsSubs[sub.peer] == sub {
+			delete(b.wsSubs, sub.peer)
+		}
+		if sub.after != nil {
+			sub.after()
+		}
+	}
+	if sub.gone != nil {
+		close(sub.gone)
+	}
+}
+
+// closeAll ends every subscription (shutdown): SSE viewers' streams end.
+func (b *board) closeAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for sub := range b.subs {
+		b.dropLocked(sub)
+	}
+}
+
+// subscribers counts the subscriptions (tests, metrics).
+func (b *board) subscribers() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs)
+}
