@@ -57,8 +57,9 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the reconnect delay: capped exponential
 	// with full jitter. Defaults 500ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
-	// MaxFrame is the largest frame read or written; default
-	// wire.DefaultMaxFrame. Larger outgoing requests fail with
+	// MaxFrame is the largest frame written; default wire.DefaultMaxFrame.
+	// Frames read may be up to the larger of MaxFrame and wire.MaxRelayFrame
+	// (a supervisor's queue snapshot). Larger outgoing requests fail with
 	// ErrFrameTooLarge; a larger incoming frame ends the connection.
 	MaxFrame int
 	// DialTimeout is how long Dial waits for the relay's answer (default 20s).

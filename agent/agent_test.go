@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -599,9 +600,13 @@ func TestFrameLimits(t *testing.T) {
 		t.Error("a refused outgoing frame affected the connection")
 	}
 
-	r.Publish(wire.TypeNotice, wire.Notice{Kind: "dialing", Text: strings.Repeat("x", 2000)})
-	// The agent drops the link and reconnects (resuming, it is sent the same
-	// frame again: an oversized event is never silently skipped).
+	// Frames from the relay may be larger (a supervisor's queue snapshot)…
+	r.Publish(wire.TypeNotice, wire.Notice{Kind: "dialing", Text: strings.Repeat("x", 200<<10)})
+	waitFor(t, "a large notice", func() bool { _, ok := rec.last(EventNotice); return ok })
+	// …up to wire.MaxRelayFrame. Past it, the agent drops the link and
+	// reconnects (resuming, it is sent the same frame again: an oversized
+	// event is never silently skipped).
+	r.Publish(wire.TypeNotice, wire.Notice{Kind: "dialing", Text: strings.Repeat("x", wire.MaxRelayFrame)})
 	waitFor(t, "reconnect", func() bool { return r.Accepted() >= 2 })
 	var off Event
 	for _, e := range rec.events() {
@@ -609,7 +614,7 @@ func TestFrameLimits(t *testing.T) {
 			off = e
 		}
 	}
-	if !strings.Contains(off.Err, "larger than the 1024-byte limit") {
+	if !strings.Contains(off.Err, fmt.Sprintf("larger than the %d-byte limit", wire.MaxRelayFrame)) {
 		t.Errorf("offline reason = %q", off.Err)
 	}
 }

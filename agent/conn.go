@@ -115,7 +115,7 @@ func (a *Agent) connect(ctx context.Context) (*conn, wire.Hello, error) {
 
 		queueKick: make(chan struct{}, 1),
 	}
-	ws.SetReadLimit(int64(a.cfg.MaxFrame))
+	ws.SetReadLimit(int64(a.readLimit()))
 	ws.SetPingHandler(func(data string) error {
 		ws.SetReadDeadline(time.Now().Add(a.pongWait))
 		select {
@@ -195,7 +195,7 @@ func (a *Agent) readError(err error) error {
 		}
 		return fmt.Errorf("relay closed the connection: %s", wire.CloseText(ce.Code))
 	case errors.Is(err, websocket.ErrReadLimit):
-		return fmt.Errorf("relay sent a frame larger than the %d-byte limit", a.cfg.MaxFrame)
+		return fmt.Errorf("relay sent a frame larger than the %d-byte limit", a.readLimit())
 	case errors.As(err, &ne) && ne.Timeout():
 		return fmt.Errorf("no message or ping from the relay for %s", a.pongWait)
 	}
@@ -344,3 +344,6 @@ func (a *Agent) writer(c *conn) {
 		}
 	}
 }
+
+// readLimit is the largest frame the agent reads.
+func (a *Agent) readLimit() int { return max(a.cfg.MaxFrame, wire.MaxRelayFrame) }

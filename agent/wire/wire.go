@@ -58,9 +58,11 @@
 // this package: codes 4000–4099 mean stop, anything else means reconnect with
 // backoff and resume.
 //
-// Frames are JSON text messages of at most [DefaultMaxFrame] bytes unless the
-// relay is configured otherwise; a larger frame closes the connection with
-// 1009 (message too big). Every envelope carries the protocol version "v".
+// Frames from the agent are JSON text messages of at most [DefaultMaxFrame]
+// bytes unless the relay is configured otherwise; a larger frame closes the
+// connection with 1009 (message too big). Frames from the relay may be up to
+// [MaxRelayFrame] (a queue snapshot of a large call center). Every envelope
+// carries the protocol version "v".
 package wire
 
 import (
@@ -89,6 +91,7 @@ const (
 // Limits and timing shared by both sides.
 const (
 	DefaultMaxFrame = 64 << 10
+	MaxRelayFrame   = 8 << 20 // the largest frame an agent reads
 	PingPeriod      = 25 * time.Second
 	PongWait        = 60 * time.Second
 	WriteWait       = 10 * time.Second
