@@ -616,3 +616,48 @@ func (c *fakeClock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
+
+// The agent's own queue watch (what the Queue window and `pult queue` use)
+// against the real relay: the snapshot, live deltas applied in order, and a
+// supervisor setting an operator's status reaching the PBX.
+func TestQueueThroughAgent(t *testing.T) {
+	checkGoroutines(t)
+	w := newWorld(t, nil)
+	_, supTok := w.r.addSupervisor("Sofia Volkova", "900", "9")
+	sup := startAgent(t, w.r.URL, supTok, nil)
+	sup.waitOnline()
+	sup.a.WatchQueue(true)
+	board := func(what string, ok func(*wire.QueueSnapshot) bool) *wire.QueueSnapshot {
+		t.Helper()
+		return sup.waitFor(what, func(ev agent.Event) bool {
+			return ev.Kind == agent.EventQueue && ev.Queue != nil && ok(ev.Queue)
+		}).Queue
+	}
+	b := board("the snapshot", func(s *wire.QueueSnapshot) bool { return opByCode(s, "900").Connected })
+	if len(b.Operators) < 3 || b.ServiceLevelSeconds != 20 {
+		t.Fatalf("snapshot %+v", b)
+	}
+	w.event(map[string]any{"type": "in", "phone": "+79121234567", "codes": []string{"100"}, "callExternalId": "qa1"})
+	b = board("qa1 waiting", func(s *wire.QueueSnapshot) bool { return slices.Equal(waitingIDs(s), []string{"qa1"}) })
+	w.event(map[string]any{"type": "answer", "phone": "+79121234567", "codes": []string{"100"}, "callExternalId": "qa1"})
+	board("qa1 answered", func(s *wire.QueueSnapshot) bool {
+		c := opByCode(s, "100").Call
+		return len(s.Waiting) == 0 && c != nil && c.ID == "qa1" && s.Version > b.Version
+	})
+
+	// Sofia puts Anna on a break: the PBX hears it like Anna's own change.
+	info, err := sup.a.SetOperatorStatus(context.Background(), opByCode(b, "100").ID, wire.StatusBreak)
+	if err != nil || info.Status != wire.StatusBreak {
+		t.Fatalf("SetOperatorStatus = %+v, %v", info, err)
+	}
+	board("Anna on a break", func(s *wire.QueueSnapshot) bool { return opByCode(s, "100").Status == wire.StatusBreak })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	reqs, err := w.pbx.Wait(ctx, sim.KindChangeStatus, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := reqs[0].Query; q.Get("code") != "100" || q.Get("status") != "break" {
+		t.Errorf("PBX change-status: %v", q)
+	}
+}
