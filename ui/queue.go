@@ -138,7 +138,7 @@ func newQueueWindow(a *App) *queueWindow {
 	opsHeader := container.NewBorder(nil, nil, widget.NewLabelWithStyle("Operators", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		container.NewHBox(widget.NewLabel("Sort by"), sortSel))
 	bottom := container.NewVBox(setRow, q.note,
-		widget.NewLabelWithStyle("Calls waiting (bars) and service level (line), last hours", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		widget.NewLabelWithStyle("Calls waiting (bars) and service level (line), last 4 hours", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		q.chart)
 	q.w.SetContent(container.NewPadded(container.NewBorder(
 		container.NewVBox(top, waitingScroll, opsHeader), bottom, nil, nil, q.table)))
@@ -448,6 +448,9 @@ func (a *App) longBreak() time.Duration {
 	return defaultLongBreak
 }
 
+// chartSlots is the chart's width in one-minute samples: four hours.
+const chartSlots = 4 * 60
+
 // queueChart draws the history: calls waiting as bars, the service level as
 // a line (0–100 %), oldest on the left.
 type queueChart struct {
@@ -510,7 +513,11 @@ func (r *chartRenderer) build() {
 	for _, p := range s {
 		maxWait = max(maxWait, p.Waiting)
 	}
-	step := w / float32(len(s))
+	// A fixed time axis: the last chartSlots minutes, the newest on the
+	// right, so an hour of history does not look like a day's.
+	slots := max(len(s), chartSlots)
+	step := w / float32(slots)
+	off := float32(slots - len(s))
 	barCol := theme.Color(theme.ColorNamePrimary)
 	for i, p := range s {
 		bh := h * float32(p.Waiting) / float32(maxWait) * 0.9
@@ -518,7 +525,7 @@ func (r *chartRenderer) build() {
 			continue
 		}
 		bar := canvas.NewRectangle(fade(barCol))
-		bar.Move(fyne.NewPos(float32(i)*step, h-bh))
+		bar.Move(fyne.NewPos((off+float32(i))*step, h-bh))
 		bar.Resize(fyne.NewSize(max(step-1, 1), bh))
 		r.objs = append(r.objs, bar)
 	}
@@ -526,8 +533,8 @@ func (r *chartRenderer) build() {
 	for i := 1; i < len(s); i++ {
 		l := canvas.NewLine(lineCol)
 		l.StrokeWidth = 2
-		l.Position1 = fyne.NewPos((float32(i)-0.5)*step, h-h*float32(s[i-1].ServiceLevel)*0.95)
-		l.Position2 = fyne.NewPos((float32(i)+0.5)*step, h-h*float32(s[i].ServiceLevel)*0.95)
+		l.Position1 = fyne.NewPos((off+float32(i)-0.5)*step, h-h*float32(s[i-1].ServiceLevel)*0.95)
+		l.Position2 = fyne.NewPos((off+float32(i)+0.5)*step, h-h*float32(s[i].ServiceLevel)*0.95)
 		r.objs = append(r.objs, l)
 	}
 	label := canvas.NewText(fmt.Sprintf("max %d waiting", maxWait), theme.Color(theme.ColorNamePlaceHolder))
