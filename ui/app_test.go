@@ -166,7 +166,7 @@ func TestOfflineMenu(t *testing.T) {
 
 func TestSupervisorMenu(t *testing.T) {
 	ta := newTestApp(t, false)
-	ta.relay.Operator = wire.Operator{ID: "op-3", Name: "Екатерина", Code: "102", Role: wire.RoleSupervisor}
+	ta.relay.SetOperator(wire.Operator{ID: "op-3", Name: "Екатерина", Code: "102", Role: wire.RoleSupervisor})
 	ta.creds.Save(ta.relay.URL, agenttest.Token)
 	ta.loop.wait(func() { ta.a.startSession(Login{ta.relay.URL, agenttest.Token}) })
 	ta.online()
@@ -583,7 +583,7 @@ func queueBoard(now time.Time) *wire.QueueSnapshot {
 
 func TestQueueWindow(t *testing.T) {
 	ta := newTestApp(t, true, func(c *Config) { c.Now = func() time.Time { return fixedNow } })
-	ta.relay.Operator = wire.Operator{ID: "op-3", Name: "Екатерина Морозова", Code: "102", Role: wire.RoleSupervisor}
+	ta.relay.SetOperator(wire.Operator{ID: "op-3", Name: "Екатерина Морозова", Code: "102", Role: wire.RoleSupervisor})
 	ta.relay.SetBoard(queueBoard(fixedNow))
 	ta.relay.Drop() // reconnect: hello now says supervisor
 	ta.loop.eventually(t, "supervisor", func() bool { return ta.a.op != nil && ta.a.op.Role == wire.RoleSupervisor && ta.a.conn == agent.Online })

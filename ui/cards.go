@@ -30,8 +30,7 @@ type cardStack struct {
 	cards     []*callCard
 	byID      map[string]*callCard
 	dismissed map[string]time.Time
-	ticker    *time.Ticker
-	tickDone  chan struct{}
+	ticker    *ticker
 }
 
 func newCardStack(a *App) *cardStack {
@@ -218,33 +217,18 @@ func (s *cardStack) startTimers() {
 	if s.ticker != nil {
 		return
 	}
-	s.ticker = time.NewTicker(time.Second)
-	done := make(chan struct{})
-	s.tickDone = done
-	t := s.ticker
-	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				s.a.do(func() {
-					for _, k := range s.cards {
-						k.tick()
-					}
-				})
-			}
+	s.ticker = s.a.everySecond(func() {
+		for _, k := range s.cards {
+			k.tick()
 		}
-	}()
+	})
 }
 
 func (s *cardStack) stopTimers() {
-	if s.ticker == nil {
-		return
+	if s.ticker != nil {
+		s.ticker.stop()
+		s.ticker = nil
 	}
-	s.ticker.Stop()
-	close(s.tickDone)
-	s.ticker, s.tickDone = nil, nil
 }
 
 // serverNow is the relay's clock, which stamps the calls.

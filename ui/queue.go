@@ -47,8 +47,7 @@ type queueWindow struct {
 	setBtns  []*widget.Button
 	note     *widget.Label
 	chart    *queueChart
-	ticker   *time.Ticker
-	tickDone chan struct{}
+	ticker   *ticker
 }
 
 var queueColumns = []string{"Name", "Code", "Status", "For", "Call", "In", "Answered", "Missed", "Out"}
@@ -409,35 +408,20 @@ func (q *queueWindow) startTicker() {
 	if q.ticker != nil {
 		return
 	}
-	q.ticker = time.NewTicker(time.Second)
-	done := make(chan struct{})
-	q.tickDone = done
-	t := q.ticker
 	a := q.a
-	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				a.do(func() {
-					if a.queueW == q {
-						q.waiting.Refresh()
-						q.table.Refresh()
-					}
-				})
-			}
+	q.ticker = a.everySecond(func() {
+		if a.queueW == q {
+			q.waiting.Refresh()
+			q.table.Refresh()
 		}
-	}()
+	})
 }
 
 func (q *queueWindow) stopTicker() {
-	if q.ticker == nil {
-		return
+	if q.ticker != nil {
+		q.ticker.stop()
+		q.ticker = nil
 	}
-	q.ticker.Stop()
-	close(q.tickDone)
-	q.ticker, q.tickDone = nil, nil
 }
 
 // longBreak is how long a break may last before it shows red.

@@ -206,6 +206,13 @@ func (r *Relay) Publish(typ string, data any) uint64 {
 	return r.lastSeq
 }
 
+// SetOperator changes who the token belongs to (from the next hello on).
+func (r *Relay) SetOperator(op wire.Operator) {
+	r.mu.Lock()
+	r.Operator = op
+	r.mu.Unlock()
+}
+
 // SetBoard sets the queue board queue.subscribe answers with (nil: forbidden,
 // as for an operator).
 func (r *Relay) SetBoard(b *wire.QueueSnapshot) {

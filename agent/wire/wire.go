@@ -588,46 +588,10 @@ func (s *QueueSnapshot) Apply(d QueueDelta) bool {
 	if d.Day != "" {
 		s.Day = d.Day
 	}
-	for _, op := range d.Operators {
-		found := false
-		for i := range s.Operators {
-			if s.Operators[i].ID == op.ID {
-				s.Operators[i], found = op, true
-				break
-			}
-		}
-		if !found {
-			s.Operators = append(s.Operators, op)
-		}
-	}
-	for _, id := range d.Removed {
-		for i := range s.Operators {
-			if s.Operators[i].ID == id {
-				s.Operators = append(s.Operators[:i], s.Operators[i+1:]...)
-				break
-			}
-		}
-	}
-	for _, w := range d.Waiting {
-		found := false
-		for i := range s.Waiting {
-			if s.Waiting[i].ID == w.ID {
-				s.Waiting[i], found = w, true
-				break
-			}
-		}
-		if !found {
-			s.Waiting = append(s.Waiting, w)
-		}
-	}
-	for _, id := range d.Gone {
-		for i := range s.Waiting {
-			if s.Waiting[i].ID == id {
-				s.Waiting = append(s.Waiting[:i], s.Waiting[i+1:]...)
-				break
-			}
-		}
-	}
+	opID := func(o QueueOperator) string { return o.ID }
+	callID := func(w WaitingCall) string { return w.ID }
+	s.Operators = remove(upsert(s.Operators, d.Operators, opID), d.Removed, opID)
+	s.Waiting = remove(upsert(s.Waiting, d.Waiting, callID), d.Gone, callID)
 	if d.Totals != nil {
 		s.Totals = *d.Totals
 	}
@@ -642,3 +606,34 @@ func (s *QueueSnapshot) Apply(d QueueDelta) bool {
 
 // MaxQueueHistory bounds QueueSnapshot.History: one sample a minute, 8 hours.
 const MaxQueueHistory = 8 * 60
+
+// upsert replaces the entries of list with the same id as one of news and
+// appends the others, in order.
+func upsert[T any](list, news []T, id func(T) string) []T {
+	for _, n := range news {
+		found := false
+		for i := range list {
+			if id(list[i]) == id(n) {
+				list[i], found = n, true
+				break
+			}
+		}
+		if !found {
+			list = append(list, n)
+		}
+	}
+	return list
+}
+
+// remove drops the entries of list whose id is in ids.
+func remove[T any](list []T, ids []string, id func(T) string) []T {
+	for _, gone := range ids {
+		for i := range list {
+			if id(list[i]) == gone {
+				list = append(list[:i], list[i+1:]...)
+				break
+			}
+		}
+	}
+	return list
+}
