@@ -110,7 +110,7 @@ package: deps ## build dist/pult_<version>_<arch>.deb
 		" Call cards with the client's responsible manager, status, click-to-call" \
 		" and chat transcripts, between a PBX, retailCRM and Qolio." > $(DIST)/root/DEBIAN/control && \
 	dpkg-deb --root-owner-group --build $(DIST)/root $(DIST)/pult_$(VERSION)_$$arch.deb && \
-	dpkg-deb --contents $(DIST)/pult_$(VERSION)_$$arch.deb | grep -q 'usr/share/applications/$(APP_ID).desktop' && \
+	dpkg-deb --contents $(DIST)/pult_$(VERSION)_$$arch.deb | grep 'usr/share/applications/$(APP_ID).desktop' >/dev/null && \
 	rm -rf $(DIST)/root && ls -l $(DIST)/*.deb
 
 bench: build
