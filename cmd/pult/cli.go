@@ -61,6 +61,7 @@ Environment:
   PULT_CONFIG_DIR         directory of the stored relay URL (default: <user config dir>/pult)
   PULT_REGION             country for numbers typed without one (default RU)
   PULT_DEBUG=1            log the connection's progress to stderr
+  PULT_CPUPROFILE=FILE    the desktop app writes a CPU profile (pprof) to FILE
 
 watch prints one JSON object per line:
   {"event":"connection","state":"online"}

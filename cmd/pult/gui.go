@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 
 	"fyne.io/fyne/v2/app"
@@ -106,6 +107,16 @@ func (c *cli) gui(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stderr, "pult: %v: running with a window instead of a tray icon\n", err)
 	} else {
 		cfg.Tray = true
+	}
+
+	if path := c.env("PULT_CPUPROFILE"); path != "" {
+		// For BENCHMARKS.md: where an idle app spends its CPU.
+		f, err := os.Create(path)
+		if err != nil {
+			return c.fail(exitUsage, "PULT_CPUPROFILE: %v", err)
+		}
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 
 	fa := app.NewWithID(appID)
