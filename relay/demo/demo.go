@@ -154,6 +154,13 @@ func Run(ctx context.Context, o Options) error {
 
 	admin := &relay.AdminClient{BaseURL: base, Token: cfg.AdminToken}
 	tokens := map[string]string{}
+	// A demo started again on the same data gives its operators new tokens:
+	// the old ones (only their hashes are kept) are revoked first.
+	if err := revokeDemoOperators(ctx, admin); err != nil {
+		stopRelay()
+		<-relayDone
+		return fmt.Errorf("demo operators: %w", err)
+	}
 	for _, op := range Operators {
 		added, err := admin.AddOperator(ctx, relay.NewOperator{Name: op.Name, Code: op.Code, UserID: op.UserID, Role: op.Role})
 		if err != nil {
@@ -400,4 +407,21 @@ func exitText(err error) string {
 		return "exit 0"
 	}
 	return err.Error()
+}
+
+// revokeDemoOperators revokes the active operators with the demo's codes.
+func revokeDemoOperators(ctx context.Context, admin *relay.AdminClient) error {
+	ops, err := admin.ListOperators(ctx)
+	if err != nil {
+		return err
+	}
+	for _, op := range ops {
+		if op.RevokedAt != nil || !slices.ContainsFunc(Operators, func(d Operator) bool { return d.Code == op.Code }) {
+			continue
+		}
+		if _, err := admin.RevokeOperator(ctx, op.ID); err != nil {
+			return err
+		}
+	}
+	return nil
 }

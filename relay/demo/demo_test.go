@@ -122,3 +122,44 @@ func TestDemo(t *testing.T) {
 		t.Errorf("the demo does not say how to connect:\n%s", out.String())
 	}
 }
+
+// A demo started again on its own data starts, with new tokens.
+func TestDemoTwiceOnTheSameData(t *testing.T) {
+	dir := t.TempDir()
+	var first []byte
+	for run := 0; run < 2; run++ {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		addr := ln.Addr().String()
+		ln.Close()
+		os.Remove(filepath.Join(dir, "100.token"))
+		var out syncBuffer
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- demo.Run(ctx, demo.Options{Listen: addr, DataDir: dir, Every: time.Hour, Out: &out})
+		}()
+		var token []byte
+		for deadline := time.Now().Add(20 * time.Second); len(token) == 0; time.Sleep(50 * time.Millisecond) {
+			token, _ = os.ReadFile(filepath.Join(dir, "100.token"))
+			select {
+			case err := <-done:
+				t.Fatalf("run %d ended: %v\n%s", run+1, err, out.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("run %d did not start:\n%s", run+1, out.String())
+			}
+		}
+		if _, err := agent.Check(ctx, "http://"+addr, string(bytes.TrimSpace(token))); err != nil {
+			t.Errorf("run %d: the token does not work: %v", run+1, err)
+		}
+		if run == 1 && bytes.Equal(token, first) {
+			t.Error("the second run kept the first run's token")
+		}
+		first = token
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run %d: %v", run+1, err)
+		}
+	}
+}
