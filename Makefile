@@ -48,7 +48,10 @@ vet:
 	$(GO) vet -tags desktop ./cmd/pult
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-lint: vet
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: vet ## vet, gofmt and staticcheck
+	$(GO) run $(STATICCHECK) -tags ci ./...
 
 # The unit tests run on fyne's headless driver (-tags ci) inside a private
 # D-Bus session with a new, unlocked gnome-keyring in a temporary folder, so

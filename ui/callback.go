@@ -81,38 +81,39 @@ func newCallbackWindow(a *App) *callbackWindow {
 	return c
 }
 
-// read returns the request the fields describe, or why they don't.
-func (c *callbackWindow) read() (wire.Callback, phone.Number, error) {
+// read returns the request the fields describe, or (problem != "") why
+// they don't, in words for the window.
+func (c *callbackWindow) read() (cb wire.Callback, n phone.Number, problem string) {
 	n, err := phone.Parse(c.number.Text, c.a.cfg.Region)
 	if err != nil {
-		return wire.Callback{}, n, errors.New("Not a phone number yet.")
+		return wire.Callback{}, n, "Not a phone number yet."
 	}
-	cb := wire.Callback{Phone: n.E164, Note: strings.TrimSpace(c.note.Text)}
+	cb = wire.Callback{Phone: n.E164, Note: strings.TrimSpace(c.note.Text)}
 	if len([]rune(cb.Note)) > 255 {
-		return cb, n, errors.New("The note is longer than 255 characters.")
+		return cb, n, "The note is longer than 255 characters."
 	}
 	if w := strings.TrimSpace(c.when.Text); w != "" && !strings.EqualFold(w, "now") {
 		at, err := agent.ParseWhen(w, c.a.cfg.Now())
 		if err != nil {
-			return cb, n, err
+			return cb, n, "When: " + err.Error()
 		}
 		cb.At = &at
 	}
-	return cb, n, nil
+	return cb, n, ""
 }
 
 func (c *callbackWindow) check() {
-	cb, n, err := c.read()
+	cb, n, problem := c.read()
 	online := c.a.sess != nil && c.a.conn == agent.Online
 	switch {
-	case err != nil:
-		c.parsed.SetText(err.Error())
+	case problem != "":
+		c.parsed.SetText(problem)
 	case cb.At != nil:
 		c.parsed.SetText(fmt.Sprintf("Calltouch will call %s on %s.", n.National, cb.At.Local().Format("Mon 2 Jan at 15:04")))
 	default:
 		c.parsed.SetText(fmt.Sprintf("Calltouch will call %s now.", n.National))
 	}
-	if err == nil && online && !c.busy {
+	if problem == "" && online && !c.busy {
 		c.order.Enable()
 	} else {
 		c.order.Disable()
@@ -124,9 +125,9 @@ func (c *callbackWindow) check() {
 }
 
 func (c *callbackWindow) submit() {
-	cb, n, err := c.read()
+	cb, n, problem := c.read()
 	s := c.a.sess
-	if err != nil || s == nil || c.busy {
+	if problem != "" || s == nil || c.busy {
 		return
 	}
 	c.busy = true

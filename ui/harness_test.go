@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"errors"
 	"runtime"
 	"sync"
 	"testing"
@@ -131,8 +130,6 @@ func (m *memCreds) get() (string, string) {
 	defer m.mu.Unlock()
 	return m.url, m.token
 }
-
-var errNoKeyringTest = errors.New("keyring locked")
 
 // fixedNow is the tests' wall clock.
 var fixedNow = time.Date(2026, 11, 20, 14, 30, 0, 0, time.UTC)
