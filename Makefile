@@ -57,7 +57,7 @@ lint: vet ## vet, gofmt and staticcheck
 # D-Bus session with a new, unlocked gnome-keyring in a temporary folder, so
 # the credential tests use a real Secret Service and never touch the user's
 # own keyrings. Then the real desktop test, then the package.
-test: deps vet ## run every test: unit (race detector), real desktop, package
+test: deps lint ## run every test: lint, unit (race detector), real desktop, fuzz, package
 	CGO_ENABLED=0 $(GO) build -tags ci -o /dev/null ./cmd/pult
 	keyrings=$$(mktemp -d) && trap 'rm -rf $$keyrings' EXIT && \
 	XDG_DATA_HOME=$$keyrings PULT_TEST_KEYRING=1 dbus-run-session -- bash -c \
