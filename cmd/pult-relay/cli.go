@@ -45,7 +45,8 @@ Usage:
                                              these take --config relay.toml (address and
                                              admin_token), or --relay URL with
                                              PULT_ADMIN_TOKEN in the environment
-  pult-relay bench [--operators 1000] [--rate 200] [--duration 30s] [--ring 1] [--supervisors 0] [--json]
+  pult-relay bench [--operators 1000] [--rate 200] [--duration 30s] [--ring 1] [--ring-max 0] [--supervisors 0]
+                   [--idle 0] [--restart] [--target pult|gorilla|both] [--profile DIR] [--json]
                                              start a relay child process, connect simulated
                                              operators and measure call-card delivery
   pult-relay help
@@ -76,6 +77,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = retailcrmCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args[1:], stdout, stderr)
+	case "bench-baseline":
+		err = benchBaseline(ctx, args[1:], stderr)
 	default:
 		fmt.Fprintf(stderr, "pult-relay: unknown command %q\n\n%s", args[0], usage)
 		return 2
@@ -135,6 +138,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, logge
 	cfg, err := relay.LoadConfig(*path, getenv)
 	if err != nil {
 		return err
+	}
+	if n, err := raiseNoFile(); err != nil {
+		logger.Warn("could not raise the file descriptor limit", "err", err)
+	} else {
+		logger.Info("file descriptor limit", "nofile", n)
+	}
+	if addr := getenv("PULT_PPROF"); addr != "" {
+		stop, err := servePprof(addr, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	return relay.New(cfg, logger).Run(ctx)
 }
@@ -579,10 +594,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&o.Rate, "rate", 200, "call events per second")
 	fs.DurationVar(&o.Duration, "duration", 30*time.Second, "how long to fire events")
 	fs.IntVar(&o.Ring, "ring", 1, "operators rung by each call")
+	fs.IntVar(&o.RingMax, "ring-max", 0, "with a value above --ring: each call rings --ring to --ring-max operators")
 	fs.IntVar(&o.Posters, "posters", 8, "concurrent webhook posters")
 	fs.DurationVar(&o.Drain, "drain", 5*time.Second, "wait after the last event for late frames")
 	fs.IntVar(&o.Supervisors, "supervisors", 0, "supervisors subscribed to the queue board (measures event → board delta)")
 	fs.StringVar(&o.RelayBin, "relay-bin", "", "the pult-relay binary to start (default: this one)")
+	fs.DurationVar(&o.Idle, "idle", 0, "measure the relay's idle CPU and steady RSS over this window before firing (> 25s covers every ping)")
+	fs.BoolVar(&o.Restart, "restart", false, "restart the relay a third into the firing: the reconnect storm")
+	target := fs.String("target", bench.TargetPult, "pult, gorilla (the baseline hub: no persistence, no auth) or both (same load, with ratios)")
+	fs.StringVar(&o.ProfileDir, "profile", "", "save the relay's pprof profiles (idle and firing CPU, heap, goroutines) in this folder")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -593,14 +613,56 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if o.Operators < 1 || o.Rate <= 0 || o.Duration <= 0 || o.Ring < 1 || o.Ring > o.Operators || o.Posters < 1 || o.Drain <= 0 || o.Supervisors < 0 || o.Supervisors > 100 {
 		return usagef("bench: want --operators, --rate, --duration, --posters, --drain > 0, 1 <= --ring <= --operators and 0 <= --supervisors <= 100")
 	}
-	rep, err := bench.Run(ctx, o)
+	if *target != bench.TargetPult && *target != bench.TargetGorilla && *target != "both" {
+		return usagef("bench: --target: want pult, gorilla or both")
+	}
+	if *target != "both" {
+		o.Target = *target
+		rep, err := bench.Run(ctx, o)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(rep)
+		}
+		return rep.WriteText(stdout)
+	}
+	if o.Restart || o.Supervisors > 0 {
+		return usagef("bench: --target both takes no --restart or --supervisors (the baseline has neither persistence nor a board)")
+	}
+	o.Target = bench.TargetPult
+	rp, err := bench.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	o.Target, o.ProfileDir = bench.TargetGorilla, ""
+	rg, err := bench.Run(ctx, o)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return enc.Encode(map[string]bench.Report{"pult": rp, "gorilla": rg})
 	}
-	return rep.WriteText(stdout)
+	for _, r := range []bench.Report{rp, rg} {
+		if err := r.WriteText(stdout); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout)
+	}
+	return bench.WriteComparison(stdout, rp, rg)
+}
+
+// benchBaseline serves the bench's gorilla baseline (hidden: started by
+// "bench --target gorilla" as its child process).
+func benchBaseline(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("bench-baseline", stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "loopback address")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return bench.ServeBaseline(ctx, *listen)
 }

@@ -41,12 +41,29 @@ type Options struct {
 	Rate      float64       // call events per second [200]
 	Duration  time.Duration // how long events are fired [30s]
 	Ring      int           // operators rung by each call, chosen at random [1]
+	RingMax   int           // when above Ring: each call rings Ring to RingMax operators, uniformly [0]
 	Posters   int           // concurrent webhook posters [8]
 	Drain     time.Duration // wait after the last event for late frames [5s]
 	Settle    time.Duration // pause before each idle RSS reading [2s]
 	// Supervisors subscribed to the queue board while the calls are fired
 	// [0: none]; the report then has the board's latency.
 	Supervisors int
+	// Idle, when set, is a window with every operator connected and no
+	// load, before the firing: the relay's CPU over it and its RSS at its
+	// end ("steady") are reported. Longer than wire.PingPeriod (25 s) to
+	// include every connection's ping.
+	Idle time.Duration
+	// Restart restarts the relay (SIGTERM, then the same config and data)
+	// a third into the firing: the operators reconnect as the agent does
+	// (full-jitter backoff from 500 ms, resuming from their last seq) and
+	// the report has the reconnect storm's figures.
+	Restart bool
+	// Target is TargetPult (the relay) or TargetGorilla (the baseline).
+	Target string
+	// ProfileDir, when set, gets pprof profiles of the relay (not of the
+	// baseline): CPU over the idle window and over the firing, heap and
+	// goroutines at the end of the idle settle.
+	ProfileDir string
 
 	// RelayBin is the pult-relay binary run as "serve --config FILE"
 	// [this executable].
@@ -59,7 +76,16 @@ type Options struct {
 	Progress io.Writer // phase messages [discarded]
 }
 
+// Targets.
+const (
+	TargetPult    = "pult"
+	TargetGorilla = "gorilla"
+)
+
 func (o *Options) defaults() error {
+	if o.Target == "" {
+		o.Target = TargetPult
+	}
 	if o.Operators == 0 {
 		o.Operators = 1000
 	}
@@ -93,12 +119,20 @@ func (o *Options) defaults() error {
 		return errors.New("duration: want up to 24h")
 	case o.Ring < 1 || o.Ring > o.Operators || o.Ring > retailcrm.MaxCodes:
 		return fmt.Errorf("ring: want 1 to min(operators, %d)", retailcrm.MaxCodes)
+	case o.RingMax != 0 && (o.RingMax < o.Ring || o.RingMax > o.Operators || o.RingMax > retailcrm.MaxCodes):
+		return fmt.Errorf("ring-max: want ring to min(operators, %d)", retailcrm.MaxCodes)
 	case o.Posters < 1 || o.Posters > 1000:
 		return errors.New("posters: want 1 to 1000")
 	case o.Drain < 0 || o.Settle < 0:
 		return errors.New("drain and settle must not be negative")
 	case o.Supervisors < 0 || o.Supervisors > 100:
 		return errors.New("supervisors: want 0 to 100")
+	case o.Target != TargetPult && o.Target != TargetGorilla:
+		return errors.New("target: want pult or gorilla")
+	case o.Target == TargetGorilla && (o.Supervisors > 0 || o.Restart):
+		return errors.New("the gorilla baseline has no queue board and no persistence: no --supervisors, no --restart")
+	case o.Idle < 0:
+		return errors.New("idle must not be negative")
 	}
 	return nil
 }
@@ -124,8 +158,10 @@ type Outlier struct {
 
 // Report is the outcome of a run.
 type Report struct {
+	Target    string  `json:"target"`
 	Operators int     `json:"operators"`
 	Ring      int     `json:"ring"`
+	RingMax   int     `json:"ringMax,omitempty"`
 	Posters   int     `json:"posters"`
 	NoFile    uint64  `json:"noFileLimit"`
 	ConnectS  float64 `json:"connectSeconds"` // time to connect every operator
@@ -165,6 +201,16 @@ type Report struct {
 	RelayCPU         float64 `json:"relayCpuPercent"` // of one core, while firing
 	BenchCPU         float64 `json:"benchCpuPercent"` // this process, same window
 
+	// With Idle: the relay's CPU over the idle window (% of one core), its
+	// RSS at the end of it and per connection against RSSBefore.
+	IdleS            float64 `json:"idleSeconds,omitempty"`
+	IdleCPU          float64 `json:"idleCpuPercent,omitempty"`
+	RSSSteady        int64   `json:"rssSteadyBytes,omitempty"`
+	RSSSteadyPerConn int64   `json:"rssSteadyPerConnBytes,omitempty"`
+	HeapSteady       int64   `json:"heapSteadyBytes,omitempty"`
+
+	Storm *StormReport `json:"restart,omitempty"` // with Restart
+
 	RelayWarnings int      `json:"relayLogWarnings"`
 	RelayLog      []string `json:"relayLogSample,omitempty"`
 
@@ -189,15 +235,22 @@ type receipt struct {
 
 // operator is one simulated agent connection with its own reader.
 type operator struct {
-	idx   int
-	conn  *websocket.Conn
-	done  chan struct{}
-	recv  map[int]*receipt // call number → receipt; only the reader touches it until done
-	other int
-	bad   int // call frames whose id is not one of ours
-	order int
-	last  uint64
-	err   error
+	idx      int
+	stopping *atomic.Bool
+	mu       sync.Mutex // guards conn, replaced by a reconnect
+	conn     *websocket.Conn
+	epoch    string
+	done     chan struct{}
+	recv     map[int]*receipt // call number → receipt; only the reader touches it until done
+	other    int
+	bad      int // call frames whose id is not one of ours
+	order    int
+	last     uint64
+	err      error
+
+	drops      int       // connections lost and redialled (with Restart)
+	backAt     time.Time // when the last reconnect's hello arrived
+	notResumed int       // reconnects whose hello said resumed=false
 }
 
 // Run performs one benchmark. It always stops the relay and removes its
@@ -206,7 +259,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	if err := o.defaults(); err != nil {
 		return rep, fmt.Errorf("bench: %w", err)
 	}
-	rep.Operators, rep.Ring, rep.Posters, rep.RateTarget = o.Operators, o.Ring, o.Posters, o.Rate
+	rep.Target, rep.Operators, rep.Ring, rep.RingMax, rep.Posters, rep.RateTarget = o.Target, o.Operators, o.Ring, o.RingMax, o.Posters, o.Rate
 	progress := func(format string, a ...any) { fmt.Fprintf(o.Progress, format+"\n", a...) }
 
 	if rep.NoFile, err = raiseNoFile(); err != nil {
@@ -232,10 +285,16 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 		}
 	}()
 
-	progress("adding %d operators…", o.Operators)
-	tokens, err := addOperators(ctx, rp, o.Operators)
-	if err != nil {
-		return rep, err
+	var tokens []string
+	if rp.baseline {
+		for i := range o.Operators {
+			tokens = append(tokens, strconv.Itoa(1000+i)) // the code; no auth
+		}
+	} else {
+		progress("adding %d operators…", o.Operators)
+		if tokens, err = addOperators(ctx, rp, o.Operators); err != nil {
+			return rep, err
+		}
 	}
 	var supTokens []string
 	if o.Supervisors > 0 {
@@ -254,7 +313,11 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	progress("connecting %d operators…", o.Operators)
 	var stopping atomic.Bool
 	t0 := time.Now()
-	ops, err := connect(ctx, rp, tokens, &stopping)
+	var storm *stormState
+	if o.Restart {
+		storm = &stormState{}
+	}
+	ops, err := connect(ctx, rp, tokens, &stopping, storm)
 	rep.ConnectS = time.Since(t0).Seconds()
 	defer func() {
 		// Close every connection and wait for its reader (bounded).
@@ -272,6 +335,31 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	}
 	rep.HeapIdle, rep.GoroutinesIdle = rp.goStats(ctx)
 	rep.RSSPerConn = (rep.RSSIdle - rep.RSSBefore) / int64(o.Operators)
+	if o.ProfileDir != "" {
+		rp.profile(ctx, o.ProfileDir, "heap-settled", "heap", 0)
+		rp.profile(ctx, o.ProfileDir, "goroutine-settled", "goroutine", 0)
+	}
+	if o.Idle > 0 {
+		progress("idle for %s with %d operators connected…", o.Idle, len(ops))
+		var idleProf sync.WaitGroup
+		if o.ProfileDir != "" {
+			idleProf.Go(func() { rp.profile(ctx, o.ProfileDir, "cpu-idle", "profile", o.Idle) })
+		}
+		t0, _ := cpuTicks(rp.pid)
+		w0 := time.Now()
+		if !sleep(ctx, o.Idle) {
+			return rep, ctx.Err()
+		}
+		t1, _ := cpuTicks(rp.pid)
+		rep.IdleS = time.Since(w0).Seconds()
+		rep.IdleCPU = float64(t1-t0) / clockTicks / rep.IdleS * 100
+		idleProf.Wait()
+		if rep.RSSSteady, err = rss(rp.pid); err != nil {
+			return rep, fmt.Errorf("bench: relay RSS: %w", err)
+		}
+		rep.HeapSteady, _ = rp.goStats(ctx)
+		rep.RSSSteadyPerConn = (rep.RSSSteady - rep.RSSBefore) / int64(o.Operators)
+	}
 
 	var sups []*supervisor
 	if len(supTokens) > 0 {
@@ -287,13 +375,32 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	}
 
 	progress("firing %.0f events/s for %s, ringing %d operator(s) each…", o.Rate, o.Duration, o.Ring)
+	var fireProf sync.WaitGroup
+	if o.ProfileDir != "" && !o.Restart {
+		fireProf.Go(func() { rp.profile(ctx, o.ProfileDir, "cpu-firing", "profile", o.Duration) })
+	}
 	relayT0, _ := cpuTicks(rp.pid)
 	benchT0, _ := cpuTicks(0)
+	var restartErr error
+	stormDone := make(chan struct{})
+	if o.Restart {
+		go func() {
+			defer close(stormDone)
+			rep.Storm, restartErr = restartStorm(ctx, rp, o, storm, len(ops), progress)
+		}()
+	} else {
+		close(stormDone)
+	}
 	calls, fireStart, fireEnd := fire(ctx, rp, o)
+	<-stormDone
+	if restartErr != nil {
+		return rep, restartErr
+	}
 	relayT1, _ := cpuTicks(rp.pid)
 	benchT1, _ := cpuTicks(0)
+	fireProf.Wait()
 	wall := fireEnd.Sub(fireStart).Seconds()
-	if wall > 0 {
+	if wall > 0 && !o.Restart { // a restarted relay is another process
 		rep.RelayCPU = float64(relayT1-relayT0) / clockTicks / wall * 100
 		rep.BenchCPU = float64(benchT1-benchT0) / clockTicks / wall * 100
 	}
@@ -319,6 +426,9 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	}
 	rep.RelayWarnings, rep.RelayLog = rp.logFindings(5)
 	tally(&rep, calls, ops, fireStart)
+	if rep.Storm != nil {
+		tallyStorm(rep.Storm, calls, ops)
+	}
 	if len(sups) > 0 {
 		br := tallyBoard(calls, sups)
 		rep.Board = &br
@@ -391,9 +501,7 @@ func parallel(n, workers int, f func(i int)) {
 // connect opens one websocket per token, reads each hello, and starts the
 // readers. On error the operators connected so far are returned too, so the
 // caller can close them.
-func connect(ctx context.Context, rp *relayProc, tokens []string, stopping *atomic.Bool) ([]*operator, error) {
-	wsURL := "ws" + strings.TrimPrefix(rp.baseURL, "http") + wire.Path
-	d := &websocket.Dialer{HandshakeTimeout: 15 * time.Second, ReadBufferSize: 2048, WriteBufferSize: 512}
+func connect(ctx context.Context, rp *relayProc, tokens []string, stopping *atomic.Bool, storm *stormState) ([]*operator, error) {
 	ops := make([]*operator, len(tokens))
 	errs := make([]error, len(tokens))
 	parallel(len(tokens), 32, func(i int) {
@@ -401,35 +509,12 @@ func connect(ctx context.Context, rp *relayProc, tokens []string, stopping *atom
 			errs[i] = ctx.Err()
 			return
 		}
-		h := http.Header{}
-		h.Set("Authorization", "Bearer "+tokens[i])
-		h.Set(wire.HeaderProtocol, strconv.Itoa(wire.ProtocolVersion))
-		conn, resp, err := d.DialContext(ctx, wsURL, h)
-		if err != nil {
-			if resp != nil {
-				err = fmt.Errorf("%w (HTTP %d)", err, resp.StatusCode)
-			}
-			errs[i] = err
+		op := &operator{idx: i, done: make(chan struct{}), recv: map[int]*receipt{}, stopping: stopping}
+		if errs[i] = op.dial(ctx, rp, tokens[i]); errs[i] != nil {
 			return
 		}
-		conn.SetReadDeadline(time.Now().Add(15 * time.Second))
-		var env wire.Envelope
-		_, b, err := conn.ReadMessage()
-		if err == nil {
-			err = json.Unmarshal(b, &env)
-		}
-		if err == nil && env.Type != wire.TypeHello {
-			err = fmt.Errorf("first frame is %q, not hello", env.Type)
-		}
-		if err != nil {
-			conn.Close()
-			errs[i] = fmt.Errorf("hello: %w", err)
-			return
-		}
-		conn.SetReadDeadline(time.Time{})
-		op := &operator{idx: i, conn: conn, done: make(chan struct{}), recv: map[int]*receipt{}}
 		ops[i] = op
-		go op.read(stopping)
+		go op.read(ctx, rp, tokens[i], stopping, storm)
 	})
 	ops = slices.DeleteFunc(ops, func(op *operator) bool { return op == nil })
 	for i, err := range errs {
@@ -440,21 +525,105 @@ func connect(ctx context.Context, rp *relayProc, tokens []string, stopping *atom
 	return ops, nil
 }
 
+var errStopping = errors.New("bench: stopping")
+
+var dialer = &websocket.Dialer{HandshakeTimeout: 15 * time.Second, ReadBufferSize: 2048, WriteBufferSize: 512}
+
+// dial connects (resuming from op.last when op.epoch is known), reads the
+// hello and makes the connection the operator's.
+func (op *operator) dial(ctx context.Context, rp *relayProc, token string) error {
+	u := "ws" + strings.TrimPrefix(rp.baseURL, "http") + wire.Path
+	if op.epoch != "" {
+		u += "?" + url.Values{wire.QuerySince: {strconv.FormatUint(op.last, 10)}, wire.QueryEpoch: {op.epoch}}.Encode()
+	}
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+token)
+	h.Set(wire.HeaderProtocol, strconv.Itoa(wire.ProtocolVersion))
+	conn, resp, err := dialer.DialContext(ctx, u, h)
+	if err != nil {
+		if resp != nil {
+			err = fmt.Errorf("%w (HTTP %d)", err, resp.StatusCode)
+		}
+		return err
+	}
+	conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	var env wire.Envelope
+	_, b, err := conn.ReadMessage()
+	if err == nil {
+		err = json.Unmarshal(b, &env)
+	}
+	if err == nil && env.Type != wire.TypeHello {
+		err = fmt.Errorf("first frame is %q, not hello", env.Type)
+	}
+	var hello wire.Hello
+	if err == nil && !rp.baseline {
+		err = json.Unmarshal(env.Data, &hello)
+	}
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("hello: %w", err)
+	}
+	conn.SetReadDeadline(time.Time{})
+	if op.epoch != "" && !hello.Resumed {
+		op.notResumed++
+	}
+	if !hello.Resumed {
+		op.last = hello.Position
+	}
+	op.epoch = hello.Epoch
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	if op.stopping.Load() { // closeAll has run or is waiting for this lock
+		conn.Close()
+		return errStopping
+	}
+	op.conn = conn
+	return nil
+}
+
 // read is the operator's only reader: it answers pings (the library does)
-// and records each call card's first arrival.
-func (op *operator) read(stopping *atomic.Bool) {
+// and records each call card's first arrival. With a storm it reconnects
+// as the agent does when the connection drops.
+func (op *operator) read(ctx context.Context, rp *relayProc, token string, stopping *atomic.Bool, storm *stormState) {
 	defer close(op.done)
+	for {
+		err := op.readConn()
+		if stopping.Load() {
+			return
+		}
+		if storm == nil {
+			op.err = err
+			return
+		}
+		op.drops++
+		storm.dropped.Add(1)
+		for attempt := 0; ; attempt++ {
+			if !sleep(ctx, reconnectDelay(attempt)) || stopping.Load() {
+				return
+			}
+			if op.dial(ctx, rp, token) == nil {
+				break
+			}
+			storm.failedDials.Add(1)
+		}
+		op.backAt = time.Now()
+		storm.back.Add(1)
+	}
+}
+
+// readConn reads until the connection fails.
+func (op *operator) readConn() error {
+	op.mu.Lock()
+	conn := op.conn
+	op.mu.Unlock()
 	var card struct {
 		ID string `json:"id"`
 	}
 	for {
-		_, b, err := op.conn.ReadMessage()
+		_, b, err := conn.ReadMessage()
 		now := time.Now()
 		if err != nil {
-			if !stopping.Load() {
-				op.err = err
-			}
-			return
+			return err
 		}
 		var env wire.Envelope
 		if json.Unmarshal(b, &env) != nil {
@@ -503,8 +672,10 @@ func callNumber(id string) (int, bool) {
 func closeAll(ops []*operator) bool {
 	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bench done")
 	for _, op := range ops {
+		op.mu.Lock()
 		op.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 		op.conn.Close()
+		op.mu.Unlock()
 	}
 	deadline := time.After(10 * time.Second)
 	for _, op := range ops {
@@ -548,7 +719,11 @@ dispatch:
 	for next < total {
 		due := min(total, int(time.Since(start).Seconds()*o.Rate)+1)
 		for ; next < due; next++ {
-			calls[next].ops = pick(o.Operators, o.Ring)
+			k := o.Ring
+			if o.RingMax > o.Ring {
+				k += rand.IntN(o.RingMax - o.Ring + 1)
+			}
+			calls[next].ops = pick(o.Operators, k)
 			select {
 			case jobs <- next:
 			case <-ctx.Done():

@@ -124,3 +124,42 @@ func TestPickDistinct(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRestartAndBaseline keeps the reconnect storm and the gorilla
+// baseline working (a smoke run, no timing asserted).
+func TestRunRestartAndBaseline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts relay processes")
+	}
+	bin := buildRelay(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{
+		Operators: 5, Rate: 20, Duration: 3 * time.Second, Ring: 2, Restart: true,
+		Drain: 2 * time.Second, Settle: 200 * time.Millisecond, Idle: 300 * time.Millisecond,
+		RelayBin: bin,
+	})
+	if err != nil {
+		t.Fatalf("Run with --restart: %v", err)
+	}
+	if s := rep.Storm; s == nil || s.Reconnected != 5 || s.NotResumed != 0 || rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 {
+		t.Errorf("restart: storm %+v, lost %d, duplicated %d, out of order %d", rep.Storm, rep.Lost, rep.Duplicated, rep.OutOfOrder)
+	}
+	if rep.IdleS <= 0 || rep.RSSSteady <= 0 {
+		t.Errorf("idle window not measured: %v s, RSS %d", rep.IdleS, rep.RSSSteady)
+	}
+	base, err := Run(ctx, Options{
+		Operators: 5, Rate: 20, Duration: time.Second, Ring: 2, Target: TargetGorilla,
+		Drain: time.Second, Settle: 200 * time.Millisecond, RelayBin: bin,
+	})
+	if err != nil {
+		t.Fatalf("Run --target gorilla: %v", err)
+	}
+	if base.HTTPErrors != 0 || base.Lost != 0 || base.Delivered != base.Expected || base.Expected == 0 {
+		t.Errorf("baseline: %d HTTP errors (%s), delivered %d of %d, lost %d", base.HTTPErrors, base.FirstError, base.Delivered, base.Expected, base.Lost)
+	}
+	var b strings.Builder
+	if err := WriteComparison(&b, rep, base); err != nil || !strings.Contains(b.String(), "latency p99") {
+		t.Errorf("comparison: %v\n%s", err, b.String())
+	}
+}

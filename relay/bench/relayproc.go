@@ -35,6 +35,10 @@ type relayProc struct {
 	logFile    *os.File
 	exited     chan struct{} // closed when the process has exited
 	waitErr    error         // valid after exited is closed
+
+	newCmd    func() *exec.Cmd // builds the command line again (restart)
+	pprofAddr string           // host:port of the relay's pprof server, if on
+	baseline  bool             // the gorilla baseline, not the relay
 }
 
 func secret() string {
@@ -76,42 +80,87 @@ func startRelay(ctx context.Context, o Options, dir string) (*relayProc, error) 
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 
-	if o.Command != nil {
-		p.cmd = o.Command(cfgPath)
-	} else {
-		bin := o.RelayBin
-		if bin == "" {
-			if bin, err = os.Executable(); err != nil {
-				return nil, fmt.Errorf("bench: cannot find the pult-relay binary (use --relay-bin): %w", err)
-			}
+	bin := o.RelayBin
+	if bin == "" && o.Command == nil {
+		if bin, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("bench: cannot find the pult-relay binary (use --relay-bin): %w", err)
 		}
-		p.cmd = exec.Command(bin, "serve", "--config", cfgPath)
 	}
-	if p.cmd.Env == nil {
-		p.cmd.Env = childEnv()
+	if o.ProfileDir != "" && o.Target != TargetGorilla {
+		pp, err := freePort()
+		if err != nil {
+			return nil, fmt.Errorf("bench: no free port: %w", err)
+		}
+		p.pprofAddr = "127.0.0.1:" + strconv.Itoa(pp)
 	}
-	if p.cmd.SysProcAttr == nil {
-		p.cmd.SysProcAttr = childAttr()
+	p.baseline = o.Target == TargetGorilla
+	p.newCmd = func() *exec.Cmd {
+		var cmd *exec.Cmd
+		switch {
+		case p.baseline:
+			cmd = exec.Command(bin, baselineArgs(port)...)
+		case o.Command != nil:
+			cmd = o.Command(cfgPath)
+		default:
+			cmd = exec.Command(bin, "serve", "--config", cfgPath)
+		}
+		if cmd.Env == nil {
+			cmd.Env = childEnv()
+		}
+		if p.pprofAddr != "" {
+			cmd.Env = append(cmd.Env, "PULT_PPROF="+p.pprofAddr)
+		}
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = childAttr()
+		}
+		return cmd
 	}
 	if p.logFile, err = os.Create(p.logPath); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	p.cmd.Stdout, p.cmd.Stderr = p.logFile, p.logFile
-	if err := p.cmd.Start(); err != nil {
+	if err := p.start(); err != nil {
 		p.logFile.Close()
-		return nil, fmt.Errorf("bench: start relay %s: %w", p.cmd.Path, err)
+		return nil, err
 	}
-	p.pid = p.cmd.Process.Pid
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.exited)
-	}()
-
 	if err := p.waitHealthy(ctx); err != nil {
 		p.stop()
 		return nil, err
 	}
 	return p, nil
+}
+
+// start runs the command line of newCmd, appending to the same log.
+func (p *relayProc) start() error {
+	p.cmd = p.newCmd()
+	p.cmd.Stdout, p.cmd.Stderr = p.logFile, p.logFile
+	if err := p.cmd.Start(); err != nil {
+		return fmt.Errorf("bench: start relay %s: %w", p.cmd.Path, err)
+	}
+	p.pid = p.cmd.Process.Pid
+	p.exited = make(chan struct{})
+	cmd, exited := p.cmd, p.exited
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(exited)
+	}()
+	return nil
+}
+
+// restart stops the relay (SIGTERM: it tells every agent it is going away)
+// and starts it again on the same port and data. It returns when the
+// process has exited and when the new one answers /healthz.
+func (p *relayProc) restart(ctx context.Context) (stopped, healthy time.Time, err error) {
+	if err := p.signalStop(); err != nil {
+		return stopped, healthy, err
+	}
+	stopped = time.Now()
+	if err := p.start(); err != nil {
+		return stopped, healthy, err
+	}
+	if err := p.waitHealthy(ctx); err != nil {
+		return stopped, healthy, err
+	}
+	return stopped, time.Now(), nil
 }
 
 // childEnv is this environment without the PULT_* variables, which would
@@ -127,7 +176,8 @@ func childEnv() []string {
 }
 
 func (p *relayProc) waitHealthy(ctx context.Context) error {
-	hc := &http.Client{Timeout: 2 * time.Second}
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	defer hc.CloseIdleConnections()
 	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.baseURL+"/healthz", nil)
@@ -142,7 +192,7 @@ func (p *relayProc) waitHealthy(ctx context.Context) error {
 			return ctx.Err()
 		case <-p.exited:
 			return fmt.Errorf("bench: the relay exited at start (%v):\n%s", p.waitErr, p.logTail(20))
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	return fmt.Errorf("bench: the relay did not become healthy within %s:\n%s", startTimeout, p.logTail(20))
@@ -161,6 +211,10 @@ func (p *relayProc) alive() bool {
 // stop sends SIGTERM, waits, and kills the relay if it does not stop.
 func (p *relayProc) stop() error {
 	defer p.logFile.Close()
+	return p.signalStop()
+}
+
+func (p *relayProc) signalStop() error {
 	if !p.alive() {
 		return nil
 	}

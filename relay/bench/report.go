@@ -101,8 +101,13 @@ func (l Latency) String() string {
 func (r Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
+	row("target", "%s", r.Target)
 	row("operators connected", "%d (in %.1f s; RLIMIT_NOFILE %d)", r.Operators, r.ConnectS, r.NoFile)
-	row("operators rung per call", "%d", r.Ring)
+	if r.RingMax > r.Ring {
+		row("operators rung per call", "%d to %d (uniform)", r.Ring, r.RingMax)
+	} else {
+		row("operators rung per call", "%d", r.Ring)
+	}
 	row("rate target / achieved", "%.1f / %.1f events/s over %.1f s (%d posters)", r.RateTarget, r.RateAchieved, r.FiringS, r.Posters)
 	row("events posted", "%d, HTTP errors %d", r.EventsPosted, r.HTTPErrors)
 	if r.FirstError != "" {
@@ -125,8 +130,21 @@ func (r Report) WriteText(w io.Writer) error {
 	row("relay RSS before connecting", "%s (Go heap in use %s, %d goroutines)", mib(r.RSSBefore), mib(r.HeapBefore), r.GoroutinesBefore)
 	row("relay RSS idle, connected", "%s (%.1f KiB per connection; heap %s, %d goroutines)",
 		mib(r.RSSIdle), float64(r.RSSPerConn)/1024, mib(r.HeapIdle), r.GoroutinesIdle)
+	if r.IdleS > 0 {
+		row("relay CPU idle, connected", "%.2f%% of one core over %.0f s", r.IdleCPU, r.IdleS)
+		row("relay RSS steady (idle end)", "%s (%.1f KiB per connection; heap %s)", mib(r.RSSSteady), float64(r.RSSSteadyPerConn)/1024, mib(r.HeapSteady))
+	}
 	row("relay RSS at end", "%s (heap %s, %d goroutines)", mib(r.RSSEnd), mib(r.HeapEnd), r.GoroutinesEnd)
-	row("relay CPU while firing", "%.1f%% of one core (bench process: %.1f%%)", r.RelayCPU, r.BenchCPU)
+	if r.Storm == nil {
+		row("relay CPU while firing", "%.1f%% of one core (bench process: %.1f%%)", r.RelayCPU, r.BenchCPU)
+	}
+	if s := r.Storm; s != nil {
+		row("restart: at", "+%.1f s; SIGTERM → exited %.2f s, → /healthz answered %.2f s later", s.RestartAtS, s.DownS, s.StartS)
+		row("restart: operators back", "%d of %d dropped, the last %.2f s after /healthz (failed dials %d, not resumed %d)",
+			s.Reconnected, s.Dropped, s.BackS, s.FailedDials, s.NotResumed)
+		row("restart: caught up", "%.2f s after /healthz (%d cards of earlier events delivered after the restart)", s.CaughtUpS, s.Missed)
+		row("restart: webhooks refused", "%d while the relay was down (not expected anywhere)", s.RefusedWhile)
+	}
 	if b := r.Board; b != nil {
 		row("board: supervisors", "%d subscribed (snapshot %.1f KiB with every operator)", b.Supervisors, float64(b.SnapshotBytes)/1024)
 		row("board: deltas", "%d per supervisor, %.0f bytes on average; version gaps %d", b.Deltas, b.DeltaBytes, b.Gaps)
@@ -138,5 +156,34 @@ func (r Report) WriteText(w io.Writer) error {
 	for _, l := range r.RelayLog {
 		row("", "%.160s", l)
 	}
+	return tw.Flush()
+}
+
+// WriteComparison prints the relay against the baseline with ratios.
+func WriteComparison(w io.Writer, pult, base Report) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "figure\tpult\tgorilla\tpult / gorilla\n")
+	ratio := func(a, b float64) string {
+		if b == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.2f×", a/b)
+	}
+	row := func(k string, a, b float64, unit string) {
+		fmt.Fprintf(tw, "%s\t%.2f %s\t%.2f %s\t%s\n", k, a, unit, b, unit, ratio(a, b))
+	}
+	row("latency p50", pult.Latency.P50, base.Latency.P50, "ms")
+	row("latency p90", pult.Latency.P90, base.Latency.P90, "ms")
+	row("latency p99", pult.Latency.P99, base.Latency.P99, "ms")
+	row("latency max", pult.Latency.Max, base.Latency.Max, "ms")
+	row("webhook answer p99", pult.PostLatency.P99, base.PostLatency.P99, "ms")
+	row("RSS per connection (settled)", float64(pult.RSSPerConn)/1024, float64(base.RSSPerConn)/1024, "KiB")
+	if pult.IdleS > 0 && base.IdleS > 0 {
+		row("RSS per connection (steady)", float64(pult.RSSSteadyPerConn)/1024, float64(base.RSSSteadyPerConn)/1024, "KiB")
+		row("CPU idle", pult.IdleCPU, base.IdleCPU, "%")
+	}
+	row("CPU while firing", pult.RelayCPU, base.RelayCPU, "%")
+	row("RSS at end", float64(pult.RSSEnd)/(1<<20), float64(base.RSSEnd)/(1<<20), "MiB")
+	fmt.Fprintf(tw, "lost / duplicated\t%d / %d\t%d / %d\t\n", pult.Lost, pult.Duplicated, base.Lost, base.Duplicated)
 	return tw.Flush()
 }

@@ -1,5 +1,7 @@
 // Package hub serves connected agents: one websocket session per connection,
-// each with exactly one reader and one writer goroutine. Events come from a
+// each with one reader goroutine; a writer goroutine runs only while the
+// session has something to write (never more than one per websocket), and
+// one sweeper per hub schedules every session's pings. Events come from a
 // single live tail of the relay's event log and are fanned out to the
 // sessions of their operator; a session that connects with a position first
 // catches up from the log, so it receives exactly the events it missed, in
@@ -98,10 +100,19 @@ type Hub struct {
 
 	mu            sync.Mutex
 	sessions      map[string]map[*session]struct{}
+	all           []*session // every session, for the sweeper
+	sweepAt       int        // where the sweeper's next batch starts in all
+	sweeping      bool       // the sweeper runs (while there are sessions)
 	lastDelivered uint64
 	closed        bool
 	wg            sync.WaitGroup
 }
+
+// Buffer sizes of a websocket connection.
+const (
+	readBufferSize  = 512
+	writeBufferSize = 4096
+)
 
 // New makes a hub whose live feed starts after sequence last.
 func New(cfg Config, last uint64) *Hub {
@@ -127,8 +138,11 @@ func New(cfg Config, last uint64) *Hub {
 		cfg: cfg,
 		log: cfg.Logger.With("component", "hub"),
 		upgrader: websocket.Upgrader{
-			ReadBufferSize:  1024,
-			WriteBufferSize: 1024,
+			// An idle connection keeps only its read buffer; requests are
+			// small, and a larger frame is read in several fills. Write
+			// buffers are taken from the pool for one message at a time.
+			ReadBufferSize:  readBufferSize,
+			WriteBufferSize: writeBufferSize,
 			WriteBufferPool: &sync.Pool{},
 			// Agents are native apps, not browsers; they send no Origin.
 			CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
@@ -211,7 +225,10 @@ func ParsePosition(r *http.Request) (Position, error) {
 	return p, nil
 }
 
-// Serve upgrades an authenticated request and runs the session until it ends.
+// Serve upgrades an authenticated request and starts the session; it
+// returns once the session runs (on a goroutine of its own, tracked by
+// Shutdown), so that the HTTP server's per-request buffers and its deep
+// handler stack are not held for the life of the connection.
 // hello is filled in with Epoch and Resumed by the hub.
 func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, op wire.Operator, pos Position, hello wire.Hello) {
 	h.mu.Lock()
@@ -222,45 +239,53 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, op wire.Operator, po
 	}
 	h.wg.Add(1)
 	h.mu.Unlock()
-	defer h.wg.Done()
 
 	conn, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		h.wg.Done()
 		return // the upgrader has answered
 	}
 	conn.SetReadLimit(int64(h.cfg.MaxFrame))
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
-		hub:  h,
-		op:   op,
-		conn: conn,
-		send: make(chan []byte, h.cfg.SendQueue),
-		done: make(chan struct{}),
-		ctx:  ctx,
-		sem:  make(chan struct{}, h.cfg.MaxInFlight),
-		log:  h.log.With("operator", op.ID),
+		hub:    h,
+		op:     op,
+		conn:   conn,
+		cancel: cancel,
+		done:   make(chan struct{}),
+		space:  make(chan struct{}, 1),
+		wdone:  make(chan struct{}),
+		sem:    make(chan struct{}, h.cfg.MaxInFlight),
 	}
 	s.ctx = context.WithValue(ctx, peerKey{}, Peer(s))
-	defer cancel()
 
 	resume := h.resumable(r.Context(), pos)
 	hello.Epoch = h.cfg.Log.Epoch()
 	hello.Resumed = resume
 	hello.Protocol = wire.ProtocolVersion
-	h.register(s, pos, hello)
-	writerDone := make(chan struct{})
-	go func() { defer close(writerDone); s.writer() }()
-	catchUpDone := make(chan struct{})
-	go func() { defer close(catchUpDone); s.catchUp() }()
+	catchUp := h.register(s, pos, hello)
+	go s.run(catchUp)
+}
 
+// run reads until the connection ends, then cleans the session up.
+func (s *session) run(catchUp bool) {
+	h := s.hub
+	defer h.wg.Done()
+	var catchUpDone chan struct{}
+	if catchUp {
+		catchUpDone = make(chan struct{})
+		go func() { defer close(catchUpDone); s.catchUp() }()
+	}
 	s.reader()
 	s.close(websocket.CloseNormalClosure, "")
-	cancel()
-	<-catchUpDone
+	s.cancel()
+	if catchUpDone != nil {
+		<-catchUpDone
+	}
 	s.reqs.Wait()
-	<-writerDone
+	<-s.wdone
 	h.unregister(s)
-	conn.Close()
+	s.conn.Close()
 }
 
 // resumable reports whether pos is a position in this log that has not expired.
@@ -292,7 +317,8 @@ func (h *Hub) resumable(ctx context.Context, pos Position) bool {
 // register adds the session to the live feed and queues hello as its first
 // frame, both under the hub's lock so no live event can precede hello or
 // fall between hello's position and the feed.
-func (h *Hub) register(s *session, pos Position, hello wire.Hello) {
+// It reports whether the session must catch up from the log.
+func (h *Hub) register(s *session, pos Position, hello wire.Hello) (catchUp bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if hello.Resumed {
@@ -303,7 +329,15 @@ func (h *Hub) register(s *session, pos Position, hello wire.Hello) {
 	}
 	hello.Position = s.cursor
 	first, _ := wire.Encode(wire.TypeHello, "", 0, hello)
-	s.send <- first // the queue is empty: never blocks
+	s.mu.Lock()
+	s.enqueueLocked(first) // the queue is empty: never refused
+	s.mu.Unlock()
+	s.idx = len(h.all)
+	h.all = append(h.all, s)
+	if !h.sweeping {
+		h.sweeping = true
+		go h.sweep()
+	}
 	set := h.sessions[s.op.ID]
 	if set == nil {
 		set = make(map[*session]struct{})
@@ -319,6 +353,7 @@ func (h *Hub) register(s *session, pos Position, hello wire.Hello) {
 	if h.cfg.Metrics.Connections != nil {
 		h.cfg.Metrics.Connections.Inc()
 	}
+	return s.catchingUp
 }
 
 func (h *Hub) unregister(s *session) {
@@ -329,6 +364,14 @@ func (h *Hub) unregister(s *session) {
 		return
 	}
 	delete(set, s)
+	last := len(h.all) - 1
+	h.all[s.idx] = h.all[last]
+	h.all[s.idx].idx = s.idx
+	h.all[last] = nil
+	h.all = h.all[:last]
+	if len(h.all) == 0 {
+		h.all = nil
+	}
 	if h.cfg.Metrics.Connections != nil {
 		h.cfg.Metrics.Connections.Dec()
 	}
@@ -339,6 +382,43 @@ func (h *Hub) unregister(s *session) {
 		}
 		if h.cfg.OnPresence != nil {
 			go h.cfg.OnPresence(s.op.ID)
+		}
+	}
+}
+
+// sweep pings every session once per PingPeriod from one goroutine: each
+// tick takes the next slice of the sessions, so the pings of many
+// connections are spread evenly over the period instead of each session
+// keeping a ticker of its own. It ends when the last session has gone (a
+// new session starts it again) or the hub shuts down.
+func (h *Hub) sweep() {
+	tick := min(max(h.cfg.PingPeriod/50, 10*time.Millisecond), time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var batch []*session
+	credit := 0.0 // sessions owed to the sweep, fractional
+	for range t.C {
+		h.mu.Lock()
+		if h.closed || len(h.all) == 0 {
+			h.sweeping = false
+			h.mu.Unlock()
+			return
+		}
+		credit += float64(len(h.all)) * float64(tick) / float64(h.cfg.PingPeriod)
+		n := min(int(credit), len(h.all))
+		credit -= float64(n)
+		batch = batch[:0]
+		for range n {
+			if h.sweepAt >= len(h.all) {
+				h.sweepAt = 0
+			}
+			batch = append(batch, h.all[h.sweepAt])
+			h.sweepAt++
+		}
+		h.mu.Unlock()
+		for i, s := range batch {
+			s.ping()
+			batch[i] = nil
 		}
 	}
 }

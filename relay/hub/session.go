@@ -17,21 +17,26 @@ import (
 )
 
 type session struct {
-	hub  *Hub
-	op   wire.Operator
-	conn *websocket.Conn
-	log  *slog.Logger
-	ctx  context.Context // cancelled when the session ends
+	hub    *Hub
+	op     wire.Operator
+	conn   *websocket.Conn
+	ctx    context.Context // cancelled when the session ends
+	cancel context.CancelFunc
+	idx    int // position in hub.all; guarded by hub.mu
 
-	send chan []byte // frames for the writer
-	done chan struct{}
+	done  chan struct{} // closed when the session starts closing
+	space chan struct{} // capacity 1: the writer took a batch (enqueueWait)
+	wdone chan struct{} // closed when the last writer has finished
 
-	closeOnce sync.Once
-	closeCode int
-	closeText string
-
-	mu         sync.Mutex // guards cursor, catchingUp, pending
-	cursor     uint64     // last seq queued for this session
+	mu         sync.Mutex // guards everything below
+	queue      [][]byte   // frames not yet taken by a writer
+	pingDue    bool       // the sweeper asked for a ping
+	writing    bool       // a writer goroutine owns the connection's writes
+	closing    bool       // close was asked; nothing more is queued
+	finished   bool       // the writer is done for good (wdone is closed)
+	closeCode  int
+	closeText  string
+	cursor     uint64 // last seq queued for this session
 	catchingUp bool
 	pending    []store.Event
 
@@ -39,38 +44,59 @@ type session struct {
 	reqs sync.WaitGroup
 }
 
+func (s *session) logger() *slog.Logger { return s.hub.log.With("operator", s.op.ID) }
+
 // close asks the writer to send a close frame and end the session.
 func (s *session) close(code int, text string) {
-	s.closeOnce.Do(func() {
-		s.closeCode, s.closeText = code, text
-		close(s.done)
-	})
+	s.mu.Lock()
+	s.closeLocked(code, text)
+	s.mu.Unlock()
 }
 
-// enqueue queues a frame without blocking; a full queue means the agent is
-// not keeping up, and it is told to reconnect (and will resume).
-func (s *session) enqueue(frame []byte) {
-	select {
-	case s.send <- frame:
-	default:
-		s.close(wire.CloseSlow, "send queue full")
+func (s *session) closeLocked(code int, text string) {
+	if s.closing {
+		return
 	}
+	s.closing = true
+	s.closeCode, s.closeText = code, text
+	s.queue = nil // not sent: the agent resumes from its position
+	close(s.done)
+	s.kickLocked()
+}
+
+// kickLocked makes sure a writer runs for what has been queued. Writers
+// are not kept per session: one is started when there is something to
+// write and ends when the queue is empty, so an idle session holds no
+// goroutine and no write buffer, and there is never more than one writer
+// per websocket.
+func (s *session) kickLocked() {
+	if s.writing || s.finished {
+		return
+	}
+	s.writing = true
+	go s.write()
+}
+
+// enqueueLocked queues a frame without blocking; a full queue means the
+// agent is not keeping up, and it is told to reconnect (and will resume).
+func (s *session) enqueueLocked(frame []byte) bool {
+	if s.closing {
+		return false
+	}
+	if len(s.queue) >= s.hub.cfg.SendQueue {
+		s.closeLocked(wire.CloseSlow, "send queue full")
+		return false
+	}
+	s.queue = append(s.queue, frame)
+	s.kickLocked()
+	return true
 }
 
 // Send implements Peer.
 func (s *session) Send(frame []byte) bool {
-	select {
-	case <-s.done:
-		return false
-	default:
-	}
-	select {
-	case s.send <- frame:
-		return true
-	default:
-		s.close(wire.CloseSlow, "send queue full")
-		return false
-	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.enqueueLocked(frame)
 }
 
 // Context implements Peer.
@@ -81,12 +107,35 @@ func (s *session) Operator() wire.Operator { return s.op }
 
 // enqueueWait queues a frame, waiting while the writer drains the queue.
 func (s *session) enqueueWait(frame []byte) bool {
-	select {
-	case s.send <- frame:
-		return true
-	case <-s.done:
-		return false
+	for {
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			return false
+		}
+		if len(s.queue) < s.hub.cfg.SendQueue {
+			s.queue = append(s.queue, frame)
+			s.kickLocked()
+			s.mu.Unlock()
+			return true
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.space:
+		case <-s.done:
+			return false
+		}
 	}
+}
+
+// ping is called by the hub's sweeper once per ping period.
+func (s *session) ping() {
+	s.mu.Lock()
+	if !s.closing {
+		s.pingDue = true
+		s.kickLocked()
+	}
+	s.mu.Unlock()
 }
 
 // deliver is called by the hub, under the hub's lock, for each live event.
@@ -101,8 +150,9 @@ func (s *session) deliver(ev store.Event) {
 		return
 	}
 	s.cursor = ev.Seq
-	s.enqueue(eventFrame(ev))
-	s.observe(ev)
+	if s.enqueueLocked(eventFrame(ev)) {
+		s.observe(ev)
+	}
 }
 
 func (s *session) observe(ev store.Event) {
@@ -129,7 +179,7 @@ func (s *session) catchUp() {
 		ev, err := s.hub.cfg.Log.Next(s.ctx, s.op.ID, cursor)
 		if err != nil {
 			if s.ctx.Err() == nil {
-				s.log.Warn("catch-up failed", "err", err)
+				s.logger().Warn("catch-up failed", "err", err)
 				s.close(wire.CloseGoingAway, "catch-up failed")
 			}
 			return
@@ -186,35 +236,62 @@ func eventFrame(ev store.Event) []byte {
 	return append(b, '}')
 }
 
-// writer owns every write on the connection.
-func (s *session) writer() {
-	ping := time.NewTicker(s.hub.cfg.PingPeriod)
-	defer ping.Stop()
+// write is the session's writer while there is something to write: it
+// takes the queued frames (and a due ping) in batches, and ends when the
+// queue is empty. The writer that finds the session closing sends the
+// close frame and closes wdone.
+func (s *session) write() {
 	for {
-		select {
-		case frame := <-s.send:
-			s.conn.SetWriteDeadline(time.Now().Add(wire.WriteWait))
-			if err := s.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
-				s.close(websocket.CloseAbnormalClosure, "")
-				s.conn.Close() // unblock the reader
-				return
-			}
-		case <-ping.C:
-			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wire.WriteWait)); err != nil {
-				s.close(websocket.CloseAbnormalClosure, "")
-				s.conn.Close()
-				return
-			}
-		case <-s.done:
-			if s.closeCode != websocket.CloseAbnormalClosure {
-				msg := websocket.FormatCloseMessage(s.closeCode, s.closeText)
+		s.mu.Lock()
+		if s.closing {
+			s.finished, s.writing = true, false
+			code, text := s.closeCode, s.closeText
+			s.mu.Unlock()
+			if code != websocket.CloseAbnormalClosure {
+				msg := websocket.FormatCloseMessage(code, text)
 				s.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 			}
 			// Give the reader a moment to see the peer's close reply, then unblock it.
 			s.conn.SetReadDeadline(time.Now().Add(time.Second))
+			close(s.wdone)
 			return
 		}
+		batch, ping := s.queue, s.pingDue
+		s.queue, s.pingDue = nil, false
+		if len(batch) == 0 && !ping {
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		select {
+		case s.space <- struct{}{}:
+		default:
+		}
+		if err := s.writeBatch(batch, ping); err != nil {
+			s.close(websocket.CloseAbnormalClosure, "")
+			s.conn.Close() // unblock the reader
+		}
 	}
+}
+
+func (s *session) writeBatch(batch [][]byte, ping bool) error {
+	deadline := time.Now().Add(wire.WriteWait)
+	if ping {
+		if err := s.conn.WriteControl(websocket.PingMessage, nil, deadline); err != nil {
+			return err
+		}
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	s.conn.SetWriteDeadline(deadline)
+	for _, frame := range batch {
+		if err := s.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // reader reads requests until the connection fails or closes.
@@ -229,7 +306,7 @@ func (s *session) reader() {
 		mt, data, err := s.conn.ReadMessage()
 		if err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {
-				s.log.Info("frame over the limit refused", "limit", s.hub.cfg.MaxFrame)
+				s.logger().Info("frame over the limit refused", "limit", s.hub.cfg.MaxFrame)
 				s.close(websocket.CloseMessageTooBig, fmt.Sprintf("frame exceeds %d bytes", s.hub.cfg.MaxFrame))
 			}
 			return
