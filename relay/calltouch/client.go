@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/pult/pult/relay/retryafter"
 )
 
 // DefaultBaseURL is Calltouch's API host.
@@ -263,7 +265,7 @@ func (c *Client) Create(ctx context.Context, req Request) (Result, error) {
 		apiErr.Message = http.StatusText(resp.StatusCode)
 	}
 	if apiErr.Temporary() {
-		apiErr.RetryAfterDur = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		apiErr.RetryAfterDur = retryafter.Parse(resp.Header.Get("Retry-After"), time.Now(), maxRetryAfter)
 	}
 	return Result{}, apiErr
 }
@@ -387,25 +389,4 @@ func code(b json.RawMessage) int {
 		return 0
 	}
 	return n
-}
-
-// parseRetryAfter reads delay-seconds or an HTTP date, capped at an hour.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	var d time.Duration
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		if n > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter
-		}
-		d = time.Duration(n) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-	}
-	return max(0, min(d, maxRetryAfter))
 }

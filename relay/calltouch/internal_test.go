@@ -23,18 +23,6 @@ func TestEndpoint(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
-	for in, want := range map[string]time.Duration{
-		"": 0, "0": 0, "-1": 0, "5": 5 * time.Second, "x": 0, "99999999": time.Hour,
-		"Fri, 01 Mar 2024 12:01:00 GMT": time.Minute, "Fri, 01 Mar 2024 11:00:00 GMT": 0,
-	} {
-		if got := parseRetryAfter(in, now); got != want {
-			t.Errorf("%q: %v, want %v", in, got, want)
-		}
-	}
-}
-
 func TestMoscow(t *testing.T) {
 	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).In(Moscow)
 	if _, off := at.Zone(); off != 3*3600 {

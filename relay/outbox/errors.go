@@ -8,10 +8,11 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/pult/pult/relay/retryafter"
 )
 
 // PermanentError stops retries: the job goes to the dead letters.
@@ -90,30 +91,8 @@ func CheckResponse(partner string, resp *http.Response) error {
 		Partner:    partner,
 		StatusCode: resp.StatusCode,
 		Message:    MessageFromBody(body),
-		After:      ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+		After:      retryafter.Parse(resp.Header.Get("Retry-After"), time.Now(), 365*24*time.Hour),
 	}
-}
-
-// ParseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
-// It returns 0 when absent, malformed or in the past.
-func ParseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		if n > int64(365*24*time.Hour/time.Second) {
-			n = int64(365 * 24 * time.Hour / time.Second)
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 // maxMessage bounds a partner message kept with a job, in bytes.

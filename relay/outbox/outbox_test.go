@@ -156,23 +156,6 @@ func TestCheckResponse(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
-	for in, want := range map[string]time.Duration{
-		"":                              0,
-		"5":                             5 * time.Second,
-		"0":                             0,
-		"-3":                            0,
-		"soon":                          0,
-		"Sat, 21 Nov 2026 12:01:30 GMT": 90 * time.Second,
-		"Sat, 21 Nov 2026 11:00:00 GMT": 0,
-	} {
-		if got := ParseRetryAfter(in, now); got != want {
-			t.Errorf("ParseRetryAfter(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 func TestMessageFromBody(t *testing.T) {
 	long := strings.Repeat("я", 400)
 	for in, want := range map[string]string{

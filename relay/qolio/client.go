@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/pult/pult/relay/retryafter"
 )
 
 // MaxResponseBody bounds the answers Client reads.
@@ -157,7 +159,7 @@ func (c *Client) Send(ctx context.Context, comm Communication) error {
 		apiErr.Message = "HTTP status " + strconv.Itoa(resp.StatusCode)
 	}
 	if apiErr.Temporary() {
-		apiErr.RetryAfterDur = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		apiErr.RetryAfterDur = retryafter.Parse(resp.Header.Get("Retry-After"), time.Now(), maxRetryAfter)
 	}
 	return apiErr
 }
@@ -296,25 +298,4 @@ func clean(s string) string {
 		return r
 	}, strings.ToValidUTF8(s, " "))
 	return truncate(strings.Join(strings.Fields(s), " "), 512)
-}
-
-// parseRetryAfter reads delay-seconds or an HTTP date, capped at an hour.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	var d time.Duration
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		if n > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter
-		}
-		d = time.Duration(n) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-	}
-	return max(0, min(d, maxRetryAfter))
 }

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pult/pult/relay/retryafter"
 )
 
 // ErrBadResponse is wrapped by errors about answers that are not retailCRM's
@@ -178,7 +180,7 @@ func (c *Client) do(ctx context.Context, method, path string, params url.Values,
 			apiErr.Msg = "HTTP status " + strconv.Itoa(resp.StatusCode)
 		}
 		if apiErr.Temporary() {
-			apiErr.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+			apiErr.RetryAfter = retryafter.Parse(resp.Header.Get("Retry-After"), time.Now(), maxRetryAfter)
 		}
 		return apiErr
 	}
@@ -270,25 +272,4 @@ func decodeErrors(b json.RawMessage) map[string]string {
 		return nil
 	}
 	return out
-}
-
-// parseRetryAfter reads delay-seconds or an HTTP date, capped.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	var d time.Duration
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		if n > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter
-		}
-		d = time.Duration(n) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-	}
-	return max(0, min(d, maxRetryAfter))
 }

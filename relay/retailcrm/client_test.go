@@ -243,26 +243,6 @@ func TestManagerContext(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
-	tests := map[string]time.Duration{
-		"":                              0,
-		"0":                             0,
-		"-5":                            0,
-		"120":                           2 * time.Minute,
-		"soon":                          0,
-		"Fri, 01 Mar 2024 12:00:30 GMT": 30 * time.Second,
-		"Fri, 01 Mar 2024 11:00:00 GMT": 0,
-		"Sat, 01 Mar 2025 12:00:00 GMT": time.Hour,
-		"99999999999999999999999":       0,
-	}
-	for in, want := range tests {
-		if got := parseRetryAfter(in, now); got != want {
-			t.Errorf("parseRetryAfter(%q) = %v, want %v", in, got, want)
-		}
-	}
-}
-
 func TestAPIErrorMessage(t *testing.T) {
 	e := &APIError{StatusCode: 400, Msg: "Errors in the input parameters", Errors: map[string]string{"b": "2", "a": "1"}}
 	if got, want := e.Error(), "retailcrm: 400: Errors in the input parameters (a: 1; b: 2)"; got != want {
