@@ -2,6 +2,8 @@ package ui
 
 import (
 	"fmt"
+	"slices"
+	"sync/atomic"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/systray"
@@ -41,9 +43,16 @@ func statusIcon(st wire.Status, online bool) fyne.Resource {
 
 // tray is the tray menu. It is built once and its items changed in place;
 // the same menu shows in the main window when there is no tray host.
+//
+// In the tray, pult serves the menu over D-Bus itself (fyne.io/systray)
+// rather than through fyne's driver: fyne runs menu actions on its loop,
+// which pult parks while nothing is shown (idle.go), and rebuilds the whole
+// D-Bus menu on every change. Here a click reaches the app through App.do,
+// which wakes the loop, and a change updates only the items that changed.
 type tray struct {
 	a        *App
 	menu     *fyne.Menu
+	layout   []*fyne.MenuItem // every item, Queue… included, in order
 	who      *fyne.MenuItem
 	statuses []*fyne.MenuItem
 	dial     *fyne.MenuItem
@@ -54,7 +63,18 @@ type tray struct {
 	quit     *fyne.MenuItem
 	lastIcon fyne.Resource
 	lastTip  string
-	lastMenu string
+
+	// The tray host's side; nil until attached (and without a tray).
+	shown map[*fyne.MenuItem]*shownItem
+	stop  chan struct{} // ends the click readers; made by App.Run
+	ended atomic.Bool   // the app is ending: attach no more
+}
+
+// shownItem is a menu item as last given to the tray host.
+type shownItem struct {
+	sys                       *systray.MenuItem
+	label                     string
+	checked, disabled, hidden bool
 }
 
 func newTray(a *App) *tray {
@@ -75,9 +95,10 @@ func newTray(a *App) *tray {
 	t.sign = fyne.NewMenuItem("Sign out", nil)
 	t.quit = fyne.NewMenuItem("Quit", func() { a.Quit() })
 	t.quit.IsQuit = true
-	items = append(items, fyne.NewMenuItemSeparator(), t.dial, t.recent, t.chats,
+	items = append(items, fyne.NewMenuItemSeparator(), t.dial, t.recent, t.chats, t.queue,
 		fyne.NewMenuItemSeparator(), t.sign, t.quit)
-	t.menu = fyne.NewMenu("pult", items...)
+	t.layout = items
+	t.menu = fyne.NewMenu("pult", slices.Clone(items)...)
 	t.update()
 	return t
 }
@@ -123,23 +144,114 @@ func (t *tray) update() {
 		t.sign.Action = func() { a.showSignin("") }
 	}
 
-	if a.desk == nil {
+	if t.shown == nil {
 		return
 	}
-	if sig := menuSignature(t.menu); sig != t.lastMenu {
-		// Every refresh rebuilds the tray's D-Bus menu: only when it changed.
-		t.lastMenu = sig
-		t.menu.Refresh()
-	}
+	t.sync()
 	if icon := statusIcon(shown, online); icon != t.lastIcon {
 		t.lastIcon = icon
-		a.desk.SetSystemTrayIcon(icon)
+		systray.SetIcon(icon.Content())
 	}
 	if tip := t.tooltip(); tip != t.lastTip {
 		t.lastTip = tip
 		systray.SetTooltip(tip)
 	}
 }
+
+// attach puts the menu in the tray host, once systray has started (UI
+// goroutine). Each item's clicks are read by a goroutine of its own, as
+// systray drops a click nobody is waiting for.
+func (t *tray) attach() {
+	if t.ended.Load() || t.shown != nil {
+		// The app is ending (fyne then runs this off its loop), or the
+		// menu is there already.
+		return
+	}
+	t.shown = map[*fyne.MenuItem]*shownItem{}
+	for _, it := range t.layout {
+		if it.IsSeparator {
+			systray.AddSeparator()
+			continue
+		}
+		var sys *systray.MenuItem
+		if t.isStatus(it) {
+			sys = systray.AddMenuItemCheckbox(it.Label, "", it.Checked)
+		} else {
+			sys = systray.AddMenuItem(it.Label, "")
+		}
+		t.shown[it] = &shownItem{sys: sys, label: it.Label, checked: it.Checked}
+		go t.readClicks(it, sys.ClickedCh, t.stop)
+	}
+	t.lastIcon, t.lastTip = nil, ""
+	t.a.refresh()
+}
+
+func (t *tray) readClicks(it *fyne.MenuItem, clicked, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-clicked:
+			t.a.do(func() {
+				// The item as it is now: its action and state may have
+				// changed since the host drew the menu.
+				if !it.Disabled && it.Action != nil && t.contains(it) {
+					it.Action()
+				}
+			})
+		}
+	}
+}
+
+// detach ends the click readers once the loop has ended.
+func (t *tray) detach() {
+	if t.ended.CompareAndSwap(false, true) && t.stop != nil {
+		close(t.stop)
+	}
+}
+
+// sync gives the tray host the items that changed.
+func (t *tray) sync() {
+	for _, it := range t.layout {
+		sh := t.shown[it]
+		if sh == nil {
+			continue // a separator
+		}
+		if hidden := !t.contains(it); hidden != sh.hidden {
+			sh.hidden = hidden
+			if hidden {
+				sh.sys.Hide()
+			} else {
+				sh.sys.Show()
+			}
+		}
+		if it.Label != sh.label {
+			sh.label = it.Label
+			sh.sys.SetTitle(it.Label)
+		}
+		if it.Checked != sh.checked {
+			sh.checked = it.Checked
+			if it.Checked {
+				sh.sys.Check()
+			} else {
+				sh.sys.Uncheck()
+			}
+		}
+		if it.Disabled != sh.disabled {
+			sh.disabled = it.Disabled
+			if it.Disabled {
+				sh.sys.Disable()
+			} else {
+				sh.sys.Enable()
+			}
+		}
+	}
+}
+
+func (t *tray) isStatus(it *fyne.MenuItem) bool { return slices.Contains(t.statuses, it) }
+
+// contains says whether it is in the menu now (Queue… comes and goes).
+func (t *tray) contains(it *fyne.MenuItem) bool { return slices.Contains(t.menu.Items, it) }
 
 func (t *tray) icon() fyne.Resource {
 	a := t.a
@@ -157,14 +269,6 @@ func (t *tray) tooltip() string {
 		return "pult — " + conn
 	}
 	return "pult — not signed in"
-}
-
-func menuSignature(m *fyne.Menu) string {
-	var b []byte
-	for _, it := range m.Items {
-		b = fmt.Appendf(b, "%s|%t|%t\n", it.Label, it.Checked, it.Disabled)
-	}
-	return string(b)
 }
 
 // setQueueItem shows "Queue…" after "Transcripts…" for supervisors only.

@@ -3,10 +3,10 @@
 // top of package agent (which never imports ui).
 //
 // Concurrency: everything the windows show is owned by the fyne UI goroutine.
-// The agent's events, request results and timers reach it through fyne.Do,
-// (Config.Do in tests),
-// so no widget and no field of App is touched from anywhere else and App
-// needs no locks.
+// The agent's events, request results, timers and tray clicks reach it
+// through App.do (fyne.Do, or Config.Do in tests), so no widget and no field
+// of App is touched from anywhere else and App needs no locks. App.do also
+// wakes the loop when it is parked (idle.go).
 package ui
 
 import (
@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2"
-	"fyne.io/fyne/v2/driver/desktop"
+	"fyne.io/systray"
 
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
@@ -43,7 +43,8 @@ type Config struct {
 	// recent calls; "" keeps them in memory.
 	StateDir string
 	// Tray says a StatusNotifier host is reachable. Without one the app
-	// runs with a small main window instead of a tray icon.
+	// runs with a small main window instead of a tray icon. In the tray,
+	// fyne's loop is parked while no window is shown.
 	Tray bool
 	// Region is the default country for numbers typed without one.
 	Region string
@@ -71,8 +72,10 @@ type Login struct{ RelayURL, Token string }
 type App struct {
 	cfg  Config
 	fa   fyne.App
-	desk desktop.App // nil without a tray
 	log  *slog.Logger
+	idle *idler
+	// stopIdle ends the parking of the loop; set by Run.
+	stopIdle context.CancelFunc
 
 	// Owned by the UI goroutine.
 	sess    *session
@@ -111,11 +114,9 @@ func New(fa fyne.App, cfg Config) *App {
 	if cfg.Do == nil {
 		cfg.Do = fyne.Do
 	}
-	a := &App{cfg: cfg, fa: fa, log: cfg.Logger.With("component", "ui")}
-	if d, ok := fa.(desktop.App); ok && cfg.Tray {
-		a.desk = d
-	}
-	a.recent = loadRecent(a.statePath("recent.json"), a.log, cfg.Do)
+	a := &App{cfg: cfg, fa: fa, log: cfg.Logger.With("component", "ui"), stopIdle: func() {}}
+	a.idle = newIdler(a.log)
+	a.recent = loadRecent(a.statePath("recent.json"), a.log, a.do)
 	a.cards = newCardStack(a)
 	a.tray = newTray(a)
 	return a
@@ -125,16 +126,42 @@ func New(fa fyne.App, cfg Config) *App {
 // It must be called from the main goroutine. Everything it started has
 // stopped when it returns.
 func (a *App) Run(ctx context.Context) error {
-	if a.desk != nil {
-		// The menu is set before the loop starts (fyne wants it so) and
-		// refreshed in place afterwards.
-		a.desk.SetSystemTrayMenu(a.tray.menu)
-		a.desk.SetSystemTrayIcon(a.tray.icon())
+	ictx, stopIdle := context.WithCancel(ctx)
+	a.stopIdle = stopIdle
+	defer stopIdle()
+	var trayStart, trayEnd func()
+	parked := make(chan struct{})
+	if a.cfg.Tray {
+		// Some tray hosts fail on an item without a title (fyne issue 3678).
+		systray.SetTitle("pult")
+		systray.SetIcon(a.tray.icon().Content())
+		systray.SetTooltip(a.tray.tooltip())
+		a.tray.stop = make(chan struct{})
+		trayStart, trayEnd = systray.RunWithExternalLoop(func() { a.do(a.tray.attach) }, nil)
+		go func() {
+			defer close(parked)
+			a.idle.parkWhenQuiet(ictx, fyne.Do, a.quiet)
+		}()
+	} else {
+		close(parked)
 	}
-	stop := context.AfterFunc(ctx, func() { a.do(a.fa.Quit) })
+	stop := context.AfterFunc(ctx, func() { a.do(a.Quit) })
 	defer stop()
-	a.fa.Lifecycle().SetOnStarted(func() { a.start() })
+	started := false
+	a.fa.Lifecycle().SetOnStarted(func() {
+		if trayStart != nil {
+			trayStart()
+			started = true
+		}
+		a.start()
+	})
 	a.fa.Run()
+	stopIdle()
+	<-parked
+	a.tray.detach()
+	if started {
+		trayEnd()
+	}
 	a.shutdown()
 	return nil
 }
@@ -142,7 +169,7 @@ func (a *App) Run(ctx context.Context) error {
 // start runs once the loop is up: sign in from the stored credentials or
 // ask for them.
 func (a *App) start() {
-	if a.desk == nil {
+	if !a.cfg.Tray {
 		a.main = newMainWindow(a)
 		a.main.show()
 	}
@@ -170,11 +197,27 @@ func (a *App) storedLogin() (Login, error) {
 	return Login{RelayURL: url, Token: token}, nil
 }
 
-// do runs f on the UI goroutine.
-func (a *App) do(f func()) { a.cfg.Do(f) }
+// do runs f on the UI goroutine, waking the loop if it is parked.
+func (a *App) do(f func()) {
+	a.idle.handed()
+	a.cfg.Do(func() {
+		a.idle.started()
+		f()
+	})
+}
+
+// quiet says nothing is shown that needs fyne's loop: no window, no card
+// (UI goroutine). The tray menu is served without the loop.
+func (a *App) quiet() bool {
+	return a.main == nil && len(a.cards.cards) == 0 && a.dialer == nil && a.signin == nil &&
+		a.recentW == nil && a.transcriptsW == nil && a.callbackW == nil && a.queueW == nil
+}
 
 // Quit ends the app.
-func (a *App) Quit() { a.fa.Quit() }
+func (a *App) Quit() {
+	a.stopIdle()
+	a.fa.Quit()
+}
 
 // shutdown stops the agent once the loop has ended.
 func (a *App) shutdown() {
