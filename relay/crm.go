@@ -141,7 +141,7 @@ func (s *Server) sendCRMEvent(ctx context.Context, job outbox.Job) error {
 		return outbox.Permanent(fmt.Errorf("decode job: %w", err))
 	}
 	if (p.Event.Type == retailcrm.TypeIn || p.Event.Type == retailcrm.TypeOut) && p.Key != "" {
-		if rec, _, err := s.loadCall(ctx, p.Key); err == nil && rec != nil && rec.State.Final() {
+		if rec, _, _, err := s.loadCall(ctx, p.Key, loadStored); err == nil && rec != nil && rec.State.Final() {
 			s.log.Info("call event dropped: the call ended while it waited", "call", p.Event.CallExternalID, "type", p.Event.Type)
 			return nil
 		}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/pult/pult/agent/wire"
@@ -20,3 +21,18 @@ func (s *Server) BoardSnapshot() wire.QueueSnapshot { return s.board.Snapshot() 
 
 // BoardSubscribers counts the queue board's subscriptions.
 func (s *Server) BoardSubscribers() int { return s.board.subscribers() }
+
+// RewindCallCache returns a function that puts the call cache back as it is
+// now: the relay then holds calls as they were before, as a relay node does
+// after another one changed them.
+func (s *Server) RewindCallCache() (rewind func()) {
+	c := s.calls
+	c.mu.Lock()
+	cur, prev := maps.Clone(c.cur), maps.Clone(c.prev)
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		c.cur, c.prev = cur, prev
+		c.mu.Unlock()
+	}
+}

@@ -77,10 +77,11 @@ type queueChange struct {
 	Call callRecord `json:"call"`
 }
 
-// publishQueueChange appends the call's new state to the queue stream. The
-// message id makes a replay of the same change a no-op (within JetStream's
-// dedupe window; the board also ignores versions it has seen).
-func (s *Server) publishQueueChange(ctx context.Context, rec *callRecord, at time.Time) error {
+// publishQueueChange appends the call's new state to the queue stream; it
+// is stored once acks.Wait returns nil. The message id makes a replay of the
+// same change a no-op (within JetStream's dedupe window; the board also
+// ignores versions it has seen).
+func (s *Server) publishQueueChange(acks *store.Acks, rec *callRecord, at time.Time) error {
 	c := *rec
 	c.Client, c.Manager, c.Links = nil, nil, nil
 	b, err := json.Marshal(queueChange{At: at.UTC(), Call: c})
@@ -88,7 +89,7 @@ func (s *Server) publishQueueChange(ctx context.Context, rec *callRecord, at tim
 		return err
 	}
 	h := sha256.Sum256([]byte(rec.ID))
-	return s.store.PublishQueue(ctx, b, "q."+rec.Key+"."+hex.EncodeToString(h[:6])+"."+strconv.Itoa(rec.Version))
+	return s.store.PublishQueueAsync(acks, b, "q."+rec.Key+"."+hex.EncodeToString(h[:6])+"."+strconv.Itoa(rec.Version))
 }
 
 // boardState is what the fold computes and the checkpoint keeps.
@@ -115,11 +116,13 @@ type endedCall struct {
 	At      time.Time `json:"at"`
 }
 
+// opState leaves zero fields out of the checkpoint: most operators have
+// some, and the checkpoint holds every operator.
 type opState struct {
-	Counters     wire.QueueCounters `json:"counters"`
-	Connected    bool               `json:"connected"`
-	OnlineSince  time.Time          `json:"onlineSince"`
-	OfflineSince time.Time          `json:"offlineSince"`
+	Counters     wire.QueueCounters `json:"counters,omitzero"`
+	Connected    bool               `json:"connected,omitzero"`
+	OnlineSince  time.Time          `json:"onlineSince,omitzero"`
+	OfflineSince time.Time          `json:"offlineSince,omitzero"`
 }
 
 // liveCall is a call not over yet, and what has been counted of it.
@@ -785,15 +788,19 @@ func (b *board) advanceLocked(t time.Time) {
 	if !t.After(b.st.Clock) {
 		return
 	}
+	// The clock alone does not make a checkpoint due: one that is a little
+	// behind is brought forward on the restart's first tick. A new minute's
+	// sample does.
 	b.st.Clock = t
-	b.changed = true
 	m := t.Truncate(time.Minute)
 	if b.st.Minute.IsZero() {
 		b.st.Minute, b.st.MinuteMax = m, len(b.waiting)
 		b.rolloverLocked(m)
+		b.changed = true
 		return
 	}
 	for b.st.Minute.Before(m) {
+		b.changed = true
 		if m.Sub(b.st.Minute) > wire.MaxQueueHistory*time.Minute {
 			// A long silence (the relay was down): its minutes are unknown.
 			b.st.Minute, b.st.MinuteMax = m.Add(-wire.MaxQueueHistory*time.Minute), len(b.waiting)
@@ -886,7 +893,7 @@ func (b *board) collectLocked() []wire.QueueDelta {
 			b.pubOps[id] = v
 		}
 	}
-	clear(b.dirtyOps)
+	b.dirtyOps = emptied(b.dirtyOps)
 	for id := range b.dirtyWaiting {
 		w, ok := b.waiting[id]
 		pub, had := b.pubWaiting[id]
@@ -899,7 +906,7 @@ func (b *board) collectLocked() []wire.QueueDelta {
 			b.pubWaiting[id] = w
 		}
 	}
-	clear(b.dirtyWaiting)
+	b.dirtyWaiting = emptied(b.dirtyWaiting)
 	if b.st.Totals != b.pubTotals {
 		t := b.st.Totals
 		d.Totals = &t
@@ -931,6 +938,18 @@ func (b *board) collectLocked() []wire.QueueDelta {
 		out = append(out, wire.QueueDelta{Version: b.version, At: now, Sample: &samples[i]})
 	}
 	return out
+}
+
+// emptied empties a dirty set for the next flush. A map keeps the room it
+// grew to, and ranging over it costs that room even when it is empty: a set
+// that once held every operator (at start, at a new day) would make every
+// later flush scan thousands of empty slots, so a large one is replaced.
+func emptied(m map[string]bool) map[string]bool {
+	if len(m) > 64 {
+		return map[string]bool{}
+	}
+	clear(m)
+	return m
 }
 
 func waitingOrder(x, y wire.WaitingCall) int {

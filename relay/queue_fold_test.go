@@ -348,7 +348,11 @@ func TestBoardRebuildsFromStream(t *testing.T) {
 		rec.apply(callEvent{Type: typ, CallID: id, HangupStatus: status, Operators: ops, At: script.now})
 		b, _ := json.Marshal(queueChange{At: script.now, Call: *rec})
 		seq++
-		if err := st.PublishQueue(ctx, b, fmt.Sprintf("m%d", seq)); err != nil {
+		var acks store.Acks
+		if err := st.PublishQueueAsync(&acks, b, fmt.Sprintf("m%d", seq)); err != nil {
+			t.Fatal(err)
+		}
+		if err := acks.Wait(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}

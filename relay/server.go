@@ -30,6 +30,7 @@ type Server struct {
 	log *slog.Logger
 
 	store   *store.Store
+	calls   *callCache // recent call records as stored, see processCall
 	ops     *Registry
 	hub     *hub.Hub
 	outbox  *outbox.Outbox
@@ -50,6 +51,7 @@ type Server struct {
 
 	ready chan struct{}
 	addr  string
+	ln    net.Listener // from ServeOn, or nil
 }
 
 // New prepares a relay; nothing is opened until Run.
@@ -63,6 +65,7 @@ func New(cfg Config, logger *slog.Logger) *Server {
 		pbx:   &http.Client{Timeout: cfg.PBX.Timeout.Duration, CheckRedirect: noRedirects},
 		loc:   cfg.Location(),
 		clock: time.Now,
+		calls: newCallCache(callCacheGeneration),
 		sites: map[string]string{},
 		ready: make(chan struct{}),
 	}
@@ -92,10 +95,17 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Addr is the address the relay listens on, once Ready.
 func (s *Server) Addr() string { return s.addr }
 
+// ServeOn makes Run serve on ln, listening already, instead of on
+// Config.Listen; Run closes it. Call it before Run.
+func (s *Server) ServeOn(ln net.Listener) { s.ln = ln }
+
 // Run opens the store, serves until ctx ends, then shuts down cleanly:
 // agents are told the relay is going away (and will resume elsewhere or
 // later), work in flight finishes, and the store is flushed.
 func (s *Server) Run(ctx context.Context) error {
+	if s.ln != nil {
+		defer s.ln.Close() // closed by the HTTP server too, unless Run fails before serving
+	}
 	if err := s.cfg.Validate(); err != nil {
 		return fmt.Errorf("relay: config: %w", err)
 	}
@@ -175,9 +185,11 @@ func (s *Server) Run(ctx context.Context) error {
 		},
 	}, last)
 
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("relay: listen: %w", err)
+	ln := s.ln
+	if ln == nil {
+		if ln, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+			return fmt.Errorf("relay: listen: %w", err)
+		}
 	}
 	srv := &http.Server{
 		Handler:           s.routes(),

@@ -119,6 +119,12 @@ func (s *Server) handleCallEvent(w http.ResponseWriter, r *http.Request) {
 // operator's card that changed. It is idempotent: replaying an event
 // (a PBX retry after a lost answer) publishes nothing new. A call that ends
 // is also stored for the call history (see recordHistory).
+//
+// The record normally comes from the call cache, and a ring for a call the
+// cache does not hold is presumed new: storing a record is a
+// compare-and-set on its revision (or a create), which fails if that was
+// wrong, and the next attempt reads the bucket. An outcome that stores no
+// record is only trusted when the record was read from the bucket.
 func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Time) error {
 	num, perr := phone.Parse(ev.Phone, s.cfg.PhoneRegion)
 	phoneKey := ev.Phone
@@ -126,14 +132,21 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 		phoneKey = num.E164
 	}
 	key := callKey(ev.CallID, phoneKey)
-	for attempt := 0; attempt < 8; attempt++ {
-		rec, rev, err := s.loadCall(ctx, key)
+	mode := loadCached
+	if ev.Type == evRing || ev.Type == evOut {
+		mode = loadPresumed
+	}
+	for attempt := 0; attempt < 8; attempt, mode = attempt+1, loadStored {
+		rec, rev, stored, err := s.loadCall(ctx, key, mode)
 		if err != nil {
 			return err
 		}
 		fresh := rec == nil || (rec.State.Final() && ev.CallID == "" && (ev.Type == evRing || ev.Type == evOut))
 		if fresh {
 			if ev.Type == evHangup {
+				if !stored {
+					continue
+				}
 				// The end of a call we never saw: nothing to show. A UIS
 				// call's history still counts (its PBX uploads none).
 				if ev.Source == sourceUIS {
@@ -144,7 +157,11 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 					}
 					rec.apply(ev)
 					rec.Version = 1
-					if err := s.publishQueueChange(ctx, rec, ev.At); err != nil {
+					var acks store.Acks
+					if err := s.publishQueueChange(&acks, rec, ev.At); err != nil {
+						return err
+					}
+					if err := acks.Wait(ctx); err != nil {
 						return err
 					}
 					return s.recordHistory(ctx, rec)
@@ -157,6 +174,9 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 		before := s.cards(rec)
 		changed := rec.apply(ev) || fresh
 		if !changed {
+			if !stored {
+				continue
+			}
 			// A replay (the PBX retried after a lost answer, perhaps after
 			// a crash between storing and publishing): the record is stored
 			// already; publish every card again under the same message ids,
@@ -172,10 +192,16 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 				return err
 			}
 		}
-		if err := s.publishCards(ctx, rec, before, received); err != nil {
+		// The cards and the queue change are stored concurrently; the
+		// event is answered once all are.
+		var acks store.Acks
+		if err := s.publishCards(&acks, rec, before, received); err != nil {
 			return err
 		}
-		if err := s.publishQueueChange(ctx, rec, ev.At); err != nil {
+		if err := s.publishQueueChange(&acks, rec, ev.At); err != nil {
+			return err
+		}
+		if err := acks.Wait(ctx); err != nil {
 			return err
 		}
 		// The hangup that ended the call, or its replay.
@@ -241,9 +267,10 @@ func (s *Server) cards(rec *callRecord) map[string][]byte {
 	return out
 }
 
-// publishCards appends the card of each operator whose view changed. The
-// message id makes a replay of the same change a no-op.
-func (s *Server) publishCards(ctx context.Context, rec *callRecord, before map[string][]byte, received time.Time) error {
+// publishCards appends the card of each operator whose view changed; they
+// are stored once acks.Wait returns nil. The message id makes a replay of
+// the same change a no-op.
+func (s *Server) publishCards(acks *store.Acks, rec *callRecord, before map[string][]byte, received time.Time) error {
 	after := s.cards(rec)
 	for _, id := range rec.operators() {
 		b := after[id]
@@ -251,42 +278,70 @@ func (s *Server) publishCards(ctx context.Context, rec *callRecord, before map[s
 			continue
 		}
 		msgID := rec.Key + "." + id + "." + strconv.Itoa(rec.Version)
-		if _, err := s.store.Append(ctx, id, wire.TypeCall, b, msgID, received); err != nil {
+		if err := s.store.AppendAsync(acks, id, wire.TypeCall, b, msgID, received); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *Server) loadCall(ctx context.Context, key string) (*callRecord, uint64, error) {
+// Where loadCall looks for a call's record.
+type loadMode int
+
+const (
+	loadCached   loadMode = iota // the call cache, else the bucket
+	loadPresumed                 // the call cache, else presume there is none
+	loadStored                   // the bucket
+)
+
+// loadCall returns the call's record (nil if there is none) and its
+// revision, and whether it was read from the bucket (see callCache).
+func (s *Server) loadCall(ctx context.Context, key string, mode loadMode) (rec *callRecord, rev uint64, stored bool, err error) {
+	if mode != loadStored {
+		if rec, rev, ok := s.calls.get(key); ok {
+			return rec, rev, false, nil
+		}
+		if mode == loadPresumed {
+			return nil, 0, false, nil
+		}
+	}
 	e, err := s.store.Calls.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, nil
+		return nil, 0, true, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("load call: %w", err)
+		return nil, 0, false, fmt.Errorf("load call: %w", err)
 	}
-	var rec callRecord
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return nil, 0, fmt.Errorf("decode call %s: %w", key, err)
+	rec = &callRecord{}
+	if err := json.Unmarshal(e.Value(), rec); err != nil {
+		return nil, 0, false, fmt.Errorf("decode call %s: %w", key, err)
 	}
 	if rec.Legs == nil {
 		rec.Legs = map[string]*leg{}
 	}
-	return &rec, e.Revision(), nil
+	return rec, e.Revision(), true, nil
 }
 
+// saveCall stores the record if the stored one is still at revision rev (0:
+// if there is none), and caches it.
 func (s *Server) saveCall(ctx context.Context, rec *callRecord, rev uint64) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
 	if rev == 0 {
-		_, err = s.store.Calls.Create(ctx, rec.Key, b)
+		rev, err = s.store.Calls.Create(ctx, rec.Key, b)
 	} else {
-		_, err = s.store.Calls.Update(ctx, rec.Key, b, rev)
+		rev, err = s.store.Calls.Update(ctx, rec.Key, b, rev)
 	}
-	return err
+	if err != nil {
+		// Stale (the compare-and-set failed), or unknown whether it was
+		// stored: either way the bucket tells next time.
+		s.calls.drop(rec.Key)
+		return err
+	}
+	s.calls.put(rec.Key, rec, rev)
+	return nil
 }
 
 // resolveManager asks the CRM for the caller's responsible manager and
@@ -305,8 +360,8 @@ func (s *Server) resolveManager(ctx context.Context, key, number string) {
 	}
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer wcancel()
-	for attempt := 0; attempt < 8; attempt++ {
-		rec, rev, lerr := s.loadCall(wctx, key)
+	for attempt, mode := 0, loadCached; attempt < 8; attempt, mode = attempt+1, loadStored {
+		rec, rev, _, lerr := s.loadCall(wctx, key, mode)
 		if lerr != nil || rec == nil {
 			return
 		}
@@ -324,7 +379,12 @@ func (s *Server) resolveManager(ctx context.Context, key, number string) {
 			s.log.Error("could not store the responsible manager", "err", serr)
 			return
 		}
-		if perr := s.publishCards(wctx, rec, before, time.Time{}); perr != nil {
+		var acks store.Acks
+		perr := s.publishCards(&acks, rec, before, time.Time{})
+		if perr == nil {
+			perr = acks.Wait(wctx)
+		}
+		if perr != nil {
 			s.log.Error("could not publish the responsible manager", "err", perr)
 		}
 		return

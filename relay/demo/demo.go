@@ -38,11 +38,14 @@ import (
 
 // Options of the demo.
 type Options struct {
-	Listen  string        // the relay's address
-	DataDir string        // "" for a temporary folder removed at exit
-	Every   time.Duration // how often the PBX rings
-	Out     io.Writer     // where the demo narrates
-	Logger  *slog.Logger
+	Listen string // the relay's address
+	// Listener, when set, is where the relay serves (Listen is then its
+	// address): tests listen on a free port and keep it.
+	Listener net.Listener
+	DataDir  string        // "" for a temporary folder removed at exit
+	Every    time.Duration // how often the PBX rings
+	Out      io.Writer     // where the demo narrates
+	Logger   *slog.Logger
 	// App, when set, is the desktop app (bin/pult) to start signed in as
 	// the operator with code AppAs (default 100), with AppEnv (the
 	// caller's environment) plus its sign-in. The demo ends when the app
@@ -116,6 +119,9 @@ func Run(ctx context.Context, o Options) error {
 	go psrv.Serve(ln)
 	defer psrv.Close()
 
+	if o.Listener != nil {
+		o.Listen = o.Listener.Addr().String()
+	}
 	cfg := relay.Defaults()
 	cfg.Listen = o.Listen
 	cfg.DataDir = filepath.Join(dir, "relay")
@@ -138,6 +144,9 @@ func Run(ctx context.Context, o Options) error {
 	defer calltouchSim.Close()
 	cfg.Calltouch.URL, cfg.Calltouch.Token, cfg.Calltouch.RouteKey = calltouchSim.URL(), calltouchToken, routeKey
 	srv := relay.New(cfg, o.Logger)
+	if o.Listener != nil {
+		srv.ServeOn(o.Listener)
+	}
 	rctx, stopRelay := context.WithCancel(context.Background())
 	defer stopRelay()
 	relayDone := make(chan error, 1)

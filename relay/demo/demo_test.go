@@ -37,15 +37,17 @@ func (s *syncBuffer) String() string {
 // responsible manager from the simulated CRM, and dials through the
 // simulated PBX.
 func TestDemo(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	addr := ln.Addr().String()
-	ln.Close()
 	dir := t.TempDir()
 	var out syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- demo.Run(ctx, demo.Options{Listen: addr, DataDir: dir, Every: 500 * time.Millisecond, Out: &out})
+		done <- demo.Run(ctx, demo.Options{Listener: ln, DataDir: dir, Every: 500 * time.Millisecond, Out: &out})
 	}()
 	defer func() {
 		cancel()
@@ -128,15 +130,16 @@ func TestDemoTwiceOnTheSameData(t *testing.T) {
 	dir := t.TempDir()
 	var first []byte
 	for run := 0; run < 2; run++ {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		addr := ln.Addr().String()
-		ln.Close()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
 		os.Remove(filepath.Join(dir, "100.token"))
 		var out syncBuffer
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
-			done <- demo.Run(ctx, demo.Options{Listen: addr, DataDir: dir, Every: time.Hour, Out: &out})
+			done <- demo.Run(ctx, demo.Options{Listener: ln, DataDir: dir, Every: time.Hour, Out: &out})
 		}()
 		var token []byte
 		for deadline := time.Now().Add(20 * time.Second); len(token) == 0; time.Sleep(50 * time.Millisecond) {
@@ -150,7 +153,7 @@ func TestDemoTwiceOnTheSameData(t *testing.T) {
 				t.Fatalf("run %d did not start:\n%s", run+1, out.String())
 			}
 		}
-		if _, err := agent.Check(ctx, "http://"+addr, string(bytes.TrimSpace(token))); err != nil {
+		if _, err := agent.Check(ctx, "http://"+ln.Addr().String(), string(bytes.TrimSpace(token))); err != nil {
 			t.Errorf("run %d: the token does not work: %v", run+1, err)
 		}
 		if run == 1 && bytes.Equal(token, first) {

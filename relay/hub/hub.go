@@ -386,13 +386,27 @@ func (h *Hub) unregister(s *session) {
 	}
 }
 
+// sweepBatch is about how many sessions one tick of the sweeper pings. Each
+// ping wakes the session's writer goroutine: hundreds woken at once would
+// queue the goroutines delivering events behind them for milliseconds.
+const sweepBatch = 32
+
+// sweepTick is the sweeper's tick for n sessions: sweepBatch of them per
+// tick, but no shorter than 10 ms (each tick wakes the process) and no
+// longer than a second.
+func (h *Hub) sweepTick(n int) time.Duration {
+	return min(max(h.cfg.PingPeriod*sweepBatch/time.Duration(max(n, 1)), 10*time.Millisecond), time.Second)
+}
+
 // sweep pings every session once per PingPeriod from one goroutine: each
-// tick takes the next slice of the sessions, so the pings of many
-// connections are spread evenly over the period instead of each session
-// keeping a ticker of its own. It ends when the last session has gone (a
-// new session starts it again) or the hub shuts down.
+// tick takes the next few sessions, so the pings of many connections are
+// spread evenly over the period instead of each session keeping a ticker of
+// its own. It ends when the last session has gone (a new session starts it
+// again) or the hub shuts down.
 func (h *Hub) sweep() {
-	tick := min(max(h.cfg.PingPeriod/50, 10*time.Millisecond), time.Second)
+	h.mu.Lock()
+	tick := h.sweepTick(len(h.all))
+	h.mu.Unlock()
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	var batch []*session
@@ -405,6 +419,10 @@ func (h *Hub) sweep() {
 			return
 		}
 		credit += float64(len(h.all)) * float64(tick) / float64(h.cfg.PingPeriod)
+		if next := h.sweepTick(len(h.all)); next != tick {
+			tick = next
+			t.Reset(tick)
+		}
 		n := min(int(credit), len(h.all))
 		credit -= float64(n)
 		batch = batch[:0]

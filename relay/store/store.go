@@ -83,10 +83,11 @@ type Options struct {
 
 // Store is an open connection to JetStream with the relay's streams and buckets.
 type Store struct {
-	log *slog.Logger
-	ns  *server.Server // nil when external
-	nc  *nats.Conn
-	JS  jetstream.JetStream
+	log  *slog.Logger
+	ns   *server.Server // nil when external
+	nc   *nats.Conn
+	bulk *nats.Conn // for large writes (see QueueState)
+	JS   jetstream.JetStream
 
 	events jetstream.Stream
 	epoch  string
@@ -101,7 +102,10 @@ type Store struct {
 	Requests    jetstream.KeyValue
 	Transcripts jetstream.KeyValue // accepted transcript submissions, for dedupe
 	Queue       jetstream.Stream   // call changes for the queue board (QueueSubject)
-	QueueState  jetstream.KeyValue // the queue board's checkpoint
+	// QueueState holds the queue board's checkpoint: megabytes at a time,
+	// written over a connection of its own so that the events queued behind
+	// it on a shared one do not wait for it.
+	QueueState jetstream.KeyValue
 }
 
 // Open connects (starting the embedded server when no URL is given) and makes
@@ -121,17 +125,23 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	s := &Store{log: o.Logger.With("component", "store")}
 	var err error
+	connect := func(name string) (*nats.Conn, error) {
+		if s.ns != nil {
+			return nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name))
+		}
+		return nats.Connect(o.URL, nats.Name(name), nats.MaxReconnects(-1),
+			nats.ConnectHandler(func(*nats.Conn) {}),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				s.log.Warn("nats disconnected", "name", name, "err", err)
+			}))
+	}
 	if o.URL == "" {
 		if s.ns, err = startEmbedded(o.DataDir); err != nil {
 			return nil, err
 		}
-		s.nc, err = nats.Connect("", nats.InProcessServer(s.ns), nats.Name("pult-relay"))
-	} else {
-		s.nc, err = nats.Connect(o.URL, nats.Name("pult-relay"), nats.MaxReconnects(-1),
-			nats.ConnectHandler(func(*nats.Conn) {}),
-			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-				s.log.Warn("nats disconnected", "err", err)
-			}))
+	}
+	if s.nc, err = connect("pult-relay"); err == nil {
+		s.bulk, err = connect("pult-relay-bulk")
 	}
 	if err != nil {
 		s.Close()
@@ -267,8 +277,15 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	if s.Transcripts, err = kv(bucketTrans, "accepted transcript submissions by operator and id, for dedupe", 30*24*time.Hour); err != nil {
 		return err
 	}
-	if s.QueueState, err = kv(bucketQueue, "the queue board's checkpoint", 0); err != nil {
+	if _, err = kv(bucketQueue, "the queue board's checkpoint", 0); err != nil {
 		return err
+	}
+	bulk, err := jetstream.New(s.bulk)
+	if err != nil {
+		return fmt.Errorf("store: jetstream: %w", err)
+	}
+	if s.QueueState, err = bulk.KeyValue(ctx, bucketQueue); err != nil {
+		return fmt.Errorf("store: bucket %s: %w", bucketQueue, err)
 	}
 	// Records are rewritten at every attempt (at least hourly while a job
 	// fails); the TTL only clears what a crash left behind.
@@ -280,9 +297,11 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 
 // Close disconnects and stops the embedded server, flushing it to disk.
 func (s *Store) Close() {
-	if s.nc != nil {
-		s.nc.Drain()
-		s.nc.Close()
+	for _, nc := range []*nats.Conn{s.nc, s.bulk} {
+		if nc != nil {
+			nc.Drain()
+			nc.Close()
+		}
 	}
 	if s.ns != nil {
 		s.ns.Shutdown()
@@ -311,21 +330,79 @@ func subject(op string) string { return eventsPrefix + op }
 // Append adds an event to an operator's stream. msgID, when set, makes the
 // append idempotent within the dedupe window.
 func (s *Store) Append(ctx context.Context, op, typ string, data []byte, msgID string, received time.Time) (uint64, error) {
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ack, err := s.JS.PublishMsg(ctx, eventMsg(op, typ, data, received), opts...)
+	if err != nil {
+		return 0, fmt.Errorf("store: append %s for %s: %w", typ, op, err)
+	}
+	return ack.Sequence, nil
+}
+
+// Acks are publishes sent without waiting for JetStream to store them, so
+// that several are stored concurrently instead of one round trip after
+// another; Wait waits for every one. Publishes from one connection are
+// stored in the order they were sent, as waiting for each would store them.
+type Acks struct {
+	futures []jetstream.PubAckFuture
+}
+
+// ackWait bounds Wait when ctx has no deadline, as JetStream's default API
+// timeout bounds a synchronous publish.
+const ackWait = 5 * time.Second
+
+// Wait returns once every publish is stored, with the first error if one
+// was not.
+func (a *Acks) Wait(ctx context.Context) error {
+	if len(a.futures) == 0 {
+		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ackWait)
+		defer cancel()
+	}
+	for _, f := range a.futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("store: publish to %s: %w", f.Msg().Subject, err)
+		case <-ctx.Done():
+			return fmt.Errorf("store: publish to %s: %w", f.Msg().Subject, ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (s *Store) publishAsync(a *Acks, m *nats.Msg, msgID string) error {
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	f, err := s.JS.PublishMsgAsync(m, opts...)
+	if err != nil {
+		return fmt.Errorf("store: publish to %s: %w", m.Subject, err)
+	}
+	a.futures = append(a.futures, f)
+	return nil
+}
+
+// AppendAsync is Append without waiting: the event is stored once a.Wait
+// returns nil.
+func (s *Store) AppendAsync(a *Acks, op, typ string, data []byte, msgID string, received time.Time) error {
+	return s.publishAsync(a, eventMsg(op, typ, data, received), msgID)
+}
+
+func eventMsg(op, typ string, data []byte, received time.Time) *nats.Msg {
 	m := nats.NewMsg(subject(op))
 	m.Data = data
 	m.Header.Set(hdrType, typ)
 	if !received.IsZero() {
 		m.Header.Set(hdrReceived, strconv.FormatInt(received.UnixNano(), 10))
 	}
-	var opts []jetstream.PublishOpt
-	if msgID != "" {
-		opts = append(opts, jetstream.WithMsgID(msgID))
-	}
-	ack, err := s.JS.PublishMsg(ctx, m, opts...)
-	if err != nil {
-		return 0, fmt.Errorf("store: append %s for %s: %w", typ, op, err)
-	}
-	return ack.Sequence, nil
+	return m
 }
 
 // Next returns the operator's first event with a sequence > after, or nil.
@@ -417,19 +494,11 @@ func (s *Store) PublishUpload(ctx context.Context, data []byte, msgID, source st
 	return ack.Duplicate, nil
 }
 
-// PublishQueue appends a call change for the queue board. msgID makes a
-// replay of the same change a no-op within the dedupe window.
-func (s *Store) PublishQueue(ctx context.Context, data []byte, msgID string) error {
-	m := nats.NewMsg(QueueSubject)
-	m.Data = data
-	var opts []jetstream.PublishOpt
-	if msgID != "" {
-		opts = append(opts, jetstream.WithMsgID(msgID))
-	}
-	if _, err := s.JS.PublishMsg(ctx, m, opts...); err != nil {
-		return fmt.Errorf("store: publish queue change: %w", err)
-	}
-	return nil
+// PublishQueueAsync appends a call change for the queue board; it is stored
+// once a.Wait returns nil. msgID makes a replay of the same change a no-op
+// within the dedupe window.
+func (s *Store) PublishQueueAsync(a *Acks, data []byte, msgID string) error {
+	return s.publishAsync(a, &nats.Msg{Subject: QueueSubject, Data: data}, msgID)
 }
 
 // QueueInfo describes the queue stream: its first and last sequence and
