@@ -359,6 +359,10 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 		}
 		rep.HeapSteady, _ = rp.goStats(ctx)
 		rep.RSSSteadyPerConn = (rep.RSSSteady - rep.RSSBefore) / int64(o.Operators)
+		if o.ProfileDir != "" {
+			// With heap-settled as -base: what the idle relay allocated.
+			rp.profile(ctx, o.ProfileDir, "heap-idle", "heap", 0)
+		}
 	}
 
 	var sups []*supervisor
