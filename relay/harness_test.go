@@ -31,7 +31,7 @@ const (
 // testRelay is a relay running in this process on a loopback port with an
 // embedded NATS server in a temporary folder.
 type testRelay struct {
-	t      *testing.T
+	t      testing.TB
 	cfg    relay.Config
 	srv    *relay.Server
 	cancel context.CancelFunc
@@ -40,7 +40,7 @@ type testRelay struct {
 	mk     func(relay.Config) *relay.Server // nil: relay.New
 }
 
-func testConfig(t *testing.T) relay.Config {
+func testConfig(t testing.TB) relay.Config {
 	cfg := relay.Defaults()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
@@ -54,20 +54,20 @@ func testConfig(t *testing.T) relay.Config {
 	return cfg
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("PULT_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
 }
 
-func startRelay(t *testing.T, cfg relay.Config) *testRelay {
+func startRelay(t testing.TB, cfg relay.Config) *testRelay {
 	t.Helper()
 	return startRelayWith(t, cfg, nil)
 }
 
 // startRelayWith is startRelay with the server made by mk (nil: relay.New).
-func startRelayWith(t *testing.T, cfg relay.Config, mk func(relay.Config) *relay.Server) *testRelay {
+func startRelayWith(t testing.TB, cfg relay.Config, mk func(relay.Config) *relay.Server) *testRelay {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := relay.New(cfg, testLogger(t))
