@@ -124,7 +124,7 @@ bench: build
 	$(BIN)/pult-relay bench --target both --operators 1000 --rate 200 --duration 10s --ring 1 --ring-max 3 --drain 2s
 	$(BIN)/pult-relay bench --target both --operators 2000 --rate 100 --duration 5s --idle 10s --drain 2s
 	$(BIN)/pult-relay bench --operators 2000 --rate 100 --duration 9s --restart --drain 3s
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./relay/...
+	$(GO) test -tags ci -run '^$$' -bench . -benchtime 2s ./relay/... ./ui
 
 clean:
 	rm -rf $(BIN) $(DIST)

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -143,4 +144,24 @@ func TestCardFollowsCall(t *testing.T) {
 	if !k.callBtn.Disabled() || !k.copyBtn.Disabled() || !k.crmBtn.Disabled() {
 		t.Error("buttons without a number or link must be disabled")
 	}
+}
+
+// BenchmarkCallCardShown is the app's part of a screen pop: a call from the
+// agent becomes a card in the calls window, with its notification and its
+// entry in recent calls (fyne's test driver: widgets and layout, no GL).
+// The real desktop's figure, GL included, is in BENCHMARKS.md.
+func BenchmarkCallCardShown(b *testing.B) {
+	fa := newTestFyne(b)
+	l := newLoop(b)
+	a := New(fa, Config{Do: l.do, Now: func() time.Time { return fixedNow }})
+	c := demoCall()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		c.ID = fmt.Sprintf("call-%d", i)
+		l.wait(func() {
+			a.onCall(c, time.Now())
+			a.cards.remove(c.ID, false)
+		})
+	}
+	l.wait(a.cards.stopTimers)
 }

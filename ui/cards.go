@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
 
 	"github.com/pult/pult/agent"
@@ -54,8 +55,11 @@ func (s *cardStack) update(c wire.Call) bool {
 	s.byID[c.ID] = k
 	s.ensureWindow()
 	// Newest on top: a new call is what needs the operator now.
+	// Laid out, not refreshed: Refresh would redraw every card already
+	// shown, their icons decoded again, for the one that is new.
 	s.box.Objects = append([]fyne.CanvasObject{k.obj}, s.box.Objects...)
-	s.box.Refresh()
+	s.box.Layout.Layout(s.box.Objects, s.box.Size())
+	canvas.Refresh(s.box)
 	s.scroll.ScrollToTop()
 	s.scheduleClose(k)
 	s.layout()

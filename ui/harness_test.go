@@ -23,7 +23,7 @@ type loop struct {
 	quit  chan struct{}
 }
 
-func newLoop(t *testing.T) *loop {
+func newLoop(t testing.TB) *loop {
 	l := &loop{wake: make(chan struct{}, 1), done: make(chan struct{}), quit: make(chan struct{})}
 	go l.run()
 	t.Cleanup(func() {
@@ -136,7 +136,7 @@ var fixedNow = time.Date(2026, 11, 20, 14, 30, 0, 0, time.UTC)
 
 // newTestFyne starts fyne's test app with the real default theme, so the
 // golden images look like the app.
-func newTestFyne(t *testing.T) fyne.App {
+func newTestFyne(t testing.TB) fyne.App {
 	fa := test.NewTempApp(t)
 	fa.Settings().SetTheme(theme.DefaultTheme())
 	return fa
