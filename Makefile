@@ -14,10 +14,10 @@ APP_ID  := $(shell sed -n 's/^ID *= *"\(.*\)"/\1/p' FyneApp.toml)
 # it for real on Xvfb with a session bus, a notification daemon, a
 # StatusNotifier host and a real Secret Service (gnome-keyring); the relay's
 # wallboard is tested in a real headless Chromium.
-APT_BUILD := gcc libc6-dev pkg-config libgl-dev libxcursor-dev libxrandr-dev \
+APT_BUILD := gcc libc6-dev pkg-config libgl-dev libx11-dev libxcursor-dev libxrandr-dev \
 	libxinerama-dev libxi-dev libxxf86vm-dev
 APT_TEST  := dbus-daemon gnome-keyring procps xvfb xauth imagemagick dunst \
-	haskell-status-notifier-item-utils x11-utils desktop-file-utils chromium
+	haskell-status-notifier-item-utils x11-utils xdotool xclip desktop-file-utils chromium
 APT_ALL   := $(APT_BUILD) $(APT_TEST)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -20,9 +20,14 @@ import (
 // unreceived ticker puts nothing in the runtime's timer heap: the process
 // sleeps until the relay, a timer of pult's or the tray menu wakes it.
 //
-// A parked loop polls no X events; nothing needs them, as no window is
-// shown. Everything fyne itself queues meanwhile (a settings change) runs
-// when the loop next wakes.
+// A parked loop polls no X events. No window is shown, so only one thing
+// needs them: a paste in another app of what pult copied (X11 asks the
+// holder of the clipboard, GLFW answers from its event polling). While pult
+// holds the clipboard, the parked loop polls the window system's events
+// every pasteWait (GLFW answers a paste then) without waking fyne; once
+// another app holds it, it parks for good again.
+// Everything fyne itself queues meanwhile (a settings change) runs when the
+// loop next wakes.
 
 // quietBeforePark is how long the loop must have had nothing shown before it
 // is parked, so fyne finishes tearing down a window just closed.
@@ -54,35 +59,44 @@ func (i *idler) handed() {
 
 func (i *idler) started() { i.pending.Add(-1) }
 
-// park blocks the calling (UI) goroutine until work is handed to it or ctx
-// ends. It returns at once if work is already waiting. A stale wake-up only
+// park blocks the calling (UI) goroutine until work is handed to it, ctx
+// ends or, with a limit, the limit has passed; it says whether the limit
+// did. It returns at once if work is already waiting. A stale wake-up only
 // makes it look again.
-func (i *idler) park(ctx context.Context) {
+func (i *idler) park(ctx context.Context, limit time.Duration) (expired bool) {
 	if i.pending.Load() > 0 {
-		return
+		return false
 	}
 	i.parks.Add(1)
 	i.parked.Store(true)
-	since := time.Now()
-	i.log.Debug("loop parked: no window shown")
-	defer func() {
-		i.parked.Store(false)
-		i.log.Debug("loop woken", "parked", time.Since(since).Round(time.Millisecond))
-	}()
+	defer i.parked.Store(false)
+	var expire <-chan time.Time
+	if limit > 0 {
+		t := time.NewTimer(limit)
+		defer t.Stop()
+		expire = t.C
+	}
 	for i.pending.Load() == 0 {
 		select {
 		case <-i.wake:
 		case <-ctx.Done():
-			return
+			return false
+		case <-expire:
+			return true
 		}
 	}
+	return false
 }
 
 // parkWhenQuiet parks the UI loop whenever quiet (asked on the UI goroutine)
-// has been true for quietFor, until ctx ends. do runs a function on the
-// UI goroutine without counting it as work (fyne.Do). It returns once a
-// park in progress has ended.
-func (i *idler) parkWhenQuiet(ctx context.Context, do func(func()), quiet func() bool) {
+// has held for quietFor, until ctx ends. quiet also gives a limit to the
+// park: 0 for as long as nothing happens, or how long the window system may
+// wait for an answer (while pult holds the clipboard, see App.quiet); each
+// time the limit passes, serve answers the window system without waking
+// fyne, and quiet is asked again. do runs a function on the UI goroutine
+// without counting it as work (fyne.Do). It returns once a park in progress
+// has ended.
+func (i *idler) parkWhenQuiet(ctx context.Context, do func(func()), quiet func() (bool, time.Duration), serve func()) {
 	t := time.NewTimer(i.quietFor)
 	defer t.Stop()
 	for {
@@ -97,8 +111,31 @@ func (i *idler) parkWhenQuiet(ctx context.Context, do func(func()), quiet func()
 			// After the loop has ended fyne runs f at once on this
 			// goroutine: ctx, ended before the quit, keeps it off the
 			// App's state then.
-			if ctx.Err() == nil && quiet() {
-				i.park(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			since := time.Now()
+			last := time.Duration(-1) // the last park's limit, for the log
+			for {
+				ok, limit := quiet()
+				if !ok {
+					break
+				}
+				if limit != last {
+					last = limit
+					if limit == 0 {
+						i.log.Debug("loop parked: no window shown")
+					} else {
+						i.log.Debug("loop parked: no window shown; pult holds the clipboard, so it answers pastes", "within", limit)
+					}
+				}
+				if !i.park(ctx, limit) {
+					break
+				}
+				serve()
+			}
+			if last >= 0 {
+				i.log.Debug("loop woken", "parked", time.Since(since).Round(time.Millisecond))
 			}
 		})
 		select {

@@ -21,7 +21,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // startParking runs parkWhenQuiet on a test loop and stops it at cleanup.
-func startParking(t *testing.T, quiet func() bool) (*idler, *loop) {
+func startParking(t *testing.T, quiet func() (bool, time.Duration), serve func()) (*idler, *loop) {
 	l := newLoop(t)
 	i := newIdler(slog.New(slog.DiscardHandler))
 	i.quietFor = 5 * time.Millisecond
@@ -29,7 +29,7 @@ func startParking(t *testing.T, quiet func() bool) (*idler, *loop) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		i.parkWhenQuiet(ctx, l.do, quiet)
+		i.parkWhenQuiet(ctx, l.do, quiet, serve)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -48,7 +48,7 @@ func hand(i *idler, l *loop, f func()) {
 }
 
 func TestParkedLoopWakesForWork(t *testing.T) {
-	i, l := startParking(t, func() bool { return true })
+	i, l := startParking(t, func() (bool, time.Duration) { return true, 0 }, func() {})
 	waitFor(t, "the loop parked", i.parked.Load)
 
 	// The parked loop runs nothing else…
@@ -84,7 +84,7 @@ func TestParkedLoopWakesForWork(t *testing.T) {
 
 func TestLoopNotParkedWhileSomethingIsShown(t *testing.T) {
 	var asked atomic.Int64
-	i, _ := startParking(t, func() bool { asked.Add(1); return false })
+	i, _ := startParking(t, func() (bool, time.Duration) { asked.Add(1); return false, 0 }, func() {})
 	waitFor(t, "quiet asked three times", func() bool { return asked.Load() >= 3 })
 	if n := i.parks.Load(); n != 0 {
 		t.Fatalf("parked %d times with a window shown", n)
@@ -97,7 +97,7 @@ func TestParkReturnsAtOnceWithWorkWaiting(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		i.park(context.Background())
+		i.park(context.Background(), 0)
 	}()
 	select {
 	case <-done:
@@ -117,7 +117,7 @@ func TestParkEndsWithItsContext(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		i.park(ctx)
+		i.park(ctx, 0)
 	}()
 	waitFor(t, "parked", i.parked.Load)
 	time.Sleep(5 * time.Millisecond) // the stale wake-up is consumed, not obeyed
@@ -129,5 +129,48 @@ func TestParkEndsWithItsContext(t *testing.T) {
 	case <-done:
 	case <-time.After(time.Second):
 		t.Fatal("park outlived its context")
+	}
+}
+
+// Holding the clipboard, the parked loop answers the window system every
+// limit, asks again whether it still holds it, and parks for good once it
+// does not; nothing else runs meanwhile.
+func TestParkedLoopServesWhileHoldingTheClipboard(t *testing.T) {
+	var holding atomic.Bool
+	holding.Store(true)
+	var serves, fullParks atomic.Int64
+	i, l := startParking(t, func() (bool, time.Duration) {
+		if holding.Load() {
+			return true, 5 * time.Millisecond
+		}
+		fullParks.Add(1)
+		return true, 0
+	}, func() { serves.Add(1) })
+	waitFor(t, "served three times", func() bool { return serves.Load() >= 3 })
+	var plain atomic.Bool
+	l.do(func() { plain.Store(true) })
+	time.Sleep(20 * time.Millisecond)
+	if plain.Load() {
+		t.Fatal("the loop ran other work between serving")
+	}
+	holding.Store(false)
+	waitFor(t, "a park without a limit", func() bool { return fullParks.Load() > 0 && i.parked.Load() })
+	n := serves.Load()
+	time.Sleep(30 * time.Millisecond)
+	if serves.Load() != n {
+		t.Error("still serving after the clipboard went to another app")
+	}
+	hand(i, l, func() {})
+	waitFor(t, "the plain function run once woken", plain.Load)
+}
+
+func TestParkLimitExpires(t *testing.T) {
+	i := newIdler(slog.New(slog.DiscardHandler))
+	start := time.Now()
+	if !i.park(context.Background(), 10*time.Millisecond) {
+		t.Fatal("a limited park did not say its limit expired")
+	}
+	if d := time.Since(start); d < 10*time.Millisecond {
+		t.Fatalf("parked %s, limit 10ms", d)
 	}
 }

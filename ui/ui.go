@@ -140,7 +140,7 @@ func (a *App) Run(ctx context.Context) error {
 		trayStart, trayEnd = systray.RunWithExternalLoop(func() { a.do(a.tray.attach) }, nil)
 		go func() {
 			defer close(parked)
-			a.idle.parkWhenQuiet(ictx, fyne.Do, a.quiet)
+			a.idle.parkWhenQuiet(ictx, fyne.Do, a.quiet, pollWindowSystem)
 		}()
 	} else {
 		close(parked)
@@ -169,7 +169,13 @@ func (a *App) Run(ctx context.Context) error {
 // start runs once the loop is up: sign in from the stored credentials or
 // ask for them.
 func (a *App) start() {
-	if !a.cfg.Tray {
+	if a.cfg.Tray {
+		// fyne quits when its last window is closed. The calls window,
+		// made now and never closed (hidden between calls), keeps the app
+		// in the tray when the operator closes the dialer; fyne creates
+		// its native side only when the first card shows.
+		a.cards.ensureWindow()
+	} else {
 		a.main = newMainWindow(a)
 		a.main.show()
 	}
@@ -207,11 +213,23 @@ func (a *App) do(f func()) {
 }
 
 // quiet says nothing is shown that needs fyne's loop: no window, no card
-// (UI goroutine). The tray menu is served without the loop.
-func (a *App) quiet() bool {
-	return a.main == nil && len(a.cards.cards) == 0 && a.dialer == nil && a.signin == nil &&
-		a.recentW == nil && a.transcriptsW == nil && a.callbackW == nil && a.queueW == nil
+// (UI goroutine). The tray menu is served without the loop. While pult holds
+// the clipboard (a number copied from a card), a paste in another app is
+// answered from the loop, so the parked loop polls for it every pasteWait.
+func (a *App) quiet() (bool, time.Duration) {
+	if a.main != nil || len(a.cards.cards) > 0 || a.dialer != nil || a.signin != nil ||
+		a.recentW != nil || a.transcriptsW != nil || a.callbackW != nil || a.queueW != nil {
+		return false, 0
+	}
+	if ownsClipboard() {
+		return true, pasteWait
+	}
+	return true, 0
 }
+
+// pasteWait is the longest a paste of what pult copied waits for the parked
+// loop: well inside what applications wait for a selection (seconds).
+const pasteWait = 200 * time.Millisecond
 
 // Quit ends the app.
 func (a *App) Quit() {
