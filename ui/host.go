@@ -12,7 +12,8 @@ var ErrNoTrayHost = errors.New("no system tray")
 
 // TrayHost checks that a tray icon can be shown: a session bus at busAddr
 // (DBUS_SESSION_BUS_ADDRESS) with a StatusNotifier host on it. Without
-// both, fyne's tray would fail silently (or panic on quit), so the app
+// both, the tray icon (fyne.io/systray) would fail silently (or panic on
+// quit), so the app
 // runs with a main window instead.
 func TrayHost(busAddr string) error {
 	if busAddr == "" {

@@ -356,7 +356,7 @@ func TestDesktop(t *testing.T) {
 
 	// No tray host: without a session bus, and with one but no
 	// StatusNotifier host, the app runs in a main window, and quits cleanly
-	// (fyne's systray would panic on quit without a bus).
+	// (systray would panic on quit without a bus).
 	sup, _ := os.ReadFile(filepath.Join(demoDir, "102.token"))
 	supEnv := []string{"PULT_RELAY=" + relayURL, "PULT_TOKEN=" + strings.TrimSpace(string(sup))}
 	for i, bus := range []string{"", os.Getenv("DBUS_SESSION_BUS_ADDRESS")} {
