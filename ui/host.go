@@ -13,8 +13,7 @@ var ErrNoTrayHost = errors.New("no system tray")
 // TrayHost checks that a tray icon can be shown: a session bus at busAddr
 // (DBUS_SESSION_BUS_ADDRESS) with a StatusNotifier host on it. Without
 // both, the tray icon (fyne.io/systray) would fail silently (or panic on
-// quit), so the app
-// runs with a main window instead.
+// quit), so the app runs with a main window instead.
 func TrayHost(busAddr string) error {
 	if busAddr == "" {
 		return fmt.Errorf("%w: no session bus (DBUS_SESSION_BUS_ADDRESS is not set)", ErrNoTrayHost)
