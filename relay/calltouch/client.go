@@ -15,6 +15,7 @@ import (
 	"unicode"
 
 	"github.com/pult/pult/relay/retryafter"
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // DefaultBaseURL is Calltouch's API host.
@@ -354,7 +355,7 @@ func parseAnswer(b []byte) (answer, error) {
 		for i, v := range a.violations {
 			parts[i] = strings.TrimPrefix(v.Field+": "+v.Message, ": ")
 		}
-		a.msg = truncate(strings.Join(parts, "; "), 1024)
+		a.msg = untrusted.Truncate(strings.Join(parts, "; "), 1024)
 	}
 	return a, nil
 }
@@ -380,7 +381,7 @@ func text(b json.RawMessage) string {
 		}
 		return r
 	}, strings.ToValidUTF8(s, " "))
-	return truncate(strings.Join(strings.Fields(s), " "), 512)
+	return untrusted.Truncate(strings.Join(strings.Fields(s), " "), 512)
 }
 
 func code(b json.RawMessage) int {

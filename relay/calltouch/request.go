@@ -8,6 +8,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // ScheduleLayout is scheduleTime's format, "yyyy-mm-dd hh:mm:ss".
@@ -168,7 +170,7 @@ func CheckPhone(p string) error {
 	case p == "":
 		return invalid("phone", "is required")
 	case len(p) != 11 || strings.Trim(p, "0123456789") != "":
-		return invalid("phone", "must be exactly 11 digits like 79992223344, not %q", truncate(p, 32))
+		return invalid("phone", "must be exactly 11 digits like 79992223344, not %q", untrusted.Truncate(p, 32))
 	case p[0] != '7':
 		return invalid("phone", "must start with 7, not %q", p[:1])
 	case strings.HasPrefix(p, "7800") || strings.HasPrefix(p, "7804"):
@@ -190,7 +192,7 @@ func NormalizePhone(s string) (string, error) {
 			b.WriteRune(r)
 		case r == '+' && i == 0, r == ' ', r == '-', r == '(', r == ')', r == '.', r == '\u00a0':
 		default:
-			return "", invalid("phone", "%q is not a phone number", truncate(s, 32))
+			return "", invalid("phone", "%q is not a phone number", untrusted.Truncate(s, 32))
 		}
 	}
 	d := b.String()
@@ -282,14 +284,4 @@ func Encode(r Request, routeKey string, loc *time.Location) ([]byte, error) {
 		return nil, fmt.Errorf("calltouch: encode request: %w", err)
 	}
 	return b, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }

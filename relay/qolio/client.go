@@ -17,6 +17,7 @@ import (
 	"unicode"
 
 	"github.com/pult/pult/relay/retryafter"
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // MaxResponseBody bounds the answers Client reads.
@@ -259,7 +260,7 @@ func errorMessage(b []byte) string {
 			out = append(out, p)
 		}
 	}
-	return truncate(strings.Join(out, "; "), 1024)
+	return untrusted.Truncate(strings.Join(out, "; "), 1024)
 }
 
 // text reads a JSON string, number or list of strings as text.
@@ -297,5 +298,5 @@ func clean(s string) string {
 		}
 		return r
 	}, strings.ToValidUTF8(s, " "))
-	return truncate(strings.Join(strings.Fields(s), " "), 512)
+	return untrusted.Truncate(strings.Join(strings.Fields(s), " "), 512)
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // Communication types (communication_type).
@@ -364,7 +366,7 @@ func (c *Communication) UnmarshalJSON(b []byte) error {
 func ParseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("must be an RFC 3339 time like 2020-01-17T08:15:30+03:00, not %q", truncate(s, 40))
+		return time.Time{}, fmt.Errorf("must be an RFC 3339 time like 2020-01-17T08:15:30+03:00, not %q", untrusted.Truncate(s, 40))
 	}
 	return t, nil
 }
@@ -393,7 +395,7 @@ func flexInt(field string, b json.RawMessage) (*int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil {
-		return nil, invalid(field, "must be an integer, not %s", truncate(s, 32))
+		return nil, invalid(field, "must be an integer, not %s", untrusted.Truncate(s, 32))
 	}
 	return &n, nil
 }
@@ -454,15 +456,5 @@ func oneOf(field, s string, required bool, allowed ...string) error {
 	for i, a := range allowed {
 		q[i] = strconv.Quote(a)
 	}
-	return invalid(field, "must be one of %s, not %q", strings.Join(q, ", "), truncate(s, 32))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return invalid(field, "must be one of %s, not %q", strings.Join(q, ", "), untrusted.Truncate(s, 32))
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pult/pult/relay/retryafter"
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // ErrBadResponse is wrapped by errors about answers that are not retailCRM's
@@ -234,7 +235,7 @@ func decodeEnvelope(body []byte) (envelope, error) {
 		return envelope{}, errors.New(`"success" is not a boolean`)
 	}
 	env.msg, _ = flexString(raw.ErrorMsg)
-	env.msg = truncate(env.msg, 1024)
+	env.msg = untrusted.Truncate(env.msg, 1024)
 	env.errors = decodeErrors(raw.Errors)
 	return env, nil
 }
@@ -250,7 +251,7 @@ func decodeErrors(b json.RawMessage) map[string]string {
 		if err != nil {
 			s = string(bytes.TrimSpace(v))
 		}
-		out[truncate(k, 256)] = truncate(s, 1024)
+		out[untrusted.Truncate(k, 256)] = untrusted.Truncate(s, 1024)
 	}
 	switch b[0] {
 	case '{':

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // FlexString decodes a JSON string or number as a string: retailCRM (and the
@@ -43,7 +45,7 @@ func flexString(b []byte) (string, error) {
 		}
 		return n.String(), nil
 	}
-	return "", fmt.Errorf("want a string or a number, got %s", jsonKind(b))
+	return "", fmt.Errorf("want a string or a number, got %s", untrusted.JSONKind(b))
 }
 
 // jsonString reads a JSON string (null and absence are ""); integer numbers
@@ -54,11 +56,11 @@ func jsonString(field string, b json.RawMessage, numbers bool) (string, error) {
 		return "", nil
 	}
 	if b[0] != '"' && !numbers {
-		return "", invalid(field, "must be a string, not %s", jsonKind(b))
+		return "", invalid(field, "must be a string, not %s", untrusted.JSONKind(b))
 	}
 	s, err := flexString(b)
 	if err != nil {
-		return "", invalid(field, "must be a string or a number, not %s", jsonKind(b))
+		return "", invalid(field, "must be a string or a number, not %s", untrusted.JSONKind(b))
 	}
 	if b[0] != '"' && strings.ContainsAny(s, ".eE") {
 		return "", invalid(field, "must be a string or an integer, not %s", s)
@@ -118,7 +120,7 @@ func jsonInt(field string, b json.RawMessage, max int) (int, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return 0, invalid(field, "must be an integer, not %q", truncate(s, 32))
+		return 0, invalid(field, "must be an integer, not %q", untrusted.Truncate(s, 32))
 	}
 	if n < 0 || n > int64(max) {
 		return 0, invalid(field, "must be between 0 and %d", max)
@@ -133,34 +135,3 @@ func idValue(s string) any {
 	}
 	return s
 }
-
-func jsonKind(b []byte) string {
-	if len(b) == 0 {
-		return "nothing"
-	}
-	switch b[0] {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	return "a number"
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

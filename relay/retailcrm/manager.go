@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // Manager is a CRM user: the responsible manager of a client.
@@ -182,7 +184,7 @@ func optionalObject(b json.RawMessage, v any) (bool, error) {
 		}
 	}
 	if b[0] != '{' {
-		return false, fmt.Errorf("want an object, got %s", jsonKind(b))
+		return false, fmt.Errorf("want an object, got %s", untrusted.JSONKind(b))
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return false, err

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // Paths of retailCRM's API used to register the telephony and set users'
@@ -320,7 +322,7 @@ func flexBool(field string, b json.RawMessage) (bool, error) {
 	case "true", "1", `"1"`, `"true"`:
 		return true, nil
 	}
-	return false, fmt.Errorf("%s: want a boolean, got %s", field, jsonKind(bytes.TrimSpace(b)))
+	return false, fmt.Errorf("%s: want a boolean, got %s", field, untrusted.JSONKind(bytes.TrimSpace(b)))
 }
 
 // EncodeIntegrationModule is the form body that registers or updates m:

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // RetryDelay is how long retailCRM asked to wait (the RetryAfter field),
@@ -142,7 +144,7 @@ func (c *Client) SendCallEvent(ctx context.Context, ev CallEvent) (CallEventResu
 func (c *Client) SetUserStatus(ctx context.Context, userID, status string) error {
 	userID = strings.TrimSpace(userID)
 	if userID == "" || len(userID) > 18 || strings.Trim(userID, "0123456789") != "" {
-		return fmt.Errorf("retailcrm: user status: %w", invalid("id", "must be a numeric user id, not %q", truncate(userID, 32)))
+		return fmt.Errorf("retailcrm: user status: %w", invalid("id", "must be a numeric user id, not %q", untrusted.Truncate(userID, 32)))
 	}
 	if err := oneOf("status", status, StatusFree, StatusBusy, StatusDinner, StatusBreak); err != nil {
 		return fmt.Errorf("retailcrm: user status: %w", err)

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // DateLayout is retailCRM's "Y-m-d H:i:s", in the account's time zone.
@@ -140,7 +142,7 @@ func decodeUploadCall(prefix string, b json.RawMessage, loc *time.Location) (Upl
 	}
 	t, err := time.ParseInLocation(DateLayout, date, loc)
 	if err != nil {
-		return UploadCall{}, invalid(prefix+".date", "must be a date like 2006-01-02 15:04:05, not %q", truncate(date, 32))
+		return UploadCall{}, invalid(prefix+".date", "must be a date like 2006-01-02 15:04:05, not %q", untrusted.Truncate(date, 32))
 	}
 	c.Date = t
 	if err := c.validate(prefix); err != nil {

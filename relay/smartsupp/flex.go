@@ -7,8 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // reader reads raw JSON values tolerantly and remembers which present
@@ -63,7 +64,7 @@ func (r *reader) text(field string, b json.RawMessage) string {
 		r.ignore(field)
 		return ""
 	}
-	return oneLine(s)
+	return untrusted.OneLine(s)
 }
 
 // body reads a multi-line text (a message), kept as sent.
@@ -163,60 +164,10 @@ func (r *reader) instant(field string, b json.RawMessage) time.Time {
 	return t.UTC()
 }
 
-// oneLine folds runs of spaces and drops control characters.
-func oneLine(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsSpace(r) {
-			return ' '
-		}
-		if unicode.IsControl(r) {
-			return -1
-		}
-		return r
-	}, s)
-	return strings.Join(strings.Fields(s), " ")
-}
-
-// clip cuts s to at most max characters.
-func clip(s string, max int) string {
-	if utf8.RuneCountInString(s) <= max {
-		return s
-	}
-	n := 0
-	for i := range s {
-		if n == max {
-			return strings.TrimSpace(s[:i])
-		}
-		n++
-	}
-	return s
-}
-
 // fit is s when it has at most max characters, else "": ids are not cut.
 func fit(s string, max int) string {
 	if utf8.RuneCountInString(s) > max {
 		return ""
 	}
 	return s
-}
-
-func jsonKind(b []byte) string {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 {
-		return "nothing"
-	}
-	switch b[0] {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	return "a number"
 }

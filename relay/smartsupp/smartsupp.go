@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // Message types (messages[].type).
@@ -222,7 +224,7 @@ func Parse(body []byte) (Export, error) {
 		return Export{}, invalid("body", "is empty")
 	}
 	if body[0] != '{' {
-		return Export{}, invalid("body", "must be a JSON object, not %s", jsonKind(body))
+		return Export{}, invalid("body", "must be a JSON object, not %s", untrusted.JSONKind(body))
 	}
 	var j exportJSON
 	if err := json.Unmarshal(body, &j); err != nil {
@@ -236,7 +238,7 @@ func Parse(body []byte) (Export, error) {
 	}
 	var cj channelJSON
 	if err := json.Unmarshal(j.Channel, &cj); err != nil {
-		return Export{}, invalid("channel", "must be an object, not %s", jsonKind(j.Channel))
+		return Export{}, invalid("channel", "must be an object, not %s", untrusted.JSONKind(j.Channel))
 	}
 	id, err := channelID(cj.ID)
 	if err != nil {
@@ -247,7 +249,7 @@ func Parse(body []byte) (Export, error) {
 	}
 	var raws []json.RawMessage
 	if err := json.Unmarshal(j.Messages, &raws); err != nil {
-		return Export{}, invalid("messages", "must be an array, not %s", jsonKind(j.Messages))
+		return Export{}, invalid("messages", "must be an array, not %s", untrusted.JSONKind(j.Messages))
 	}
 	if len(raws) > MaxMessages {
 		return Export{}, invalid("messages", "must have at most %d elements, not %d", MaxMessages, len(raws))
@@ -303,7 +305,7 @@ func channelID(b json.RawMessage) (string, error) {
 	}
 	s, ok := scalar(b)
 	if !ok {
-		return "", invalid("channel.id", "must be a string or an integer, not %s", jsonKind(b))
+		return "", invalid("channel.id", "must be a string or an integer, not %s", untrusted.JSONKind(b))
 	}
 	s = strings.TrimSpace(s)
 	switch {

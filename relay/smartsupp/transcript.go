@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pult/pult/relay/transcript"
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // Transcript turns the export into the transcript the relay forwards:
@@ -45,7 +46,7 @@ func (e Export) Transcript() (transcript.Transcript, error) {
 		Status:          transcript.StatusClosed,
 		Client: transcript.Client{
 			ID:    fit(e.Visitor.ID, transcript.MaxIDLen),
-			Name:  clip(e.Visitor.Name, transcript.MaxNameLen),
+			Name:  untrusted.Clip(e.Visitor.Name, transcript.MaxNameLen),
 			Email: fit(e.Visitor.Email, transcript.MaxEmailLen),
 		},
 		StartedAt: e.BeginAt,
@@ -143,7 +144,7 @@ func (e Export) author(m Message) (transcript.Author, bool) {
 			return transcript.Author{}, false
 		}
 	}
-	name := clip(m.Name, transcript.MaxNameLen)
+	name := untrusted.Clip(m.Name, transcript.MaxNameLen)
 	switch typ {
 	case MessageVisitor:
 		id := e.Visitor.ID
@@ -155,7 +156,7 @@ func (e Export) author(m Message) (transcript.Author, bool) {
 		id := fit(m.AgentID(), transcript.MaxIDLen)
 		if m.TriggeredBy != "" || id == "" {
 			if name == "" {
-				name = clip(m.TriggeredBy, transcript.MaxNameLen)
+				name = untrusted.Clip(m.TriggeredBy, transcript.MaxNameLen)
 			}
 			return transcript.Author{Type: transcript.AuthorBot, ID: id, Name: name}, true
 		}

@@ -8,6 +8,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // MaxText is the most ParseText reads: 1 MiB.
@@ -109,7 +111,7 @@ func ParseText(r io.Reader, opts TextOptions) (Transcript, error) {
 	text = strings.ReplaceAll(text, "\r\n", "\n")
 	text = strings.ReplaceAll(text, "\r", "\n")
 
-	p := textParser{ops: ops, loc: loc, clientKey: nameKey(opts.Client), clientName: oneLine(opts.Client)}
+	p := textParser{ops: ops, loc: loc, clientKey: nameKey(opts.Client), clientName: untrusted.OneLine(opts.Client)}
 	if !opts.Date.IsZero() {
 		d := opts.Date.In(loc)
 		p.day = civilDate{d.Year(), d.Month(), d.Day()}
@@ -272,7 +274,7 @@ func splitSpeaker(s string) (name, body string, spaced, ok bool) {
 	}
 	rest := s[i+1:]
 	spaced = rest == "" || rest[0] == ' ' || rest[0] == '\t'
-	name = oneLine(s[:i])
+	name = untrusted.OneLine(s[:i])
 	if !looksLikeName(name) {
 		return "", "", false, false
 	}
@@ -300,23 +302,8 @@ func looksLikeName(s string) bool {
 
 // nameKey is how names compare: spaces folded, case and ё ignored.
 func nameKey(s string) string {
-	s = strings.ToLower(oneLine(s))
+	s = strings.ToLower(untrusted.OneLine(s))
 	return strings.ReplaceAll(s, "ё", "е")
-}
-
-// oneLine folds runs of spaces and drops control characters.
-func oneLine(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsSpace(r) {
-			return ' '
-		}
-		if unicode.IsControl(r) {
-			return -1
-		}
-		return r
-	}, s)
-	return strings.Join(strings.Fields(s), " ")
 }
 
 func containsKey(names []string, k string) bool {
@@ -331,7 +318,7 @@ func containsKey(names []string, k string) bool {
 func quoteList(ss []string, max int) string {
 	var q []string
 	for _, s := range ss {
-		if s = oneLine(s); s == "" {
+		if s = untrusted.OneLine(s); s == "" {
 			continue
 		}
 		if len(q) == max {

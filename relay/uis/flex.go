@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // reader reads the body's fields tolerantly and remembers which present
@@ -97,20 +99,20 @@ func (r *reader) required(field string) (string, error) {
 	raw := r.fields[field]
 	s, ok := value(raw)
 	if !ok {
-		return "", invalid(field, "must be a string or an integer, not %s", jsonKind(raw))
+		return "", invalid(field, "must be a string or an integer, not %s", untrusted.JSONKind(raw))
 	}
 	s = strings.TrimSpace(s)
 	if s == "" {
 		if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '"' {
 			var str string
 			if json.Unmarshal(t, &str) == nil && isPlaceholder(str) {
-				return "", invalid(field, "is required; UIS left the placeholder %s unsubstituted", clip(oneLine(str), 64))
+				return "", invalid(field, "is required; UIS left the placeholder %s unsubstituted", untrusted.Clip(untrusted.OneLine(str), 64))
 			}
 		}
 		return "", invalid(field, "is required")
 	}
 	if _, err := strconv.ParseFloat(s, 64); err == nil && strings.ContainsAny(s, ".eEnN") {
-		return "", invalid(field, "must be a string or an integer, not %s", clip(s, 32))
+		return "", invalid(field, "must be a string or an integer, not %s", untrusted.Clip(s, 32))
 	}
 	if s == "true" || s == "false" {
 		return "", invalid(field, "must be a string or an integer, not a boolean")
@@ -132,7 +134,7 @@ func (r *reader) text(field string, max int) string {
 		r.ignore(field)
 		return ""
 	}
-	return clip(oneLine(s), max)
+	return untrusted.Clip(untrusted.OneLine(s), max)
 }
 
 // id reads an identifier; one that is too long or has spaces is ignored.
@@ -199,7 +201,7 @@ func (r *reader) list(field string, spaces bool) []string {
 			})
 		}
 		for _, p := range pieces {
-			if p = oneLine(p); p != "" && !isPlaceholder(p) {
+			if p = untrusted.OneLine(p); p != "" && !isPlaceholder(p) {
 				if len(out) == MaxList {
 					r.ignore(field)
 					return out
@@ -429,51 +431,4 @@ func (r *reader) token() (string, error) {
 		}
 	}
 	return tok, nil
-}
-
-// oneLine folds runs of spaces and drops control characters.
-func oneLine(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsSpace(r) {
-			return ' '
-		}
-		if unicode.IsControl(r) {
-			return -1
-		}
-		return r
-	}, s)
-	return strings.Join(strings.Fields(s), " ")
-}
-
-// clip cuts s to at most max characters.
-func clip(s string, max int) string {
-	n := 0
-	for i := range s {
-		if n == max {
-			return strings.TrimSpace(s[:i])
-		}
-		n++
-	}
-	return s
-}
-
-func jsonKind(b []byte) string {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 {
-		return "nothing"
-	}
-	switch b[0] {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	return "a number"
 }

@@ -39,6 +39,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/pult/pult/relay/untrusted"
 )
 
 // Events, as the last path segment of the notification URLs in UIS's
@@ -158,7 +160,7 @@ func Parse(event string, body []byte, loc *time.Location) (Notification, error) 
 	case EventIncomingCallStarted, EventOutgoingCallStarted, EventConversationStarted, EventCallFinished:
 	default:
 		return Notification{}, &FieldError{Field: "event", Reason: fmt.Sprintf("%q is not one of %s, %s, %s, %s",
-			clip(oneLine(event), 64), EventIncomingCallStarted, EventOutgoingCallStarted, EventConversationStarted, EventCallFinished), err: ErrUnknownEvent}
+			untrusted.Clip(untrusted.OneLine(event), 64), EventIncomingCallStarted, EventOutgoingCallStarted, EventConversationStarted, EventCallFinished), err: ErrUnknownEvent}
 	}
 	if loc == nil {
 		loc = Moscow
@@ -191,7 +193,7 @@ func Parse(event string, body []byte, loc *time.Location) (Notification, error) 
 	}
 	n.EmployeeName = r.text("employee_full_name", MaxNameLen)
 	if names := r.list("employee_full_names", false); n.EmployeeName == "" && len(names) > 0 {
-		n.EmployeeName = clip(names[0], MaxNameLen)
+		n.EmployeeName = untrusted.Clip(names[0], MaxNameLen)
 	}
 	n.EmployeePhone = r.phone("employee_phone_number")
 	n.Extension = r.phone("extension_phone_number")
@@ -212,7 +214,7 @@ func Parse(event string, body []byte, loc *time.Location) (Notification, error) 
 	}
 	n.RecordURLs = r.urls("record_file_links")
 	for _, t := range r.list("tag_names", false) {
-		if t = clip(t, MaxNameLen); len(n.Tags) < MaxList && !contains(n.Tags, t) {
+		if t = untrusted.Clip(t, MaxNameLen); len(n.Tags) < MaxList && !contains(n.Tags, t) {
 			n.Tags = append(n.Tags, t)
 		}
 	}
@@ -237,7 +239,7 @@ func (n Notification) Validate() error {
 	switch n.Event {
 	case EventIncomingCallStarted, EventOutgoingCallStarted, EventConversationStarted, EventCallFinished:
 	default:
-		return &FieldError{Field: "event", Reason: fmt.Sprintf("%q is not a known event", clip(oneLine(n.Event), 64)), err: ErrUnknownEvent}
+		return &FieldError{Field: "event", Reason: fmt.Sprintf("%q is not a known event", untrusted.Clip(untrusted.OneLine(n.Event), 64)), err: ErrUnknownEvent}
 	}
 	if n.CallSessionID == "" {
 		return invalid("call_session_id", "is required")
@@ -332,7 +334,7 @@ func decodeObject(body []byte) (map[string]json.RawMessage, bool, error) {
 		return nil, false, invalid("body", "is empty")
 	}
 	if body[0] != '{' {
-		return nil, false, invalid("body", "must be a JSON object, not %s", jsonKind(body))
+		return nil, false, invalid("body", "must be a JSON object, not %s", untrusted.JSONKind(body))
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err == nil {
