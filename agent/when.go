@@ -31,3 +31,17 @@ func ParseWhen(s string, now time.Time) (time.Time, error) {
 	}
 	return t, nil
 }
+
+// Clock shows a duration as a running timer does: "m:ss", or "h:mm:ss" from
+// an hour on; a negative one as 0:00.
+func Clock(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	d = d.Truncate(time.Second)
+	h, m, s := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
+	if h > 0 {
+		return fmt.Sprintf("%d:%02d:%02d", h, m, s)
+	}
+	return fmt.Sprintf("%d:%02d", m, s)
+}

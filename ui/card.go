@@ -11,6 +11,7 @@ import (
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 )
 
@@ -168,11 +169,11 @@ func (k *callCard) tick() {
 	var text string
 	switch {
 	case c.State == wire.CallRinging && !c.StartedAt.IsZero():
-		text = clock(now.Sub(c.StartedAt))
+		text = agent.Clock(now.Sub(c.StartedAt))
 	case c.State == wire.CallTalking && c.AnsweredAt != nil:
-		text = clock(now.Sub(*c.AnsweredAt))
+		text = agent.Clock(now.Sub(*c.AnsweredAt))
 	case c.State == wire.CallEnded && c.AnsweredAt != nil && c.EndedAt != nil:
-		text = clock(c.EndedAt.Sub(*c.AnsweredAt))
+		text = agent.Clock(c.EndedAt.Sub(*c.AnsweredAt))
 	case c.EndedAt != nil:
 		text = c.EndedAt.Local().Format("15:04")
 	}

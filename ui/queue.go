@@ -13,6 +13,7 @@ import (
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 )
 
@@ -174,8 +175,8 @@ func (q *queueWindow) render() {
 	}
 	t := b.Totals
 	q.summary.SetText(fmt.Sprintf("Waiting %d · today: incoming %d, answered %d, missed %d, outgoing %d · wait avg %s, longest %s · talk avg %s",
-		len(b.Waiting), t.Incoming, t.Answered, t.Missed, t.Outgoing, clock(t.AvgWait()),
-		clock(time.Duration(t.WaitMaxSeconds)*time.Second), clock(t.AvgTalk())))
+		len(b.Waiting), t.Incoming, t.Answered, t.Missed, t.Outgoing, agent.Clock(t.AvgWait()),
+		agent.Clock(time.Duration(t.WaitMaxSeconds)*time.Second), agent.Clock(t.AvgTalk())))
 	q.level.SetText(fmt.Sprintf("Service level %.0f%% (%d s)", t.ServiceLevel()*100, b.ServiceLevelSeconds))
 	if t.ServiceLevel() < 0.8 {
 		q.level.Importance = widget.DangerImportance
@@ -249,7 +250,7 @@ func (q *queueWindow) fillWaiting(i widget.ListItemID, o fyne.CanvasObject) {
 	row := o.(*fyne.Container).Objects
 	wait := q.now().Sub(c.Since)
 	timer := row[0].(*widget.Label)
-	timer.SetText(clock(wait))
+	timer.SetText(agent.Clock(wait))
 	timer.Importance = widget.MediumImportance
 	if wait > longWait {
 		timer.Importance = widget.DangerImportance
@@ -309,13 +310,13 @@ func (q *queueWindow) fillCell(id widget.TableCellID, l *widget.Label) {
 		if (op.Status == wire.StatusBreak || op.Status == wire.StatusDinner) && in > q.a.longBreak() {
 			l.Importance = widget.DangerImportance
 		}
-		l.SetText(clock(in))
+		l.SetText(agent.Clock(in))
 	case 4:
 		if op.Call == nil {
 			l.SetText("—")
 			break
 		}
-		l.SetText(fmt.Sprintf("%s · %s %s", orText(op.Call.PhoneDisplay, op.Call.Phone), callStateWord(op.Call), clock(now.Sub(op.Call.Since))))
+		l.SetText(fmt.Sprintf("%s · %s %s", orText(op.Call.PhoneDisplay, op.Call.Phone), callStateWord(op.Call), agent.Clock(now.Sub(op.Call.Since))))
 	case 5:
 		l.SetText(fmt.Sprint(op.Counters.Incoming))
 	case 6:

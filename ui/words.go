@@ -188,18 +188,6 @@ func crmLink(c wire.Call) string {
 	return c.Links.NewCustomer
 }
 
-func clock(d time.Duration) string {
-	if d < 0 {
-		d = 0
-	}
-	d = d.Truncate(time.Second)
-	h, m, s := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
-	if h > 0 {
-		return fmt.Sprintf("%d:%02d:%02d", h, m, s)
-	}
-	return fmt.Sprintf("%d:%02d", m, s)
-}
-
 // signinMessage explains why the sign-in window is shown at start.
 func signinMessage(err error) string {
 	switch {

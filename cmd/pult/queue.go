@@ -139,7 +139,7 @@ func writeBoard(w io.Writer, b *wire.QueueSnapshot, now time.Time) {
 			line = strings.TrimSpace(wc.Site + " " + line)
 		}
 		fmt.Fprintf(tw, "  %s\t%s\twaiting %s\trings %s\n", orDash(wc.PhoneDisplay, wc.Phone), orDash(line, ""),
-			clockText(now.Sub(wc.Since)), orDash(strings.Join(wc.Ringing, ", "), ""))
+			agent.Clock(now.Sub(wc.Since)), orDash(strings.Join(wc.Ringing, ", "), ""))
 	}
 	tw.Flush()
 
@@ -151,16 +151,16 @@ func writeBoard(w io.Writer, b *wire.QueueSnapshot, now time.Time) {
 	for _, op := range ops {
 		call := "—"
 		if op.Call != nil {
-			call = fmt.Sprintf("%s %s %s", orDash(op.Call.PhoneDisplay, op.Call.Phone), op.Call.State, clockText(now.Sub(op.Call.Since)))
+			call = fmt.Sprintf("%s %s %s", orDash(op.Call.PhoneDisplay, op.Call.Phone), op.Call.State, agent.Clock(now.Sub(op.Call.Since)))
 		}
 		k := op.Counters
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", op.Name, op.Code, op.Status,
-			clockText(now.Sub(op.Since)), call, k.Incoming, k.Answered, k.Missed, k.Outgoing, clockText(k.AvgTalk()))
+			agent.Clock(now.Sub(op.Since)), call, k.Incoming, k.Answered, k.Missed, k.Outgoing, agent.Clock(k.AvgTalk()))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nToday (%s): incoming %d, answered %d, missed %d, outgoing %d; wait avg %s, longest %s; talk avg %s\n",
-		b.Day, t.Incoming, t.Answered, t.Missed, t.Outgoing, clockText(t.AvgWait()),
-		clockText(time.Duration(t.WaitMaxSeconds)*time.Second), clockText(t.AvgTalk()))
+		b.Day, t.Incoming, t.Answered, t.Missed, t.Outgoing, agent.Clock(t.AvgWait()),
+		agent.Clock(time.Duration(t.WaitMaxSeconds)*time.Second), agent.Clock(t.AvgTalk()))
 }
 
 func orDash(s, alt string) string {
@@ -171,16 +171,4 @@ func orDash(s, alt string) string {
 		return alt
 	}
 	return "—"
-}
-
-func clockText(d time.Duration) string {
-	if d < 0 {
-		d = 0
-	}
-	d = d.Truncate(time.Second)
-	h, m, s := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
-	if h > 0 {
-		return fmt.Sprintf("%d:%02d:%02d", h, m, s)
-	}
-	return fmt.Sprintf("%d:%02d", m, s)
 }
