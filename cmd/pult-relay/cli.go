@@ -139,7 +139,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, logge
 	if err != nil {
 		return err
 	}
-	if n, err := raiseNoFile(); err != nil {
+	if n, err := relay.RaiseNoFile(); err != nil {
 		logger.Warn("could not raise the file descriptor limit", "err", err)
 	} else {
 		logger.Info("file descriptor limit", "nofile", n)

@@ -262,7 +262,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	rep.Target, rep.Operators, rep.Ring, rep.RingMax, rep.Posters, rep.RateTarget = o.Target, o.Operators, o.Ring, o.RingMax, o.Posters, o.Rate
 	progress := func(format string, a ...any) { fmt.Fprintf(o.Progress, format+"\n", a...) }
 
-	if rep.NoFile, err = raiseNoFile(); err != nil {
+	if rep.NoFile, err = relay.RaiseNoFile(); err != nil {
 		return rep, fmt.Errorf("bench: raise RLIMIT_NOFILE: %w", err)
 	}
 	if need := uint64(o.Operators) + 64; rep.NoFile != 0 && rep.NoFile < need {

@@ -17,22 +17,6 @@ import (
 // Linux fixes it at 100 for user space on every architecture Go supports.
 const clockTicks = 100
 
-// raiseNoFile lifts the soft RLIMIT_NOFILE to the hard limit. The relay,
-// started afterwards, inherits it.
-func raiseNoFile() (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, err
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			return 0, err
-		}
-	}
-	return lim.Cur, nil
-}
-
 // childAttr makes the relay die with the bench if the bench is killed.
 func childAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

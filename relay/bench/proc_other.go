@@ -11,7 +11,6 @@ const clockTicks = 100
 
 var errNoProc = errors.New("process figures need Linux /proc")
 
-func raiseNoFile() (uint64, error)    { return 0, nil }
 func childAttr() *syscall.SysProcAttr { return nil }
 func rss(pid int) (int64, error)      { return 0, errNoProc }
 func cpuTicks(pid int) (int64, error) { return 0, errNoProc }
