@@ -15,7 +15,6 @@ import (
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/outbox"
-	"github.com/pult/pult/relay/retailcrm"
 )
 
 func (s *Server) routes() http.Handler {
@@ -33,13 +32,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+pathBoard+"/{file}", s.handleBoardAsset)
 
 	// A PBX integrated with retailCRM only changes its base URL to ours.
-	mux.HandleFunc("POST "+retailcrm.PathCallEvent, s.handleCallEvent)
-	mux.HandleFunc("POST "+retailcrm.PathCallsUpload, s.handleCallsUpload)
-	for _, p := range []string{retailcrm.PathCallEvent, retailcrm.PathCallsUpload} {
-		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
-			retailcrm.WriteError(w, http.StatusMethodNotAllowed, "Method not allowed; use POST.", nil)
-		})
-	}
+	s.mountPBXAPI(mux)
 	// What retailCRM calls on a telephony (makeCallUrl, changeUserStatusUrl).
 	mux.HandleFunc("GET /retailcrm/make-call", s.handleCRMMakeCall)
 	mux.HandleFunc("GET /retailcrm/change-status", s.handleCRMChangeStatus)

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -112,8 +113,9 @@ func (m *managers) evict() {
 	}
 }
 
-// setManager copies a CRM answer onto a call record.
-func (c *callRecord) setManager(res *retailcrm.ManagerResult) {
+// setManager copies a CRM answer onto a call record; free says whether the
+// manager can take a call now (see Server.routable).
+func (c *callRecord) setManager(res *retailcrm.ManagerResult, free bool) {
 	c.Manager, c.Client, c.Links = nil, nil, nil
 	if res == nil {
 		c.ManagerState = wire.ManagerNone
@@ -123,7 +125,7 @@ func (c *callRecord) setManager(res *retailcrm.ManagerResult) {
 		c.Client = &wire.Client{ID: cu.ID, Name: cu.FullName(), Email: cu.Email}
 	}
 	if m := res.Manager; m != nil {
-		c.Manager = &wire.Manager{ID: m.ID, Name: m.FullName(), Code: m.Code, Email: m.Email, Free: true}
+		c.Manager = &wire.Manager{ID: m.ID, Name: m.FullName(), Code: m.Code, Email: m.Email, Free: free}
 		c.ManagerState = wire.ManagerFound
 	} else {
 		c.ManagerState = wire.ManagerNone
@@ -131,5 +133,53 @@ func (c *callRecord) setManager(res *retailcrm.ManagerResult) {
 	l := res.Links
 	if l != (retailcrm.Links{}) {
 		c.Links = &wire.Links{Customer: l.Customer, NewOrder: l.NewOrder, LastOrder: l.LastOrder, NewCustomer: l.NewCustomer}
+	}
+}
+
+// errNoCRM is the outcome of a lookup that a relay without retailCRM
+// resumes (its configuration changed while the call waited).
+var errNoCRM = errors.New("retailCRM is not configured")
+
+// resumeLookups finishes the responsible-manager lookups that a stop, clean
+// or not, left pending: every stored call still waiting for one gets its
+// outcome, on the same event streams as its first card. A few run at once;
+// they share the lookups' rate limit and cache.
+func (s *Server) resumeLookups(ctx context.Context) {
+	keys, err := s.store.Calls.ListKeys(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("pending manager lookups not resumed", "err", err)
+		}
+		return
+	}
+	defer keys.Stop()
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	n := 0
+	for key := range keys.Keys() {
+		rec, _, _, err := s.loadCall(ctx, key, loadStored)
+		if err != nil || rec == nil || rec.ManagerState != wire.ManagerPending {
+			continue
+		}
+		n++
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if s.mgr == nil {
+				s.settleManager(ctx, key, nil, errNoCRM)
+				return
+			}
+			s.resolveManager(ctx, key, rec.Phone)
+		}()
+	}
+	wg.Wait()
+	if n > 0 {
+		s.log.Info("resumed pending manager lookups", "calls", n)
 	}
 }

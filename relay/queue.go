@@ -498,6 +498,19 @@ func (b *board) presence(opID string) {
 
 func (b *board) markOpLocked(id string) { b.dirtyOps[id] = true }
 
+// available reports whether the operator is signed in (an agent of theirs
+// is connected) and free: what retailCRM asks of a responsible manager
+// before it routes a call to them.
+func (b *board) available(opID string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if o := b.st.Ops[opID]; o == nil || !o.Connected {
+		return false
+	}
+	st, ok := b.status[opID]
+	return !ok || st.Status == wire.StatusFree
+}
+
 func (b *board) op(id string) *opState {
 	o := b.st.Ops[id]
 	if o == nil {

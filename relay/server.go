@@ -232,6 +232,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.cfg.RetailCRM.Uploading() {
 		start("call history", s.runUploads)
 	}
+	s.spawn(s.resumeLookups)
 	parts.Add(1)
 	go func() {
 		defer parts.Done()

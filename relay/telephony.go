@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,8 +16,6 @@ import (
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/store"
 )
-
-const maxWebhookBody = 64 << 10
 
 // Sources of call events.
 const (
@@ -35,84 +32,6 @@ func normalized(s, region string) string {
 		return n.E164
 	}
 	return s
-}
-
-// checkPBXKey authenticates a PBX the way retailCRM does, by X-API-KEY (or
-// apiKey), answering retailCRM-shaped errors.
-func (s *Server) checkPBXKey(w http.ResponseWriter, r *http.Request) bool {
-	key := retailcrm.APIKeyFrom(r)
-	if key == "" {
-		retailcrm.WriteError(w, http.StatusUnauthorized, `"apiKey" is missing.`, nil)
-		return false
-	}
-	if subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.PBX.APIKey)) != 1 {
-		retailcrm.WriteError(w, http.StatusForbidden, `Wrong "apiKey" value.`, nil)
-		return false
-	}
-	return true
-}
-
-// handleCallEvent serves POST /api/v5/telephony/call/event.
-func (s *Server) handleCallEvent(w http.ResponseWriter, r *http.Request) {
-	received := s.clock()
-	if !s.checkPBXKey(w, r) {
-		return
-	}
-	ev, err := retailcrm.ParseCallEvent(r, maxWebhookBody)
-	if err != nil {
-		retailcrm.WriteValidationError(w, err)
-		return
-	}
-	ce := callEvent{
-		Type: ev.Type, CallID: ev.CallExternalID, Phone: ev.Phone, Line: ev.ExternalPhone,
-		Site: ev.Site, HangupStatus: ev.HangupStatus, At: received.UTC(), Source: sourceRetailCRM,
-	}
-	seen := map[string]bool{}
-	notCodes, notUsers := []string{}, []string{}
-	for _, c := range ev.Codes {
-		op, ok := s.ops.ByCode(c)
-		if !ok {
-			notCodes = append(notCodes, c)
-			continue
-		}
-		if !seen[op.ID] {
-			seen[op.ID] = true
-			ce.Operators = append(ce.Operators, op)
-		}
-	}
-	for _, u := range ev.UserIDs {
-		op, ok := s.ops.ByUserID(u)
-		if !ok {
-			notUsers = append(notUsers, u)
-			continue
-		}
-		if !seen[op.ID] {
-			seen[op.ID] = true
-			ce.Operators = append(ce.Operators, op)
-		}
-	}
-	if err := s.processCall(r.Context(), ce, received); err != nil {
-		s.log.Error("call event not stored", "err", err)
-		retailcrm.WriteError(w, http.StatusInternalServerError, "the relay could not store the event; retry", nil)
-		return
-	}
-	// The PBX meant it for retailCRM: pass it on as it came (but for
-	// normalised numbers), with every code and user id it named.
-	if s.cfg.RetailCRM.ForwardEvents && ev.Type != retailcrm.TypeAnswer {
-		fwd := ev
-		fwd.Phone = normalized(ev.Phone, s.cfg.PhoneRegion)
-		fwd.ExternalPhone = normalized(ev.ExternalPhone, s.cfg.PhoneRegion)
-		if fwd.Site == "" {
-			fwd.Site = s.sites[fwd.ExternalPhone]
-		}
-		if err := s.forwardCallEvent(r.Context(), fwd); err != nil {
-			s.log.Error("call event not queued for retailCRM", "err", err)
-			retailcrm.WriteError(w, http.StatusInternalServerError, "the relay could not store the event; retry", nil)
-			return
-		}
-	}
-	s.metrics.eventsIn.WithLabelValues("retailcrm").Inc()
-	retailcrm.WriteSuccess(w, http.StatusOK, map[string]any{"notExistCodes": notCodes, "notExistUsers": notUsers})
 }
 
 // processCall applies an event to the stored call and publishes each
@@ -247,7 +166,7 @@ func (s *Server) newCall(key string, ev callEvent, num phone.Number, parsed bool
 	}
 	if s.mgr != nil && parsed && rec.Direction == wire.DirectionIn {
 		if res, ok := s.mgr.cached(num.E164); ok {
-			rec.setManager(res)
+			rec.setManager(res, s.managerFree(res))
 			s.metrics.managerLookups.WithLabelValues("cached").Inc()
 		} else {
 			rec.ManagerState = wire.ManagerPending
@@ -346,30 +265,42 @@ func (s *Server) saveCall(ctx context.Context, rec *callRecord, rev uint64) erro
 
 // resolveManager asks the CRM for the caller's responsible manager and
 // updates the call's cards. The cards went out before; this never delays them.
+// A lookup cut short because the relay is stopping stores nothing: the
+// record stays pending and the next start resumes it (resumeLookups).
 func (s *Server) resolveManager(ctx context.Context, key, number string) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RetailCRM.Timeout.Duration)
-	res, err := s.mgr.get(ctx, number)
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.RetailCRM.Timeout.Duration)
+	res, err := s.mgr.get(lctx, number)
 	cancel()
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return
+	case err != nil:
 		s.metrics.managerLookups.WithLabelValues("error").Inc()
 		s.log.Warn("responsible manager lookup failed", "err", err)
-	} else if res != nil && res.Manager != nil {
+	case res != nil && res.Manager != nil:
 		s.metrics.managerLookups.WithLabelValues("found").Inc()
-	} else {
+	default:
 		s.metrics.managerLookups.WithLabelValues("none").Inc()
+		s.log.Debug("the caller has no responsible manager in the CRM", "call", key)
 	}
+	s.settleManager(ctx, key, res, err)
+}
+
+// settleManager stores a lookup's outcome on a call still waiting for it
+// and publishes the cards that change.
+func (s *Server) settleManager(ctx context.Context, key string, res *retailcrm.ManagerResult, err error) {
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer wcancel()
 	for attempt, mode := 0, loadCached; attempt < 8; attempt, mode = attempt+1, loadStored {
 		rec, rev, _, lerr := s.loadCall(wctx, key, mode)
-		if lerr != nil || rec == nil {
+		if lerr != nil || rec == nil || rec.ManagerState != wire.ManagerPending {
 			return
 		}
 		before := s.cards(rec)
 		if err != nil {
 			rec.ManagerState = wire.ManagerUnavailable
 		} else {
-			rec.setManager(res)
+			rec.setManager(res, s.managerFree(res))
 		}
 		rec.Version++
 		if serr := s.saveCall(wctx, rec, rev); serr != nil {
@@ -389,44 +320,6 @@ func (s *Server) resolveManager(ctx context.Context, key, number string) {
 		}
 		return
 	}
-}
-
-// handleCallsUpload serves POST /api/v5/telephony/calls/upload: each call
-// is stored durably for the history (and goes on to retailCRM, see
-// uploads.go).
-func (s *Server) handleCallsUpload(w http.ResponseWriter, r *http.Request) {
-	if !s.checkPBXKey(w, r) {
-		return
-	}
-	calls, err := retailcrm.ParseCallsUpload(r, 1<<20, s.loc)
-	if err != nil {
-		retailcrm.WriteValidationError(w, err)
-		return
-	}
-	dups := []string{}
-	for _, c := range calls {
-		c.Phone = normalized(c.Phone, s.cfg.PhoneRegion)
-		c.ExternalPhone = normalized(c.ExternalPhone, s.cfg.PhoneRegion)
-		if c.Site == "" && c.ExternalPhone != "" {
-			c.Site = s.sites[c.ExternalPhone]
-		}
-		b, _ := json.Marshal(c)
-		msgID := ""
-		if c.ExternalID != "" {
-			msgID = "upload." + c.ExternalID
-		}
-		dup, err := s.store.PublishUpload(r.Context(), b, msgID, store.UploadFromPBX)
-		if err != nil {
-			s.log.Error("call upload not stored", "err", err)
-			retailcrm.WriteError(w, http.StatusInternalServerError, "the relay could not store the calls; retry", nil)
-			return
-		}
-		if dup {
-			dups = append(dups, c.ExternalID)
-		}
-	}
-	s.metrics.eventsIn.WithLabelValues("calls_upload").Add(float64(len(calls) - len(dups)))
-	retailcrm.WriteSuccess(w, http.StatusOK, map[string]any{"processedCallsCount": len(calls) - len(dups), "duplicateCalls": dups})
 }
 
 // checkClientID guards the URLs retailCRM calls: a wrong clientId is 403

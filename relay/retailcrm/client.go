@@ -155,6 +155,12 @@ func (c *Client) do(ctx context.Context, method, path string, params url.Values,
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := hc.Do(req)
 	if err != nil {
+		// A *url.Error quotes the whole URL, query included (a customer's
+		// phone number, an apiKey): name the path alone.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return fmt.Errorf("retailcrm: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()

@@ -45,7 +45,7 @@ func managerHandler(t *testing.T, status int, file string) http.HandlerFunc {
 		if got := r.Header.Get("X-API-KEY"); got != "test-key" {
 			t.Errorf("X-API-KEY = %q", got)
 		}
-		want := url.Values{"phone": {"+79121234567"}, "details": {"1"}}
+		want := url.Values{"phone": {"+79121234567"}, "details": {"1"}, "ignoreStatus": {"1"}}
 		if diff := cmp.Diff(want, r.URL.Query()); diff != "" {
 			t.Errorf("query (-want +got)\n%s", diff)
 		}
@@ -148,9 +148,9 @@ func TestManagerErrors(t *testing.T) {
 		{name: "wrong key", status: 403, body: `{"success": false, "errorMsg": "Wrong \"apiKey\" value."}`,
 			want: &APIError{StatusCode: 403, Msg: `Wrong "apiKey" value.`}},
 		{name: "validation", status: 400, body: `{"success":false,"errorMsg":"Errors in the input parameters","errors":{"phone":"This value should not be blank."}}`,
-			want: &APIError{StatusCode: 400, Msg: MsgInvalidParams, Errors: map[string]string{"phone": "This value should not be blank."}}},
+			want: &APIError{StatusCode: 400, Msg: "Errors in the input parameters", Errors: map[string]string{"phone": "This value should not be blank."}}},
 		{name: "error list", status: 400, body: `{"success": false, "errorMsg": "Errors in the input parameters", "errors": ["Phone is blank", {"nested": true}]}`,
-			want: &APIError{StatusCode: 400, Msg: MsgInvalidParams, Errors: map[string]string{"0": "Phone is blank", "1": `{"nested": true}`}}},
+			want: &APIError{StatusCode: 400, Msg: "Errors in the input parameters", Errors: map[string]string{"0": "Phone is blank", "1": `{"nested": true}`}}},
 		{name: "success false on 200", status: 200, body: `{"success":false,"errorMsg":"Not found"}`,
 			want: &APIError{StatusCode: 200, Msg: "Not found"}},
 		{name: "rate limited", status: 429, body: `{"success":false,"errorMsg":"Too many requests"}`, header: map[string]string{"Retry-After": "3"},

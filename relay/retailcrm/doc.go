@@ -40,6 +40,8 @@ const (
 	PathCallEvent      = APIPrefix + "/telephony/call/event"
 	PathCallsUpload    = APIPrefix + "/telephony/calls/upload"
 	PathManager        = APIPrefix + "/telephony/manager"
+	PathCredentials    = "/api/credentials"  // what the key may do (unversioned)
+	PathVersions       = "/api/api-versions" // the API versions served (unversioned)
 	HeaderAPIKey       = "X-API-KEY"
 	ParamAPIKey        = "apiKey"
 	ContentTypeJSON    = "application/json; charset=utf-8"

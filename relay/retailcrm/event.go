@@ -44,10 +44,16 @@ type eventJSON struct {
 // null for absent) and strict where it must be. Every refusal is a
 // *ValidationError; one over the size limit also wraps ErrBodyTooLarge.
 func ParseCallEvent(r *http.Request, maxBody int64) (CallEvent, error) {
-	form, err := readForm(r, maxBody)
+	form, err := ReadForm(r, maxBody)
 	if err != nil {
 		return CallEvent{}, err
 	}
+	return DecodeCallEvent(form)
+}
+
+// DecodeCallEvent reads the call event in a form read by [ReadForm]; see
+// [ParseCallEvent].
+func DecodeCallEvent(form url.Values) (CallEvent, error) {
 	raw, err := formJSON(form, "event")
 	if err != nil {
 		return CallEvent{}, err
@@ -93,7 +99,8 @@ func decodeCallEvent(b []byte) (CallEvent, error) {
 	for i := range ev.UserIDs {
 		ev.UserIDs[i] = strings.TrimSpace(ev.UserIDs[i])
 	}
-	if w := bytes.TrimSpace(j.WebAnalyticsData); len(w) > 0 && string(w) != "null" {
+	// PHP v5 sends an empty PHP array, [], for "none".
+	if w := bytes.TrimSpace(j.WebAnalyticsData); len(w) > 0 && string(w) != "null" && string(w) != "[]" && string(w) != "{}" {
 		ev.WebAnalyticsData = json.RawMessage(bytes.Clone(w))
 	}
 	if err := ev.Validate(); err != nil {

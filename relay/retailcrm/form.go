@@ -23,9 +23,10 @@ var ErrBodyTooLarge = errors.New("request body too large")
 // "codes[2]", "calls[3].result"); it is empty for problems with the request
 // as a whole (body size, content type).
 type ValidationError struct {
-	Field string
-	Msg   string
-	err   error
+	Field   string
+	Msg     string
+	Missing bool // the parameter Field is not in the request at all
+	err     error
 }
 
 func (e *ValidationError) Error() string {
@@ -71,11 +72,14 @@ func APIKeyFrom(r *http.Request) string {
 	return ""
 }
 
-// readForm parses a POST body the way retailCRM accepts it: urlencoded or
-// multipart form, at most maxBody bytes. It stores the fields in r.PostForm
-// (so APIKeyFrom sees a key sent there) and leaves a re-readable copy of the
-// body in r.Body. A body already parsed is not read again.
-func readForm(r *http.Request, maxBody int64) (url.Values, error) {
+// ReadForm parses a POST body the way retailCRM accepts it: urlencoded (the
+// Python, Go and PHP v6 clients) or multipart (PHP v5 hands curl an array),
+// at most maxBody bytes (DefaultMaxBody when 0). It stores the fields in
+// r.PostForm, so APIKeyFrom sees a key sent there, and leaves a re-readable
+// copy of the body in r.Body. A body already parsed is not read again. A
+// server reads the form first, then authenticates, then decodes the fields
+// ([DecodeCallEvent], [DecodeCallsUpload]).
+func ReadForm(r *http.Request, maxBody int64) (url.Values, error) {
 	if r.PostForm != nil {
 		return r.PostForm, nil
 	}
@@ -132,7 +136,7 @@ func formJSON(form url.Values, name string) (string, error) {
 	vs := form[name]
 	switch {
 	case len(vs) == 0 || strings.TrimSpace(vs[0]) == "":
-		return "", invalid(name, "parameter %q is missing", name)
+		return "", &ValidationError{Field: name, Msg: "Parameter '" + name + "' is missing", Missing: true}
 	case len(vs) > 1:
 		return "", invalid(name, "parameter %q is given %d times", name, len(vs))
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -113,17 +114,23 @@ type managerResponse struct {
 }
 
 // Manager asks retailCRM for the responsible manager of the client with this
-// phone number, with details (the client and links): GET
-// /api/v5/telephony/manager?phone=…&details=1. No manager or no client is not
-// an error.
+// phone number, whatever the manager's status, with details (the client and
+// links): GET /api/v5/telephony/manager?phone=…&details=1&ignoreStatus=1.
+// The caller judges whether the manager can take the call. No manager is not
+// an error, and neither is a number retailCRM does not know (it answers 404
+// "Not found"): both are a result without a Manager.
 func (c *Client) Manager(ctx context.Context, phone string) (*ManagerResult, error) {
 	phone = strings.TrimSpace(phone)
 	if err := checkText("phone", phone, MaxPhoneLen, true); err != nil {
 		return nil, fmt.Errorf("retailcrm: manager: %w", err)
 	}
 	var raw managerResponse
-	q := url.Values{"phone": {phone}, "details": {"1"}}
+	q := url.Values{"phone": {phone}, "details": {"1"}, "ignoreStatus": {"1"}}
 	if err := c.do(ctx, http.MethodGet, "/telephony/manager", q, &raw); err != nil {
+		var apiErr *APIError
+		if errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusNotFound && apiErr.Msg == MsgNotFound {
+			return &ManagerResult{}, nil
+		}
 		return nil, err
 	}
 	return raw.result()

@@ -166,13 +166,14 @@ func checkURL(field, s string) error {
 }
 
 type moduleWire struct {
-	Code         string `json:"code"`
-	Active       bool   `json:"active"`
-	Name         string `json:"name"`
-	Logo         string `json:"logo,omitempty"`
-	ClientID     string `json:"clientId"`
-	AccountURL   string `json:"accountUrl,omitempty"`
-	Integrations *struct {
+	Code            string `json:"code"`
+	IntegrationCode string `json:"integrationCode"`
+	Active          bool   `json:"active"`
+	Name            string `json:"name"`
+	Logo            string `json:"logo,omitempty"`
+	ClientID        string `json:"clientId"`
+	AccountURL      string `json:"accountUrl,omitempty"`
+	Integrations    *struct {
 		Telephony *telephonyWire `json:"telephony,omitempty"`
 	} `json:"integrations,omitempty"`
 }
@@ -189,8 +190,8 @@ type telephonyWire struct {
 }
 
 type additionalCodeWire struct {
-	UserID string `json:"userId"`
-	Code   any    `json:"code"`
+	UserID any    `json:"userId"`
+	Code   string `json:"code"`
 }
 
 type externalPhoneWire struct {
@@ -198,13 +199,14 @@ type externalPhoneWire struct {
 	ExternalPhone string `json:"externalPhone"`
 }
 
-// MarshalJSON writes m in retailCRM's wire form, as in retailCRM's own
-// example: booleans always, additionalCodes[].userId as a string and a
-// numeric code as a number. A nil AdditionalCodes or ExternalPhones is left
+// MarshalJSON writes m in retailCRM's wire form, with the types of
+// retailCRM's own models (api-client-php v6 IntegrationModule,
+// SerializedAdditionalCodes): integrationCode beside code, booleans always,
+// additionalCodes[].userId as a number (when numeric) and code as a string. A nil AdditionalCodes or ExternalPhones is left
 // out (what users set in the CRM stays); an empty non-nil one is sent as []
 // (clearing it). It does not validate; EncodeIntegrationModule does.
 func (m IntegrationModule) MarshalJSON() ([]byte, error) {
-	w := moduleWire{Code: m.Code, Active: m.Active, Name: m.Name, Logo: m.Logo, ClientID: m.ClientID, AccountURL: m.AccountURL}
+	w := moduleWire{Code: m.Code, IntegrationCode: m.Code, Active: m.Active, Name: m.Name, Logo: m.Logo, ClientID: m.ClientID, AccountURL: m.AccountURL}
 	if t := m.Telephony; t != nil {
 		tw := &telephonyWire{
 			MakeCallURL: t.MakeCallURL, ChangeUserStatusURL: t.ChangeUserStatusURL, AllowEdit: t.AllowEdit,
@@ -218,7 +220,7 @@ func (m IntegrationModule) MarshalJSON() ([]byte, error) {
 			tw.ExternalPhones = []externalPhoneWire{}
 		}
 		for _, ac := range t.AdditionalCodes {
-			tw.AdditionalCodes = append(tw.AdditionalCodes, additionalCodeWire{UserID: ac.UserID, Code: idValue(ac.Code)})
+			tw.AdditionalCodes = append(tw.AdditionalCodes, additionalCodeWire{UserID: idValue(ac.UserID), Code: ac.Code})
 		}
 		for _, ep := range t.ExternalPhones {
 			tw.ExternalPhones = append(tw.ExternalPhones, externalPhoneWire(ep))
@@ -343,7 +345,7 @@ func EncodeIntegrationModule(m IntegrationModule) (url.Values, error) {
 // when 0) whose field "integrationModule" is a JSON object. The module is
 // validated; refusals are *ValidationError.
 func ParseIntegrationModule(r *http.Request, maxBody int64) (IntegrationModule, error) {
-	form, err := readForm(r, maxBody)
+	form, err := ReadForm(r, maxBody)
 	if err != nil {
 		return IntegrationModule{}, err
 	}

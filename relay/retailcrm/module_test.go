@@ -37,15 +37,16 @@ func TestEncodeIntegrationModuleSeed(t *testing.T) {
 		t.Errorf("form %v", form)
 	}
 	// The seed's JSON, plus the two booleans it leaves out (we always send
-	// them so an edit is complete).
+	// them so an edit is complete) and integrationCode, with the types of
+	// retailCRM's own models (userId a number, code a string).
 	want := `{
-	    "code": "my-telephony", "active": true, "name": "Название телефонии",
+	    "code": "my-telephony", "integrationCode": "my-telephony", "active": true, "name": "Название телефонии",
 	    "logo": "http://api.telephony-test.ru/logo.svg", "clientId": "2dbh26tahjj26sg",
 	    "accountUrl": "http://api.telephony-test.ru/settings",
 	    "integrations": {"telephony": {
 	        "makeCallUrl": "http://api.telephony-test.ru/make-call", "allowEdit": false, "inputEventSupported": true,
 	        "outputEventSupported": false, "hangupEventSupported": false,
-	        "additionalCodes": [{"userId": "1", "code": 100}, {"userId": "2", "code": 200}],
+	        "additionalCodes": [{"userId": 1, "code": "100"}, {"userId": 2, "code": "200"}],
 	        "externalPhones": [{"siteCode": "shop1", "externalPhone": "+7-499-999-99-99"}, {"siteCode": "shop2", "externalPhone": "+7-499-888-88-88"}],
 	        "changeUserStatusUrl": "http://api.telephony-test.ru/change-status"
 	    }}
@@ -110,9 +111,9 @@ func TestIntegrationModuleTolerantDecode(t *testing.T) {
 			t.Errorf("%s accepted", bad)
 		}
 	}
-	// A leading zero survives the way back: "0100" is sent as a string.
-	b, _ := json.Marshal(IntegrationModule{Code: "t", Telephony: &Telephony{AdditionalCodes: []AdditionalCode{{UserID: "7", Code: "0100"}, {UserID: "8", Code: "101"}}}})
-	if !strings.Contains(string(b), `"code":"0100"`) || !strings.Contains(string(b), `"code":101`) {
+	// Codes are strings (a leading zero survives), numeric user ids numbers.
+	b, _ := json.Marshal(IntegrationModule{Code: "t", Telephony: &Telephony{AdditionalCodes: []AdditionalCode{{UserID: "7", Code: "0100"}, {UserID: "u8", Code: "101"}}}})
+	if !strings.Contains(string(b), `{"userId":7,"code":"0100"}`) || !strings.Contains(string(b), `{"userId":"u8","code":"101"}`) {
 		t.Errorf("%s", b)
 	}
 }

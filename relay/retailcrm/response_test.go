@@ -44,7 +44,7 @@ func TestWriteError(t *testing.T) {
 	}
 
 	rec = httptest.NewRecorder()
-	WriteError(rec, http.StatusBadRequest, MsgInvalidParams, map[string]string{"phone": "This value should not be blank."})
+	WriteError(rec, http.StatusBadRequest, "Errors in the input parameters", map[string]string{"phone": "This value should not be blank."})
 	if got, want := rec.Body.String(), string(fixture(t, "error_validation.json")); !jsonEqual(t, got, want) {
 		t.Errorf("body %s, want %s", got, want)
 	}
@@ -56,7 +56,8 @@ func TestWriteValidationError(t *testing.T) {
 		status int
 		body   string
 	}{
-		{invalid("phone", "is required"), 400, `{"success":false,"errorMsg":"Errors in the input parameters","errors":{"phone":"is required"}}`},
+		{invalid("phone", "is required"), 400, `{"success":false,"errorMsg":"Errors in the entity format","errors":{"phone":"is required"}}`},
+		{&ValidationError{Field: "event", Msg: "Parameter 'event' is missing", Missing: true}, 400, `{"success":false,"errorMsg":"Parameter 'event' is missing"}`},
 		{&ValidationError{Msg: "request body exceeds 10 bytes", err: ErrBodyTooLarge}, 413, `{"success":false,"errorMsg":"request body exceeds 10 bytes"}`},
 		{invalid("", "Content-Type must be x"), 400, `{"success":false,"errorMsg":"Content-Type must be x"}`},
 		{errors.New("disk on fire"), 500, `{"success":false,"errorMsg":"Internal server error"}`},

@@ -30,7 +30,22 @@ type UploadCall struct {
 	RecordURL       string    // absolute http(s) URL of the recording
 	ExternalPhone   string    // the company's number
 	Site            string    // shop code
+	Source          *Source   // where the caller came from (web analytics); nil: not given
+	ClientID        string    // the caller's web-analytics client id
 }
+
+// Source is a call's origin as web analytics saw it (retailCRM's Source:
+// utm_source, utm_medium and so on).
+type Source struct {
+	Source   string `json:"source,omitempty"`
+	Medium   string `json:"medium,omitempty"`
+	Campaign string `json:"campaign,omitempty"`
+	Keyword  string `json:"keyword,omitempty"`
+	Content  string `json:"content,omitempty"`
+}
+
+// MaxSourceLen bounds each field of a Source.
+const MaxSourceLen = 255
 
 type uploadJSON struct {
 	Date            json.RawMessage `json:"date"`
@@ -45,6 +60,8 @@ type uploadJSON struct {
 	RecordURL       json.RawMessage `json:"recordUrl"`
 	ExternalPhone   json.RawMessage `json:"externalPhone"`
 	Site            json.RawMessage `json:"site"`
+	Source          json.RawMessage `json:"source"`
+	ClientID        json.RawMessage `json:"clientId"`
 }
 
 // ParseCallsUpload reads a calls/upload request: a POST form body of at most
@@ -53,10 +70,16 @@ type uploadJSON struct {
 // may be numbers or numeric strings. Refusals are *ValidationError naming the
 // call, e.g. "calls[3].result".
 func ParseCallsUpload(r *http.Request, maxBody int64, loc *time.Location) ([]UploadCall, error) {
-	form, err := readForm(r, maxBody)
+	form, err := ReadForm(r, maxBody)
 	if err != nil {
 		return nil, err
 	}
+	return DecodeCallsUpload(form, loc)
+}
+
+// DecodeCallsUpload reads the calls in a form read by [ReadForm]; see
+// [ParseCallsUpload].
+func DecodeCallsUpload(form url.Values, loc *time.Location) ([]UploadCall, error) {
 	raw, err := formJSON(form, "calls")
 	if err != nil {
 		return nil, err
@@ -127,7 +150,10 @@ func decodeUploadCall(prefix string, b json.RawMessage, loc *time.Location) (Upl
 	str(&c.RecordURL, "recordUrl", j.RecordURL, false)
 	str(&c.ExternalPhone, "externalPhone", j.ExternalPhone, true)
 	str(&c.Site, "site", j.Site, false)
+	str(&c.ClientID, "clientId", j.ClientID, true)
 	var err error
+	c.Source, err = decodeSource(prefix+".source", j.Source)
+	errs = append(errs, err)
 	c.Duration, err = jsonInt(prefix+".duration", j.Duration, MaxDuration)
 	errs = append(errs, err)
 	c.DurationWaiting, err = jsonInt(prefix+".durationWaiting", j.DurationWaiting, MaxDuration)
@@ -206,7 +232,56 @@ func (c *UploadCall) validate(prefix string) error {
 	if err := checkText(f("externalPhone"), c.ExternalPhone, MaxPhoneLen, false); err != nil {
 		return err
 	}
+	if err := checkText(f("clientId"), c.ClientID, MaxClientIDLen, false); err != nil {
+		return err
+	}
+	if s := c.Source; s != nil {
+		for _, p := range []struct{ name, v string }{
+			{"source", s.Source}, {"medium", s.Medium}, {"campaign", s.Campaign}, {"keyword", s.Keyword}, {"content", s.Content},
+		} {
+			if err := checkText(f("source."+p.name), p.v, MaxSourceLen, false); err != nil {
+				return err
+			}
+		}
+	}
 	return checkText(f("site"), c.Site, MaxSiteLen, false)
+}
+
+// decodeSource reads a call's source: an object of strings; null, absence,
+// {} and PHP's empty array [] are none.
+func decodeSource(field string, b json.RawMessage) (*Source, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || string(b) == "null" || string(b) == "[]" {
+		return nil, nil
+	}
+	if b[0] != '{' {
+		return nil, invalid(field, "must be an object, not %s", untrusted.JSONKind(b))
+	}
+	var j struct {
+		Source, Medium, Campaign, Keyword, Content json.RawMessage
+	}
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, invalid(field, "is not valid JSON")
+	}
+	var s Source
+	for _, p := range []struct {
+		name string
+		raw  json.RawMessage
+		dst  *string
+	}{
+		{"source", j.Source, &s.Source}, {"medium", j.Medium, &s.Medium}, {"campaign", j.Campaign, &s.Campaign},
+		{"keyword", j.Keyword, &s.Keyword}, {"content", j.Content, &s.Content},
+	} {
+		v, err := jsonString(field+"."+p.name, p.raw, true)
+		if err != nil {
+			return nil, err
+		}
+		*p.dst = strings.TrimSpace(v)
+	}
+	if s == (Source{}) {
+		return nil, nil
+	}
+	return &s, nil
 }
 
 // EncodeCallsUpload is the form body that uploads calls to retailCRM:
@@ -217,18 +292,20 @@ func EncodeCallsUpload(calls []UploadCall) (url.Values, error) {
 		return nil, err
 	}
 	type wireCall struct {
-		Date            string `json:"date"`
-		Type            string `json:"type"`
-		Phone           string `json:"phone"`
-		Code            string `json:"code,omitempty"`
-		UserID          any    `json:"userId,omitempty"`
-		Result          string `json:"result,omitempty"`
-		Duration        int    `json:"duration"`
-		DurationWaiting int    `json:"durationWaiting"`
-		ExternalID      string `json:"externalId,omitempty"`
-		RecordURL       string `json:"recordUrl,omitempty"`
-		ExternalPhone   string `json:"externalPhone,omitempty"`
-		Site            string `json:"site,omitempty"`
+		Date            string  `json:"date"`
+		Type            string  `json:"type"`
+		Phone           string  `json:"phone"`
+		Code            string  `json:"code,omitempty"`
+		UserID          any     `json:"userId,omitempty"`
+		Result          string  `json:"result,omitempty"`
+		Duration        int     `json:"duration"`
+		DurationWaiting int     `json:"durationWaiting"`
+		ExternalID      string  `json:"externalId,omitempty"`
+		RecordURL       string  `json:"recordUrl,omitempty"`
+		ExternalPhone   string  `json:"externalPhone,omitempty"`
+		Site            string  `json:"site,omitempty"`
+		Source          *Source `json:"source,omitempty"`
+		ClientID        string  `json:"clientId,omitempty"`
 	}
 	out := make([]wireCall, len(calls))
 	for i := range calls {
@@ -240,6 +317,7 @@ func EncodeCallsUpload(calls []UploadCall) (url.Values, error) {
 			Date: c.Date.Format(DateLayout), Type: c.Type, Phone: c.Phone, Code: c.Code,
 			Result: c.Result, Duration: c.Duration, DurationWaiting: c.DurationWaiting,
 			ExternalID: c.ExternalID, RecordURL: c.RecordURL, ExternalPhone: c.ExternalPhone, Site: c.Site,
+			Source: c.Source, ClientID: c.ClientID,
 		}
 		if c.UserID != "" {
 			out[i].UserID = idValue(c.UserID)

@@ -7,6 +7,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,7 +42,14 @@ const (
 	bucketOutbox    = "pult_outbox_state"
 	bucketTrans     = "pult_transcripts"
 	bucketQueue     = "pult_queue"
+	bucketUploaded  = "pult_uploaded"
 )
+
+// UploadedRetention is how long the external ids of the calls PBXes
+// uploaded are remembered, so that an upload repeated any time within it is
+// reported as a duplicate (retailCRM remembers them for good; a year is
+// longer than any PBX retries or re-syncs).
+const UploadedRetention = 366 * 24 * time.Hour
 
 // MaxPayload is the largest message the embedded server accepts: a chat
 // transcript of wire.MaxTranscript bytes, JSON-encoded for the QA platform
@@ -101,6 +110,7 @@ type Store struct {
 	Calls       jetstream.KeyValue
 	Requests    jetstream.KeyValue
 	Transcripts jetstream.KeyValue // accepted transcript submissions, for dedupe
+	uploaded    jetstream.KeyValue // external ids of calls PBXes uploaded (see PublishPBXUpload)
 	Queue       jetstream.Stream   // call changes for the queue board (QueueSubject)
 	// QueueState holds the queue board's checkpoint: megabytes at a time,
 	// written over a connection of its own so that the events queued behind
@@ -275,6 +285,9 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		return err
 	}
 	if s.Transcripts, err = kv(bucketTrans, "accepted transcript submissions by operator and id, for dedupe", 30*24*time.Hour); err != nil {
+		return err
+	}
+	if s.uploaded, err = kv(bucketUploaded, "external ids of the calls PBXes uploaded, for duplicateCalls", UploadedRetention); err != nil {
 		return err
 	}
 	if _, err = kv(bucketQueue, "the queue board's checkpoint", 0); err != nil {
@@ -492,6 +505,42 @@ func (s *Store) PublishUpload(ctx context.Context, data []byte, msgID, source st
 		return false, fmt.Errorf("store: store call upload: %w", err)
 	}
 	return ack.Duplicate, nil
+}
+
+// PublishPBXUpload stores a call a PBX uploaded (UploadFromPBX) unless a
+// call with the same external id was uploaded before, at any time within
+// UploadedRetention: it then stores nothing and reports a duplicate. An
+// empty externalID is never a duplicate.
+//
+// The id is remembered after the record is stored: a crash in between
+// leaves it unremembered, and the upload repeated within the stream's
+// dedupe window is still found by its message id; later it is stored again
+// and reaches retailCRM twice, which retailCRM reports as its own duplicate.
+func (s *Store) PublishPBXUpload(ctx context.Context, data []byte, externalID string) (duplicate bool, err error) {
+	if externalID == "" {
+		return s.PublishUpload(ctx, data, "", UploadFromPBX)
+	}
+	key := uploadedKey(externalID)
+	if _, err := s.uploaded.Get(ctx, key); err == nil {
+		return true, nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, fmt.Errorf("store: uploaded calls: %w", err)
+	}
+	dup, err := s.PublishUpload(ctx, data, "upload."+key, UploadFromPBX)
+	if err != nil {
+		return false, err
+	}
+	if _, err := s.uploaded.Put(ctx, key, nil); err != nil {
+		return false, fmt.Errorf("store: remember uploaded call: %w", err)
+	}
+	return dup, nil
+}
+
+// uploadedKey is an external id as a bucket key: ids are the PBX's and may
+// hold any character, keys may not.
+func uploadedKey(externalID string) string {
+	h := sha256.Sum256([]byte(externalID))
+	return hex.EncodeToString(h[:16])
 }
 
 // PublishQueueAsync appends a call change for the queue board; it is stored

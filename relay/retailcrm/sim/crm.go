@@ -420,8 +420,12 @@ func (c *CRM) manager(q url.Values) reply {
 	if n, err := phone.Parse(p, phone.DefaultRegion); err == nil {
 		cl = c.clients[n.E164]
 	}
+	if cl == nil {
+		// retailCRM knows no client with that number.
+		return failure(http.StatusNotFound, retailcrm.MsgNotFound, nil)
+	}
 	extra := map[string]any{}
-	if cl != nil && cl.manager != nil && cl.manager.Code != "" &&
+	if cl.manager != nil && cl.manager.Code != "" &&
 		(ignoreStatus || c.userStatus(cl.manager.ID) == retailcrm.StatusFree) {
 		m := cl.manager
 		if details {
@@ -434,10 +438,6 @@ func (c *CRM) manager(q url.Values) reply {
 		}
 	}
 	if !details {
-		return success(extra)
-	}
-	if cl == nil {
-		extra["links"] = map[string]any{"newCustomerLink": c.accountURL + "/customers/add?phone=" + url.QueryEscape(p)}
 		return success(extra)
 	}
 	cu := cl.customer

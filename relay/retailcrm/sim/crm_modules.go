@@ -135,7 +135,7 @@ func cloneModule(m retailcrm.IntegrationModule) retailcrm.IntegrationModule {
 
 // Keys an integration module may carry (as the relay sends it).
 var moduleKeys = map[string][]string{
-	"":                {"code", "active", "name", "logo", "clientId", "accountUrl", "integrations"},
+	"":                {"code", "integrationCode", "active", "name", "logo", "clientId", "accountUrl", "integrations"},
 	"integrations":    {"telephony"},
 	"telephony":       {"makeCallUrl", "changeUserStatusUrl", "allowEdit", "inputEventSupported", "outputEventSupported", "hangupEventSupported", "additionalCodes", "externalPhones"},
 	"additionalCodes": {"userId", "code"},
@@ -183,6 +183,36 @@ func unknownModuleKey(b []byte) string {
 	return walk("integrationModule", "", b)
 }
 
+// mistypedAdditionalCode names the first additionalCodes entry whose types
+// are not those of retailCRM's model (userId an integer, code a string).
+func mistypedAdditionalCode(b []byte) (field, msg string) {
+	var m struct {
+		Integrations struct {
+			Telephony struct {
+				AdditionalCodes []struct {
+					UserID json.RawMessage `json:"userId"`
+					Code   json.RawMessage `json:"code"`
+				} `json:"additionalCodes"`
+			} `json:"telephony"`
+		} `json:"integrations"`
+	}
+	if json.Unmarshal(b, &m) != nil {
+		return "", "" // ParseIntegrationModule names it
+	}
+	for i, ac := range m.Integrations.Telephony.AdditionalCodes {
+		prefix := fmt.Sprintf("integrationModule.integrations.telephony.additionalCodes[%d]", i)
+		var n int64
+		if json.Unmarshal(ac.UserID, &n) != nil {
+			return prefix + ".userId", "This value should be of type int."
+		}
+		var s string
+		if json.Unmarshal(ac.Code, &s) != nil {
+			return prefix + ".code", "This value should be of type string."
+		}
+	}
+	return "", ""
+}
+
 // moduleEdit answers POST /integration-modules/{code}/edit.
 func (c *CRM) moduleEdit(code string, r *http.Request, form url.Values) reply {
 	for name := range form {
@@ -194,6 +224,9 @@ func (c *CRM) moduleEdit(code string, r *http.Request, form url.Values) reply {
 		// A misspelt key is named as such, not as the key it lacks.
 		if k := unknownModuleKey([]byte(vs[0])); k != "" {
 			return invalidParams(k, "sim: unknown key")
+		}
+		if k, msg := mistypedAdditionalCode([]byte(vs[0])); k != "" {
+			return invalidParams(k, msg)
 		}
 	}
 	m, err := retailcrm.ParseIntegrationModule(r, maxCRMBody)

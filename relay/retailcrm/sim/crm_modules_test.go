@@ -113,7 +113,7 @@ func TestCRMIntegrationModule(t *testing.T) {
 		{"not JSON", "POST", "/api/v5/integration-modules/pult/edit", url.Values{"integrationModule": {"code=pult"}}, 400, "integrationModule"},
 		{"code mismatch", "POST", "/api/v5/integration-modules/other/edit", url.Values{"integrationModule": {string(good)}}, 400, "integrationModule.code"},
 		{"unknown key", "POST", "/api/v5/integration-modules/pult/edit", url.Values{"integrationModule": {strings.Replace(string(good), `"makeCallUrl"`, `"makeCallURL"`, 1)}}, 400, "integrationModule.integrations.telephony.makeCallURL"},
-		{"unknown code key", "POST", "/api/v5/integration-modules/pult/edit", url.Values{"integrationModule": {strings.Replace(string(good), `"userId":"12"`, `"user":"12"`, 1)}}, 400, "integrationModule.integrations.telephony.additionalCodes[0].user"},
+		{"unknown code key", "POST", "/api/v5/integration-modules/pult/edit", url.Values{"integrationModule": {strings.Replace(string(good), `"userId":12`, `"user":12`, 1)}}, 400, "integrationModule.integrations.telephony.additionalCodes[0].user"},
 		{"no client id", "POST", "/api/v5/integration-modules/pult/edit", url.Values{"integrationModule": {`{"code":"pult","name":"p"}`}}, 400, "integrationModule.clientId"},
 		{"query", "GET", "/api/v5/integration-modules/pult?details=1", nil, 400, "details"},
 	} {
