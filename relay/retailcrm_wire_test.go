@@ -25,6 +25,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"regexp"
 	"strings"
@@ -250,8 +251,12 @@ func sendRaw(addr string, req rawRequest) (answer, error) {
 		default:
 			return a, perr
 		}
-	} else if _, err := conn.Write(req.bytes()); err != nil {
-		return a, err
+	} else if _, werr := conn.Write(req.bytes()); werr != nil {
+		// The server may answer and close before it has read a body it
+		// refuses (too large): read that answer, as a client would.
+		if resp, err = http.ReadResponse(br, nil); err != nil {
+			return a, werr
+		}
 	}
 	for resp == nil || resp.StatusCode/100 == 1 {
 		if resp, err = http.ReadResponse(br, nil); err != nil {
@@ -266,6 +271,10 @@ func sendRaw(addr string, req rawRequest) (answer, error) {
 
 // sendGo sends req with a net/http client of its own, as api-client-go does.
 func sendGo(req *http.Request) (answer, error) {
+	sent, err := httputil.DumpRequestOut(req, true) // for failure messages
+	if err != nil {
+		return answer{}, err
+	}
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr, Timeout: 15 * time.Second}).Do(req)
@@ -273,9 +282,7 @@ func sendGo(req *http.Request) (answer, error) {
 		return answer{}, err
 	}
 	defer resp.Body.Close()
-	var sent bytes.Buffer
-	_ = req.Write(&sent)
-	a := answer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), sent: sent.Bytes()}
+	a := answer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), sent: sent}
 	a.body, err = io.ReadAll(resp.Body)
 	return a, err
 }
