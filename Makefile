@@ -67,13 +67,15 @@ test: deps lint ## run every test: lint, unit (race detector), real desktop, fuz
 	$(MAKE) --no-print-directory package
 
 # A short fuzz run of each partner parser (their seed corpora are in the
-# packages' testdata/fuzz): 4 x FUZZTIME, 40 s by default.
+# packages' testdata/fuzz): 6 x FUZZTIME, 60 s by default.
 FUZZTIME ?= 10s
 fuzz: ## fuzz the partner parsers briefly
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./relay/uis
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./relay/smartsupp
 	$(GO) test -run '^$$' -fuzz '^FuzzParseText$$' -fuzztime $(FUZZTIME) ./relay/transcript
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCallEvent$$' -fuzztime $(FUZZTIME) ./relay/retailcrm
+	$(GO) test -run '^$$' -fuzz '^FuzzReadFormMultipart$$' -fuzztime $(FUZZTIME) ./relay/retailcrm
+	$(GO) test -run '^$$' -fuzz '^FuzzReadFormURLEncoded$$' -fuzztime $(FUZZTIME) ./relay/retailcrm
 
 test-go: ## the Go unit tests only, without the keyring session
 	$(GO) test -race -tags ci -count=1 ./...

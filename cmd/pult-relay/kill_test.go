@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,14 +19,8 @@ import (
 // its next attempt loses nothing: started again on the same data, it sends
 // the job once the partner is back, and never twice.
 func TestKilledMidRetryResumes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills a relay process")
-	}
+	bin := relayBinary(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "pult-relay")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 
 	// The PBX: down (503) until told otherwise.
 	var mu sync.Mutex
@@ -49,12 +42,7 @@ func TestKilledMidRetryResumes(t *testing.T) {
 	}))
 	defer pbx.Close()
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeAddr(t)
 	base := "http://" + addr
 	const admin, clientID = "admin-token-0123456789", "client-id-kill"
 	config := filepath.Join(dir, "relay.toml")
@@ -72,26 +60,7 @@ min_backoff = "2s"
 max_backoff = "3s"
 `, addr, filepath.Join(dir, "data"), admin, clientID, pbx.URL+"/change-status"), 0o600)
 
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "serve", "--config", config)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if resp, err := http.Get(base + "/healthz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return cmd
-				}
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatal("the relay did not start")
-			}
-		}
-	}
+	start := func() *exec.Cmd { return startRelayProc(t, bin, config, base) }
 	relayProc := start()
 	defer func() {
 		relayProc.Process.Kill()

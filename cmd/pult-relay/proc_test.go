@@ -1,0 +1,86 @@
+package main
+
+import (
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The relay as a process of its own, for the tests that kill it.
+
+var relayBuild struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+	out  []byte
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if relayBuild.dir != "" {
+		os.RemoveAll(relayBuild.dir)
+	}
+	os.Exit(code)
+}
+
+// relayBinary builds pult-relay once for the package's tests.
+func relayBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and kills a relay process")
+	}
+	b := &relayBuild
+	b.once.Do(func() {
+		if b.dir, b.err = os.MkdirTemp("", "pult-relay-test-"); b.err != nil {
+			return
+		}
+		b.bin = filepath.Join(b.dir, "pult-relay")
+		b.out, b.err = exec.Command("go", "build", "-o", b.bin, ".").CombinedOutput()
+	})
+	if b.err != nil {
+		t.Fatalf("build: %v\n%s", b.err, b.out)
+	}
+	return b.bin
+}
+
+// freeAddr is a loopback address nobody listens on (the relay process must
+// listen on the same one after a restart).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startRelayProc runs `pult-relay serve --config config` and waits until it
+// answers /healthz on base.
+func startRelayProc(t *testing.T, bin, config, base string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--config", config)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return cmd
+			}
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatal("the relay did not start")
+		}
+	}
+}
