@@ -501,8 +501,8 @@ func callsJSON(client string, calls ...uploadCall) string {
 	return goJSON.encode(arr)
 }
 
-// managerQuery is the query each client sends for GET telephony/manager.
-func managerQuery(client, phone string, details, ignoreStatus bool) []field {
+// clientManagerQuery is the query each client sends for GET telephony/manager.
+func clientManagerQuery(client, phone string, details, ignoreStatus bool) []field {
 	switch client {
 	case "php5":
 		// V3/Telephony.php telephonyCallManager($phone, $details): PHP
@@ -723,7 +723,7 @@ func (w *clientWorld) runClient(t *testing.T, client string, n int) {
 			continue // telephonyCallManager has no ignoreStatus
 		}
 		t.Run("manager/"+mc.name, func(t *testing.T) {
-			a, v := w.do(t, client, get(pathManager, managerQuery(client, mc.phone, mc.details, mc.ignoreStatus), key, "manager"))
+			a, v := w.do(t, client, get(pathManager, clientManagerQuery(client, mc.phone, mc.details, mc.ignoreStatus), key, "manager"))
 			wantOK(t, client, a, v)
 			m, _ := v.Body["manager"].(map[string]any)
 			switch {
@@ -753,11 +753,11 @@ func (w *clientWorld) runClient(t *testing.T, client string, n int) {
 		})
 	}
 	t.Run("manager/wrong-key", func(t *testing.T) {
-		a, v := w.do(t, client, get(pathManager, managerQuery(client, "+79990000101", true, false), "wrong", "manager"))
+		a, v := w.do(t, client, get(pathManager, clientManagerQuery(client, "+79990000101", true, false), "wrong", "manager"))
 		wantRefused(t, client, a, v, refusedWrongKey)
 	})
 	t.Run("manager/missing-key", func(t *testing.T) {
-		a, v := w.do(t, client, get(pathManager, managerQuery(client, "+79990000101", true, false), "", "manager"))
+		a, v := w.do(t, client, get(pathManager, clientManagerQuery(client, "+79990000101", true, false), "", "manager"))
 		wantRefused(t, client, a, v, refusedMissingKey)
 	})
 
@@ -802,7 +802,7 @@ func (w *clientWorld) runClient(t *testing.T, client string, n int) {
 		wantRefused(t, client, a, v, refusal{status: 404, kind: refNotFound, msg: "Not found"})
 	})
 	t.Run("wrong-method-post", func(t *testing.T) {
-		a, v := w.do(t, client, post(pathManager, managerQuery(client, "+79990000101", true, false), key, ""))
+		a, v := w.do(t, client, post(pathManager, clientManagerQuery(client, "+79990000101", true, false), key, ""))
 		wantRefused(t, client, a, v, refusal{status: 405, kind: refGeneric})
 	})
 	t.Run("wrong-method-get", func(t *testing.T) {
@@ -875,7 +875,7 @@ func TestRetailCRMClientsFraming(t *testing.T) {
 	}
 
 	want = read("python-requests-2.34.2_manager.http")
-	got = pythonRequest(host, http.MethodGet, pathManager, managerQuery("python", "+79990000101", true, true), testPBXKey)
+	got = pythonRequest(host, http.MethodGet, pathManager, clientManagerQuery("python", "+79990000101", true, true), testPBXKey)
 	if d := cmp.Diff(want, string(got.bytes())); d != "" {
 		t.Errorf("python manager (-captured +ours):\n%s", d)
 	}
@@ -896,5 +896,33 @@ func TestRetailCRMClientsFraming(t *testing.T) {
 	}
 	if got := goJSON.encode(obj{{"a", "x&y"}}); got != func() string { b, _ := json.Marshal(map[string]string{"a": "x&y"}); return string(b) }() {
 		t.Errorf("goJSON differs from encoding/json: %s", got)
+	}
+}
+
+// TestRetailCRMClientsManagerCRMDown pins how each client perceives the
+// relay's 503 when retailCRM fails a manager lookup: retailCRM's clients read
+// 503 as "rate limited, try again" — php5 raises LimitException, api-client-go
+// returns no error at all (only the status and success:false tell; with a
+// rate limiter it retries), php6 raises by errorMsg, python is unsuccessful.
+func TestRetailCRMClientsManagerCRMDown(t *testing.T) {
+	checkGoroutines(t)
+	w := newClientWorld(t)
+	w.crm.SetFailure(http.StatusInternalServerError)
+	want := map[string]string{"php5": "LimitException", "php6": "ApiErrorException", "python": "refused", "go": ""}
+	for _, client := range retailCRMClients {
+		t.Run(client, func(t *testing.T) {
+			a, v := w.do(t, client, clientCall{method: http.MethodGet, path: pathManager,
+				params: clientManagerQuery(client, "+79990000101", true, false), key: testPBXKey, model: "manager"})
+			checkAnswer(t, client, a, v)
+			if a.status != http.StatusServiceUnavailable {
+				t.Errorf("status %d, want 503: %s", a.status, a.body)
+			}
+			if v.Class != want[client] {
+				t.Errorf("%s sees %q, want %q; answer %d %s", client, v.Class, want[client], a.status, a.body)
+			}
+			if body, err := decodeJSONObject(a.body); err != nil || body["success"] != false {
+				t.Errorf("answer %s, want success:false", a.body)
+			}
+		})
 	}
 }

@@ -492,6 +492,8 @@ func goVerdict(a answer, into any) verdict {
 		}
 		return v
 	}
+	// 2xx, 3xx, and 503 (which only a rate limiter, when configured, retries):
+	// no error; the body goes to the caller's json.Unmarshal.
 	if into != nil {
 		if err := json.Unmarshal(a.body, into); err != nil {
 			return verdict{Class: "json: " + err.Error()}
