@@ -4,6 +4,28 @@ package relay_test
 // official clients: each table entry sends, byte for byte, what one client
 // sends for one method (see retailcrm_wire_test.go for how each client lays
 // its requests out) and reads the answer as that client does, strictly.
+//
+// Per client (php5, php6, python, go), runClient covers:
+//
+//	call-event   in (answer, card reaches the operator), hangup (card ends);
+//	             missing key, wrong key, invalid type, invalid JSON, oversize
+//	             (no card for any), missing event; python: codes of a bad type
+//	calls-upload missing key, wrong key (those calls are not duplicates later
+//	             and never reach retailCRM), missing calls, invalid date,
+//	             invalid JSON, oversize; new, duplicate, after refusals; php6
+//	             and python with source{} and clientId; php5 over 1024 bytes
+//	             with Expect: 100-continue
+//	manager      free / busy / signed-out operator, with and without
+//	             ignoreStatus (php5 has none), not an operator, no manager,
+//	             unknown client, details 0/1 in each client's spelling
+//	             (1/0, True/False); missing key, wrong key
+//	credentials  shape as PHP v6 Credentials and Go CredentialResponse
+//	             decode it; missing key, wrong key; api-versions
+//	unknown path (GET, POST) and wrong method (POST on GET, GET on POST)
+//
+// TestRetailCRMClientsUploadDuplicatesAfterRestart and
+// TestRetailCRMClientsManagerCRMDown add a restart and a failing CRM;
+// TestRetailCRMClientsFraming checks the layouts against captured bytes.
 
 import (
 	"context"
