@@ -8,15 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pult/pult/agent/wire"
-	"github.com/pult/pult/relay/calltouch"
 	"github.com/pult/pult/relay/outbox"
-	"github.com/pult/pult/relay/qolio"
 	"github.com/pult/pult/relay/retailcrm"
 )
 
@@ -29,55 +26,6 @@ const (
 	jobCRMEvent  = "retailcrm.event"
 	jobCRMStatus = "retailcrm.status"
 )
-
-// partnerError carries a partner's own words for the outbox's dead letters
-// (PartnerMessage), for partner errors that keep them in a field.
-type partnerError struct {
-	err error
-	msg string
-}
-
-func (e *partnerError) Error() string          { return e.err.Error() }
-func (e *partnerError) Unwrap() error          { return e.err }
-func (e *partnerError) PartnerMessage() string { return e.msg }
-
-// partnerErr wraps a partner package's typed error with its message.
-func partnerErr(err error) error {
-	var ce *retailcrm.APIError
-	var qe *qolio.APIError
-	var te *calltouch.APIError
-	var rv *retailcrm.ValidationError
-	var qv *qolio.ValidationError
-	switch {
-	case errors.As(err, &ce):
-		msg := ce.Msg
-		if len(ce.Errors) > 0 {
-			keys := make([]string, 0, len(ce.Errors))
-			for k := range ce.Errors {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-			parts := make([]string, len(keys))
-			for i, k := range keys {
-				parts[i] = k + ": " + ce.Errors[k]
-			}
-			msg += " (" + strings.Join(parts, "; ") + ")"
-		}
-		return &partnerError{err, msg}
-	case errors.As(err, &qe):
-		return &partnerError{err, qe.Message}
-	case errors.As(err, &te):
-		return &partnerError{err, te.OperatorMessage()}
-	case errors.As(err, &rv):
-		return &partnerError{err, rv.Error()}
-	case errors.As(err, &qv):
-		return &partnerError{err, qv.Error()}
-	}
-	return err
-}
-
-// crmError is partnerErr for retailCRM.
-func crmError(err error) error { return partnerErr(err) }
 
 // crmEventJob is the payload of a call/event job.
 type crmEventJob struct {
@@ -148,7 +96,7 @@ func (s *Server) sendCRMEvent(ctx context.Context, job outbox.Job) error {
 	}
 	res, err := s.crm.SendCallEvent(ctx, p.Event)
 	if err != nil {
-		return crmError(err)
+		return err
 	}
 	if len(res.NotExistCodes)+len(res.NotExistUsers) > 0 {
 		s.log.Debug("retailCRM does not know some of the event's users", "codes", res.NotExistCodes, "users", res.NotExistUsers)
@@ -188,7 +136,7 @@ func (s *Server) sendCRMStatus(ctx context.Context, job outbox.Job) error {
 		}
 	}
 	if err := s.crm.SetUserStatus(ctx, p.UserID, string(p.Status)); err != nil {
-		return crmError(err)
+		return err
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/outbox"
+	"github.com/pult/pult/relay/partner"
 	"github.com/pult/pult/relay/retailcrm"
 )
 
@@ -135,8 +136,8 @@ func (s *Server) sendPBXStatus(ctx context.Context, job outbox.Job) error {
 		return fmt.Errorf("pbx change-status: %w", err)
 	}
 	defer resp.Body.Close()
-	if err := outbox.CheckResponse("pbx change-status", resp); err != nil {
-		if se := (*outbox.StatusError)(nil); errors.As(err, &se) && !se.Temporary() {
+	if err := partner.CheckResponse("pbx change-status", resp); err != nil {
+		if se := (*partner.StatusError)(nil); errors.As(err, &se) && !se.Temporary() {
 			s.log.Warn("pbx refused change-status", "status", resp.StatusCode, "operator", p.Operator, "err", err)
 		}
 		return err

@@ -162,7 +162,7 @@ func (s *Server) sendQolio(ctx context.Context, job outbox.Job) error {
 		return outbox.Permanent(fmt.Errorf("decode communication: %w", err))
 	}
 	if err := s.qolio.Send(ctx, comm); err != nil {
-		return partnerErr(err)
+		return err
 	}
 	s.metrics.transcripts.WithLabelValues(p.State.Source, "delivered").Inc()
 	st := p.State

@@ -252,7 +252,7 @@ func (s *Server) sendCallsUpload(ctx context.Context, job outbox.Job) error {
 	}
 	res, err := s.crm.UploadCalls(ctx, p.Calls)
 	if err != nil {
-		return crmError(err)
+		return err
 	}
 	s.metrics.callsUploaded.Add(float64(len(p.Calls)))
 	s.log.Info("call history uploaded to retailCRM", "calls", len(p.Calls), "processed", res.Processed, "duplicates", len(res.Duplicates))

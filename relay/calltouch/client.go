@@ -14,7 +14,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/pult/pult/relay/retryafter"
+	"github.com/pult/pult/relay/partner"
 	"github.com/pult/pult/relay/untrusted"
 )
 
@@ -48,8 +48,7 @@ const (
 )
 
 const (
-	maxRetryAfter = time.Hour // cap on Retry-After
-	userAgent     = "pult-relay"
+	userAgent = "pult-relay"
 )
 
 var defaultHTTP = &http.Client{Timeout: 15 * time.Second}
@@ -115,21 +114,15 @@ func (e *APIError) Temporary() bool {
 	if e.Code != 0 || len(e.Violations) > 0 {
 		return false
 	}
-	switch s := e.Status; {
-	case s == http.StatusRequestTimeout, s == http.StatusTooEarly, s == http.StatusTooManyRequests:
-		return true
-	case s >= 500 && s <= 599 && s != http.StatusNotImplemented:
-		return true
-	}
-	return false
+	return partner.TemporaryStatus(e.Status)
 }
 
-// RetryAfter is how long Calltouch asked to wait before retrying; 0 when it
-// did not say.
-func (e *APIError) RetryAfter() time.Duration { return e.RetryAfterDur }
-
-// RetryDelay is RetryAfter, under the name every pult partner error has.
+// RetryDelay is how long Calltouch asked to wait before retrying; 0 when it
+// did not say. APIError and ValidationError are partner.Errors.
 func (e *APIError) RetryDelay() time.Duration { return e.RetryAfterDur }
+
+// PartnerMessage is what an operator should read (OperatorMessage).
+func (e *APIError) PartnerMessage() string { return e.OperatorMessage() }
 
 // AlreadyRequested reports a refusal because Calltouch recently accepted
 // requests for this phone or session (10005, 10006, 10007): a callback is
@@ -266,7 +259,7 @@ func (c *Client) Create(ctx context.Context, req Request) (Result, error) {
 		apiErr.Message = http.StatusText(resp.StatusCode)
 	}
 	if apiErr.Temporary() {
-		apiErr.RetryAfterDur = retryafter.Parse(resp.Header.Get("Retry-After"), time.Now(), maxRetryAfter)
+		apiErr.RetryAfterDur = partner.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), partner.MaxRetryAfter)
 	}
 	return Result{}, apiErr
 }
@@ -391,3 +384,9 @@ func code(b json.RawMessage) int {
 	}
 	return n
 }
+
+// Every failure this client reports with a type of its own is a partner.Error.
+var (
+	_ partner.Error = (*APIError)(nil)
+	_ partner.Error = (*ValidationError)(nil)
+)

@@ -24,7 +24,7 @@ const (
 
 type retryable interface {
 	Temporary() bool
-	RetryAfter() time.Duration
+	RetryDelay() time.Duration
 }
 
 func newFake(t *testing.T) (*fake.Server, *calltouch.Client) {
@@ -386,7 +386,7 @@ func TestTemporaryFailures(t *testing.T) {
 			t.Errorf("%+v: err %v", tt.answer, err)
 			continue
 		}
-		if got := rt.RetryAfter(); got < tt.after || got > tt.after+20*time.Second {
+		if got := rt.RetryDelay(); got < tt.after || got > tt.after+20*time.Second {
 			t.Errorf("%+v: RetryAfter %v", tt.answer, got)
 		}
 	}

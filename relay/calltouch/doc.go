@@ -32,14 +32,13 @@
 //     cancelled context; errors.Is works for context errors), or the answer
 //     was not Calltouch's JSON (errors.Is(err, ErrBadResponse)).
 //
-// Every typed error has Temporary() bool and RetryAfter() time.Duration (and
-// RetryDelay(), the same value under the name retailcrm.APIError can offer)
-// so an outbox can act without importing this package's types: Temporary()
-// true means retrying later may succeed — 408, 425, 429 (Calltouch allows 5
-// requests per second from one IP address) and 5xx other than 501, when no
-// Calltouch error code says otherwise; RetryAfter() is how long Calltouch
-// asked to wait (Retry-After in seconds or as an HTTP date, capped at an
-// hour; 0 when not given). Every documented error code is permanent: the
+// Every typed error is a partner.Error (Temporary, RetryDelay,
+// PartnerMessage), so an outbox can act without importing this package's
+// types: Temporary() true means retrying later may succeed — a status
+// partner.TemporaryStatus retries (Calltouch allows 5 requests per second
+// from one IP address), when no Calltouch error code says otherwise;
+// RetryDelay() is how long Calltouch asked to wait (Retry-After in seconds or
+// as an HTTP date, capped at an hour; 0 when not given). Every documented error code is permanent: the
 // account, widget or session needs a person's attention (1, 10001–10004), or
 // Calltouch already holds a recent request for this phone or session
 // (10005–10007, see [APIError.AlreadyRequested]) — retrying would at best

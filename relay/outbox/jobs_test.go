@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pult/pult/relay/outbox"
+	partnerhttp "github.com/pult/pult/relay/partner"
 	"github.com/pult/pult/relay/store"
 )
 
@@ -173,7 +174,7 @@ func (p *partner) handler(ctx context.Context, job outbox.Job) error {
 		return fmt.Errorf("fake partner: %w", err)
 	}
 	defer resp.Body.Close()
-	return outbox.CheckResponse("fake partner", resp)
+	return partnerhttp.CheckResponse("fake partner", resp)
 }
 
 // eventually polls cond until it holds or 10s pass.

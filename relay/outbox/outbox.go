@@ -70,9 +70,9 @@ func (j Job) queued() time.Time {
 
 // Handler performs a job: one call to a partner, passing job.ID as the
 // partner's idempotency key where it takes one. ctx carries the attempt's
-// deadline. What the handler returns decides what happens to the job;
-// partner packages satisfy this contract with methods of their own error
-// types and need not import this package:
+// deadline. What the handler returns decides what happens to the job; the
+// partner packages' typed errors follow package partner's convention
+// (partner.Error), and need not import this package:
 //
 //   - nil: done. The job is acknowledged and never sent again.
 //   - an error with Temporary() bool returning false, or one wrapping a
@@ -81,18 +81,16 @@ func (j Job) queued() time.Time {
 //     has a Timeout() bool method, such as *url.Error and *net.OpError — are
 //     retried whatever their Temporary says: "connection refused" is not
 //     Temporary in package net, yet a partner down now may be up soon.
-//   - an error with RetryAfter() time.Duration > 0 (*RetryAfterError, or a
-//     *StatusError carrying a Retry-After header), or RetryDelay()
-//     time.Duration > 0 (the name partner packages use when a field already
-//     takes RetryAfter, as retailcrm.APIError): the next attempt is no
-//     sooner than that — at least MinBackoff, at most MaxRetryAfter.
+//   - an error with RetryDelay() time.Duration > 0 (a partner's Retry-After,
+//     or *RetryAfterError): the next attempt is no sooner than that — at
+//     least MinBackoff, at most MaxRetryAfter.
 //   - anything else: retried with capped exponential backoff and full jitter
 //     until GiveUp has passed since the job was queued; then a dead letter.
 //
 // An error with PartnerMessage() string keeps the partner's own words (the
 // errorMsg of a 400, say) with the job for `pult-relay outbox list`.
-// CheckResponse turns an HTTP answer into an error that follows all of this.
-// A panic is caught and makes a dead letter.
+// partner.CheckResponse turns an HTTP answer into an error that follows all
+// of this. A panic is caught and makes a dead letter.
 type Handler func(ctx context.Context, job Job) error
 
 // RateLimit is a partner's request budget: Rate requests per second with

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/pult/pult/relay/calltouch"
+	"github.com/pult/pult/relay/partner"
 	"github.com/pult/pult/relay/qolio"
 	"github.com/pult/pult/relay/retailcrm"
 )
@@ -57,10 +56,10 @@ type apiError struct {
 
 func (e *apiError) Error() string             { return fmt.Sprintf("partner: %d: %s", e.status, e.msg) }
 func (e *apiError) Temporary() bool           { return e.status == 429 || e.status >= 500 }
-func (e *apiError) RetryAfter() time.Duration { return e.after }
+func (e *apiError) RetryDelay() time.Duration { return e.after }
 func (e *apiError) PartnerMessage() string    { return e.msg }
 
-// delayError names its wait RetryDelay, as retailcrm.APIError must.
+// delayError asks for a wait and says nothing more.
 type delayError struct{ after time.Duration }
 
 func (e *delayError) Error() string             { return "partner: slow down" }
@@ -88,86 +87,34 @@ func TestClassify(t *testing.T) {
 		{"partner 400", fmt.Errorf("send: %w", &apiError{status: 400, msg: "Unknown user"}), verdict{permanent: true, message: "Unknown user"}},
 		{"partner 503 with Retry-After", &apiError{status: 503, msg: "maintenance", after: 3 * time.Second}, verdict{after: 3 * time.Second, message: "maintenance"}},
 		{"RetryAfterError", &RetryAfterError{Err: errors.New("slow down"), After: time.Minute}, verdict{after: time.Minute}},
-		{"StatusError 404", &StatusError{StatusCode: 404, Message: "no such order"}, verdict{permanent: true, message: "no such order"}},
-		{"StatusError 429", &StatusError{StatusCode: 429, After: time.Second}, verdict{after: time.Second}},
-		{"StatusError 408", &StatusError{StatusCode: 408}, verdict{}},
+		{"StatusError 404", &partner.StatusError{StatusCode: 404, Message: "no such order"}, verdict{permanent: true, message: "no such order"}},
+		{"StatusError 429", &partner.StatusError{StatusCode: 429, After: time.Second}, verdict{after: time.Second}},
+		{"StatusError 408", &partner.StatusError{StatusCode: 408}, verdict{}},
 		// "connection refused" is Temporary() == false in package net, but a
 		// partner that is down now may be up soon.
 		{"connection refused", fmt.Errorf("pbx: %w", refused), verdict{}},
 		{"deadline", fmt.Errorf("pbx: %w", deadline.Err()), verdict{}},
-		// Partner packages' own errors, as they are: retailcrm.APIError has a
-		// RetryAfter field, so it offers RetryDelay() instead.
 		{"delay only", &delayError{after: 2 * time.Second}, verdict{after: 2 * time.Second}},
-		{"retailcrm 503", fmt.Errorf("upload: %w", &retailcrm.APIError{StatusCode: 503, Msg: "maintenance", RetryAfter: 4 * time.Second}), verdict{after: 4 * time.Second}},
-		{"retailcrm 429 without Retry-After", &retailcrm.APIError{StatusCode: 429, Msg: "slow down"}, verdict{}},
-		{"retailcrm 400", &retailcrm.APIError{StatusCode: 400, Msg: "Errors in the input parameters"}, verdict{permanent: true}},
-		{"qolio 503", &qolio.APIError{Status: 503, Message: "down", RetryAfterDur: 5 * time.Second}, verdict{after: 5 * time.Second}},
-		{"qolio 422", &qolio.APIError{Status: 422, Message: "operator_id is unknown"}, verdict{permanent: true}},
-		{"calltouch 10003", &calltouch.APIError{Status: 400, Code: calltouch.CodeNoWidget}, verdict{permanent: true}},
-		{"calltouch 429", &calltouch.APIError{Status: 429, RetryAfterDur: time.Second}, verdict{after: time.Second}},
+		// Partner packages' own errors, as they are (every one a partner.Error).
+		{"retailcrm 503", fmt.Errorf("upload: %w", &retailcrm.APIError{StatusCode: 503, Msg: "maintenance", RetryAfter: 4 * time.Second}), verdict{after: 4 * time.Second, message: "maintenance"}},
+		{"retailcrm 429 without Retry-After", &retailcrm.APIError{StatusCode: 429, Msg: "slow down"}, verdict{message: "slow down"}},
+		{"retailcrm 400", &retailcrm.APIError{StatusCode: 400, Msg: "Errors in the input parameters", Errors: map[string]string{"phone": "blank"}},
+			verdict{permanent: true, message: "Errors in the input parameters (phone: blank)"}},
+		{"qolio 503", &qolio.APIError{Status: 503, Message: "down", RetryAfterDur: 5 * time.Second}, verdict{after: 5 * time.Second, message: "down"}},
+		{"qolio 422", &qolio.APIError{Status: 422, Message: "operator_id is unknown"}, verdict{permanent: true, message: "operator_id is unknown"}},
+		{"calltouch 10003", &calltouch.APIError{Status: 400, Code: calltouch.CodeNoWidget},
+			verdict{permanent: true, message: (&calltouch.APIError{Code: calltouch.CodeNoWidget}).OperatorMessage()}},
+		{"calltouch 429", &calltouch.APIError{Status: 429, RetryAfterDur: time.Second},
+			verdict{after: time.Second, message: (&calltouch.APIError{Status: 429}).OperatorMessage()}},
+		// 501 Not Implemented will not be implemented by the next attempt,
+		// whichever partner says it.
+		{"pbx 501", &partner.StatusError{StatusCode: 501}, verdict{permanent: true}},
+		{"retailcrm 501", &retailcrm.APIError{StatusCode: 501, Msg: "Not implemented"}, verdict{permanent: true, message: "Not implemented"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := classify(tc.err); got != tc.want {
 				t.Errorf("classify(%v) = %+v, want %+v", tc.err, got, tc.want)
 			}
 		})
-	}
-}
-
-func TestCheckResponse(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/ok":
-			w.WriteHeader(201)
-		case "/crm":
-			w.WriteHeader(400)
-			io.WriteString(w, `{"success":false,"errorMsg":"Order is not loaded","errors":{"externalId":"is taken"}}`)
-		case "/busy":
-			w.Header().Set("Retry-After", "7")
-			w.WriteHeader(503)
-			io.WriteString(w, "<html><body>Service Unavailable</body></html>")
-		case "/text":
-			w.WriteHeader(409)
-			io.WriteString(w, "  duplicate\n   call  ")
-		}
-	}))
-	defer srv.Close()
-	get := func(path string) error {
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		return CheckResponse("crm", resp)
-	}
-	if err := get("/ok"); err != nil {
-		t.Errorf("201: %v", err)
-	}
-	var se *StatusError
-	if err := get("/crm"); !errors.As(err, &se) || se.Temporary() || se.Message != "Order is not loaded (externalId: is taken)" ||
-		err.Error() != "crm: HTTP 400 Bad Request: Order is not loaded (externalId: is taken)" {
-		t.Errorf("400: %v", err)
-	}
-	if err := get("/busy"); !errors.As(err, &se) || !se.Temporary() || se.RetryAfter() != 7*time.Second || se.Message != "" {
-		t.Errorf("503: %#v", err)
-	}
-	if err := get("/text"); !errors.As(err, &se) || se.Temporary() || se.PartnerMessage() != "duplicate call" {
-		t.Errorf("409: %#v", err)
-	}
-}
-
-func TestMessageFromBody(t *testing.T) {
-	long := strings.Repeat("я", 400)
-	for in, want := range map[string]string{
-		`{"message":"Invalid token"}`:            "Invalid token",
-		`{"error":{"message":"quota exceeded"}}`: "quota exceeded",
-		`{"errors":["a","b"]}`:                   "a; b",
-		`<!doctype html><p>oops</p>`:             "",
-		`{"error":`:                              `{"error":`,
-		long:                                     strings.Repeat("я", 250) + "…",
-	} {
-		if got := MessageFromBody([]byte(in)); got != want {
-			t.Errorf("MessageFromBody(%.30q) = %q, want %q", in, got, want)
-		}
 	}
 }

@@ -16,15 +16,12 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/pult/pult/relay/retryafter"
+	"github.com/pult/pult/relay/partner"
 	"github.com/pult/pult/relay/untrusted"
 )
 
 // MaxResponseBody bounds the answers Client reads.
 const MaxResponseBody = 1 << 20
-
-// maxRetryAfter caps the wait a Retry-After header can ask for.
-const maxRetryAfter = time.Hour
 
 const userAgent = "pult-relay"
 
@@ -64,24 +61,14 @@ func (e *APIError) Error() string {
 // Temporary reports whether retrying later may succeed: 408, 425, 429 and
 // every 5xx but 501. Anything else (bad token, unknown integration, refused
 // body, redirects) fails the same way every time.
-func (e *APIError) Temporary() bool { return temporaryStatus(e.Status) }
+func (e *APIError) Temporary() bool { return partner.TemporaryStatus(e.Status) }
 
-// RetryAfter is how long Qolio asked to wait before retrying; 0 when it did
-// not say.
-func (e *APIError) RetryAfter() time.Duration { return e.RetryAfterDur }
-
-// RetryDelay is RetryAfter, under the name every pult partner error has.
+// RetryDelay is how long Qolio asked to wait before retrying; 0 when it did
+// not say. APIError and ValidationError are partner.Errors.
 func (e *APIError) RetryDelay() time.Duration { return e.RetryAfterDur }
 
-func temporaryStatus(s int) bool {
-	switch {
-	case s == http.StatusRequestTimeout, s == http.StatusTooEarly, s == http.StatusTooManyRequests:
-		return true
-	case s >= 500 && s <= 599 && s != http.StatusNotImplemented:
-		return true
-	}
-	return false
-}
+// PartnerMessage is Qolio's message.
+func (e *APIError) PartnerMessage() string { return e.Message }
 
 // endpoint checks the configured URL.
 func (c *Client) endpoint() (string, error) {
@@ -160,7 +147,7 @@ func (c *Client) Send(ctx context.Context, comm Communication) error {
 		apiErr.Message = "HTTP status " + strconv.Itoa(resp.StatusCode)
 	}
 	if apiErr.Temporary() {
-		apiErr.RetryAfterDur = retryafter.Parse(resp.Header.Get("Retry-After"), time.Now(), maxRetryAfter)
+		apiErr.RetryAfterDur = partner.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), partner.MaxRetryAfter)
 	}
 	return apiErr
 }
@@ -300,3 +287,9 @@ func clean(s string) string {
 	}, strings.ToValidUTF8(s, " "))
 	return untrusted.Truncate(strings.Join(strings.Fields(s), " "), 512)
 }
+
+// Every failure this client reports with a type of its own is a partner.Error.
+var (
+	_ partner.Error = (*APIError)(nil)
+	_ partner.Error = (*ValidationError)(nil)
+)

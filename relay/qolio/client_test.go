@@ -22,7 +22,7 @@ var msk = time.FixedZone("MSK", 3*3600)
 // retryable is what an outbox adapter looks for.
 type retryable interface {
 	Temporary() bool
-	RetryAfter() time.Duration
+	RetryDelay() time.Duration
 }
 
 func intp(n int) *int { return &n }
@@ -279,11 +279,11 @@ func TestErrors(t *testing.T) {
 			if !errors.As(err, &r) || r.Temporary() != tt.temporary {
 				t.Errorf("Temporary = %v, want %v", apiErr.Temporary(), tt.temporary)
 			}
-			if tt.after > 0 && (r.RetryAfter() < tt.after || r.RetryAfter() > tt.after+20*time.Second) {
-				t.Errorf("RetryAfter = %v, want about %v", r.RetryAfter(), tt.after)
+			if tt.after > 0 && (r.RetryDelay() < tt.after || r.RetryDelay() > tt.after+20*time.Second) {
+				t.Errorf("RetryDelay = %v, want about %v", r.RetryDelay(), tt.after)
 			}
-			if tt.after == 0 && r.RetryAfter() != 0 {
-				t.Errorf("RetryAfter = %v", r.RetryAfter())
+			if tt.after == 0 && r.RetryDelay() != 0 {
+				t.Errorf("RetryDelay = %v", r.RetryDelay())
 			}
 			if strings.Contains(err.Error(), token) {
 				t.Errorf("error leaks the token: %v", err)

@@ -127,11 +127,11 @@ func (e *ValidationError) Error() string {
 // Temporary is false: the same input is refused every time.
 func (e *ValidationError) Temporary() bool { return false }
 
-// RetryAfter is 0: there is nothing to wait for.
-func (e *ValidationError) RetryAfter() time.Duration { return 0 }
-
-// RetryDelay is RetryAfter.
+// RetryDelay is 0: there is nothing to wait for.
 func (e *ValidationError) RetryDelay() time.Duration { return 0 }
+
+// PartnerMessage is the refusal, naming the field.
+func (e *ValidationError) PartnerMessage() string { return e.Error() }
 
 func invalid(field, format string, args ...any) *ValidationError {
 	return &ValidationError{Field: field, Msg: fmt.Sprintf(format, args...)}

@@ -25,11 +25,10 @@
 //   - anything else: the request did not complete (network, timeout,
 //     cancelled context; errors.Is works for context errors).
 //
-// Every typed error has Temporary() bool and RetryAfter() time.Duration (and
-// RetryDelay(), the same value under the name retailcrm.APIError can offer)
-// so a caller such as an outbox can act without importing this package's
-// types: Temporary() true means retrying later may succeed (408, 425, 429 and
-// 5xx other than 501), and RetryAfter() is how long Qolio asked to wait
+// Every typed error is a partner.Error (Temporary, RetryDelay,
+// PartnerMessage), so a caller such as an outbox can act without importing
+// this package's types: Temporary() true means retrying later may succeed
+// (partner.TemporaryStatus), and RetryDelay() is how long Qolio asked to wait
 // (Retry-After in seconds or as an HTTP date, capped at an hour; 0 when not
 // given). Temporary() false means retrying the same request cannot succeed:
 // mark it permanent. Errors without these methods are transport failures and

@@ -14,16 +14,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pult/pult/relay/retryafter"
+	"github.com/pult/pult/relay/partner"
 	"github.com/pult/pult/relay/untrusted"
 )
 
 // ErrBadResponse is wrapped by errors about answers that are not retailCRM's
 // JSON (garbage, oversized, missing "success").
 var ErrBadResponse = errors.New("retailcrm: malformed response")
-
-// maxRetryAfter caps the wait a Retry-After header can ask for.
-const maxRetryAfter = time.Hour
 
 // userAgent identifies the relay to retailCRM.
 const userAgent = "pult-relay"
@@ -80,14 +77,14 @@ func (e *APIError) Error() string {
 // RetryAfter if set), or failed on its side (408, 425, any other 5xx but
 // 501). Everything else — a refused key, refused input, success:false, a
 // redirect — fails the same way every time.
-func (e *APIError) Temporary() bool {
-	switch s := e.StatusCode; {
-	case s == http.StatusRequestTimeout, s == http.StatusTooEarly, s == http.StatusTooManyRequests:
-		return true
-	case s >= 500 && s <= 599 && s != http.StatusNotImplemented:
-		return true
+func (e *APIError) Temporary() bool { return partner.TemporaryStatus(e.StatusCode) }
+
+// PartnerMessage is retailCRM's errorMsg with its per-field errors.
+func (e *APIError) PartnerMessage() string {
+	if len(e.Errors) == 0 {
+		return e.Msg
 	}
-	return false
+	return e.Msg + " (" + partner.FieldErrors(e.Errors) + ")"
 }
 
 // endpoint is the URL of an API path like "/telephony/manager".
@@ -187,7 +184,7 @@ func (c *Client) do(ctx context.Context, method, path string, params url.Values,
 			apiErr.Msg = "HTTP status " + strconv.Itoa(resp.StatusCode)
 		}
 		if apiErr.Temporary() {
-			apiErr.RetryAfter = retryafter.Parse(resp.Header.Get("Retry-After"), time.Now(), maxRetryAfter)
+			apiErr.RetryAfter = partner.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), partner.MaxRetryAfter)
 		}
 		return apiErr
 	}
@@ -280,3 +277,9 @@ func decodeErrors(b json.RawMessage) map[string]string {
 	}
 	return out
 }
+
+// Every failure this client reports with a type of its own is a partner.Error.
+var (
+	_ partner.Error = (*APIError)(nil)
+	_ partner.Error = (*ValidationError)(nil)
+)

@@ -26,12 +26,9 @@
 // *[ValidationError] (input we parse, or refuse to send) or *[APIError]
 // (answers from retailCRM); anything else is a transport failure or an
 // answer that is not retailCRM's JSON ([ErrBadResponse]). Both typed errors
-// have Temporary() bool and RetryDelay() time.Duration, so an outbox can
-// classify them through one interface shared with pult's other partner
-// packages: Temporary() true means retrying later may succeed (408, 425,
-// 429, 5xx but 501), and RetryDelay() is the Retry-After retailCRM sent
-// (APIError's RetryAfter field; the field's name keeps a RetryAfter()
-// method off the type). Temporary() false means retrying cannot help.
+// are partner.Errors (Temporary, RetryDelay, PartnerMessage): retryable
+// statuses are partner.TemporaryStatus's, and RetryDelay is the Retry-After
+// retailCRM sent (APIError's RetryAfter field).
 package retailcrm
 
 // Paths of retailCRM's API used by the telephony integration.

@@ -15,12 +15,8 @@ import (
 	"github.com/pult/pult/relay/untrusted"
 )
 
-// RetryDelay is how long retailCRM asked to wait (the RetryAfter field),
-// under the method name every pult partner error has: the field's name keeps
-// a method RetryAfter() off this type. With Temporary it lets an outbox
-// classify the error through
-//
-//	interface{ Temporary() bool; RetryDelay() time.Duration }
+// RetryDelay is how long retailCRM asked to wait (the RetryAfter field).
+// APIError and ValidationError are partner.Errors.
 func (e *APIError) RetryDelay() time.Duration { return e.RetryAfter }
 
 // Temporary is false: input retailCRM refuses is refused every time.
@@ -28,6 +24,9 @@ func (e *ValidationError) Temporary() bool { return false }
 
 // RetryDelay is 0: there is nothing to wait for.
 func (e *ValidationError) RetryDelay() time.Duration { return 0 }
+
+// PartnerMessage is the refusal, naming the field.
+func (e *ValidationError) PartnerMessage() string { return e.Error() }
 
 // EditIntegrationModule registers the telephony, or updates it when a module
 // with this code exists: POST /api/v5/integration-modules/{code}/edit with
