@@ -38,6 +38,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,6 +78,10 @@ type clientWorld struct {
 	crm         *sim.CRM
 	host        string
 	anna, boris *testAgent
+
+	mu          sync.Mutex
+	accepted    []string // externalIds of calls in accepted uploads
+	refusedOnly []string // externalIds only ever sent in refused uploads
 }
 
 // newClientWorld: Anna (101, user 7) and Boris (102, user 8) are signed in,
@@ -559,11 +564,9 @@ func TestRetailCRMClientsConformance(t *testing.T) {
 	// (besides the history of the calls the events made) and no call only
 	// ever sent in a refused upload did; the refused ones went first, so
 	// they would be there by now.
-	var wantIDs, refusedIDs []string
-	for _, client := range retailCRMClients {
-		wantIDs = append(wantIDs, client+"-h1", client+"-h2", client+"-h3", client+"-h4", client+"-hx", client+"-big1")
-		refusedIDs = append(refusedIDs, client+"-hy", client+"-hz")
-	}
+	w.mu.Lock()
+	wantIDs, refusedIDs := slices.Clone(w.accepted), slices.Clone(w.refusedOnly)
+	w.mu.Unlock()
 	var got []string
 	waitUntil(t, "the accepted uploads in retailCRM", func() bool {
 		got = got[:0]
@@ -655,12 +658,17 @@ func (w *clientWorld) runClient(t *testing.T, client string, n int) {
 			externalID: callID(id), recordURL: "https://pbx.example.com/rec/" + callID(id) + ".mp3", externalPhone: "+74951234567", site: "shop-1", source: source}
 	}
 	up := func(cs ...uploadCall) []field { return fields("calls", callsJSON(client, cs...)) }
-	uploaded := func(name string, fs []field, processed int, dups []string, oldCurl bool) {
+	uploaded := func(name string, cs []uploadCall, processed int, dups []string, oldCurl bool) {
 		t.Run("calls-upload/"+name, func(t *testing.T) {
-			c := post(pathUpload, fs, key, "upload")
+			c := post(pathUpload, up(cs...), key, "upload")
 			c.oldCurl = oldCurl
 			a, v := w.do(t, client, c)
 			wantOK(t, client, a, v)
+			w.mu.Lock()
+			for _, c := range cs {
+				w.accepted = append(w.accepted, c.externalID)
+			}
+			w.mu.Unlock()
 			if oldCurl && !a.got100 {
 				t.Errorf("no 100 Continue to Expect: libcurl waits a second before it sends the body")
 			}
@@ -673,30 +681,33 @@ func (w *clientWorld) runClient(t *testing.T, client string, n int) {
 			}
 		})
 	}
-	refusedUpload := func(name string, fs []field, k string, want refusal) {
+	refusedUpload := func(name string, fs []field, k string, want refusal, neverAccepted ...string) {
 		t.Run("calls-upload/"+name, func(t *testing.T) {
 			a, v := w.do(t, client, post(pathUpload, fs, k, "upload"))
 			wantRefused(t, client, a, v, want)
+			w.mu.Lock()
+			w.refusedOnly = append(w.refusedOnly, neverAccepted...)
+			w.mu.Unlock()
 		})
 	}
 	// Refused first: their calls must not count as uploaded afterwards.
 	refusedUpload("missing-key", up(call("hx", false)), "", refusedMissingKey)
 	refusedUpload("wrong-key", up(call("hx", false)), "wrong", refusedWrongKey)
-	refusedUpload("wrong-key-only", up(call("hy", false)), "wrong", refusedWrongKey)
+	refusedUpload("wrong-key-only", up(call("hy", false)), "wrong", refusedWrongKey, callID("hy"))
 	refusedUpload("missing-calls", nil, key, missingParam("calls"))
 	badDate := call("hz", false)
 	badDate.date = "01.05.2024 12:00"
-	refusedUpload("invalid-date", up(badDate), key, invalidField("date"))
+	refusedUpload("invalid-date", up(badDate), key, invalidField("date"), callID("hz"))
 	refusedUpload("invalid-json", fields("calls", `[{"date":"`+date+`"`), key, invalidField(""))
-	uploaded("new", up(call("h1", client == "php6" || client == "python"), call("h2", false)), 2, nil, false)
-	uploaded("duplicate", up(call("h2", false), call("h3", false)), 1, []string{callID("h2")}, false)
-	uploaded("after-refusals", up(call("hx", false), call("h4", false)), 2, nil, false)
+	uploaded("new", []uploadCall{call("h1", client == "php6" || client == "python"), call("h2", false)}, 2, nil, false)
+	uploaded("duplicate", []uploadCall{call("h2", false), call("h3", false)}, 1, []string{callID("h2")}, false)
+	uploaded("after-refusals", []uploadCall{call("hx", false), call("h4", false)}, 2, nil, false)
 	if client == "php5" {
 		// Over 1024 bytes from an older libcurl: Expect: 100-continue.
-		uploaded("expect-100-continue", up(call("big1", false), call("h1", false), call("h2", false), call("h3", false), call("h4", false), call("hx", false)),
+		uploaded("expect-100-continue", []uploadCall{call("big1", false), call("h1", false), call("h2", false), call("h3", false), call("h4", false), call("hx", false)},
 			1, []string{callID("h1"), callID("h2"), callID("h3"), callID("h4"), callID("hx")}, true)
 	} else {
-		uploaded("big", up(call("big1", false)), 1, nil, false)
+		uploaded("big", []uploadCall{call("big1", false)}, 1, nil, false)
 	}
 
 	// Bodies over the relay's bound: a JSON refusal the client can read
