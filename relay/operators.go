@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/call"
 )
 
 // Operator is a person who may connect an agent. The relay keeps only a hash
@@ -401,4 +402,9 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// person is the operator as a call record knows them.
+func person(op Operator) call.Person {
+	return call.Person{ID: op.ID, Code: op.Code, Name: op.Name, UserID: op.UserID}
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/pult/pult/agent/phone"
+	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/retailcrm"
 )
 
@@ -94,7 +95,7 @@ func (s *Server) handleCallEvent(w http.ResponseWriter, r *http.Request) {
 		retailcrm.WriteValidationError(w, err)
 		return
 	}
-	ce := callEvent{
+	ce := call.Event{
 		Type: ev.Type, CallID: ev.CallExternalID, Phone: ev.Phone, Line: ev.ExternalPhone,
 		Site: ev.Site, HangupStatus: ev.HangupStatus, At: received.UTC(), Source: sourceRetailCRM,
 	}
@@ -108,7 +109,7 @@ func (s *Server) handleCallEvent(w http.ResponseWriter, r *http.Request) {
 		}
 		if !seen[op.ID] {
 			seen[op.ID] = true
-			ce.Operators = append(ce.Operators, op)
+			ce.Operators = append(ce.Operators, person(op))
 		}
 	}
 	for _, u := range ev.UserIDs {
@@ -120,7 +121,7 @@ func (s *Server) handleCallEvent(w http.ResponseWriter, r *http.Request) {
 		}
 		if !seen[op.ID] {
 			seen[op.ID] = true
-			ce.Operators = append(ce.Operators, op)
+			ce.Operators = append(ce.Operators, person(op))
 		}
 	}
 	if err := s.processCall(r.Context(), ce, received); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/store"
 )
@@ -73,15 +74,15 @@ const (
 
 // queueChange is one element of the queue stream.
 type queueChange struct {
-	At   time.Time  `json:"at"` // when the relay received what changed the call
-	Call callRecord `json:"call"`
+	At   time.Time   `json:"at"` // when the relay received what changed the call
+	Call call.Record `json:"call"`
 }
 
 // publishQueueChange appends the call's new state to the queue stream; it
 // is stored once acks.Wait returns nil. The message id makes a replay of the
 // same change a no-op (within JetStream's dedupe window; the board also
 // ignores versions it has seen).
-func (s *Server) publishQueueChange(acks *store.Acks, rec *callRecord, at time.Time) error {
+func (s *Server) publishQueueChange(acks *store.Acks, rec *call.Record, at time.Time) error {
 	c := *rec
 	c.Client, c.Manager, c.Links = nil, nil, nil
 	b, err := json.Marshal(queueChange{At: at.UTC(), Call: c})
@@ -127,7 +128,7 @@ type opState struct {
 
 // liveCall is a call not over yet, and what has been counted of it.
 type liveCall struct {
-	Rec         callRecord      `json:"rec"`
+	Rec         call.Record     `json:"rec"`
 	LastAt      time.Time       `json:"lastAt"`
 	Rung        map[string]bool `json:"rung"`   // operators counted as rung (or dialling)
 	Missed      map[string]bool `json:"missed"` // operators counted as having missed it
@@ -549,7 +550,7 @@ func (b *board) applyChangeLocked(seq uint64, c queueChange) {
 	b.advanceLocked(at)
 	rec := c.Call
 	if rec.Legs == nil {
-		rec.Legs = map[string]*leg{}
+		rec.Legs = map[string]*call.Leg{}
 	}
 	key := rec.Key
 	lc := b.st.Calls[key]
@@ -577,7 +578,7 @@ func (b *board) applyChangeLocked(seq uint64, c queueChange) {
 	}
 	lc.Rec, lc.LastAt = rec, at
 	in := rec.Direction != wire.DirectionOut
-	for _, id := range rec.operators() {
+	for _, id := range rec.Operators() {
 		if lc.Rung[id] {
 			continue
 		}
@@ -598,12 +599,12 @@ func (b *board) applyChangeLocked(seq uint64, c queueChange) {
 			lc.Answerer, lc.TalkFrom = rec.AnsweredBy, answered
 			if in {
 				b.countAnswer(&b.st.Totals, wait)
-				if rec.AnsweredBy != answeredOutside {
+				if rec.AnsweredBy != call.AnsweredOutside {
 					b.countAnswer(&b.op(rec.AnsweredBy).Counters, wait)
 				}
 			}
 		case lc.Answerer == rec.AnsweredBy:
-		case lc.Answerer == answeredOutside:
+		case lc.Answerer == call.AnsweredOutside:
 			// Who answered became known later (a hangup naming them):
 			// theirs from the first answer on.
 			lc.Answerer = rec.AnsweredBy
@@ -614,12 +615,12 @@ func (b *board) applyChangeLocked(seq uint64, c queueChange) {
 			// Another operator answers a call in progress: a transfer. The
 			// first one's talk ends now; the new one took an answered call
 			// that waited no longer in the queue.
-			if in && lc.Answerer != answeredOutside {
+			if in && lc.Answerer != call.AnsweredOutside {
 				countTalk(&b.op(lc.Answerer).Counters, at.Sub(lc.TalkFrom))
 			}
 			b.markOpLocked(lc.Answerer)
 			lc.Answerer, lc.TalkFrom, lc.Transferred = rec.AnsweredBy, at, true
-			if in && rec.AnsweredBy != answeredOutside {
+			if in && rec.AnsweredBy != call.AnsweredOutside {
 				b.countAnswer(&b.op(rec.AnsweredBy).Counters, 0)
 			}
 		}
@@ -657,7 +658,7 @@ func (b *board) applyChangeLocked(seq uint64, c queueChange) {
 				total = rec.TalkTime
 			}
 			countTalk(&b.st.Totals, total)
-			if lc.Answerer != answeredOutside {
+			if lc.Answerer != call.AnsweredOutside {
 				mine := ended.Sub(lc.TalkFrom)
 				if !lc.Transferred && rec.TalkTime > 0 {
 					mine = rec.TalkTime
@@ -672,7 +673,7 @@ func (b *board) applyChangeLocked(seq uint64, c queueChange) {
 		}
 		b.st.Totals.Missed++
 		b.countWait(&b.st.Totals, wait)
-		for _, id := range rec.operators() {
+		for _, id := range rec.Operators() {
 			if !lc.Missed[id] {
 				lc.Missed[id] = true
 				o := b.op(id)
@@ -693,7 +694,7 @@ func (b *board) refreshCallLocked(key string, lc *liveCall) {
 	if rec.Direction != wire.DirectionOut && rec.State == wire.CallRinging {
 		w := wire.WaitingCall{ID: rec.ID, Phone: rec.Phone, PhoneDisplay: rec.PhoneDisplay, Line: rec.Line,
 			LineDisplay: rec.LineDisplay, Site: rec.Site, Since: rec.StartedAt.UTC()}
-		for _, id := range rec.operators() {
+		for _, id := range rec.Operators() {
 			if l := rec.Legs[id]; !l.Stopped {
 				w.Ringing = append(w.Ringing, l.Code)
 			}
@@ -709,7 +710,7 @@ func (b *board) refreshCallLocked(key string, lc *liveCall) {
 	for id := range rec.Legs {
 		b.linkLocked(id, key)
 	}
-	if lc.Answerer != "" && lc.Answerer != answeredOutside {
+	if lc.Answerer != "" && lc.Answerer != call.AnsweredOutside {
 		b.linkLocked(lc.Answerer, key)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/calltouch"
 	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/outbox"
@@ -30,7 +31,7 @@ type Server struct {
 	log *slog.Logger
 
 	store   *store.Store
-	calls   *callCache // recent call records as stored, see processCall
+	calls   *call.Cache // recent call records as stored, see processCall
 	ops     *Registry
 	hub     *hub.Hub
 	outbox  *outbox.Outbox
@@ -65,7 +66,7 @@ func New(cfg Config, logger *slog.Logger) *Server {
 		pbx:   &http.Client{Timeout: cfg.PBX.Timeout.Duration, CheckRedirect: noRedirects},
 		loc:   cfg.Location(),
 		clock: time.Now,
-		calls: newCallCache(callCacheGeneration),
+		calls: call.NewCache(call.CacheGeneration),
 		sites: map[string]string{},
 		ready: make(chan struct{}),
 	}
