@@ -14,6 +14,7 @@ import (
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/retailcrm"
 )
@@ -115,7 +116,7 @@ type crmStatusJob struct {
 
 // queueCRMStatus queues an operator's status for retailCRM, unless it came
 // from retailCRM.
-func (s *Server) queueCRMStatus(ctx context.Context, op Operator, st wire.Status, at time.Time, source string) error {
+func (s *Server) queueCRMStatus(ctx context.Context, op operators.Operator, st wire.Status, at time.Time, source string) error {
 	if !s.cfg.RetailCRM.SyncStatus || source == sourceCRM {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 )
 
@@ -282,4 +283,9 @@ func (s *Server) handleAPIVersions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	retailcrm.WriteSuccess(w, http.StatusOK, map[string]any{"versions": []string{"5.0"}})
+}
+
+// person is the operator as a call record knows them.
+func person(op operators.Operator) call.Person {
+	return call.Person{ID: op.ID, Code: op.Code, Name: op.Name, UserID: op.UserID}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/hub"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/store"
 )
 
@@ -163,7 +164,7 @@ type board struct {
 	mu      sync.Mutex
 	st      boardState
 	changed bool // since the last checkpoint
-	info    map[string]Operator
+	info    map[string]operators.Operator
 	status  map[string]wire.StatusInfo
 	waiting map[string]wire.WaitingCall // by call id
 	opCalls map[string]map[string]bool  // operator id → keys of their live calls
@@ -192,7 +193,7 @@ func newBoard(log *slog.Logger, st *store.Store, loc *time.Location, serviceLeve
 		connected: func(string) int { return 0 },
 		kick:      make(chan struct{}, 1), ready: make(chan struct{}),
 		st:   freshState(),
-		info: map[string]Operator{}, status: map[string]wire.StatusInfo{},
+		info: map[string]operators.Operator{}, status: map[string]wire.StatusInfo{},
 		waiting: map[string]wire.WaitingCall{}, opCalls: map[string]map[string]bool{},
 		pubOps: map[string]wire.QueueOperator{}, pubWaiting: map[string]wire.WaitingCall{},
 		dirtyOps: map[string]bool{}, dirtyWaiting: map[string]bool{},
@@ -206,7 +207,7 @@ func freshState() boardState {
 
 // open loads the checkpoint (unless it belongs to another incarnation of
 // the stream) and the operators and their statuses.
-func (b *board) open(ctx context.Context, ops []Operator) error {
+func (b *board) open(ctx context.Context, ops []operators.Operator) error {
 	first, last, created, err := b.store.QueueInfo(ctx)
 	if err != nil {
 		return err
@@ -453,14 +454,14 @@ func (b *board) applyMsg(seq uint64, data []byte) {
 }
 
 // putOperator adds or updates an operator from the registry.
-func (b *board) putOperator(op Operator) {
+func (b *board) putOperator(op operators.Operator) {
 	b.mu.Lock()
 	b.putOperatorLocked(op)
 	b.mu.Unlock()
 	b.signal()
 }
 
-func (b *board) putOperatorLocked(op Operator) {
+func (b *board) putOperatorLocked(op operators.Operator) {
 	b.info[op.ID] = op
 	if !op.Revoked() && b.st.Ops[op.ID] == nil {
 		b.st.Ops[op.ID] = &opState{}

@@ -12,13 +12,14 @@ import (
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/store"
 )
 
 var (
-	anna  = Operator{ID: "a", Name: "Anna", Code: "100", UserID: "1"}
-	boris = Operator{ID: "b", Name: "Boris", Code: "101", UserID: "2"}
-	vera  = Operator{ID: "v", Name: "Vera", Code: "102", UserID: "3"}
+	anna  = operators.Operator{ID: "a", Name: "Anna", Code: "100", UserID: "1"}
+	boris = operators.Operator{ID: "b", Name: "Boris", Code: "101", UserID: "2"}
+	vera  = operators.Operator{ID: "v", Name: "Vera", Code: "102", UserID: "3"}
 )
 
 // foldBoard is a board without a store, driven by hand: the fold alone.
@@ -37,7 +38,7 @@ func newFoldBoard(t *testing.T, start time.Time) *foldBoard {
 		t.Fatal(err)
 	}
 	fb.board = newBoard(slog.New(slog.DiscardHandler), nil, msk, 20*time.Second, func() time.Time { return fb.now })
-	for _, op := range []Operator{anna, boris, vera} {
+	for _, op := range []operators.Operator{anna, boris, vera} {
 		op.CreatedAt = start.Add(-time.Hour)
 		fb.putOperatorLocked(op)
 		fb.st.Ops[op.ID].Connected = true
@@ -47,7 +48,7 @@ func newFoldBoard(t *testing.T, start time.Time) *foldBoard {
 
 // event applies a PBX event at now+after to the call's record, as
 // processCall does, and folds the change in.
-func (fb *foldBoard) event(after time.Duration, id, dir, typ, status string, ops ...Operator) {
+func (fb *foldBoard) event(after time.Duration, id, dir, typ, status string, ops ...operators.Operator) {
 	fb.t.Helper()
 	fb.now = fb.now.Add(after)
 	ev := call.Event{Type: typ, CallID: id, HangupStatus: status, At: fb.now, Direction: dir}
@@ -347,7 +348,7 @@ func TestBoardRebuildsFromStream(t *testing.T) {
 	t0 := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
 	script := newFoldBoard(t, t0) // makes the records; its own fold is not used
 	seq := 0
-	emit := func(after time.Duration, id, typ, status string, ops ...Operator) {
+	emit := func(after time.Duration, id, typ, status string, ops ...operators.Operator) {
 		script.now = script.now.Add(after)
 		rec := script.rec[id]
 		if rec == nil {
@@ -383,8 +384,8 @@ func TestBoardRebuildsFromStream(t *testing.T) {
 		t.Helper()
 		msk, _ := loadZone("Europe/Moscow")
 		b := newBoard(slog.New(slog.DiscardHandler), st, msk, 20*time.Second, func() time.Time { return now })
-		var ops []Operator
-		for _, op := range []Operator{anna, boris, vera} {
+		var ops []operators.Operator
+		for _, op := range []operators.Operator{anna, boris, vera} {
 			op.CreatedAt = t0.Add(-time.Hour)
 			ops = append(ops, op)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/calltouch"
 	"github.com/pult/pult/relay/hub"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/qolio"
 	"github.com/pult/pult/relay/retailcrm"
@@ -32,7 +33,7 @@ type Server struct {
 
 	store   *store.Store
 	calls   *call.Cache // recent call records as stored, see processCall
-	ops     *Registry
+	ops     *operators.Registry
 	hub     *hub.Hub
 	outbox  *outbox.Outbox
 	mgr     *managers // nil without a CRM
@@ -120,7 +121,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer s.store.Close()
 
-	s.ops, err = OpenRegistry(ctx, s.store.Operators, func(op Operator) {
+	s.ops, err = operators.Open(ctx, s.store.Operators, func(op operators.Operator) {
 		if s.hub != nil {
 			s.hub.Disconnect(op.ID, wire.CloseRevoked, "token revoked")
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/store"
 )
@@ -145,7 +146,7 @@ func (s *Server) newCall(key string, ev call.Event, num phone.Number, parsed boo
 		ManagerState: wire.ManagerOff, Source: ev.Source,
 	}
 	if rec.ID == "" {
-		rec.ID = "pult-" + randomHex(8)
+		rec.ID = call.NewID()
 	}
 	switch {
 	case ev.Direction == wire.DirectionIn || ev.Direction == wire.DirectionOut:
@@ -368,7 +369,7 @@ func (s *Server) handleCRMMakeCall(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "dialing %s\n", res.Phone)
 }
 
-func (s *Server) notify(ctx context.Context, op Operator, n wire.Notice, received time.Time) {
+func (s *Server) notify(ctx context.Context, op operators.Operator, n wire.Notice, received time.Time) {
 	b, _ := json.Marshal(n)
 	if _, err := s.store.Append(ctx, op.ID, wire.TypeNotice, b, "", received); err != nil {
 		s.log.Warn("notice not stored", "operator", op.ID, "err", err)

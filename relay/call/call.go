@@ -8,6 +8,7 @@
 package call
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"sort"
@@ -98,7 +99,15 @@ type Leg struct {
 	Stopped bool   `json:"stopped,omitempty"` // stopped ringing here while the call went on
 }
 
-// callKey names a call in the calls bucket: by the PBX's id, or by the
+// NewID is an id for a call whose PBX gave none: "pult-" and 16 random hex
+// digits.
+func NewID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "pult-" + hex.EncodeToString(b)
+}
+
+// Key names a call in the calls bucket: by the PBX's id, or by the
 // number when the PBX sends none (retailCRM makes callExternalId optional).
 func Key(callID, phone string) string {
 	src := "id:" + callID
