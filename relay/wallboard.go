@@ -1,13 +1,17 @@
 package relay
 
 import (
+	"bytes"
 	"embed"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"html/template"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/text/language"
 
 	"github.com/pult/pult/agent/wire"
 )
@@ -19,9 +23,16 @@ import (
 // events, with the token in the Authorization header: first an event
 // "snapshot" (a wire.QueueSnapshot), then events "delta" (wire.QueueDelta),
 // the same JSON as the websocket protocol.
+//
+// The page speaks English or Russian: ?lang=ru|en, else the browser's
+// Accept-Language; the script follows navigator.languages unless ?lang=
+// was given. The words are in wallboard/i18n/<lang>.json (docs/translating.md).
 
-//go:embed wallboard/index.html wallboard/board.js wallboard/board.css
+//go:embed wallboard/index.html wallboard/board.js wallboard/board.css wallboard/i18n/*.json
 var wallboardFiles embed.FS
+
+// boardLangs are the wallboard's languages; the first is the fallback.
+var boardLangs = []language.Tag{language.English, language.Russian}
 
 const (
 	pathBoard       = "/board"
@@ -34,19 +45,111 @@ const (
 const boardCSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " +
 	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
+// wallboardPage is the page in each language, with the choice fixed by
+// ?lang= or left to the browser, rendered once.
 type wallboardPage struct {
 	once sync.Once
-	html []byte
+	html map[boardPageKey][]byte
+	err  error
+}
+
+type boardPageKey struct {
+	lang  string
+	fixed bool
 }
 
 func (s *Server) handleBoardPage(w http.ResponseWriter, r *http.Request) {
 	s.page.once.Do(func() {
-		b, _ := wallboardFiles.ReadFile("wallboard/index.html")
-		secs := strconv.Itoa(int(s.cfg.Queue.LongBreak.Duration / time.Second))
-		s.page.html = []byte(strings.Replace(string(b), "{{LONG_BREAK}}", secs, 1))
+		s.page.html, s.page.err = renderBoardPages(int(s.cfg.Queue.LongBreak.Duration / time.Second))
 	})
+	if s.page.err != nil {
+		http.Error(w, "the wallboard page is broken: "+s.page.err.Error(), http.StatusInternalServerError)
+		return
+	}
+	lang, fixed := boardLanguage(r)
 	boardHeaders(w, "text/html; charset=utf-8")
-	w.Write(s.page.html)
+	w.Header().Set("Content-Language", lang)
+	w.Header().Add("Vary", "Accept-Language")
+	w.Write(s.page.html[boardPageKey{lang, fixed}])
+}
+
+// boardLanguage picks the page's language: ?lang= (fixed), else the best
+// of Accept-Language.
+func boardLanguage(r *http.Request) (lang string, fixed bool) {
+	m := language.NewMatcher(boardLangs)
+	if q := r.URL.Query().Get("lang"); q != "" {
+		if t, err := language.Parse(q); err == nil {
+			if _, i, conf := m.Match(t); conf != language.No {
+				return boardLangs[i].String(), true
+			}
+		}
+	}
+	tags, _, _ := language.ParseAcceptLanguage(r.Header.Get("Accept-Language"))
+	_, i, conf := m.Match(tags...)
+	if conf == language.No {
+		i = 0
+	}
+	return boardLangs[i].String(), false
+}
+
+// boardWords reads wallboard/i18n/<lang>.json for every language: an id
+// and its text, or for a count its plural forms (one, few, many, other).
+func boardWords() (map[string]map[string]any, error) {
+	all := map[string]map[string]any{}
+	for _, t := range boardLangs {
+		b, err := wallboardFiles.ReadFile("wallboard/i18n/" + t.String() + ".json")
+		if err != nil {
+			return nil, err
+		}
+		var words map[string]any
+		if err := json.Unmarshal(b, &words); err != nil {
+			return nil, fmt.Errorf("wallboard/i18n/%s.json: %w", t, err)
+		}
+		all[t.String()] = words
+	}
+	return all, nil
+}
+
+// renderBoardPages renders index.html for every language: its words on
+// the page, and all the languages' words for the script.
+func renderBoardPages(longBreakSeconds int) (map[boardPageKey][]byte, error) {
+	words, err := boardWords()
+	if err != nil {
+		return nil, err
+	}
+	out := map[boardPageKey][]byte{}
+	for _, t := range boardLangs {
+		lang := t.String()
+		text := func(id string) string {
+			switch v := words[lang][id].(type) {
+			case string:
+				return v
+			case map[string]any:
+				s, _ := v["other"].(string)
+				return s
+			}
+			return id
+		}
+		tmpl, err := template.New("index.html").Funcs(template.FuncMap{
+			"t": text,
+			// Our own embedded words, with <code> in them.
+			"html": func(id string) template.HTML { return template.HTML(text(id)) },
+		}).ParseFS(wallboardFiles, "wallboard/index.html")
+		if err != nil {
+			return nil, err
+		}
+		for _, fixed := range []bool{false, true} {
+			var b bytes.Buffer
+			err := tmpl.Execute(&b, map[string]any{
+				"Lang": lang, "Fixed": fixed, "LongBreak": longBreakSeconds, "Words": words,
+			})
+			if err != nil {
+				return nil, err
+			}
+			out[boardPageKey{lang, fixed}] = b.Bytes()
+		}
+	}
+	return out, nil
 }
 
 func (s *Server) handleBoardAsset(w http.ResponseWriter, r *http.Request) {
@@ -82,21 +185,22 @@ func boardHeaders(w http.ResponseWriter, ctype string) {
 // boardViewer authenticates a wallboard request: no token or an unknown one
 // is 401, a revoked one or an operator's 403.
 func (s *Server) boardViewer(w http.ResponseWriter, r *http.Request) (Operator, bool) {
+	// "code" names the error for the page, which says it in its language.
 	token, ok := bearer(r)
 	if !ok {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "a supervisor's token is required (Authorization: Bearer …)"})
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "a supervisor's token is required (Authorization: Bearer …)", "code": "no_token"})
 		return Operator{}, false
 	}
 	op, err := s.ops.Authenticate(token)
 	switch {
 	case errors.Is(err, ErrRevoked):
-		writeJSON(w, http.StatusForbidden, map[string]string{"error": "This token has been revoked."})
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "This token has been revoked.", "code": "revoked"})
 		return Operator{}, false
 	case err != nil:
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "The relay does not know this token."})
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "The relay does not know this token.", "code": "unknown_token"})
 		return Operator{}, false
 	case op.Role != wire.RoleSupervisor:
-		writeJSON(w, http.StatusForbidden, map[string]string{"error": "This is an operator's token: the board needs a supervisor's."})
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "This is an operator's token: the board needs a supervisor's.", "code": "not_supervisor"})
 		return Operator{}, false
 	}
 	return op, true

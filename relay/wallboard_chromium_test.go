@@ -61,6 +61,26 @@ func TestWallboardInChromium(t *testing.T) {
 		page.screenshot(path)
 	}
 
+	// In Russian, as the browser asks (Accept-Language and
+	// navigator.languages both follow this override).
+	ua := page.eval(`navigator.userAgent`)
+	page.call("Network.setUserAgentOverride", map[string]any{"userAgent": ua, "acceptLanguage": "ru-RU,ru"}, nil)
+	page.navigate("about:blank")
+	page.navigate(r.URL + "/board#token=" + supTok)
+	page.waitText("the board in Russian", "Очередь", "Звонки в очереди", "8 (912) 123-45-67", "звонит у 100, 101",
+		"звонок ждёт", "Не в сети", "отвечено 0 · пропущено 0 · исх. 0")
+	if lang := page.eval(`document.documentElement.lang`); lang != "ru" {
+		t.Errorf("the Russian page's lang is %q", lang)
+	}
+	page.navigate("about:blank")
+	page.navigate(r.URL + "/board?lang=ru#token=pult_wrong_token")
+	page.waitText("the error for a wrong token, in Russian", "Сервер не знает этот токен.", "Токен руководителя")
+	// ?lang=en wins over the browser's Russian.
+	page.navigate("about:blank")
+	page.navigate(r.URL + "/board?lang=en#token=" + supTok)
+	page.waitText("?lang=en in a Russian browser", "Calls waiting", "ringing 100, 101", "Offline")
+	page.call("Network.setUserAgentOverride", map[string]any{"userAgent": ua, "acceptLanguage": "en-US,en"}, nil)
+
 	page.navigate("about:blank")
 	page.navigate(r.URL + "/board#token=pult_wrong_token")
 	page.waitText("the error for a wrong token", "The relay does not know this token.", "Supervisor token")

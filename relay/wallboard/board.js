@@ -11,7 +11,35 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const longBreak = Number(document.querySelector('meta[name="pult-long-break"]').content) || 900;
-  const statusNames = { free: 'Free', busy: 'Busy', dinner: 'Dinner', break: 'Break', offline: 'Offline' };
+  const statuses = ['free', 'busy', 'dinner', 'break', 'offline'];
+
+  // The words, in English and Russian (i18n/*.json, put in the page by the
+  // relay). The relay chose the page's language from ?lang= or
+  // Accept-Language; without ?lang= the browser's own list decides.
+  const words = JSON.parse($('pult-words').textContent);
+  const root = document.documentElement;
+  let lang = words[root.lang] ? root.lang : 'en';
+  if (root.dataset.langFixed !== 'true') {
+    for (const l of navigator.languages || [navigator.language]) {
+      const primary = String(l).toLowerCase().split('-')[0];
+      if (words[primary]) { lang = primary; break; }
+    }
+  }
+  const plural = new Intl.PluralRules(lang);
+  // T is the text of id, its {fields} from vars; a count picks the plural form.
+  function T(id, vars, count) {
+    let v = words[lang][id];
+    if (v === undefined) v = words.en[id];
+    if (v === undefined) return id;
+    if (typeof v === 'object') v = v[plural.select(count || 0)] || v.other;
+    return String(v).replace(/\{(\w+)\}/g, (m, k) => (vars && k in vars ? String(vars[k]) : m));
+  }
+  if (lang !== root.lang) {
+    root.lang = lang;
+    for (const e of document.querySelectorAll('[data-i18n]')) e.textContent = T(e.dataset.i18n);
+    for (const e of document.querySelectorAll('[data-i18n-html]')) e.innerHTML = T(e.dataset.i18nHtml); // our own words
+  }
+  const statusName = (s) => (statuses.includes(s) ? T('status.' + s) : s);
 
   let token = '';
   let board = null;     // the snapshot, kept up to date
@@ -51,7 +79,7 @@
 
   function lost(why) {
     const secs = Math.round(retry / 1000);
-    setConn(why + ' — retrying in ' + secs + ' s', 'bad');
+    setConn(T('retrying', { why, n: secs }), 'bad');
     clearTimeout(retryTimer);
     retryTimer = setTimeout(connect, retry);
     retry = Math.min(retry * 2, 30000);
@@ -61,7 +89,7 @@
     if (ctrl) ctrl.abort();
     const my = new AbortController();
     ctrl = my;
-    setConn('connecting…', 'wait');
+    setConn(T('connecting'), 'wait');
     let resp;
     try {
       resp = await fetch('/board/events', {
@@ -69,20 +97,19 @@
         signal: my.signal, cache: 'no-store',
       });
     } catch (e) {
-      if (!my.signal.aborted) lost('The relay cannot be reached');
+      if (!my.signal.aborted) lost(T('unreachable'));
       return;
     }
     if (resp.status === 401 || resp.status === 403) {
-      let msg = '';
-      try { msg = (await resp.json()).error || ''; } catch (e) { /* not JSON */ }
-      setConn('not signed in', 'bad');
-      showLogin(resp.status === 401
-        ? 'The relay does not know this token.'
-        : (msg || 'This token may not see the board: it needs a supervisor\'s token.'));
+      let code = '';
+      try { code = (await resp.json()).code || ''; } catch (e) { /* not JSON */ }
+      setConn(T('notSignedIn'), 'bad');
+      const known = code && words.en['error.' + code] !== undefined;
+      showLogin(known ? T('error.' + code) : T(resp.status === 401 ? 'error.unknown_token' : 'error.forbidden'));
       return;
     }
     if (!resp.ok || !resp.body) {
-      lost('The relay answered ' + resp.status);
+      lost(T('answered', { status: resp.status }));
       return;
     }
     const reader = resp.body.getReader();
@@ -107,7 +134,7 @@
     } catch (e) {
       if (my.signal.aborted) return;
     }
-    if (ctrl === my) lost('The stream was closed');
+    if (ctrl === my) lost(T('streamClosed'));
   }
 
   // onBlock handles one server-sent event; false means "start over".
@@ -133,7 +160,7 @@
       retry = 1000;
       $('login').hidden = true;
       $('board').hidden = false;
-      setConn('live', 'ok');
+      setConn(T('live'), 'ok');
       renderAll();
       return true;
     }
@@ -198,8 +225,15 @@
     renderWaiting();
     renderTotals();
     if (d.sample || !d.version) renderChart();
-    $('day').textContent = board.day || '';
+    $('day').textContent = dayText(board.day);
     tick();
+  }
+
+  // dayText is the board's day (2026-12-02) as the language writes it.
+  function dayText(day) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day || '');
+    if (!m || lang !== 'ru') return day || '';
+    return m[3] + '.' + m[2] + '.' + m[1];
   }
 
   function putOp(op) {
@@ -222,7 +256,7 @@
     e.dataset.since = op.since;
     const c = op.counters || {};
     const parts = [el('span', 'code', op.code), el('div', 'name', op.name)];
-    const st = el('div', 'status', (statusNames[op.status] || op.status) + ' ');
+    const st = el('div', 'status', statusName(op.status) + ' ');
     st.append(el('span', 't', ''));
     st.lastChild.dataset.since = op.since;
     parts.push(st);
@@ -231,10 +265,10 @@
       const call = el('div', 'call', arrow + (op.call.phoneDisplay || op.call.phone) + ' ');
       call.append(el('span', 't', ''));
       call.lastChild.dataset.since = op.call.since;
-      if (op.call.state === 'ringing') call.append(el('span', '', ' dialling'));
+      if (op.call.state === 'ringing') call.append(el('span', '', ' ' + T('dialling')));
       parts.push(call);
     }
-    parts.push(el('div', 'cnt', 'answered ' + (c.answered || 0) + ' · missed ' + (c.missed || 0) + ' · out ' + (c.outgoing || 0)));
+    parts.push(el('div', 'cnt', T('counters', { answered: c.answered || 0, missed: c.missed || 0, out: c.outgoing || 0 })));
     e.replaceChildren(...parts);
   }
 
@@ -244,17 +278,18 @@
     list.replaceChildren(...ws.map((w) => {
       const li = el('li');
       li.dataset.since = w.since;
-      li.append(el('span', 'phone', w.phoneDisplay || w.phone || 'unknown number'));
+      li.append(el('span', 'phone', w.phoneDisplay || w.phone || T('unknownNumber')));
       const t = el('span', 't', '');
       t.dataset.since = w.since;
       li.append(t);
       const where = [w.site, w.lineDisplay || w.line].filter(Boolean).join(' · ');
-      const rings = w.ringing && w.ringing.length ? 'ringing ' + w.ringing.join(', ') : 'not ringing anyone yet';
+      const rings = w.ringing && w.ringing.length ? T('ringing', { codes: w.ringing.join(', ') }) : T('ringingNobody');
       li.append(el('span', 'line', (where ? where + ' — ' : '') + rings));
       return li;
     }));
     $('none-waiting').hidden = ws.length > 0;
     $('t-waiting').querySelector('.v').textContent = String(ws.length);
+    $('t-waiting').querySelector('.k').textContent = T('tile.waiting', null, ws.length);
   }
 
   function renderTotals() {
@@ -264,7 +299,7 @@
     const slTile = $('t-sl');
     slTile.querySelector('.v').textContent = Math.round(sl * 100) + '%';
     slTile.classList.toggle('alarm', sl < 0.8);
-    $('t-sl-k').textContent = 'answered within ' + board.serviceLevelSeconds + ' s';
+    $('t-sl-k').textContent = T('tile.answeredWithin', { n: board.serviceLevelSeconds });
     $('t-answered').querySelector('.v').textContent = String(t.answered || 0);
     $('t-missed').querySelector('.v').textContent = String(t.missed || 0);
     $('t-missed').classList.toggle('alarm', (t.missed || 0) > 0);
@@ -273,8 +308,8 @@
     $('t-io').querySelector('.v').textContent = (t.incoming || 0) + ' / ' + (t.outgoing || 0);
     const byStatus = {};
     for (const op of board.operators) byStatus[op.status] = (byStatus[op.status] || 0) + 1;
-    $('op-summary').textContent = Object.keys(statusNames).filter((k) => byStatus[k])
-      .map((k) => byStatus[k] + ' ' + statusNames[k].toLowerCase()).join(' · ');
+    $('op-summary').textContent = statuses.filter((k) => byStatus[k])
+      .map((k) => T('summaryItem', { n: byStatus[k], status: statusName(k).toLowerCase() })).join(' · ');
   }
 
   function renderChart() {
@@ -341,5 +376,5 @@
   setInterval(tick, 1000);
 
   const t = tokenFromHash();
-  if (t) start(t); else { setConn('not signed in', 'wait'); showLogin(''); }
+  if (t) start(t); else { setConn(T('notSignedIn'), 'wait'); showLogin(''); }
 })();
