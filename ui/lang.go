@@ -58,10 +58,10 @@ type words struct {
 	loc *i18n.Localizer
 }
 
-// MatchLanguage returns the language pult speaks for an operator who reads
+// matchLanguage returns the language pult speaks for an operator who reads
 // prefs (BCP 47 tags such as "ru-RU" or POSIX ones such as "ru_RU.UTF-8", in
 // order of preference): the first pult has words for, else English.
-func MatchLanguage(prefs ...string) language.Tag {
+func matchLanguage(prefs ...string) language.Tag {
 	var tags []language.Tag
 	for _, p := range prefs {
 		if t, err := language.Parse(posixToBCP47(p)); err == nil {
@@ -93,7 +93,7 @@ func posixToBCP47(s string) string {
 }
 
 func newWords(prefs []string) *words {
-	tag := MatchLanguage(prefs...)
+	tag := matchLanguage(prefs...)
 	b, err := bundle()
 	if err != nil {
 		// The files are embedded and tested: this is a build gone wrong.

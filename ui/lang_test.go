@@ -207,8 +207,8 @@ func TestMatchLanguage(t *testing.T) {
 		{[]string{"de-DE", "ru-RU"}, language.Russian},
 		{[]string{"", "??", "ru"}, language.Russian},
 	} {
-		if got := MatchLanguage(c.prefs...); got != c.want {
-			t.Errorf("MatchLanguage(%q) = %v, want %v", c.prefs, got, c.want)
+		if got := matchLanguage(c.prefs...); got != c.want {
+			t.Errorf("matchLanguage(%q) = %v, want %v", c.prefs, got, c.want)
 		}
 	}
 }
