@@ -20,6 +20,7 @@ import (
 	"fyne.io/systray"
 
 	"github.com/pult/pult/agent"
+	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 )
 
@@ -448,7 +449,12 @@ func (a *App) onNotice(n wire.Notice) {
 	}
 	switch n.Kind {
 	case wire.NoticeDialing:
-		a.notify(a.tr.T("notify.dialing"), n.Text)
+		// The relay's text is English; the number says it all.
+		body := n.Text
+		if n.Phone != "" {
+			body = a.tr.T("notify.dialingFromCRM", "Number", phone.Display(n.Phone, a.cfg.Region))
+		}
+		a.notify(a.tr.T("notify.dialing"), body)
 	case wire.NoticeDialFailed:
 		a.notify(a.tr.T("notify.callNotPlaced"), n.Text)
 	default:

@@ -713,8 +713,8 @@ func TestDesktopRussian(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the app did not quit from the menu:\n%s", app.out.text())
 	}
-	if strings.Contains(app.out.text(), "Fyne error") {
-		t.Errorf("fyne complained:\n%s", app.out.text())
+	if strings.Contains(app.out.text(), "locale") {
+		t.Errorf("fyne complained about the locale:\n%s", app.out.text())
 	}
 }
 
