@@ -206,6 +206,11 @@ func TestMatchLanguage(t *testing.T) {
 		{[]string{"de-DE"}, language.English},
 		{[]string{"de-DE", "ru-RU"}, language.Russian},
 		{[]string{"", "??", "ru"}, language.Russian},
+		// CLDR's matcher: Kazakh and Belarusian readers get Russian, a
+		// Ukrainian one English unless Russian is also listed.
+		{[]string{"kk-KZ"}, language.Russian},
+		{[]string{"uk-UA"}, language.English},
+		{[]string{"uk-UA", "ru-RU"}, language.Russian},
 	} {
 		if got := matchLanguage(c.prefs...); got != c.want {
 			t.Errorf("matchLanguage(%q) = %v, want %v", c.prefs, got, c.want)

@@ -80,11 +80,15 @@ func TestRussianTray(t *testing.T) {
 		t.Errorf("tooltip %q", tip)
 	}
 	// Missed calls, counted: 1 пропущенный звонок, 2 пропущенных звонка…
-	for n, label := range map[int]string{
-		1: "Недавние звонки (1 пропущенный звонок)…",
-		2: "Недавние звонки (2 пропущенных звонка)…",
-		5: "Недавние звонки (5 пропущенных звонков)…",
+	for _, c := range []struct {
+		n     int
+		label string
+	}{
+		{1, "Недавние звонки (1 пропущенный звонок)…"},
+		{2, "Недавние звонки (2 пропущенных звонка)…"},
+		{5, "Недавние звонки (5 пропущенных звонков)…"}, // the one drawn below
 	} {
+		n, label := c.n, c.label
 		ta.loop.wait(func() {
 			ta.a.recent.data.Calls = nil
 			for i := range n {

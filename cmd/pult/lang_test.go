@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -58,4 +59,24 @@ func quietChild() {
 	os.Stderr.Write(stderr.Bytes())
 	os.Stdout.WriteString("child ran\n")
 	_ = quietstart.Release(os.Stderr)
+}
+
+// The desktop app's languages: PULT_LANG, else the OS's (here the
+// environment's, as on Linux).
+func TestLanguages(t *testing.T) {
+	for _, kv := range [][2]string{{"LANGUAGE", ""}, {"LC_ALL", ""}, {"LC_MESSAGES", ""}, {"LANG", "ru_RU.UTF-8"}} {
+		t.Setenv(kv[0], kv[1])
+	}
+	c := &cli{env: func(k string) string { return map[string]string{"PULT_LANG": "en"}[k] }}
+	if got := c.languages(); strings.Join(got, ",") != "en" {
+		t.Errorf("PULT_LANG=en: %q", got)
+	}
+	c = &cli{env: func(string) string { return "" }, log: slog.New(slog.DiscardHandler)}
+	if got := c.languages(); strings.Join(got, ",") != "ru-RU" {
+		t.Errorf("LANG=ru_RU.UTF-8: %q", got)
+	}
+	t.Setenv("LANGUAGE", "uk:ru:en")
+	if got := c.languages(); strings.Join(got, ",") != "uk,ru,en" {
+		t.Errorf("LANGUAGE=uk:ru:en: %q", got)
+	}
 }
