@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"image/color"
+	"slices"
 	"sort"
 	"time"
 
@@ -110,15 +111,16 @@ func newQueueWindow(a *App) *queueWindow {
 		}
 		q.updateButtons()
 	}
-	sortBy := map[string]string{tr.T("queue.sort.status"): sortStatus, tr.T("queue.sort.time"): sortTime, tr.T("queue.sort.name"): sortName}
-	sortSel := widget.NewRadioGroup([]string{tr.T("queue.sort.status"), tr.T("queue.sort.time"), tr.T("queue.sort.name")}, func(s string) {
-		if by := sortBy[s]; by != "" {
-			q.sortBy = by
+	sortKeys := []string{sortStatus, sortTime, sortName}
+	sortLabels := []string{tr.T("queue.sort.status"), tr.T("queue.sort.time"), tr.T("queue.sort.name")}
+	sortSel := widget.NewRadioGroup(sortLabels, func(s string) {
+		if i := slices.Index(sortLabels, s); i >= 0 {
+			q.sortBy = sortKeys[i]
 			q.render()
 		}
 	})
 	sortSel.Horizontal = true
-	sortSel.SetSelected(tr.T("queue.sort.status"))
+	sortSel.SetSelected(sortLabels[0])
 
 	for _, st := range wire.Statuses {
 		b := widget.NewButton(tr.status(st), func() { q.setStatus(st) })
