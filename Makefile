@@ -17,7 +17,7 @@ APP_ID  := $(shell sed -n 's/^ID *= *"\(.*\)"/\1/p' FyneApp.toml)
 APT_BUILD := gcc libc6-dev pkg-config libgl-dev libx11-dev libxcursor-dev libxrandr-dev \
 	libxinerama-dev libxi-dev libxxf86vm-dev
 APT_TEST  := dbus-daemon gnome-keyring procps xvfb xauth imagemagick dunst \
-	haskell-status-notifier-item-utils x11-utils xdotool xclip desktop-file-utils chromium
+	haskell-status-notifier-item-utils x11-utils xdotool xclip desktop-file-utils chromium locales
 APT_ALL   := $(APT_BUILD) $(APT_TEST)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -33,6 +33,8 @@ deps: ## install system packages and Go modules
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@# The desktop test runs once in Russian, with a real ru_RU.UTF-8 locale.
+	@locale -a 2>/dev/null | grep -qix 'ru_RU.utf8' || $(SUDO) localedef -i ru_RU -f UTF-8 ru_RU.UTF-8
 	$(GO) mod download
 
 build: ## build the relay and the desktop app into bin/ (the first build of the app takes ~3 min: GLFW's C code)

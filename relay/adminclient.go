@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/retailcrm"
 )
@@ -72,7 +73,7 @@ func (c *AdminClient) do(ctx context.Context, method, path string, body, out any
 }
 
 // AddOperator creates an operator and returns it with its token.
-func (c *AdminClient) AddOperator(ctx context.Context, n NewOperator) (AddedOperator, error) {
+func (c *AdminClient) AddOperator(ctx context.Context, n operators.NewOperator) (AddedOperator, error) {
 	var out AddedOperator
 	err := c.do(ctx, http.MethodPost, "/admin/v1/operators", n, &out)
 	return out, err

@@ -12,6 +12,7 @@ import (
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/calltouch"
+	"github.com/pult/pult/relay/operators"
 )
 
 // Callbacks through Calltouch (wire.TypeCallback requests).
@@ -31,7 +32,7 @@ const (
 	ctFieldOperator = "Оператор"    // who ordered the callback
 )
 
-func (s *Server) requestCallback(ctx context.Context, op Operator, data json.RawMessage) (string, any) {
+func (s *Server) requestCallback(ctx context.Context, op operators.Operator, data json.RawMessage) (string, any) {
 	var req wire.Callback
 	if err := decodeStrict(data, &req); err != nil {
 		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: err.Error()}
@@ -43,7 +44,7 @@ func (s *Server) requestCallback(ctx context.Context, op Operator, data json.Raw
 	return wire.TypeReply, res
 }
 
-func (s *Server) orderCallback(ctx context.Context, op Operator, cb wire.Callback) (wire.CallbackResult, *wire.Error) {
+func (s *Server) orderCallback(ctx context.Context, op operators.Operator, cb wire.Callback) (wire.CallbackResult, *wire.Error) {
 	n, err := phone.Parse(cb.Phone, s.cfg.PhoneRegion)
 	if err != nil {
 		return wire.CallbackResult{}, &wire.Error{Code: wire.ErrInvalidNumber, Message: err.Error()}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/retailcrm"
 )
@@ -43,9 +45,9 @@ func (s *Server) forwardCallEvent(ctx context.Context, ev retailcrm.CallEvent) e
 	}
 	key := ""
 	if ev.CallExternalID != "" {
-		key = callKey(ev.CallExternalID, "")
+		key = call.Key(ev.CallExternalID, "")
 	} else {
-		key = callKey("", ev.Phone)
+		key = call.Key("", ev.Phone)
 	}
 	b, _ := json.Marshal(ev)
 	h := sha256.New()
@@ -60,7 +62,7 @@ func (s *Server) forwardCallEvent(ctx context.Context, ev retailcrm.CallEvent) e
 }
 
 // crmEventFor is the retailCRM event of a call event made by another PBX.
-func (s *Server) crmEventFor(ev callEvent, rec *callRecord) retailcrm.CallEvent {
+func (s *Server) crmEventFor(ev call.Event, rec *call.Record) retailcrm.CallEvent {
 	out := retailcrm.CallEvent{
 		Phone: normalized(ev.Phone, s.cfg.PhoneRegion), Type: ev.Type, Site: ev.Site,
 		CallExternalID: ev.CallID, ExternalPhone: normalized(ev.Line, s.cfg.PhoneRegion),
@@ -114,7 +116,7 @@ type crmStatusJob struct {
 
 // queueCRMStatus queues an operator's status for retailCRM, unless it came
 // from retailCRM.
-func (s *Server) queueCRMStatus(ctx context.Context, op Operator, st wire.Status, at time.Time, source string) error {
+func (s *Server) queueCRMStatus(ctx context.Context, op operators.Operator, st wire.Status, at time.Time, source string) error {
 	if !s.cfg.RetailCRM.SyncStatus || source == sourceCRM {
 		return nil
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/retailcrm/sim"
 )
@@ -253,8 +254,8 @@ func TestUISCallReachesRetailCRM(t *testing.T) {
 		c.RetailCRM.UploadWait = relay.Duration{Duration: 200 * time.Millisecond}
 		c.RetailCRM.ExternalPhones = []relay.ExternalPhone{{Site: "shop-msk", Phone: "+7 495 150-50-50"}}
 	})
-	_, tok := r.addOperatorWith(relay.NewOperator{Name: "Анна Петрова", Code: "101", UserID: "1", UISEmployeeID: "12345"})
-	r.addOperatorWith(relay.NewOperator{Name: "Олег Смирнов", Code: "102", UserID: "2", UISEmployeeID: "12346"})
+	_, tok := r.addOperatorWith(operators.NewOperator{Name: "Анна Петрова", Code: "101", UserID: "1", UISEmployeeID: "12345"})
+	r.addOperatorWith(operators.NewOperator{Name: "Олег Смирнов", Code: "102", UserID: "2", UISEmployeeID: "12346"})
 	anna := startAgent(t, r.URL, tok, nil)
 	anna.waitOnline()
 	start := time.Now()

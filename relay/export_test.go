@@ -2,7 +2,6 @@ package relay
 
 import (
 	"log/slog"
-	"maps"
 	"time"
 
 	"github.com/pult/pult/agent/wire"
@@ -25,14 +24,4 @@ func (s *Server) BoardSubscribers() int { return s.board.subscribers() }
 // RewindCallCache returns a function that puts the call cache back as it is
 // now: the relay then holds calls as they were before, as a relay node does
 // after another one changed them.
-func (s *Server) RewindCallCache() (rewind func()) {
-	c := s.calls
-	c.mu.Lock()
-	cur, prev := maps.Clone(c.cur), maps.Clone(c.prev)
-	c.mu.Unlock()
-	return func() {
-		c.mu.Lock()
-		c.cur, c.prev = cur, prev
-		c.mu.Unlock()
-	}
-}
+func (s *Server) RewindCallCache() (rewind func()) { return s.calls.ForTest().Rewind() }

@@ -19,6 +19,7 @@ import (
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/operators"
 )
 
 const (
@@ -121,7 +122,7 @@ func (r *testRelay) admin() *relay.AdminClient {
 // addOperator adds an operator and returns its token.
 func (r *testRelay) addOperator(name, code, userID string) (relay.OperatorView, string) {
 	r.t.Helper()
-	added, err := r.admin().AddOperator(context.Background(), relay.NewOperator{Name: name, Code: code, UserID: userID})
+	added, err := r.admin().AddOperator(context.Background(), operators.NewOperator{Name: name, Code: code, UserID: userID})
 	if err != nil {
 		r.t.Fatalf("add operator %s: %v", name, err)
 	}

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/hub"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 )
 
@@ -64,29 +64,20 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 
 // authOperator reads the bearer token; on failure it answers with a
 // HandshakeError carrying the close code the agent must obey.
-func (s *Server) authOperator(w http.ResponseWriter, r *http.Request) (Operator, bool) {
-	token, ok := bearer(r)
-	if !ok {
-		writeJSON(w, http.StatusUnauthorized, &wire.HandshakeError{Code: wire.CloseBadToken, Reason: "missing Authorization: Bearer token"})
-		return Operator{}, false
-	}
-	op, err := s.ops.Authenticate(token)
+func (s *Server) authOperator(w http.ResponseWriter, r *http.Request) (operators.Operator, bool) {
+	op, err := s.ops.AuthenticateRequest(r)
 	switch {
-	case errors.Is(err, ErrRevoked):
+	case errors.Is(err, operators.ErrNoToken):
+		writeJSON(w, http.StatusUnauthorized, &wire.HandshakeError{Code: wire.CloseBadToken, Reason: err.Error()})
+		return operators.Operator{}, false
+	case errors.Is(err, operators.ErrRevoked):
 		writeJSON(w, http.StatusForbidden, &wire.HandshakeError{Code: wire.CloseRevoked, Reason: wire.CloseText(wire.CloseRevoked)})
-		return Operator{}, false
+		return operators.Operator{}, false
 	case err != nil:
 		writeJSON(w, http.StatusUnauthorized, &wire.HandshakeError{Code: wire.CloseBadToken, Reason: wire.CloseText(wire.CloseBadToken)})
-		return Operator{}, false
+		return operators.Operator{}, false
 	}
 	return op, true
-}
-
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	t, ok := strings.CutPrefix(h, "Bearer ")
-	t = strings.TrimSpace(t)
-	return t, ok && t != ""
 }
 
 func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
@@ -124,7 +115,7 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 // admin guards a handler with the admin token.
 func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		t, ok := bearer(r)
+		t, ok := operators.Bearer(r)
 		if !ok || subtle.ConstantTimeCompare([]byte(t), []byte(s.cfg.AdminToken)) != 1 {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "admin token required (Authorization: Bearer …)"})
 			return
@@ -149,7 +140,7 @@ type OperatorView struct {
 	Connections int             `json:"connections"`
 }
 
-func (s *Server) view(r *http.Request, op Operator) OperatorView {
+func (s *Server) view(r *http.Request, op operators.Operator) OperatorView {
 	v := OperatorView{ID: op.ID, Name: op.Name, Code: op.Code, UserID: op.UserID, Role: op.Role,
 		UISEmployee: op.UISEmployeeID, Smartsupp: op.SmartsuppAgentID,
 		CreatedAt: op.CreatedAt, RevokedAt: op.RevokedAt, Connections: s.hub.Connected(op.ID)}
@@ -178,7 +169,7 @@ type AddedOperator struct {
 }
 
 func (s *Server) handleAddOperator(w http.ResponseWriter, r *http.Request) {
-	var n NewOperator
+	var n operators.NewOperator
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&n); err != nil {
@@ -186,9 +177,9 @@ func (s *Server) handleAddOperator(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op, token, err := s.ops.Add(r.Context(), n)
-	var invalid *InvalidError
+	var invalid *operators.InvalidError
 	switch {
-	case errors.Is(err, ErrConflict):
+	case errors.Is(err, operators.ErrConflict):
 		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
 		return
 	case errors.As(err, &invalid):
@@ -204,7 +195,7 @@ func (s *Server) handleAddOperator(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleRevokeOperator(w http.ResponseWriter, r *http.Request) {
 	op, err := s.ops.Revoke(r.Context(), r.PathValue("ref"))
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, operators.ErrNotFound) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
 		return
 	}

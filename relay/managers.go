@@ -10,6 +10,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/retailcrm"
 )
 
@@ -115,7 +116,7 @@ func (m *managers) evict() {
 
 // setManager copies a CRM answer onto a call record; free says whether the
 // manager can take a call now (see Server.routable).
-func (c *callRecord) setManager(res *retailcrm.ManagerResult, free bool) {
+func setManager(c *call.Record, res *retailcrm.ManagerResult, free bool) {
 	c.Manager, c.Client, c.Links = nil, nil, nil
 	if res == nil {
 		c.ManagerState = wire.ManagerNone

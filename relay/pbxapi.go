@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"github.com/pult/pult/agent/phone"
+	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 )
 
@@ -94,7 +96,7 @@ func (s *Server) handleCallEvent(w http.ResponseWriter, r *http.Request) {
 		retailcrm.WriteValidationError(w, err)
 		return
 	}
-	ce := callEvent{
+	ce := call.Event{
 		Type: ev.Type, CallID: ev.CallExternalID, Phone: ev.Phone, Line: ev.ExternalPhone,
 		Site: ev.Site, HangupStatus: ev.HangupStatus, At: received.UTC(), Source: sourceRetailCRM,
 	}
@@ -108,7 +110,7 @@ func (s *Server) handleCallEvent(w http.ResponseWriter, r *http.Request) {
 		}
 		if !seen[op.ID] {
 			seen[op.ID] = true
-			ce.Operators = append(ce.Operators, op)
+			ce.Operators = append(ce.Operators, person(op))
 		}
 	}
 	for _, u := range ev.UserIDs {
@@ -120,7 +122,7 @@ func (s *Server) handleCallEvent(w http.ResponseWriter, r *http.Request) {
 		}
 		if !seen[op.ID] {
 			seen[op.ID] = true
-			ce.Operators = append(ce.Operators, op)
+			ce.Operators = append(ce.Operators, person(op))
 		}
 	}
 	if err := s.processCall(r.Context(), ce, received); err != nil {
@@ -281,4 +283,9 @@ func (s *Server) handleAPIVersions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	retailcrm.WriteSuccess(w, http.StatusOK, map[string]any{"versions": []string{"5.0"}})
+}
+
+// person is the operator as a call record knows them.
+func person(op operators.Operator) call.Person {
+	return call.Person{ID: op.ID, Code: op.Code, Name: op.Name, UserID: op.UserID}
 }

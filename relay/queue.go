@@ -18,7 +18,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/hub"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/store"
 )
 
@@ -73,15 +75,15 @@ const (
 
 // queueChange is one element of the queue stream.
 type queueChange struct {
-	At   time.Time  `json:"at"` // when the relay received what changed the call
-	Call callRecord `json:"call"`
+	At   time.Time   `json:"at"` // when the relay received what changed the call
+	Call call.Record `json:"call"`
 }
 
 // publishQueueChange appends the call's new state to the queue stream; it
 // is stored once acks.Wait returns nil. The message id makes a replay of the
 // same change a no-op (within JetStream's dedupe window; the board also
 // ignores versions it has seen).
-func (s *Server) publishQueueChange(acks *store.Acks, rec *callRecord, at time.Time) error {
+func (s *Server) publishQueueChange(acks *store.Acks, rec *call.Record, at time.Time) error {
 	c := *rec
 	c.Client, c.Manager, c.Links = nil, nil, nil
 	b, err := json.Marshal(queueChange{At: at.UTC(), Call: c})
@@ -127,7 +129,7 @@ type opState struct {
 
 // liveCall is a call not over yet, and what has been counted of it.
 type liveCall struct {
-	Rec         callRecord      `json:"rec"`
+	Rec         call.Record     `json:"rec"`
 	LastAt      time.Time       `json:"lastAt"`
 	Rung        map[string]bool `json:"rung"`   // operators counted as rung (or dialling)
 	Missed      map[string]bool `json:"missed"` // operators counted as having missed it
@@ -162,7 +164,7 @@ type board struct {
 	mu      sync.Mutex
 	st      boardState
 	changed bool // since the last checkpoint
-	info    map[string]Operator
+	info    map[string]operators.Operator
 	status  map[string]wire.StatusInfo
 	waiting map[string]wire.WaitingCall // by call id
 	opCalls map[string]map[string]bool  // operator id → keys of their live calls
@@ -191,7 +193,7 @@ func newBoard(log *slog.Logger, st *store.Store, loc *time.Location, serviceLeve
 		connected: func(string) int { return 0 },
 		kick:      make(chan struct{}, 1), ready: make(chan struct{}),
 		st:   freshState(),
-		info: map[string]Operator{}, status: map[string]wire.StatusInfo{},
+		info: map[string]operators.Operator{}, status: map[string]wire.StatusInfo{},
 		waiting: map[string]wire.WaitingCall{}, opCalls: map[string]map[string]bool{},
 		pubOps: map[string]wire.QueueOperator{}, pubWaiting: map[string]wire.WaitingCall{},
 		dirtyOps: map[string]bool{}, dirtyWaiting: map[string]bool{},
@@ -205,7 +207,7 @@ func freshState() boardState {
 
 // open loads the checkpoint (unless it belongs to another incarnation of
 // the stream) and the operators and their statuses.
-func (b *board) open(ctx context.Context, ops []Operator) error {
+func (b *board) open(ctx context.Context, ops []operators.Operator) error {
 	first, last, created, err := b.store.QueueInfo(ctx)
 	if err != nil {
 		return err
@@ -452,14 +454,14 @@ func (b *board) applyMsg(seq uint64, data []byte) {
 }
 
 // putOperator adds or updates an operator from the registry.
-func (b *board) putOperator(op Operator) {
+func (b *board) putOperator(op operators.Operator) {
 	b.mu.Lock()
 	b.putOperatorLocked(op)
 	b.mu.Unlock()
 	b.signal()
 }
 
-func (b *board) putOperatorLocked(op Operator) {
+func (b *board) putOperatorLocked(op operators.Operator) {
 	b.info[op.ID] = op
 	if !op.Revoked() && b.st.Ops[op.ID] == nil {
 		b.st.Ops[op.ID] = &opState{}
@@ -549,7 +551,7 @@ func (b *board) applyChangeLocked(seq uint64, c queueChange) {
 	b.advanceLocked(at)
 	rec := c.Call
 	if rec.Legs == nil {
-		rec.Legs = map[string]*leg{}
+		rec.Legs = map[string]*call.Leg{}
 	}
 	key := rec.Key
 	lc := b.st.Calls[key]
@@ -577,7 +579,7 @@ func (b *board) applyChangeLocked(seq uint64, c queueChange) {
 	}
 	lc.Rec, lc.LastAt = rec, at
 	in := rec.Direction != wire.DirectionOut
-	for _, id := range rec.operators() {
+	for _, id := range rec.Operators() {
 		if lc.Rung[id] {
 			continue
 		}
@@ -598,12 +600,12 @@ func (b *board) applyChangeLocked(seq uint64, c queueChange) {
 			lc.Answerer, lc.TalkFrom = rec.AnsweredBy, answered
 			if in {
 				b.countAnswer(&b.st.Totals, wait)
-				if rec.AnsweredBy != answeredOutside {
+				if rec.AnsweredBy != call.AnsweredOutside {
 					b.countAnswer(&b.op(rec.AnsweredBy).Counters, wait)
 				}
 			}
 		case lc.Answerer == rec.AnsweredBy:
-		case lc.Answerer == answeredOutside:
+		case lc.Answerer == call.AnsweredOutside:
 			// Who answered became known later (a hangup naming them):
 			// theirs from the first answer on.
 			lc.Answerer = rec.AnsweredBy
@@ -614,12 +616,12 @@ func (b *board) applyChangeLocked(seq uint64, c queueChange) {
 			// Another operator answers a call in progress: a transfer. The
 			// first one's talk ends now; the new one took an answered call
 			// that waited no longer in the queue.
-			if in && lc.Answerer != answeredOutside {
+			if in && lc.Answerer != call.AnsweredOutside {
 				countTalk(&b.op(lc.Answerer).Counters, at.Sub(lc.TalkFrom))
 			}
 			b.markOpLocked(lc.Answerer)
 			lc.Answerer, lc.TalkFrom, lc.Transferred = rec.AnsweredBy, at, true
-			if in && rec.AnsweredBy != answeredOutside {
+			if in && rec.AnsweredBy != call.AnsweredOutside {
 				b.countAnswer(&b.op(rec.AnsweredBy).Counters, 0)
 			}
 		}
@@ -657,7 +659,7 @@ func (b *board) applyChangeLocked(seq uint64, c queueChange) {
 				total = rec.TalkTime
 			}
 			countTalk(&b.st.Totals, total)
-			if lc.Answerer != answeredOutside {
+			if lc.Answerer != call.AnsweredOutside {
 				mine := ended.Sub(lc.TalkFrom)
 				if !lc.Transferred && rec.TalkTime > 0 {
 					mine = rec.TalkTime
@@ -672,7 +674,7 @@ func (b *board) applyChangeLocked(seq uint64, c queueChange) {
 		}
 		b.st.Totals.Missed++
 		b.countWait(&b.st.Totals, wait)
-		for _, id := range rec.operators() {
+		for _, id := range rec.Operators() {
 			if !lc.Missed[id] {
 				lc.Missed[id] = true
 				o := b.op(id)
@@ -693,7 +695,7 @@ func (b *board) refreshCallLocked(key string, lc *liveCall) {
 	if rec.Direction != wire.DirectionOut && rec.State == wire.CallRinging {
 		w := wire.WaitingCall{ID: rec.ID, Phone: rec.Phone, PhoneDisplay: rec.PhoneDisplay, Line: rec.Line,
 			LineDisplay: rec.LineDisplay, Site: rec.Site, Since: rec.StartedAt.UTC()}
-		for _, id := range rec.operators() {
+		for _, id := range rec.Operators() {
 			if l := rec.Legs[id]; !l.Stopped {
 				w.Ringing = append(w.Ringing, l.Code)
 			}
@@ -709,7 +711,7 @@ func (b *board) refreshCallLocked(key string, lc *liveCall) {
 	for id := range rec.Legs {
 		b.linkLocked(id, key)
 	}
-	if lc.Answerer != "" && lc.Answerer != answeredOutside {
+	if lc.Answerer != "" && lc.Answerer != call.AnsweredOutside {
 		b.linkLocked(lc.Answerer, key)
 	}
 }

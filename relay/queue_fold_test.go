@@ -11,7 +11,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/store"
+)
+
+var (
+	anna  = operators.Operator{ID: "a", Name: "Anna", Code: "100", UserID: "1"}
+	boris = operators.Operator{ID: "b", Name: "Boris", Code: "101", UserID: "2"}
+	vera  = operators.Operator{ID: "v", Name: "Vera", Code: "102", UserID: "3"}
 )
 
 // foldBoard is a board without a store, driven by hand: the fold alone.
@@ -20,17 +28,17 @@ type foldBoard struct {
 	t   *testing.T
 	seq uint64
 	now time.Time
-	rec map[string]*callRecord // the relay's records, as processCall keeps them
+	rec map[string]*call.Record // the relay's records, as processCall keeps them
 }
 
 func newFoldBoard(t *testing.T, start time.Time) *foldBoard {
-	fb := &foldBoard{t: t, now: start, rec: map[string]*callRecord{}}
+	fb := &foldBoard{t: t, now: start, rec: map[string]*call.Record{}}
 	msk, err := loadZone("Europe/Moscow")
 	if err != nil {
 		t.Fatal(err)
 	}
 	fb.board = newBoard(slog.New(slog.DiscardHandler), nil, msk, 20*time.Second, func() time.Time { return fb.now })
-	for _, op := range []Operator{anna, boris, vera} {
+	for _, op := range []operators.Operator{anna, boris, vera} {
 		op.CreatedAt = start.Add(-time.Hour)
 		fb.putOperatorLocked(op)
 		fb.st.Ops[op.ID].Connected = true
@@ -40,20 +48,23 @@ func newFoldBoard(t *testing.T, start time.Time) *foldBoard {
 
 // event applies a PBX event at now+after to the call's record, as
 // processCall does, and folds the change in.
-func (fb *foldBoard) event(after time.Duration, id, dir, typ, status string, ops ...Operator) {
+func (fb *foldBoard) event(after time.Duration, id, dir, typ, status string, ops ...operators.Operator) {
 	fb.t.Helper()
 	fb.now = fb.now.Add(after)
-	ev := callEvent{Type: typ, CallID: id, HangupStatus: status, Operators: ops, At: fb.now, Direction: dir}
+	ev := call.Event{Type: typ, CallID: id, HangupStatus: status, At: fb.now, Direction: dir}
+	for _, op := range ops {
+		ev.Operators = append(ev.Operators, person(op))
+	}
 	rec := fb.rec[id]
 	if rec == nil {
-		rec = &callRecord{Key: "k-" + id, ID: id, Direction: wire.DirectionIn, Phone: "+79120000000", PhoneDisplay: "8 (912) 000-00-00",
-			State: wire.CallRinging, Legs: map[string]*leg{}, StartedAt: fb.now}
-		if typ == evOut {
+		rec = &call.Record{Key: "k-" + id, ID: id, Direction: wire.DirectionIn, Phone: "+79120000000", PhoneDisplay: "8 (912) 000-00-00",
+			State: wire.CallRinging, Legs: map[string]*call.Leg{}, StartedAt: fb.now}
+		if typ == call.Out {
 			rec.Direction = wire.DirectionOut
 		}
 		fb.rec[id] = rec
 	}
-	if !rec.apply(ev) && rec.Version > 0 {
+	if !rec.Apply(ev) && rec.Version > 0 {
 		return
 	}
 	if rec.Version == 0 {
@@ -65,9 +76,9 @@ func (fb *foldBoard) event(after time.Duration, id, dir, typ, status string, ops
 	fb.mu.Unlock()
 }
 
-func clone(r *callRecord) *callRecord {
+func clone(r *call.Record) *call.Record {
 	c := *r
-	c.Legs = map[string]*leg{}
+	c.Legs = map[string]*call.Leg{}
 	for k, v := range r.Legs {
 		l := *v
 		c.Legs[k] = &l
@@ -114,58 +125,58 @@ func TestFoldCounts(t *testing.T) {
 
 	// c1 rings Anna and Boris; Boris answers after 8 s; Vera takes it over
 	// (a transfer) 60 s later; it ends 30 s after that.
-	fb.event(0, "c1", "", evRing, "", anna, boris)
+	fb.event(0, "c1", "", call.Ring, "", anna, boris)
 	s := fb.snap()
 	if len(s.Waiting) != 1 || s.Waiting[0].ID != "c1" || !cmp.Equal(s.Waiting[0].Ringing, []string{"100", "101"}) {
 		t.Fatalf("waiting after the ring: %+v", s.Waiting)
 	}
-	fb.event(8*time.Second, "c1", "", evAnswer, "", boris)
+	fb.event(8*time.Second, "c1", "", call.Answer, "", boris)
 	if c := fb.opCall("b"); c == nil || c.State != wire.CallTalking || c.ID != "c1" {
 		t.Fatalf("Boris's call: %+v", c)
 	}
 	if len(fb.snap().Waiting) != 0 {
 		t.Fatal("an answered call is still waiting")
 	}
-	fb.event(60*time.Second, "c1", "", evAnswer, "", vera)
+	fb.event(60*time.Second, "c1", "", call.Answer, "", vera)
 	if fb.opCall("b") != nil {
 		t.Error("Boris still on the call after the transfer")
 	}
 	if c := fb.opCall("v"); c == nil || c.State != wire.CallTalking || !c.Since.Equal(fb.now) {
 		t.Errorf("Vera's call: %+v", c)
 	}
-	fb.event(30*time.Second, "c1", "", evHangup, "answered", vera)
+	fb.event(30*time.Second, "c1", "", call.Hangup, "answered", vera)
 	if fb.opCall("v") != nil {
 		t.Error("Vera still on the call after the hangup")
 	}
 
 	// c2 rings Anna only and is missed after 25 s.
-	fb.event(time.Minute, "c2", "", evRing, "", anna)
-	fb.event(25*time.Second, "c2", "", evHangup, "no answered")
+	fb.event(time.Minute, "c2", "", call.Ring, "", anna)
+	fb.event(25*time.Second, "c2", "", call.Hangup, "no answered")
 
 	// c3 rings Anna, moves on to Vera (Anna's leg stops: missed there),
 	// Vera answers after 30 s (too late for the service level), the PBX
 	// says so only at the hangup.
-	fb.event(time.Minute, "c3", "", evRing, "", anna)
-	fb.event(5*time.Second, "c3", "", evRing, "", vera)
-	fb.event(5*time.Second, "c3", "", evHangup, "no answered", anna)
+	fb.event(time.Minute, "c3", "", call.Ring, "", anna)
+	fb.event(5*time.Second, "c3", "", call.Ring, "", vera)
+	fb.event(5*time.Second, "c3", "", call.Hangup, "no answered", anna)
 	if s := fb.snap(); len(s.Waiting) != 1 || !cmp.Equal(s.Waiting[0].Ringing, []string{"102"}) {
 		t.Fatalf("c3 waiting after Anna's leg stopped: %+v", s.Waiting)
 	}
-	fb.event(20*time.Second, "c3", "", evHangup, "answered", vera)
+	fb.event(20*time.Second, "c3", "", call.Hangup, "answered", vera)
 
 	// c4: Boris dials out; the callee answers; it ends.
-	fb.event(time.Minute, "c4", "", evOut, "", boris)
+	fb.event(time.Minute, "c4", "", call.Out, "", boris)
 	if c := fb.opCall("b"); c == nil || c.State != wire.CallRinging || c.Direction != wire.DirectionOut {
 		t.Fatalf("Boris dialling: %+v", c)
 	}
-	fb.event(10*time.Second, "c4", "", evAnswer, "", boris)
-	fb.event(50*time.Second, "c4", "", evHangup, "answered", boris)
+	fb.event(10*time.Second, "c4", "", call.Answer, "", boris)
+	fb.event(50*time.Second, "c4", "", call.Hangup, "answered", boris)
 
 	// c5 rings Anna and Boris, Anna answers: answered elsewhere for Boris,
 	// not missed.
-	fb.event(time.Minute, "c5", "", evRing, "", anna, boris)
-	fb.event(3*time.Second, "c5", "", evAnswer, "", anna)
-	fb.event(40*time.Second, "c5", "", evHangup, "answered", anna)
+	fb.event(time.Minute, "c5", "", call.Ring, "", anna, boris)
+	fb.event(3*time.Second, "c5", "", call.Answer, "", anna)
+	fb.event(40*time.Second, "c5", "", call.Hangup, "answered", anna)
 
 	tot := fb.snap().Totals
 	want := wire.QueueCounters{Incoming: 4, Answered: 3, Missed: 1, Outgoing: 1, AnsweredInTime: 2,
@@ -193,9 +204,9 @@ func TestFoldMidnightAndHistory(t *testing.T) {
 	// 23:58:00 in Moscow.
 	t0 := time.Date(2026, 11, 21, 20, 58, 0, 0, time.UTC)
 	fb := newFoldBoard(t, t0)
-	fb.event(10*time.Second, "late", "", evRing, "", anna)
-	fb.event(5*time.Second, "other", "", evRing, "", boris)
-	fb.event(5*time.Second, "other", "", evAnswer, "", boris)
+	fb.event(10*time.Second, "late", "", call.Ring, "", anna)
+	fb.event(5*time.Second, "other", "", call.Ring, "", boris)
+	fb.event(5*time.Second, "other", "", call.Answer, "", boris)
 	s := fb.snap()
 	if s.Day != "2026-11-21" || s.Totals.Incoming != 2 || s.Totals.Answered != 1 {
 		t.Fatalf("before midnight: day %s totals %+v", s.Day, s.Totals)
@@ -214,7 +225,7 @@ func TestFoldMidnightAndHistory(t *testing.T) {
 	if len(s.Waiting) != 1 || s.Waiting[0].ID != "late" {
 		t.Errorf("the call waiting over midnight is gone: %+v", s.Waiting)
 	}
-	fb.event(0, "late", "", evHangup, "no answered")
+	fb.event(0, "late", "", call.Hangup, "no answered")
 	if tot := fb.snap().Totals; tot.Missed != 1 || tot.Incoming != 0 {
 		t.Errorf("the call missed after midnight: %+v", tot)
 	}
@@ -234,9 +245,9 @@ func TestFoldMidnightAndHistory(t *testing.T) {
 // nothing twice; a late change does not undo a newer one.
 func TestFoldIgnoresReplays(t *testing.T) {
 	fb := newFoldBoard(t, time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC))
-	fb.event(0, "c1", "", evRing, "", anna)
+	fb.event(0, "c1", "", call.Ring, "", anna)
 	first := *clone(fb.rec["c1"])
-	fb.event(5*time.Second, "c1", "", evHangup, "no answered")
+	fb.event(5*time.Second, "c1", "", call.Hangup, "no answered")
 	final := *clone(fb.rec["c1"])
 	fb.mu.Lock()
 	fb.applyChangeLocked(10, queueChange{At: fb.now.Add(time.Hour), Call: final}) // replayed an hour later
@@ -271,11 +282,11 @@ func TestFoldDeltas(t *testing.T) {
 		}
 		return got[0]
 	}
-	d := step(func() { fb.event(0, "c1", "", evRing, "", anna) })
+	d := step(func() { fb.event(0, "c1", "", call.Ring, "", anna) })
 	if len(d.Operators) != 1 || d.Operators[0].ID != "a" || len(d.Waiting) != 1 || d.Totals == nil || d.Sample != nil {
 		t.Errorf("ring delta: %+v", d)
 	}
-	d = step(func() { fb.event(time.Second, "c1", "", evAnswer, "", anna) })
+	d = step(func() { fb.event(time.Second, "c1", "", call.Answer, "", anna) })
 	if len(d.Operators) != 1 || len(d.Gone) != 1 || len(d.Waiting) != 0 {
 		t.Errorf("answer delta: %+v", d)
 	}
@@ -299,7 +310,7 @@ func TestSlowViewerDropped(t *testing.T) {
 	}
 	fast, _ := fb.subscribeSSE("sup")
 	for i := range viewerQueue + 5 {
-		fb.event(time.Second, fmt.Sprintf("c%d", i), "", evRing, "", anna)
+		fb.event(time.Second, fmt.Sprintf("c%d", i), "", call.Ring, "", anna)
 		fb.mu.Lock()
 		fb.flushLocked()
 		fb.mu.Unlock()
@@ -337,15 +348,19 @@ func TestBoardRebuildsFromStream(t *testing.T) {
 	t0 := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
 	script := newFoldBoard(t, t0) // makes the records; its own fold is not used
 	seq := 0
-	emit := func(after time.Duration, id, typ, status string, ops ...Operator) {
+	emit := func(after time.Duration, id, typ, status string, ops ...operators.Operator) {
 		script.now = script.now.Add(after)
 		rec := script.rec[id]
 		if rec == nil {
-			rec = &callRecord{Key: "k-" + id, ID: id, Direction: wire.DirectionIn, Phone: "+79120000000",
-				State: wire.CallRinging, Legs: map[string]*leg{}, StartedAt: script.now}
+			rec = &call.Record{Key: "k-" + id, ID: id, Direction: wire.DirectionIn, Phone: "+79120000000",
+				State: wire.CallRinging, Legs: map[string]*call.Leg{}, StartedAt: script.now}
 			script.rec[id] = rec
 		}
-		rec.apply(callEvent{Type: typ, CallID: id, HangupStatus: status, Operators: ops, At: script.now})
+		ev := call.Event{Type: typ, CallID: id, HangupStatus: status, At: script.now}
+		for _, op := range ops {
+			ev.Operators = append(ev.Operators, person(op))
+		}
+		rec.Apply(ev)
 		b, _ := json.Marshal(queueChange{At: script.now, Call: *rec})
 		seq++
 		var acks store.Acks
@@ -356,21 +371,21 @@ func TestBoardRebuildsFromStream(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	emit(0, "c1", evRing, "", anna, boris)
-	emit(4*time.Second, "c1", evAnswer, "", boris)
-	emit(90*time.Second, "c1", evAnswer, "", anna)
-	emit(30*time.Second, "c1", evHangup, "answered", anna)
-	emit(2*time.Minute, "c2", evRing, "", vera)
-	emit(40*time.Second, "c2", evHangup, "no answered")
-	emit(3*time.Minute, "c3", evRing, "", anna)
+	emit(0, "c1", call.Ring, "", anna, boris)
+	emit(4*time.Second, "c1", call.Answer, "", boris)
+	emit(90*time.Second, "c1", call.Answer, "", anna)
+	emit(30*time.Second, "c1", call.Hangup, "answered", anna)
+	emit(2*time.Minute, "c2", call.Ring, "", vera)
+	emit(40*time.Second, "c2", call.Hangup, "no answered")
+	emit(3*time.Minute, "c3", call.Ring, "", anna)
 	now := script.now.Add(30 * time.Second)
 
 	run := func() wire.QueueSnapshot {
 		t.Helper()
 		msk, _ := loadZone("Europe/Moscow")
 		b := newBoard(slog.New(slog.DiscardHandler), st, msk, 20*time.Second, func() time.Time { return now })
-		var ops []Operator
-		for _, op := range []Operator{anna, boris, vera} {
+		var ops []operators.Operator
+		for _, op := range []operators.Operator{anna, boris, vera} {
 			op.CreatedAt = t0.Add(-time.Hour)
 			ops = append(ops, op)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/hub"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 )
 
@@ -77,7 +78,7 @@ func decodeStrict(data json.RawMessage, v any) error {
 	return nil
 }
 
-func (s *Server) requestStatus(ctx context.Context, op Operator, data json.RawMessage) (string, any) {
+func (s *Server) requestStatus(ctx context.Context, op operators.Operator, data json.RawMessage) (string, any) {
 	var req wire.SetStatus
 	if err := decodeStrict(data, &req); err != nil {
 		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: err.Error()}
@@ -96,7 +97,7 @@ func (s *Server) requestStatus(ctx context.Context, op Operator, data json.RawMe
 // requestQueue subscribes a supervisor's session to the queue board (the
 // snapshot is the reply, queued by the board itself so that no delta
 // overtakes it) or ends the subscription.
-func (s *Server) requestQueue(ctx context.Context, op Operator, typ, id string) (string, any) {
+func (s *Server) requestQueue(ctx context.Context, op operators.Operator, typ, id string) (string, any) {
 	if op.Role != wire.RoleSupervisor {
 		return wire.TypeError, &wire.Error{Code: wire.ErrForbidden, Message: "the queue board is for supervisors; this operator is not one"}
 	}
@@ -117,7 +118,7 @@ func (s *Server) requestQueue(ctx context.Context, op Operator, typ, id string) 
 // requestOperatorStatus is a supervisor setting another operator's status,
 // through the same path as the operator's own change: the status store,
 // the operator's stream (their tray), the PBX and the CRM.
-func (s *Server) requestOperatorStatus(ctx context.Context, sup Operator, data json.RawMessage) (string, any) {
+func (s *Server) requestOperatorStatus(ctx context.Context, sup operators.Operator, data json.RawMessage) (string, any) {
 	if sup.Role != wire.RoleSupervisor {
 		return wire.TypeError, &wire.Error{Code: wire.ErrForbidden, Message: "only a supervisor can set another operator's status"}
 	}
@@ -144,7 +145,7 @@ func (s *Server) requestOperatorStatus(ctx context.Context, sup Operator, data j
 	return wire.TypeReply, st
 }
 
-func (s *Server) requestDial(ctx context.Context, op Operator, data json.RawMessage) (string, any) {
+func (s *Server) requestDial(ctx context.Context, op operators.Operator, data json.RawMessage) (string, any) {
 	var req wire.Dial
 	if err := decodeStrict(data, &req); err != nil {
 		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: err.Error()}
@@ -161,7 +162,7 @@ func (s *Server) requestDial(ctx context.Context, op Operator, data json.RawMess
 // with the short [pbx] timeout, not an outbox job, on purpose: the operator
 // is waiting, and a call placed by a retry minutes later would ring a
 // customer nobody expects; failure is reported at once instead.
-func (s *Server) placeCall(ctx context.Context, op Operator, number, external string) (wire.DialResult, *wire.Error) {
+func (s *Server) placeCall(ctx context.Context, op operators.Operator, number, external string) (wire.DialResult, *wire.Error) {
 	n, err := phone.Parse(number, s.cfg.PhoneRegion)
 	if err != nil {
 		return wire.DialResult{}, &wire.Error{Code: wire.ErrInvalidNumber, Message: err.Error()}

@@ -16,8 +16,10 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/calltouch"
 	"github.com/pult/pult/relay/hub"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/qolio"
 	"github.com/pult/pult/relay/retailcrm"
@@ -30,8 +32,8 @@ type Server struct {
 	log *slog.Logger
 
 	store   *store.Store
-	calls   *callCache // recent call records as stored, see processCall
-	ops     *Registry
+	calls   *call.Cache // recent call records as stored, see processCall
+	ops     *operators.Registry
 	hub     *hub.Hub
 	outbox  *outbox.Outbox
 	mgr     *managers // nil without a CRM
@@ -65,7 +67,7 @@ func New(cfg Config, logger *slog.Logger) *Server {
 		pbx:   &http.Client{Timeout: cfg.PBX.Timeout.Duration, CheckRedirect: noRedirects},
 		loc:   cfg.Location(),
 		clock: time.Now,
-		calls: newCallCache(callCacheGeneration),
+		calls: call.NewCache(call.CacheGeneration),
 		sites: map[string]string{},
 		ready: make(chan struct{}),
 	}
@@ -119,7 +121,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer s.store.Close()
 
-	s.ops, err = OpenRegistry(ctx, s.store.Operators, func(op Operator) {
+	s.ops, err = operators.Open(ctx, s.store.Operators, func(op operators.Operator) {
 		if s.hub != nil {
 			s.hub.Disconnect(op.ID, wire.CloseRevoked, "token revoked")
 		}

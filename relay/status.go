@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/partner"
 	"github.com/pult/pult/relay/retailcrm"
@@ -29,7 +30,7 @@ const (
 
 // currentStatus reads an operator's stored status; an operator who never set
 // one is free since they were added.
-func (s *Server) currentStatus(ctx context.Context, op Operator) (wire.StatusInfo, uint64, error) {
+func (s *Server) currentStatus(ctx context.Context, op operators.Operator) (wire.StatusInfo, uint64, error) {
 	e, err := s.store.Status.Get(ctx, op.ID)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return wire.StatusInfo{Status: wire.StatusFree, Since: op.CreatedAt, Source: sourceDefault}, 0, nil
@@ -56,7 +57,7 @@ type pbxStatusJob struct {
 // applyStatus stores a status chosen at `at` unless a later one is stored
 // (the last status wins), tells the operator's agents, and queues the PBX
 // call. It returns the status in force afterwards.
-func (s *Server) applyStatus(ctx context.Context, op Operator, st wire.Status, at time.Time, source string) (wire.StatusInfo, error) {
+func (s *Server) applyStatus(ctx context.Context, op operators.Operator, st wire.Status, at time.Time, source string) (wire.StatusInfo, error) {
 	now := time.Now().UTC()
 	if at.IsZero() || at.After(now) {
 		at = now

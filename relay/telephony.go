@@ -13,6 +13,8 @@ import (
 
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/store"
 )
@@ -44,15 +46,15 @@ func normalized(s, region string) string {
 // compare-and-set on its revision (or a create), which fails if that was
 // wrong, and the next attempt reads the bucket. An outcome that stores no
 // record is only trusted when the record was read from the bucket.
-func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Time) error {
+func (s *Server) processCall(ctx context.Context, ev call.Event, received time.Time) error {
 	num, perr := phone.Parse(ev.Phone, s.cfg.PhoneRegion)
 	phoneKey := ev.Phone
 	if perr == nil {
 		phoneKey = num.E164
 	}
-	key := callKey(ev.CallID, phoneKey)
+	key := call.Key(ev.CallID, phoneKey)
 	mode := loadCached
-	if ev.Type == evRing || ev.Type == evOut {
+	if ev.Type == call.Ring || ev.Type == call.Out {
 		mode = loadPresumed
 	}
 	for attempt := 0; attempt < 8; attempt, mode = attempt+1, loadStored {
@@ -60,9 +62,9 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 		if err != nil {
 			return err
 		}
-		fresh := rec == nil || (rec.State.Final() && ev.CallID == "" && (ev.Type == evRing || ev.Type == evOut))
+		fresh := rec == nil || (rec.State.Final() && ev.CallID == "" && (ev.Type == call.Ring || ev.Type == call.Out))
 		if fresh {
-			if ev.Type == evHangup {
+			if ev.Type == call.Hangup {
 				if !stored {
 					continue
 				}
@@ -72,9 +74,9 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 					rec = s.newCall(key, ev, num, perr == nil)
 					if ev.HangupStatus == retailcrm.HangupAnswered && len(ev.Operators) > 0 {
 						op := ev.Operators[0] // who talked, for the history's code
-						rec.Legs[op.ID] = &leg{Code: op.Code, Name: op.Name, UserID: op.UserID}
+						rec.Legs[op.ID] = &call.Leg{Code: op.Code, Name: op.Name, UserID: op.UserID}
 					}
-					rec.apply(ev)
+					rec.Apply(ev)
 					rec.Version = 1
 					var acks store.Acks
 					if err := s.publishQueueChange(&acks, rec, ev.At); err != nil {
@@ -91,7 +93,7 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 		}
 		wasFinal := rec.State.Final() && !fresh
 		before := s.cards(rec)
-		changed := rec.apply(ev) || fresh
+		changed := rec.Apply(ev) || fresh
 		if !changed {
 			if !stored {
 				continue
@@ -124,7 +126,7 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 			return err
 		}
 		// The hangup that ended the call, or its replay.
-		if ev.Type == evHangup && rec.State.Final() && (!wasFinal || !changed) {
+		if ev.Type == call.Hangup && rec.State.Final() && (!wasFinal || !changed) {
 			if err := s.recordHistory(ctx, rec); err != nil {
 				return err
 			}
@@ -137,19 +139,19 @@ func (s *Server) processCall(ctx context.Context, ev callEvent, received time.Ti
 	return errors.New("call changed concurrently too often")
 }
 
-func (s *Server) newCall(key string, ev callEvent, num phone.Number, parsed bool) *callRecord {
-	rec := &callRecord{
+func (s *Server) newCall(key string, ev call.Event, num phone.Number, parsed bool) *call.Record {
+	rec := &call.Record{
 		Key: key, ID: ev.CallID, Direction: wire.DirectionIn, Phone: ev.Phone, PhoneDisplay: ev.Phone,
-		Site: ev.Site, State: wire.CallRinging, Legs: map[string]*leg{}, StartedAt: ev.At,
+		Site: ev.Site, State: wire.CallRinging, Legs: map[string]*call.Leg{}, StartedAt: ev.At,
 		ManagerState: wire.ManagerOff, Source: ev.Source,
 	}
 	if rec.ID == "" {
-		rec.ID = "pult-" + randomHex(8)
+		rec.ID = call.NewID()
 	}
 	switch {
 	case ev.Direction == wire.DirectionIn || ev.Direction == wire.DirectionOut:
 		rec.Direction = ev.Direction
-	case ev.Type == evOut:
+	case ev.Type == call.Out:
 		rec.Direction = wire.DirectionOut
 	}
 	if parsed {
@@ -166,7 +168,7 @@ func (s *Server) newCall(key string, ev callEvent, num phone.Number, parsed bool
 	}
 	if s.mgr != nil && parsed && rec.Direction == wire.DirectionIn {
 		if res, ok := s.mgr.cached(num.E164); ok {
-			rec.setManager(res, s.managerFree(res))
+			setManager(rec, res, s.managerFree(res))
 			s.metrics.managerLookups.WithLabelValues("cached").Inc()
 		} else {
 			rec.ManagerState = wire.ManagerPending
@@ -176,11 +178,11 @@ func (s *Server) newCall(key string, ev callEvent, num phone.Number, parsed bool
 }
 
 // cards renders every leg's card, to compare before and after a change.
-func (s *Server) cards(rec *callRecord) map[string][]byte {
+func (s *Server) cards(rec *call.Record) map[string][]byte {
 	out := make(map[string][]byte, len(rec.Legs))
-	for _, id := range rec.operators() {
+	for _, id := range rec.Operators() {
 		me, _ := s.ops.Lookup(id)
-		b, _ := json.Marshal(rec.cardFor(id, me))
+		b, _ := json.Marshal(rec.CardFor(id, person(me)))
 		out[id] = b
 	}
 	return out
@@ -189,9 +191,9 @@ func (s *Server) cards(rec *callRecord) map[string][]byte {
 // publishCards appends the card of each operator whose view changed; they
 // are stored once acks.Wait returns nil. The message id makes a replay of
 // the same change a no-op.
-func (s *Server) publishCards(acks *store.Acks, rec *callRecord, before map[string][]byte, received time.Time) error {
+func (s *Server) publishCards(acks *store.Acks, rec *call.Record, before map[string][]byte, received time.Time) error {
 	after := s.cards(rec)
-	for _, id := range rec.operators() {
+	for _, id := range rec.Operators() {
 		b := after[id]
 		if old, ok := before[id]; ok && string(old) == string(b) {
 			continue
@@ -215,9 +217,9 @@ const (
 
 // loadCall returns the call's record (nil if there is none) and its
 // revision, and whether it was read from the bucket (see callCache).
-func (s *Server) loadCall(ctx context.Context, key string, mode loadMode) (rec *callRecord, rev uint64, stored bool, err error) {
+func (s *Server) loadCall(ctx context.Context, key string, mode loadMode) (rec *call.Record, rev uint64, stored bool, err error) {
 	if mode != loadStored {
-		if rec, rev, ok := s.calls.get(key); ok {
+		if rec, rev, ok := s.calls.Get(key); ok {
 			return rec, rev, false, nil
 		}
 		if mode == loadPresumed {
@@ -231,19 +233,19 @@ func (s *Server) loadCall(ctx context.Context, key string, mode loadMode) (rec *
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("load call: %w", err)
 	}
-	rec = &callRecord{}
+	rec = &call.Record{}
 	if err := json.Unmarshal(e.Value(), rec); err != nil {
 		return nil, 0, false, fmt.Errorf("decode call %s: %w", key, err)
 	}
 	if rec.Legs == nil {
-		rec.Legs = map[string]*leg{}
+		rec.Legs = map[string]*call.Leg{}
 	}
 	return rec, e.Revision(), true, nil
 }
 
 // saveCall stores the record if the stored one is still at revision rev (0:
 // if there is none), and caches it.
-func (s *Server) saveCall(ctx context.Context, rec *callRecord, rev uint64) error {
+func (s *Server) saveCall(ctx context.Context, rec *call.Record, rev uint64) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -256,10 +258,10 @@ func (s *Server) saveCall(ctx context.Context, rec *callRecord, rev uint64) erro
 	if err != nil {
 		// Stale (the compare-and-set failed), or unknown whether it was
 		// stored: either way the bucket tells next time.
-		s.calls.drop(rec.Key)
+		s.calls.Drop(rec.Key)
 		return err
 	}
-	s.calls.put(rec.Key, rec, rev)
+	s.calls.Put(rec.Key, rec, rev)
 	return nil
 }
 
@@ -300,7 +302,7 @@ func (s *Server) settleManager(ctx context.Context, key string, res *retailcrm.M
 		if err != nil {
 			rec.ManagerState = wire.ManagerUnavailable
 		} else {
-			rec.setManager(res, s.managerFree(res))
+			setManager(rec, res, s.managerFree(res))
 		}
 		rec.Version++
 		if serr := s.saveCall(wctx, rec, rev); serr != nil {
@@ -367,7 +369,7 @@ func (s *Server) handleCRMMakeCall(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "dialing %s\n", res.Phone)
 }
 
-func (s *Server) notify(ctx context.Context, op Operator, n wire.Notice, received time.Time) {
+func (s *Server) notify(ctx context.Context, op operators.Operator, n wire.Notice, received time.Time) {
 	b, _ := json.Marshal(n)
 	if _, err := s.store.Append(ctx, op.ID, wire.TypeNotice, b, "", received); err != nil {
 		s.log.Warn("notice not stored", "operator", op.ID, "err", err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/calltouch"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/qolio"
 	"github.com/pult/pult/relay/retailcrm"
@@ -255,7 +256,7 @@ func (s *Server) handleSmartsupp(w http.ResponseWriter, r *http.Request) {
 		operatorID = "smartsupp:" + unassignedAgent
 	}
 	if !mapped {
-		op = Operator{}
+		op = operators.Operator{}
 	}
 	comm := s.communication(t, operatorID, s.agentCode, exp.Channel.Rating, received)
 	st := wire.TranscriptState{ID: exp.Channel.ID, CommunicationID: t.CommunicationID, Title: t.Title,

@@ -19,6 +19,7 @@ import (
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/qolio"
 	qfake "github.com/pult/pult/relay/qolio/fake"
 )
@@ -117,7 +118,7 @@ func ms(n int64) time.Time { return time.UnixMilli(n).Truncate(time.Second) }
 func TestSmartsuppHookToQolio(t *testing.T) {
 	checkGoroutines(t)
 	w := newQolioWorld(t, nil)
-	_, tok := w.r.addOperatorWith(relay.NewOperator{Name: "John Doe", Code: "100", UserID: "1", SmartsuppAgentID: "3"})
+	_, tok := w.r.addOperatorWith(operators.NewOperator{Name: "John Doe", Code: "100", UserID: "1", SmartsuppAgentID: "3"})
 	anna := startAgent(t, w.r.URL, tok, nil)
 	anna.waitOnline()
 	seed := smartsuppFixture(t, "seed_export.json")
@@ -269,7 +270,7 @@ func longChat() string {
 func TestAgentTranscripts(t *testing.T) {
 	checkGoroutines(t)
 	w := newQolioWorld(t, nil)
-	op, tok := w.r.addOperatorWith(relay.NewOperator{Name: "Анна Смирнова", Code: "100", UserID: "1"})
+	op, tok := w.r.addOperatorWith(operators.NewOperator{Name: "Анна Смирнова", Code: "100", UserID: "1"})
 	anna := startAgent(t, w.r.URL, tok, nil)
 	anna.waitOnline()
 	ctx := ctxT(t)
@@ -324,7 +325,7 @@ func TestAgentTranscripts(t *testing.T) {
 func TestAgentTranscriptRefusals(t *testing.T) {
 	checkGoroutines(t)
 	w := newQolioWorld(t, nil)
-	_, tok := w.r.addOperatorWith(relay.NewOperator{Name: "Анна", Code: "100", UserID: "1"})
+	_, tok := w.r.addOperatorWith(operators.NewOperator{Name: "Анна", Code: "100", UserID: "1"})
 	for _, tc := range []struct {
 		name   string
 		sub    any
@@ -372,7 +373,7 @@ func TestAgentTranscriptRefusals(t *testing.T) {
 func TestQolioRefusalIsAFailedEvent(t *testing.T) {
 	checkGoroutines(t)
 	w := newQolioWorld(t, nil)
-	_, tok := w.r.addOperatorWith(relay.NewOperator{Name: "Анна", Code: "100", UserID: "1"})
+	_, tok := w.r.addOperatorWith(operators.NewOperator{Name: "Анна", Code: "100", UserID: "1"})
 	anna := startAgent(t, w.r.URL, tok, nil)
 	anna.waitOnline()
 	w.qolio.Script(qfake.Answer{Status: 422, Message: "operator 100 is not in this organisation"})
@@ -401,7 +402,7 @@ func TestQolioRefusalIsAFailedEvent(t *testing.T) {
 func TestQolioDownThenBackAcrossRestart(t *testing.T) {
 	checkGoroutines(t)
 	w := newQolioWorld(t, nil)
-	_, tok := w.r.addOperatorWith(relay.NewOperator{Name: "Анна", Code: "100", UserID: "1"})
+	_, tok := w.r.addOperatorWith(operators.NewOperator{Name: "Анна", Code: "100", UserID: "1"})
 	w.down.Store(true)
 	if status, body := w.r.postTranscript(tok, wire.TranscriptSubmit{ID: "t-5", Format: "text", Body: "Анна: добрый день\nИван: здравствуйте"}); status != 202 {
 		t.Fatalf("%d %s", status, body)

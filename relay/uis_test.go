@@ -15,6 +15,7 @@ import (
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/operators"
 )
 
 // uisToken is the channel token in relay/uis/testdata's fixtures, as UIS's
@@ -94,15 +95,15 @@ func uisWorld(t *testing.T, mod func(*relay.Config)) (*testRelay, *testAgent, *t
 		mod(&cfg)
 	}
 	r := startRelay(t, cfg)
-	_, annaTok := r.addOperatorWith(relay.NewOperator{Name: "Анна Петрова", Code: "101", UserID: "1", UISEmployeeID: "12345"})
-	_, olegTok := r.addOperatorWith(relay.NewOperator{Name: "Олег Смирнов", Code: "102", UserID: "2", UISEmployeeID: "12346"})
+	_, annaTok := r.addOperatorWith(operators.NewOperator{Name: "Анна Петрова", Code: "101", UserID: "1", UISEmployeeID: "12345"})
+	_, olegTok := r.addOperatorWith(operators.NewOperator{Name: "Олег Смирнов", Code: "102", UserID: "2", UISEmployeeID: "12346"})
 	anna, oleg := startAgent(t, r.URL, annaTok, nil), startAgent(t, r.URL, olegTok, nil)
 	anna.waitOnline()
 	oleg.waitOnline()
 	return r, anna, oleg
 }
 
-func (r *testRelay) addOperatorWith(n relay.NewOperator) (relay.OperatorView, string) {
+func (r *testRelay) addOperatorWith(n operators.NewOperator) (relay.OperatorView, string) {
 	r.t.Helper()
 	added, err := r.admin().AddOperator(context.Background(), n)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/uis"
 )
@@ -95,7 +96,7 @@ func (s *Server) handleUIS(w http.ResponseWriter, r *http.Request) {
 			// retailCRM has no "answered" event; an "in" to whoever answered
 			// shows them retailCRM's card of the client.
 			fwd.Type = retailcrm.TypeIn
-		case ev.Type == evAnswer:
+		case ev.Type == call.Answer:
 			fwd.Type = ""
 		}
 		if fwd.Type != "" {
@@ -111,8 +112,8 @@ func (s *Server) handleUIS(w http.ResponseWriter, r *http.Request) {
 }
 
 // uisEvent is a UIS notification in the relay's terms.
-func (s *Server) uisEvent(n uis.Notification, received time.Time) callEvent {
-	ev := callEvent{
+func (s *Server) uisEvent(n uis.Notification, received time.Time) call.Event {
+	ev := call.Event{
 		CallID: "uis-" + n.CallSessionID, Phone: n.ContactPhone, Line: n.VirtualPhone,
 		Direction: string(n.Direction), At: received.UTC(), Source: sourceUIS,
 	}
@@ -126,24 +127,26 @@ func (s *Server) uisEvent(n uis.Notification, received time.Time) callEvent {
 	for _, id := range n.EmployeeIDs {
 		if op, ok := s.ops.ByUISEmployee(id); ok && !seen[op.ID] {
 			seen[op.ID] = true
-			ev.Operators = append(ev.Operators, op)
+			ev.Operators = append(ev.Operators, person(op))
 		}
 	}
 	switch n.Event {
 	case uis.EventIncomingCallStarted:
-		ev.Type = evRing
+		ev.Type = call.Ring
 		if len(ev.Operators) == 0 && s.cfg.UIS.RingUnassigned {
-			ev.Operators = s.ops.UISOperators()
+			for _, op := range s.ops.UISOperators() {
+				ev.Operators = append(ev.Operators, person(op))
+			}
 		}
 	case uis.EventOutgoingCallStarted:
-		ev.Type = evOut
+		ev.Type = call.Out
 	case uis.EventConversationStarted:
-		ev.Type = evAnswer
+		ev.Type = call.Answer
 		if len(ev.Operators) > 1 {
 			ev.Operators = ev.Operators[:1] // employee_id: who talks now
 		}
 	case uis.EventCallFinished:
-		ev.Type, ev.EndsCall = evHangup, true
+		ev.Type, ev.EndsCall = call.Hangup, true
 		ev.TalkTime, ev.WaitTime = n.TalkTime, n.WaitTime
 		if len(n.RecordURLs) > 0 {
 			ev.RecordURL = n.RecordURLs[0]

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/store"
@@ -44,8 +45,8 @@ type callsJob struct {
 
 // recordHistory stores a finished call for the history. The message id
 // makes a replayed hangup a no-op.
-func (s *Server) recordHistory(ctx context.Context, rec *callRecord) error {
-	c := s.historyFor(rec)
+func (s *Server) recordHistory(ctx context.Context, rec *call.Record) error {
+	c := historyFor(rec)
 	if err := c.Validate(); err != nil {
 		s.log.Warn("finished call left out of the history", "call", rec.ID, "err", err)
 		return nil
@@ -59,7 +60,7 @@ func (s *Server) recordHistory(ctx context.Context, rec *callRecord) error {
 }
 
 // historyFor is a finished call as retailCRM's call history wants it.
-func (s *Server) historyFor(rec *callRecord) retailcrm.UploadCall {
+func historyFor(rec *call.Record) retailcrm.UploadCall {
 	c := retailcrm.UploadCall{
 		Date: rec.StartedAt, Type: retailcrm.TypeIn, Phone: rec.Phone, ExternalID: rec.ID,
 		RecordURL: rec.RecordURL, ExternalPhone: rec.Line, Site: rec.Site,

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/operators"
 )
 
 // The wallboard: a read-only web page of the queue board for a TV, served
@@ -184,24 +185,24 @@ func boardHeaders(w http.ResponseWriter, ctype string) {
 
 // boardViewer authenticates a wallboard request: no token or an unknown one
 // is 401, a revoked one or an operator's 403.
-func (s *Server) boardViewer(w http.ResponseWriter, r *http.Request) (Operator, bool) {
+func (s *Server) boardViewer(w http.ResponseWriter, r *http.Request) (operators.Operator, bool) {
 	// "code" names the error for the page, which says it in its language.
-	token, ok := bearer(r)
+	token, ok := operators.Bearer(r)
 	if !ok {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "a supervisor's token is required (Authorization: Bearer …)", "code": "no_token"})
-		return Operator{}, false
+		return operators.Operator{}, false
 	}
 	op, err := s.ops.Authenticate(token)
 	switch {
-	case errors.Is(err, ErrRevoked):
+	case errors.Is(err, operators.ErrRevoked):
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "This token has been revoked.", "code": "revoked"})
-		return Operator{}, false
+		return operators.Operator{}, false
 	case err != nil:
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "The relay does not know this token.", "code": "unknown_token"})
-		return Operator{}, false
+		return operators.Operator{}, false
 	case op.Role != wire.RoleSupervisor:
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "This is an operator's token: the board needs a supervisor's.", "code": "not_supervisor"})
-		return Operator{}, false
+		return operators.Operator{}, false
 	}
 	return op, true
 }

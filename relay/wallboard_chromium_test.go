@@ -72,6 +72,9 @@ func TestWallboardInChromium(t *testing.T) {
 	if lang := page.eval(`document.documentElement.lang`); lang != "ru" {
 		t.Errorf("the Russian page's lang is %q", lang)
 	}
+	if path := os.Getenv("PULT_BOARD_SCREENSHOT"); path != "" {
+		page.screenshot(strings.TrimSuffix(path, ".png") + "-ru.png")
+	}
 	page.navigate("about:blank")
 	page.navigate(r.URL + "/board?lang=ru#token=pult_wrong_token")
 	page.waitText("the error for a wrong token, in Russian", "Сервер не знает этот токен.", "Токен руководителя")

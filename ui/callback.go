@@ -3,7 +3,6 @@ package ui
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -49,14 +48,15 @@ func (a *App) openCallback(number string) {
 
 func newCallbackWindow(a *App) *callbackWindow {
 	c := &callbackWindow{a: a}
-	c.w = a.fa.NewWindow("pult — order a callback")
+	tr := a.tr
+	c.w = a.fa.NewWindow("pult — " + tr.T("window.callback"))
 	c.w.SetIcon(AppIcon)
 	c.number = a.newEntry(func() { c.w.Close() })
 	c.number.SetPlaceHolder("8 916 123-45-67")
 	c.when = a.newEntry(func() { c.w.Close() })
-	c.when.SetPlaceHolder("now, or 15:30, or 2026-11-22 10:00")
+	c.when.SetPlaceHolder(tr.T("callback.whenPlaceholder"))
 	c.note = a.newEntry(func() { c.w.Close() })
-	c.note.SetPlaceHolder("What the call center should know (optional)")
+	c.note.SetPlaceHolder(tr.T("callback.notePlaceholder"))
 	for _, e := range []*keyEntry{c.number, c.when, c.note} {
 		e.OnChanged = func(string) { c.check() }
 		e.OnSubmitted = func(string) { c.submit() }
@@ -66,12 +66,12 @@ func newCallbackWindow(a *App) *callbackWindow {
 	c.parsed.Wrapping = fyne.TextWrapWord
 	c.outcome = widget.NewLabel("")
 	c.outcome.Wrapping = fyne.TextWrapWord
-	c.order = widget.NewButtonWithIcon("Order callback", theme.HistoryIcon(), c.submit)
+	c.order = widget.NewButtonWithIcon(tr.T("card.orderCallback"), theme.HistoryIcon(), c.submit)
 	c.order.Importance = widget.HighImportance
 	form := widget.NewForm(
-		widget.NewFormItem("Number", c.number),
-		widget.NewFormItem("When", c.when),
-		widget.NewFormItem("Note", c.note),
+		widget.NewFormItem(tr.T("callback.number"), c.number),
+		widget.NewFormItem(tr.T("callback.when"), c.when),
+		widget.NewFormItem(tr.T("callback.note"), c.note),
 	)
 	c.w.SetContent(container.NewPadded(container.NewVBox(form, c.parsed, c.outcome,
 		container.NewHBox(layoutSpacer(), c.order))))
@@ -84,18 +84,19 @@ func newCallbackWindow(a *App) *callbackWindow {
 // read returns the request the fields describe, or (problem != "") why
 // they don't, in words for the window.
 func (c *callbackWindow) read() (cb wire.Callback, n phone.Number, problem string) {
+	tr := c.a.tr
 	n, err := phone.Parse(c.number.Text, c.a.cfg.Region)
 	if err != nil {
-		return wire.Callback{}, n, "Not a phone number yet."
+		return wire.Callback{}, n, tr.T("phone.notYet")
 	}
 	cb = wire.Callback{Phone: n.E164, Note: strings.TrimSpace(c.note.Text)}
 	if len([]rune(cb.Note)) > 255 {
-		return cb, n, "The note is longer than 255 characters."
+		return cb, n, tr.T("callback.noteTooLong", "Max", 255)
 	}
-	if w := strings.TrimSpace(c.when.Text); w != "" && !strings.EqualFold(w, "now") {
+	if w := strings.TrimSpace(c.when.Text); w != "" && !tr.isNow(w) {
 		at, err := agent.ParseWhen(w, c.a.cfg.Now())
 		if err != nil {
-			return cb, n, "When: " + err.Error()
+			return cb, n, tr.T("callback.badWhen", "Err", err)
 		}
 		cb.At = &at
 	}
@@ -104,14 +105,15 @@ func (c *callbackWindow) read() (cb wire.Callback, n phone.Number, problem strin
 
 func (c *callbackWindow) check() {
 	cb, n, problem := c.read()
+	tr := c.a.tr
 	online := c.a.sess != nil && c.a.conn == agent.Online
 	switch {
 	case problem != "":
 		c.parsed.SetText(problem)
 	case cb.At != nil:
-		c.parsed.SetText(fmt.Sprintf("Calltouch will call %s on %s.", n.National, cb.At.Local().Format("Mon 2 Jan at 15:04")))
+		c.parsed.SetText(tr.T("callback.willCallAt", "Number", n.National, "When", tr.weekdayTime(cb.At.Local())))
 	default:
-		c.parsed.SetText(fmt.Sprintf("Calltouch will call %s now.", n.National))
+		c.parsed.SetText(tr.T("callback.willCallNow", "Number", n.National))
 	}
 	if problem == "" && online && !c.busy {
 		c.order.Enable()
@@ -120,7 +122,7 @@ func (c *callbackWindow) check() {
 	}
 	if !online && !c.busy && c.outcome.Text == "" {
 		c.outcome.Importance = widget.WarningImportance
-		c.outcome.SetText("Not connected to the relay: a callback can't be ordered right now.")
+		c.outcome.SetText(tr.T("callback.offlineNow"))
 	}
 }
 
@@ -133,8 +135,8 @@ func (c *callbackWindow) submit() {
 	c.busy = true
 	c.check()
 	c.outcome.Importance = widget.MediumImportance
-	c.outcome.SetText("Ordering a callback to " + n.National + "…")
-	a := c.a
+	a, tr := c.a, c.a.tr
+	c.outcome.SetText(tr.T("callback.ordering", "Number", n.National))
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -144,18 +146,18 @@ func (c *callbackWindow) submit() {
 			var werr *wire.Error
 			switch {
 			case err == nil:
-				when := "now"
+				when := tr.T("callback.now")
 				if res.At != nil {
-					when = res.At.Local().Format("Mon 2 Jan at 15:04")
+					when = tr.weekdayTime(res.At.Local())
 				}
 				c.outcome.Importance = widget.SuccessImportance
-				c.outcome.SetText(fmt.Sprintf("Callback to %s ordered (%s).", res.Display, when))
+				c.outcome.SetText(tr.T("callback.ordered", "Number", res.Display, "When", when))
 			case errors.As(err, &werr):
 				c.outcome.Importance = widget.DangerImportance
-				c.outcome.SetText("Not ordered: " + werr.Message)
+				c.outcome.SetText(tr.T("callback.notOrdered", "Reason", werr.Message))
 			case errors.Is(err, agent.ErrOffline):
 				c.outcome.Importance = widget.DangerImportance
-				c.outcome.SetText("Not connected to the relay: the callback was not ordered.")
+				c.outcome.SetText(tr.T("callback.offline"))
 			default:
 				c.outcome.Importance = widget.DangerImportance
 				c.outcome.SetText(err.Error())
@@ -164,4 +166,9 @@ func (c *callbackWindow) submit() {
 			c.check()
 		})
 	}()
+}
+
+// isNow says s means "now": in English, or in the app's language.
+func (w *words) isNow(s string) bool {
+	return strings.EqualFold(s, "now") || strings.EqualFold(s, w.T("callback.now"))
 }

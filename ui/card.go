@@ -49,6 +49,7 @@ type cardActions struct {
 
 // callCard shows one call and follows it live.
 type callCard struct {
+	tr      *words
 	call    wire.Call
 	act     cardActions
 	bar     *canvas.Rectangle
@@ -68,8 +69,8 @@ type callCard struct {
 	closeTimer *time.Timer
 }
 
-func newCallCard(c wire.Call, act cardActions) *callCard {
-	k := &callCard{act: act}
+func newCallCard(tr *words, c wire.Call, act cardActions) *callCard {
+	k := &callCard{tr: tr, act: act}
 	k.bar = canvas.NewRectangle(theme.Color(theme.ColorNamePrimary))
 	k.bar.SetMinSize(fyne.NewSize(6, 0))
 	k.state = widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
@@ -87,8 +88,8 @@ func newCallCard(c wire.Call, act cardActions) *callCard {
 	k.note.Wrapping = fyne.TextWrapWord
 	k.note.Hide()
 
-	k.callBtn = widget.NewButtonWithIcon("Call back", theme.MailReplyIcon(), func() {
-		k.note.SetText("Dialing " + callNumber(k.call) + "…")
+	k.callBtn = widget.NewButtonWithIcon(tr.T("card.callBack"), theme.MailReplyIcon(), func() {
+		k.note.SetText(tr.T("dial.dialing", "Number", tr.callNumber(k.call)))
 		k.note.Importance = widget.MediumImportance
 		k.note.Show()
 		k.act.callBack(k.call, func(text string, failed bool) {
@@ -99,10 +100,10 @@ func newCallCard(c wire.Call, act cardActions) *callCard {
 			k.note.Refresh()
 		})
 	})
-	k.cbBtn = widget.NewButtonWithIcon("Order callback", theme.HistoryIcon(), func() { k.act.callback(k.call) })
-	k.copyBtn = widget.NewButtonWithIcon("Copy number", theme.ContentCopyIcon(), func() { k.act.copy(k.call) })
-	k.crmBtn = widget.NewButtonWithIcon("Open in CRM", theme.ComputerIcon(), func() { k.act.openCRM(k.call) })
-	dismiss := widget.NewButtonWithIcon("Dismiss", theme.CancelIcon(), func() { k.act.dismiss(k.call) })
+	k.cbBtn = widget.NewButtonWithIcon(tr.T("card.orderCallback"), theme.HistoryIcon(), func() { k.act.callback(k.call) })
+	k.copyBtn = widget.NewButtonWithIcon(tr.T("card.copyNumber"), theme.ContentCopyIcon(), func() { k.act.copy(k.call) })
+	k.crmBtn = widget.NewButtonWithIcon(tr.T("card.openCRM"), theme.ComputerIcon(), func() { k.act.openCRM(k.call) })
+	dismiss := widget.NewButtonWithIcon(tr.T("card.dismiss"), theme.CancelIcon(), func() { k.act.dismiss(k.call) })
 	dismiss.Importance = widget.LowImportance
 
 	header := container.NewHBox(k.state, layout.NewSpacer(), k.timer)
@@ -122,21 +123,21 @@ func (k *callCard) set(c wire.Call) {
 	k.bar.FillColor = col
 	k.bar.Refresh()
 	k.state.Importance = imp
-	k.state.SetText(callStateLabel(c))
-	k.number.SetText(callNumber(c))
+	k.state.SetText(k.tr.callState(c))
+	k.number.SetText(k.tr.callNumber(c))
 	if l := lineLabel(c); l != "" {
 		if c.Direction == wire.DirectionOut {
-			k.line.SetText("from " + l)
+			k.line.SetText(k.tr.T("call.fromLine", "Line", l))
 		} else {
-			k.line.SetText("to " + l)
+			k.line.SetText(k.tr.T("call.toLine", "Line", l))
 		}
 		k.line.Show()
 	} else {
 		k.line.Hide()
 	}
-	k.client.SetText(clientName(c))
-	if m := managerLine(c); m != "" {
-		k.manager.SetText("Manager: " + m)
+	k.client.SetText(k.tr.clientName(c))
+	if m := k.tr.manager(c); m != "" {
+		k.manager.SetText(k.tr.T("call.manager", "Manager", m))
 		k.manager.Show()
 	} else {
 		k.manager.Hide()

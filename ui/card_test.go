@@ -77,7 +77,7 @@ func TestCardStates(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c := demoCall()
 			mod(&c)
-			k := newCallCard(c, cardActions{now: now})
+			k := newCallCard(newWords(nil), c, cardActions{now: now})
 			w := test.NewWindow(k.obj)
 			defer w.Close()
 			w.Resize(fyne.NewSize(cardWidth, k.obj.MinSize().Height))
@@ -94,7 +94,7 @@ func TestCardFollowsCall(t *testing.T) {
 	var dialled []string
 	var copied []string
 	var dismissed int
-	k := newCallCard(demoCall(), cardActions{
+	k := newCallCard(newWords(nil), demoCall(), cardActions{
 		now: func() time.Time { return now },
 		callBack: func(c wire.Call, done func(string, bool)) {
 			dialled = append(dialled, c.Phone)

@@ -2,7 +2,6 @@ package ui
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -50,7 +49,7 @@ func (s *cardStack) update(c wire.Call) bool {
 	if _, gone := s.dismissed[c.ID]; gone || !s.worthShowing(c) {
 		return false
 	}
-	k := newCallCard(c, s.actions())
+	k := newCallCard(s.a.tr, c, s.actions())
 	s.cards = append(s.cards, k)
 	s.byID[c.ID] = k
 	s.ensureWindow()
@@ -86,10 +85,10 @@ func (s *cardStack) actions() cardActions {
 		callBack: func(c wire.Call, done func(string, bool)) {
 			a.dial(c.Phone, func(res wire.DialResult, err error) {
 				if err != nil {
-					done(dialError(err), true)
+					done(a.tr.dialError(err), true)
 					return
 				}
-				done("The PBX is calling "+res.Display+": pick up your phone.", false)
+				done(a.tr.T("dial.pbxCalling", "Number", res.Display), false)
 			})
 		},
 		callback: func(c wire.Call) { a.openCallback(c.Phone) },
@@ -172,7 +171,7 @@ func (s *cardStack) ensureWindow() {
 	if s.w != nil {
 		return
 	}
-	s.w = s.a.fa.NewWindow("pult — calls")
+	s.w = s.a.fa.NewWindow("pult — " + s.a.tr.T("window.calls"))
 	s.w.SetIcon(AppIcon)
 	s.box = container.NewVBox()
 	s.scroll = container.NewVScroll(s.box)
@@ -239,27 +238,27 @@ func (s *cardStack) stopTimers() {
 func (a *App) serverNow() time.Time { return a.cfg.Now().Add(a.skew) }
 
 // dialError says why a call was not placed, in plain words.
-func dialError(err error) string {
+func (w *words) dialError(err error) string {
 	var werr *wire.Error
 	switch {
 	case errors.As(err, &werr):
 		switch werr.Code {
 		case wire.ErrInvalidNumber:
-			return "That number can't be dialled: " + werr.Message
+			return w.T("dial.invalidNumber", "Reason", werr.Message)
 		case wire.ErrPBXRefused:
-			return "The PBX refused the call: " + werr.Message
+			return w.T("dial.pbxRefused", "Reason", werr.Message)
 		case wire.ErrPBXUnreachable:
-			return "The PBX can't be reached; the call was not placed."
+			return w.T("dial.pbxUnreachable")
 		case wire.ErrPBXTimeout:
-			return "The PBX did not answer in time; the call may not have been placed."
+			return w.T("dial.pbxTimeout")
 		case wire.ErrNotConfigured:
-			return "Click-to-call is not set up on the relay."
+			return w.T("dial.notConfigured")
 		}
 		return werr.Message
 	case errors.Is(err, agent.ErrOffline), errors.Is(err, errNotSignedIn):
-		return "Not connected to the relay: the call was not placed."
+		return w.T("dial.offline")
 	case errors.Is(err, agent.ErrNoReply):
-		return "The relay did not answer; the call may or may not have been placed."
+		return w.T("dial.noReply")
 	}
-	return fmt.Sprintf("The call was not placed: %v", err)
+	return w.T("dial.notPlaced", "Err", err)
 }

@@ -47,17 +47,18 @@ func (a *App) openDialer(number string) {
 
 func newDialer(a *App) *dialer {
 	d := &dialer{a: a}
-	d.w = a.fa.NewWindow("pult — dial")
+	tr := a.tr
+	d.w = a.fa.NewWindow("pult — " + tr.T("window.dial"))
 	d.w.SetIcon(AppIcon)
 	d.entry = a.newEntry(func() { d.w.Close() })
-	d.entry.SetPlaceHolder("Number, any format: 8 912 123-45-67")
+	d.entry.SetPlaceHolder(tr.T("dial.placeholder"))
 	d.entry.OnChanged = func(string) { d.parse() }
 	d.entry.OnSubmitted = func(string) { d.dial() }
 	d.parsed = widget.NewLabel("")
 	d.parsed.Importance = widget.LowImportance
 	d.outcome = widget.NewLabel("")
 	d.outcome.Wrapping = fyne.TextWrapWord
-	d.dialBtn = widget.NewButtonWithIcon("Dial", theme.MailReplyIcon(), d.dial)
+	d.dialBtn = widget.NewButtonWithIcon(tr.T("dial.button"), theme.MailReplyIcon(), d.dial)
 	d.dialBtn.Importance = widget.HighImportance
 	d.recent = container.NewVBox()
 
@@ -69,7 +70,7 @@ func newDialer(a *App) *dialer {
 		a.openCallback(number)
 	})
 	top := container.NewBorder(nil, nil, nil, container.NewHBox(d.dialBtn, cb), d.entry)
-	recentTitle := widget.NewLabelWithStyle("Recent numbers", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	recentTitle := widget.NewLabelWithStyle(tr.T("dial.recentNumbers"), fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	d.w.SetContent(container.NewPadded(container.NewVBox(top, d.parsed, d.outcome, recentTitle, d.recent)))
 	d.w.Resize(fyne.NewSize(380, 0))
 	d.w.SetOnClosed(func() { a.dialer = nil })
@@ -83,18 +84,18 @@ func (d *dialer) parse() {
 	text := d.entry.Text
 	if text == "" {
 		d.valid = false
-		d.parsed.SetText("Type a number, or pick a recent one below.")
+		d.parsed.SetText(d.a.tr.T("dial.typeNumber"))
 		d.updateConn()
 		return
 	}
 	n, err := phone.Parse(text, d.a.cfg.Region)
 	if err != nil {
 		d.valid = false
-		d.parsed.SetText("Not a phone number yet.")
+		d.parsed.SetText(d.a.tr.T("phone.notYet"))
 	} else {
 		d.valid = true
 		d.number = n
-		d.parsed.SetText("Will dial " + n.National + "  (" + n.Intl + ")")
+		d.parsed.SetText(d.a.tr.T("dial.willDial", "National", n.National, "Intl", n.Intl))
 	}
 	d.updateConn()
 }
@@ -108,7 +109,7 @@ func (d *dialer) updateConn() {
 		d.dialBtn.Disable()
 	}
 	if !online && !d.busy && d.outcome.Text == "" {
-		d.outcome.SetText("Not connected to the relay: calls can't be placed right now.")
+		d.outcome.SetText(d.a.tr.T("dial.offlineNow"))
 		d.outcome.Importance = widget.WarningImportance
 		d.outcome.Refresh()
 	}
@@ -126,15 +127,15 @@ func (d *dialer) dial() {
 	n := d.number
 	d.busy = true
 	d.waiting = n.E164
-	d.setOutcome("Dialing "+n.National+"…", widget.MediumImportance)
+	d.setOutcome(d.a.tr.T("dial.dialing", "Number", n.National), widget.MediumImportance)
 	d.updateConn()
 	d.a.dial(n.E164, func(res wire.DialResult, err error) {
 		d.busy = false
 		if err != nil {
 			d.waiting = ""
-			d.setOutcome(dialError(err), widget.DangerImportance)
+			d.setOutcome(d.a.tr.dialError(err), widget.DangerImportance)
 		} else {
-			d.setOutcome("The PBX is calling "+res.Display+": pick up your phone.", widget.SuccessImportance)
+			d.setOutcome(d.a.tr.T("dial.pbxCalling", "Number", res.Display), widget.SuccessImportance)
 		}
 		d.renderRecent()
 		d.updateConn()
@@ -163,7 +164,7 @@ func (d *dialer) renderRecent() {
 	d.recent.RemoveAll()
 	nums := d.a.recent.numbers(8)
 	if len(nums) == 0 {
-		d.recent.Add(widget.NewLabel("None yet."))
+		d.recent.Add(widget.NewLabel(d.a.tr.T("dial.noneYet")))
 		return
 	}
 	for _, n := range nums {

@@ -1,8 +1,6 @@
 package ui
 
 import (
-	"strconv"
-
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/layout"
@@ -33,6 +31,7 @@ type mainWindow struct {
 
 func newMainWindow(a *App) *mainWindow {
 	m := &mainWindow{a: a}
+	tr := a.tr
 	m.w = a.fa.NewWindow("pult")
 	m.w.SetIcon(AppIcon)
 	m.icon = widget.NewIcon(iconOffline)
@@ -40,18 +39,18 @@ func newMainWindow(a *App) *mainWindow {
 	m.conn = widget.NewLabel("")
 	var buttons []fyne.CanvasObject
 	for _, st := range wire.Statuses {
-		b := widget.NewButton(statusLabel(st), func() { a.setStatus(st) })
+		b := widget.NewButton(tr.status(st), func() { a.setStatus(st) })
 		m.statuses = append(m.statuses, b)
 		buttons = append(buttons, b)
 	}
-	m.dial = widget.NewButton("Dial…", func() { a.openDialer("") })
-	m.recent = widget.NewButton("Recent calls…", a.openRecent)
-	m.chats = widget.NewButton("Transcripts…", a.openTranscripts)
-	m.queue = widget.NewButton("Queue…", a.openQueue)
+	m.dial = widget.NewButton(tr.T("menu.dial"), func() { a.openDialer("") })
+	m.recent = widget.NewButton(tr.T("menu.recent"), a.openRecent)
+	m.chats = widget.NewButton(tr.T("menu.transcripts"), a.openTranscripts)
+	m.queue = widget.NewButton(tr.T("menu.queue"), a.openQueue)
 	m.queue.Hide()
-	m.sign = widget.NewButton("Sign out", nil)
-	quit := widget.NewButton("Quit", a.Quit)
-	note := widget.NewLabel("No system tray here, so pult runs in this window. Closing it quits pult.")
+	m.sign = widget.NewButton(tr.T("menu.signOut"), nil)
+	quit := widget.NewButton(tr.T("menu.quit"), a.Quit)
+	note := widget.NewLabel(tr.T("main.noTray"))
 	note.Wrapping = fyne.TextWrapWord
 	note.Importance = widget.LowImportance
 	m.w.SetContent(container.NewPadded(container.NewVBox(
@@ -71,18 +70,18 @@ func newMainWindow(a *App) *mainWindow {
 func (m *mainWindow) show() { m.w.Show() }
 
 func (m *mainWindow) update() {
-	a := m.a
+	a, tr := m.a, m.a.tr
 	signedIn := a.sess != nil
 	m.icon.SetResource(statusIcon(a.shownStatus(), signedIn && a.conn == agent.Online))
 	switch {
 	case a.op != nil:
-		m.who.SetText(a.op.Name + " (" + a.op.Code + ") — " + statusLabel(a.shownStatus()))
+		m.who.SetText(a.op.Name + " (" + a.op.Code + ") — " + tr.status(a.shownStatus()))
 	case signedIn:
-		m.who.SetText("Signing in…")
+		m.who.SetText(tr.T("main.signingIn"))
 	default:
-		m.who.SetText("Not signed in")
+		m.who.SetText(tr.T("main.notSignedIn"))
 	}
-	m.conn.SetText("Relay: " + connLabel(a.conn, a.retryAt, a.cfg.Now()))
+	m.conn.SetText(tr.T("main.relay", "Conn", tr.conn(a.conn, a.retryAt, a.cfg.Now())))
 	shown := a.shownStatus()
 	for i, b := range m.statuses {
 		if wire.Statuses[i] == shown {
@@ -99,11 +98,11 @@ func (m *mainWindow) update() {
 	}
 	if signedIn {
 		m.dial.Enable()
-		m.sign.SetText("Sign out")
+		m.sign.SetText(tr.T("menu.signOut"))
 		m.sign.OnTapped = a.signOut
 	} else {
 		m.dial.Disable()
-		m.sign.SetText("Sign in…")
+		m.sign.SetText(tr.T("menu.signIn"))
 		m.sign.OnTapped = func() { a.showSignin("") }
 	}
 	if a.op != nil && a.op.Role == wire.RoleSupervisor {
@@ -112,10 +111,8 @@ func (m *mainWindow) update() {
 		m.queue.Hide()
 	}
 	if n := a.recent.unseenMissed(); n > 0 {
-		m.recent.SetText("Recent calls (" + itoa(n) + " missed)…")
+		m.recent.SetText(tr.T("menu.recentMissed", "Missed", tr.N("calls.missed", n)))
 	} else {
-		m.recent.SetText("Recent calls…")
+		m.recent.SetText(tr.T("menu.recent"))
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

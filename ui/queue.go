@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"image/color"
+	"slices"
 	"sort"
 	"time"
 
@@ -25,9 +26,9 @@ const (
 
 // Sort orders of the operators table.
 const (
-	sortStatus = "Status"
-	sortTime   = "Time in status"
-	sortName   = "Name"
+	sortStatus = "status"
+	sortTime   = "time"
+	sortName   = "name"
 )
 
 // queueWindow is the supervisor's live board: the counters, the calls
@@ -51,7 +52,9 @@ type queueWindow struct {
 	ticker   *ticker
 }
 
-var queueColumns = []string{"Name", "Code", "Status", "For", "Call", "In", "Answered", "Missed", "Out"}
+// queueColumns are the operators table's headings.
+var queueColumns = []string{"queue.col.name", "queue.col.code", "queue.col.status", "queue.col.for",
+	"queue.col.call", "queue.col.in", "queue.col.answered", "queue.col.missed", "queue.col.out"}
 
 func (a *App) openQueue() {
 	if a.op == nil || a.op.Role != wire.RoleSupervisor {
@@ -69,9 +72,10 @@ func (a *App) openQueue() {
 
 func newQueueWindow(a *App) *queueWindow {
 	q := &queueWindow{a: a, sortBy: sortStatus}
-	q.w = a.fa.NewWindow("pult — queue")
+	tr := a.tr
+	q.w = a.fa.NewWindow("pult — " + tr.T("window.queue"))
 	q.w.SetIcon(AppIcon)
-	q.summary = widget.NewLabel("Waiting for the board…")
+	q.summary = widget.NewLabel(tr.T("queue.loading"))
 	q.summary.Wrapping = fyne.TextWrapWord
 	q.level = widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	q.level.SizeName = theme.SizeNameSubHeadingText
@@ -83,7 +87,7 @@ func newQueueWindow(a *App) *queueWindow {
 				widget.NewLabel("8 (999) 999-99-99"), widget.NewLabel("line"), widget.NewLabel("rings"))
 		},
 		func(i widget.ListItemID, o fyne.CanvasObject) { q.fillWaiting(i, o) })
-	q.noWait = widget.NewLabel("No calls waiting.")
+	q.noWait = widget.NewLabel(tr.T("queue.noneWaiting"))
 
 	q.table = widget.NewTableWithHeaders(
 		func() (int, int) { return len(q.ops), len(queueColumns) },
@@ -95,7 +99,7 @@ func newQueueWindow(a *App) *queueWindow {
 	}
 	q.table.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
 		if id.Col >= 0 && id.Col < len(queueColumns) {
-			o.(*widget.Label).SetText(queueColumns[id.Col])
+			o.(*widget.Label).SetText(tr.T(queueColumns[id.Col]))
 		}
 	}
 	for i, wdt := range []float32{190, 60, 80, 70, 220, 40, 80, 60, 40} {
@@ -107,38 +111,40 @@ func newQueueWindow(a *App) *queueWindow {
 		}
 		q.updateButtons()
 	}
-	sortSel := widget.NewRadioGroup([]string{sortStatus, sortTime, sortName}, func(s string) {
-		if s != "" {
-			q.sortBy = s
+	sortKeys := []string{sortStatus, sortTime, sortName}
+	sortLabels := []string{tr.T("queue.sort.status"), tr.T("queue.sort.time"), tr.T("queue.sort.name")}
+	sortSel := widget.NewRadioGroup(sortLabels, func(s string) {
+		if i := slices.Index(sortLabels, s); i >= 0 {
+			q.sortBy = sortKeys[i]
 			q.render()
 		}
 	})
 	sortSel.Horizontal = true
-	sortSel.SetSelected(sortStatus)
+	sortSel.SetSelected(sortLabels[0])
 
 	for _, st := range wire.Statuses {
-		b := widget.NewButton(statusLabel(st), func() { q.setStatus(st) })
+		b := widget.NewButton(tr.status(st), func() { q.setStatus(st) })
 		q.setBtns = append(q.setBtns, b)
 	}
 	q.note = widget.NewLabel("")
 	q.note.Wrapping = fyne.TextWrapWord
-	q.chart = newQueueChart()
+	q.chart = newQueueChart(tr)
 
-	setRow := container.NewHBox(widget.NewLabel("Set the selected operator to:"))
+	setRow := container.NewHBox(widget.NewLabel(tr.T("queue.setSelected")))
 	for _, b := range q.setBtns {
 		setRow.Add(b)
 	}
 	top := container.NewVBox(
 		q.level,
 		q.summary,
-		widget.NewLabelWithStyle("Waiting", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		widget.NewLabelWithStyle(tr.T("queue.waiting"), fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 	)
 	waitingBox := container.NewStack(q.noWait, q.waiting)
 	waitingScroll := container.NewGridWrap(fyne.NewSize(900, 120), waitingBox)
-	opsHeader := container.NewBorder(nil, nil, widget.NewLabelWithStyle("Operators", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
-		container.NewHBox(widget.NewLabel("Sort by"), sortSel))
+	opsHeader := container.NewBorder(nil, nil, widget.NewLabelWithStyle(tr.T("queue.operators"), fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		container.NewHBox(widget.NewLabel(tr.T("queue.sortBy")), sortSel))
 	bottom := container.NewVBox(setRow, q.note,
-		widget.NewLabelWithStyle("Calls waiting (bars) and service level (line), last 4 hours", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		widget.NewLabelWithStyle(tr.T("queue.chartTitle"), fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		q.chart)
 	q.w.SetContent(container.NewPadded(container.NewBorder(
 		container.NewVBox(top, waitingScroll, opsHeader), bottom, nil, nil, q.table)))
@@ -158,7 +164,7 @@ func newQueueWindow(a *App) *queueWindow {
 // show takes a new board (UI goroutine).
 func (q *queueWindow) show(b *wire.QueueSnapshot, errText string) {
 	if errText != "" {
-		q.summary.SetText("The queue board is not available: " + errText)
+		q.summary.SetText(q.a.tr.T("queue.unavailable", "Err", errText))
 		return
 	}
 	q.board = b
@@ -173,11 +179,13 @@ func (q *queueWindow) render() {
 	if b == nil {
 		return
 	}
-	t := b.Totals
-	q.summary.SetText(fmt.Sprintf("Waiting %d · today: incoming %d, answered %d, missed %d, outgoing %d · wait avg %s, longest %s · talk avg %s",
-		len(b.Waiting), t.Incoming, t.Answered, t.Missed, t.Outgoing, agent.Clock(t.AvgWait()),
-		agent.Clock(time.Duration(t.WaitMaxSeconds)*time.Second), agent.Clock(t.AvgTalk())))
-	q.level.SetText(fmt.Sprintf("Service level %.0f%% (%d s)", t.ServiceLevel()*100, b.ServiceLevelSeconds))
+	t, tr := b.Totals, q.a.tr
+	q.summary.SetText(tr.T("queue.summary",
+		"Waiting", tr.N("queue.waitingCalls", len(b.Waiting)),
+		"Incoming", t.Incoming, "Answered", t.Answered, "Missed", t.Missed, "Outgoing", t.Outgoing,
+		"AvgWait", agent.Clock(t.AvgWait()), "MaxWait", agent.Clock(time.Duration(t.WaitMaxSeconds)*time.Second),
+		"AvgTalk", agent.Clock(t.AvgTalk())))
+	q.level.SetText(tr.T("queue.serviceLevel", "Percent", fmt.Sprintf("%.0f", t.ServiceLevel()*100), "Seconds", b.ServiceLevelSeconds))
 	if t.ServiceLevel() < 0.8 {
 		q.level.Importance = widget.DangerImportance
 	} else {
@@ -262,9 +270,9 @@ func (q *queueWindow) fillWaiting(i widget.ListItemID, o fyne.CanvasObject) {
 		line = c.Site + " · " + line
 	}
 	row[2].(*widget.Label).SetText(orText(line, "—"))
-	rings := "rings nobody yet"
+	rings := q.a.tr.T("queue.ringsNobody")
 	if len(c.Ringing) > 0 {
-		rings = "rings " + joinCodes(c.Ringing)
+		rings = q.a.tr.T("queue.rings", "Codes", joinCodes(c.Ringing))
 	}
 	row[3].(*widget.Label).SetText(rings)
 	o.Refresh()
@@ -304,7 +312,7 @@ func (q *queueWindow) fillCell(id widget.TableCellID, l *widget.Label) {
 	case 2:
 		l.TextStyle.Bold = true
 		l.Importance = statusImportance(op.Status)
-		l.SetText(statusLabel(op.Status))
+		l.SetText(q.a.tr.status(op.Status))
 	case 3:
 		in := now.Sub(op.Since)
 		if (op.Status == wire.StatusBreak || op.Status == wire.StatusDinner) && in > q.a.longBreak() {
@@ -316,7 +324,7 @@ func (q *queueWindow) fillCell(id widget.TableCellID, l *widget.Label) {
 			l.SetText("—")
 			break
 		}
-		l.SetText(fmt.Sprintf("%s · %s %s", orText(op.Call.PhoneDisplay, op.Call.Phone), callStateWord(op.Call), agent.Clock(now.Sub(op.Call.Since))))
+		l.SetText(fmt.Sprintf("%s · %s %s", orText(op.Call.PhoneDisplay, op.Call.Phone), q.a.tr.queueCallState(op.Call), agent.Clock(now.Sub(op.Call.Since))))
 	case 5:
 		l.SetText(fmt.Sprint(op.Counters.Incoming))
 	case 6:
@@ -332,14 +340,14 @@ func (q *queueWindow) fillCell(id widget.TableCellID, l *widget.Label) {
 	l.Refresh()
 }
 
-func callStateWord(c *wire.QueueCall) string {
+func (w *words) queueCallState(c *wire.QueueCall) string {
 	if c.State == wire.CallTalking {
-		return "talking"
+		return w.T("queue.call.talking")
 	}
 	if c.Direction == wire.DirectionOut {
-		return "calling"
+		return w.T("queue.call.calling")
 	}
-	return "ringing"
+	return w.T("queue.call.ringing")
 }
 
 func statusImportance(s wire.Status) widget.Importance {
@@ -382,9 +390,9 @@ func (q *queueWindow) setStatus(st wire.Status) {
 			name = op.Name
 		}
 	}
+	a, tr := q.a, q.a.tr
 	q.note.Importance = widget.MediumImportance
-	q.note.SetText(fmt.Sprintf("Setting %s to %s…", name, statusLabel(st)))
-	a := q.a
+	q.note.SetText(tr.T("queue.setting", "Name", name, "Status", tr.status(st)))
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
@@ -395,11 +403,11 @@ func (q *queueWindow) setStatus(st wire.Status) {
 			}
 			if err != nil {
 				q.note.Importance = widget.DangerImportance
-				q.note.SetText(fmt.Sprintf("%s was not set to %s: %v", name, statusLabel(st), err))
+				q.note.SetText(tr.T("queue.setFailed", "Name", name, "Status", tr.status(st), "Err", err))
 				return
 			}
 			q.note.Importance = widget.SuccessImportance
-			q.note.SetText(fmt.Sprintf("%s is now %s.", name, statusLabel(st)))
+			q.note.SetText(tr.T("queue.setDone", "Name", name, "Status", tr.status(st)))
 		})
 	}()
 }
@@ -440,11 +448,12 @@ const chartSlots = 4 * 60
 // a line (0–100 %), oldest on the left.
 type queueChart struct {
 	widget.BaseWidget
+	tr      *words
 	samples []wire.QueueSample
 }
 
-func newQueueChart() *queueChart {
-	c := &queueChart{}
+func newQueueChart(tr *words) *queueChart {
+	c := &queueChart{tr: tr}
 	c.ExtendBaseWidget(c)
 	return c
 }
@@ -456,7 +465,7 @@ func (c *queueChart) set(s []wire.QueueSample) {
 
 func (c *queueChart) CreateRenderer() fyne.WidgetRenderer {
 	r := &chartRenderer{c: c, bg: canvas.NewRectangle(theme.Color(theme.ColorNameInputBackground))}
-	r.empty = canvas.NewText("No history yet", theme.Color(theme.ColorNamePlaceHolder))
+	r.empty = canvas.NewText(c.tr.T("queue.noHistory"), theme.Color(theme.ColorNamePlaceHolder))
 	return r
 }
 
@@ -522,7 +531,7 @@ func (r *chartRenderer) build() {
 		l.Position2 = fyne.NewPos((off+float32(i)+0.5)*step, h-h*float32(s[i].ServiceLevel)*0.95)
 		r.objs = append(r.objs, l)
 	}
-	label := canvas.NewText(fmt.Sprintf("max %d waiting", maxWait), theme.Color(theme.ColorNamePlaceHolder))
+	label := canvas.NewText(r.c.tr.T("queue.chartMax", "N", maxWait), theme.Color(theme.ColorNamePlaceHolder))
 	label.TextSize = theme.CaptionTextSize()
 	label.Move(fyne.NewPos(4, 2))
 	r.objs = append(r.objs, label)

@@ -214,13 +214,14 @@ func (a *App) openRecent() {
 
 func newRecentWindow(a *App) *recentWindow {
 	r := &recentWindow{a: a}
-	r.w = a.fa.NewWindow("pult — recent calls")
+	tr := a.tr
+	r.w = a.fa.NewWindow("pult — " + tr.T("window.recent"))
 	r.w.SetIcon(AppIcon)
 	calls := func() []wire.Call { return a.recent.data.Calls }
 	r.list = widget.NewList(
 		func() int { return len(calls()) },
 		func() fyne.CanvasObject {
-			state := widget.NewLabel("Answered elsewhere")
+			state := widget.NewLabel(tr.T("call.answeredElsewhere"))
 			state.TextStyle = fyne.TextStyle{Bold: true}
 			return container.NewHBox(widget.NewLabel("28 Mmm 00:00"), state, widget.NewLabel("8 (999) 999-99-99"), widget.NewLabel("client"))
 		},
@@ -234,18 +235,18 @@ func newRecentWindow(a *App) *recentWindow {
 			at := c.StartedAt.Local()
 			when := at.Format("15:04")
 			if y, m, d := at.Date(); y != a.cfg.Now().Year() || m != a.cfg.Now().Month() || d != a.cfg.Now().Day() {
-				when = at.Format("02 Jan 15:04")
+				when = tr.dayTime(at)
 			}
 			row[0].(*widget.Label).SetText(when)
 			st := row[1].(*widget.Label)
-			st.SetText(recentStateLabel(c))
+			st.SetText(tr.recentState(c))
 			st.Importance = widget.MediumImportance
 			if c.State == wire.CallMissed && c.Direction == wire.DirectionIn {
 				st.Importance = widget.DangerImportance
 			}
 			st.Refresh()
-			row[2].(*widget.Label).SetText(callNumber(c))
-			row[3].(*widget.Label).SetText(clientName(c))
+			row[2].(*widget.Label).SetText(tr.callNumber(c))
+			row[3].(*widget.Label).SetText(tr.clientName(c))
 			o.Refresh() // lay out the new widths
 		})
 	r.list.OnSelected = func(i widget.ListItemID) {
@@ -257,32 +258,32 @@ func newRecentWindow(a *App) *recentWindow {
 	r.list.OnUnselected = func(widget.ListItemID) { r.sel = ""; r.updateButtons() }
 	r.note = widget.NewLabel("")
 	r.note.Wrapping = fyne.TextWrapWord
-	r.call = widget.NewButtonWithIcon("Call back", theme.MailReplyIcon(), func() {
+	r.call = widget.NewButtonWithIcon(tr.T("card.callBack"), theme.MailReplyIcon(), func() {
 		c, ok := r.selected()
 		if !ok {
 			return
 		}
-		r.note.SetText("Dialing " + callNumber(c) + "…")
+		r.note.SetText(tr.T("dial.dialing", "Number", tr.callNumber(c)))
 		a.dial(c.Phone, func(res wire.DialResult, err error) {
 			if err != nil {
-				r.note.SetText(dialError(err))
+				r.note.SetText(tr.dialError(err))
 				return
 			}
-			r.note.SetText("The PBX is calling " + res.Display + ": pick up your phone.")
+			r.note.SetText(tr.T("dial.pbxCalling", "Number", res.Display))
 		})
 	})
-	r.copy = widget.NewButtonWithIcon("Copy number", theme.ContentCopyIcon(), func() {
+	r.copy = widget.NewButtonWithIcon(tr.T("card.copyNumber"), theme.ContentCopyIcon(), func() {
 		if c, ok := r.selected(); ok {
 			a.copyText(c.Phone)
 		}
 	})
-	r.crm = widget.NewButtonWithIcon("Open in CRM", theme.ComputerIcon(), func() {
+	r.crm = widget.NewButtonWithIcon(tr.T("card.openCRM"), theme.ComputerIcon(), func() {
 		if c, ok := r.selected(); ok {
 			a.openURL(crmLink(c))
 		}
 	})
 	r.bar = container.NewHBox(r.call, r.copy, r.crm)
-	empty := widget.NewLabel("No calls yet.")
+	empty := widget.NewLabel(tr.T("recent.none"))
 	r.w.SetContent(container.NewBorder(nil, container.NewVBox(r.note, r.bar), nil, nil, container.NewStack(empty, r.list)))
 	r.w.Resize(fyne.NewSize(560, 420))
 	r.w.SetOnClosed(func() { a.recentW = nil })
@@ -321,10 +322,10 @@ func (r *recentWindow) refresh() {
 	r.updateButtons()
 }
 
-func recentStateLabel(c wire.Call) string {
-	dir := "In"
+func (w *words) recentState(c wire.Call) string {
+	dir := w.T("recent.in")
 	if c.Direction == wire.DirectionOut {
-		dir = "Out"
+		dir = w.T("recent.out")
 	}
-	return dir + " · " + callStateLabel(c)
+	return dir + " · " + w.callState(c)
 }

@@ -45,7 +45,8 @@ func (a *App) showSignin(msg string) {
 
 func newSignin(a *App) *signin {
 	s := &signin{a: a}
-	s.w = a.fa.NewWindow("pult — sign in")
+	tr := a.tr
+	s.w = a.fa.NewWindow("pult — " + tr.T("window.signin"))
 	s.w.SetIcon(AppIcon)
 	s.url = a.newEntry(func() { s.w.Close() })
 	s.url.SetPlaceHolder("https://relay.example.com")
@@ -64,14 +65,14 @@ func newSignin(a *App) *signin {
 	s.progress = widget.NewProgressBarInfinite()
 	s.progress.Stop()
 	s.progress.Hide()
-	s.button = widget.NewButton("Sign in", s.submit)
+	s.button = widget.NewButton(tr.T("signin.button"), s.submit)
 	s.button.Importance = widget.HighImportance
 
-	intro := widget.NewLabel("Sign in with the relay address and the token your administrator gave you. The token is kept in the OS keyring.")
+	intro := widget.NewLabel(tr.T("signin.intro"))
 	intro.Wrapping = fyne.TextWrapWord
 	form := widget.NewForm(
-		widget.NewFormItem("Relay", s.url),
-		widget.NewFormItem("Token", s.token),
+		widget.NewFormItem(tr.T("signin.relay"), s.url),
+		widget.NewFormItem(tr.T("signin.token"), s.token),
 	)
 	s.w.SetContent(container.NewPadded(container.NewVBox(intro, form, s.message, s.progress,
 		container.NewHBox(layoutSpacer(), s.button))))
@@ -101,27 +102,28 @@ func (s *signin) submit() {
 	if s.cancel != nil {
 		return // a check is running
 	}
+	tr := s.a.tr
 	raw, token := strings.TrimSpace(s.url.Text), strings.TrimSpace(s.token.Text)
 	if raw == "" {
-		s.setMessage("Enter the relay's address.", widget.DangerImportance)
+		s.setMessage(tr.T("signin.enterRelay"), widget.DangerImportance)
 		s.w.Canvas().Focus(s.url)
 		return
 	}
 	url, err := agent.ParseRelayURL(raw)
 	if err != nil {
-		s.setMessage("That is not a relay address: "+err.Error(), widget.DangerImportance)
+		s.setMessage(tr.T("signin.badRelayURL", "Err", err), widget.DangerImportance)
 		s.w.Canvas().Focus(s.url)
 		return
 	}
 	if token == "" {
-		s.setMessage("Enter your token.", widget.DangerImportance)
+		s.setMessage(tr.T("signin.enterToken"), widget.DangerImportance)
 		s.w.Canvas().Focus(s.token)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
 	s.cancel = cancel
 	s.busy(true)
-	s.setMessage("Checking with the relay…", widget.MediumImportance)
+	s.setMessage(tr.T("signin.checking"), widget.MediumImportance)
 	a := s.a
 	go func() {
 		defer cancel()
@@ -136,7 +138,7 @@ func (s *signin) submit() {
 			s.cancel = nil
 			s.busy(false)
 			if err != nil {
-				s.setMessage(checkMessage(err), widget.DangerImportance)
+				s.setMessage(tr.checkMessage(err), widget.DangerImportance)
 				return
 			}
 			a.log.Info("signed in", "operator", op.Code, "relay", url)

@@ -3,7 +3,6 @@ package ui
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"path/filepath"
 	"slices"
@@ -41,30 +40,30 @@ func (a *App) onTranscript(st wire.TranscriptState) {
 	a.recent.data.Transcripts = list
 	a.recent.changed()
 	if st.State == wire.TranscriptFailed {
-		a.notify("Transcript not delivered", transcriptName(st)+": "+st.Reason)
+		a.notify(a.tr.T("notify.transcriptFailed"), a.tr.transcriptName(st)+": "+st.Reason)
 	}
 	if a.transcriptsW != nil {
 		a.transcriptsW.refresh()
 	}
 }
 
-func transcriptName(st wire.TranscriptState) string {
+func (w *words) transcriptName(st wire.TranscriptState) string {
 	if st.Title != "" {
 		return st.Title
 	}
-	return "chat " + st.ID
+	return w.T("transcript.chat", "ID", st.ID)
 }
 
-func transcriptStateLabel(st wire.TranscriptState) string {
+func (w *words) transcriptState(st wire.TranscriptState) string {
 	switch st.State {
 	case wire.TranscriptQueued:
-		return "Sending…"
+		return w.T("transcript.sending")
 	case wire.TranscriptDelivered:
-		return "Delivered"
+		return w.T("transcript.delivered")
 	case wire.TranscriptFailed:
-		return "Failed: " + st.Reason
+		return w.T("transcript.failed", "Reason", st.Reason)
 	case "kept":
-		return "Waiting for the relay"
+		return w.T("transcript.kept")
 	}
 	return st.State
 }
@@ -95,7 +94,8 @@ func (a *App) openTranscripts() {
 
 func newTranscriptsWindow(a *App) *transcriptsWindow {
 	t := &transcriptsWindow{a: a}
-	t.w = a.fa.NewWindow("pult — transcripts")
+	tr := a.tr
+	t.w = a.fa.NewWindow("pult — " + tr.T("window.transcripts"))
 	t.w.SetIcon(AppIcon)
 	items := func() []wire.TranscriptState { return a.recent.data.Transcripts }
 	t.list = widget.NewList(
@@ -111,11 +111,11 @@ func newTranscriptsWindow(a *App) *transcriptsWindow {
 			}
 			st := list[i]
 			b := o.(*fyne.Container)
-			b.Objects[1].(*widget.Label).SetText(st.At.Local().Format("02 Jan 15:04"))
+			b.Objects[1].(*widget.Label).SetText(tr.dayTime(st.At.Local()))
 			row := b.Objects[0].(*fyne.Container).Objects
-			row[0].(*widget.Label).SetText(transcriptName(st))
+			row[0].(*widget.Label).SetText(tr.transcriptName(st))
 			state := row[1].(*widget.Label)
-			state.SetText(transcriptStateLabel(st))
+			state.SetText(tr.transcriptState(st))
 			switch st.State {
 			case wire.TranscriptFailed:
 				state.Importance = widget.DangerImportance
@@ -128,28 +128,28 @@ func newTranscriptsWindow(a *App) *transcriptsWindow {
 			b.Objects[0].(*fyne.Container).Refresh() // lay out the new widths
 		})
 	t.title = a.newEntry(func() { t.w.Close() })
-	t.title.SetPlaceHolder("Title (optional)")
+	t.title.SetPlaceHolder(tr.T("transcript.titlePlaceholder"))
 	t.client = a.newEntry(func() { t.w.Close() })
-	t.client.SetPlaceHolder("Client's name (optional)")
+	t.client.SetPlaceHolder(tr.T("transcript.clientPlaceholder"))
 	t.body = widget.NewMultiLineEntry()
-	t.body.SetPlaceHolder("Paste the chat: one \"Name: message\" per line, or a Smartsupp export (JSON)")
+	t.body.SetPlaceHolder(tr.T("transcript.bodyPlaceholder"))
 	t.body.SetMinRowsVisible(8)
 	t.body.Wrapping = fyne.TextWrapWord
 	t.body.OnChanged = func(string) { t.update() }
-	t.send = widget.NewButtonWithIcon("Submit", theme.MailSendIcon(), t.submit)
+	t.send = widget.NewButtonWithIcon(tr.T("transcript.submit"), theme.MailSendIcon(), t.submit)
 	t.send.Importance = widget.HighImportance
-	imp := widget.NewButtonWithIcon("Import file…", theme.FolderOpenIcon(), t.importFile)
+	imp := widget.NewButtonWithIcon(tr.T("transcript.import"), theme.FolderOpenIcon(), t.importFile)
 	t.note = widget.NewLabel("")
 	t.note.Wrapping = fyne.TextWrapWord
 
 	form := container.NewVBox(
-		widget.NewLabelWithStyle("New transcript", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		widget.NewLabelWithStyle(tr.T("transcript.new"), fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		container.NewGridWithColumns(2, t.title, t.client),
 		t.body,
 		container.NewHBox(imp, layoutSpacer(), t.send),
 		t.note,
 	)
-	recentTitle := widget.NewLabelWithStyle("Recent chats", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	recentTitle := widget.NewLabelWithStyle(tr.T("transcript.recent"), fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	t.w.SetContent(container.NewBorder(container.NewPadded(form), nil, nil, nil,
 		container.NewBorder(recentTitle, nil, nil, nil, t.list)))
 	t.w.Resize(fyne.NewSize(620, 640))
@@ -173,6 +173,7 @@ func (t *transcriptsWindow) update() {
 }
 
 func (t *transcriptsWindow) importFile() {
+	tr := t.a.tr
 	d := dialog.NewFileOpen(func(r fyne.URIReadCloser, err error) {
 		if err != nil || r == nil {
 			return
@@ -181,10 +182,10 @@ func (t *transcriptsWindow) importFile() {
 		b, err := io.ReadAll(io.LimitReader(r, wire.MaxTranscript+1))
 		switch {
 		case err != nil:
-			t.setNote("Could not read the file: "+err.Error(), widget.DangerImportance)
+			t.setNote(tr.T("transcript.readFailed", "Err", err), widget.DangerImportance)
 			return
 		case len(b) > wire.MaxTranscript:
-			t.setNote(fmt.Sprintf("The file is larger than %d KiB.", wire.MaxTranscript>>10), widget.DangerImportance)
+			t.setNote(tr.T("transcript.fileTooLarge", "KiB", wire.MaxTranscript>>10), widget.DangerImportance)
 			return
 		}
 		t.body.SetText(string(b))
@@ -203,13 +204,13 @@ func (t *transcriptsWindow) setNote(text string, imp widget.Importance) {
 
 // submit sends the chat; the list shows its state from then on.
 func (t *transcriptsWindow) submit() {
-	s := t.a.sess
+	s, tr := t.a.sess, t.a.tr
 	body := t.body.Text
 	if s == nil || t.busy || strings.TrimSpace(body) == "" {
 		return
 	}
 	if len(body) > wire.MaxTranscript {
-		t.setNote(fmt.Sprintf("The chat is larger than %d KiB.", wire.MaxTranscript>>10), widget.DangerImportance)
+		t.setNote(tr.T("transcript.chatTooLarge", "KiB", wire.MaxTranscript>>10), widget.DangerImportance)
 		return
 	}
 	format := wire.FormatText
@@ -219,7 +220,7 @@ func (t *transcriptsWindow) submit() {
 	sub := wire.TranscriptSubmit{Format: format, Title: strings.TrimSpace(t.title.Text), Client: strings.TrimSpace(t.client.Text), Body: body}
 	t.busy = true
 	t.update()
-	t.setNote("Sending to the relay…", widget.MediumImportance)
+	t.setNote(tr.T("transcript.sendingToRelay"), widget.MediumImportance)
 	a := t.a
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
@@ -233,16 +234,16 @@ func (t *transcriptsWindow) submit() {
 				st.Title = sub.Title
 				a.onTranscript(st)
 				t.clear()
-				t.setNote("Accepted by the relay; the list shows when the QA platform has it.", widget.SuccessImportance)
+				t.setNote(tr.T("transcript.accepted"), widget.SuccessImportance)
 			case errors.Is(err, agent.ErrQueued):
 				st.Title, st.State = sub.Title, "kept"
 				a.onTranscript(st)
 				t.clear()
-				t.setNote("The relay can't be reached: the chat is kept and goes out once the connection is back.", widget.WarningImportance)
+				t.setNote(tr.T("transcript.keptOffline"), widget.WarningImportance)
 			case errors.As(err, &werr):
-				t.setNote("Not accepted: "+werr.Message, widget.DangerImportance)
+				t.setNote(tr.T("transcript.notAccepted", "Reason", werr.Message), widget.DangerImportance)
 			default:
-				t.setNote("Not sent: "+err.Error(), widget.DangerImportance)
+				t.setNote(tr.T("transcript.notSent", "Err", err), widget.DangerImportance)
 			}
 			t.update()
 		})

@@ -79,21 +79,22 @@ type shownItem struct {
 
 func newTray(a *App) *tray {
 	t := &tray{a: a}
+	tr := a.tr
 	t.who = fyne.NewMenuItem("", nil)
 	t.who.Disabled = true
 	items := []*fyne.MenuItem{t.who, fyne.NewMenuItemSeparator()}
 	for i, st := range wire.Statuses {
-		it := fyne.NewMenuItem(statusLabel(st), func() { a.setStatus(st) })
+		it := fyne.NewMenuItem(tr.status(st), func() { a.setStatus(st) })
 		it.Shortcut = statusShortcut(i)
 		t.statuses = append(t.statuses, it)
 		items = append(items, it)
 	}
-	t.dial = fyne.NewMenuItem("Dial…", func() { a.openDialer("") })
-	t.recent = fyne.NewMenuItem("Recent calls…", func() { a.openRecent() })
-	t.chats = fyne.NewMenuItem("Transcripts…", func() { a.openTranscripts() })
-	t.queue = fyne.NewMenuItem("Queue…", func() { a.openQueue() })
-	t.sign = fyne.NewMenuItem("Sign out", nil)
-	t.quit = fyne.NewMenuItem("Quit", func() { a.Quit() })
+	t.dial = fyne.NewMenuItem(tr.T("menu.dial"), func() { a.openDialer("") })
+	t.recent = fyne.NewMenuItem(tr.T("menu.recent"), func() { a.openRecent() })
+	t.chats = fyne.NewMenuItem(tr.T("menu.transcripts"), func() { a.openTranscripts() })
+	t.queue = fyne.NewMenuItem(tr.T("menu.queue"), func() { a.openQueue() })
+	t.sign = fyne.NewMenuItem(tr.T("menu.signOut"), nil)
+	t.quit = fyne.NewMenuItem(tr.T("menu.quit"), func() { a.Quit() })
 	t.quit.IsQuit = true
 	items = append(items, fyne.NewMenuItemSeparator(), t.dial, t.recent, t.chats, t.queue,
 		fyne.NewMenuItemSeparator(), t.sign, t.quit)
@@ -106,11 +107,11 @@ func newTray(a *App) *tray {
 // update sets every item from the app's state and refreshes the tray if
 // anything it shows changed.
 func (t *tray) update() {
-	a := t.a
+	a, tr := t.a, t.a.tr
 	signedIn := a.sess != nil
 	online := signedIn && a.conn == agent.Online
 	shown := a.shownStatus()
-	conn := connLabel(a.conn, a.retryAt, a.cfg.Now())
+	conn := tr.conn(a.conn, a.retryAt, a.cfg.Now())
 
 	switch {
 	case a.op != nil:
@@ -118,29 +119,29 @@ func (t *tray) update() {
 	case signedIn:
 		t.who.Label = "pult — " + conn
 	default:
-		t.who.Label = "pult — not signed in"
+		t.who.Label = "pult — " + tr.T("menu.notSignedIn")
 	}
 	for i, it := range t.statuses {
 		st := wire.Statuses[i]
 		it.Checked = st == shown
-		it.Label = statusLabel(st)
+		it.Label = tr.status(st)
 		if it.Checked && a.pending != nil {
-			it.Label += " (sending…)"
+			it.Label = tr.T("menu.statusSending", "Status", it.Label)
 		}
 		it.Disabled = !signedIn
 	}
 	t.dial.Disabled = !signedIn
 	if n := a.recent.unseenMissed(); n > 0 {
-		t.recent.Label = fmt.Sprintf("Recent calls (%d missed)…", n)
+		t.recent.Label = tr.T("menu.recentMissed", "Missed", tr.N("calls.missed", n))
 	} else {
-		t.recent.Label = "Recent calls…"
+		t.recent.Label = tr.T("menu.recent")
 	}
 	t.setQueueItem(a.op != nil && a.op.Role == wire.RoleSupervisor)
 	if signedIn {
-		t.sign.Label = "Sign out"
+		t.sign.Label = tr.T("menu.signOut")
 		t.sign.Action = a.signOut
 	} else {
-		t.sign.Label = "Sign in…"
+		t.sign.Label = tr.T("menu.signIn")
 		t.sign.Action = func() { a.showSignin("") }
 	}
 
@@ -260,15 +261,15 @@ func (t *tray) icon() fyne.Resource {
 
 // tooltip: name, status and connection.
 func (t *tray) tooltip() string {
-	a := t.a
-	conn := connLabel(a.conn, a.retryAt, a.cfg.Now())
+	a, tr := t.a, t.a.tr
+	conn := tr.conn(a.conn, a.retryAt, a.cfg.Now())
 	switch {
 	case a.op != nil:
-		return fmt.Sprintf("pult — %s: %s (%s)", a.op.Name, statusLabel(a.shownStatus()), conn)
+		return fmt.Sprintf("pult — %s: %s (%s)", a.op.Name, tr.status(a.shownStatus()), conn)
 	case a.sess != nil:
 		return "pult — " + conn
 	}
-	return "pult — not signed in"
+	return "pult — " + tr.T("menu.notSignedIn")
 }
 
 // setQueueItem shows "Queue…" after "Transcripts…" for supervisors only.

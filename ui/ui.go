@@ -12,7 +12,6 @@ package ui
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"fyne.io/systray"
 
 	"github.com/pult/pult/agent"
+	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 )
 
@@ -48,6 +48,11 @@ type Config struct {
 	Tray bool
 	// Region is the default country for numbers typed without one.
 	Region string
+	// Languages are the operator's languages, most wanted first (BCP 47
+	// tags such as "ru-RU", or POSIX ones such as "ru_RU.UTF-8"): the app
+	// speaks the first it has words for, else English. cmd/pult gives
+	// PULT_LANG or the OS's languages.
+	Languages []string
 	// DialNumber, when set, opens the dialer pre-filled (a tel: link).
 	DialNumber string
 	Logger     *slog.Logger
@@ -73,6 +78,7 @@ type App struct {
 	cfg  Config
 	fa   fyne.App
 	log  *slog.Logger
+	tr   *words
 	idle *idler
 	// stopIdle ends the parking of the loop; set by Run.
 	stopIdle context.CancelFunc
@@ -114,7 +120,7 @@ func New(fa fyne.App, cfg Config) *App {
 	if cfg.Do == nil {
 		cfg.Do = fyne.Do
 	}
-	a := &App{cfg: cfg, fa: fa, log: cfg.Logger.With("component", "ui"), stopIdle: func() {}}
+	a := &App{cfg: cfg, fa: fa, log: cfg.Logger.With("component", "ui"), tr: newWords(cfg.Languages), stopIdle: func() {}}
 	a.idle = newIdler(a.log)
 	a.recent = loadRecent(a.statePath("recent.json"), a.log, a.do)
 	a.cards = newCardStack(a)
@@ -185,7 +191,7 @@ func (a *App) start() {
 	case err == nil:
 		a.startSession(login)
 	default:
-		a.showSignin(signinMessage(err))
+		a.showSignin(a.tr.signinMessage(err))
 	}
 	if a.cfg.DialNumber != "" {
 		a.openDialer(a.cfg.DialNumber)
@@ -292,7 +298,7 @@ func (a *App) startSession(login Login) {
 		},
 	})
 	if err != nil {
-		a.showSignin(fmt.Sprintf("Could not start: %v", err))
+		a.showSignin(a.tr.T("signin.couldNotStart", "Err", err))
 		return
 	}
 	s.agent = ag
@@ -326,7 +332,7 @@ func (a *App) sessionEnded(s *session, err error) {
 		a.conn = agent.AuthFailed
 	}
 	a.refresh()
-	a.showSignin(stopMessage(se))
+	a.showSignin(a.tr.stopMessage(se))
 }
 
 // signOut stops the agent and forgets the token.
@@ -352,12 +358,12 @@ func (a *App) signOut() {
 			err = a.cfg.Credentials.Delete()
 		}
 		a.do(func() {
-			msg := "Signed out. The token was removed from the keyring."
+			msg := a.tr.T("signout.done")
 			if fixed {
-				msg = "Signed out. (The sign-in came from PULT_RELAY and PULT_TOKEN; nothing was stored.)"
+				msg = a.tr.T("signout.fixed")
 			}
 			if err != nil {
-				msg = fmt.Sprintf("Signed out, but the token could not be removed from the keyring: %v", err)
+				msg = a.tr.T("signout.notRemoved", "Err", err)
 			}
 			a.cfg.Fixed = nil
 			a.showSignin(msg)
@@ -407,7 +413,7 @@ func (a *App) onEvent(s *session, ev agent.Event, received time.Time) {
 		r := ev.Receipt
 		a.pending = nil
 		if r.Refused != nil {
-			a.notify("Status not changed", fmt.Sprintf("Your change to %s was refused: %s", statusLabel(r.Status), r.Refused.Message))
+			a.notify(a.tr.T("notify.statusNotChanged"), a.tr.T("notify.statusRefused", "Status", a.tr.status(r.Status), "Reason", r.Refused.Message))
 		} else if r.Applied != nil {
 			a.status = *r.Applied
 		}
@@ -421,7 +427,7 @@ func (a *App) onCall(c wire.Call, received time.Time) {
 	a.recent.add(c)
 	isNew := a.cards.update(c)
 	if isNew && c.State == wire.CallRinging && c.Direction == wire.DirectionIn && a.fresh(c) {
-		a.notify(callTitle(c), callSummary(c))
+		a.notify(a.tr.callTitle(c), a.tr.callSummary(c))
 	}
 	if isNew {
 		a.log.Debug("card shown", "call", c.ID, "state", c.State, "latency", time.Since(received))
@@ -443,9 +449,14 @@ func (a *App) onNotice(n wire.Notice) {
 	}
 	switch n.Kind {
 	case wire.NoticeDialing:
-		a.notify("Dialing", n.Text)
+		// The relay's text is English; the number says it all.
+		body := n.Text
+		if n.Phone != "" {
+			body = a.tr.T("notify.dialingFromCRM", "Number", phone.Display(n.Phone, a.cfg.Region))
+		}
+		a.notify(a.tr.T("notify.dialing"), body)
 	case wire.NoticeDialFailed:
-		a.notify("Call not placed", n.Text)
+		a.notify(a.tr.T("notify.callNotPlaced"), n.Text)
 	default:
 		a.notify("pult", n.Text)
 	}
@@ -481,10 +492,10 @@ func (a *App) setStatus(st wire.Status) {
 				// Stays pending: sent on reconnect, outcome as a receipt.
 			case errors.As(err, &werr):
 				a.pending = nil
-				a.notify("Status not changed", werr.Message)
+				a.notify(a.tr.T("notify.statusNotChanged"), werr.Message)
 			default:
 				a.pending = nil
-				a.notify("Status not changed", err.Error())
+				a.notify(a.tr.T("notify.statusNotChanged"), err.Error())
 			}
 			a.refresh()
 		})
@@ -533,11 +544,11 @@ var errNotSignedIn = errors.New("not signed in")
 func (a *App) openURL(raw string) {
 	u, err := parseURL(raw)
 	if err != nil {
-		a.notify("Can't open the link", err.Error())
+		a.notify(a.tr.T("notify.cantOpenLink"), a.tr.T("notify.notWebAddress", "URL", raw))
 		return
 	}
 	if err := a.fa.OpenURL(u); err != nil {
-		a.notify("Can't open the link", err.Error())
+		a.notify(a.tr.T("notify.cantOpenLink"), err.Error())
 	}
 }
 

@@ -12,20 +12,21 @@ import (
 	"github.com/pult/pult/agent/wire"
 )
 
-// The words a person reads, in one place.
+// The words a person reads, in one place: their texts are in
+// translations/*.json (lang.go).
 
-func statusLabel(s wire.Status) string {
+func (w *words) status(s wire.Status) string {
 	switch s {
 	case wire.StatusFree:
-		return "Free"
+		return w.T("status.free")
 	case wire.StatusBusy:
-		return "Busy"
+		return w.T("status.busy")
 	case wire.StatusDinner:
-		return "Dinner"
+		return w.T("status.dinner")
 	case wire.StatusBreak:
-		return "Break"
+		return w.T("status.break")
 	case wire.StatusOffline:
-		return "Offline"
+		return w.T("status.offline")
 	}
 	if s == "" {
 		return "—"
@@ -33,91 +34,93 @@ func statusLabel(s wire.Status) string {
 	return string(s)
 }
 
-// connLabel describes the connection for the tooltip and main window.
-func connLabel(st agent.ConnState, retryAt, now time.Time) string {
+// conn describes the connection for the tooltip and main window.
+func (w *words) conn(st agent.ConnState, retryAt, now time.Time) string {
 	switch st {
 	case agent.Online:
-		return "online"
+		return w.T("conn.online")
 	case agent.Connecting:
-		return "connecting…"
+		return w.T("conn.connecting")
 	case agent.Offline:
 		if !retryAt.IsZero() && retryAt.After(now) {
-			return fmt.Sprintf("reconnecting… (next try in %s)", retryAt.Sub(now).Round(time.Second))
+			return w.T("conn.retryIn", "In", w.duration(retryAt.Sub(now)))
 		}
-		return "reconnecting…"
+		return w.T("conn.reconnecting")
 	case agent.AuthFailed:
-		return "signed out: token refused"
+		return w.T("conn.tokenRefused")
 	case agent.Outdated:
-		return "signed out: update pult"
+		return w.T("conn.outdated")
 	}
-	return "signed out"
+	return w.T("conn.signedOut")
 }
 
-func callStateLabel(c wire.Call) string {
+func (w *words) callState(c wire.Call) string {
 	switch c.State {
 	case wire.CallRinging:
 		if c.Direction == wire.DirectionOut {
-			return "Calling"
+			return w.T("call.calling")
 		}
-		return "Ringing"
+		return w.T("call.ringing")
 	case wire.CallTalking:
-		return "Talking"
+		return w.T("call.talking")
 	case wire.CallAnsweredElsewhere:
 		if c.AnsweredBy != nil {
-			return "Answered by " + partyName(*c.AnsweredBy)
+			if c.AnsweredBy.You {
+				return w.T("call.answeredByYou")
+			}
+			return w.T("call.answeredBy", "Who", w.party(*c.AnsweredBy))
 		}
-		return "Answered elsewhere"
+		return w.T("call.answeredElsewhere")
 	case wire.CallEnded:
-		return "Ended"
+		return w.T("call.ended")
 	case wire.CallMissed:
 		if c.Direction == wire.DirectionOut {
-			return "No answer"
+			return w.T("call.noAnswer")
 		}
-		return "Missed"
+		return w.T("call.missed")
 	}
 	return string(c.State)
 }
 
-func partyName(p wire.Party) string {
+// party names another operator.
+func (w *words) party(p wire.Party) string {
 	switch {
-	case p.You:
-		return "you"
 	case p.Name != "" && p.Code != "":
 		return fmt.Sprintf("%s (%s)", p.Name, p.Code)
 	case p.Name != "":
 		return p.Name
 	}
-	return "ext. " + p.Code
+	return w.T("call.extension", "Code", p.Code)
 }
 
-func callNumber(c wire.Call) string {
+func (w *words) callNumber(c wire.Call) string {
 	if c.PhoneDisplay != "" {
 		return c.PhoneDisplay
 	}
 	if c.Phone != "" {
 		return c.Phone
 	}
-	return "Unknown number"
+	return w.T("call.unknownNumber")
 }
 
-func callTitle(c wire.Call) string {
+func (w *words) callTitle(c wire.Call) string {
 	if c.Direction == wire.DirectionOut {
-		return "Outgoing call: " + callNumber(c)
+		return w.T("call.outgoingTitle", "Number", w.callNumber(c))
 	}
-	return "Incoming call: " + callNumber(c)
+	return w.T("call.incomingTitle", "Number", w.callNumber(c))
 }
 
 // callSummary is the notification's body: who is calling and who manages them.
-func callSummary(c wire.Call) string {
+func (w *words) callSummary(c wire.Call) string {
 	var parts []string
 	if c.Client != nil && c.Client.Name != "" {
 		parts = append(parts, c.Client.Name)
 	}
 	if l := lineLabel(c); l != "" {
-		parts = append(parts, "to "+l)
+		parts = append(parts, w.T("call.toLine", "Line", l))
 	}
-	if m := managerLine(c); m != "" {
-		parts = append(parts, "Manager: "+m)
+	if m := w.manager(c); m != "" {
+		parts = append(parts, w.T("call.manager", "Manager", m))
 	}
 	return strings.Join(parts, " · ")
 }
@@ -136,15 +139,15 @@ func lineLabel(c wire.Call) string {
 	return line
 }
 
-// managerLine describes the client's responsible manager.
-func managerLine(c wire.Call) string {
+// manager describes the client's responsible manager.
+func (w *words) manager(c wire.Call) string {
 	switch c.ManagerState {
 	case wire.ManagerPending:
-		return "looking up…"
+		return w.T("manager.pending")
 	case wire.ManagerNone:
-		return "none free"
+		return w.T("manager.none")
 	case wire.ManagerUnavailable:
-		return "CRM not reachable"
+		return w.T("manager.crmDown")
 	case wire.ManagerOff, "":
 		return ""
 	}
@@ -154,27 +157,27 @@ func managerLine(c wire.Call) string {
 	}
 	s := m.Name
 	if m.Code != "" {
-		s += ", ext. " + m.Code
+		s += w.T("manager.extension", "Code", m.Code)
 	}
 	if m.Free {
-		s += " · free"
+		s += " · " + w.T("manager.free")
 	} else {
-		s += " · not free"
+		s += " · " + w.T("manager.notFree")
 	}
 	if m.You {
-		s += " · that's you"
+		s += " · " + w.T("manager.you")
 	}
 	return s
 }
 
-func clientName(c wire.Call) string {
+func (w *words) clientName(c wire.Call) string {
 	if c.Client != nil && c.Client.Name != "" {
 		return c.Client.Name
 	}
 	if c.Client != nil && c.Client.ID != "" {
-		return "Client #" + c.Client.ID
+		return w.T("client.numbered", "ID", c.Client.ID)
 	}
-	return "New client"
+	return w.T("client.new")
 }
 
 // crmLink is the best CRM page for the call: the client, else a new one.
@@ -189,41 +192,41 @@ func crmLink(c wire.Call) string {
 }
 
 // signinMessage explains why the sign-in window is shown at start.
-func signinMessage(err error) string {
+func (w *words) signinMessage(err error) string {
 	switch {
 	case errors.Is(err, credentials.ErrNotSignedIn):
 		return ""
 	case errors.Is(err, credentials.ErrNoKeyring):
-		return "The OS keyring can't be reached, so the stored sign-in can't be read: " + err.Error()
+		return w.T("signin.noKeyringAtStart", "Err", err.Error())
 	}
 	return err.Error()
 }
 
 // stopMessage explains a token the relay refused.
-func stopMessage(se *agent.StopError) string {
+func (w *words) stopMessage(se *agent.StopError) string {
 	switch se.Code {
 	case wire.CloseBadToken:
-		return "The relay does not know this token. Check that you copied it whole, or ask your administrator for a new one."
+		return w.T("signin.badToken")
 	case wire.CloseRevoked:
-		return "This token was revoked by an administrator. Ask for a new one and sign in again."
+		return w.T("signin.revoked")
 	case wire.CloseProtocol:
-		return "This version of pult is too old (or too new) for the relay. Install the version your administrator gives you."
+		return w.T("signin.protocol")
 	}
 	return se.Error()
 }
 
 // checkMessage explains why a sign-in attempt failed.
-func checkMessage(err error) string {
+func (w *words) checkMessage(err error) string {
 	var se *agent.StopError
 	switch {
 	case errors.As(err, &se):
-		return stopMessage(se)
+		return w.stopMessage(se)
 	case errors.Is(err, agent.ErrUnreachable):
-		return "The relay can't be reached. Check the address and your network; if they are right, the relay may be down: try again in a minute."
+		return w.T("signin.unreachable")
 	case errors.Is(err, agent.ErrNotRelay):
-		return "Something answered at this address, but it is not a pult relay. Check the URL (it looks like https://relay.example.com)."
+		return w.T("signin.notRelay")
 	case errors.Is(err, credentials.ErrNoKeyring):
-		return "The token is right, but the OS keyring can't be reached to keep it: " + err.Error()
+		return w.T("signin.noKeyring", "Err", err.Error())
 	}
 	return err.Error()
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/pult/pult/relay"
 	"github.com/pult/pult/relay/bench"
 	"github.com/pult/pult/relay/demo"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/retailcrm"
 )
@@ -70,7 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "demo":
 		err = runDemo(ctx, args[1:], getenv, logger, stdout, stderr)
 	case "operators":
-		err = operators(ctx, args[1:], getenv, stdout, stderr)
+		err = operatorsCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "outbox":
 		err = outboxCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "retailcrm":
@@ -217,7 +218,7 @@ func adminClient(fs *flag.FlagSet, args []string, getenv func(string) string) (*
 	return c, nil
 }
 
-func operators(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func operatorsCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usagef("operators: want add, list or revoke")
 	}
@@ -226,7 +227,7 @@ func operators(ctx context.Context, args []string, getenv func(string) string, s
 	switch args[0] {
 	case "add":
 		fs := newFlags("operators add", stderr)
-		var n relay.NewOperator
+		var n operators.NewOperator
 		fs.StringVar(&n.Name, "name", "", "the operator's name (required)")
 		fs.StringVar(&n.UserID, "user-id", "", "the operator's CRM user id (required)")
 		fs.StringVar(&n.Code, "code", "", "the operator's PBX extension (required)")

@@ -18,6 +18,7 @@ import (
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/retailcrm/sim"
 )
@@ -62,7 +63,7 @@ timeout = "60s"
 		proc.Wait()
 	}()
 	ctx := context.Background()
-	added, err := (&relay.AdminClient{BaseURL: base, Token: admin}).AddOperator(ctx, relay.NewOperator{Name: "Anna", Code: "100", UserID: "7"})
+	added, err := (&relay.AdminClient{BaseURL: base, Token: admin}).AddOperator(ctx, operators.NewOperator{Name: "Anna", Code: "100", UserID: "7"})
 	if err != nil {
 		t.Fatal(err)
 	}

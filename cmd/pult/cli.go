@@ -60,6 +60,7 @@ Environment:
   PULT_RELAY, PULT_TOKEN  use this relay and token instead of the stored sign-in (set both)
   PULT_CONFIG_DIR         directory of the stored relay URL (default: <user config dir>/pult)
   PULT_REGION             country for numbers typed without one (default RU)
+  PULT_LANG=ru|en         the desktop app's language (default: the OS's)
   PULT_DEBUG=1            log the connection's progress to stderr
   PULT_CPUPROFILE=FILE    the desktop app writes a CPU profile (pprof) to FILE
 

@@ -343,7 +343,7 @@ func TestDesktop(t *testing.T) {
 		shots = filepath.Join(dir, "shots")
 	}
 	os.MkdirAll(shots, 0o755)
-	env := append(os.Environ(), "LANG=en_US.UTF-8", "LC_ALL=", "PULT_RELAY=", "PULT_TOKEN=")
+	env := append(os.Environ(), "LANG=en_US.UTF-8", "LC_ALL=", "LC_MESSAGES=", "LANGUAGE=", "PULT_LANG=", "PULT_RELAY=", "PULT_TOKEN=")
 
 	start(t, env, "dunst")
 	// The demo relay, its PBX ringing operator 100 every 2 s.
@@ -592,6 +592,129 @@ func TestDesktop(t *testing.T) {
 	t.Log("\n" + figures)
 	if f := os.Getenv("PULT_FIGURES"); f != "" {
 		os.WriteFile(f, []byte(figures), 0o644)
+	}
+}
+
+// The app once more, in Russian because the session is (LANG=ru_RU.UTF-8,
+// a locale make deps generates): the tray menu read over D-Bus is Russian,
+// «Занят» reaches the PBX as busy, and the call's notification and card
+// are Russian. Signed in from PULT_RELAY and PULT_TOKEN: the keyring was
+// TestDesktop's.
+func TestDesktopRussian(t *testing.T) {
+	for _, v := range []string{"DISPLAY", "DBUS_SESSION_BUS_ADDRESS"} {
+		if os.Getenv(v) == "" {
+			t.Fatalf("%s is not set: run through `make test-desktop` (Xvfb + dbus-run-session + gnome-keyring)", v)
+		}
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	pult := build(t, bin, "./cmd/pult")
+	relayBin := build(t, bin, "./cmd/pult-relay")
+	shots := os.Getenv("PULT_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join(dir, "shots")
+	}
+	os.MkdirAll(shots, 0o755)
+	env := append(os.Environ(), "LANG=en_US.UTF-8", "LC_ALL=", "LC_MESSAGES=", "LANGUAGE=", "PULT_LANG=", "PULT_RELAY=", "PULT_TOKEN=")
+
+	start(t, env, "dunst")
+	start(t, env, "status-notifier-watcher")
+	addr := freeAddr(t)
+	demoDir := filepath.Join(dir, "demo")
+	demo := start(t, env, relayBin, "demo", "--listen", addr, "--data-dir", demoDir, "--every", "2s")
+	demo.out.wait(t, 30*time.Second, regexp.MustCompile(`pult demo: relay at`))
+	token, _ := os.ReadFile(filepath.Join(demoDir, "100.token"))
+
+	conn, err := dbus.ConnectSessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	eventually(t, 10*time.Second, "status-notifier-watcher on the bus", func() bool {
+		var has bool
+		conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, "org.kde.StatusNotifierWatcher").Store(&has)
+		return has
+	})
+	mon, err := dbus.ConnectSessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	if err := mon.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0,
+		[]string{"type='method_call',interface='org.freedesktop.Notifications',member='Notify'"}, uint32(0)).Err; err != nil {
+		t.Fatalf("BecomeMonitor: %v", err)
+	}
+	notes := make(chan *dbus.Message, 64)
+	mon.Eavesdrop(notes)
+
+	app := start(t, append(env, "LANG=ru_RU.UTF-8", "PULT_DEBUG=1", "PULT_CONFIG_DIR="+filepath.Join(dir, "config"),
+		"PULT_RELAY=http://"+addr, "PULT_TOKEN="+strings.TrimSpace(string(token))), pult)
+	item := findTrayItem(t, conn, 30*time.Second)
+	eventually(t, 20*time.Second, "online, in Russian", func() bool {
+		return strings.Contains(item.tooltip(t), "Анна Смирнова: Свободен (в сети)")
+	})
+	var got []string
+	for _, it := range item.items(t) {
+		if it.label != "" {
+			got = append(got, it.label)
+		}
+	}
+	want := []string{"Анна Смирнова (100) — в сети", "Свободен", "Занят", "Обед", "Перерыв",
+		"Позвонить…", "Недавние звонки…", "Переписки…", "Выйти из аккаунта", "Закрыть pult"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		// The missed-call count may have come already: the PBX rings every 2 s.
+		if len(got) != len(want) || !strings.HasPrefix(got[6], "Недавние звонки") {
+			t.Errorf("the tray menu over D-Bus:\n got %q\nwant %q", got, want)
+		}
+	}
+
+	item.click(t, "Занят")
+	demo.out.wait(t, 15*time.Second, regexp.MustCompile(`PBX: extension 100 is now busy`))
+	eventually(t, 10*time.Second, "«Занят» checked", func() bool {
+		for _, it := range item.items(t) {
+			if it.label == "Занят" {
+				return it.toggled
+			}
+		}
+		return false
+	})
+	saveMenu(t, item.items(t), filepath.Join(shots, "tray-menu-ru.png"))
+	item.click(t, "Свободен")
+	demo.out.wait(t, 15*time.Second, regexp.MustCompile(`PBX: extension 100 is now free`))
+
+	deadline := time.After(30 * time.Second)
+	for summary := ""; summary == ""; {
+		select {
+		case m := <-notes:
+			if len(m.Body) >= 4 {
+				if s, _ := m.Body[3].(string); strings.HasPrefix(s, "Входящий звонок: ") {
+					summary = s
+					t.Logf("notification: %s", summary)
+				}
+			}
+		case <-deadline:
+			t.Fatal("no «Входящий звонок» notification on D-Bus within 30s")
+		}
+	}
+	var win string
+	eventually(t, 10*time.Second, "the calls window", func() bool {
+		win = xwindow(t, env, "pult — звонки")
+		return win != ""
+	})
+	app.out.wait(t, 10*time.Second, regexp.MustCompile(`msg="card shown"`))
+	time.Sleep(700 * time.Millisecond) // let the card draw
+	if b, err := exec.Command("import", "-window", win, filepath.Join(shots, "call-card-ru.png")).CombinedOutput(); err != nil {
+		t.Errorf("screenshot: %v %s", err, b)
+	}
+
+	item.click(t, "Закрыть pult")
+	select {
+	case <-app.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the app did not quit from the menu:\n%s", app.out.text())
+	}
+	if strings.Contains(app.out.text(), "locale") {
+		t.Errorf("fyne complained about the locale:\n%s", app.out.text())
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"fyne.io/fyne/v2/app"
+	"github.com/jeandeaual/go-locale"
 
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/phone"
@@ -89,6 +90,7 @@ func (c *cli) gui(ctx context.Context, args []string) int {
 		Credentials: c.store,
 		StateDir:    stateDir,
 		Region:      region,
+		Languages:   c.languages(),
 		DialNumber:  dialNumber,
 		Logger:      c.guiLogger(),
 	}
@@ -140,6 +142,20 @@ func (c *cli) gui(ctx context.Context, args []string) int {
 		return c.fail(exitError, "%v", err)
 	}
 	return exitOK
+}
+
+// languages are the operator's languages for the desktop app: PULT_LANG
+// (ru or en), else the OS's (on Linux LANGUAGE, LC_ALL, LC_MESSAGES and
+// LANG; on Windows the user's display languages).
+func (c *cli) languages() []string {
+	if l := strings.TrimSpace(c.env("PULT_LANG")); l != "" {
+		return []string{l}
+	}
+	all, err := locale.GetLocales()
+	if err != nil {
+		c.log.Warn("the OS's languages are unknown: using English", "err", err)
+	}
+	return all
 }
 
 // guiLogger logs to stderr: warnings, or everything with PULT_DEBUG.

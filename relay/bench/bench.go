@@ -2,7 +2,7 @@
 // process (so its memory and CPU are its own), adds and connects simulated
 // operators over websockets, fires retailCRM-style call events at the real
 // webhook at a fixed rate, and measures how fast and how completely the
-// call cards reach the operators.
+// call cards reach the
 //
 // Latency is measured from the moment a webhook POST starts to the moment
 // the operator's reader has the call frame, both on this process's
@@ -32,6 +32,7 @@ import (
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 )
 
@@ -469,7 +470,7 @@ func addOperators(ctx context.Context, rp *relayProc, n int) ([]string, error) {
 			errs[i] = ctx.Err()
 			return
 		}
-		added, err := ac.AddOperator(ctx, relay.NewOperator{
+		added, err := ac.AddOperator(ctx, operators.NewOperator{
 			Name: "Bench operator " + strconv.Itoa(i+1), Code: strconv.Itoa(1000 + i), UserID: strconv.Itoa(i + 1),
 		})
 		tokens[i], errs[i] = added.Token, err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/operators"
 )
 
 // The queue board under load: supervisors subscribed to the board while
@@ -55,7 +56,7 @@ func addSupervisors(ctx context.Context, rp *relayProc, n int) ([]string, error)
 	ac := &relay.AdminClient{BaseURL: rp.baseURL, Token: rp.adminToken, HTTP: &http.Client{Timeout: 15 * time.Second}}
 	tokens := make([]string, n)
 	for i := range n {
-		added, err := ac.AddOperator(ctx, relay.NewOperator{
+		added, err := ac.AddOperator(ctx, operators.NewOperator{
 			Name: "Bench supervisor " + strconv.Itoa(i+1), Code: strconv.Itoa(9000 + i), UserID: strconv.Itoa(900000 + i),
 			Role: wire.RoleSupervisor,
 		})

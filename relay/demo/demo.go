@@ -32,6 +32,7 @@ import (
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/retailcrm/sim"
 )
@@ -171,7 +172,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("demo operators: %w", err)
 	}
 	for _, op := range Operators {
-		added, err := admin.AddOperator(ctx, relay.NewOperator{Name: op.Name, Code: op.Code, UserID: op.UserID, Role: op.Role})
+		added, err := admin.AddOperator(ctx, operators.NewOperator{Name: op.Name, Code: op.Code, UserID: op.UserID, Role: op.Role})
 		if err != nil {
 			stopRelay()
 			<-relayDone

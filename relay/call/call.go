@@ -1,9 +1,18 @@
-package relay
+// Package call is the relay's record of one call and its state machine: an
+// Event, whatever PBX reported it, changes a Record (Apply), and the Record
+// renders the card each operator sees (CardFor). Records are stored in the
+// calls bucket as JSON (this package's field names are that format) and
+// kept, as last stored, in a Cache. The package holds no goroutine; a Cache
+// is safe for concurrent use, a Record is not (its owner, the webhook being
+// processed, changes a Clone).
+package call
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/pult/pult/agent/wire"
@@ -11,20 +20,28 @@ import (
 
 // Call events, whatever PBX they came from.
 const (
-	evRing   = "in"     // ringing at the named operators
-	evOut    = "out"    // an operator dials out
-	evAnswer = "answer" // the named operator answered
-	evHangup = "hangup" // the call (or the named legs) ended
+	Ring   = "in"     // ringing at the named operators
+	Out    = "out"    // an operator dials out
+	Answer = "answer" // the named operator answered
+	Hangup = "hangup" // the call (or the named legs) ended
 )
 
-// callEvent is a PBX event in the relay's own terms.
-type callEvent struct {
+// Person is an operator as a call knows them: a leg, or who answered.
+type Person struct {
+	ID     string // the relay's operator id
+	Code   string // PBX extension
+	Name   string
+	UserID string // CRM user id
+}
+
+// Event is a PBX event in the relay's own terms.
+type Event struct {
 	Type         string
 	CallID       string // PBX's id; "" means "match by number"
 	Phone        string // the other party, as given
 	Line         string // external number called
 	Site         string
-	Operators    []Operator // the legs concerned
+	Operators    []Person // the legs concerned
 	HangupStatus string
 	At           time.Time
 	// Direction, when set, is the direction of a call first seen by this
@@ -38,12 +55,12 @@ type callEvent struct {
 	TalkTime  time.Duration
 	WaitTime  time.Duration
 	RecordURL string
-	Source    string // who sent it: sourceRetailCRM, sourceUIS
+	Source    string // who sent it (the PBX kind)
 }
 
-// callRecord is the relay's durable view of one call, stored in the calls
+// Record is the relay's durable view of one call, stored in the calls
 // bucket. Legs are the operators it rang (or who dialled out).
-type callRecord struct {
+type Record struct {
 	Key          string            `json:"key"`
 	ID           string            `json:"id"`
 	Direction    string            `json:"direction"`
@@ -53,7 +70,7 @@ type callRecord struct {
 	LineDisplay  string            `json:"lineDisplay,omitempty"`
 	Site         string            `json:"site,omitempty"`
 	State        wire.CallState    `json:"state"` // ringing, talking, ended, missed
-	Legs         map[string]*leg   `json:"legs"`
+	Legs         map[string]*Leg   `json:"legs"`
 	AnsweredBy   string            `json:"answeredBy,omitempty"` // operator id
 	HangupStatus string            `json:"hangupStatus,omitempty"`
 	StartedAt    time.Time         `json:"startedAt"`
@@ -71,20 +88,28 @@ type callRecord struct {
 	RecordURL string        `json:"recordUrl,omitempty"` // the recording
 }
 
-// answeredOutside is AnsweredBy when somebody without an operator (a PBX
+// AnsweredOutside is AnsweredBy when somebody without an operator (a PBX
 // employee pult does not know) answered: answered elsewhere for every leg.
-const answeredOutside = "-"
+const AnsweredOutside = "-"
 
-type leg struct {
+type Leg struct {
 	Code    string `json:"code"`
 	Name    string `json:"name"`
 	UserID  string `json:"userId"`
 	Stopped bool   `json:"stopped,omitempty"` // stopped ringing here while the call went on
 }
 
-// callKey names a call in the calls bucket: by the PBX's id, or by the
+// NewID is an id for a call whose PBX gave none: "pult-" and 16 random hex
+// digits.
+func NewID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "pult-" + hex.EncodeToString(b)
+}
+
+// Key names a call in the calls bucket: by the PBX's id, or by the
 // number when the PBX sends none (retailCRM makes callExternalId optional).
-func callKey(callID, phone string) string {
+func Key(callID, phone string) string {
 	src := "id:" + callID
 	if callID == "" {
 		src = "phone:" + phone
@@ -95,7 +120,7 @@ func callKey(callID, phone string) string {
 
 // apply changes the record by one event and reports which operators' cards
 // changed. A record in a final state only takes a new ring as a new call.
-func (c *callRecord) apply(ev callEvent) (changed bool) {
+func (c *Record) Apply(ev Event) (changed bool) {
 	before := c.fingerprint()
 	addLegs := func() {
 		for _, op := range ev.Operators {
@@ -103,15 +128,15 @@ func (c *callRecord) apply(ev callEvent) (changed bool) {
 				l.Stopped = false
 				continue
 			}
-			c.Legs[op.ID] = &leg{Code: op.Code, Name: op.Name, UserID: op.UserID}
+			c.Legs[op.ID] = &Leg{Code: op.Code, Name: op.Name, UserID: op.UserID}
 		}
 	}
 	switch ev.Type {
-	case evRing, evOut:
+	case Ring, Out:
 		if !c.State.Final() {
 			addLegs()
 		}
-	case evAnswer:
+	case Answer:
 		if c.State.Final() {
 			break
 		}
@@ -120,14 +145,14 @@ func (c *callRecord) apply(ev callEvent) (changed bool) {
 		case len(ev.Operators) > 0:
 			c.AnsweredBy = ev.Operators[0].ID
 		case c.AnsweredBy == "":
-			c.AnsweredBy = answeredOutside
+			c.AnsweredBy = AnsweredOutside
 		}
 		c.State = wire.CallTalking
 		if c.AnsweredAt == nil {
 			t := ev.At
 			c.AnsweredAt = &t
 		}
-	case evHangup:
+	case Hangup:
 		if c.State.Final() {
 			break
 		}
@@ -163,7 +188,7 @@ func (c *callRecord) apply(ev callEvent) (changed bool) {
 			if c.AnsweredAt == nil {
 				c.AnsweredAt = &t
 			}
-			if c.AnsweredBy == "" || (c.AnsweredBy == answeredOutside && len(ev.Operators) > 0) {
+			if c.AnsweredBy == "" || (c.AnsweredBy == AnsweredOutside && len(ev.Operators) > 0) {
 				c.AnsweredBy = c.pickAnswerer(ev.Operators)
 			}
 		default:
@@ -188,7 +213,7 @@ func (c *callRecord) apply(ev callEvent) (changed bool) {
 
 // pickAnswerer chooses who answered from a hangup's named operators, or the
 // only leg when none are named.
-func (c *callRecord) pickAnswerer(named []Operator) string {
+func (c *Record) pickAnswerer(named []Person) string {
 	for _, op := range named {
 		if _, ok := c.Legs[op.ID]; ok {
 			return op.ID
@@ -205,7 +230,7 @@ func (c *callRecord) pickAnswerer(named []Operator) string {
 	return ""
 }
 
-func (c *callRecord) fingerprint() string {
+func (c *Record) fingerprint() string {
 	ids := make([]string, 0, len(c.Legs))
 	for id, l := range c.Legs {
 		s := id
@@ -223,7 +248,7 @@ func (c *callRecord) fingerprint() string {
 }
 
 // operators returns the ids of every leg, sorted.
-func (c *callRecord) operators() []string {
+func (c *Record) Operators() []string {
 	ids := make([]string, 0, len(c.Legs))
 	for id := range c.Legs {
 		ids = append(ids, id)
@@ -233,7 +258,7 @@ func (c *callRecord) operators() []string {
 }
 
 // cardFor is the call as one operator sees it.
-func (c *callRecord) cardFor(opID string, me Operator) wire.Call {
+func (c *Record) CardFor(opID string, me Person) wire.Call {
 	card := wire.Call{
 		ID: c.ID, Direction: c.Direction, Phone: c.Phone, PhoneDisplay: c.PhoneDisplay,
 		Line: c.Line, LineDisplay: c.LineDisplay, Site: c.Site, Client: c.Client,
@@ -245,7 +270,7 @@ func (c *callRecord) cardFor(opID string, me Operator) wire.Call {
 		m.You = (m.Code != "" && m.Code == me.Code) || (m.ID != "" && m.ID == me.UserID)
 		card.Manager = &m
 	}
-	if c.AnsweredBy != "" && c.AnsweredBy != answeredOutside {
+	if c.AnsweredBy != "" && c.AnsweredBy != AnsweredOutside {
 		p := wire.Party{You: c.AnsweredBy == opID}
 		if l, ok := c.Legs[c.AnsweredBy]; ok {
 			p.Code, p.Name = l.Code, l.Name
@@ -273,4 +298,91 @@ func (c *callRecord) cardFor(opID string, me Operator) wire.Call {
 		card.State = wire.CallMissed
 	}
 	return card
+}
+
+// CacheGeneration is how many calls one generation of the cache holds:
+// the cache keeps the last one to two generations' worth of calls stored,
+// minutes of calls even at a hundred new calls a second.
+const CacheGeneration = 4096
+
+// Cache keeps the record of recent calls as this relay last stored them,
+// with their revision in the calls bucket, so that the next event of a call
+// does not read it back (a JetStream round trip and a JSON decode on the
+// webhook's path). It is only a hint: every write of a record is a
+// compare-and-set on that revision, which fails when the entry is stale
+// (another relay node wrote the call, or the key expired), and an event
+// that would write nothing is checked against the bucket (processCall).
+//
+// Two generations bound it without per-entry bookkeeping: entries go into
+// cur; a full cur becomes prev, and what was prev is forgotten. A hit in
+// prev moves the entry back to cur.
+type Cache struct {
+	mu        sync.Mutex
+	size      int // entries per generation
+	cur, prev map[string]cachedCall
+}
+
+type cachedCall struct {
+	rec *Record // never changed once cached: get hands out copies
+	rev uint64
+}
+
+func NewCache(size int) *Cache {
+	return &Cache{size: size, cur: make(map[string]cachedCall, size)}
+}
+
+// get returns a copy of the call's record, which the caller may change, and
+// its revision.
+func (c *Cache) Get(key string) (*Record, uint64, bool) {
+	c.mu.Lock()
+	e, ok := c.cur[key]
+	if !ok {
+		if e, ok = c.prev[key]; ok {
+			delete(c.prev, key)
+			c.addLocked(key, e)
+		}
+	}
+	c.mu.Unlock()
+	if !ok {
+		return nil, 0, false
+	}
+	return e.rec.Clone(), e.rev, true
+}
+
+// put records that rec is stored at revision rev. It keeps a copy: the
+// caller's record may change afterwards.
+func (c *Cache) Put(key string, rec *Record, rev uint64) {
+	e := cachedCall{rec: rec.Clone(), rev: rev}
+	c.mu.Lock()
+	delete(c.prev, key)
+	c.addLocked(key, e)
+	c.mu.Unlock()
+}
+
+// drop forgets a call whose stored revision is unknown (a write failed).
+func (c *Cache) Drop(key string) {
+	c.mu.Lock()
+	delete(c.cur, key)
+	delete(c.prev, key)
+	c.mu.Unlock()
+}
+
+func (c *Cache) addLocked(key string, e cachedCall) {
+	if _, ok := c.cur[key]; !ok && len(c.cur) >= c.size {
+		c.prev, c.cur = c.cur, make(map[string]cachedCall, c.size)
+	}
+	c.cur[key] = e
+}
+
+// clone copies the record deeply enough to change it: apply changes legs
+// in place; the pointer fields (times, client, manager, links) are replaced,
+// never changed in place.
+func (c *Record) Clone() *Record {
+	r := *c
+	r.Legs = make(map[string]*Leg, len(c.Legs))
+	for id, l := range c.Legs {
+		lc := *l
+		r.Legs[id] = &lc
+	}
+	return &r
 }

@@ -1,4 +1,13 @@
-package relay
+// Package operators owns who may connect to the relay: the registry of
+// operators kept in the operators bucket and mirrored in memory, their
+// tokens (only a hash is stored), roles and revocation, and the bearer
+// check every endpoint uses ([Bearer], [Registry.Authenticate]).
+//
+// Goroutines: Run, called once, owns the bucket's watcher and applies every
+// change (this node's and other nodes') to the mirror, calling the OnRevoke
+// and OnChange hooks from that goroutine. Lookups (ByCode, Authenticate…)
+// may come from any goroutine; the mirror is guarded by an RWMutex.
+package operators
 
 import (
 	"context"
@@ -10,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 	"sort"
 	"strings"
@@ -124,9 +134,9 @@ type Registry struct {
 	bySmartsupp map[string]string
 }
 
-// OpenRegistry loads every operator and starts watching for changes; call Run
+// Open loads every operator and starts watching for changes; call Run
 // to keep applying them.
-func OpenRegistry(ctx context.Context, kv jetstream.KeyValue, onRevoke func(Operator)) (*Registry, error) {
+func Open(ctx context.Context, kv jetstream.KeyValue, onRevoke func(Operator)) (*Registry, error) {
 	r := &Registry{kv: kv, onRevoke: onRevoke, byID: map[string]Operator{}, byCode: map[string]string{}, byUser: map[string]string{},
 		byUIS: map[string]string{}, bySmartsupp: map[string]string{}}
 	w, err := kv.Watch(context.Background(), "op.*")
@@ -401,4 +411,25 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// ErrNoToken is a request without "Authorization: Bearer <token>".
+var ErrNoToken = errors.New("missing Authorization: Bearer token")
+
+// Bearer reads the token of "Authorization: Bearer <token>".
+func Bearer(r *http.Request) (string, bool) {
+	t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	t = strings.TrimSpace(t)
+	return t, ok && t != ""
+}
+
+// AuthenticateRequest is the bearer check of every operator endpoint: the
+// request's token names an operator whose token is not revoked. It returns
+// ErrNoToken, ErrBadToken or ErrRevoked otherwise.
+func (r *Registry) AuthenticateRequest(req *http.Request) (Operator, error) {
+	token, ok := Bearer(req)
+	if !ok {
+		return Operator{}, ErrNoToken
+	}
+	return r.Authenticate(token)
 }
