@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/board"
 	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
@@ -27,9 +28,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+wire.PathMe, s.handleMe)
 
 	// The wallboard (supervisors).
-	mux.HandleFunc("GET "+pathBoard, s.handleBoardPage)
-	mux.HandleFunc("GET "+pathBoardEvents, s.handleBoardEvents)
-	mux.HandleFunc("GET "+pathBoard+"/{file}", s.handleBoardAsset)
+	wallboard := s.board.Handler()
+	mux.Handle("GET "+board.PathBoard, wallboard)
+	mux.Handle("GET "+board.PathBoard+"/", wallboard)
 
 	// A PBX integrated with retailCRM only changes its base URL to ours.
 	s.mountPBXAPI(mux)
