@@ -3,8 +3,8 @@ package board
 import (
 	"encoding/json"
 	"io"
-	"maps"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
