@@ -39,8 +39,8 @@ func (s *Server) routes() http.Handler {
 
 	// Partner webhooks.
 	mux.HandleFunc("POST /hooks/uis/{event}", s.handleUIS)
-	mux.HandleFunc("POST /hooks/smartsupp", s.handleSmartsupp)
-	mux.HandleFunc("POST "+wire.PathTranscripts, s.handleTranscriptSubmit)
+	mux.HandleFunc("POST /hooks/smartsupp", s.transcripts.handleSmartsupp)
+	mux.HandleFunc("POST "+wire.PathTranscripts, s.transcripts.handleTranscriptSubmit)
 
 	// Administration.
 	mux.Handle(admin.Prefix, admin.Handler(adminBackend{s}, s.cfg.AdminToken, s.log))

@@ -36,21 +36,22 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	store   *store.Store
-	calls   *call.Cache // recent call records as stored, see processCall
-	ops     *operators.Registry
-	hub     *hub.Hub
-	outbox  *outbox.Outbox
-	mgr     *managers // nil without a CRM
-	metrics *metrics
-	pbx     *http.Client
-	crm     *retailcrm.Client // nil without a CRM
-	qolio   *qolio.Client     // nil without Qolio
-	ct      *calltouch.Client // nil without Calltouch
-	loc     *time.Location    // time_zone
-	board   *board.Board      // the supervisors' queue board
-	clock   func() time.Time  // time.Now; tests move it
-	sites   map[string]string // E.164 external phone → site code ([retailcrm] external_phones)
+	store       *store.Store
+	calls       *call.Cache // recent call records as stored, see processCall
+	ops         *operators.Registry
+	hub         *hub.Hub
+	outbox      *outbox.Outbox
+	mgr         *managers // nil without a CRM
+	metrics     *metrics
+	pbx         *http.Client
+	crm         *retailcrm.Client // nil without a CRM
+	qolio       *qolio.Client     // nil without Qolio
+	ct          *calltouch.Client // nil without Calltouch
+	transcripts *transcripts
+	loc         *time.Location    // time_zone
+	board       *board.Board      // the supervisors' queue board
+	clock       func() time.Time  // time.Now; tests move it
+	sites       map[string]string // E.164 external phone → site code ([retailcrm] external_phones)
 
 	bgCtx context.Context
 	bg    sync.WaitGroup
@@ -129,6 +130,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.metrics = newMetrics()
 	limits := map[string]outbox.RateLimit{}
 	for name, r := range DefaultRateLimits() {
 		if v, ok := s.cfg.Outbox.RateLimits[name]; ok {
@@ -146,7 +148,6 @@ func (s *Server) Run(ctx context.Context) error {
 		},
 		OnDead: func(dj outbox.DeadJob) {
 			s.metrics.outboxDead.WithLabelValues(dj.Job.Kind).Inc()
-			s.transcriptDead(dj)
 		},
 	})
 	// change-status is queued: the operator's choice is stored already, and
@@ -159,10 +160,13 @@ func (s *Server) Run(ctx context.Context) error {
 		s.outbox.Handle(jobCRMCalls, s.sendCallsUpload, telephony, outbox.Workers(1))
 		s.outbox.Handle(jobCRMStatus, s.sendCRMStatus, outbox.Limit(LimitRetailCRM))
 	}
+	s.transcripts = &transcripts{log: s.log, cfg: &s.cfg, store: s.store, outbox: s.outbox, ops: s.ops,
+		qolio: s.qolio, metrics: s.metrics, loc: s.loc, auth: s.authOperator}
 	if s.qolio != nil {
-		s.outbox.Handle(jobQolio, s.sendQolio, outbox.Timeout(s.cfg.Qolio.Timeout.Duration+time.Second))
+		s.outbox.Handle(jobQolio, s.transcripts.sendQolio, outbox.Timeout(s.cfg.Qolio.Timeout.Duration+time.Second),
+			outbox.WhenDead(s.transcripts.transcriptDead))
 	}
-	s.metrics = newMetrics(s.outbox.Stats, s.outbox.Kinds())
+	s.metrics.trackOutbox(s.outbox)
 	if s.crm != nil {
 		// Manager lookups spend the same budget as queued retailCRM jobs.
 		s.mgr = newManagers(limitedManagers{s.crm, []*rate.Limiter{

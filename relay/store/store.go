@@ -658,3 +658,37 @@ func (s *Store) WatchStatuses(ctx context.Context, fn func(opID string, data []b
 		}
 	}
 }
+
+// LoadTranscript returns what was remembered of a transcript submission
+// under key, or nil.
+func (s *Store) LoadTranscript(ctx context.Context, key string) ([]byte, error) {
+	e, err := s.Transcripts.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("store: read transcript %s: %w", key, err)
+	}
+	return e.Value(), nil
+}
+
+// SaveTranscript remembers a transcript submission under key.
+func (s *Store) SaveTranscript(ctx context.Context, key string, data []byte) error {
+	if _, err := s.Transcripts.Put(ctx, key, data); err != nil {
+		return fmt.Errorf("store: remember transcript %s: %w", key, err)
+	}
+	return nil
+}
+
+// CreateTranscript remembers a transcript submission under key unless one
+// is there already; created says which.
+func (s *Store) CreateTranscript(ctx context.Context, key string, data []byte) (created bool, err error) {
+	_, err = s.Transcripts.Create(ctx, key, data)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("store: remember transcript %s: %w", key, err)
+	}
+	return true, nil
+}
