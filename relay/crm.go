@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -179,59 +178,4 @@ func (s *Server) integrationModule() (retailcrm.IntegrationModule, error) {
 		ClientID: c.PBX.ClientID, AccountURL: account, Telephony: t,
 	}
 	return m, m.Validate()
-}
-
-// crmAdminTimeout bounds the admin's retailCRM calls.
-const crmAdminTimeout = 12 * time.Second
-
-// handleCRMRegister serves POST /admin/v1/retailcrm/register: it registers
-// (or updates) the telephony in retailCRM and answers the module sent.
-func (s *Server) handleCRMRegister(w http.ResponseWriter, r *http.Request) {
-	if s.crm == nil {
-		writeJSON(w, http.StatusConflict, map[string]string{"error": "retailCRM is not configured (retailcrm.url)"})
-		return
-	}
-	m, err := s.integrationModule()
-	if err != nil {
-		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), crmAdminTimeout)
-	defer cancel()
-	if err := s.outbox.Limiter(LimitRetailCRM).Wait(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "retailCRM rate limit: " + err.Error()})
-		return
-	}
-	if err := s.crm.EditIntegrationModule(ctx, m.Code, m); err != nil {
-		writeJSON(w, http.StatusBadGateway, map[string]string{"error": "retailCRM refused the registration: " + err.Error()})
-		return
-	}
-	s.log.Info("telephony registered in retailCRM", "code", m.Code, "codes", len(m.Telephony.AdditionalCodes))
-	writeJSON(w, http.StatusOK, m)
-}
-
-// handleCRMModule serves GET /admin/v1/retailcrm/module: the registration
-// as retailCRM has it.
-func (s *Server) handleCRMModule(w http.ResponseWriter, r *http.Request) {
-	if s.crm == nil {
-		writeJSON(w, http.StatusConflict, map[string]string{"error": "retailCRM is not configured (retailcrm.url)"})
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), crmAdminTimeout)
-	defer cancel()
-	if err := s.outbox.Limiter(LimitRetailCRM).Wait(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "retailCRM rate limit: " + err.Error()})
-		return
-	}
-	m, err := s.crm.IntegrationModule(ctx, s.cfg.RetailCRM.Code)
-	var ae *retailcrm.APIError
-	switch {
-	case errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound:
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("retailCRM has no integration module %q; run `pult-relay retailcrm register`", s.cfg.RetailCRM.Code)})
-		return
-	case err != nil:
-		writeJSON(w, http.StatusBadGateway, map[string]string{"error": "retailCRM: " + err.Error()})
-		return
-	}
-	writeJSON(w, http.StatusOK, m)
 }

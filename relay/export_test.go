@@ -19,7 +19,7 @@ func NewWithClock(cfg Config, logger *slog.Logger, now func() time.Time) *Server
 func (s *Server) BoardSnapshot() wire.QueueSnapshot { return s.board.Snapshot() }
 
 // BoardSubscribers counts the queue board's subscriptions.
-func (s *Server) BoardSubscribers() int { return s.board.subscribers() }
+func (s *Server) BoardSubscribers() int { return s.board.Subscribers() }
 
 // RewindCallCache returns a function that puts the call cache back as it is
 // now: the relay then holds calls as they were before, as a relay node does

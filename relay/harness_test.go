@@ -19,6 +19,7 @@ import (
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/admin"
 	"github.com/pult/pult/relay/operators"
 )
 
@@ -115,12 +116,12 @@ func (r *testRelay) restart() *testRelay {
 	return startRelayWith(r.t, cfg, r.mk)
 }
 
-func (r *testRelay) admin() *relay.AdminClient {
-	return &relay.AdminClient{BaseURL: r.URL, Token: testAdminToken}
+func (r *testRelay) admin() *admin.Client {
+	return &admin.Client{BaseURL: r.URL, Token: testAdminToken}
 }
 
 // addOperator adds an operator and returns its token.
-func (r *testRelay) addOperator(name, code, userID string) (relay.OperatorView, string) {
+func (r *testRelay) addOperator(name, code, userID string) (admin.OperatorView, string) {
 	r.t.Helper()
 	added, err := r.admin().AddOperator(context.Background(), operators.NewOperator{Name: name, Code: code, UserID: userID})
 	if err != nil {

@@ -24,7 +24,7 @@ type metrics struct {
 	callsUploaded  prometheus.Counter
 }
 
-func newMetrics(outboxStats func(context.Context) (outbox.Stats, error), kinds []string) *metrics {
+func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -66,16 +66,23 @@ func newMetrics(outboxStats func(context.Context) (outbox.Stats, error), kinds [
 			m.transcripts.WithLabelValues(src, out)
 		}
 	}
+	m.reg.MustRegister(m.connections, m.operators, m.eventsIn, m.eventsOut, m.latency, m.outboxDead, m.outboxAttempts,
+		m.managerLookups, m.transcripts, m.callsUploaded,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// trackOutbox adds the outbox's depth and dead letters, by kind, and a zero
+// for every kind's counters; call it once every kind is handled.
+func (m *metrics) trackOutbox(o *outbox.Outbox) {
+	kinds := o.Kinds()
 	for _, k := range kinds {
 		m.outboxDead.WithLabelValues(k)
 		for _, out := range []outbox.Outcome{outbox.OutcomeOK, outbox.OutcomeRetry, outbox.OutcomeDead} {
 			m.outboxAttempts.WithLabelValues(k, string(out))
 		}
 	}
-	m.reg.MustRegister(m.connections, m.operators, m.eventsIn, m.eventsOut, m.latency, m.outboxDead, m.outboxAttempts,
-		m.managerLookups, m.transcripts, m.callsUploaded, &outboxCollector{stats: outboxStats, kinds: kinds},
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
+	m.reg.MustRegister(&outboxCollector{stats: o.Stats, kinds: kinds})
 }
 
 var (

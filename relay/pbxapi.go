@@ -249,7 +249,7 @@ func (s *Server) routable(m *retailcrm.Manager, ignoreStatus bool) (code string,
 	if ignoreStatus {
 		return code, true
 	}
-	return code, found && s.board.available(op.ID)
+	return code, found && s.board.Available(op.ID)
 }
 
 // managerFree says whether the manager a lookup named could take a call now.

@@ -19,6 +19,7 @@ import (
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/admin"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm/sim"
 )
@@ -269,7 +270,7 @@ func sameBoard(t *testing.T, want, got wire.QueueSnapshot) {
 	}
 }
 
-func (r *testRelay) addSupervisor(name, code, userID string) (relay.OperatorView, string) {
+func (r *testRelay) addSupervisor(name, code, userID string) (admin.OperatorView, string) {
 	r.t.Helper()
 	added, err := r.admin().AddOperator(context.Background(), operators.NewOperator{Name: name, Code: code, UserID: userID, Role: wire.RoleSupervisor})
 	if err != nil {

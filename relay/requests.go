@@ -106,10 +106,10 @@ func (s *Server) requestQueue(ctx context.Context, op operators.Operator, typ, i
 		return wire.TypeError, &wire.Error{Code: wire.ErrInternal, Message: "no session to send the board to"}
 	}
 	if typ == wire.TypeQueueUnsubscribe {
-		s.board.unsubscribeWS(peer)
+		s.board.UnsubscribeWS(peer)
 		return wire.TypeReply, nil
 	}
-	if err := s.board.subscribeWS(peer, id); err != nil {
+	if err := s.board.SubscribeWS(peer, id); err != nil {
 		return wire.TypeError, &wire.Error{Code: wire.ErrInternal, Message: "the queue board is not available: " + err.Error()}
 	}
 	return hub.NoReply, nil

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/board"
 	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/calltouch"
 	"github.com/pult/pult/relay/hub"
@@ -26,27 +27,31 @@ import (
 	"github.com/pult/pult/relay/store"
 )
 
+// catchUpLimit is how long a starting relay waits for the queue board to
+// catch up with its stream before it serves anyway.
+const catchUpLimit = 2 * time.Minute
+
 // Server is one relay node. Make it with New and start it with Run.
 type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	store   *store.Store
-	calls   *call.Cache // recent call records as stored, see processCall
-	ops     *operators.Registry
-	hub     *hub.Hub
-	outbox  *outbox.Outbox
-	mgr     *managers // nil without a CRM
-	metrics *metrics
-	pbx     *http.Client
-	crm     *retailcrm.Client // nil without a CRM
-	qolio   *qolio.Client     // nil without Qolio
-	ct      *calltouch.Client // nil without Calltouch
-	loc     *time.Location    // time_zone
-	board   *board            // the supervisors' queue board
-	clock   func() time.Time  // time.Now; tests move it
-	page    wallboardPage
-	sites   map[string]string // E.164 external phone → site code ([retailcrm] external_phones)
+	store       *store.Store
+	calls       *call.Cache // recent call records as stored, see processCall
+	ops         *operators.Registry
+	hub         *hub.Hub
+	outbox      *outbox.Outbox
+	mgr         *managers // nil without a CRM
+	metrics     *metrics
+	pbx         *http.Client
+	crm         *retailcrm.Client // nil without a CRM
+	qolio       *qolio.Client     // nil without Qolio
+	ct          *calltouch.Client // nil without Calltouch
+	transcripts *transcripts
+	loc         *time.Location    // time_zone
+	board       *board.Board      // the supervisors' queue board
+	clock       func() time.Time  // time.Now; tests move it
+	sites       map[string]string // E.164 external phone → site code ([retailcrm] external_phones)
 
 	bgCtx context.Context
 	bg    sync.WaitGroup
@@ -121,14 +126,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer s.store.Close()
 
-	s.ops, err = operators.Open(ctx, s.store.Operators, func(op operators.Operator) {
-		if s.hub != nil {
-			s.hub.Disconnect(op.ID, wire.CloseRevoked, "token revoked")
-		}
-	})
+	s.ops, err = operators.Open(ctx, s.store.Operators)
 	if err != nil {
 		return err
 	}
+	s.metrics = newMetrics()
 	limits := map[string]outbox.RateLimit{}
 	for name, r := range DefaultRateLimits() {
 		if v, ok := s.cfg.Outbox.RateLimits[name]; ok {
@@ -146,7 +148,6 @@ func (s *Server) Run(ctx context.Context) error {
 		},
 		OnDead: func(dj outbox.DeadJob) {
 			s.metrics.outboxDead.WithLabelValues(dj.Job.Kind).Inc()
-			s.transcriptDead(dj)
 		},
 	})
 	// change-status is queued: the operator's choice is stored already, and
@@ -159,10 +160,13 @@ func (s *Server) Run(ctx context.Context) error {
 		s.outbox.Handle(jobCRMCalls, s.sendCallsUpload, telephony, outbox.Workers(1))
 		s.outbox.Handle(jobCRMStatus, s.sendCRMStatus, outbox.Limit(LimitRetailCRM))
 	}
+	s.transcripts = &transcripts{log: s.log, cfg: &s.cfg, store: s.store, outbox: s.outbox, ops: s.ops,
+		qolio: s.qolio, metrics: s.metrics, loc: s.loc, auth: s.authOperator}
 	if s.qolio != nil {
-		s.outbox.Handle(jobQolio, s.sendQolio, outbox.Timeout(s.cfg.Qolio.Timeout.Duration+time.Second))
+		s.outbox.Handle(jobQolio, s.transcripts.sendQolio, outbox.Timeout(s.cfg.Qolio.Timeout.Duration+time.Second),
+			outbox.WhenDead(s.transcripts.transcriptDead))
 	}
-	s.metrics = newMetrics(s.outbox.Stats, s.outbox.Kinds())
+	s.metrics.trackOutbox(s.outbox)
 	if s.crm != nil {
 		// Manager lookups spend the same budget as queued retailCRM jobs.
 		s.mgr = newManagers(limitedManagers{s.crm, []*rate.Limiter{
@@ -173,14 +177,17 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.board = newBoard(s.log, s.store, s.loc, s.cfg.Queue.ServiceLevel.Duration, func() time.Time { return s.clock() })
-	if err := s.board.open(ctx, s.ops.List()); err != nil {
+	s.board = board.New(board.Config{
+		Log: s.log, Store: s.store, Location: s.loc, ServiceLevel: s.cfg.Queue.ServiceLevel.Duration,
+		LongBreak: s.cfg.Queue.LongBreak.Duration, Now: func() time.Time { return s.clock() },
+		Auth: s.ops.AuthenticateRequest,
+	})
+	if err := s.board.Open(ctx, s.ops.List()); err != nil {
 		return err
 	}
-	s.ops.OnChange(s.board.putOperator)
 	s.hub = hub.New(hub.Config{
 		Log: s.store, Handler: s, Logger: s.log, MaxFrame: s.cfg.MaxFrame,
-		OnPresence: s.board.presence,
+		OnPresence: s.board.Presence,
 		Metrics: hub.Metrics{
 			Connections: s.metrics.connections, Operators: s.metrics.operators,
 			EventsOut: s.metrics.eventsOut, DeliveryLatency: s.metrics.latency,
@@ -203,8 +210,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	// Wallboard streams are long-lived responses: end them when the
 	// server starts shutting down, or Shutdown would wait for them.
-	srv.RegisterOnShutdown(s.board.closeAll)
-	s.board.connected = s.hub.Connected
+	srv.RegisterOnShutdown(s.board.CloseAll)
 
 	runCtx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -221,7 +227,12 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	start("events", func(ctx context.Context) error { return s.store.Tail(ctx, last+1, s.hub.Deliver) })
-	start("operators", s.ops.Run)
+	start("operators", func(ctx context.Context) error {
+		return s.ops.Run(ctx, operators.Hooks{
+			Changed: s.board.PutOperator,
+			Revoked: func(op operators.Operator) { s.hub.Disconnect(op.ID, wire.CloseRevoked, "token revoked") },
+		})
+	})
 	start("outbox", s.outbox.Run)
 	start("queue board", s.board.Run)
 	// The board catches up with the queue stream before anyone sees it.

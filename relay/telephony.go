@@ -13,6 +13,7 @@ import (
 
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/board"
 	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
@@ -34,6 +35,16 @@ func normalized(s, region string) string {
 		return n.E164
 	}
 	return s
+}
+
+// publishQueueChange appends the call's new state to the queue stream, for
+// the supervisors' board; it is stored once acks.Wait returns nil.
+func (s *Server) publishQueueChange(acks *store.Acks, rec *call.Record, at time.Time) error {
+	data, msgID, err := board.EncodeChange(rec, at)
+	if err != nil {
+		return err
+	}
+	return s.store.PublishQueueAsync(acks, data, msgID)
 }
 
 // processCall applies an event to the stored call and publishes each

@@ -9,13 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/calltouch"
@@ -24,6 +23,7 @@ import (
 	"github.com/pult/pult/relay/qolio"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/smartsupp"
+	"github.com/pult/pult/relay/store"
 	"github.com/pult/pult/relay/transcript"
 	"github.com/pult/pult/relay/uis"
 )
@@ -67,6 +67,21 @@ const (
 	unassignedAgent = "unassigned"
 )
 
+// transcripts is the transcripts' flow: the two doors, the Qolio jobs and
+// the receipts. It reaches only what it names.
+type transcripts struct {
+	log     *slog.Logger
+	cfg     *Config
+	store   *store.Store
+	outbox  *outbox.Outbox
+	ops     *operators.Registry
+	qolio   *qolio.Client // nil without Qolio
+	metrics *metrics
+	loc     *time.Location
+	// auth is the agents' bearer check, answering refusals itself.
+	auth func(http.ResponseWriter, *http.Request) (operators.Operator, bool)
+}
+
 // qolioJob is the payload of a qolio.text job.
 type qolioJob struct {
 	Operator string               `json:"operator,omitempty"` // the pult operator told about the outcome; "" nobody
@@ -77,7 +92,7 @@ type qolioJob struct {
 // communication maps a transcript onto Qolio's text communication.
 // operatorID is operator_id; authorID gives the Qolio id of an operator part
 // from its author id ("" leaves it to operator_id).
-func (s *Server) communication(t transcript.Transcript, operatorID string, authorID func(string) string, rating int, received time.Time) qolio.Communication {
+func (tr *transcripts) communication(t transcript.Transcript, operatorID string, authorID func(string) string, rating int, received time.Time) qolio.Communication {
 	c := qolio.Communication{
 		OperatorID: operatorID, CommunicationID: t.CommunicationID, Type: qolio.TypeChat,
 		Title: t.Title, Source: t.Source, Status: qolio.StatusClosed,
@@ -93,7 +108,7 @@ func (s *Server) communication(t transcript.Transcript, operatorID string, autho
 		c.ClientFeedback = &rating
 	}
 	if cl := t.Client; cl != (transcript.Client{}) {
-		c.Client = &qolio.Customer{ID: cl.ID, FirstName: cl.Name, Email: cl.Email, PhoneNumber: normalized(cl.Phone, s.cfg.PhoneRegion)}
+		c.Client = &qolio.Customer{ID: cl.ID, FirstName: cl.Name, Email: cl.Email, PhoneNumber: normalized(cl.Phone, tr.cfg.PhoneRegion)}
 	}
 	last := t.StartedAt
 	if last.IsZero() {
@@ -105,7 +120,7 @@ func (s *Server) communication(t transcript.Transcript, operatorID string, autho
 			at = last // Qolio needs a time: that of the message before
 		}
 		last = at
-		part := qolio.Part{ID: p.ID, Body: p.Body, ContentType: qolio.ContentTextPlain, CreatedAt: at.In(s.loc)}
+		part := qolio.Part{ID: p.ID, Body: p.Body, ContentType: qolio.ContentTextPlain, CreatedAt: at.In(tr.loc)}
 		switch p.Author.Type {
 		case transcript.AuthorClient:
 			part.Author = qolio.Author{Type: qolio.AuthorClient, ID: p.Author.ID}
@@ -129,31 +144,31 @@ func (s *Server) communication(t transcript.Transcript, operatorID string, autho
 // queueTranscript stores a transcript's job. The job id is the
 // communication id and a hash of the body: the same chat sent again
 // unchanged is one job; changed, it replaces the earlier copy in Qolio.
-func (s *Server) queueTranscript(ctx context.Context, opID string, st wire.TranscriptState, comm qolio.Communication) (string, error) {
+func (tr *transcripts) queueTranscript(ctx context.Context, opID string, st wire.TranscriptState, comm qolio.Communication) (string, error) {
 	body, err := qolio.Encode(comm)
 	if err != nil {
 		return "", err
 	}
 	h := sha256.Sum256(body)
 	id := "qolio." + comm.CommunicationID + "." + hex.EncodeToString(h[:6])
-	if err := s.outbox.Enqueue(ctx, jobQolio, id, qolioJob{Operator: opID, State: st, Body: body}); err != nil {
+	if err := tr.outbox.Enqueue(ctx, jobQolio, id, qolioJob{Operator: opID, State: st, Body: body}); err != nil {
 		return "", err
 	}
 	return id, nil
 }
 
 // transcriptEvent appends a transcript's state to an operator's stream.
-func (s *Server) transcriptEvent(ctx context.Context, opID string, st wire.TranscriptState, msgID string) error {
+func (tr *transcripts) transcriptEvent(ctx context.Context, opID string, st wire.TranscriptState, msgID string) error {
 	if opID == "" {
 		return nil
 	}
 	b, _ := json.Marshal(st)
-	_, err := s.store.Append(ctx, opID, wire.TypeTranscript, b, msgID, time.Time{})
+	_, err := tr.store.Append(ctx, opID, wire.TypeTranscript, b, msgID, time.Time{})
 	return err
 }
 
 // sendQolio is the outbox handler of qolio.text.
-func (s *Server) sendQolio(ctx context.Context, job outbox.Job) error {
+func (tr *transcripts) sendQolio(ctx context.Context, job outbox.Job) error {
 	var p qolioJob
 	if err := json.Unmarshal(job.Payload, &p); err != nil {
 		return outbox.Permanent(fmt.Errorf("decode job: %w", err))
@@ -162,33 +177,33 @@ func (s *Server) sendQolio(ctx context.Context, job outbox.Job) error {
 	if err := json.Unmarshal(p.Body, &comm); err != nil {
 		return outbox.Permanent(fmt.Errorf("decode communication: %w", err))
 	}
-	if err := s.qolio.Send(ctx, comm); err != nil {
+	if err := tr.qolio.Send(ctx, comm); err != nil {
 		return err
 	}
-	s.metrics.transcripts.WithLabelValues(p.State.Source, "delivered").Inc()
+	tr.metrics.transcripts.WithLabelValues(p.State.Source, "delivered").Inc()
 	st := p.State
 	st.State, st.Reason, st.At = wire.TranscriptDelivered, "", time.Now().UTC()
-	s.tellOutcome(p.Operator, st, "trd."+job.ID)
+	tr.tellOutcome(p.Operator, st, "trd."+job.ID)
 	return nil
 }
 
 // tellOutcome publishes a delivered or failed state; the job's outcome is
 // settled already, so a failure here is logged, not retried.
-func (s *Server) tellOutcome(opID string, st wire.TranscriptState, msgID string) {
+func (tr *transcripts) tellOutcome(opID string, st wire.TranscriptState, msgID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		if err = s.transcriptEvent(ctx, opID, st, msgID); err == nil {
+		if err = tr.transcriptEvent(ctx, opID, st, msgID); err == nil {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	s.log.Error("transcript state not stored for the operator", "operator", opID, "state", st.State, "err", err)
+	tr.log.Error("transcript state not stored for the operator", "operator", opID, "state", st.State, "err", err)
 }
 
 // transcriptDead is told of every dead letter: a transcript's is its failure.
-func (s *Server) transcriptDead(dj outbox.DeadJob) {
+func (tr *transcripts) transcriptDead(dj outbox.DeadJob) {
 	if dj.Job.Kind != jobQolio {
 		return
 	}
@@ -196,7 +211,7 @@ func (s *Server) transcriptDead(dj outbox.DeadJob) {
 	if json.Unmarshal(dj.Job.Payload, &p) != nil {
 		return
 	}
-	s.metrics.transcripts.WithLabelValues(p.State.Source, "failed").Inc()
+	tr.metrics.transcripts.WithLabelValues(p.State.Source, "failed").Inc()
 	st := p.State
 	st.State, st.At = wire.TranscriptFailed, time.Now().UTC()
 	st.Reason = dj.PartnerMessage
@@ -204,16 +219,16 @@ func (s *Server) transcriptDead(dj outbox.DeadJob) {
 		st.Reason = dj.LastError
 	}
 	if dj.Reason == outbox.ReasonGaveUp {
-		st.Reason = fmt.Sprintf("Qolio did not accept it within %s: %s", s.cfg.Outbox.GiveUp.Duration, st.Reason)
+		st.Reason = fmt.Sprintf("Qolio did not accept it within %s: %s", tr.cfg.Outbox.GiveUp.Duration, st.Reason)
 	}
-	s.tellOutcome(p.Operator, st, "trf."+dj.Job.ID+"."+dj.Died.Format(time.RFC3339Nano))
+	tr.tellOutcome(p.Operator, st, "trf."+dj.Job.ID+"."+dj.Died.Format(time.RFC3339Nano))
 }
 
 // handleSmartsupp serves POST /hooks/smartsupp?token=…: Smartsupp's chat
 // export hook.
-func (s *Server) handleSmartsupp(w http.ResponseWriter, r *http.Request) {
+func (tr *transcripts) handleSmartsupp(w http.ResponseWriter, r *http.Request) {
 	received := time.Now()
-	if s.cfg.Smartsupp.Token == "" || s.qolio == nil {
+	if tr.cfg.Smartsupp.Token == "" || tr.qolio == nil {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "the Smartsupp hook is not set up on this relay ([smartsupp] token, [qolio] url)"})
 		return
 	}
@@ -221,7 +236,7 @@ func (s *Server) handleSmartsupp(w http.ResponseWriter, r *http.Request) {
 	case token == "":
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing token: the hook URL ends in ?token=<[smartsupp] token>"})
 		return
-	case subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.Smartsupp.Token)) != 1:
+	case subtle.ConstantTimeCompare([]byte(token), []byte(tr.cfg.Smartsupp.Token)) != 1:
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "wrong token"})
 		return
 	}
@@ -241,11 +256,11 @@ func (s *Server) handleSmartsupp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(exp.Ignored) > 0 {
-		s.log.Debug("Smartsupp export fields ignored", "chat", exp.Channel.ID, "fields", exp.Ignored)
+		tr.log.Debug("Smartsupp export fields ignored", "chat", exp.Channel.ID, "fields", exp.Ignored)
 	}
 	agent := t.OperatorRef
-	op, mapped := s.ops.BySmartsuppAgent(agent)
-	operatorID := s.cfg.Qolio.DefaultOperator
+	op, mapped := tr.ops.BySmartsuppAgent(agent)
+	operatorID := tr.cfg.Qolio.DefaultOperator
 	switch {
 	case mapped:
 		operatorID = op.Code
@@ -258,7 +273,7 @@ func (s *Server) handleSmartsupp(w http.ResponseWriter, r *http.Request) {
 	if !mapped {
 		op = operators.Operator{}
 	}
-	comm := s.communication(t, operatorID, s.agentCode, exp.Channel.Rating, received)
+	comm := tr.communication(t, operatorID, tr.agentCode, exp.Channel.Rating, received)
 	st := wire.TranscriptState{ID: exp.Channel.ID, CommunicationID: t.CommunicationID, Title: t.Title,
 		Source: sourceSmartsupp, Messages: len(t.Parts), State: wire.TranscriptQueued, At: received.UTC()}
 	body, err = qolio.Encode(comm)
@@ -269,34 +284,34 @@ func (s *Server) handleSmartsupp(w http.ResponseWriter, r *http.Request) {
 	// The same export again (Smartsupp retrying) is accepted once.
 	h := sha256.Sum256(body)
 	seenKey := "h." + hex.EncodeToString(h[:16])
-	if _, err := s.store.Transcripts.Get(r.Context(), seenKey); err == nil {
+	if seen, err := tr.store.LoadTranscript(r.Context(), seenKey); err == nil && seen != nil {
 		writeJSON(w, http.StatusOK, map[string]any{"success": true, "communicationId": t.CommunicationID, "duplicate": true})
 		return
 	}
 	// queued goes first: the delivery may be told before this returns.
-	if err := s.transcriptEvent(r.Context(), op.ID, st, "trq."+seenKey); err != nil {
-		s.log.Error("transcript state not stored", "err", err)
+	if err := tr.transcriptEvent(r.Context(), op.ID, st, "trq."+seenKey); err != nil {
+		tr.log.Error("transcript state not stored", "err", err)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "the relay could not store the chat; retry"})
 		return
 	}
-	if _, err := s.queueTranscript(r.Context(), op.ID, st, comm); err != nil {
-		s.log.Error("Smartsupp chat not queued", "chat", exp.Channel.ID, "err", err)
+	if _, err := tr.queueTranscript(r.Context(), op.ID, st, comm); err != nil {
+		tr.log.Error("Smartsupp chat not queued", "chat", exp.Channel.ID, "err", err)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "the relay could not store the chat; retry"})
 		return
 	}
-	if _, err := s.store.Transcripts.Put(r.Context(), seenKey, []byte(t.CommunicationID)); err != nil {
-		s.log.Warn("could not remember the Smartsupp chat", "chat", exp.Channel.ID, "err", err)
+	if err := tr.store.SaveTranscript(r.Context(), seenKey, []byte(t.CommunicationID)); err != nil {
+		tr.log.Warn("could not remember the Smartsupp chat", "chat", exp.Channel.ID, "err", err)
 	}
-	s.metrics.transcripts.WithLabelValues(sourceSmartsupp, "accepted").Inc()
-	s.metrics.eventsIn.WithLabelValues("smartsupp").Inc()
-	s.log.Info("Smartsupp chat queued for Qolio", "chat", exp.Channel.ID, "status", t.Status, "messages", len(t.Parts), "mapped", mapped)
+	tr.metrics.transcripts.WithLabelValues(sourceSmartsupp, "accepted").Inc()
+	tr.metrics.eventsIn.WithLabelValues("smartsupp").Inc()
+	tr.log.Info("Smartsupp chat queued for Qolio", "chat", exp.Channel.ID, "status", t.Status, "messages", len(t.Parts), "mapped", mapped)
 	writeJSON(w, http.StatusOK, map[string]any{"success": true, "communicationId": t.CommunicationID})
 }
 
 // agentCode is the Qolio id of a Smartsupp agent's parts: their operator's
 // extension, or "" (the communication's operator_id) when not mapped.
-func (s *Server) agentCode(agentID string) string {
-	if op, ok := s.ops.BySmartsuppAgent(agentID); ok {
+func (tr *transcripts) agentCode(agentID string) string {
+	if op, ok := tr.ops.BySmartsuppAgent(agentID); ok {
 		return op.Code
 	}
 	return ""
@@ -305,16 +320,16 @@ func (s *Server) agentCode(agentID string) string {
 // handleTranscriptSubmit serves POST /v1/transcripts: an operator's
 // transcript (wire.TranscriptSubmit), answered 202 with its
 // wire.TranscriptState, or a 4xx wire.Error.
-func (s *Server) handleTranscriptSubmit(w http.ResponseWriter, r *http.Request) {
+func (tr *transcripts) handleTranscriptSubmit(w http.ResponseWriter, r *http.Request) {
 	received := time.Now()
-	op, ok := s.authOperator(w, r)
+	op, ok := tr.auth(w, r)
 	if !ok {
 		return
 	}
 	refuse := func(status int, code, format string, a ...any) {
 		writeJSON(w, status, &wire.Error{Code: code, Message: fmt.Sprintf(format, a...)})
 	}
-	if s.qolio == nil {
+	if tr.qolio == nil {
 		refuse(http.StatusUnprocessableEntity, wire.ErrNotConfigured, "transcripts are not set up on the relay (qolio.url)")
 		return
 	}
@@ -334,7 +349,7 @@ func (s *Server) handleTranscriptSubmit(w http.ResponseWriter, r *http.Request) 
 	}
 	h := sha256.Sum256([]byte(sub.ID))
 	key := "t." + op.ID + "." + hex.EncodeToString(h[:16])
-	if st, ok := s.submitted(r.Context(), key); ok {
+	if st, ok := tr.submitted(r.Context(), key); ok {
 		writeJSON(w, http.StatusAccepted, st)
 		return
 	}
@@ -347,7 +362,7 @@ func (s *Server) handleTranscriptSubmit(w http.ResponseWriter, r *http.Request) 
 	case wire.FormatText:
 		t, err = transcript.ParseText(strings.NewReader(sub.Body), transcript.TextOptions{
 			CommunicationID: commID, OperatorRef: op.ID, Operators: speakerNames(op.Name), Client: sub.Client,
-			Date: received.In(s.loc), Location: s.loc,
+			Date: received.In(tr.loc), Location: tr.loc,
 		})
 	case wire.FormatSmartsupp:
 		var exp smartsupp.Export
@@ -357,7 +372,7 @@ func (s *Server) handleTranscriptSubmit(w http.ResponseWriter, r *http.Request) 
 		}
 		t.CommunicationID = commID
 		authorID = func(agent string) string {
-			if c := s.agentCode(agent); c != "" {
+			if c := tr.agentCode(agent); c != "" {
 				return c
 			}
 			return op.Code
@@ -370,40 +385,40 @@ func (s *Server) handleTranscriptSubmit(w http.ResponseWriter, r *http.Request) 
 	if sub.Title != "" {
 		t.Title = sub.Title
 	}
-	comm := s.communication(t, op.Code, authorID, rating, received)
+	comm := tr.communication(t, op.Code, authorID, rating, received)
 	st := wire.TranscriptState{ID: sub.ID, CommunicationID: commID, Title: t.Title, Source: sourceOperator,
 		Messages: len(t.Parts), State: wire.TranscriptQueued, At: received.UTC()}
-	if _, err := s.queueTranscript(r.Context(), op.ID, st, comm); err != nil {
+	if _, err := tr.queueTranscript(r.Context(), op.ID, st, comm); err != nil {
 		var qv *qolio.ValidationError
 		if errors.As(err, &qv) {
 			refuse(http.StatusBadRequest, wire.ErrBadRequest, "%s", plainError(err))
 			return
 		}
-		s.log.Error("transcript not queued", "operator", op.ID, "err", err)
+		tr.log.Error("transcript not queued", "operator", op.ID, "err", err)
 		refuse(http.StatusServiceUnavailable, wire.ErrInternal, "the relay could not store the transcript; try again")
 		return
 	}
 	b, _ := json.Marshal(st)
-	if _, err := s.store.Transcripts.Create(r.Context(), key, b); errors.Is(err, jetstream.ErrKeyExists) {
-		if prev, ok := s.submitted(r.Context(), key); ok {
+	if created, err := tr.store.CreateTranscript(r.Context(), key, b); err == nil && !created {
+		if prev, ok := tr.submitted(r.Context(), key); ok {
 			st = prev // sent twice at once: both get the first answer
 		}
 	} else if err != nil {
-		s.log.Warn("could not remember the transcript id", "operator", op.ID, "err", err)
+		tr.log.Warn("could not remember the transcript id", "operator", op.ID, "err", err)
 	}
-	s.metrics.transcripts.WithLabelValues(sourceOperator, "accepted").Inc()
-	s.log.Info("transcript queued for Qolio", "operator", op.ID, "id", sub.ID, "format", sub.Format, "messages", len(t.Parts))
+	tr.metrics.transcripts.WithLabelValues(sourceOperator, "accepted").Inc()
+	tr.log.Info("transcript queued for Qolio", "operator", op.ID, "id", sub.ID, "format", sub.Format, "messages", len(t.Parts))
 	writeJSON(w, http.StatusAccepted, st)
 }
 
 // submitted is the state a submission got when it was accepted.
-func (s *Server) submitted(ctx context.Context, key string) (wire.TranscriptState, bool) {
-	e, err := s.store.Transcripts.Get(ctx, key)
-	if err != nil {
+func (tr *transcripts) submitted(ctx context.Context, key string) (wire.TranscriptState, bool) {
+	data, err := tr.store.LoadTranscript(ctx, key)
+	if err != nil || data == nil {
 		return wire.TranscriptState{}, false
 	}
 	var st wire.TranscriptState
-	return st, json.Unmarshal(e.Value(), &st) == nil && st.ID != ""
+	return st, json.Unmarshal(data, &st) == nil && st.ID != ""
 }
 
 // checkSubmission checks what the transcript's parsers do not.

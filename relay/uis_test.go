@@ -15,6 +15,7 @@ import (
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/admin"
 	"github.com/pult/pult/relay/operators"
 )
 
@@ -103,7 +104,7 @@ func uisWorld(t *testing.T, mod func(*relay.Config)) (*testRelay, *testAgent, *t
 	return r, anna, oleg
 }
 
-func (r *testRelay) addOperatorWith(n operators.NewOperator) (relay.OperatorView, string) {
+func (r *testRelay) addOperatorWith(n operators.NewOperator) (admin.OperatorView, string) {
 	r.t.Helper()
 	added, err := r.admin().AddOperator(context.Background(), n)
 	if err != nil {

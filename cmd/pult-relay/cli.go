@@ -17,6 +17,7 @@ import (
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/admin"
 	"github.com/pult/pult/relay/bench"
 	"github.com/pult/pult/relay/demo"
 	"github.com/pult/pult/relay/operators"
@@ -183,13 +184,13 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, log
 }
 
 // adminClient builds a client from --config or --relay + PULT_ADMIN_TOKEN.
-func adminClient(fs *flag.FlagSet, args []string, getenv func(string) string) (*relay.AdminClient, error) {
+func adminClient(fs *flag.FlagSet, args []string, getenv func(string) string) (*admin.Client, error) {
 	path := fs.String("config", "", "the relay's TOML config (for its address and admin_token)")
 	base := fs.String("relay", "", "the relay's base URL, e.g. http://127.0.0.1:8700 (token from PULT_ADMIN_TOKEN)")
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
-	c := &relay.AdminClient{}
+	c := &admin.Client{}
 	switch {
 	case *base != "":
 		c.BaseURL = strings.TrimRight(*base, "/")
@@ -297,7 +298,7 @@ func operatorsCmd(ctx context.Context, args []string, getenv func(string) string
 
 // adminClientWithArg is adminClient for commands taking one argument,
 // before or after the flags.
-func adminClientWithArg(fs *flag.FlagSet, args []string, getenv func(string) string) (*relay.AdminClient, string, error) {
+func adminClientWithArg(fs *flag.FlagSet, args []string, getenv func(string) string) (*admin.Client, string, error) {
 	var arg string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		arg, args = args[0], args[1:]

@@ -17,7 +17,7 @@ import (
 
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
-	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/admin"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/retailcrm/sim"
@@ -41,7 +41,7 @@ func TestStoppedWithLookupsPendingResumes(t *testing.T) {
 
 	addr := freeAddr(t)
 	base := "http://" + addr
-	const admin, pbxKey = "admin-token-0123456789", "pbx-key-123"
+	const adminToken, pbxKey = "admin-token-0123456789", "pbx-key-123"
 	config := filepath.Join(dir, "relay.toml")
 	os.WriteFile(config, fmt.Appendf(nil, `listen = %q
 data_dir = %q
@@ -55,7 +55,7 @@ api_key = %q
 url = %q
 api_key = "crm-key-kill"
 timeout = "60s"
-`, addr, filepath.Join(dir, "data"), admin, pbxKey, crmSrv.URL), 0o600)
+`, addr, filepath.Join(dir, "data"), adminToken, pbxKey, crmSrv.URL), 0o600)
 
 	proc := startRelayProc(t, bin, config, base)
 	defer func() {
@@ -63,7 +63,7 @@ timeout = "60s"
 		proc.Wait()
 	}()
 	ctx := context.Background()
-	added, err := (&relay.AdminClient{BaseURL: base, Token: admin}).AddOperator(ctx, operators.NewOperator{Name: "Anna", Code: "100", UserID: "7"})
+	added, err := (&admin.Client{BaseURL: base, Token: adminToken}).AddOperator(ctx, operators.NewOperator{Name: "Anna", Code: "100", UserID: "7"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +107,13 @@ timeout = "60s"
 				defer mu.Unlock()
 				t.Fatalf("timed out waiting for %s; cards: %v", what, managerStates(latest))
 			}
+		}
+	}
+	// Cards rung before the agent's first connection would not reach it
+	// (a new agent starts at the stream's end).
+	for deadline := time.Now().Add(30 * time.Second); a.State() != agent.Online; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent did not connect")
 		}
 	}
 	ring := func(id, phone string) {

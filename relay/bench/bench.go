@@ -32,6 +32,7 @@ import (
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/admin"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 )
@@ -461,7 +462,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // addOperators adds operators with codes 1000+i and user ids i+1 and
 // returns their tokens.
 func addOperators(ctx context.Context, rp *relayProc, n int) ([]string, error) {
-	ac := &relay.AdminClient{BaseURL: rp.baseURL, Token: rp.adminToken,
+	ac := &admin.Client{BaseURL: rp.baseURL, Token: rp.adminToken,
 		HTTP: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}}
 	tokens := make([]string, n)
 	errs := make([]error, n)

@@ -14,7 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pult/pult/agent/wire"
-	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/admin"
 	"github.com/pult/pult/relay/operators"
 )
 
@@ -53,7 +53,7 @@ type BoardReport struct {
 
 // addSupervisors adds n supervisors (codes 9000…) and returns their tokens.
 func addSupervisors(ctx context.Context, rp *relayProc, n int) ([]string, error) {
-	ac := &relay.AdminClient{BaseURL: rp.baseURL, Token: rp.adminToken, HTTP: &http.Client{Timeout: 15 * time.Second}}
+	ac := &admin.Client{BaseURL: rp.baseURL, Token: rp.adminToken, HTTP: &http.Client{Timeout: 15 * time.Second}}
 	tokens := make([]string, n)
 	for i := range n {
 		added, err := ac.AddOperator(ctx, operators.NewOperator{

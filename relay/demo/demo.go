@@ -32,6 +32,7 @@ import (
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/admin"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/retailcrm/sim"
@@ -162,7 +163,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	base := "http://" + srv.Addr()
 
-	admin := &relay.AdminClient{BaseURL: base, Token: cfg.AdminToken}
+	admin := &admin.Client{BaseURL: base, Token: cfg.AdminToken}
 	tokens := map[string]string{}
 	// A demo started again on the same data gives its operators new tokens:
 	// the old ones (only their hashes are kept) are revoked first.
@@ -420,7 +421,7 @@ func exitText(err error) string {
 }
 
 // revokeDemoOperators revokes the active operators with the demo's codes.
-func revokeDemoOperators(ctx context.Context, admin *relay.AdminClient) error {
+func revokeDemoOperators(ctx context.Context, admin *admin.Client) error {
 	ops, err := admin.ListOperators(ctx)
 	if err != nil {
 		return err

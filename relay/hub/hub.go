@@ -87,9 +87,10 @@ type Config struct {
 	PingPeriod  time.Duration // wire.PingPeriod when 0
 	PongWait    time.Duration // wire.PongWait when 0
 	// OnPresence is called, on a goroutine of its own, after an operator's
-	// first session opened or the last closed; calls may arrive out of
-	// order, so it should ask Connected for the truth.
-	OnPresence func(opID string)
+	// first session opened or the last closed, with the operator's sessions
+	// counted at the time of the call (calls may arrive out of order; the
+	// count is the truth when it is made).
+	OnPresence func(opID string, sessions int)
 }
 
 // Hub holds the sessions.
@@ -165,7 +166,10 @@ func (h *Hub) Deliver(ev store.Event) {
 	}
 }
 
-// Connected reports how many sessions an operator has.
+// presence tells OnPresence how many sessions the operator has now.
+func (h *Hub) presence(opID string) { h.cfg.OnPresence(opID, h.Connected(opID)) }
+
+// Connected counts the operator's sessions on this node.
 func (h *Hub) Connected(opID string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -346,7 +350,7 @@ func (h *Hub) register(s *session, pos Position, hello wire.Hello) (catchUp bool
 			h.cfg.Metrics.Operators.Inc()
 		}
 		if h.cfg.OnPresence != nil {
-			go h.cfg.OnPresence(s.op.ID)
+			go h.presence(s.op.ID)
 		}
 	}
 	set[s] = struct{}{}
@@ -381,7 +385,7 @@ func (h *Hub) unregister(s *session) {
 			h.cfg.Metrics.Operators.Dec()
 		}
 		if h.cfg.OnPresence != nil {
-			go h.cfg.OnPresence(s.op.ID)
+			go h.presence(s.op.ID)
 		}
 	}
 }

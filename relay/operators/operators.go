@@ -122,9 +122,6 @@ func (n *NewOperator) Validate() error {
 type Registry struct {
 	kv      jetstream.KeyValue
 	watcher jetstream.KeyWatcher
-	// OnRevoke is called (from Run's goroutine) when an operator is revoked.
-	onRevoke func(Operator)
-	onChange func(Operator) // see OnChange
 
 	mu          sync.RWMutex
 	byID        map[string]Operator
@@ -136,8 +133,8 @@ type Registry struct {
 
 // Open loads every operator and starts watching for changes; call Run
 // to keep applying them.
-func Open(ctx context.Context, kv jetstream.KeyValue, onRevoke func(Operator)) (*Registry, error) {
-	r := &Registry{kv: kv, onRevoke: onRevoke, byID: map[string]Operator{}, byCode: map[string]string{}, byUser: map[string]string{},
+func Open(ctx context.Context, kv jetstream.KeyValue) (*Registry, error) {
+	r := &Registry{kv: kv, byID: map[string]Operator{}, byCode: map[string]string{}, byUser: map[string]string{},
 		byUIS: map[string]string{}, bySmartsupp: map[string]string{}}
 	w, err := kv.Watch(context.Background(), "op.*")
 	if err != nil {
@@ -158,8 +155,15 @@ func Open(ctx context.Context, kv jetstream.KeyValue, onRevoke func(Operator)) (
 	}
 }
 
-// Run applies changes made by any relay node until ctx ends.
-func (r *Registry) Run(ctx context.Context) error {
+// Hooks are told of the changes Run applies, on Run's goroutine.
+type Hooks struct {
+	Changed func(Operator) // added, changed or revoked, possibly more than once for one change
+	Revoked func(Operator) // revoked: its sessions must end
+}
+
+// Run applies changes made by any relay node (this one's included) until
+// ctx ends, telling h of each.
+func (r *Registry) Run(ctx context.Context, h Hooks) error {
 	defer r.watcher.Stop()
 	for {
 		select {
@@ -167,8 +171,15 @@ func (r *Registry) Run(ctx context.Context) error {
 			if !ok {
 				return errors.New("operators: watch ended")
 			}
-			if e != nil {
-				r.apply(e)
+			if e == nil {
+				continue
+			}
+			op, ok, revoked := r.apply(e)
+			if ok && h.Changed != nil {
+				h.Changed(op)
+			}
+			if revoked && h.Revoked != nil {
+				h.Revoked(op)
 			}
 		case <-ctx.Done():
 			return nil
@@ -176,18 +187,18 @@ func (r *Registry) Run(ctx context.Context) error {
 	}
 }
 
-func (r *Registry) apply(e jetstream.KeyValueEntry) {
+func (r *Registry) apply(e jetstream.KeyValueEntry) (op Operator, ok, revoked bool) {
 	if e.Operation() != jetstream.KeyValuePut {
-		return
+		return op, false, false
 	}
-	var op Operator
 	if err := json.Unmarshal(e.Value(), &op); err != nil {
-		return
+		return op, false, false
 	}
-	r.put(op)
+	return op, true, r.put(op)
 }
 
-func (r *Registry) put(op Operator) {
+// put updates the mirror and reports whether op was revoked by this change.
+func (r *Registry) put(op Operator) (revoked bool) {
 	r.mu.Lock()
 	old, had := r.byID[op.ID]
 	r.byID[op.ID] = op
@@ -206,22 +217,8 @@ func (r *Registry) put(op Operator) {
 			r.bySmartsupp[op.SmartsuppAgentID] = op.ID
 		}
 	}
-	onChange := r.onChange
 	r.mu.Unlock()
-	if op.Revoked() && (!had || !old.Revoked()) && r.onRevoke != nil {
-		r.onRevoke(op)
-	}
-	if onChange != nil {
-		onChange(op)
-	}
-}
-
-// OnChange sets a function called after every operator added, changed or
-// revoked (by any relay node), possibly more than once for one change.
-func (r *Registry) OnChange(f func(Operator)) {
-	r.mu.Lock()
-	r.onChange = f
-	r.mu.Unlock()
+	return op.Revoked() && (!had || !old.Revoked())
 }
 
 // deleteIf removes key from an index if it still points at id (a new

@@ -155,6 +155,7 @@ type kindConfig struct {
 	limits  []string
 	workers int
 	timeout time.Duration
+	onDead  func(DeadJob)
 }
 
 // Limit makes every attempt of the kind take a token from each named
@@ -169,12 +170,17 @@ func Workers(n int) Option { return func(k *kindConfig) { k.workers = n } }
 // Timeout sets the deadline of one attempt of the kind.
 func Timeout(d time.Duration) Option { return func(k *kindConfig) { k.timeout = d } }
 
+// WhenDead calls f (after Config.OnDead) when a job of the kind becomes a
+// dead letter: the part that owns the kind tells whoever waits for it.
+func WhenDead(f func(DeadJob)) Option { return func(k *kindConfig) { k.onDead = f } }
+
 type kind struct {
 	name     string
 	h        Handler
 	limiters []*rate.Limiter // most permissive first
 	workers  int
 	timeout  time.Duration
+	onDead   func(DeadJob)
 }
 
 // Outbox enqueues and runs jobs.
@@ -245,7 +251,7 @@ func (o *Outbox) Handle(name string, h Handler, opts ...Option) {
 	for _, opt := range opts {
 		opt(&kc)
 	}
-	k := &kind{name: name, h: h, workers: max(1, kc.workers), timeout: kc.timeout}
+	k := &kind{name: name, h: h, workers: max(1, kc.workers), timeout: kc.timeout, onDead: kc.onDead}
 	if k.timeout <= 0 {
 		k.timeout = o.cfg.Timeout
 	}
@@ -737,6 +743,12 @@ func (o *Outbox) bury(ctx context.Context, m jetstream.Msg, seq uint64, job Job,
 	}
 	if o.cfg.OnDead != nil {
 		o.cfg.OnDead(dj)
+	}
+	o.mu.Lock()
+	k := o.kinds[job.Kind]
+	o.mu.Unlock()
+	if k != nil && k.onDead != nil {
+		k.onDead(dj)
 	}
 }
 

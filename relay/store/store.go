@@ -587,3 +587,108 @@ func (s *Store) TailQueue(ctx context.Context, from uint64, fn func(seq uint64, 
 	<-cc.Closed()
 	return nil
 }
+
+// boardCheckpointKey is the queue board's checkpoint in the pult_queue
+// bucket.
+const boardCheckpointKey = "board"
+
+// LoadBoardCheckpoint returns the queue board's last checkpoint, or nil
+// when there is none.
+func (s *Store) LoadBoardCheckpoint(ctx context.Context) ([]byte, error) {
+	e, err := s.QueueState.Get(ctx, boardCheckpointKey)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("store: read the board checkpoint: %w", err)
+	}
+	return e.Value(), nil
+}
+
+// SaveBoardCheckpoint replaces the queue board's checkpoint (over the bulk
+// connection: megabytes at a time).
+func (s *Store) SaveBoardCheckpoint(ctx context.Context, data []byte) error {
+	if _, err := s.QueueState.Put(ctx, boardCheckpointKey, data); err != nil {
+		return fmt.Errorf("store: write the board checkpoint: %w", err)
+	}
+	return nil
+}
+
+// Statuses returns every operator's stored status (JSON), by operator id.
+func (s *Store) Statuses(ctx context.Context) (map[string][]byte, error) {
+	keys, err := s.Status.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: list statuses: %w", err)
+	}
+	defer keys.Stop()
+	out := map[string][]byte{}
+	for k := range keys.Keys() {
+		e, err := s.Status.Get(ctx, k)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		out[k] = e.Value()
+	}
+	return out, nil
+}
+
+// WatchStatuses calls fn for every status stored from now on (by this node
+// or another), until ctx ends; it returns nil then, or an error if the
+// watch broke.
+func (s *Store) WatchStatuses(ctx context.Context, fn func(opID string, data []byte)) error {
+	w, err := s.Status.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return fmt.Errorf("store: watch statuses: %w", err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("store: the status watch ended")
+			}
+			if e != nil && e.Operation() == jetstream.KeyValuePut {
+				fn(e.Key(), e.Value())
+			}
+		}
+	}
+}
+
+// LoadTranscript returns what was remembered of a transcript submission
+// under key, or nil.
+func (s *Store) LoadTranscript(ctx context.Context, key string) ([]byte, error) {
+	e, err := s.Transcripts.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("store: read transcript %s: %w", key, err)
+	}
+	return e.Value(), nil
+}
+
+// SaveTranscript remembers a transcript submission under key.
+func (s *Store) SaveTranscript(ctx context.Context, key string, data []byte) error {
+	if _, err := s.Transcripts.Put(ctx, key, data); err != nil {
+		return fmt.Errorf("store: remember transcript %s: %w", key, err)
+	}
+	return nil
+}
+
+// CreateTranscript remembers a transcript submission under key unless one
+// is there already; created says which.
+func (s *Store) CreateTranscript(ctx context.Context, key string, data []byte) (created bool, err error) {
+	_, err = s.Transcripts.Create(ctx, key, data)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("store: remember transcript %s: %w", key, err)
+	}
+	return true, nil
+}

@@ -1,4 +1,4 @@
-package relay
+package board
 
 import (
 	"context"
@@ -24,7 +24,7 @@ var (
 
 // foldBoard is a board without a store, driven by hand: the fold alone.
 type foldBoard struct {
-	*board
+	*Board
 	t   *testing.T
 	seq uint64
 	now time.Time
@@ -33,11 +33,11 @@ type foldBoard struct {
 
 func newFoldBoard(t *testing.T, start time.Time) *foldBoard {
 	fb := &foldBoard{t: t, now: start, rec: map[string]*call.Record{}}
-	msk, err := loadZone("Europe/Moscow")
+	msk, err := moscow()
 	if err != nil {
 		t.Fatal(err)
 	}
-	fb.board = newBoard(slog.New(slog.DiscardHandler), nil, msk, 20*time.Second, func() time.Time { return fb.now })
+	fb.Board = New(Config{Log: slog.New(slog.DiscardHandler), Location: msk, ServiceLevel: 20 * time.Second, Now: func() time.Time { return fb.now }})
 	for _, op := range []operators.Operator{anna, boris, vera} {
 		op.CreatedAt = start.Add(-time.Hour)
 		fb.putOperatorLocked(op)
@@ -382,14 +382,14 @@ func TestBoardRebuildsFromStream(t *testing.T) {
 
 	run := func() wire.QueueSnapshot {
 		t.Helper()
-		msk, _ := loadZone("Europe/Moscow")
-		b := newBoard(slog.New(slog.DiscardHandler), st, msk, 20*time.Second, func() time.Time { return now })
+		msk, _ := moscow()
+		b := New(Config{Log: slog.New(slog.DiscardHandler), Store: st, Location: msk, ServiceLevel: 20 * time.Second, Now: func() time.Time { return now }})
 		var ops []operators.Operator
 		for _, op := range []operators.Operator{anna, boris, vera} {
 			op.CreatedAt = t0.Add(-time.Hour)
 			ops = append(ops, op)
 		}
-		if err := b.open(ctx, ops); err != nil {
+		if err := b.Open(ctx, ops); err != nil {
 			t.Fatal(err)
 		}
 		rctx, cancel := context.WithCancel(ctx)
@@ -416,11 +416,19 @@ func TestBoardRebuildsFromStream(t *testing.T) {
 	if d := cmp.Diff(first, fromCheckpoint); d != "" {
 		t.Errorf("from the checkpoint (-first +again):\n%s", d)
 	}
-	if err := st.QueueState.Delete(ctx, checkpointKey); err != nil {
+	if err := st.QueueState.Delete(ctx, "board"); err != nil {
 		t.Fatal(err)
 	}
 	fromStream := run()
 	if d := cmp.Diff(first, fromStream); d != "" {
 		t.Errorf("rebuilt from the stream (-first +rebuilt):\n%s", d)
 	}
+}
+
+// moscow is the call center's zone in these tests (UTC+3 all year).
+func moscow() (*time.Location, error) { return time.FixedZone("MSK", 3*3600), nil }
+
+// person is the operator as a call record knows them.
+func person(op operators.Operator) call.Person {
+	return call.Person{ID: op.ID, Code: op.Code, Name: op.Name, UserID: op.UserID}
 }

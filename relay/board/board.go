@@ -1,42 +1,16 @@
-package relay
-
-import (
-	"cmp"
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"log/slog"
-	"maps"
-	"slices"
-	"strconv"
-	"sync"
-	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/pult/pult/agent/wire"
-	"github.com/pult/pult/relay/call"
-	"github.com/pult/pult/relay/hub"
-	"github.com/pult/pult/relay/operators"
-	"github.com/pult/pult/relay/store"
-)
-
-// The queue board: the supervisors' live view of every operator (status and
+// Package board is the queue board: the supervisors' live view of every operator (status and
 // since when, connected or not, the call they are on), the calls waiting,
 // today's counters and a per-minute history.
 //
-// Where it comes from. Every change of a call record (processCall, whatever
-// PBX reported it) is also appended, as the whole record, to the durable
-// PULT_QUEUE stream (publishQueueChange). One goroutine per relay node tails
+// Where it comes from. Every change of a call record (whatever PBX reported
+// it) is also appended, as the whole record, to the durable PULT_QUEUE stream
+// (EncodeChange gives what the relay appends). One goroutine per relay node tails
 // that stream and folds each change into the board (applyChange): what a
 // call was and what it is now tell what happened — it rang (incoming), was
 // answered (answered, wait, in time or not), moved to another operator (a
 // transfer: the first operator's talk ends), ended (talk time) or was missed.
 // Statuses come from the status bucket (a KV watch), operators from the
-// registry, presence from this node's hub.
+// registry, presence from the hub (Presence).
 //
 // Restarts. The fold is deterministic: it runs on the times carried by the
 // changes (and on the clock's ticks between them), so the board is a
@@ -57,10 +31,39 @@ import (
 // is closed with wire.CloseSlow (the hub's slow-peer policy; the agent
 // reconnects, resumes its stream and subscribes again), an SSE viewer's
 // stream ends (the page reconnects and starts from a fresh snapshot).
+//
+// Goroutines: Run (one per node) owns the stream's tail, the status watch,
+// the clock and the checkpoints; every other method may be called from any
+// goroutine (the webhook's, a session's, the HTTP server's) and takes the
+// board's lock. Subscribers are reached without waiting: a websocket
+// session through hub.Peer.Send, an SSE viewer through its channel, read by
+// the HTTP handler serving it (Handler).
+package board
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/hub"
+	"github.com/pult/pult/relay/operators"
+)
 
 const (
 	boardSchema       = 1
-	checkpointKey     = "board"
 	checkpointEvery   = 10 * time.Second
 	presenceGrace     = 2 * time.Minute  // a reconnect within it keeps "online since"
 	staleRinging      = 30 * time.Minute // a ringing call with no news for this long is dropped
@@ -69,7 +72,6 @@ const (
 	endedMemory       = 10 * time.Minute // how long a call over is remembered, to ignore its late changes
 	maxBoardViewers   = 32               // concurrent /board/events streams
 	viewerQueue       = 256              // frames buffered per SSE viewer before it counts as slow
-	catchUpLimit      = 2 * time.Minute
 	queueFactMaxBytes = 1 << 20
 )
 
@@ -79,19 +81,19 @@ type queueChange struct {
 	Call call.Record `json:"call"`
 }
 
-// publishQueueChange appends the call's new state to the queue stream; it
-// is stored once acks.Wait returns nil. The message id makes a replay of the
-// same change a no-op (within JetStream's dedupe window; the board also
-// ignores versions it has seen).
-func (s *Server) publishQueueChange(acks *store.Acks, rec *call.Record, at time.Time) error {
+// EncodeChange is a change of the call, for the relay to append to the
+// queue stream, and its message id: a replay of the same change is a no-op
+// (within JetStream's dedupe window; the board also ignores versions it has
+// seen).
+func EncodeChange(rec *call.Record, at time.Time) (data []byte, msgID string, err error) {
 	c := *rec
 	c.Client, c.Manager, c.Links = nil, nil, nil
-	b, err := json.Marshal(queueChange{At: at.UTC(), Call: c})
+	data, err = json.Marshal(queueChange{At: at.UTC(), Call: c})
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	h := sha256.Sum256([]byte(rec.ID))
-	return s.store.PublishQueueAsync(acks, b, "q."+rec.Key+"."+hex.EncodeToString(h[:6])+"."+strconv.Itoa(rec.Version))
+	return data, "q." + rec.Key + "." + hex.EncodeToString(h[:6]) + "." + strconv.Itoa(rec.Version), nil
 }
 
 // boardState is what the fold computes and the checkpoint keeps.
@@ -148,14 +150,16 @@ type boardSub struct {
 	after func() bool // stops the session watch
 }
 
-// board is the queue board of one relay node.
-type board struct {
+// Board is the queue board of one relay node.
+type Board struct {
 	log          *slog.Logger
 	loc          *time.Location
 	serviceLevel time.Duration
 	now          func() time.Time
-	store        *store.Store
-	connected    func(opID string) int // the hub's; set before Run
+	store        Store
+	auth         func(*http.Request) (operators.Operator, error)
+	longBreak    time.Duration
+	page         wallboardPage
 
 	kick     chan struct{}
 	ready    chan struct{}
@@ -187,11 +191,38 @@ type board struct {
 	closed  bool
 }
 
-func newBoard(log *slog.Logger, st *store.Store, loc *time.Location, serviceLevel time.Duration, now func() time.Time) *board {
-	return &board{
-		log: log.With("component", "queue"), store: st, loc: loc, serviceLevel: serviceLevel, now: now,
-		connected: func(string) int { return 0 },
-		kick:      make(chan struct{}, 1), ready: make(chan struct{}),
+// Store is what the board keeps in, and reads from, the relay's store.
+type Store interface {
+	QueueInfo(ctx context.Context) (first, last uint64, created time.Time, err error)
+	TailQueue(ctx context.Context, from uint64, fn func(seq uint64, data []byte)) error
+	LoadBoardCheckpoint(ctx context.Context) ([]byte, error)
+	SaveBoardCheckpoint(ctx context.Context, data []byte) error
+	Statuses(ctx context.Context) (map[string][]byte, error)
+	WatchStatuses(ctx context.Context, fn func(opID string, data []byte)) error
+}
+
+// Config configures a Board.
+type Config struct {
+	Log          *slog.Logger
+	Store        Store
+	Location     *time.Location   // where "today" is
+	ServiceLevel time.Duration    // a call answered within it counts as in time
+	LongBreak    time.Duration    // the wallboard marks breaks longer than this
+	Now          func() time.Time // the clock (time.Now when nil)
+	// Auth identifies a wallboard viewer from the request (the bearer
+	// check); the board requires a supervisor.
+	Auth func(*http.Request) (operators.Operator, error)
+}
+
+// New makes a board; Open loads it, Run keeps it up to date.
+func New(cfg Config) *Board {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Board{
+		log: cfg.Log.With("component", "queue"), store: cfg.Store, loc: cfg.Location, serviceLevel: cfg.ServiceLevel, now: cfg.Now,
+		auth: cfg.Auth, longBreak: cfg.LongBreak,
+		kick: make(chan struct{}, 1), ready: make(chan struct{}),
 		st:   freshState(),
 		info: map[string]operators.Operator{}, status: map[string]wire.StatusInfo{},
 		waiting: map[string]wire.WaitingCall{}, opCalls: map[string]map[string]bool{},
@@ -205,9 +236,9 @@ func freshState() boardState {
 	return boardState{Schema: boardSchema, Ops: map[string]*opState{}, Calls: map[string]*liveCall{}, Ended: map[string]endedCall{}}
 }
 
-// open loads the checkpoint (unless it belongs to another incarnation of
+// Open loads the checkpoint (unless it belongs to another incarnation of
 // the stream) and the operators and their statuses.
-func (b *board) open(ctx context.Context, ops []operators.Operator) error {
+func (b *Board) Open(ctx context.Context, ops []operators.Operator) error {
 	first, last, created, err := b.store.QueueInfo(ctx)
 	if err != nil {
 		return err
@@ -217,14 +248,13 @@ func (b *board) open(ctx context.Context, ops []operators.Operator) error {
 	}
 	created = created.UTC()
 	st := freshState()
-	e, err := b.store.QueueState.Get(ctx, checkpointKey)
+	data, err := b.store.LoadBoardCheckpoint(ctx)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case err != nil:
-		return fmt.Errorf("queue: read checkpoint: %w", err)
-	default:
+		return fmt.Errorf("queue: %w", err)
+	case data != nil:
 		var cp boardState
-		switch jerr := json.Unmarshal(e.Value(), &cp); {
+		switch jerr := json.Unmarshal(data, &cp); {
 		case jerr != nil || cp.Schema != boardSchema:
 			b.log.Warn("queue checkpoint unreadable; rebuilding the board from the stream", "err", jerr)
 		case !cp.Stream.Equal(created):
@@ -268,19 +298,15 @@ func (b *board) open(ctx context.Context, ops []operators.Operator) error {
 	return nil
 }
 
-func (b *board) loadStatuses(ctx context.Context) error {
-	keys, err := b.store.Status.ListKeys(ctx)
+func (b *Board) loadStatuses(ctx context.Context) error {
+	all, err := b.store.Statuses(ctx)
 	if err != nil {
-		return fmt.Errorf("queue: statuses: %w", err)
+		return fmt.Errorf("queue: %w", err)
 	}
-	for k := range keys.Keys() {
-		e, err := b.store.Status.Get(ctx, k)
-		if err != nil {
-			continue
-		}
+	for id, data := range all {
 		var si wire.StatusInfo
-		if json.Unmarshal(e.Value(), &si) == nil {
-			b.status[k] = si
+		if json.Unmarshal(data, &si) == nil {
+			b.status[id] = si
 		}
 	}
 	return nil
@@ -288,11 +314,11 @@ func (b *board) loadStatuses(ctx context.Context) error {
 
 // Ready is closed once the board has caught up with the stream as it was
 // when the relay started.
-func (b *board) Ready() <-chan struct{} { return b.ready }
+func (b *Board) Ready() <-chan struct{} { return b.ready }
 
 // Run follows the stream, the statuses and the clock until ctx ends, then
 // writes a last checkpoint and ends every subscription.
-func (b *board) Run(ctx context.Context) error {
+func (b *Board) Run(ctx context.Context) error {
 	b.mu.Lock()
 	from := b.st.Applied + 1
 	b.mu.Unlock()
@@ -346,7 +372,7 @@ loop:
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
 	b.checkpoint(sctx)
 	scancel()
-	b.closeAll()
+	b.CloseAll()
 	return runErr
 }
 
@@ -371,7 +397,7 @@ func (st *boardState) clone() boardState {
 }
 
 // checkpoint stores the state if it changed since the last one.
-func (b *board) checkpoint(ctx context.Context) {
+func (b *Board) checkpoint(ctx context.Context) {
 	b.mu.Lock()
 	if !b.changed {
 		b.mu.Unlock()
@@ -385,7 +411,7 @@ func (b *board) checkpoint(ctx context.Context) {
 		b.log.Error("queue checkpoint not encoded", "err", err)
 		return
 	}
-	if _, err := b.store.QueueState.Put(ctx, checkpointKey, data); err != nil {
+	if err := b.store.SaveBoardCheckpoint(ctx, data); err != nil {
 		b.log.Warn("queue checkpoint not stored; the next one will be", "err", err)
 		b.mu.Lock()
 		b.changed = true
@@ -393,40 +419,21 @@ func (b *board) checkpoint(ctx context.Context) {
 	}
 }
 
-func (b *board) watchStatuses(ctx context.Context) error {
-	w, err := b.store.Status.WatchAll(ctx, jetstream.UpdatesOnly())
-	if err != nil {
-		return fmt.Errorf("queue: watch statuses: %w", err)
-	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return errors.New("queue: status watch ended")
-			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			var si wire.StatusInfo
-			if json.Unmarshal(e.Value(), &si) != nil {
-				continue
-			}
-			b.mu.Lock()
-			b.status[e.Key()] = si
-			b.markOpLocked(e.Key())
-			b.mu.Unlock()
-			b.signal()
+func (b *Board) watchStatuses(ctx context.Context) error {
+	return b.store.WatchStatuses(ctx, func(opID string, data []byte) {
+		var si wire.StatusInfo
+		if json.Unmarshal(data, &si) != nil {
+			return
 		}
-	}
+		b.mu.Lock()
+		b.status[opID] = si
+		b.markOpLocked(opID)
+		b.mu.Unlock()
+		b.signal()
+	})
 }
 
-func (b *board) signal() {
+func (b *Board) signal() {
 	select {
 	case b.kick <- struct{}{}:
 	default:
@@ -434,7 +441,7 @@ func (b *board) signal() {
 }
 
 // applyMsg folds one element of the stream.
-func (b *board) applyMsg(seq uint64, data []byte) {
+func (b *Board) applyMsg(seq uint64, data []byte) {
 	var c queueChange
 	err := json.Unmarshal(data, &c)
 	b.mu.Lock()
@@ -453,15 +460,15 @@ func (b *board) applyMsg(seq uint64, data []byte) {
 	b.signal()
 }
 
-// putOperator adds or updates an operator from the registry.
-func (b *board) putOperator(op operators.Operator) {
+// PutOperator adds or updates an operator from the registry.
+func (b *Board) PutOperator(op operators.Operator) {
 	b.mu.Lock()
 	b.putOperatorLocked(op)
 	b.mu.Unlock()
 	b.signal()
 }
 
-func (b *board) putOperatorLocked(op operators.Operator) {
+func (b *Board) putOperatorLocked(op operators.Operator) {
 	b.info[op.ID] = op
 	if !op.Revoked() && b.st.Ops[op.ID] == nil {
 		b.st.Ops[op.ID] = &opState{}
@@ -476,9 +483,9 @@ func (b *board) putOperatorLocked(op operators.Operator) {
 	}
 }
 
-// presence re-reads whether an operator has an agent connected to this node.
-func (b *board) presence(opID string) {
-	on := b.connected(opID) > 0
+// Presence re-reads whether an operator has an agent connected to this node.
+func (b *Board) Presence(opID string, sessions int) {
+	on := sessions > 0
 	b.mu.Lock()
 	o := b.st.Ops[opID]
 	if o != nil && o.Connected != on {
@@ -498,12 +505,12 @@ func (b *board) presence(opID string) {
 	b.signal()
 }
 
-func (b *board) markOpLocked(id string) { b.dirtyOps[id] = true }
+func (b *Board) markOpLocked(id string) { b.dirtyOps[id] = true }
 
-// available reports whether the operator is signed in (an agent of theirs
+// Available reports whether the operator is signed in (an agent of theirs
 // is connected) and free: what retailCRM asks of a responsible manager
 // before it routes a call to them.
-func (b *board) available(opID string) bool {
+func (b *Board) Available(opID string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if o := b.st.Ops[opID]; o == nil || !o.Connected {
@@ -513,7 +520,7 @@ func (b *board) available(opID string) bool {
 	return !ok || st.Status == wire.StatusFree
 }
 
-func (b *board) op(id string) *opState {
+func (b *Board) op(id string) *opState {
 	o := b.st.Ops[id]
 	if o == nil {
 		o = &opState{}
@@ -523,7 +530,7 @@ func (b *board) op(id string) *opState {
 }
 
 // countAnswer counts an incoming call answered by id after waiting wait.
-func (b *board) countAnswer(c *wire.QueueCounters, wait time.Duration) {
+func (b *Board) countAnswer(c *wire.QueueCounters, wait time.Duration) {
 	c.Answered++
 	b.countWait(c, wait)
 	if wait <= b.serviceLevel {
@@ -531,7 +538,7 @@ func (b *board) countAnswer(c *wire.QueueCounters, wait time.Duration) {
 	}
 }
 
-func (b *board) countWait(c *wire.QueueCounters, wait time.Duration) {
+func (b *Board) countWait(c *wire.QueueCounters, wait time.Duration) {
 	s := int64(max(0, wait.Round(time.Second)/time.Second))
 	c.WaitTotalSeconds += s
 	c.WaitMaxSeconds = max(c.WaitMaxSeconds, s)
@@ -544,7 +551,7 @@ func countTalk(c *wire.QueueCounters, talk time.Duration) {
 
 // applyChangeLocked folds one call change: what the call was (the live
 // entry) and what it is now tell what happened.
-func (b *board) applyChangeLocked(seq uint64, c queueChange) {
+func (b *Board) applyChangeLocked(seq uint64, c queueChange) {
 	b.st.Applied = seq
 	b.changed = true
 	at := c.At.UTC()
@@ -690,7 +697,7 @@ func (b *board) applyChangeLocked(seq uint64, c queueChange) {
 
 // refreshCallLocked updates the waiting list and the operators' current
 // calls from a live call.
-func (b *board) refreshCallLocked(key string, lc *liveCall) {
+func (b *Board) refreshCallLocked(key string, lc *liveCall) {
 	rec := &lc.Rec
 	if rec.Direction != wire.DirectionOut && rec.State == wire.CallRinging {
 		w := wire.WaitingCall{ID: rec.ID, Phone: rec.Phone, PhoneDisplay: rec.PhoneDisplay, Line: rec.Line,
@@ -716,7 +723,7 @@ func (b *board) refreshCallLocked(key string, lc *liveCall) {
 	}
 }
 
-func (b *board) linkLocked(opID, key string) {
+func (b *Board) linkLocked(opID, key string) {
 	m := b.opCalls[opID]
 	if m == nil {
 		m = map[string]bool{}
@@ -727,7 +734,7 @@ func (b *board) linkLocked(opID, key string) {
 }
 
 // dropCallLocked forgets a call that is over.
-func (b *board) dropCallLocked(key string) {
+func (b *Board) dropCallLocked(key string) {
 	lc := b.st.Calls[key]
 	if lc == nil {
 		return
@@ -750,7 +757,7 @@ func (b *board) dropCallLocked(key string) {
 
 // pruneLocked drops calls the PBX stopped telling about (a lost hangup),
 // uncounted, and forgets calls over for longer than endedMemory.
-func (b *board) pruneLocked() {
+func (b *Board) pruneLocked() {
 	for key, e := range b.st.Ended {
 		if b.st.Clock.Sub(e.At) > endedMemory {
 			delete(b.st.Ended, key)
@@ -770,7 +777,7 @@ func (b *board) pruneLocked() {
 }
 
 // currentCall is the call an operator is on: talking, else dialling out.
-func (b *board) currentCall(opID string) *wire.QueueCall {
+func (b *Board) currentCall(opID string) *wire.QueueCall {
 	var best *wire.QueueCall
 	for key := range b.opCalls[opID] {
 		lc := b.st.Calls[key]
@@ -798,7 +805,7 @@ func (b *board) currentCall(opID string) *wire.QueueCall {
 
 // advanceLocked moves the board's clock to t: it closes the minutes passed
 // (one history sample each) and starts a new day at local midnight.
-func (b *board) advanceLocked(t time.Time) {
+func (b *Board) advanceLocked(t time.Time) {
 	t = t.UTC()
 	if !t.After(b.st.Clock) {
 		return
@@ -834,7 +841,7 @@ func (b *board) advanceLocked(t time.Time) {
 }
 
 // rolloverLocked starts a new day's counters when t is on a later local day.
-func (b *board) rolloverLocked(t time.Time) {
+func (b *Board) rolloverLocked(t time.Time) {
 	day := t.In(b.loc).Format(time.DateOnly)
 	if day == b.st.Day {
 		return
@@ -851,7 +858,7 @@ func (b *board) rolloverLocked(t time.Time) {
 }
 
 // opView is an operator's board entry; false when they are not on the board.
-func (b *board) opView(id string) (wire.QueueOperator, bool) {
+func (b *Board) opView(id string) (wire.QueueOperator, bool) {
 	info, ok := b.info[id]
 	if !ok || info.Revoked() {
 		return wire.QueueOperator{}, false
@@ -893,7 +900,7 @@ func waitingEqual(a, b wire.WaitingCall) bool {
 
 // collectLocked turns what is dirty into deltas (several when more than one
 // minute closed: a delta carries one sample), bringing pub* up to date.
-func (b *board) collectLocked() []wire.QueueDelta {
+func (b *Board) collectLocked() []wire.QueueDelta {
 	now := b.now().UTC()
 	d := wire.QueueDelta{At: now}
 	for id := range b.dirtyOps {
@@ -972,7 +979,7 @@ func waitingOrder(x, y wire.WaitingCall) int {
 }
 
 // flushLocked sends what changed to every subscriber.
-func (b *board) flushLocked() {
+func (b *Board) flushLocked() {
 	deltas := b.collectLocked()
 	if len(b.subs) == 0 {
 		return
@@ -1034,7 +1041,7 @@ func sseEvent(name string, data []byte) []byte {
 
 // snapshotLocked is the board as subscribers were last sent it. Callers
 // flush first, so it is the board now.
-func (b *board) snapshotLocked() wire.QueueSnapshot {
+func (b *Board) snapshotLocked() wire.QueueSnapshot {
 	s := wire.QueueSnapshot{
 		Version: b.version, At: b.now().UTC(), Day: b.pubDay, TimeZone: b.loc.String(),
 		ServiceLevelSeconds: int(b.serviceLevel / time.Second), Totals: b.pubTotals,
@@ -1056,7 +1063,7 @@ func (b *board) snapshotLocked() wire.QueueSnapshot {
 }
 
 // Snapshot is the board now (for tests and the admin API).
-func (b *board) Snapshot() wire.QueueSnapshot {
+func (b *Board) Snapshot() wire.QueueSnapshot {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.advanceLocked(b.now())
@@ -1064,10 +1071,10 @@ func (b *board) Snapshot() wire.QueueSnapshot {
 	return b.snapshotLocked()
 }
 
-// subscribeWS subscribes a supervisor's session: the reply to the request
+// SubscribeWS subscribes a supervisor's session: the reply to the request
 // (the snapshot) is queued on the session under the board's lock, so no
 // delta can overtake it. A session subscribed already starts over.
-func (b *board) subscribeWS(peer hub.Peer, id string) error {
+func (b *Board) SubscribeWS(peer hub.Peer, id string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -1096,8 +1103,8 @@ func (b *board) subscribeWS(peer hub.Peer, id string) error {
 	return nil
 }
 
-// unsubscribeWS ends a session's subscription (if any).
-func (b *board) unsubscribeWS(peer hub.Peer) {
+// UnsubscribeWS ends a session's subscription (if any).
+func (b *Board) UnsubscribeWS(peer hub.Peer) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if sub := b.wsSubs[peer]; sub != nil {
@@ -1110,7 +1117,7 @@ var errTooManyViewers = errors.New("too many wallboard viewers")
 // subscribeSSE subscribes a wallboard viewer; its first frame is the
 // snapshot. The viewer reads frames from sub.sse until sub.gone is closed,
 // then calls unsubscribeSSE.
-func (b *board) subscribeSSE(opID string) (*boardSub, error) {
+func (b *Board) subscribeSSE(opID string) (*boardSub, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -1132,7 +1139,7 @@ func (b *board) subscribeSSE(opID string) (*boardSub, error) {
 	return sub, nil
 }
 
-func (b *board) unsubscribeSSE(sub *boardSub) {
+func (b *Board) unsubscribeSSE(sub *boardSub) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if _, ok := b.subs[sub]; ok {
@@ -1141,7 +1148,7 @@ func (b *board) unsubscribeSSE(sub *boardSub) {
 	b.viewers--
 }
 
-func (b *board) dropLocked(sub *boardSub) {
+func (b *Board) dropLocked(sub *boardSub) {
 	if _, ok := b.subs[sub]; !ok {
 		return
 	}
@@ -1159,8 +1166,8 @@ func (b *board) dropLocked(sub *boardSub) {
 	}
 }
 
-// closeAll ends every subscription (shutdown): SSE viewers' streams end.
-func (b *board) closeAll() {
+// CloseAll ends every subscription (shutdown): SSE viewers' streams end.
+func (b *Board) CloseAll() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.closed = true
@@ -1169,8 +1176,8 @@ func (b *board) closeAll() {
 	}
 }
 
-// subscribers counts the subscriptions (tests, metrics).
-func (b *board) subscribers() int {
+// Subscribers counts the subscriptions (tests, metrics).
+func (b *Board) Subscribers() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.subs)

@@ -1,4 +1,4 @@
-package relay
+package board
 
 import (
 	"bytes"
@@ -36,8 +36,8 @@ var wallboardFiles embed.FS
 var boardLangs = []language.Tag{language.English, language.Russian}
 
 const (
-	pathBoard       = "/board"
-	pathBoardEvents = "/board/events"
+	PathBoard       = "/board"
+	PathBoardEvents = "/board/events"
 	boardKeepAlive  = 20 * time.Second // an SSE comment, so proxies and the page see a live stream
 	boardWriteWait  = 10 * time.Second
 )
@@ -59,19 +59,30 @@ type boardPageKey struct {
 	fixed bool
 }
 
-func (s *Server) handleBoardPage(w http.ResponseWriter, r *http.Request) {
-	s.page.once.Do(func() {
-		s.page.html, s.page.err = renderBoardPages(int(s.cfg.Queue.LongBreak.Duration / time.Second))
+// Handler serves the wallboard: the page (GET /board), its files
+// (GET /board/{file}) and the board's event stream (GET /board/events). The
+// server mounts it on those paths.
+func (b *Board) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathBoard, b.handlePage)
+	mux.HandleFunc("GET "+PathBoardEvents, b.handleEvents)
+	mux.HandleFunc("GET "+PathBoard+"/{file}", b.handleAsset)
+	return mux
+}
+
+func (b *Board) handlePage(w http.ResponseWriter, r *http.Request) {
+	b.page.once.Do(func() {
+		b.page.html, b.page.err = renderBoardPages(int(b.longBreak / time.Second))
 	})
-	if s.page.err != nil {
-		http.Error(w, "the wallboard page is broken: "+s.page.err.Error(), http.StatusInternalServerError)
+	if b.page.err != nil {
+		http.Error(w, "the wallboard page is broken: "+b.page.err.Error(), http.StatusInternalServerError)
 		return
 	}
 	lang, fixed := boardLanguage(r)
 	boardHeaders(w, "text/html; charset=utf-8")
 	w.Header().Set("Content-Language", lang)
 	w.Header().Add("Vary", "Accept-Language")
-	w.Write(s.page.html[boardPageKey{lang, fixed}])
+	w.Write(b.page.html[boardPageKey{lang, fixed}])
 }
 
 // boardLanguage picks the page's language: ?lang= (fixed), else the best
@@ -153,7 +164,7 @@ func renderBoardPages(longBreakSeconds int) (map[boardPageKey][]byte, error) {
 	return out, nil
 }
 
-func (s *Server) handleBoardAsset(w http.ResponseWriter, r *http.Request) {
+func (b *Board) handleAsset(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("file")
 	var ctype string
 	switch name {
@@ -165,13 +176,13 @@ func (s *Server) handleBoardAsset(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	b, err := wallboardFiles.ReadFile("wallboard/" + name)
+	data, err := wallboardFiles.ReadFile("wallboard/" + name)
 	if err != nil {
 		http.NotFound(w, r)
 		return
 	}
 	boardHeaders(w, ctype)
-	w.Write(b)
+	w.Write(data)
 }
 
 func boardHeaders(w http.ResponseWriter, ctype string) {
@@ -185,15 +196,13 @@ func boardHeaders(w http.ResponseWriter, ctype string) {
 
 // boardViewer authenticates a wallboard request: no token or an unknown one
 // is 401, a revoked one or an operator's 403.
-func (s *Server) boardViewer(w http.ResponseWriter, r *http.Request) (operators.Operator, bool) {
+func (b *Board) viewer(w http.ResponseWriter, r *http.Request) (operators.Operator, bool) {
 	// "code" names the error for the page, which says it in its language.
-	token, ok := operators.Bearer(r)
-	if !ok {
+	op, err := b.auth(r)
+	switch {
+	case errors.Is(err, operators.ErrNoToken):
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "a supervisor's token is required (Authorization: Bearer …)", "code": "no_token"})
 		return operators.Operator{}, false
-	}
-	op, err := s.ops.Authenticate(token)
-	switch {
 	case errors.Is(err, operators.ErrRevoked):
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "This token has been revoked.", "code": "revoked"})
 		return operators.Operator{}, false
@@ -210,18 +219,18 @@ func (s *Server) boardViewer(w http.ResponseWriter, r *http.Request) (operators.
 // handleBoardEvents streams the board as server-sent events until the
 // viewer goes away, falls behind (the page starts over), is revoked, or the
 // relay shuts down.
-func (s *Server) handleBoardEvents(w http.ResponseWriter, r *http.Request) {
-	op, ok := s.boardViewer(w, r)
+func (b *Board) handleEvents(w http.ResponseWriter, r *http.Request) {
+	op, ok := b.viewer(w, r)
 	if !ok {
 		return
 	}
-	sub, err := s.board.subscribeSSE(op.ID)
+	sub, err := b.subscribeSSE(op.ID)
 	if err != nil {
 		w.Header().Set("Retry-After", "10")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
-	defer s.board.unsubscribeSSE(sub)
+	defer b.unsubscribeSSE(sub)
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Time{}) // the server's ReadTimeout is for requests, not this stream
 	h := w.Header()
@@ -230,9 +239,9 @@ func (s *Server) handleBoardEvents(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	write := func(b []byte) bool {
+	write := func(frame []byte) bool {
 		rc.SetWriteDeadline(time.Now().Add(boardWriteWait))
-		if _, err := w.Write(b); err != nil {
+		if _, err := w.Write(frame); err != nil {
 			return false
 		}
 		return rc.Flush() == nil
@@ -255,4 +264,17 @@ func (s *Server) handleBoardEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// writeJSON answers the wallboard's errors: {"error": …, "code": …}, the
+// code for the page to word it in its language.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
 }

@@ -1,21 +1,26 @@
-package relay_test
+package board
 
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The wallboard speaks the browser's language: ?lang= first, then
 // Accept-Language, English when neither is Russian or English.
 func TestWallboardLanguage(t *testing.T) {
-	r := startRelay(t, testConfig(t))
+	b := New(Config{Log: slog.New(slog.DiscardHandler), LongBreak: 15 * time.Minute})
+	r := httptest.NewServer(b.Handler())
+	defer r.Close()
 	for _, c := range []struct {
 		query, accept string
 		lang          string

@@ -1,4 +1,4 @@
-package relay
+package admin
 
 import (
 	"bytes"
@@ -18,14 +18,14 @@ import (
 	"github.com/pult/pult/relay/retailcrm"
 )
 
-// AdminClient talks to a running relay's admin API.
-type AdminClient struct {
+// Client talks to a running relay's admin API.
+type Client struct {
 	BaseURL string // http://127.0.0.1:8700
 	Token   string
 	HTTP    *http.Client
 }
 
-func (c *AdminClient) do(ctx context.Context, method, path string, body, out any) error {
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -73,35 +73,35 @@ func (c *AdminClient) do(ctx context.Context, method, path string, body, out any
 }
 
 // AddOperator creates an operator and returns it with its token.
-func (c *AdminClient) AddOperator(ctx context.Context, n operators.NewOperator) (AddedOperator, error) {
+func (c *Client) AddOperator(ctx context.Context, n operators.NewOperator) (AddedOperator, error) {
 	var out AddedOperator
 	err := c.do(ctx, http.MethodPost, "/admin/v1/operators", n, &out)
 	return out, err
 }
 
 // ListOperators lists every operator.
-func (c *AdminClient) ListOperators(ctx context.Context) ([]OperatorView, error) {
+func (c *Client) ListOperators(ctx context.Context) ([]OperatorView, error) {
 	var out []OperatorView
 	err := c.do(ctx, http.MethodGet, "/admin/v1/operators", nil, &out)
 	return out, err
 }
 
 // RevokeOperator revokes by id or code.
-func (c *AdminClient) RevokeOperator(ctx context.Context, ref string) (OperatorView, error) {
+func (c *Client) RevokeOperator(ctx context.Context, ref string) (OperatorView, error) {
 	var out OperatorView
 	err := c.do(ctx, http.MethodPost, "/admin/v1/operators/"+url.PathEscape(ref)+"/revoke", nil, &out)
 	return out, err
 }
 
 // ListPending lists up to limit waiting outbox jobs (0: the relay's default).
-func (c *AdminClient) ListPending(ctx context.Context, limit int) ([]outbox.PendingJob, error) {
+func (c *Client) ListPending(ctx context.Context, limit int) ([]outbox.PendingJob, error) {
 	var out []outbox.PendingJob
 	err := c.do(ctx, http.MethodGet, "/admin/v1/outbox?"+listQuery("pending", limit), nil, &out)
 	return out, err
 }
 
 // ListDead lists up to limit dead letters (0: the relay's default).
-func (c *AdminClient) ListDead(ctx context.Context, limit int) ([]outbox.DeadJob, error) {
+func (c *Client) ListDead(ctx context.Context, limit int) ([]outbox.DeadJob, error) {
 	var out []outbox.DeadJob
 	err := c.do(ctx, http.MethodGet, "/admin/v1/outbox?"+listQuery("dead", limit), nil, &out)
 	return out, err
@@ -116,14 +116,14 @@ func listQuery(state string, limit int) string {
 }
 
 // RetryJob puts a dead letter back in the queue.
-func (c *AdminClient) RetryJob(ctx context.Context, id string) (RetriedJob, error) {
+func (c *Client) RetryJob(ctx context.Context, id string) (RetriedJob, error) {
 	var out RetriedJob
 	err := c.do(ctx, http.MethodPost, "/admin/v1/outbox/"+url.PathEscape(id)+"/retry", nil, &out)
 	return out, err
 }
 
 // DropJob removes a pending job or a dead letter for good.
-func (c *AdminClient) DropJob(ctx context.Context, id string) (DroppedJob, error) {
+func (c *Client) DropJob(ctx context.Context, id string) (DroppedJob, error) {
 	var out DroppedJob
 	err := c.do(ctx, http.MethodDelete, "/admin/v1/outbox/"+url.PathEscape(id), nil, &out)
 	return out, err
@@ -131,14 +131,14 @@ func (c *AdminClient) DropJob(ctx context.Context, id string) (DroppedJob, error
 
 // RegisterRetailCRM registers (or updates) the telephony in retailCRM and
 // returns the integration module the relay sent.
-func (c *AdminClient) RegisterRetailCRM(ctx context.Context) (retailcrm.IntegrationModule, error) {
+func (c *Client) RegisterRetailCRM(ctx context.Context) (retailcrm.IntegrationModule, error) {
 	var out retailcrm.IntegrationModule
 	err := c.do(ctx, http.MethodPost, "/admin/v1/retailcrm/register", nil, &out)
 	return out, err
 }
 
 // RetailCRMModule reads the telephony's registration back from retailCRM.
-func (c *AdminClient) RetailCRMModule(ctx context.Context) (retailcrm.IntegrationModule, error) {
+func (c *Client) RetailCRMModule(ctx context.Context) (retailcrm.IntegrationModule, error) {
 	var out retailcrm.IntegrationModule
 	err := c.do(ctx, http.MethodGet, "/admin/v1/retailcrm/module", nil, &out)
 	return out, err
