@@ -49,7 +49,7 @@ func (a adminBackend) RegisterRetailCRM(ctx context.Context) (retailcrm.Integrat
 	if a.s.crm == nil {
 		return retailcrm.IntegrationModule{}, admin.Fail(admin.ErrNotConfigured, "retailCRM is not configured (retailcrm.url)")
 	}
-	m, err := a.s.integrationModule()
+	m, err := a.s.crmSync.integrationModule()
 	if err != nil {
 		return m, admin.Fail(admin.ErrNotConfigured, err.Error())
 	}

@@ -24,4 +24,4 @@ func (s *Server) BoardSubscribers() int { return s.board.Subscribers() }
 // RewindCallCache returns a function that puts the call cache back as it is
 // now: the relay then holds calls as they were before, as a relay node does
 // after another one changed them.
-func (s *Server) RewindCallCache() (rewind func()) { return s.calls.ForTest().Rewind() }
+func (s *Server) RewindCallCache() (rewind func()) { return s.calls.cache.ForTest().Rewind() }

@@ -145,11 +145,11 @@ var errNoCRM = errors.New("retailCRM is not configured")
 // or not, left pending: every stored call still waiting for one gets its
 // outcome, on the same event streams as its first card. A few run at once;
 // they share the lookups' rate limit and cache.
-func (s *Server) resumeLookups(ctx context.Context) {
-	keys, err := s.store.Calls.ListKeys(ctx)
+func (c *calls) resumeLookups(ctx context.Context) {
+	keys, err := c.store.Calls.ListKeys(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			s.log.Warn("pending manager lookups not resumed", "err", err)
+			c.log.Warn("pending manager lookups not resumed", "err", err)
 		}
 		return
 	}
@@ -158,7 +158,7 @@ func (s *Server) resumeLookups(ctx context.Context) {
 	var wg sync.WaitGroup
 	n := 0
 	for key := range keys.Keys() {
-		rec, _, _, err := s.loadCall(ctx, key, loadStored)
+		rec, _, _, err := c.loadCall(ctx, key, loadStored)
 		if err != nil || rec == nil || rec.ManagerState != wire.ManagerPending {
 			continue
 		}
@@ -172,15 +172,15 @@ func (s *Server) resumeLookups(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if s.mgr == nil {
-				s.settleManager(ctx, key, nil, errNoCRM)
+			if c.mgr == nil {
+				c.settleManager(ctx, key, nil, errNoCRM)
 				return
 			}
-			s.resolveManager(ctx, key, rec.Phone)
+			c.resolveManager(ctx, key, rec.Phone)
 		}()
 	}
 	wg.Wait()
 	if n > 0 {
-		s.log.Info("resumed pending manager lookups", "calls", n)
+		c.log.Info("resumed pending manager lookups", "calls", n)
 	}
 }

@@ -37,7 +37,7 @@ type Server struct {
 	log *slog.Logger
 
 	store       *store.Store
-	calls       *call.Cache // recent call records as stored, see processCall
+	calls       *calls // the call flow
 	ops         *operators.Registry
 	hub         *hub.Hub
 	outbox      *outbox.Outbox
@@ -48,6 +48,7 @@ type Server struct {
 	qolio       *qolio.Client     // nil without Qolio
 	ct          *calltouch.Client // nil without Calltouch
 	transcripts *transcripts
+	crmSync     *crmSync          // nil without a CRM
 	loc         *time.Location    // time_zone
 	board       *board.Board      // the supervisors' queue board
 	clock       func() time.Time  // time.Now; tests move it
@@ -72,7 +73,6 @@ func New(cfg Config, logger *slog.Logger) *Server {
 		pbx:   &http.Client{Timeout: cfg.PBX.Timeout.Duration, CheckRedirect: noRedirects},
 		loc:   cfg.Location(),
 		clock: time.Now,
-		calls: call.NewCache(call.CacheGeneration),
 		sites: map[string]string{},
 		ready: make(chan struct{}),
 	}
@@ -150,23 +150,6 @@ func (s *Server) Run(ctx context.Context) error {
 			s.metrics.outboxDead.WithLabelValues(dj.Job.Kind).Inc()
 		},
 	})
-	// change-status is queued: the operator's choice is stored already, and
-	// the PBX must learn it even if it is down for a while. make-call is not
-	// (see placeCall): a call placed minutes late would surprise everyone.
-	s.outbox.Handle(jobPBXStatus, s.sendPBXStatus, outbox.Timeout(s.cfg.PBX.Timeout.Duration+time.Second))
-	if s.crm != nil {
-		telephony := outbox.Limit(LimitRetailCRM, LimitRetailCRMTelephony)
-		s.outbox.Handle(jobCRMEvent, s.sendCRMEvent, telephony)
-		s.outbox.Handle(jobCRMCalls, s.sendCallsUpload, telephony, outbox.Workers(1))
-		s.outbox.Handle(jobCRMStatus, s.sendCRMStatus, outbox.Limit(LimitRetailCRM))
-	}
-	s.transcripts = &transcripts{log: s.log, cfg: &s.cfg, store: s.store, outbox: s.outbox, ops: s.ops,
-		qolio: s.qolio, metrics: s.metrics, loc: s.loc, auth: s.authOperator}
-	if s.qolio != nil {
-		s.outbox.Handle(jobQolio, s.transcripts.sendQolio, outbox.Timeout(s.cfg.Qolio.Timeout.Duration+time.Second),
-			outbox.WhenDead(s.transcripts.transcriptDead))
-	}
-	s.metrics.trackOutbox(s.outbox)
 	if s.crm != nil {
 		// Manager lookups spend the same budget as queued retailCRM jobs.
 		s.mgr = newManagers(limitedManagers{s.crm, []*rate.Limiter{
@@ -185,6 +168,29 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.board.Open(ctx, s.ops.List()); err != nil {
 		return err
 	}
+	s.calls = &calls{cfg: &s.cfg, log: s.log, store: s.store, cache: call.NewCache(call.CacheGeneration), ops: s.ops,
+		board: s.board, mgr: s.mgr, metrics: s.metrics, sites: s.sites, clock: s.clock, spawn: s.spawn}
+	s.transcripts = &transcripts{log: s.log, cfg: &s.cfg, store: s.store, outbox: s.outbox, ops: s.ops,
+		qolio: s.qolio, metrics: s.metrics, loc: s.loc, auth: s.authOperator}
+
+	// The outbox's kinds, each with the part that owns it. change-status is
+	// queued: the operator's choice is stored already, and the PBX must
+	// learn it even if it is down for a while. make-call is not (see
+	// placeCall): a call placed minutes late would surprise everyone.
+	s.outbox.Handle(jobPBXStatus, s.sendPBXStatus, outbox.Timeout(s.cfg.PBX.Timeout.Duration+time.Second))
+	if s.crm != nil {
+		s.crmSync = &crmSync{cfg: &s.cfg, log: s.log, store: s.store, crm: s.crm, ops: s.ops, outbox: s.outbox,
+			calls: s.calls, metrics: s.metrics, loc: s.loc, sites: s.sites, currentStatus: s.currentStatus}
+		telephony := outbox.Limit(LimitRetailCRM, LimitRetailCRMTelephony)
+		s.outbox.Handle(jobCRMEvent, s.crmSync.sendCRMEvent, telephony)
+		s.outbox.Handle(jobCRMCalls, s.crmSync.sendCallsUpload, telephony, outbox.Workers(1))
+		s.outbox.Handle(jobCRMStatus, s.crmSync.sendCRMStatus, outbox.Limit(LimitRetailCRM))
+	}
+	if s.qolio != nil {
+		s.outbox.Handle(jobQolio, s.transcripts.sendQolio, outbox.Timeout(s.cfg.Qolio.Timeout.Duration+time.Second),
+			outbox.WhenDead(s.transcripts.transcriptDead))
+	}
+	s.metrics.trackOutbox(s.outbox)
 	s.hub = hub.New(hub.Config{
 		Log: s.store, Handler: s, Logger: s.log, MaxFrame: s.cfg.MaxFrame,
 		OnPresence: s.board.Presence,
@@ -243,9 +249,9 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	if s.cfg.RetailCRM.Uploading() {
-		start("call history", s.runUploads)
+		start("call history", s.crmSync.runUploads)
 	}
-	s.spawn(s.resumeLookups)
+	s.spawn(s.calls.resumeLookups)
 	parts.Add(1)
 	go func() {
 		defer parts.Done()

@@ -94,8 +94,10 @@ func (s *Server) applyStatus(ctx context.Context, op operators.Operator, st wire
 				return wire.StatusInfo{}, err
 			}
 		}
-		if err := s.queueCRMStatus(ctx, op, st, at, source); err != nil {
-			return wire.StatusInfo{}, err
+		if s.crmSync != nil {
+			if err := s.crmSync.queueCRMStatus(ctx, op, st, at, source); err != nil {
+				return wire.StatusInfo{}, err
+			}
 		}
 		s.log.Info("status changed", "operator", op.ID, "status", st, "source", source)
 		return next, nil
