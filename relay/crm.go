@@ -14,6 +14,7 @@ import (
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/retailcrm"
@@ -35,7 +36,7 @@ const (
 // registration. Nil without retailCRM. The outbox's workers run its jobs;
 // the call-history batcher (runUploads) is a part of the server's group.
 type crmSync struct {
-	cfg     *Config
+	cfg     *config.Config
 	log     *slog.Logger
 	store   *store.Store
 	crm     *retailcrm.Client

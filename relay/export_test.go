@@ -5,11 +5,12 @@ import (
 	"time"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/config"
 )
 
 // NewWithClock is New with the relay's clock (call times, the queue
 // board's minutes and days) replaced, for tests that cross midnight.
-func NewWithClock(cfg Config, logger *slog.Logger, now func() time.Time) *Server {
+func NewWithClock(cfg config.Config, logger *slog.Logger, now func() time.Time) *Server {
 	s := New(cfg, logger)
 	s.clock = now
 	return s

@@ -19,6 +19,7 @@ import (
 	"github.com/pult/pult/relay/board"
 	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/calltouch"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
@@ -33,7 +34,7 @@ const catchUpLimit = 2 * time.Minute
 
 // Server is one relay node. Make it with New and start it with Run.
 type Server struct {
-	cfg Config
+	cfg config.Config
 	log *slog.Logger
 
 	store       *store.Store
@@ -63,7 +64,7 @@ type Server struct {
 }
 
 // New prepares a relay; nothing is opened until Run.
-func New(cfg Config, logger *slog.Logger) *Server {
+func New(cfg config.Config, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -132,7 +133,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.metrics = newMetrics()
 	limits := map[string]outbox.RateLimit{}
-	for name, r := range DefaultRateLimits() {
+	for name, r := range config.DefaultRateLimits() {
 		if v, ok := s.cfg.Outbox.RateLimits[name]; ok {
 			r = v
 		}
@@ -153,7 +154,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.crm != nil {
 		// Manager lookups spend the same budget as queued retailCRM jobs.
 		s.mgr = newManagers(limitedManagers{s.crm, []*rate.Limiter{
-			s.outbox.Limiter(LimitRetailCRMTelephony), s.outbox.Limiter(LimitRetailCRM)}},
+			s.outbox.Limiter(config.LimitRetailCRMTelephony), s.outbox.Limiter(config.LimitRetailCRM)}},
 			s.cfg.RetailCRM.ManagerCache.Duration)
 	}
 	_, last, err := s.store.EventBounds(ctx)
@@ -181,10 +182,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.crm != nil {
 		s.crmSync = &crmSync{cfg: &s.cfg, log: s.log, store: s.store, crm: s.crm, ops: s.ops, outbox: s.outbox,
 			calls: s.calls, metrics: s.metrics, loc: s.loc, sites: s.sites, currentStatus: s.currentStatus}
-		telephony := outbox.Limit(LimitRetailCRM, LimitRetailCRMTelephony)
+		telephony := outbox.Limit(config.LimitRetailCRM, config.LimitRetailCRMTelephony)
 		s.outbox.Handle(jobCRMEvent, s.crmSync.sendCRMEvent, telephony)
 		s.outbox.Handle(jobCRMCalls, s.crmSync.sendCallsUpload, telephony, outbox.Workers(1))
-		s.outbox.Handle(jobCRMStatus, s.crmSync.sendCRMStatus, outbox.Limit(LimitRetailCRM))
+		s.outbox.Handle(jobCRMStatus, s.crmSync.sendCRMStatus, outbox.Limit(config.LimitRetailCRM))
 	}
 	if s.qolio != nil {
 		s.outbox.Handle(jobQolio, s.transcripts.sendQolio, outbox.Timeout(s.cfg.Qolio.Timeout.Duration+time.Second),

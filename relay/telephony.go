@@ -16,6 +16,7 @@ import (
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/board"
 	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/store"
@@ -27,7 +28,7 @@ import (
 // reaches only what it names; the webhook's goroutine runs processCall, the
 // server's background group (spawn) the lookups.
 type calls struct {
-	cfg     *Config
+	cfg     *config.Config
 	log     *slog.Logger
 	store   *store.Store
 	cache   *call.Cache // recent records as stored, see processCall

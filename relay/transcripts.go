@@ -18,6 +18,7 @@ import (
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/calltouch"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/qolio"
@@ -71,7 +72,7 @@ const (
 // the receipts. It reaches only what it names.
 type transcripts struct {
 	log     *slog.Logger
-	cfg     *Config
+	cfg     *config.Config
 	store   *store.Store
 	outbox  *outbox.Outbox
 	ops     *operators.Registry
