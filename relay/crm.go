@@ -66,9 +66,9 @@ func (y *crmSync) forwardCallEvent(ctx context.Context, ev retailcrm.CallEvent) 
 	}
 	key := ""
 	if ev.CallExternalID != "" {
-		key = call.Key(ev.CallExternalID, "")
+		key = store.CallKey(ev.CallExternalID, "")
 	} else {
-		key = call.Key("", ev.Phone)
+		key = store.CallKey("", ev.Phone)
 	}
 	b, _ := json.Marshal(ev)
 	h := sha256.New()

@@ -146,28 +146,19 @@ var errNoCRM = errors.New("retailCRM is not configured")
 // outcome, on the same event streams as its first card. A few run at once;
 // they share the lookups' rate limit and cache.
 func (c *calls) resumeLookups(ctx context.Context) {
-	keys, err := c.store.Calls.ListKeys(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			c.log.Warn("pending manager lookups not resumed", "err", err)
-		}
-		return
-	}
-	defer keys.Stop()
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	n := 0
-	for key := range keys.Keys() {
+	err := c.store.CallKeys(ctx, func(key string) bool {
 		rec, _, _, err := c.loadCall(ctx, key, loadStored)
 		if err != nil || rec == nil || rec.ManagerState != wire.ManagerPending {
-			continue
+			return true
 		}
 		n++
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			wg.Wait()
-			return
+			return false
 		}
 		wg.Add(1)
 		go func() {
@@ -178,6 +169,10 @@ func (c *calls) resumeLookups(ctx context.Context) {
 			}
 			c.resolveManager(ctx, key, rec.Phone)
 		}()
+		return true
+	})
+	if err != nil && ctx.Err() == nil {
+		c.log.Warn("pending manager lookups not resumed", "err", err)
 	}
 	wg.Wait()
 	if n > 0 {

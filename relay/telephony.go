@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/board"
@@ -84,7 +82,7 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 	if perr == nil {
 		phoneKey = num.E164
 	}
-	key := call.Key(ev.CallID, phoneKey)
+	key := store.CallKey(ev.CallID, phoneKey)
 	mode := loadCached
 	if ev.Type == call.Ring || ev.Type == call.Out {
 		mode = loadPresumed
@@ -139,7 +137,7 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 		lookup := fresh && rec.ManagerState == wire.ManagerPending
 		if changed {
 			if err := c.saveCall(ctx, rec, rev); err != nil {
-				if isWrongSequence(err) || errors.Is(err, jetstream.ErrKeyExists) {
+				if errors.Is(err, store.ErrConflict) {
 					continue
 				}
 				return err
@@ -258,21 +256,21 @@ func (c *calls) loadCall(ctx context.Context, key string, mode loadMode) (rec *c
 			return nil, 0, false, nil
 		}
 	}
-	e, err := c.store.Calls.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	data, rev, err := c.store.LoadCall(ctx, key)
+	switch {
+	case err != nil:
+		return nil, 0, false, err
+	case data == nil:
 		return nil, 0, true, nil
 	}
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("load call: %w", err)
-	}
 	rec = &call.Record{}
-	if err := json.Unmarshal(e.Value(), rec); err != nil {
+	if err := json.Unmarshal(data, rec); err != nil {
 		return nil, 0, false, fmt.Errorf("decode call %s: %w", key, err)
 	}
 	if rec.Legs == nil {
 		rec.Legs = map[string]*call.Leg{}
 	}
-	return rec, e.Revision(), true, nil
+	return rec, rev, true, nil
 }
 
 // saveCall stores the record if the stored one is still at revision rev (0:
@@ -282,12 +280,7 @@ func (c *calls) saveCall(ctx context.Context, rec *call.Record, rev uint64) erro
 	if err != nil {
 		return err
 	}
-	if rev == 0 {
-		rev, err = c.store.Calls.Create(ctx, rec.Key, b)
-	} else {
-		rev, err = c.store.Calls.Update(ctx, rec.Key, b, rev)
-	}
-	if err != nil {
+	if rev, err = c.store.SaveCall(ctx, rec.Key, b, rev); err != nil {
 		// Stale (the compare-and-set failed), or unknown whether it was
 		// stored: either way the bucket tells next time.
 		c.cache.Drop(rec.Key)
@@ -338,7 +331,7 @@ func (c *calls) settleManager(ctx context.Context, key string, res *retailcrm.Ma
 		}
 		rec.Version++
 		if serr := c.saveCall(wctx, rec, rev); serr != nil {
-			if isWrongSequence(serr) {
+			if errors.Is(serr, store.ErrConflict) {
 				continue
 			}
 			c.log.Error("could not store the responsible manager", "err", serr)

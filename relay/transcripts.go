@@ -283,8 +283,7 @@ func (tr *transcripts) handleSmartsupp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The same export again (Smartsupp retrying) is accepted once.
-	h := sha256.Sum256(body)
-	seenKey := "h." + hex.EncodeToString(h[:16])
+	seenKey := store.ExportKey(body)
 	if seen, err := tr.store.LoadTranscript(r.Context(), seenKey); err == nil && seen != nil {
 		writeJSON(w, http.StatusOK, map[string]any{"success": true, "communicationId": t.CommunicationID, "duplicate": true})
 		return
@@ -348,8 +347,7 @@ func (tr *transcripts) handleTranscriptSubmit(w http.ResponseWriter, r *http.Req
 		refuse(http.StatusBadRequest, wire.ErrBadRequest, "%v", err)
 		return
 	}
-	h := sha256.Sum256([]byte(sub.ID))
-	key := "t." + op.ID + "." + hex.EncodeToString(h[:16])
+	key := store.SubmissionKey(op.ID, sub.ID)
 	if st, ok := tr.submitted(r.Context(), key); ok {
 		writeJSON(w, http.StatusAccepted, st)
 		return
