@@ -9,6 +9,7 @@ import (
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/admin"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/retailcrm"
@@ -38,7 +39,7 @@ func (a adminBackend) crmAdmin(ctx context.Context) (context.Context, context.Ca
 		return nil, nil, admin.Fail(admin.ErrNotConfigured, "retailCRM is not configured (retailcrm.url)")
 	}
 	ctx, cancel := context.WithTimeout(ctx, crmAdminTimeout)
-	if err := a.s.outbox.Limiter(LimitRetailCRM).Wait(ctx); err != nil {
+	if err := a.s.outbox.Limiter(config.LimitRetailCRM).Wait(ctx); err != nil {
 		cancel()
 		return nil, nil, admin.Fail(admin.ErrBusy, "retailCRM rate limit: "+err.Error())
 	}
@@ -49,7 +50,7 @@ func (a adminBackend) RegisterRetailCRM(ctx context.Context) (retailcrm.Integrat
 	if a.s.crm == nil {
 		return retailcrm.IntegrationModule{}, admin.Fail(admin.ErrNotConfigured, "retailCRM is not configured (retailcrm.url)")
 	}
-	m, err := a.s.integrationModule()
+	m, err := a.s.crmSync.integrationModule()
 	if err != nil {
 		return m, admin.Fail(admin.ErrNotConfigured, err.Error())
 	}

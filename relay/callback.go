@@ -12,6 +12,7 @@ import (
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/calltouch"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/operators"
 )
 
@@ -69,7 +70,7 @@ func (s *Server) orderCallback(ctx context.Context, op operators.Operator, cb wi
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Calltouch.Timeout.Duration)
 	defer cancel()
-	if lim := s.outbox.Limiter(LimitCalltouch); lim != nil {
+	if lim := s.outbox.Limiter(config.LimitCalltouch); lim != nil {
 		if err := lim.Wait(ctx); err != nil {
 			return wire.CallbackResult{}, &wire.Error{Code: wire.ErrPBXUnreachable,
 				Message: "too many callback requests at once (Calltouch allows 5 a second); try again in a moment"}
@@ -87,7 +88,7 @@ func (s *Server) orderCallback(ctx context.Context, op operators.Operator, cb wi
 			select {
 			case <-ctx.Done():
 			case <-time.After(wait):
-				if lim := s.outbox.Limiter(LimitCalltouch); lim == nil || lim.Wait(ctx) == nil {
+				if lim := s.outbox.Limiter(config.LimitCalltouch); lim == nil || lim.Wait(ctx) == nil {
 					res, err = s.ct.Create(ctx, req)
 				}
 			}

@@ -11,9 +11,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pult/pult/agent/wire"
-	"github.com/pult/pult/relay"
 	"github.com/pult/pult/relay/calltouch"
 	ctfake "github.com/pult/pult/relay/calltouch/fake"
+	"github.com/pult/pult/relay/config"
 )
 
 const testCalltouchToken = "calltouch-token-0123"
@@ -26,7 +26,7 @@ func callbackWorld(t *testing.T) (*testRelay, *ctfake.Server, *testAgent) {
 	cfg.Calltouch.URL = ct.URL()
 	cfg.Calltouch.Token = testCalltouchToken
 	cfg.Calltouch.RouteKey = "route-1"
-	cfg.Calltouch.Timeout = relay.Duration{Duration: 2 * time.Second}
+	cfg.Calltouch.Timeout = config.Duration{Duration: 2 * time.Second}
 	r := startRelay(t, cfg)
 	_, tok := r.addOperator("Анна Смирнова", "100", "1")
 	anna := startAgent(t, r.URL, tok, nil)

@@ -7,15 +7,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/retailcrm"
+	"github.com/pult/pult/relay/store"
 )
 
 // What the relay tells retailCRM on its own initiative, all through the
@@ -28,6 +31,25 @@ const (
 	jobCRMStatus = "retailcrm.status"
 )
 
+// crmSync is what the relay tells retailCRM on its own: call events,
+// statuses and the call history, all through the outbox, and the telephony's
+// registration. Nil without retailCRM. The outbox's workers run its jobs;
+// the call-history batcher (runUploads) is a part of the server's group.
+type crmSync struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	store   *store.Store
+	crm     *retailcrm.Client
+	ops     *operators.Registry
+	outbox  *outbox.Outbox
+	calls   *calls
+	metrics *metrics
+	loc     *time.Location
+	sites   map[string]string // E.164 external phone → site code
+	// currentStatus is an operator's status as stored.
+	currentStatus func(context.Context, operators.Operator) (wire.StatusInfo, uint64, error)
+}
+
 // crmEventJob is the payload of a call/event job.
 type crmEventJob struct {
 	Event retailcrm.CallEvent `json:"event"`
@@ -38,15 +60,15 @@ type crmEventJob struct {
 
 // forwardCallEvent queues a call event for retailCRM. Its id is the event's
 // content, so a replayed webhook queues nothing new.
-func (s *Server) forwardCallEvent(ctx context.Context, ev retailcrm.CallEvent) error {
+func (y *crmSync) forwardCallEvent(ctx context.Context, ev retailcrm.CallEvent) error {
 	if err := ev.Validate(); err != nil || ev.Type == retailcrm.TypeAnswer {
 		return nil
 	}
 	key := ""
 	if ev.CallExternalID != "" {
-		key = call.Key(ev.CallExternalID, "")
+		key = store.CallKey(ev.CallExternalID, "")
 	} else {
-		key = call.Key("", ev.Phone)
+		key = store.CallKey("", ev.Phone)
 	}
 	b, _ := json.Marshal(ev)
 	h := sha256.New()
@@ -57,14 +79,14 @@ func (s *Server) forwardCallEvent(ctx context.Context, ev retailcrm.CallEvent) e
 		h.Write([]byte(time.Now().UTC().Truncate(time.Minute).String()))
 	}
 	id := "crm-event." + hex.EncodeToString(h.Sum(nil)[:12])
-	return s.outbox.Enqueue(ctx, jobCRMEvent, id, crmEventJob{Event: ev, Key: key})
+	return y.outbox.Enqueue(ctx, jobCRMEvent, id, crmEventJob{Event: ev, Key: key})
 }
 
 // crmEventFor is the retailCRM event of a call event made by another PBX.
-func (s *Server) crmEventFor(ev call.Event, rec *call.Record) retailcrm.CallEvent {
+func (y *crmSync) crmEventFor(ev call.Event, rec *call.Record) retailcrm.CallEvent {
 	out := retailcrm.CallEvent{
-		Phone: normalized(ev.Phone, s.cfg.PhoneRegion), Type: ev.Type, Site: ev.Site,
-		CallExternalID: ev.CallID, ExternalPhone: normalized(ev.Line, s.cfg.PhoneRegion),
+		Phone: normalized(ev.Phone, y.cfg.PhoneRegion), Type: ev.Type, Site: ev.Site,
+		CallExternalID: ev.CallID, ExternalPhone: normalized(ev.Line, y.cfg.PhoneRegion),
 		HangupStatus: ev.HangupStatus,
 	}
 	if rec != nil {
@@ -74,7 +96,7 @@ func (s *Server) crmEventFor(ev call.Event, rec *call.Record) retailcrm.CallEven
 		}
 	}
 	if out.Site == "" {
-		out.Site = s.sites[out.ExternalPhone]
+		out.Site = y.sites[out.ExternalPhone]
 	}
 	for _, op := range ev.Operators {
 		out.Codes = append(out.Codes, op.Code)
@@ -84,23 +106,23 @@ func (s *Server) crmEventFor(ev call.Event, rec *call.Record) retailcrm.CallEven
 }
 
 // sendCRMEvent is the outbox handler of call/event.
-func (s *Server) sendCRMEvent(ctx context.Context, job outbox.Job) error {
+func (y *crmSync) sendCRMEvent(ctx context.Context, job outbox.Job) error {
 	var p crmEventJob
 	if err := json.Unmarshal(job.Payload, &p); err != nil {
 		return outbox.Permanent(fmt.Errorf("decode job: %w", err))
 	}
 	if (p.Event.Type == retailcrm.TypeIn || p.Event.Type == retailcrm.TypeOut) && p.Key != "" {
-		if rec, _, _, err := s.loadCall(ctx, p.Key, loadStored); err == nil && rec != nil && rec.State.Final() {
-			s.log.Info("call event dropped: the call ended while it waited", "call", p.Event.CallExternalID, "type", p.Event.Type)
+		if rec, _, _, err := y.calls.loadCall(ctx, p.Key, loadStored); err == nil && rec != nil && rec.State.Final() {
+			y.log.Info("call event dropped: the call ended while it waited", "call", p.Event.CallExternalID, "type", p.Event.Type)
 			return nil
 		}
 	}
-	res, err := s.crm.SendCallEvent(ctx, p.Event)
+	res, err := y.crm.SendCallEvent(ctx, p.Event)
 	if err != nil {
 		return err
 	}
 	if len(res.NotExistCodes)+len(res.NotExistUsers) > 0 {
-		s.log.Debug("retailCRM does not know some of the event's users", "codes", res.NotExistCodes, "users", res.NotExistUsers)
+		y.log.Debug("retailCRM does not know some of the event's users", "codes", res.NotExistCodes, "users", res.NotExistUsers)
 	}
 	return nil
 }
@@ -115,36 +137,36 @@ type crmStatusJob struct {
 
 // queueCRMStatus queues an operator's status for retailCRM, unless it came
 // from retailCRM.
-func (s *Server) queueCRMStatus(ctx context.Context, op operators.Operator, st wire.Status, at time.Time, source string) error {
-	if !s.cfg.RetailCRM.SyncStatus || source == sourceCRM {
+func (y *crmSync) queueCRMStatus(ctx context.Context, op operators.Operator, st wire.Status, at time.Time, source string) error {
+	if !y.cfg.RetailCRM.SyncStatus || source == sourceCRM {
 		return nil
 	}
 	stamp := strconv.FormatInt(at.UnixNano(), 10)
-	return s.outbox.Enqueue(ctx, jobCRMStatus, "crm-status."+op.ID+"."+stamp,
+	return y.outbox.Enqueue(ctx, jobCRMStatus, "crm-status."+op.ID+"."+stamp,
 		crmStatusJob{Operator: op.ID, UserID: op.UserID, Status: st, Since: at})
 }
 
 // sendCRMStatus is the outbox handler of users/{id}/status; a job overtaken
 // by a later status is dropped (the latest wins).
-func (s *Server) sendCRMStatus(ctx context.Context, job outbox.Job) error {
+func (y *crmSync) sendCRMStatus(ctx context.Context, job outbox.Job) error {
 	var p crmStatusJob
 	if err := json.Unmarshal(job.Payload, &p); err != nil {
 		return outbox.Permanent(fmt.Errorf("decode job: %w", err))
 	}
-	if op, ok := s.ops.Lookup(p.Operator); ok {
-		if cur, _, err := s.currentStatus(ctx, op); err == nil && cur.Since.After(p.Since) {
+	if op, ok := y.ops.Lookup(p.Operator); ok {
+		if cur, _, err := y.currentStatus(ctx, op); err == nil && cur.Since.After(p.Since) {
 			return nil
 		}
 	}
-	if err := s.crm.SetUserStatus(ctx, p.UserID, string(p.Status)); err != nil {
+	if err := y.crm.SetUserStatus(ctx, p.UserID, string(p.Status)); err != nil {
 		return err
 	}
 	return nil
 }
 
 // integrationModule is the telephony registration the relay asks for.
-func (s *Server) integrationModule() (retailcrm.IntegrationModule, error) {
-	c := s.cfg
+func (y *crmSync) integrationModule() (retailcrm.IntegrationModule, error) {
+	c := y.cfg
 	if c.PublicURL == "" {
 		return retailcrm.IntegrationModule{}, errors.New("public_url is not set: retailCRM must know where to reach the relay")
 	}
@@ -164,7 +186,7 @@ func (s *Server) integrationModule() (retailcrm.IntegrationModule, error) {
 		AdditionalCodes:      []retailcrm.AdditionalCode{},
 		ExternalPhones:       []retailcrm.ExternalPhone{},
 	}
-	for _, op := range s.ops.List() {
+	for _, op := range y.ops.List() {
 		if !op.Revoked() {
 			t.AdditionalCodes = append(t.AdditionalCodes, retailcrm.AdditionalCode{UserID: op.UserID, Code: op.Code})
 		}

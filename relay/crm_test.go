@@ -14,14 +14,14 @@ import (
 
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
-	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/retailcrm/sim"
 )
 
 // crmRelay is a relay with retailCRM's strict simulator.
-func crmRelay(t *testing.T, mod func(*relay.Config)) (*testRelay, *sim.CRM, string) {
+func crmRelay(t *testing.T, mod func(*config.Config)) (*testRelay, *sim.CRM, string) {
 	t.Helper()
 	crm := sim.NewCRM(testCRMKey)
 	srv := httptest.NewServer(crm)
@@ -30,7 +30,7 @@ func crmRelay(t *testing.T, mod func(*relay.Config)) (*testRelay, *sim.CRM, stri
 	cfg := testConfig(t)
 	cfg.RetailCRM.URL = srv.URL
 	cfg.RetailCRM.APIKey = testCRMKey
-	cfg.RetailCRM.UploadWait = relay.Duration{Duration: time.Second}
+	cfg.RetailCRM.UploadWait = config.Duration{Duration: time.Second}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -61,11 +61,11 @@ func crmRequests(crm *sim.CRM, path string) []sim.Request {
 // `retailcrm show` reads it back.
 func TestRetailCRMRegisterAndShow(t *testing.T) {
 	checkGoroutines(t)
-	r, crm, _ := crmRelay(t, func(c *relay.Config) {
+	r, crm, _ := crmRelay(t, func(c *config.Config) {
 		c.PublicURL = "https://pult.example.com/"
 		c.RetailCRM.LogoURL = "https://pult.example.com/logo.svg"
 		c.RetailCRM.ForwardEvents = true
-		c.RetailCRM.ExternalPhones = []relay.ExternalPhone{{Site: "shop1", Phone: "+7 (499) 999-99-99"}, {Site: "shop2", Phone: "8 499 888 88 88"}}
+		c.RetailCRM.ExternalPhones = []config.ExternalPhone{{Site: "shop1", Phone: "+7 (499) 999-99-99"}, {Site: "shop2", Phone: "8 499 888 88 88"}}
 	})
 	ctx := context.Background()
 	admin := r.admin()
@@ -201,7 +201,7 @@ func TestCallsUploadInBatches(t *testing.T) {
 // from retailCRM.
 func TestForwardEventsAndSyncStatus(t *testing.T) {
 	checkGoroutines(t)
-	r, crm, _ := crmRelay(t, func(c *relay.Config) {
+	r, crm, _ := crmRelay(t, func(c *config.Config) {
 		c.RetailCRM.ForwardEvents, c.RetailCRM.SyncStatus = true, true
 	})
 	_, tok := r.addOperator("Anna", "100", "1")
@@ -247,12 +247,12 @@ func TestForwardEventsAndSyncStatus(t *testing.T) {
 // and, once finished, its history with what UIS measured.
 func TestUISCallReachesRetailCRM(t *testing.T) {
 	checkGoroutines(t)
-	r, crm, _ := crmRelay(t, func(c *relay.Config) {
+	r, crm, _ := crmRelay(t, func(c *config.Config) {
 		c.UIS.Token = uisToken
 		c.UIS.RingUnassigned = true
 		c.RetailCRM.ForwardEvents = true
-		c.RetailCRM.UploadWait = relay.Duration{Duration: 200 * time.Millisecond}
-		c.RetailCRM.ExternalPhones = []relay.ExternalPhone{{Site: "shop-msk", Phone: "+7 495 150-50-50"}}
+		c.RetailCRM.UploadWait = config.Duration{Duration: 200 * time.Millisecond}
+		c.RetailCRM.ExternalPhones = []config.ExternalPhone{{Site: "shop-msk", Phone: "+7 495 150-50-50"}}
 	})
 	_, tok := r.addOperatorWith(operators.NewOperator{Name: "Анна Петрова", Code: "101", UserID: "1", UISEmployeeID: "12345"})
 	r.addOperatorWith(operators.NewOperator{Name: "Олег Смирнов", Code: "102", UserID: "2", UISEmployeeID: "12346"})

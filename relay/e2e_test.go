@@ -14,7 +14,7 @@ import (
 
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
-	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/retailcrm/sim"
 )
@@ -34,7 +34,7 @@ type world struct {
 	pbxFailed atomic.Int32
 }
 
-func newWorld(t *testing.T, mod func(*relay.Config)) *world {
+func newWorld(t *testing.T, mod func(*config.Config)) *world {
 	t.Helper()
 	w := &world{t: t, pbx: sim.NewPBX(testClientID), crm: sim.NewCRM(testCRMKey)}
 	pbxSrv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {

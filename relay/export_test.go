@@ -5,11 +5,12 @@ import (
 	"time"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/config"
 )
 
 // NewWithClock is New with the relay's clock (call times, the queue
 // board's minutes and days) replaced, for tests that cross midnight.
-func NewWithClock(cfg Config, logger *slog.Logger, now func() time.Time) *Server {
+func NewWithClock(cfg config.Config, logger *slog.Logger, now func() time.Time) *Server {
 	s := New(cfg, logger)
 	s.clock = now
 	return s
@@ -24,4 +25,4 @@ func (s *Server) BoardSubscribers() int { return s.board.Subscribers() }
 // RewindCallCache returns a function that puts the call cache back as it is
 // now: the relay then holds calls as they were before, as a relay node does
 // after another one changed them.
-func (s *Server) RewindCallCache() (rewind func()) { return s.calls.ForTest().Rewind() }
+func (s *Server) RewindCallCache() (rewind func()) { return s.calls.cache.ForTest().Rewind() }

@@ -20,6 +20,7 @@ import (
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
 	"github.com/pult/pult/relay/admin"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/operators"
 )
 
@@ -34,25 +35,25 @@ const (
 // embedded NATS server in a temporary folder.
 type testRelay struct {
 	t      testing.TB
-	cfg    relay.Config
+	cfg    config.Config
 	srv    *relay.Server
 	cancel context.CancelFunc
 	done   chan error
 	URL    string
-	mk     func(relay.Config) *relay.Server // nil: relay.New
+	mk     func(config.Config) *relay.Server // nil: relay.New
 }
 
-func testConfig(t testing.TB) relay.Config {
-	cfg := relay.Defaults()
+func testConfig(t testing.TB) config.Config {
+	cfg := config.Defaults()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.AdminToken = testAdminToken
 	cfg.PBX.ClientID = testClientID
 	cfg.PBX.APIKey = testPBXKey
-	cfg.PBX.Timeout = relay.Duration{Duration: 2 * time.Second}
-	cfg.RetailCRM.Timeout = relay.Duration{Duration: 3 * time.Second}
-	cfg.Outbox.MinBackoff = relay.Duration{Duration: 50 * time.Millisecond}
-	cfg.Outbox.MaxBackoff = relay.Duration{Duration: 400 * time.Millisecond}
+	cfg.PBX.Timeout = config.Duration{Duration: 2 * time.Second}
+	cfg.RetailCRM.Timeout = config.Duration{Duration: 3 * time.Second}
+	cfg.Outbox.MinBackoff = config.Duration{Duration: 50 * time.Millisecond}
+	cfg.Outbox.MaxBackoff = config.Duration{Duration: 400 * time.Millisecond}
 	return cfg
 }
 
@@ -63,13 +64,13 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func startRelay(t testing.TB, cfg relay.Config) *testRelay {
+func startRelay(t testing.TB, cfg config.Config) *testRelay {
 	t.Helper()
 	return startRelayWith(t, cfg, nil)
 }
 
 // startRelayWith is startRelay with the server made by mk (nil: relay.New).
-func startRelayWith(t testing.TB, cfg relay.Config, mk func(relay.Config) *relay.Server) *testRelay {
+func startRelayWith(t testing.TB, cfg config.Config, mk func(config.Config) *relay.Server) *testRelay {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := relay.New(cfg, testLogger(t))

@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pult/pult/agent/wire"
-	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/retailcrm"
 )
 
@@ -175,7 +175,7 @@ func TestManagerQueryForThePBX(t *testing.T) {
 // made-up "no manager", and decodes it as JSON.
 func TestManagerQueryCRMDown(t *testing.T) {
 	checkGoroutines(t)
-	w := newWorld(t, func(c *relay.Config) { c.RetailCRM.Timeout = relay.Duration{Duration: 500 * time.Millisecond} })
+	w := newWorld(t, func(c *config.Config) { c.RetailCRM.Timeout = config.Duration{Duration: 500 * time.Millisecond} })
 	w.crm.SetFailure(503)
 	status, body := managerQuery(t, w.r.URL, url.Values{"phone": {"+79121234567"}, "details": {"1"}})
 	if status != 503 || body["success"] != false || body["errorMsg"] == "" {

@@ -145,42 +145,37 @@ var errNoCRM = errors.New("retailCRM is not configured")
 // or not, left pending: every stored call still waiting for one gets its
 // outcome, on the same event streams as its first card. A few run at once;
 // they share the lookups' rate limit and cache.
-func (s *Server) resumeLookups(ctx context.Context) {
-	keys, err := s.store.Calls.ListKeys(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn("pending manager lookups not resumed", "err", err)
-		}
-		return
-	}
-	defer keys.Stop()
+func (c *calls) resumeLookups(ctx context.Context) {
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	n := 0
-	for key := range keys.Keys() {
-		rec, _, _, err := s.loadCall(ctx, key, loadStored)
+	err := c.store.CallKeys(ctx, func(key string) bool {
+		rec, _, _, err := c.loadCall(ctx, key, loadStored)
 		if err != nil || rec == nil || rec.ManagerState != wire.ManagerPending {
-			continue
+			return true
 		}
 		n++
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			wg.Wait()
-			return
+			return false
 		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if s.mgr == nil {
-				s.settleManager(ctx, key, nil, errNoCRM)
+			if c.mgr == nil {
+				c.settleManager(ctx, key, nil, errNoCRM)
 				return
 			}
-			s.resolveManager(ctx, key, rec.Phone)
+			c.resolveManager(ctx, key, rec.Phone)
 		}()
+		return true
+	})
+	if err != nil && ctx.Err() == nil {
+		c.log.Warn("pending manager lookups not resumed", "err", err)
 	}
 	wg.Wait()
 	if n > 0 {
-		s.log.Info("resumed pending manager lookups", "calls", n)
+		c.log.Info("resumed pending manager lookups", "calls", n)
 	}
 }

@@ -125,7 +125,7 @@ func (s *Server) handleCallEvent(w http.ResponseWriter, r *http.Request) {
 			ce.Operators = append(ce.Operators, person(op))
 		}
 	}
-	if err := s.processCall(r.Context(), ce, received); err != nil {
+	if err := s.calls.processCall(r.Context(), ce, received); err != nil {
 		s.log.Error("call event not stored", "err", err)
 		retailcrm.WriteError(w, http.StatusInternalServerError, "the relay could not store the event; retry", nil)
 		return
@@ -139,7 +139,7 @@ func (s *Server) handleCallEvent(w http.ResponseWriter, r *http.Request) {
 		if fwd.Site == "" {
 			fwd.Site = s.sites[fwd.ExternalPhone]
 		}
-		if err := s.forwardCallEvent(r.Context(), fwd); err != nil {
+		if err := s.crmSync.forwardCallEvent(r.Context(), fwd); err != nil {
 			s.log.Error("call event not queued for retailCRM", "err", err)
 			retailcrm.WriteError(w, http.StatusInternalServerError, "the relay could not store the event; retry", nil)
 			return
@@ -217,7 +217,7 @@ func (s *Server) handleManagerQuery(w http.ResponseWriter, r *http.Request) {
 	s.metrics.eventsIn.WithLabelValues("manager_query").Inc()
 	out := *res
 	if m := res.Manager; m != nil {
-		code, ok := s.routable(m, mq.IgnoreStatus)
+		code, ok := s.calls.routable(m, mq.IgnoreStatus)
 		if ok {
 			named := *m
 			named.Code = code
@@ -234,10 +234,10 @@ func (s *Server) handleManagerQuery(w http.ResponseWriter, r *http.Request) {
 // (by CRM user id, else extension code) who is signed in and free (unless
 // ignoreStatus), and there is an extension code to route to. It returns
 // that code.
-func (s *Server) routable(m *retailcrm.Manager, ignoreStatus bool) (code string, ok bool) {
-	op, found := s.ops.ByUserID(m.ID)
+func (c *calls) routable(m *retailcrm.Manager, ignoreStatus bool) (code string, ok bool) {
+	op, found := c.ops.ByUserID(m.ID)
 	if !found && m.Code != "" {
-		op, found = s.ops.ByCode(m.Code)
+		op, found = c.ops.ByCode(m.Code)
 	}
 	code = m.Code
 	if found && op.Code != "" {
@@ -249,15 +249,15 @@ func (s *Server) routable(m *retailcrm.Manager, ignoreStatus bool) (code string,
 	if ignoreStatus {
 		return code, true
 	}
-	return code, found && s.board.Available(op.ID)
+	return code, found && c.board.Available(op.ID)
 }
 
 // managerFree says whether the manager a lookup named could take a call now.
-func (s *Server) managerFree(res *retailcrm.ManagerResult) bool {
+func (c *calls) managerFree(res *retailcrm.ManagerResult) bool {
 	if res == nil || res.Manager == nil {
 		return false
 	}
-	_, ok := s.routable(res.Manager, false)
+	_, ok := c.routable(res.Manager, false)
 	return ok
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
 	"github.com/pult/pult/relay/admin"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm/sim"
 )
@@ -572,7 +573,7 @@ func TestQueueBoardSurvivesRestart(t *testing.T) {
 func TestQueueBoardMidnight(t *testing.T) {
 	checkGoroutines(t)
 	clock := &fakeClock{t: time.Date(2026, 11, 21, 20, 59, 30, 0, time.UTC)} // 23:59:30 in Moscow
-	r := startRelayWith(t, testConfig(t), func(cfg relay.Config) *relay.Server {
+	r := startRelayWith(t, testConfig(t), func(cfg config.Config) *relay.Server {
 		return relay.NewWithClock(cfg, testLogger(t), clock.now)
 	})
 	_, supTok := r.addSupervisor("Sofia", "900", "9")

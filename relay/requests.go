@@ -2,8 +2,6 @@ package relay
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,11 +31,9 @@ func (s *Server) HandleRequest(ctx context.Context, wop wire.Operator, typ, id s
 	default:
 		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: fmt.Sprintf("unknown request type %q", typ)}
 	}
-	h := sha256.Sum256([]byte(id))
-	key := "r." + op.ID + "." + hex.EncodeToString(h[:12])
-	if e, err := s.store.Requests.Get(ctx, key); err == nil {
+	if b, err := s.store.LoadReply(ctx, op.ID, id); err == nil && b != nil {
 		var saved savedReply
-		if json.Unmarshal(e.Value(), &saved) == nil {
+		if json.Unmarshal(b, &saved) == nil {
 			return saved.Type, saved.Data
 		}
 	}
@@ -56,7 +52,7 @@ func (s *Server) HandleRequest(ctx context.Context, wop wire.Operator, typ, id s
 	if ctx.Err() == nil {
 		b, _ := json.Marshal(out)
 		saved, _ := json.Marshal(savedReply{Type: rtyp, Data: b})
-		if _, err := s.store.Requests.Put(ctx, key, saved); err != nil {
+		if err := s.store.SaveReply(ctx, op.ID, id, saved); err != nil {
 			s.log.Warn("could not remember request id", "operator", op.ID, "err", err)
 		}
 	}

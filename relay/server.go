@@ -19,6 +19,7 @@ import (
 	"github.com/pult/pult/relay/board"
 	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/calltouch"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
@@ -33,11 +34,11 @@ const catchUpLimit = 2 * time.Minute
 
 // Server is one relay node. Make it with New and start it with Run.
 type Server struct {
-	cfg Config
+	cfg config.Config
 	log *slog.Logger
 
 	store       *store.Store
-	calls       *call.Cache // recent call records as stored, see processCall
+	calls       *calls // the call flow
 	ops         *operators.Registry
 	hub         *hub.Hub
 	outbox      *outbox.Outbox
@@ -48,6 +49,7 @@ type Server struct {
 	qolio       *qolio.Client     // nil without Qolio
 	ct          *calltouch.Client // nil without Calltouch
 	transcripts *transcripts
+	crmSync     *crmSync          // nil without a CRM
 	loc         *time.Location    // time_zone
 	board       *board.Board      // the supervisors' queue board
 	clock       func() time.Time  // time.Now; tests move it
@@ -62,7 +64,7 @@ type Server struct {
 }
 
 // New prepares a relay; nothing is opened until Run.
-func New(cfg Config, logger *slog.Logger) *Server {
+func New(cfg config.Config, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -72,7 +74,6 @@ func New(cfg Config, logger *slog.Logger) *Server {
 		pbx:   &http.Client{Timeout: cfg.PBX.Timeout.Duration, CheckRedirect: noRedirects},
 		loc:   cfg.Location(),
 		clock: time.Now,
-		calls: call.NewCache(call.CacheGeneration),
 		sites: map[string]string{},
 		ready: make(chan struct{}),
 	}
@@ -132,7 +133,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.metrics = newMetrics()
 	limits := map[string]outbox.RateLimit{}
-	for name, r := range DefaultRateLimits() {
+	for name, r := range config.DefaultRateLimits() {
 		if v, ok := s.cfg.Outbox.RateLimits[name]; ok {
 			r = v
 		}
@@ -150,27 +151,10 @@ func (s *Server) Run(ctx context.Context) error {
 			s.metrics.outboxDead.WithLabelValues(dj.Job.Kind).Inc()
 		},
 	})
-	// change-status is queued: the operator's choice is stored already, and
-	// the PBX must learn it even if it is down for a while. make-call is not
-	// (see placeCall): a call placed minutes late would surprise everyone.
-	s.outbox.Handle(jobPBXStatus, s.sendPBXStatus, outbox.Timeout(s.cfg.PBX.Timeout.Duration+time.Second))
-	if s.crm != nil {
-		telephony := outbox.Limit(LimitRetailCRM, LimitRetailCRMTelephony)
-		s.outbox.Handle(jobCRMEvent, s.sendCRMEvent, telephony)
-		s.outbox.Handle(jobCRMCalls, s.sendCallsUpload, telephony, outbox.Workers(1))
-		s.outbox.Handle(jobCRMStatus, s.sendCRMStatus, outbox.Limit(LimitRetailCRM))
-	}
-	s.transcripts = &transcripts{log: s.log, cfg: &s.cfg, store: s.store, outbox: s.outbox, ops: s.ops,
-		qolio: s.qolio, metrics: s.metrics, loc: s.loc, auth: s.authOperator}
-	if s.qolio != nil {
-		s.outbox.Handle(jobQolio, s.transcripts.sendQolio, outbox.Timeout(s.cfg.Qolio.Timeout.Duration+time.Second),
-			outbox.WhenDead(s.transcripts.transcriptDead))
-	}
-	s.metrics.trackOutbox(s.outbox)
 	if s.crm != nil {
 		// Manager lookups spend the same budget as queued retailCRM jobs.
 		s.mgr = newManagers(limitedManagers{s.crm, []*rate.Limiter{
-			s.outbox.Limiter(LimitRetailCRMTelephony), s.outbox.Limiter(LimitRetailCRM)}},
+			s.outbox.Limiter(config.LimitRetailCRMTelephony), s.outbox.Limiter(config.LimitRetailCRM)}},
 			s.cfg.RetailCRM.ManagerCache.Duration)
 	}
 	_, last, err := s.store.EventBounds(ctx)
@@ -185,6 +169,29 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.board.Open(ctx, s.ops.List()); err != nil {
 		return err
 	}
+	s.calls = &calls{cfg: &s.cfg, log: s.log, store: s.store, cache: call.NewCache(call.CacheGeneration), ops: s.ops,
+		board: s.board, mgr: s.mgr, metrics: s.metrics, sites: s.sites, clock: s.clock, spawn: s.spawn}
+	s.transcripts = &transcripts{log: s.log, cfg: &s.cfg, store: s.store, outbox: s.outbox, ops: s.ops,
+		qolio: s.qolio, metrics: s.metrics, loc: s.loc, auth: s.authOperator}
+
+	// The outbox's kinds, each with the part that owns it. change-status is
+	// queued: the operator's choice is stored already, and the PBX must
+	// learn it even if it is down for a while. make-call is not (see
+	// placeCall): a call placed minutes late would surprise everyone.
+	s.outbox.Handle(jobPBXStatus, s.sendPBXStatus, outbox.Timeout(s.cfg.PBX.Timeout.Duration+time.Second))
+	if s.crm != nil {
+		s.crmSync = &crmSync{cfg: &s.cfg, log: s.log, store: s.store, crm: s.crm, ops: s.ops, outbox: s.outbox,
+			calls: s.calls, metrics: s.metrics, loc: s.loc, sites: s.sites, currentStatus: s.currentStatus}
+		telephony := outbox.Limit(config.LimitRetailCRM, config.LimitRetailCRMTelephony)
+		s.outbox.Handle(jobCRMEvent, s.crmSync.sendCRMEvent, telephony)
+		s.outbox.Handle(jobCRMCalls, s.crmSync.sendCallsUpload, telephony, outbox.Workers(1))
+		s.outbox.Handle(jobCRMStatus, s.crmSync.sendCRMStatus, outbox.Limit(config.LimitRetailCRM))
+	}
+	if s.qolio != nil {
+		s.outbox.Handle(jobQolio, s.transcripts.sendQolio, outbox.Timeout(s.cfg.Qolio.Timeout.Duration+time.Second),
+			outbox.WhenDead(s.transcripts.transcriptDead))
+	}
+	s.metrics.trackOutbox(s.outbox)
 	s.hub = hub.New(hub.Config{
 		Log: s.store, Handler: s, Logger: s.log, MaxFrame: s.cfg.MaxFrame,
 		OnPresence: s.board.Presence,
@@ -243,9 +250,9 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	if s.cfg.RetailCRM.Uploading() {
-		start("call history", s.runUploads)
+		start("call history", s.crmSync.runUploads)
 	}
-	s.spawn(s.resumeLookups)
+	s.spawn(s.calls.resumeLookups)
 	parts.Add(1)
 	go func() {
 		defer parts.Done()

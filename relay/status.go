@@ -9,13 +9,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/partner"
 	"github.com/pult/pult/relay/retailcrm"
+	"github.com/pult/pult/relay/store"
 )
 
 const jobPBXStatus = "pbx.status"
@@ -31,18 +30,18 @@ const (
 // currentStatus reads an operator's stored status; an operator who never set
 // one is free since they were added.
 func (s *Server) currentStatus(ctx context.Context, op operators.Operator) (wire.StatusInfo, uint64, error) {
-	e, err := s.store.Status.Get(ctx, op.ID)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	data, rev, err := s.store.LoadStatus(ctx, op.ID)
+	switch {
+	case err != nil:
+		return wire.StatusInfo{}, 0, err
+	case data == nil:
 		return wire.StatusInfo{Status: wire.StatusFree, Since: op.CreatedAt, Source: sourceDefault}, 0, nil
 	}
-	if err != nil {
-		return wire.StatusInfo{}, 0, fmt.Errorf("read status: %w", err)
-	}
 	var st wire.StatusInfo
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
+	if err := json.Unmarshal(data, &st); err != nil {
 		return wire.StatusInfo{}, 0, fmt.Errorf("decode status: %w", err)
 	}
-	return st, e.Revision(), nil
+	return st, rev, nil
 }
 
 // pbxStatusJob is the outbox payload of a PBX change-status call.
@@ -73,16 +72,10 @@ func (s *Server) applyStatus(ctx context.Context, op operators.Operator, st wire
 		}
 		next := wire.StatusInfo{Status: st, Since: at, Source: source}
 		b, _ := json.Marshal(next)
-		if rev == 0 {
-			_, err = s.store.Status.Create(ctx, op.ID, b)
-		} else {
-			_, err = s.store.Status.Update(ctx, op.ID, b, rev)
-		}
-		if err != nil {
-			if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
-				continue // someone else changed it: read again
-			}
-			return wire.StatusInfo{}, fmt.Errorf("store status: %w", err)
+		if _, err := s.store.SaveStatus(ctx, op.ID, b, rev); errors.Is(err, store.ErrConflict) {
+			continue // someone else changed it: read again
+		} else if err != nil {
+			return wire.StatusInfo{}, err
 		}
 		stamp := strconv.FormatInt(at.UnixNano(), 10)
 		if _, err := s.store.Append(ctx, op.ID, wire.TypeStatus, b, "st."+op.ID+"."+stamp, time.Time{}); err != nil {
@@ -94,18 +87,15 @@ func (s *Server) applyStatus(ctx context.Context, op operators.Operator, st wire
 				return wire.StatusInfo{}, err
 			}
 		}
-		if err := s.queueCRMStatus(ctx, op, st, at, source); err != nil {
-			return wire.StatusInfo{}, err
+		if s.crmSync != nil {
+			if err := s.crmSync.queueCRMStatus(ctx, op, st, at, source); err != nil {
+				return wire.StatusInfo{}, err
+			}
 		}
 		s.log.Info("status changed", "operator", op.ID, "status", st, "source", source)
 		return next, nil
 	}
 	return wire.StatusInfo{}, errors.New("status changed concurrently too often; try again")
-}
-
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 // sendPBXStatus is the outbox handler calling the PBX's changeUserStatusUrl

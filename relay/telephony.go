@@ -5,20 +5,39 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/board"
 	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/store"
 )
+
+// calls is the call flow: an event from any PBX becomes a stored record
+// (processCall), the cards each operator sees, the queue board's change, the
+// call's history, and the lookup of the caller's responsible manager. It
+// reaches only what it names; the webhook's goroutine runs processCall, the
+// server's background group (spawn) the lookups.
+type calls struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	store   *store.Store
+	cache   *call.Cache // recent records as stored, see processCall
+	ops     *operators.Registry
+	board   *board.Board // who is signed in and free, for the manager's rule
+	mgr     *managers    // nil without a CRM
+	metrics *metrics
+	sites   map[string]string // E.164 external phone → site code
+	clock   func() time.Time
+	spawn   func(func(context.Context))
+}
 
 // Sources of call events.
 const (
@@ -39,12 +58,12 @@ func normalized(s, region string) string {
 
 // publishQueueChange appends the call's new state to the queue stream, for
 // the supervisors' board; it is stored once acks.Wait returns nil.
-func (s *Server) publishQueueChange(acks *store.Acks, rec *call.Record, at time.Time) error {
+func (c *calls) publishQueueChange(acks *store.Acks, rec *call.Record, at time.Time) error {
 	data, msgID, err := board.EncodeChange(rec, at)
 	if err != nil {
 		return err
 	}
-	return s.store.PublishQueueAsync(acks, data, msgID)
+	return c.store.PublishQueueAsync(acks, data, msgID)
 }
 
 // processCall applies an event to the stored call and publishes each
@@ -57,19 +76,19 @@ func (s *Server) publishQueueChange(acks *store.Acks, rec *call.Record, at time.
 // compare-and-set on its revision (or a create), which fails if that was
 // wrong, and the next attempt reads the bucket. An outcome that stores no
 // record is only trusted when the record was read from the bucket.
-func (s *Server) processCall(ctx context.Context, ev call.Event, received time.Time) error {
-	num, perr := phone.Parse(ev.Phone, s.cfg.PhoneRegion)
+func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Time) error {
+	num, perr := phone.Parse(ev.Phone, c.cfg.PhoneRegion)
 	phoneKey := ev.Phone
 	if perr == nil {
 		phoneKey = num.E164
 	}
-	key := call.Key(ev.CallID, phoneKey)
+	key := store.CallKey(ev.CallID, phoneKey)
 	mode := loadCached
 	if ev.Type == call.Ring || ev.Type == call.Out {
 		mode = loadPresumed
 	}
 	for attempt := 0; attempt < 8; attempt, mode = attempt+1, loadStored {
-		rec, rev, stored, err := s.loadCall(ctx, key, mode)
+		rec, rev, stored, err := c.loadCall(ctx, key, mode)
 		if err != nil {
 			return err
 		}
@@ -82,7 +101,7 @@ func (s *Server) processCall(ctx context.Context, ev call.Event, received time.T
 				// The end of a call we never saw: nothing to show. A UIS
 				// call's history still counts (its PBX uploads none).
 				if ev.Source == sourceUIS {
-					rec = s.newCall(key, ev, num, perr == nil)
+					rec = c.newCall(key, ev, num, perr == nil)
 					if ev.HangupStatus == retailcrm.HangupAnswered && len(ev.Operators) > 0 {
 						op := ev.Operators[0] // who talked, for the history's code
 						rec.Legs[op.ID] = &call.Leg{Code: op.Code, Name: op.Name, UserID: op.UserID}
@@ -90,20 +109,20 @@ func (s *Server) processCall(ctx context.Context, ev call.Event, received time.T
 					rec.Apply(ev)
 					rec.Version = 1
 					var acks store.Acks
-					if err := s.publishQueueChange(&acks, rec, ev.At); err != nil {
+					if err := c.publishQueueChange(&acks, rec, ev.At); err != nil {
 						return err
 					}
 					if err := acks.Wait(ctx); err != nil {
 						return err
 					}
-					return s.recordHistory(ctx, rec)
+					return c.recordHistory(ctx, rec)
 				}
 				return nil
 			}
-			rec = s.newCall(key, ev, num, perr == nil)
+			rec = c.newCall(key, ev, num, perr == nil)
 		}
 		wasFinal := rec.State.Final() && !fresh
-		before := s.cards(rec)
+		before := c.cards(rec)
 		changed := rec.Apply(ev) || fresh
 		if !changed {
 			if !stored {
@@ -117,8 +136,8 @@ func (s *Server) processCall(ctx context.Context, ev call.Event, received time.T
 		}
 		lookup := fresh && rec.ManagerState == wire.ManagerPending
 		if changed {
-			if err := s.saveCall(ctx, rec, rev); err != nil {
-				if isWrongSequence(err) || errors.Is(err, jetstream.ErrKeyExists) {
+			if err := c.saveCall(ctx, rec, rev); err != nil {
+				if errors.Is(err, store.ErrConflict) {
 					continue
 				}
 				return err
@@ -127,10 +146,10 @@ func (s *Server) processCall(ctx context.Context, ev call.Event, received time.T
 		// The cards and the queue change are stored concurrently; the
 		// event is answered once all are.
 		var acks store.Acks
-		if err := s.publishCards(&acks, rec, before, received); err != nil {
+		if err := c.publishCards(&acks, rec, before, received); err != nil {
 			return err
 		}
-		if err := s.publishQueueChange(&acks, rec, ev.At); err != nil {
+		if err := c.publishQueueChange(&acks, rec, ev.At); err != nil {
 			return err
 		}
 		if err := acks.Wait(ctx); err != nil {
@@ -138,19 +157,19 @@ func (s *Server) processCall(ctx context.Context, ev call.Event, received time.T
 		}
 		// The hangup that ended the call, or its replay.
 		if ev.Type == call.Hangup && rec.State.Final() && (!wasFinal || !changed) {
-			if err := s.recordHistory(ctx, rec); err != nil {
+			if err := c.recordHistory(ctx, rec); err != nil {
 				return err
 			}
 		}
 		if lookup {
-			s.spawn(func(ctx context.Context) { s.resolveManager(ctx, key, num.E164) })
+			c.spawn(func(ctx context.Context) { c.resolveManager(ctx, key, num.E164) })
 		}
 		return nil
 	}
 	return errors.New("call changed concurrently too often")
 }
 
-func (s *Server) newCall(key string, ev call.Event, num phone.Number, parsed bool) *call.Record {
+func (c *calls) newCall(key string, ev call.Event, num phone.Number, parsed bool) *call.Record {
 	rec := &call.Record{
 		Key: key, ID: ev.CallID, Direction: wire.DirectionIn, Phone: ev.Phone, PhoneDisplay: ev.Phone,
 		Site: ev.Site, State: wire.CallRinging, Legs: map[string]*call.Leg{}, StartedAt: ev.At,
@@ -170,17 +189,17 @@ func (s *Server) newCall(key string, ev call.Event, num phone.Number, parsed boo
 	}
 	if ev.Line != "" {
 		rec.Line, rec.LineDisplay = ev.Line, ev.Line
-		if n, err := phone.Parse(ev.Line, s.cfg.PhoneRegion); err == nil {
+		if n, err := phone.Parse(ev.Line, c.cfg.PhoneRegion); err == nil {
 			rec.Line, rec.LineDisplay = n.E164, n.National
 		}
 		if rec.Site == "" {
-			rec.Site = s.sites[rec.Line]
+			rec.Site = c.sites[rec.Line]
 		}
 	}
-	if s.mgr != nil && parsed && rec.Direction == wire.DirectionIn {
-		if res, ok := s.mgr.cached(num.E164); ok {
-			setManager(rec, res, s.managerFree(res))
-			s.metrics.managerLookups.WithLabelValues("cached").Inc()
+	if c.mgr != nil && parsed && rec.Direction == wire.DirectionIn {
+		if res, ok := c.mgr.cached(num.E164); ok {
+			setManager(rec, res, c.managerFree(res))
+			c.metrics.managerLookups.WithLabelValues("cached").Inc()
 		} else {
 			rec.ManagerState = wire.ManagerPending
 		}
@@ -189,10 +208,10 @@ func (s *Server) newCall(key string, ev call.Event, num phone.Number, parsed boo
 }
 
 // cards renders every leg's card, to compare before and after a change.
-func (s *Server) cards(rec *call.Record) map[string][]byte {
+func (c *calls) cards(rec *call.Record) map[string][]byte {
 	out := make(map[string][]byte, len(rec.Legs))
 	for _, id := range rec.Operators() {
-		me, _ := s.ops.Lookup(id)
+		me, _ := c.ops.Lookup(id)
 		b, _ := json.Marshal(rec.CardFor(id, person(me)))
 		out[id] = b
 	}
@@ -202,15 +221,15 @@ func (s *Server) cards(rec *call.Record) map[string][]byte {
 // publishCards appends the card of each operator whose view changed; they
 // are stored once acks.Wait returns nil. The message id makes a replay of
 // the same change a no-op.
-func (s *Server) publishCards(acks *store.Acks, rec *call.Record, before map[string][]byte, received time.Time) error {
-	after := s.cards(rec)
+func (c *calls) publishCards(acks *store.Acks, rec *call.Record, before map[string][]byte, received time.Time) error {
+	after := c.cards(rec)
 	for _, id := range rec.Operators() {
 		b := after[id]
 		if old, ok := before[id]; ok && string(old) == string(b) {
 			continue
 		}
 		msgID := rec.Key + "." + id + "." + strconv.Itoa(rec.Version)
-		if err := s.store.AppendAsync(acks, id, wire.TypeCall, b, msgID, received); err != nil {
+		if err := c.store.AppendAsync(acks, id, wire.TypeCall, b, msgID, received); err != nil {
 			return err
 		}
 	}
@@ -228,51 +247,46 @@ const (
 
 // loadCall returns the call's record (nil if there is none) and its
 // revision, and whether it was read from the bucket (see callCache).
-func (s *Server) loadCall(ctx context.Context, key string, mode loadMode) (rec *call.Record, rev uint64, stored bool, err error) {
+func (c *calls) loadCall(ctx context.Context, key string, mode loadMode) (rec *call.Record, rev uint64, stored bool, err error) {
 	if mode != loadStored {
-		if rec, rev, ok := s.calls.Get(key); ok {
+		if rec, rev, ok := c.cache.Get(key); ok {
 			return rec, rev, false, nil
 		}
 		if mode == loadPresumed {
 			return nil, 0, false, nil
 		}
 	}
-	e, err := s.store.Calls.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	data, rev, err := c.store.LoadCall(ctx, key)
+	switch {
+	case err != nil:
+		return nil, 0, false, err
+	case data == nil:
 		return nil, 0, true, nil
 	}
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("load call: %w", err)
-	}
 	rec = &call.Record{}
-	if err := json.Unmarshal(e.Value(), rec); err != nil {
+	if err := json.Unmarshal(data, rec); err != nil {
 		return nil, 0, false, fmt.Errorf("decode call %s: %w", key, err)
 	}
 	if rec.Legs == nil {
 		rec.Legs = map[string]*call.Leg{}
 	}
-	return rec, e.Revision(), true, nil
+	return rec, rev, true, nil
 }
 
 // saveCall stores the record if the stored one is still at revision rev (0:
 // if there is none), and caches it.
-func (s *Server) saveCall(ctx context.Context, rec *call.Record, rev uint64) error {
+func (c *calls) saveCall(ctx context.Context, rec *call.Record, rev uint64) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	if rev == 0 {
-		rev, err = s.store.Calls.Create(ctx, rec.Key, b)
-	} else {
-		rev, err = s.store.Calls.Update(ctx, rec.Key, b, rev)
-	}
-	if err != nil {
+	if rev, err = c.store.SaveCall(ctx, rec.Key, b, rev); err != nil {
 		// Stale (the compare-and-set failed), or unknown whether it was
 		// stored: either way the bucket tells next time.
-		s.calls.Drop(rec.Key)
+		c.cache.Drop(rec.Key)
 		return err
 	}
-	s.calls.Put(rec.Key, rec, rev)
+	c.cache.Put(rec.Key, rec, rev)
 	return nil
 }
 
@@ -280,56 +294,56 @@ func (s *Server) saveCall(ctx context.Context, rec *call.Record, rev uint64) err
 // updates the call's cards. The cards went out before; this never delays them.
 // A lookup cut short because the relay is stopping stores nothing: the
 // record stays pending and the next start resumes it (resumeLookups).
-func (s *Server) resolveManager(ctx context.Context, key, number string) {
-	lctx, cancel := context.WithTimeout(ctx, s.cfg.RetailCRM.Timeout.Duration)
-	res, err := s.mgr.get(lctx, number)
+func (c *calls) resolveManager(ctx context.Context, key, number string) {
+	lctx, cancel := context.WithTimeout(ctx, c.cfg.RetailCRM.Timeout.Duration)
+	res, err := c.mgr.get(lctx, number)
 	cancel()
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return
 	case err != nil:
-		s.metrics.managerLookups.WithLabelValues("error").Inc()
-		s.log.Warn("responsible manager lookup failed", "err", err)
+		c.metrics.managerLookups.WithLabelValues("error").Inc()
+		c.log.Warn("responsible manager lookup failed", "err", err)
 	case res != nil && res.Manager != nil:
-		s.metrics.managerLookups.WithLabelValues("found").Inc()
+		c.metrics.managerLookups.WithLabelValues("found").Inc()
 	default:
-		s.metrics.managerLookups.WithLabelValues("none").Inc()
-		s.log.Debug("the caller has no responsible manager in the CRM", "call", key)
+		c.metrics.managerLookups.WithLabelValues("none").Inc()
+		c.log.Debug("the caller has no responsible manager in the CRM", "call", key)
 	}
-	s.settleManager(ctx, key, res, err)
+	c.settleManager(ctx, key, res, err)
 }
 
 // settleManager stores a lookup's outcome on a call still waiting for it
 // and publishes the cards that change.
-func (s *Server) settleManager(ctx context.Context, key string, res *retailcrm.ManagerResult, err error) {
+func (c *calls) settleManager(ctx context.Context, key string, res *retailcrm.ManagerResult, err error) {
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer wcancel()
 	for attempt, mode := 0, loadCached; attempt < 8; attempt, mode = attempt+1, loadStored {
-		rec, rev, _, lerr := s.loadCall(wctx, key, mode)
+		rec, rev, _, lerr := c.loadCall(wctx, key, mode)
 		if lerr != nil || rec == nil || rec.ManagerState != wire.ManagerPending {
 			return
 		}
-		before := s.cards(rec)
+		before := c.cards(rec)
 		if err != nil {
 			rec.ManagerState = wire.ManagerUnavailable
 		} else {
-			setManager(rec, res, s.managerFree(res))
+			setManager(rec, res, c.managerFree(res))
 		}
 		rec.Version++
-		if serr := s.saveCall(wctx, rec, rev); serr != nil {
-			if isWrongSequence(serr) {
+		if serr := c.saveCall(wctx, rec, rev); serr != nil {
+			if errors.Is(serr, store.ErrConflict) {
 				continue
 			}
-			s.log.Error("could not store the responsible manager", "err", serr)
+			c.log.Error("could not store the responsible manager", "err", serr)
 			return
 		}
 		var acks store.Acks
-		perr := s.publishCards(&acks, rec, before, time.Time{})
+		perr := c.publishCards(&acks, rec, before, time.Time{})
 		if perr == nil {
 			perr = acks.Wait(wctx)
 		}
 		if perr != nil {
-			s.log.Error("could not publish the responsible manager", "err", perr)
+			c.log.Error("could not publish the responsible manager", "err", perr)
 		}
 		return
 	}

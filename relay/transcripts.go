@@ -18,6 +18,7 @@ import (
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/calltouch"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/qolio"
@@ -71,7 +72,7 @@ const (
 // the receipts. It reaches only what it names.
 type transcripts struct {
 	log     *slog.Logger
-	cfg     *Config
+	cfg     *config.Config
 	store   *store.Store
 	outbox  *outbox.Outbox
 	ops     *operators.Registry
@@ -282,8 +283,7 @@ func (tr *transcripts) handleSmartsupp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The same export again (Smartsupp retrying) is accepted once.
-	h := sha256.Sum256(body)
-	seenKey := "h." + hex.EncodeToString(h[:16])
+	seenKey := store.ExportKey(body)
 	if seen, err := tr.store.LoadTranscript(r.Context(), seenKey); err == nil && seen != nil {
 		writeJSON(w, http.StatusOK, map[string]any{"success": true, "communicationId": t.CommunicationID, "duplicate": true})
 		return
@@ -347,8 +347,7 @@ func (tr *transcripts) handleTranscriptSubmit(w http.ResponseWriter, r *http.Req
 		refuse(http.StatusBadRequest, wire.ErrBadRequest, "%v", err)
 		return
 	}
-	h := sha256.Sum256([]byte(sub.ID))
-	key := "t." + op.ID + "." + hex.EncodeToString(h[:16])
+	key := store.SubmissionKey(op.ID, sub.ID)
 	if st, ok := tr.submitted(r.Context(), key); ok {
 		writeJSON(w, http.StatusAccepted, st)
 		return

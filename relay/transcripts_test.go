@@ -18,7 +18,7 @@ import (
 
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
-	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/qolio"
 	qfake "github.com/pult/pult/relay/qolio/fake"
@@ -39,7 +39,7 @@ type qolioWorld struct {
 	url   string
 }
 
-func newQolioWorld(t *testing.T, mod func(*relay.Config)) *qolioWorld {
+func newQolioWorld(t *testing.T, mod func(*config.Config)) *qolioWorld {
 	t.Helper()
 	w := &qolioWorld{t: t, qolio: qfake.NewServer(testQolioToken)}
 	t.Cleanup(w.qolio.Close)
@@ -209,7 +209,7 @@ func TestSmartsuppMissedAndUnmapped(t *testing.T) {
 		t.Errorf("offline message: %+v", c)
 	}
 
-	w2 := newQolioWorld(t, func(c *relay.Config) { c.Qolio.DefaultOperator = "support@example.com" })
+	w2 := newQolioWorld(t, func(c *config.Config) { c.Qolio.DefaultOperator = "support@example.com" })
 	if status, _ := w2.r.postSmartsupp("token="+testSmartsuppToken, smartsuppFixture(t, "offline.json")); status != 200 {
 		t.Fatal(status)
 	}

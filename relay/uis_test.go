@@ -14,8 +14,8 @@ import (
 
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
-	"github.com/pult/pult/relay"
 	"github.com/pult/pult/relay/admin"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/operators"
 )
 
@@ -88,7 +88,7 @@ func cardsOf(ta *testAgent, id string) []wire.CallState {
 	return out
 }
 
-func uisWorld(t *testing.T, mod func(*relay.Config)) (*testRelay, *testAgent, *testAgent) {
+func uisWorld(t *testing.T, mod func(*config.Config)) (*testRelay, *testAgent, *testAgent) {
 	t.Helper()
 	cfg := testConfig(t)
 	cfg.UIS.Token = uisToken
@@ -119,7 +119,7 @@ func (r *testRelay) addOperatorWith(n operators.NewOperator) (admin.OperatorView
 // then ended; a replayed notification publishes nothing.
 func TestUISCallCards(t *testing.T) {
 	checkGoroutines(t)
-	r, anna, oleg := uisWorld(t, func(c *relay.Config) { c.UIS.RingUnassigned = true })
+	r, anna, oleg := uisWorld(t, func(c *config.Config) { c.UIS.RingUnassigned = true })
 	const id = "uis-3061237823"
 
 	r.uis("incoming_call_started", uisFixture(t, "incoming_call_started.json"))

@@ -84,13 +84,13 @@ func (s *Server) handleUIS(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("UIS notification fields ignored", "event", event, "fields", n.Ignored)
 	}
 	ev := s.uisEvent(n, received)
-	if err := s.processCall(r.Context(), ev, received); err != nil {
+	if err := s.calls.processCall(r.Context(), ev, received); err != nil {
 		s.log.Error("UIS notification not stored", "event", event, "err", err)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "the relay could not store the notification; retry"})
 		return
 	}
 	if s.cfg.RetailCRM.ForwardEvents {
-		fwd := s.crmEventFor(ev, nil)
+		fwd := s.crmSync.crmEventFor(ev, nil)
 		switch {
 		case event == uis.EventConversationStarted && ev.Direction != "out" && len(ev.Operators) > 0:
 			// retailCRM has no "answered" event; an "in" to whoever answered
@@ -100,7 +100,7 @@ func (s *Server) handleUIS(w http.ResponseWriter, r *http.Request) {
 			fwd.Type = ""
 		}
 		if fwd.Type != "" {
-			if err := s.forwardCallEvent(r.Context(), fwd); err != nil {
+			if err := s.crmSync.forwardCallEvent(r.Context(), fwd); err != nil {
 				s.log.Error("UIS call event not queued for retailCRM", "err", err)
 				writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "the relay could not store the notification; retry"})
 				return

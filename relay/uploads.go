@@ -45,17 +45,17 @@ type callsJob struct {
 
 // recordHistory stores a finished call for the history. The message id
 // makes a replayed hangup a no-op.
-func (s *Server) recordHistory(ctx context.Context, rec *call.Record) error {
-	c := historyFor(rec)
-	if err := c.Validate(); err != nil {
-		s.log.Warn("finished call left out of the history", "call", rec.ID, "err", err)
+func (c *calls) recordHistory(ctx context.Context, rec *call.Record) error {
+	h := historyFor(rec)
+	if err := h.Validate(); err != nil {
+		c.log.Warn("finished call left out of the history", "call", rec.ID, "err", err)
 		return nil
 	}
-	b, err := json.Marshal(c)
+	b, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
-	_, err = s.store.PublishUpload(ctx, b, "upload.call."+rec.ID, store.UploadFromCall)
+	_, err = c.store.PublishUpload(ctx, b, "upload.call."+rec.ID, store.UploadFromCall)
 	return err
 }
 
@@ -116,9 +116,9 @@ func historyFor(rec *call.Record) retailcrm.UploadCall {
 const maxUploadBatch = retailcrm.MaxUploadCalls
 
 // runUploads batches the call history into calls/upload jobs until ctx ends.
-func (s *Server) runUploads(ctx context.Context) error {
-	wait := s.cfg.RetailCRM.UploadWait.Duration
-	cons, err := s.store.Uploads.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+func (y *crmSync) runUploads(ctx context.Context) error {
+	wait := y.cfg.RetailCRM.UploadWait.Duration
+	cons, err := y.store.Uploads.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       uploadConsumer,
 		Description:   "pult: call history to retailCRM calls/upload, in batches",
 		FilterSubject: store.UploadsSubject,
@@ -141,7 +141,7 @@ func (s *Server) runUploads(ctx context.Context) error {
 			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
 				continue
 			}
-			s.log.Warn("reading the call history failed", "err", err, "retry_in", pause)
+			y.log.Warn("reading the call history failed", "err", err, "retry_in", pause)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -171,14 +171,14 @@ func (s *Server) runUploads(ctx context.Context) error {
 			}
 			return nil
 		}
-		s.flushUploads(ctx, batch)
+		y.flushUploads(ctx, batch)
 	}
 	return nil
 }
 
 // flushUploads enqueues one calls/upload job for a batch of history
 // records, then acknowledges them.
-func (s *Server) flushUploads(ctx context.Context, batch []jetstream.Msg) {
+func (y *crmSync) flushUploads(ctx context.Context, batch []jetstream.Msg) {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	type entry struct {
@@ -198,12 +198,12 @@ func (s *Server) flushUploads(ctx context.Context, batch []jetstream.Msg) {
 		}
 		var c retailcrm.UploadCall
 		if err := json.Unmarshal(m.Data(), &c); err != nil {
-			s.log.Error("unreadable call history record left out", "err", err)
+			y.log.Error("unreadable call history record left out", "err", err)
 			continue
 		}
-		c.Date = c.Date.In(s.loc)
+		c.Date = c.Date.In(y.loc)
 		if err := c.Validate(); err != nil {
-			s.log.Warn("invalid call history record left out", "call", c.ExternalID, "err", err)
+			y.log.Warn("invalid call history record left out", "call", c.ExternalID, "err", err)
 			continue
 		}
 		e := entry{call: c, pbx: m.Headers().Get(store.HeaderUploadSource) != store.UploadFromCall}
@@ -226,8 +226,8 @@ func (s *Server) flushUploads(ctx context.Context, batch []jetstream.Msg) {
 			job.Calls[i] = e.call
 		}
 		id := fmt.Sprintf("crm-calls.%d.%s", firstSeq, hex.EncodeToString(h.Sum(nil)[:6]))
-		if err := s.outbox.Enqueue(bctx, jobCRMCalls, id, job); err != nil {
-			s.log.Error("call history batch not queued; will try again", "err", err)
+		if err := y.outbox.Enqueue(bctx, jobCRMCalls, id, job); err != nil {
+			y.log.Error("call history batch not queued; will try again", "err", err)
 			for _, m := range batch {
 				m.NakWithDelay(time.Second)
 			}
@@ -236,26 +236,26 @@ func (s *Server) flushUploads(ctx context.Context, batch []jetstream.Msg) {
 	}
 	for _, m := range batch {
 		if err := m.DoubleAck(bctx); err != nil {
-			s.log.Warn("call history record not acknowledged; it may be uploaded twice (harmless)", "err", err)
+			y.log.Warn("call history record not acknowledged; it may be uploaded twice (harmless)", "err", err)
 		}
 	}
 }
 
 // sendCallsUpload is the outbox handler of a calls/upload batch. Calls
 // retailCRM already has (duplicateCalls) count as delivered.
-func (s *Server) sendCallsUpload(ctx context.Context, job outbox.Job) error {
+func (y *crmSync) sendCallsUpload(ctx context.Context, job outbox.Job) error {
 	var p callsJob
 	if err := json.Unmarshal(job.Payload, &p); err != nil {
 		return outbox.Permanent(fmt.Errorf("decode job: %w", err))
 	}
 	for i := range p.Calls {
-		p.Calls[i].Date = p.Calls[i].Date.In(s.loc) // retailCRM reads dates in the account's zone
+		p.Calls[i].Date = p.Calls[i].Date.In(y.loc) // retailCRM reads dates in the account's zone
 	}
-	res, err := s.crm.UploadCalls(ctx, p.Calls)
+	res, err := y.crm.UploadCalls(ctx, p.Calls)
 	if err != nil {
 		return err
 	}
-	s.metrics.callsUploaded.Add(float64(len(p.Calls)))
-	s.log.Info("call history uploaded to retailCRM", "calls", len(p.Calls), "processed", res.Processed, "duplicates", len(res.Duplicates))
+	y.metrics.callsUploaded.Add(float64(len(p.Calls)))
+	y.log.Info("call history uploaded to retailCRM", "calls", len(p.Calls), "processed", res.Processed, "duplicates", len(res.Duplicates))
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/pult/pult/relay"
 	"github.com/pult/pult/relay/admin"
 	"github.com/pult/pult/relay/bench"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/demo"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
@@ -137,7 +138,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, logge
 	if fs.NArg() > 0 {
 		return usagef("serve takes no arguments, got %q", fs.Args())
 	}
-	cfg, err := relay.LoadConfig(*path, getenv)
+	cfg, err := config.Load(*path, getenv)
 	if err != nil {
 		return err
 	}
@@ -202,7 +203,7 @@ func adminClient(fs *flag.FlagSet, args []string, getenv func(string) string) (*
 		*path = "relay.toml"
 	}
 	if *path != "" {
-		cfg, err := relay.LoadConfig(*path, getenv)
+		cfg, err := config.Load(*path, getenv)
 		if err != nil {
 			return nil, err
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/retailcrm/sim"
@@ -45,7 +46,7 @@ func TestUsage(t *testing.T) {
 }
 
 func TestOperatorsAgainstRunningRelay(t *testing.T) {
-	cfg := relay.Defaults()
+	cfg := config.Defaults()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.AdminToken = "admin-token-0123456789"
@@ -101,14 +102,14 @@ func TestOutboxAgainstRunningRelay(t *testing.T) {
 		}
 	}))
 	defer pbx.Close()
-	cfg := relay.Defaults()
+	cfg := config.Defaults()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.AdminToken = "admin-token-0123456789"
 	cfg.PBX.ClientID, cfg.PBX.APIKey = "cid", "pbx-key-123"
 	cfg.PBX.ChangeStatusURL = pbx.URL + "/status"
-	cfg.Outbox.MinBackoff = relay.Duration{Duration: 20 * time.Millisecond}
-	cfg.Outbox.MaxBackoff = relay.Duration{Duration: 100 * time.Millisecond}
+	cfg.Outbox.MinBackoff = config.Duration{Duration: 20 * time.Millisecond}
+	cfg.Outbox.MaxBackoff = config.Duration{Duration: 100 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := relay.New(cfg, nil)
 	done := make(chan error, 1)
@@ -221,14 +222,14 @@ func TestPartnerCommandsAgainstRunningRelay(t *testing.T) {
 	crm := sim.NewCRM("crm-key-123")
 	crmSrv := httptest.NewServer(crm)
 	defer crmSrv.Close()
-	cfg := relay.Defaults()
+	cfg := config.Defaults()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.AdminToken = "admin-token-0123456789"
 	cfg.PBX.ClientID, cfg.PBX.APIKey = "client-id-secret", "pbx-key-123"
 	cfg.PublicURL = "https://pult.example.com"
 	cfg.RetailCRM.URL, cfg.RetailCRM.APIKey = crmSrv.URL, "crm-key-123"
-	cfg.RetailCRM.ExternalPhones = []relay.ExternalPhone{{Site: "shop1", Phone: "+74999999999"}}
+	cfg.RetailCRM.ExternalPhones = []config.ExternalPhone{{Site: "shop1", Phone: "+74999999999"}}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := relay.New(cfg, nil)
 	done := make(chan error, 1)

@@ -9,7 +9,6 @@ package call
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"sort"
 	"sync"
@@ -105,17 +104,6 @@ func NewID() string {
 	b := make([]byte, 8)
 	rand.Read(b)
 	return "pult-" + hex.EncodeToString(b)
-}
-
-// Key names a call in the calls bucket: by the PBX's id, or by the
-// number when the PBX sends none (retailCRM makes callExternalId optional).
-func Key(callID, phone string) string {
-	src := "id:" + callID
-	if callID == "" {
-		src = "phone:" + phone
-	}
-	h := sha256.Sum256([]byte(src))
-	return "c." + hex.EncodeToString(h[:16])
 }
 
 // apply changes the record by one event and reports which operators' cards

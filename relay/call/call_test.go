@@ -103,9 +103,3 @@ func TestCardMarksYou(t *testing.T) {
 		t.Fatal("manager.you should be true only for the manager's own card")
 	}
 }
-
-func TestCallKey(t *testing.T) {
-	if Key("x", "+7") == Key("", "+7") || Key("x", "") != Key("x", "+7") {
-		t.Fatal("call keys: by id when given, by number otherwise")
-	}
-}

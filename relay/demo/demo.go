@@ -33,6 +33,7 @@ import (
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
 	"github.com/pult/pult/relay/admin"
+	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/retailcrm/sim"
@@ -124,7 +125,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Listener != nil {
 		o.Listen = o.Listener.Addr().String()
 	}
-	cfg := relay.Defaults()
+	cfg := config.Defaults()
 	cfg.Listen = o.Listen
 	cfg.DataDir = filepath.Join(dir, "relay")
 	cfg.PublicURL = "http://" + o.Listen

@@ -106,10 +106,10 @@ type Store struct {
 	OutboxState jetstream.KeyValue // attempts and errors of waiting outbox jobs
 	Uploads     jetstream.Stream
 	Operators   jetstream.KeyValue
-	Status      jetstream.KeyValue
-	Calls       jetstream.KeyValue
-	Requests    jetstream.KeyValue
-	Transcripts jetstream.KeyValue // accepted transcript submissions, for dedupe
+	status      jetstream.KeyValue
+	calls       jetstream.KeyValue
+	requests    jetstream.KeyValue
+	transcripts jetstream.KeyValue // accepted transcript submissions, for dedupe
 	uploaded    jetstream.KeyValue // external ids of calls PBXes uploaded (see PublishPBXUpload)
 	Queue       jetstream.Stream   // call changes for the queue board (QueueSubject)
 	// QueueState holds the queue board's checkpoint: megabytes at a time,
@@ -275,16 +275,16 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	if s.Operators, err = kv(bucketOperators, "operators and their token hashes", 0); err != nil {
 		return err
 	}
-	if s.Status, err = kv(bucketStatus, "operator statuses", 0); err != nil {
+	if s.status, err = kv(bucketStatus, "operator statuses", 0); err != nil {
 		return err
 	}
-	if s.Calls, err = kv(bucketCalls, "live call state", o.CallRetention); err != nil {
+	if s.calls, err = kv(bucketCalls, "live call state", o.CallRetention); err != nil {
 		return err
 	}
-	if s.Requests, err = kv(bucketRequests, "answered request ids, for dedupe", o.RequestWindow); err != nil {
+	if s.requests, err = kv(bucketRequests, "answered request ids, for dedupe", o.RequestWindow); err != nil {
 		return err
 	}
-	if s.Transcripts, err = kv(bucketTrans, "accepted transcript submissions by operator and id, for dedupe", 30*24*time.Hour); err != nil {
+	if s.transcripts, err = kv(bucketTrans, "accepted transcript submissions by operator and id, for dedupe", 30*24*time.Hour); err != nil {
 		return err
 	}
 	if s.uploaded, err = kv(bucketUploaded, "external ids of the calls PBXes uploaded, for duplicateCalls", UploadedRetention); err != nil {
@@ -616,14 +616,14 @@ func (s *Store) SaveBoardCheckpoint(ctx context.Context, data []byte) error {
 
 // Statuses returns every operator's stored status (JSON), by operator id.
 func (s *Store) Statuses(ctx context.Context) (map[string][]byte, error) {
-	keys, err := s.Status.ListKeys(ctx)
+	keys, err := s.status.ListKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: list statuses: %w", err)
 	}
 	defer keys.Stop()
 	out := map[string][]byte{}
 	for k := range keys.Keys() {
-		e, err := s.Status.Get(ctx, k)
+		e, err := s.status.Get(ctx, k)
 		if err != nil {
 			continue // deleted meanwhile
 		}
@@ -636,7 +636,7 @@ func (s *Store) Statuses(ctx context.Context) (map[string][]byte, error) {
 // or another), until ctx ends; it returns nil then, or an error if the
 // watch broke.
 func (s *Store) WatchStatuses(ctx context.Context, fn func(opID string, data []byte)) error {
-	w, err := s.Status.WatchAll(ctx, jetstream.UpdatesOnly())
+	w, err := s.status.WatchAll(ctx, jetstream.UpdatesOnly())
 	if err != nil {
 		return fmt.Errorf("store: watch statuses: %w", err)
 	}
@@ -662,7 +662,7 @@ func (s *Store) WatchStatuses(ctx context.Context, fn func(opID string, data []b
 // LoadTranscript returns what was remembered of a transcript submission
 // under key, or nil.
 func (s *Store) LoadTranscript(ctx context.Context, key string) ([]byte, error) {
-	e, err := s.Transcripts.Get(ctx, key)
+	e, err := s.transcripts.Get(ctx, key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return nil, nil
@@ -674,7 +674,7 @@ func (s *Store) LoadTranscript(ctx context.Context, key string) ([]byte, error) 
 
 // SaveTranscript remembers a transcript submission under key.
 func (s *Store) SaveTranscript(ctx context.Context, key string, data []byte) error {
-	if _, err := s.Transcripts.Put(ctx, key, data); err != nil {
+	if _, err := s.transcripts.Put(ctx, key, data); err != nil {
 		return fmt.Errorf("store: remember transcript %s: %w", key, err)
 	}
 	return nil
@@ -683,7 +683,7 @@ func (s *Store) SaveTranscript(ctx context.Context, key string, data []byte) err
 // CreateTranscript remembers a transcript submission under key unless one
 // is there already; created says which.
 func (s *Store) CreateTranscript(ctx context.Context, key string, data []byte) (created bool, err error) {
-	_, err = s.Transcripts.Create(ctx, key, data)
+	_, err = s.transcripts.Create(ctx, key, data)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyExists):
 		return false, nil
@@ -691,4 +691,131 @@ func (s *Store) CreateTranscript(ctx context.Context, key string, data []byte) (
 		return false, fmt.Errorf("store: remember transcript %s: %w", key, err)
 	}
 	return true, nil
+}
+
+// ErrConflict is a compare-and-set that lost: the record changed (or was
+// created) since the revision the caller read. Read it again and retry.
+var ErrConflict = errors.New("store: changed concurrently")
+
+// casError turns JetStream's "wrong last sequence" and "key exists" into
+// ErrConflict.
+func casError(what string, err error) error {
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+		return fmt.Errorf("%s: %w", what, ErrConflict)
+	}
+	return fmt.Errorf("store: %s: %w", what, err)
+}
+
+// load reads key from a bucket: nil and revision 0 when it is absent.
+func load(ctx context.Context, kv jetstream.KeyValue, what, key string) ([]byte, uint64, error) {
+	e, err := kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, 0, nil
+	case err != nil:
+		return nil, 0, fmt.Errorf("store: load %s: %w", what, err)
+	}
+	return e.Value(), e.Revision(), nil
+}
+
+// save stores data under key if the stored revision is still rev (0: if
+// there is none), returning the new revision or ErrConflict.
+func save(ctx context.Context, kv jetstream.KeyValue, what, key string, data []byte, rev uint64) (uint64, error) {
+	var err error
+	if rev == 0 {
+		rev, err = kv.Create(ctx, key, data)
+	} else {
+		rev, err = kv.Update(ctx, key, data, rev)
+	}
+	if err != nil {
+		return 0, casError("save "+what, err)
+	}
+	return rev, nil
+}
+
+// CallKey names a call: by the PBX's id, or by the caller's number when the
+// PBX sends none (retailCRM makes callExternalId optional).
+func CallKey(callID, phone string) string {
+	src := "id:" + callID
+	if callID == "" {
+		src = "phone:" + phone
+	}
+	h := sha256.Sum256([]byte(src))
+	return "c." + hex.EncodeToString(h[:16])
+}
+
+// LoadCall returns a call's record (JSON) and its revision; nil and 0 when
+// there is none.
+func (s *Store) LoadCall(ctx context.Context, key string) ([]byte, uint64, error) {
+	return load(ctx, s.calls, "call", key)
+}
+
+// SaveCall stores a call's record if it is still at revision rev (0: if
+// there is none); otherwise ErrConflict.
+func (s *Store) SaveCall(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
+	return save(ctx, s.calls, "call", key, data, rev)
+}
+
+// CallKeys lists the calls kept (within CallRetention), calling fn for each
+// until it returns false.
+func (s *Store) CallKeys(ctx context.Context, fn func(key string) bool) error {
+	keys, err := s.calls.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("store: list calls: %w", err)
+	}
+	defer keys.Stop()
+	for k := range keys.Keys() {
+		if !fn(k) {
+			break
+		}
+	}
+	return nil
+}
+
+// LoadStatus returns an operator's status (JSON) and its revision; nil and 0
+// when none was ever set.
+func (s *Store) LoadStatus(ctx context.Context, opID string) ([]byte, uint64, error) {
+	return load(ctx, s.status, "status", opID)
+}
+
+// SaveStatus stores an operator's status if it is still at revision rev
+// (0: if there is none); otherwise ErrConflict.
+func (s *Store) SaveStatus(ctx context.Context, opID string, data []byte, rev uint64) (uint64, error) {
+	return save(ctx, s.status, "status", opID, data, rev)
+}
+
+// replyKey names the answer to an operator's request id.
+func replyKey(opID, requestID string) string {
+	h := sha256.Sum256([]byte(requestID))
+	return "r." + opID + "." + hex.EncodeToString(h[:12])
+}
+
+// LoadReply returns the answer given to an operator's request id (within
+// RequestWindow), or nil.
+func (s *Store) LoadReply(ctx context.Context, opID, requestID string) ([]byte, error) {
+	data, _, err := load(ctx, s.requests, "reply", replyKey(opID, requestID))
+	return data, err
+}
+
+// SaveReply remembers the answer to an operator's request id, so that the
+// request sent again is answered the same.
+func (s *Store) SaveReply(ctx context.Context, opID, requestID string, data []byte) error {
+	if _, err := s.requests.Put(ctx, replyKey(opID, requestID), data); err != nil {
+		return fmt.Errorf("store: remember reply: %w", err)
+	}
+	return nil
+}
+
+// ExportKey names a chat export by its content, so that the same export
+// sent again is recognised (SaveTranscript, LoadTranscript).
+func ExportKey(body []byte) string {
+	h := sha256.Sum256(body)
+	return "h." + hex.EncodeToString(h[:16])
+}
+
+// SubmissionKey names an operator's transcript submission by its id.
+func SubmissionKey(opID, submissionID string) string {
+	h := sha256.Sum256([]byte(submissionID))
+	return "t." + opID + "." + hex.EncodeToString(h[:16])
 }

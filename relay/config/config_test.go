@@ -1,4 +1,4 @@
-package relay
+package config
 
 import (
 	"os"
@@ -24,8 +24,8 @@ client_id = "cid"
 api_key = "pbx-key-123"
 `
 
-func TestLoadConfig(t *testing.T) {
-	cfg, err := LoadConfig(writeConfig(t, minimal), nil)
+func TestLoad(t *testing.T) {
+	cfg, err := Load(writeConfig(t, minimal), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,18 +35,18 @@ func TestLoadConfig(t *testing.T) {
 }
 
 func TestLoadConfigQueue(t *testing.T) {
-	cfg, err := LoadConfig(writeConfig(t, minimal), nil)
+	cfg, err := Load(writeConfig(t, minimal), nil)
 	if err != nil || cfg.Queue.ServiceLevel.Duration != 20*time.Second || cfg.Queue.LongBreak.Duration != 15*time.Minute {
 		t.Fatalf("defaults: %+v %v", cfg.Queue, err)
 	}
-	cfg, err = LoadConfig(writeConfig(t, minimal+"[queue]\nservice_level = \"30s\"\nlong_break = \"20m\"\n"), nil)
+	cfg, err = Load(writeConfig(t, minimal+"[queue]\nservice_level = \"30s\"\nlong_break = \"20m\"\n"), nil)
 	if err != nil || cfg.Queue.ServiceLevel.Duration != 30*time.Second || cfg.Queue.LongBreak.Duration != 20*time.Minute {
 		t.Fatalf("[queue]: %+v %v", cfg.Queue, err)
 	}
 }
 
 func TestLoadConfigOutbox(t *testing.T) {
-	cfg, err := LoadConfig(writeConfig(t, minimal+`
+	cfg, err := Load(writeConfig(t, minimal+`
 [outbox]
 give_up_after = "2h"
 [outbox.rate_limits]
@@ -80,7 +80,7 @@ url = "https://example.retailcrm.ru"
 api_key_file = "`+keyFile+`"
 `)
 	env := map[string]string{"PULT_PBX_API_KEY": "from-env-key", "PULT_NATS_URL": "nats://127.0.0.1:4222"}
-	cfg, err := LoadConfig(p, func(k string) string { return env[k] })
+	cfg, err := Load(p, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ default_operator = "support@example.com"
 route_key = "routekey_1"
 `)
 	env := map[string]string{"PULT_CALLTOUCH_TOKEN": "ct-from-env", "PULT_UIS_TOKEN": "uis-from-env"}
-	cfg, err := LoadConfig(p, func(k string) string { return env[k] })
+	cfg, err := Load(p, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ route_key = "routekey_1"
 	if _, off := time.Date(2024, 1, 1, 0, 0, 0, 0, cfg.Location()).Zone(); off != 5*3600 {
 		t.Errorf("time zone: %v", cfg.Location())
 	}
-	d, _ := LoadConfig(writeConfig(t, minimal), nil)
+	d, _ := Load(writeConfig(t, minimal), nil)
 	if d.TimeZone != "Europe/Moscow" || d.RetailCRM.Uploading() || d.Calltouch.Configured() {
 		t.Errorf("defaults: %+v", d)
 	}
@@ -187,13 +187,13 @@ func TestLoadConfigRefuses(t *testing.T) {
 		{"unknown time zone", "time_zone = \"Mars/Olympus\"\n" + minimal, "time_zone"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := LoadConfig(writeConfig(t, tc.body), nil)
+			_, err := Load(writeConfig(t, tc.body), nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
 			}
 		})
 	}
-	if _, err := LoadConfig(filepath.Join(t.TempDir(), "missing.toml"), nil); err == nil {
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.toml"), nil); err == nil {
 		t.Fatal("a missing file was accepted")
 	}
 }

@@ -1,4 +1,8 @@
-package relay
+// Package config is the relay's configuration: the TOML file, the
+// environment's overrides and secrets in files (Load), the defaults
+// (Defaults) and every check (Validate). Only cmd/pult-relay reads files and
+// the environment through it; the relay's parts receive a Config.
+package config
 
 import (
 	"errors"
@@ -242,9 +246,9 @@ var EnvOverrides = map[string]string{
 // maxConfigSize bounds the config file.
 const maxConfigSize = 1 << 20
 
-// LoadConfig reads a TOML file, applies env overrides (getenv may be nil),
+// Load reads a TOML file, applies env overrides (getenv may be nil),
 // reads *_file secrets, and validates the result.
-func LoadConfig(path string, getenv func(string) string) (Config, error) {
+func Load(path string, getenv func(string) string) (Config, error) {
 	cfg := Defaults()
 	b, err := os.ReadFile(path)
 	if err != nil {
