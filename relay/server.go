@@ -127,7 +127,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer s.store.Close()
 
-	s.ops, err = operators.Open(ctx, s.store.Operators)
+	s.ops, err = operators.Open(ctx, s.store.OperatorsBucket())
 	if err != nil {
 		return err
 	}
@@ -139,9 +139,10 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		limits[name] = outbox.RateLimit{Rate: rate.Limit(r), Burst: 1}
 	}
+	h := s.store.Outbox()
 	s.outbox = outbox.New(outbox.Config{
-		JS: s.store.JS, Stream: s.store.Outbox, Subject: store.OutboxPrefix,
-		Dead: s.store.Dead, DeadSubject: store.DeadPrefix, State: s.store.OutboxState,
+		JS: h.JS, Stream: h.Jobs, Subject: store.OutboxPrefix,
+		Dead: h.Dead, DeadSubject: store.DeadPrefix, State: h.State,
 		MinBackoff: s.cfg.Outbox.MinBackoff.Duration, MaxBackoff: s.cfg.Outbox.MaxBackoff.Duration,
 		GiveUp: s.cfg.Outbox.GiveUp.Duration, Limits: limits, Logger: s.log,
 		OnAttempt: func(kind string, out outbox.Outcome) {
