@@ -1,6 +1,13 @@
-// Package relay is the pult relay: it takes PBX and CRM webhooks, keeps the
-// operators' event streams in NATS JetStream, serves agents over websockets
-// (package hub), and calls partners through a durable outbox.
+// Package relay is the pult relay's wiring and the flows between its parts.
+// Server.Run builds the parts in dependency order — the store, the operators'
+// registry, the outbox, the queue board, the call flow (calls), what goes to
+// retailCRM (crmSync), the transcripts, the hub — then runs them as one group
+// until its context ends, and stops them in order. The flows: a PBX event
+// (retailCRM-style, UIS, or a PBX asking the retailCRM API) becomes a call
+// record, cards and a board change (telephony.go, pbxapi.go, uishook.go); an
+// operator's request (status, dial, callback, queue) is answered once
+// (requests.go); partners hear of it through the outbox (status.go, crm.go,
+// uploads.go, transcripts.go, callback.go). docs/architecture.md draws it.
 package relay
 
 import (
