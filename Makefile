@@ -22,7 +22,7 @@ APT_ALL   := $(APT_BUILD) $(APT_TEST)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-go test-desktop vet lint demo package screenshots clean bench fuzz
+.PHONY: all deps build test test-go test-desktop vet lint links demo package screenshots clean bench fuzz
 
 all: build
 
@@ -52,8 +52,17 @@ vet:
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-lint: vet ## vet, gofmt and staticcheck
+lint: vet links ## vet, gofmt, staticcheck and the documents' links
 	$(GO) run $(STATICCHECK) -tags ci ./...
+
+# Every relative link in README.md, BENCHMARKS.md and docs/ names a file
+# that exists (anchors and web addresses are not checked).
+links:
+	@fail=0; for f in README.md BENCHMARKS.md docs/*.md; do \
+		for l in $$(grep -o '](\([^)#]*\)' $$f | sed 's/^](//' | grep -v '^[a-z][a-z]*:' | grep -v '^$$'); do \
+			[ -e "$$(dirname $$f)/$$l" ] || { echo "$$f: broken link: $$l"; fail=1; }; \
+		done; \
+	done; exit $$fail
 
 # The unit tests run on fyne's headless driver (-tags ci) inside a private
 # D-Bus session with a new, unlocked gnome-keyring in a temporary folder, so
