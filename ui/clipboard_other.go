@@ -1,4 +1,4 @@
-//go:build ci || !linux || wayland
+//go:build ci || !(linux || windows) || (linux && wayland)
 
 package ui
 
@@ -9,3 +9,6 @@ func ownsClipboard() bool { return false }
 
 // pollWindowSystem: nothing waits on pult's loop here.
 func pollWindowSystem() {}
+
+// windowSystemWait: nothing waits on pult's loop here (App.quiet).
+const windowSystemWait = 0

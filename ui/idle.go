@@ -124,9 +124,9 @@ func (i *idler) parkWhenQuiet(ctx context.Context, do func(func()), quiet func()
 				if limit != last {
 					last = limit
 					if limit == 0 {
-						i.log.Debug("loop parked: no window shown")
+						i.log.Debug(parkNote(limit))
 					} else {
-						i.log.Debug("loop parked: no window shown; pult holds the clipboard, so it answers pastes", "within", limit)
+						i.log.Debug(parkNote(limit), "within", limit)
 					}
 				}
 				if !i.park(ctx, limit) {

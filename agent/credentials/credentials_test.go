@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -87,7 +88,7 @@ func TestURLWithoutToken(t *testing.T) {
 func TestNoKeyring(t *testing.T) {
 	s := useMock(t, errors.New("The name org.freedesktop.secrets was not provided by any .service files"))
 	err := s.Save("https://relay.example.com", "tok")
-	if !errors.Is(err, ErrNoKeyring) || !strings.Contains(err.Error(), "set PULT_RELAY and PULT_TOKEN instead") || !strings.Contains(err.Error(), "Secret Service") {
+	if !errors.Is(err, ErrNoKeyring) || !strings.Contains(err.Error(), "set PULT_RELAY and PULT_TOKEN instead") || !strings.Contains(err.Error(), keyringName(runtime.GOOS)) {
 		t.Errorf("Save = %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(s.ConfigDir, configFile)); !os.IsNotExist(err) {
