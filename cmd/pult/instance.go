@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -19,12 +20,24 @@ import (
 // Each platform provides
 //
 //	newInstanceEndpoint(env, stateDir) (instanceEndpoint, error)
-//	(instanceEndpoint) dial(timeout) (net.Conn, error)  // errNoInstance: nobody listens
-//	(instanceEndpoint) listen() (net.Listener, error)   // errInstanceTaken: somebody does
+//	(instanceEndpoint) dial(timeout) (instanceConn, error)      // errNoInstance: nobody listens
+//	(instanceEndpoint) listen() (instanceListener, error)       // errInstanceTaken: somebody does
 //	(instanceEndpoint) String() string
 //
 // Any other error from them is a failure to set the hand-off up, never a
 // sign of another instance.
+
+// instanceConn is one connection between two pults.
+type instanceConn interface {
+	io.ReadWriteCloser
+	SetDeadline(time.Time) error
+}
+
+// instanceListener accepts connections until it is closed.
+type instanceListener interface {
+	Accept() (instanceConn, error)
+	Close() error
+}
 
 type instanceRequest struct {
 	Dial string `json:"dial,omitempty"`
@@ -52,7 +65,7 @@ func (e errInstanceSilent) Unwrap() error { return e.err }
 // serveInstance when this process is the first, or handed=true when the
 // request went to the running app. An error is either errInstanceSilent or
 // a failure to set the endpoint up.
-func claimInstance(ep instanceEndpoint, dial string) (l net.Listener, handed bool, err error) {
+func claimInstance(ep instanceEndpoint, dial string) (l instanceListener, handed bool, err error) {
 	for try := 0; ; try++ {
 		err := sendToInstance(ep, dial)
 		switch {
@@ -100,13 +113,22 @@ func sendToInstance(ep instanceEndpoint, dial string) error {
 }
 
 // serveInstance answers requests until ctx ends.
-func serveInstance(ctx context.Context, l net.Listener, open func(number string), log *slog.Logger) {
+func serveInstance(ctx context.Context, l instanceListener, open func(number string), log *slog.Logger) {
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	for {
 		conn, err := l.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
 			return
+		}
+		if err != nil {
+			log.Warn("single-instance endpoint", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
 		}
 		func() {
 			defer conn.Close()
@@ -129,7 +151,7 @@ func serveInstance(ctx context.Context, l net.Listener, open func(number string)
 }
 
 type limitedConn struct {
-	net.Conn
+	r io.Reader
 	n int
 }
 
@@ -140,7 +162,7 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 	if len(p) > l.n {
 		p = p[:l.n]
 	}
-	n, err := l.Conn.Read(p)
+	n, err := l.r.Read(p)
 	l.n -= n
 	return n, err
 }

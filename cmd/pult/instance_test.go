@@ -4,30 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
-
-// newTestEndpoint is this platform's endpoint for a test of its own.
-func newTestEndpoint(t *testing.T) instanceEndpoint {
-	t.Helper()
-	dir := t.TempDir()
-	env := func(k string) string {
-		if k == "XDG_RUNTIME_DIR" {
-			return dir
-		}
-		return ""
-	}
-	ep, err := newInstanceEndpoint(env, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ep
-}
 
 func TestInstanceHandOff(t *testing.T) {
 	ep := newTestEndpoint(t)
@@ -66,7 +48,7 @@ func TestInstanceHandOff(t *testing.T) {
 	}
 	conn.Write([]byte("not json\n"))
 	b := make([]byte, 64)
-	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
 	n, _ := conn.Read(b)
 	conn.Close()
 	if string(b[:n]) != "bad request\n" {
@@ -110,8 +92,8 @@ func TestInstanceAfterExit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ul, ok := l.(*net.UnixListener); ok {
-		ul.SetUnlinkOnClose(false) // as after a crash
+	if ul, ok := l.(interface{ SetUnlinkOnClose(bool) }); ok {
+		ul.SetUnlinkOnClose(false) // a unix socket left behind, as after a crash
 	}
 	l.Close()
 	l, handed, err := claimInstance(ep, "")

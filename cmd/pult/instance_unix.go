@@ -25,16 +25,23 @@ func newInstanceEndpoint(env func(string) string, stateDir string) (instanceEndp
 
 func (e instanceEndpoint) String() string { return e.path }
 
-func (e instanceEndpoint) dial(timeout time.Duration) (net.Conn, error) {
+func (e instanceEndpoint) dial(timeout time.Duration) (instanceConn, error) {
 	conn, err := net.DialTimeout("unix", e.path, timeout)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ECONNREFUSED) {
 		return nil, errNoInstance // none, or a socket left by a crash
 	}
-	return conn, err
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
 }
 
+type unixListener struct{ *net.UnixListener }
+
+func (l unixListener) Accept() (instanceConn, error) { return l.AcceptUnix() }
+
 // listen claims the socket, replacing a stale one left by a crash.
-func (e instanceEndpoint) listen() (net.Listener, error) {
+func (e instanceEndpoint) listen() (instanceListener, error) {
 	if err := os.MkdirAll(filepath.Dir(e.path), 0o700); err != nil {
 		return nil, err
 	}
@@ -54,5 +61,5 @@ func (e instanceEndpoint) listen() (net.Listener, error) {
 		l.Close()
 		return nil, err
 	}
-	return l, nil
+	return unixListener{l.(*net.UnixListener)}, nil
 }
