@@ -314,7 +314,7 @@ func TestWine(t *testing.T) {
 		t.Fatalf("the app ended:\n%s", app.out.text())
 	default:
 	}
-	if strings.Contains(app.out.text(), "another pult") || strings.Contains(app.out.text(), "panic") {
+	if strings.Contains(app.out.text(), "another pult is running") || strings.Contains(app.out.text(), "panic") {
 		t.Errorf("the app's log:\n%s", app.out.text())
 	}
 	app.cmd.Process.Kill()
