@@ -194,8 +194,8 @@ func TestWine(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		// Every Windows process of the prefix, before the mounts go.
-		w.run(30*time.Second, nil, "wineserver", "-k")
-		w.run(30*time.Second, nil, "wineserver", "-w")
+		w.run(30*time.Second, nil, "/usr/lib/wine/wineserver", "-k")
+		w.run(30*time.Second, nil, "/usr/lib/wine/wineserver", "-w")
 	})
 	began := time.Now()
 	w.mustWin(3*time.Minute, nil, "wineboot", "--init")
@@ -319,7 +319,7 @@ func TestWine(t *testing.T) {
 	}
 	app.cmd.Process.Kill()
 	<-app.done
-	w.run(30*time.Second, nil, "wineserver", "-w")
+	w.run(30*time.Second, nil, "/usr/lib/wine/wineserver", "-w")
 
 	// Figures: start to tray and idle CPU of the supervisor, whom the
 	// demo PBX never rings (the loop parks with no window shown).
@@ -338,7 +338,7 @@ func TestWine(t *testing.T) {
 	}
 	app.cmd.Process.Kill()
 	<-app.done
-	w.run(30*time.Second, nil, "wineserver", "-w")
+	w.run(30*time.Second, nil, "/usr/lib/wine/wineserver", "-w")
 
 	// (f) Uninstalling removes the files and the registration.
 	w.mustWin(3*time.Minute, nil, "msiexec", "/x", w.drive(msiIn), "/qn")
@@ -386,7 +386,7 @@ func wineserverPID(t *testing.T, root string) int {
 	ms, _ := filepath.Glob("/proc/[0-9]*/exe")
 	for _, m := range ms {
 		exe, err := os.Readlink(m)
-		if err != nil || !strings.HasSuffix(exe, "/wineserver") {
+		if err != nil || !(strings.HasSuffix(exe, "/wineserver") || strings.HasSuffix(exe, "/wineserver64")) {
 			continue
 		}
 		if r, _ := os.Readlink(filepath.Join(filepath.Dir(m), "root")); r == root || r == realRoot {
