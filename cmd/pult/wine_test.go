@@ -265,7 +265,7 @@ func TestWine(t *testing.T) {
 	if !strings.Contains(out, "(code 100)") {
 		t.Errorf("pult-cli status: %q", out)
 	}
-	out = w.mustWin(time.Minute, nil, cliExe, "status", "busy")
+	w.mustWin(time.Minute, nil, cliExe, "status", "busy")
 	demo.out.wait(t, 15*time.Second, regexp.MustCompile(`PBX: extension 100 is now busy`))
 	w.mustWin(time.Minute, nil, cliExe, "status", "free")
 	watch := start(t, env, "chroot", append(append([]string{root, "env", "-i"}, w.env...), "/usr/lib/wine/wine64", cliExe, "watch")...)
