@@ -48,6 +48,7 @@ vet:
 	GOOS=windows $(GO) vet -tags ci ./...
 	$(GO) vet ./ui ./cmd/pult
 	$(GO) vet -tags desktop ./cmd/pult
+	$(GO) vet -tags wine ./cmd/pult
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2

@@ -9,6 +9,3 @@ func ownsClipboard() bool { return false }
 
 // pollWindowSystem: nothing waits on pult's loop here.
 func pollWindowSystem() {}
-
-// windowSystemWait: nothing waits on pult's loop here (App.quiet).
-const windowSystemWait = 0

@@ -41,11 +41,6 @@ func ownsClipboard() (owns bool) {
 	return C.pult_owns_clipboard((*C.Display)(unsafe.Pointer(d))) != 0
 }
 
-// windowSystemWait is how long the parked loop may leave the window system
-// waiting (App.quiet): forever, since pult serves the tray itself (over
-// D-Bus) and answers pastes while it holds the clipboard.
-const windowSystemWait = 0
-
 // pollWindowSystem handles the window system's pending events, a paste
 // request among them, as fyne's loop does each frame (UI goroutine).
 func pollWindowSystem() { glfw.PollEvents() }

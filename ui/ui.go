@@ -229,23 +229,12 @@ func (a *App) quiet() (bool, time.Duration) {
 	if ownsClipboard() {
 		return true, pasteWait
 	}
-	return true, windowSystemWait
+	return true, 0
 }
 
 // pasteWait is the longest a paste of what pult copied waits for the parked
 // loop: well inside what applications wait for a selection (seconds).
 const pasteWait = 200 * time.Millisecond
-
-// parkNote is the log message for a park of the loop with limit.
-func parkNote(limit time.Duration) string {
-	switch limit {
-	case 0:
-		return "loop parked: no window shown"
-	case pasteWait:
-		return "loop parked: no window shown; pult holds the clipboard, so it answers pastes"
-	}
-	return "loop parked: no window shown; it serves the window system's events"
-}
 
 // Quit ends the app.
 func (a *App) Quit() {

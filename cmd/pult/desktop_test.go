@@ -147,17 +147,6 @@ func xdotool(t *testing.T, env []string, args ...string) {
 	}
 }
 
-// lastLine is the last line of out containing s.
-func lastLine(out, s string) string {
-	lines := strings.Split(out, "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
-		if strings.Contains(lines[i], s) {
-			return lines[i]
-		}
-	}
-	return ""
-}
-
 func xwindow(t *testing.T, env []string, title string) string {
 	out, _ := exec.Command("xwininfo", "-root", "-tree").CombinedOutput()
 	for _, line := range strings.Split(string(out), "\n") {

@@ -175,3 +175,14 @@ func idle(t *testing.T, pid int, d time.Duration) (rssKiB int, cpuPct float64) {
 	const hz = 100 // USER_HZ
 	return rss, float64(t1-t0) / hz / d.Seconds() * 100
 }
+
+// lastLine is the last line of out containing s.
+func lastLine(out, s string) string {
+	lines := strings.Split(out, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], s) {
+			return lines[i]
+		}
+	}
+	return ""
+}

@@ -336,6 +336,14 @@ func TestWine(t *testing.T) {
 	if server > 0 {
 		_, serverCPU = idle(t, server, 10*time.Second)
 	}
+	if !strings.Contains(lastLine(app.out.text(), `msg="loop `), `msg="loop parked`) {
+		t.Errorf("the loop did not stay parked while idle:\n%s", app.out.text())
+	}
+	// A link handed over while the loop is parked wakes it.
+	from = app.out.count()
+	w.mustWin(time.Minute, nil, pultExe, "callto:+74951234567")
+	app.out.waitFrom(t, from, 20*time.Second, regexp.MustCompile(`msg="loop woken"`))
+	eventually(t, 20*time.Second, "the dialer", func() bool { return w.window("pult — dial") != "" })
 	app.cmd.Process.Kill()
 	<-app.done
 	w.run(30*time.Second, nil, "/usr/lib/wine/wineserver", "-w")
