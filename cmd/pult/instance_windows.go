@@ -16,8 +16,10 @@ import (
 
 // instanceEndpoint is a named pipe per user and logon session,
 // \\.\pipe\pult-<user SID>-<session id>, whose DACL lets only that user
-// connect, and local clients only. (AF_UNIX sockets exist on Windows 10 1803
-// and later, but not under Wine; a pipe is what Windows programs use.)
+// connect, and local clients only; a client hands its request over only to
+// a server running as the same user (checkServer). (AF_UNIX sockets exist on
+// Windows 10 1803 and later, but not under Wine; a pipe is what Windows
+// programs use.)
 //
 // The pipe handles are overlapped: the listener waits for a client on an
 // event it can interrupt, and a connected handle is an *os.File, which Go
@@ -25,6 +27,7 @@ import (
 // bring their own completion port, never complete an I/O under Wine 10.)
 type instanceEndpoint struct {
 	pipe string
+	sid  string // this user's
 	sddl string // the pipe's security descriptor
 }
 
@@ -40,6 +43,7 @@ func newInstanceEndpoint(env func(string) string, stateDir string) (instanceEndp
 	}
 	return instanceEndpoint{
 		pipe: fmt.Sprintf(`\\.\pipe\pult-%s-%d`, sid, session),
+		sid:  sid,
 		// Protected DACL: full access for this user, nobody else.
 		sddl: "D:P(A;;GA;;;" + sid + ")",
 	}, nil
@@ -58,6 +62,10 @@ func (e instanceEndpoint) dial(timeout time.Duration) (instanceConn, error) {
 			windows.OPEN_EXISTING, windows.FILE_FLAG_OVERLAPPED|windows.SECURITY_SQOS_PRESENT|windows.SECURITY_IDENTIFICATION, 0)
 		switch {
 		case err == nil:
+			if err := e.checkServer(h); err != nil {
+				windows.CloseHandle(h)
+				return nil, err
+			}
 			return os.NewFile(uintptr(h), e.pipe), nil
 		case errors.Is(err, windows.ERROR_FILE_NOT_FOUND):
 			return nil, errNoInstance
@@ -67,6 +75,33 @@ func (e instanceEndpoint) dial(timeout time.Duration) (instanceConn, error) {
 		}
 		return nil, fmt.Errorf("opening %s: %w", e.pipe, err)
 	}
+}
+
+// checkServer makes sure the pipe's server runs as this user: another user
+// who created the name first would otherwise be handed this user's numbers.
+func (e instanceEndpoint) checkServer(h windows.Handle) error {
+	var pid uint32
+	if err := windows.GetNamedPipeServerProcessId(h, &pid); err != nil {
+		return fmt.Errorf("asking who serves %s: %w", e.pipe, err)
+	}
+	p, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, pid)
+	if err != nil {
+		return fmt.Errorf("%s is served by process %d, which this user cannot inspect: %w", e.pipe, pid, err)
+	}
+	defer windows.CloseHandle(p)
+	var tok windows.Token
+	if err := windows.OpenProcessToken(p, windows.TOKEN_QUERY, &tok); err != nil {
+		return fmt.Errorf("%s is served by process %d, which this user cannot inspect: %w", e.pipe, pid, err)
+	}
+	defer tok.Close()
+	user, err := tok.GetTokenUser()
+	if err != nil {
+		return fmt.Errorf("reading the user of process %d: %w", pid, err)
+	}
+	if owner := user.User.Sid.String(); owner != e.sid {
+		return fmt.Errorf("%s is served by process %d of another user (%s)", e.pipe, pid, owner)
+	}
+	return nil
 }
 
 func (e instanceEndpoint) listen() (instanceListener, error) {
