@@ -151,9 +151,16 @@ deps-windows: ## install the Windows cross-build's system packages
 # pult.exe is a GUI program (no console window: the tray app and the tel:
 # handler); pult-cli.exe is the same program as a console one, for the
 # command line (cmd.exe waits for it, shows its output and exit status).
+# Both carry a version resource, the icon and a manifest (go-winres makes
+# them into a .syso that go build links in, then it is removed).
+WINRES := github.com/tc-hib/go-winres@v0.3.3
 build-windows: deps-windows ## dist/windows/pult.exe and pult-cli.exe
 	@mkdir -p $(WIN_DIST)
-	$(WIN_GO) build -ldflags="-s -w -H windowsgui" -o $(WIN_DIST)/pult.exe ./cmd/pult
+	cd cmd/pult && $(GO) run $(WINRES) simply --arch amd64 --out rsrc --manifest gui \
+		--icon ../../assets/icon.ico --product-name pult --product-version $(VERSION) \
+		--file-version $(VERSION) --file-description "pult, the call-center operator's agent"
+	trap 'rm -f cmd/pult/rsrc_windows_amd64.syso' EXIT && \
+	$(WIN_GO) build -ldflags="-s -w -H windowsgui" -o $(WIN_DIST)/pult.exe ./cmd/pult && \
 	$(WIN_GO) build -ldflags="-s -w" -o $(WIN_DIST)/pult-cli.exe ./cmd/pult
 
 package-windows: build-windows ## dist/pult-<version>-windows-amd64.msi and .zip
