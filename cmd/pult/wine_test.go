@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -179,7 +180,15 @@ func TestWine(t *testing.T) {
 	dpw.Close()
 	xvfbDone := make(chan struct{})
 	go func() { xvfb.Wait(); close(xvfbDone) }()
-	t.Cleanup(func() { xvfb.Process.Kill(); <-xvfbDone })
+	t.Cleanup(func() {
+		xvfb.Process.Signal(syscall.SIGTERM) // it removes its lock file
+		select {
+		case <-xvfbDone:
+		case <-time.After(10 * time.Second):
+			xvfb.Process.Kill()
+			<-xvfbDone
+		}
+	})
 	num := make([]byte, 16)
 	n, _ := dpr.Read(num)
 	t.Cleanup(func() { dpr.Close() }) // Xvfb writes it again on a reset
