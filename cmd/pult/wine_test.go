@@ -118,6 +118,17 @@ func (w *wine) window(title string) string {
 	return ""
 }
 
+// screenshot saves X window win ("root": the whole screen) as to.
+func (w *wine) screenshot(t *testing.T, win, to string) {
+	t.Helper()
+	in := w.dir + "/" + filepath.Base(to)
+	if out, err := w.run(time.Minute, nil, "import", "-window", win, in); err != nil {
+		t.Errorf("screenshot of %s: %v %s", win, err, out)
+		return
+	}
+	copyFile(t, w.host(in), to)
+}
+
 // mount mounts into the root for the test's lifetime (unless it is mounted
 // already).
 func mount(t *testing.T, target string, args ...string) {
@@ -297,17 +308,8 @@ func TestWine(t *testing.T) {
 		return cardWin != ""
 	})
 	time.Sleep(time.Second) // let the card draw
-	shot := w.dir + "/wine-desktop.png"
-	if out, err := w.run(time.Minute, nil, "import", "-window", "root", shot); err != nil {
-		t.Errorf("screenshot: %v %s", err, out)
-	} else {
-		copyFile(t, w.host(shot), filepath.Join(outDir, "wine-desktop.png"))
-	}
-	if out, err := w.run(time.Minute, nil, "import", "-window", cardWin, w.dir+"/wine-card.png"); err == nil {
-		copyFile(t, w.host(w.dir+"/wine-card.png"), filepath.Join(outDir, "wine-card.png"))
-	} else {
-		t.Errorf("screenshot of the card: %v %s", err, out)
-	}
+	w.screenshot(t, "root", filepath.Join(outDir, "wine-desktop.png"))
+	w.screenshot(t, cardWin, filepath.Join(outDir, "wine-card.png"))
 
 	// (e) A second pult.exe with a tel: link hands it to the first and
 	// exits 0; the first opens its dialer with the number.
@@ -317,7 +319,13 @@ func TestWine(t *testing.T) {
 		t.Fatalf("the second pult.exe: %v\n%s", err, out)
 	}
 	app.out.waitFrom(t, from, 20*time.Second, regexp.MustCompile(`msg="handed over by another pult" .*dial=true`))
-	eventually(t, 20*time.Second, "the dialer", func() bool { return w.window("pult — dial") != "" })
+	var dialWin string
+	eventually(t, 20*time.Second, "the dialer", func() bool {
+		dialWin = w.window("pult — dial")
+		return dialWin != ""
+	})
+	time.Sleep(time.Second) // let it draw
+	w.screenshot(t, dialWin, filepath.Join(outDir, "wine-dialer.png"))
 	select {
 	case <-app.done:
 		t.Fatalf("the app ended:\n%s", app.out.text())
