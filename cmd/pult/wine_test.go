@@ -221,6 +221,29 @@ func TestWine(t *testing.T) {
 	w.mustWin(3*time.Minute, nil, "wineboot", "--init")
 	t.Logf("Wine prefix made in %s (display %s)", time.Since(began).Round(time.Millisecond), w.display)
 
+	// The unit tests of the Windows code, built for Windows and run in the
+	// prefix: the named pipe and the command line (cmd/pult), the Credential
+	// Manager (agent/credentials, its real-keyring test included).
+	for _, pkg := range []struct{ path, run string }{
+		{"./cmd/pult", "Instance|Usage|Credentials|Login|Status|Watch|Queue|Callback"},
+		{"./agent/credentials", "."},
+	} {
+		exe := w.dir + "/" + filepath.Base(pkg.path) + ".test.exe"
+		compile := exec.Command("go", "test", "-c", "-tags", "ci", "-o", w.host(exe), pkg.path)
+		compile.Dir = "../.."
+		compile.Env = append(os.Environ(), "GOOS=windows", "GOARCH=amd64", "CGO_ENABLED=0")
+		if b, err := compile.CombinedOutput(); err != nil {
+			t.Fatalf("building %s's tests for Windows: %v\n%s", pkg.path, err, b)
+		}
+		out, err := w.win(5*time.Minute, []string{"PULT_TEST_KEYRING=1", "CI=true"}, exe, "-test.v", "-test.run", pkg.run)
+		if err != nil {
+			t.Errorf("%s's tests under Wine: %v\n%s", pkg.path, err, out)
+			continue
+		}
+		t.Logf("%s's tests under Wine: %d passed, %d skipped", pkg.path,
+			strings.Count(out, "--- PASS"), strings.Count(out, "--- SKIP"))
+	}
+
 	// The demo relay on the host; its PBX rings operator 100 every 2 s.
 	dir := t.TempDir()
 	relayBin := build(t, filepath.Join(dir, "bin"), "./cmd/pult-relay")
