@@ -22,7 +22,8 @@ APT_ALL   := $(APT_BUILD) $(APT_TEST)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-go test-desktop vet lint demo package screenshots clean bench fuzz
+.PHONY: all deps build test test-go test-desktop vet lint links demo package screenshots clean bench fuzz \
+	deps-windows build-windows package-windows test-windows
 
 all: build
 
@@ -42,18 +43,30 @@ build: ## build the relay and the desktop app into bin/ (the first build of the 
 	$(GO) build -o $(BIN)/pult-relay ./cmd/pult-relay
 	$(GO) build -o $(BIN)/pult ./cmd/pult
 
-# vet twice: with fyne's headless `ci` driver (what the unit tests run), and
-# the real GLFW build of the desktop app.
+# vet with fyne's headless `ci` driver (what the unit tests run), for Linux
+# and Windows, and the real GLFW build of the desktop app.
 vet:
 	$(GO) vet -tags ci ./...
+	GOOS=windows $(GO) vet -tags ci ./...
 	$(GO) vet ./ui ./cmd/pult
 	$(GO) vet -tags desktop ./cmd/pult
+	$(GO) vet -tags wine ./cmd/pult
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-lint: vet ## vet, gofmt and staticcheck
+lint: vet links ## vet, gofmt, staticcheck and the documents' links
 	$(GO) run $(STATICCHECK) -tags ci ./...
+	$(GO) run -exec "env GOOS=windows" $(STATICCHECK) -tags ci ./...
+
+# Every relative link in README.md, BENCHMARKS.md and docs/ names a file
+# that exists (anchors and web addresses are not checked).
+links:
+	@fail=0; for f in README.md BENCHMARKS.md docs/*.md; do \
+		for l in $$(grep -o '](\([^)#]*\)' $$f | sed 's/^](//' | grep -v '^[a-z][a-z]*:' | grep -v '^$$'); do \
+			[ -e "$$(dirname $$f)/$$l" ] || { echo "$$f: broken link: $$l"; fail=1; }; \
+		done; \
+	done; exit $$fail
 
 # The unit tests run on fyne's headless driver (-tags ci) inside a private
 # D-Bus session with a new, unlocked gnome-keyring in a temporary folder, so
@@ -67,6 +80,7 @@ test: deps lint ## run every test: lint, unit (race detector), real desktop, fuz
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory test-desktop
 	$(MAKE) --no-print-directory package
+	$(MAKE) --no-print-directory test-windows
 
 # A short fuzz run of each partner parser (their seed corpora are in the
 # packages' testdata/fuzz): 6 x FUZZTIME, 60 s by default.
@@ -129,6 +143,55 @@ bench: build
 	$(BIN)/pult-relay bench --target both --operators 2000 --rate 100 --duration 5s --idle 10s --drain 2s
 	$(BIN)/pult-relay bench --operators 2000 --rate 100 --duration 9s --restart --drain 3s
 	$(GO) test -tags ci -run '^$$' -bench . -benchtime 2s ./relay/... ./ui
+
+# Windows (docs/windows.md): the desktop app cross-built with mingw-w64 (cgo,
+# GLFW; the first build takes ~7 min), an MSI made by wixl (msitools) and a
+# zip of the same files, tested under Wine 10 in a Debian 13 root made once
+# by .ci/wine-root and kept in WINE_ROOT.
+APT_WINDOWS := gcc-mingw-w64-x86-64 wixl zip debootstrap
+WINE_ROOT   ?= $(HOME)/.cache/pult/wine-root
+WIN_DIST    := $(DIST)/windows
+WIN_NAME    := pult-$(VERSION)-windows-amd64
+WIN_GO      := GOOS=windows GOARCH=amd64 CGO_ENABLED=1 CC=x86_64-w64-mingw32-gcc $(GO)
+
+deps-windows: ## install the Windows cross-build's system packages
+	@missing=""; for p in $(APT_WINDOWS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# pult.exe is a GUI program (no console window: the tray app and the tel:
+# handler); pult-cli.exe is the same program as a console one, for the
+# command line (cmd.exe waits for it, shows its output and exit status).
+# Both carry a version resource, the icon and a manifest (go-winres makes
+# them into a .syso that go build links in, then it is removed).
+WINRES := github.com/tc-hib/go-winres@v0.3.3
+build-windows: deps-windows ## dist/windows/pult.exe and pult-cli.exe
+	@mkdir -p $(WIN_DIST)
+	cd cmd/pult && $(GO) run $(WINRES) simply --arch amd64 --out rsrc --manifest gui \
+		--icon ../../assets/icon.ico --product-name pult --product-version $(VERSION) \
+		--file-version $(VERSION) --file-description "pult, the call-center operator's agent"
+	trap 'rm -f cmd/pult/rsrc_windows_amd64.syso' EXIT && \
+	$(WIN_GO) build -ldflags="-s -w -H windowsgui" -o $(WIN_DIST)/pult.exe ./cmd/pult && \
+	$(WIN_GO) build -ldflags="-s -w" -o $(WIN_DIST)/pult-cli.exe ./cmd/pult
+
+package-windows: build-windows ## dist/pult-<version>-windows-amd64.msi and .zip
+	cp assets/icon.ico $(WIN_DIST)/pult.ico
+	wixl --arch x64 -D Version=$(VERSION) -D Bin=$(WIN_DIST) -D Icon=$(WIN_DIST)/pult.ico \
+		-o $(DIST)/$(WIN_NAME).msi assets/pult.wxs
+	rm -rf $(DIST)/$(WIN_NAME) $(DIST)/$(WIN_NAME).zip && mkdir -p $(DIST)/$(WIN_NAME) && \
+	cp $(WIN_DIST)/pult.exe $(WIN_DIST)/pult-cli.exe $(WIN_DIST)/pult.ico $(DIST)/$(WIN_NAME)/ && \
+	(cd $(DIST) && zip -qr $(WIN_NAME).zip $(WIN_NAME)) && rm -rf $(DIST)/$(WIN_NAME)
+	ls -l $(DIST)/$(WIN_NAME).msi $(DIST)/$(WIN_NAME).zip
+
+# The MSI and the app under Wine 10 and Xvfb, against the demo relay
+# (cmd/pult/wine_test.go). WINE_OUT keeps the screenshots and figures.
+WINE_OUT ?= $(CURDIR)/$(DIST)/wine-test
+test-windows: package-windows ## install and run the Windows app under Wine (the root is made once, ~5 min)
+	$(SUDO) .ci/wine-root $(WINE_ROOT)
+	$(SUDO) env PULT_WINE_ROOT=$(WINE_ROOT) PULT_WINE_MSI=$(CURDIR)/$(DIST)/$(WIN_NAME).msi PULT_WINE_OUT=$(WINE_OUT) \
+		$(GO) test -tags wine -run TestWine -count=1 -v -timeout 15m ./cmd/pult
 
 clean:
 	rm -rf $(BIN) $(DIST)

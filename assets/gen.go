@@ -4,10 +4,13 @@
 // The states differ in shape as well as colour, so they can be told apart
 // without colour vision: free is a solid disc, busy a disc with a bar (no
 // entry), dinner a triangle, break a disc with pause bars, offline a hollow
-// ring. Run with `go generate ./assets`.
+// ring. The application icon is also written as icon.ico, for Windows. Run
+// with `go generate ./assets`.
 package main
 
 import (
+	"bytes"
+	"encoding/binary"
 	"image"
 	"image/color"
 	"image/png"
@@ -145,7 +148,7 @@ func appIcon() shape {
 	}
 }
 
-func render(s shape, size int, name string) {
+func draw(s shape, size int) *image.NRGBA {
 	img := image.NewNRGBA(image.Rect(0, 0, size, size))
 	n := float64(size * ss)
 	for py := 0; py < size; py++ {
@@ -173,14 +176,40 @@ func render(s shape, size int, name string) {
 			})
 		}
 	}
-	f, err := os.Create(name)
-	if err != nil {
+	return img
+}
+
+func encodePNG(img image.Image) []byte {
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
 		log.Fatal(err)
 	}
-	if err := png.Encode(f, img); err != nil {
+	return b.Bytes()
+}
+
+func render(s shape, size int, name string) {
+	if err := os.WriteFile(name, encodePNG(draw(s, size)), 0o644); err != nil {
 		log.Fatal(err)
 	}
-	if err := f.Close(); err != nil {
+}
+
+// renderICO writes a Windows icon with one PNG-compressed image per size
+// (Windows Vista and later read those): the installer's Start-menu and
+// Add/Remove Programs icon.
+func renderICO(s shape, sizes []int, name string) {
+	var dir, data bytes.Buffer
+	le := binary.LittleEndian
+	binary.Write(&dir, le, [3]uint16{0, 1, uint16(len(sizes))}) // reserved, type icon, count
+	offset := 6 + 16*len(sizes)
+	for _, size := range sizes {
+		p := encodePNG(draw(s, size))
+		dim := uint8(size % 256)                 // 0 means 256
+		dir.Write([]byte{dim, dim, 0, 0})        // width, height, palette, reserved
+		binary.Write(&dir, le, [2]uint16{1, 32}) // planes, bits per pixel
+		binary.Write(&dir, le, [2]uint32{uint32(len(p)), uint32(offset + data.Len())})
+		data.Write(p)
+	}
+	if err := os.WriteFile(name, append(dir.Bytes(), data.Bytes()...), 0o644); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -193,4 +222,5 @@ func main() {
 	render(over(disc(blue), either(rect(0.33, 0.27, 0.44, 0.73, white), rect(0.56, 0.27, 0.67, 0.73, white))), tray, "tray-break.png")
 	render(ring(grey), tray, "tray-offline.png")
 	render(appIcon(), 256, "icon.png")
+	renderICO(appIcon(), []int{16, 24, 32, 48, 64, 256}, "icon.ico")
 }

@@ -99,7 +99,7 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	st, _, err := s.currentStatus(r.Context(), op)
 	if err != nil {
-		http.Error(w, "relay store unavailable", http.StatusServiceUnavailable)
+		writeJSON(w, http.StatusServiceUnavailable, &wire.Error{Code: wire.ErrInternal, Message: "the relay's store is unavailable; try again"})
 		return
 	}
 	s.hub.Serve(w, r, op.Wire(), pos, wire.Hello{Operator: op.Wire(), Status: st, ServerTime: time.Now().UTC()})

@@ -1,6 +1,13 @@
-// Package relay is the pult relay: it takes PBX and CRM webhooks, keeps the
-// operators' event streams in NATS JetStream, serves agents over websockets
-// (package hub), and calls partners through a durable outbox.
+// Package relay is the pult relay's wiring and the flows between its parts.
+// Server.Run builds the parts in dependency order — the store, the operators'
+// registry, the outbox, the queue board, the call flow (calls), what goes to
+// retailCRM (crmSync), the transcripts, the hub — then runs them as one group
+// until its context ends, and stops them in order. The flows: a PBX event
+// (retailCRM-style, UIS, or a PBX asking the retailCRM API) becomes a call
+// record, cards and a board change (telephony.go, pbxapi.go, uishook.go); an
+// operator's request (status, dial, callback, queue) is answered once
+// (requests.go); partners hear of it through the outbox (status.go, crm.go,
+// uploads.go, transcripts.go, callback.go). docs/architecture.md draws it.
 package relay
 
 import (
@@ -127,7 +134,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer s.store.Close()
 
-	s.ops, err = operators.Open(ctx, s.store.Operators)
+	s.ops, err = operators.Open(ctx, s.store.OperatorsBucket())
 	if err != nil {
 		return err
 	}
@@ -139,9 +146,10 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		limits[name] = outbox.RateLimit{Rate: rate.Limit(r), Burst: 1}
 	}
+	h := s.store.Outbox()
 	s.outbox = outbox.New(outbox.Config{
-		JS: s.store.JS, Stream: s.store.Outbox, Subject: store.OutboxPrefix,
-		Dead: s.store.Dead, DeadSubject: store.DeadPrefix, State: s.store.OutboxState,
+		JS: h.JS, Stream: h.Jobs, Subject: store.OutboxPrefix,
+		Dead: h.Dead, DeadSubject: store.DeadPrefix, State: h.State,
 		MinBackoff: s.cfg.Outbox.MinBackoff.Duration, MaxBackoff: s.cfg.Outbox.MaxBackoff.Duration,
 		GiveUp: s.cfg.Outbox.GiveUp.Duration, Limits: limits, Logger: s.log,
 		OnAttempt: func(kind string, out outbox.Outcome) {

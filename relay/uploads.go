@@ -118,10 +118,9 @@ const maxUploadBatch = retailcrm.MaxUploadCalls
 // runUploads batches the call history into calls/upload jobs until ctx ends.
 func (y *crmSync) runUploads(ctx context.Context) error {
 	wait := y.cfg.RetailCRM.UploadWait.Duration
-	cons, err := y.store.Uploads.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	cons, err := y.store.UploadsConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       uploadConsumer,
 		Description:   "pult: call history to retailCRM calls/upload, in batches",
-		FilterSubject: store.UploadsSubject,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       wait + 30*time.Second,
@@ -129,7 +128,7 @@ func (y *crmSync) runUploads(ctx context.Context) error {
 		MaxAckPending: 10 * maxUploadBatch,
 	})
 	if err != nil {
-		return fmt.Errorf("call history consumer: %w", err)
+		return err
 	}
 	pause := time.Second
 	for ctx.Err() == nil {

@@ -1,4 +1,4 @@
-//go:build ci || !linux || wayland
+//go:build ci || !(linux || windows) || (linux && wayland)
 
 package ui
 

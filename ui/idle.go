@@ -61,8 +61,9 @@ func (i *idler) started() { i.pending.Add(-1) }
 
 // park blocks the calling (UI) goroutine until work is handed to it, ctx
 // ends or, with a limit, the limit has passed; it says whether the limit
-// did. It returns at once if work is already waiting. A stale wake-up only
-// makes it look again.
+// did (or, on Windows, whether the window system has messages for the
+// thread: waitForWork). It returns at once if work is already waiting. A
+// stale wake-up only makes it look again.
 func (i *idler) park(ctx context.Context, limit time.Duration) (expired bool) {
 	if i.pending.Load() > 0 {
 		return false
@@ -70,22 +71,7 @@ func (i *idler) park(ctx context.Context, limit time.Duration) (expired bool) {
 	i.parks.Add(1)
 	i.parked.Store(true)
 	defer i.parked.Store(false)
-	var expire <-chan time.Time
-	if limit > 0 {
-		t := time.NewTimer(limit)
-		defer t.Stop()
-		expire = t.C
-	}
-	for i.pending.Load() == 0 {
-		select {
-		case <-i.wake:
-		case <-ctx.Done():
-			return false
-		case <-expire:
-			return true
-		}
-	}
-	return false
+	return waitForWork(ctx, i.wake, func() bool { return i.pending.Load() > 0 }, limit)
 }
 
 // parkWhenQuiet parks the UI loop whenever quiet (asked on the UI goroutine)

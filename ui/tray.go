@@ -185,6 +185,7 @@ func (t *tray) attach() {
 	}
 	t.lastIcon, t.lastTip = nil, ""
 	t.a.refresh()
+	t.a.log.Debug("tray menu ready", "items", len(t.layout))
 }
 
 func (t *tray) readClicks(it *fyne.MenuItem, clicked, stop <-chan struct{}) {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -138,10 +139,14 @@ func (a *App) Run(ctx context.Context) error {
 	var trayStart, trayEnd func()
 	parked := make(chan struct{})
 	if a.cfg.Tray {
-		// Some tray hosts fail on an item without a title (fyne issue 3678).
-		systray.SetTitle("pult")
-		systray.SetIcon(a.tray.icon().Content())
-		systray.SetTooltip(a.tray.tooltip())
+		if runtime.GOOS != "windows" {
+			// Some tray hosts fail on an item without a title (fyne issue
+			// 3678). On Windows the icon exists only once registered
+			// (tray.attach sets it then).
+			systray.SetTitle("pult")
+			systray.SetIcon(a.tray.icon().Content())
+			systray.SetTooltip(a.tray.tooltip())
+		}
 		a.tray.stop = make(chan struct{})
 		trayStart, trayEnd = systray.RunWithExternalLoop(func() { a.do(a.tray.attach) }, nil)
 		go func() {

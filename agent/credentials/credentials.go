@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/zalando/go-keyring"
@@ -62,7 +63,18 @@ func (s Store) configPath() (string, error) {
 
 // keyringError explains a keyring failure other than "not found".
 func keyringError(err error) error {
-	return fmt.Errorf("%w (Secret Service on D-Bus): %v; set PULT_RELAY and PULT_TOKEN instead", ErrNoKeyring, err)
+	return fmt.Errorf("%w (%s): %v; set PULT_RELAY and PULT_TOKEN instead", ErrNoKeyring, keyringName(runtime.GOOS), err)
+}
+
+// keyringName names the OS keyring go-keyring uses on goos.
+func keyringName(goos string) string {
+	switch goos {
+	case "windows":
+		return "Windows Credential Manager"
+	case "darwin":
+		return "macOS Keychain"
+	}
+	return "Secret Service on D-Bus"
 }
 
 // Save stores token in the keyring under relayURL and relayURL in the config

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -41,7 +42,8 @@ func TestSaveLoadDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm() != 0o600 {
+	// Windows has no mode bits (%APPDATA% is the user's by its ACL).
+	if runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600 {
 		t.Errorf("config mode %v, want 0600", fi.Mode().Perm())
 	}
 	b, _ := os.ReadFile(path)
@@ -87,7 +89,7 @@ func TestURLWithoutToken(t *testing.T) {
 func TestNoKeyring(t *testing.T) {
 	s := useMock(t, errors.New("The name org.freedesktop.secrets was not provided by any .service files"))
 	err := s.Save("https://relay.example.com", "tok")
-	if !errors.Is(err, ErrNoKeyring) || !strings.Contains(err.Error(), "set PULT_RELAY and PULT_TOKEN instead") || !strings.Contains(err.Error(), "Secret Service") {
+	if !errors.Is(err, ErrNoKeyring) || !strings.Contains(err.Error(), "set PULT_RELAY and PULT_TOKEN instead") || !strings.Contains(err.Error(), keyringName(runtime.GOOS)) {
 		t.Errorf("Save = %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(s.ConfigDir, configFile)); !os.IsNotExist(err) {

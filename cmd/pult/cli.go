@@ -54,7 +54,8 @@ login, status and dial accept --timeout DURATION (default 10s): how long to
 wait for the relay.
 
 The relay URL may be http(s):// or ws(s)://. The token is kept in the OS
-keyring (Secret Service on Linux), the URL in the user config directory.
+keyring (Secret Service on Linux, Credential Manager on Windows), the URL
+in the user config directory (~/.config/pult, %APPDATA%\pult on Windows).
 
 Environment:
   PULT_RELAY, PULT_TOKEN  use this relay and token instead of the stored sign-in (set both)

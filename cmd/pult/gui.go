@@ -75,17 +75,6 @@ func (c *cli) gui(ctx context.Context, args []string) int {
 		stateDir = filepath.Join(dir, "pult")
 	}
 
-	// One app per desktop session: a second start (a tel: link, the menu
-	// entry) hands its request to the running one.
-	inst := instancePath(c.env, stateDir)
-	switch err := sendToInstance(inst, dialNumber); {
-	case err == nil:
-		fmt.Fprintln(c.stdout, "pult is already running: passed on to it.")
-		return exitOK
-	case !isNoInstance(err):
-		return c.fail(exitError, "another pult is running but did not answer: %v", err)
-	}
-
 	cfg := ui.Config{
 		Credentials: c.store,
 		StateDir:    stateDir,
@@ -104,6 +93,24 @@ func (c *cli) gui(ctx context.Context, args []string) int {
 	case url != "" || token != "":
 		return c.fail(exitUsage, "set both PULT_RELAY and PULT_TOKEN, or neither to use the stored sign-in")
 	}
+
+	// One app per user session: a second start (a tel: link, the menu
+	// entry) hands its request to the running one.
+	ep, err := newInstanceEndpoint(c.env, stateDir)
+	if err != nil {
+		return c.fail(exitError, "cannot set up the single-instance endpoint: %v", err)
+	}
+	l, handed, err := claimInstance(ep, dialNumber)
+	switch {
+	case err != nil:
+		return c.fail(exitError, "%v", err)
+	case handed:
+		c.log.Info("handed to the running pult", "endpoint", ep.String())
+		fmt.Fprintln(c.stdout, "pult is already running: passed on to it.")
+		return exitOK
+	}
+	defer l.Close()
+
 	if err := ui.TrayHost(c.env("DBUS_SESSION_BUS_ADDRESS")); err != nil {
 		c.log.Info("running with a window instead of a tray icon", "why", err)
 		fmt.Fprintf(c.stderr, "pult: %v: running with a window instead of a tray icon\n", err)
@@ -126,18 +133,12 @@ func (c *cli) gui(ctx context.Context, args []string) int {
 	a := ui.New(fa, cfg)
 
 	ictx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	l, err := listenInstance(inst)
-	if err != nil {
-		c.log.Warn("no single-instance socket", "err", err)
-	} else {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			serveInstance(ictx, l, a.Open, c.log)
-		}()
-		defer func() { cancel(); <-done }()
-	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		serveInstance(ictx, l, a.Open, cfg.Logger)
+	}()
+	defer func() { cancel(); <-done }()
 	if err := a.Run(ctx); err != nil {
 		return c.fail(exitError, "%v", err)
 	}

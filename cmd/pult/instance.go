@@ -6,18 +6,38 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
-	"syscall"
 	"time"
 )
 
-// The single-instance socket: a running app listens on a unix socket in the
-// runtime dir; a second `pult` (or a tel: link) sends it one JSON line and
-// exits.
+// One app per user session. The running app listens on an instance endpoint
+// (a unix socket on Linux, a named pipe on Windows: instance_unix.go,
+// instance_windows.go); a second `pult` (or a tel: link) sends it one JSON
+// line, reads "ok" and exits.
+//
+// Each platform provides
+//
+//	newInstanceEndpoint(env, stateDir) (instanceEndpoint, error)
+//	(instanceEndpoint) dial(timeout) (instanceConn, error)      // errNoInstance: nobody listens
+//	(instanceEndpoint) listen() (instanceListener, error)       // errInstanceTaken: somebody does
+//	(instanceEndpoint) String() string
+//
+// Any other error from them is a failure to set the hand-off up, never a
+// sign of another instance.
+
+// instanceConn is one connection between two pults.
+type instanceConn interface {
+	io.ReadWriteCloser
+	SetDeadline(time.Time) error
+}
+
+// instanceListener accepts connections until it is closed.
+type instanceListener interface {
+	Accept() (instanceConn, error)
+	Close() error
+}
 
 type instanceRequest struct {
 	Dial string `json:"dial,omitempty"`
@@ -25,69 +45,90 @@ type instanceRequest struct {
 
 const maxInstanceRequest = 1 << 10
 
-func instancePath(env func(string) string, stateDir string) string {
-	if dir := env("XDG_RUNTIME_DIR"); dir != "" {
-		return filepath.Join(dir, "pult.sock")
+var (
+	// errNoInstance: no pult listens on the endpoint.
+	errNoInstance = errors.New("no running pult")
+	// errInstanceTaken: the endpoint is held by a live listener.
+	errInstanceTaken = errors.New("the endpoint is taken")
+)
+
+// errInstanceSilent: a pult holds the endpoint but does not answer.
+type errInstanceSilent struct{ err error }
+
+func (e errInstanceSilent) Error() string {
+	return fmt.Sprintf("another pult is running but did not answer: %v", e.err)
+}
+func (e errInstanceSilent) Unwrap() error { return e.err }
+
+// claimInstance makes this process the user's one pult, or hands dial (a
+// number or "") to the one already running. It returns a listener for
+// serveInstance when this process is the first, or handed=true when the
+// request went to the running app. An error is either errInstanceSilent or
+// a failure to set the endpoint up.
+func claimInstance(ep instanceEndpoint, dial string) (l instanceListener, handed bool, err error) {
+	for try := 0; ; try++ {
+		err := sendToInstance(ep, dial)
+		switch {
+		case err == nil:
+			return nil, true, nil
+		case !errors.Is(err, errNoInstance):
+			return nil, false, err
+		}
+		l, err = ep.listen()
+		switch {
+		case err == nil:
+			return l, false, nil
+		case errors.Is(err, errInstanceTaken) && try == 0:
+			continue // another pult started in between: hand to it
+		}
+		return nil, false, fmt.Errorf("cannot set up the single-instance endpoint %s: %w", ep, err)
 	}
-	return filepath.Join(stateDir, "pult.sock")
 }
 
-var errNoInstance = errors.New("no running pult")
-
-func isNoInstance(err error) bool { return errors.Is(err, errNoInstance) }
-
-// sendToInstance passes a request to the running app, or returns
-// errNoInstance.
-func sendToInstance(path, dial string) error {
-	conn, err := net.DialTimeout("unix", path, time.Second)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			return errNoInstance
-		}
+// sendToInstance passes a request to the running app. It returns
+// errNoInstance when there is none, errInstanceSilent when it does not
+// answer, or an error saying why the endpoint could not be tried.
+func sendToInstance(ep instanceEndpoint, dial string) error {
+	conn, err := ep.dial(time.Second)
+	if errors.Is(err, errNoInstance) {
 		return err
+	}
+	if err != nil {
+		return fmt.Errorf("cannot reach the single-instance endpoint %s: %w", ep, err)
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(3 * time.Second))
 	b, _ := json.Marshal(instanceRequest{Dial: dial})
 	if _, err := conn.Write(append(b, '\n')); err != nil {
-		return err
+		return errInstanceSilent{err}
 	}
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	if err != nil {
-		return fmt.Errorf("no answer: %w", err)
+		return errInstanceSilent{fmt.Errorf("no answer: %w", err)}
 	}
 	if line != "ok\n" {
-		return fmt.Errorf("refused: %s", line)
+		return errInstanceSilent{fmt.Errorf("refused: %q", line)}
 	}
 	return nil
 }
 
-// listenInstance claims the socket, replacing a stale one left by a crash.
-func listenInstance(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	l, err := net.Listen("unix", path)
-	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
-		// Nobody answered sendToInstance, so it is stale.
-		os.Remove(path)
-		l, err = net.Listen("unix", path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	os.Chmod(path, 0o600)
-	return l, nil
-}
-
 // serveInstance answers requests until ctx ends.
-func serveInstance(ctx context.Context, l net.Listener, open func(number string), log *slog.Logger) {
+func serveInstance(ctx context.Context, l instanceListener, open func(number string), log *slog.Logger) {
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	for {
 		conn, err := l.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
 			return
+		}
+		if err != nil {
+			log.Warn("single-instance endpoint", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
 		}
 		func() {
 			defer conn.Close()
@@ -102,6 +143,7 @@ func serveInstance(ctx context.Context, l net.Listener, open func(number string)
 				fmt.Fprintf(conn, "bad request\n")
 				return
 			}
+			log.Info("handed over by another pult", "dial", req.Dial != "")
 			open(req.Dial)
 			fmt.Fprintf(conn, "ok\n")
 		}()
@@ -109,7 +151,7 @@ func serveInstance(ctx context.Context, l net.Listener, open func(number string)
 }
 
 type limitedConn struct {
-	net.Conn
+	r io.Reader
 	n int
 }
 
@@ -120,7 +162,7 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 	if len(p) > l.n {
 		p = p[:l.n]
 	}
-	n, err := l.Conn.Read(p)
+	n, err := l.r.Read(p)
 	l.n -= n
 	return n, err
 }

@@ -62,7 +62,7 @@ func TestTranscriptSubmit(t *testing.T) {
 	}
 
 	runCLI(t, env, "", "transcript").expect(t, exitUsage, "", "usage: pult transcript submit")
-	runCLI(t, env, "", "transcript", "submit", "/nonexistent").expect(t, exitUsage, "", "no such file")
+	runCLI(t, env, "", "transcript", "submit", "/nonexistent").expect(t, exitUsage, "", "/nonexistent")
 	runCLI(t, env, "", "transcript", "submit", "--format", "pdf", file).expect(t, exitUsage, "", "--format")
 }
 

@@ -1,11 +1,12 @@
-// Package board is the queue board: the supervisors' live view of every operator (status and
-// since when, connected or not, the call they are on), the calls waiting,
-// today's counters and a per-minute history.
+// Package board is the queue board: the supervisors' live view of every
+// operator (status and since when, connected or not, the call they are on),
+// the calls waiting, today's counters and a per-minute history, and the
+// wallboard page that shows it on a TV.
 //
 // Where it comes from. Every change of a call record (whatever PBX reported
 // it) is also appended, as the whole record, to the durable PULT_QUEUE stream
-// (EncodeChange gives what the relay appends). One goroutine per relay node tails
-// that stream and folds each change into the board (applyChange): what a
+// (EncodeChange gives what the relay appends). One goroutine per relay node
+// tails that stream and folds each change into the board (applyChange): what a
 // call was and what it is now tell what happened — it rang (incoming), was
 // answered (answered, wait, in time or not), moved to another operator (a
 // transfer: the first operator's talk ends), ended (talk time) or was missed.

@@ -51,8 +51,8 @@ func openStore(t *testing.T, dir string) (st *store.Store, closeStore func()) {
 
 func config(st *store.Store) outbox.Config {
 	return outbox.Config{
-		JS: st.JS, Stream: st.Outbox, Subject: store.OutboxPrefix,
-		Dead: st.Dead, DeadSubject: store.DeadPrefix, State: st.OutboxState,
+		JS: st.Outbox().JS, Stream: st.Outbox().Jobs, Subject: store.OutboxPrefix,
+		Dead: st.Outbox().Dead, DeadSubject: store.DeadPrefix, State: st.Outbox().State,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 150 * time.Millisecond,
 		Timeout: 2 * time.Second, AckWait: 2 * time.Second, Grace: 2 * time.Second,
 		Logger: testLogger(),
@@ -624,7 +624,7 @@ func TestUpgradeFromTheSingleConsumer(t *testing.T) {
 	checkGoroutines(t)
 	st, _ := openStore(t, t.TempDir())
 	ctx := context.Background()
-	if _, err := st.Outbox.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	if _, err := st.Outbox().Jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable: "outbox-worker", AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: -1,
 	}); err != nil {
 		t.Fatal(err)

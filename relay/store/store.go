@@ -95,27 +95,27 @@ type Store struct {
 	log  *slog.Logger
 	ns   *server.Server // nil when external
 	nc   *nats.Conn
-	bulk *nats.Conn // for large writes (see QueueState)
-	JS   jetstream.JetStream
+	bulk *nats.Conn // for large writes (see queueState)
+	js   jetstream.JetStream
 
 	events jetstream.Stream
 	epoch  string
 
-	Outbox      jetstream.Stream   // outbound partner calls waiting (work queue)
-	Dead        jetstream.Stream   // outbox jobs given up, until retried or dropped
-	OutboxState jetstream.KeyValue // attempts and errors of waiting outbox jobs
-	Uploads     jetstream.Stream
-	Operators   jetstream.KeyValue
+	outbox      jetstream.Stream   // outbound partner calls waiting (work queue)
+	dead        jetstream.Stream   // outbox jobs given up, until retried or dropped
+	outboxState jetstream.KeyValue // attempts and errors of waiting outbox jobs
+	uploads     jetstream.Stream
+	operators   jetstream.KeyValue
 	status      jetstream.KeyValue
 	calls       jetstream.KeyValue
 	requests    jetstream.KeyValue
 	transcripts jetstream.KeyValue // accepted transcript submissions, for dedupe
 	uploaded    jetstream.KeyValue // external ids of calls PBXes uploaded (see PublishPBXUpload)
-	Queue       jetstream.Stream   // call changes for the queue board (QueueSubject)
-	// QueueState holds the queue board's checkpoint: megabytes at a time,
+	queue       jetstream.Stream   // call changes for the queue board (QueueSubject)
+	// queueState holds the queue board's checkpoint: megabytes at a time,
 	// written over a connection of its own so that the events queued behind
 	// it on a shared one do not wait for it.
-	QueueState jetstream.KeyValue
+	queueState jetstream.KeyValue
 }
 
 // Open connects (starting the embedded server when no URL is given) and makes
@@ -157,7 +157,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("store: connect to nats: %w", err)
 	}
-	if s.JS, err = jetstream.New(s.nc); err != nil {
+	if s.js, err = jetstream.New(s.nc); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("store: jetstream: %w", err)
 	}
@@ -198,7 +198,7 @@ func startEmbedded(dataDir string) (*server.Server, error) {
 
 func (s *Store) provision(ctx context.Context, o Options) error {
 	var err error
-	s.events, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s.events, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        EventsStream,
 		Description: "per-operator event streams (call cards, statuses, notices)",
 		Subjects:    []string{eventsPrefix + ">"},
@@ -216,7 +216,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	}
 	s.epoch = strconv.FormatInt(info.Created.UnixNano(), 36)
 
-	s.Outbox, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s.outbox, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        OutboxStream,
 		Description: "outbound partner calls waiting to be delivered",
 		Subjects:    []string{OutboxPrefix + ">"},
@@ -227,7 +227,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("store: outbox stream: %w", err)
 	}
-	s.Dead, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s.dead, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        DeadStream,
 		Description: "outbound partner calls given up (dead letters), kept until retried or dropped",
 		Subjects:    []string{DeadPrefix + ">"},
@@ -237,7 +237,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("store: dead letter stream: %w", err)
 	}
-	s.Uploads, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s.uploads, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        UploadsStream,
 		Description: "call history: received from PBXes (telephony/calls/upload) and made from finished calls",
 		Subjects:    []string{UploadsSubject},
@@ -252,7 +252,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	// The board folds it into its state, checkpoints that state in
 	// QueueState with the last sequence applied, and after a restart
 	// replays what follows the checkpoint.
-	s.Queue, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s.queue, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        QueueStream,
 		Description: "changes of calls, for the supervisors' queue board",
 		Subjects:    []string{QueueSubject},
@@ -264,7 +264,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		return fmt.Errorf("store: queue stream: %w", err)
 	}
 	kv := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
-		b, err := s.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		b, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: name, Description: desc, TTL: ttl, Storage: jetstream.FileStorage, History: 1,
 		})
 		if err != nil {
@@ -272,7 +272,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		}
 		return b, nil
 	}
-	if s.Operators, err = kv(bucketOperators, "operators and their token hashes", 0); err != nil {
+	if s.operators, err = kv(bucketOperators, "operators and their token hashes", 0); err != nil {
 		return err
 	}
 	if s.status, err = kv(bucketStatus, "operator statuses", 0); err != nil {
@@ -297,12 +297,12 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("store: jetstream: %w", err)
 	}
-	if s.QueueState, err = bulk.KeyValue(ctx, bucketQueue); err != nil {
+	if s.queueState, err = bulk.KeyValue(ctx, bucketQueue); err != nil {
 		return fmt.Errorf("store: bucket %s: %w", bucketQueue, err)
 	}
 	// Records are rewritten at every attempt (at least hourly while a job
 	// fails); the TTL only clears what a crash left behind.
-	if s.OutboxState, err = kv(bucketOutbox, "attempts and errors of waiting outbox jobs, by stream sequence", 30*24*time.Hour); err != nil {
+	if s.outboxState, err = kv(bucketOutbox, "attempts and errors of waiting outbox jobs, by stream sequence", 30*24*time.Hour); err != nil {
 		return err
 	}
 	return nil
@@ -312,7 +312,10 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 func (s *Store) Close() {
 	for _, nc := range []*nats.Conn{s.nc, s.bulk} {
 		if nc != nil {
-			nc.Drain()
+			// Everything sent reaches the server before it stops: a job's
+			// delayed nak, say, which Drain (asynchronous) followed by Close
+			// could lose, leaving the job to its ack deadline.
+			nc.FlushTimeout(2 * time.Second)
 			nc.Close()
 		}
 	}
@@ -347,7 +350,7 @@ func (s *Store) Append(ctx context.Context, op, typ string, data []byte, msgID s
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
-	ack, err := s.JS.PublishMsg(ctx, eventMsg(op, typ, data, received), opts...)
+	ack, err := s.js.PublishMsg(ctx, eventMsg(op, typ, data, received), opts...)
 	if err != nil {
 		return 0, fmt.Errorf("store: append %s for %s: %w", typ, op, err)
 	}
@@ -394,7 +397,7 @@ func (s *Store) publishAsync(a *Acks, m *nats.Msg, msgID string) error {
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
-	f, err := s.JS.PublishMsgAsync(m, opts...)
+	f, err := s.js.PublishMsgAsync(m, opts...)
 	if err != nil {
 		return fmt.Errorf("store: publish to %s: %w", m.Subject, err)
 	}
@@ -452,7 +455,7 @@ func (s *Store) Tail(ctx context.Context, from uint64, fn func(Event)) error {
 	} else {
 		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
 	}
-	cons, err := s.JS.OrderedConsumer(ctx, EventsStream, cfg)
+	cons, err := s.js.OrderedConsumer(ctx, EventsStream, cfg)
 	if err != nil {
 		return fmt.Errorf("store: tail events: %w", err)
 	}
@@ -500,7 +503,7 @@ func (s *Store) PublishUpload(ctx context.Context, data []byte, msgID, source st
 	m := nats.NewMsg(UploadsSubject)
 	m.Data = data
 	m.Header.Set(HeaderUploadSource, source)
-	ack, err := s.JS.PublishMsg(ctx, m, opts...)
+	ack, err := s.js.PublishMsg(ctx, m, opts...)
 	if err != nil {
 		return false, fmt.Errorf("store: store call upload: %w", err)
 	}
@@ -553,7 +556,7 @@ func (s *Store) PublishQueueAsync(a *Acks, data []byte, msgID string) error {
 // QueueInfo describes the queue stream: its first and last sequence and
 // when it was created (its identity: a recreated stream restarts numbering).
 func (s *Store) QueueInfo(ctx context.Context) (first, last uint64, created time.Time, err error) {
-	info, err := s.Queue.Info(ctx)
+	info, err := s.queue.Info(ctx)
 	if err != nil {
 		return 0, 0, time.Time{}, fmt.Errorf("store: queue stream info: %w", err)
 	}
@@ -568,7 +571,7 @@ func (s *Store) TailQueue(ctx context.Context, from uint64, fn func(seq uint64, 
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = from
 	}
-	cons, err := s.JS.OrderedConsumer(ctx, QueueStream, cfg)
+	cons, err := s.js.OrderedConsumer(ctx, QueueStream, cfg)
 	if err != nil {
 		return fmt.Errorf("store: tail queue: %w", err)
 	}
@@ -595,7 +598,7 @@ const boardCheckpointKey = "board"
 // LoadBoardCheckpoint returns the queue board's last checkpoint, or nil
 // when there is none.
 func (s *Store) LoadBoardCheckpoint(ctx context.Context) ([]byte, error) {
-	e, err := s.QueueState.Get(ctx, boardCheckpointKey)
+	e, err := s.queueState.Get(ctx, boardCheckpointKey)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return nil, nil
@@ -608,7 +611,7 @@ func (s *Store) LoadBoardCheckpoint(ctx context.Context) ([]byte, error) {
 // SaveBoardCheckpoint replaces the queue board's checkpoint (over the bulk
 // connection: megabytes at a time).
 func (s *Store) SaveBoardCheckpoint(ctx context.Context, data []byte) error {
-	if _, err := s.QueueState.Put(ctx, boardCheckpointKey, data); err != nil {
+	if _, err := s.queueState.Put(ctx, boardCheckpointKey, data); err != nil {
 		return fmt.Errorf("store: write the board checkpoint: %w", err)
 	}
 	return nil
@@ -818,4 +821,34 @@ func ExportKey(body []byte) string {
 func SubmissionKey(opID, submissionID string) string {
 	h := sha256.Sum256([]byte(submissionID))
 	return "t." + opID + "." + hex.EncodeToString(h[:16])
+}
+
+// OutboxHandles are the streams and bucket the outbox works on. The outbox
+// is JetStream's work queue by design (package outbox), so it gets them as
+// they are; nothing else does.
+type OutboxHandles struct {
+	JS    jetstream.JetStream
+	Jobs  jetstream.Stream   // the work queue, subjects OutboxPrefix+kind
+	Dead  jetstream.Stream   // dead letters, subjects DeadPrefix+kind
+	State jetstream.KeyValue // attempts and errors of waiting jobs
+}
+
+// Outbox returns the outbox's streams and bucket.
+func (s *Store) Outbox() OutboxHandles {
+	return OutboxHandles{JS: s.js, Jobs: s.outbox, Dead: s.dead, State: s.outboxState}
+}
+
+// OperatorsBucket is the operators' bucket; package operators owns its keys
+// and values.
+func (s *Store) OperatorsBucket() jetstream.KeyValue { return s.operators }
+
+// UploadsConsumer is the durable consumer of the call history (every node
+// shares it, so each record goes to one batcher), made if missing.
+func (s *Store) UploadsConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	cfg.FilterSubject = UploadsSubject
+	c, err := s.uploads.CreateOrUpdateConsumer(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: call history consumer: %w", err)
+	}
+	return c, nil
 }
