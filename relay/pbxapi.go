@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 
@@ -49,7 +50,7 @@ func (s *Server) mountPBXAPI(mux *http.ServeMux) {
 		})
 	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		retailcrm.WriteError(w, http.StatusNotFound, retailcrm.MsgMethodNotFound, nil)
+		retailcrm.WriteError(w, http.StatusNotFound, retailcrm.MsgNotFound, nil)
 	})
 }
 
@@ -71,10 +72,15 @@ func (s *Server) authPBX(w http.ResponseWriter, r *http.Request) bool {
 }
 
 // readPBXForm reads a POST form (bounded) and authenticates it. It answers
-// and returns false on any refusal: a key problem first, so that a caller
-// without the key learns nothing about its body.
+// and returns false on any refusal: a body over the bound first (its key,
+// maybe a form field, was never read: PHP v5 sends it there), then a key
+// problem, so that a caller without the key learns nothing about its body.
 func (s *Server) readPBXForm(w http.ResponseWriter, r *http.Request, maxBody int64) bool {
 	_, formErr := retailcrm.ReadForm(r, maxBody)
+	if errors.Is(formErr, retailcrm.ErrBodyTooLarge) {
+		retailcrm.WriteValidationError(w, formErr)
+		return false
+	}
 	if !s.authPBX(w, r) {
 		return false
 	}

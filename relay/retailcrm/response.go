@@ -17,13 +17,13 @@ const MsgInvalidEntity = "Errors in the entity format"
 // retailCRM's errorMsg texts that the official clients recognise (PHP v6
 // ApiExceptionFactory, Go CreateAPIError).
 const (
-	MsgKeyMissing     = `"apiKey" is missing.`
-	MsgKeyWrong       = `Wrong "apiKey" value.`
-	MsgMethodNotFound = "API method not found"
+	MsgKeyMissing = `"apiKey" is missing.`
+	MsgKeyWrong   = `Wrong "apiKey" value.`
 )
 
 // MsgNotFound is retailCRM's errorMsg for a 404: an unknown API method, or
-// a phone number no client has (telephony/manager).
+// a phone number no client has (telephony/manager). The clients raise their
+// "not found" error for it (PHP v6 NotFoundException).
 const MsgNotFound = "Not found"
 
 // WriteSuccess answers {"success":true, ...extra} with status (200 when 0).

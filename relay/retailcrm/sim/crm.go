@@ -367,7 +367,7 @@ func (c *CRM) route(r *http.Request, form url.Values, formErr error) reply {
 		code := strings.TrimPrefix(path, retailcrm.PathIntegrationModules+"/")
 		handle = func() reply { return c.moduleGet(code, r.URL.Query()) }
 	default:
-		return failure(http.StatusNotFound, "API method not found", nil)
+		return failure(http.StatusNotFound, retailcrm.MsgNotFound, nil)
 	}
 	if r.Method != method {
 		rep := failure(http.StatusMethodNotAllowed, fmt.Sprintf("sim: %s wants %s, not %s", path, method, r.Method), nil)
@@ -537,7 +537,7 @@ func (c *CRM) callsUpload(r *http.Request) reply {
 // userStatusEdit answers POST /users/{id}/status.
 func (c *CRM) userStatusEdit(id string, form url.Values) reply {
 	if id == "" || strings.Trim(id, "0123456789") != "" {
-		return failure(http.StatusNotFound, "API method not found", nil)
+		return failure(http.StatusNotFound, retailcrm.MsgNotFound, nil)
 	}
 	vs := form["status"]
 	if len(vs) != 1 {

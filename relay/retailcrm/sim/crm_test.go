@@ -197,7 +197,7 @@ func TestCRMRefusals(t *testing.T) {
 		{"key in URL", "GET", mgr + "?phone=1&details=1&apiKey=" + testKey, nil, nil, 400, "", ""},
 		{"key in URL and header", "GET", mgr + "?phone=1&apiKey=" + testKey, key, nil, 400, "", ""},
 		{"POST to manager", "POST", mgr, key, url.Values{"phone": {"1"}}, 405, "", ""},
-		{"unknown path", "GET", base + "/api/v5/telephony/managers?phone=1", key, nil, 404, "API method not found", ""},
+		{"unknown path", "GET", base + "/api/v5/telephony/managers?phone=1", key, nil, 404, "Not found", ""},
 		{"trailing slash", "GET", mgr + "/?phone=1", key, nil, 404, "", ""},
 		{"no phone", "GET", mgr + "?details=1", key, nil, 400, "Errors in the input parameters", "phone"},
 		{"blank phone", "GET", mgr + "?phone=+&details=1", key, nil, 400, "", "phone"},
