@@ -209,28 +209,7 @@ func TestDesktop(t *testing.T) {
 
 	start(t, env, "status-notifier-watcher")
 
-	conn, err := dbus.ConnectSessionBus()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	eventually(t, 10*time.Second, "status-notifier-watcher on the bus", func() bool {
-		var has bool
-		conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, "org.kde.StatusNotifierWatcher").Store(&has)
-		return has
-	})
-	// A second connection watches notifications as a bus monitor.
-	mon, err := dbus.ConnectSessionBus()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mon.Close()
-	if err := mon.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0,
-		[]string{"type='method_call',interface='org.freedesktop.Notifications',member='Notify'"}, uint32(0)).Err; err != nil {
-		t.Fatalf("BecomeMonitor: %v", err)
-	}
-	notes := make(chan *dbus.Message, 64)
-	mon.Eavesdrop(notes)
+	conn, notes := busWithNotifications(t)
 
 	// (d) Sign in through the real keyring, as an operator would.
 	cfgDir := filepath.Join(dir, "config")
@@ -454,27 +433,7 @@ func TestDesktopRussian(t *testing.T) {
 	demo.out.wait(t, 30*time.Second, regexp.MustCompile(`pult demo: relay at`))
 	token, _ := os.ReadFile(filepath.Join(demoDir, "100.token"))
 
-	conn, err := dbus.ConnectSessionBus()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	eventually(t, 10*time.Second, "status-notifier-watcher on the bus", func() bool {
-		var has bool
-		conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, "org.kde.StatusNotifierWatcher").Store(&has)
-		return has
-	})
-	mon, err := dbus.ConnectSessionBus()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mon.Close()
-	if err := mon.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0,
-		[]string{"type='method_call',interface='org.freedesktop.Notifications',member='Notify'"}, uint32(0)).Err; err != nil {
-		t.Fatalf("BecomeMonitor: %v", err)
-	}
-	notes := make(chan *dbus.Message, 64)
-	mon.Eavesdrop(notes)
+	conn, notes := busWithNotifications(t)
 
 	app := start(t, append(env, "LANG=ru_RU.UTF-8", "PULT_DEBUG=1", "PULT_CONFIG_DIR="+filepath.Join(dir, "config"),
 		"PULT_RELAY=http://"+addr, "PULT_TOKEN="+strings.TrimSpace(string(token))), pult)
@@ -575,4 +534,33 @@ func saveMenu(t *testing.T, items []menuItem, path string) {
 	if err := png.Encode(f, w.Canvas().Capture()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// busWithNotifications connects to the session bus once the StatusNotifier
+// watcher is on it, and returns the Notify calls a second connection sees as
+// a bus monitor. Both connections close when the test ends.
+func busWithNotifications(t *testing.T) (*dbus.Conn, <-chan *dbus.Message) {
+	t.Helper()
+	conn, err := dbus.ConnectSessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	eventually(t, 10*time.Second, "status-notifier-watcher on the bus", func() bool {
+		var has bool
+		conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, "org.kde.StatusNotifierWatcher").Store(&has)
+		return has
+	})
+	mon, err := dbus.ConnectSessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mon.Close() })
+	if err := mon.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0,
+		[]string{"type='method_call',interface='org.freedesktop.Notifications',member='Notify'"}, uint32(0)).Err; err != nil {
+		t.Fatalf("BecomeMonitor: %v", err)
+	}
+	notes := make(chan *dbus.Message, 64)
+	mon.Eavesdrop(notes)
+	return conn, notes
 }
