@@ -158,21 +158,7 @@ func xwindow(t *testing.T, env []string, title string) string {
 }
 
 func TestDesktop(t *testing.T) {
-	for _, v := range []string{"DISPLAY", "DBUS_SESSION_BUS_ADDRESS"} {
-		if os.Getenv(v) == "" {
-			t.Fatalf("%s is not set: run through `make test-desktop` (Xvfb + dbus-run-session + gnome-keyring)", v)
-		}
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	pult := build(t, bin, "./cmd/pult")
-	relayBin := build(t, bin, "./cmd/pult-relay")
-	shots := os.Getenv("PULT_SCREENSHOTS")
-	if shots == "" {
-		shots = filepath.Join(dir, "shots")
-	}
-	os.MkdirAll(shots, 0o755)
-	env := append(os.Environ(), "LANG=en_US.UTF-8", "LC_ALL=", "LC_MESSAGES=", "LANGUAGE=", "PULT_LANG=", "PULT_RELAY=", "PULT_TOKEN=")
+	dir, pult, relayBin, shots, env := desktopSession(t)
 
 	start(t, env, "dunst")
 	// The demo relay, its PBX ringing operator 100 every 2 s.
@@ -409,21 +395,7 @@ func TestDesktop(t *testing.T) {
 // are Russian. Signed in from PULT_RELAY and PULT_TOKEN: the keyring was
 // TestDesktop's.
 func TestDesktopRussian(t *testing.T) {
-	for _, v := range []string{"DISPLAY", "DBUS_SESSION_BUS_ADDRESS"} {
-		if os.Getenv(v) == "" {
-			t.Fatalf("%s is not set: run through `make test-desktop` (Xvfb + dbus-run-session + gnome-keyring)", v)
-		}
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	pult := build(t, bin, "./cmd/pult")
-	relayBin := build(t, bin, "./cmd/pult-relay")
-	shots := os.Getenv("PULT_SCREENSHOTS")
-	if shots == "" {
-		shots = filepath.Join(dir, "shots")
-	}
-	os.MkdirAll(shots, 0o755)
-	env := append(os.Environ(), "LANG=en_US.UTF-8", "LC_ALL=", "LC_MESSAGES=", "LANGUAGE=", "PULT_LANG=", "PULT_RELAY=", "PULT_TOKEN=")
+	dir, pult, relayBin, shots, env := desktopSession(t)
 
 	start(t, env, "dunst")
 	start(t, env, "status-notifier-watcher")
@@ -563,4 +535,28 @@ func busWithNotifications(t *testing.T) (*dbus.Conn, <-chan *dbus.Message) {
 	notes := make(chan *dbus.Message, 64)
 	mon.Eavesdrop(notes)
 	return conn, notes
+}
+
+// desktopSession checks the test runs inside `make test-desktop`, builds the
+// app and the relay, and returns the test's folder, the binaries, where
+// screenshots go (PULT_SCREENSHOTS, else the folder) and an environment in
+// English with no sign-in of its own.
+func desktopSession(t *testing.T) (dir, pult, relayBin, shots string, env []string) {
+	t.Helper()
+	for _, v := range []string{"DISPLAY", "DBUS_SESSION_BUS_ADDRESS"} {
+		if os.Getenv(v) == "" {
+			t.Fatalf("%s is not set: run through `make test-desktop` (Xvfb + dbus-run-session + gnome-keyring)", v)
+		}
+	}
+	dir = t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	pult = build(t, bin, "./cmd/pult")
+	relayBin = build(t, bin, "./cmd/pult-relay")
+	shots = os.Getenv("PULT_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join(dir, "shots")
+	}
+	os.MkdirAll(shots, 0o755)
+	env = append(os.Environ(), "LANG=en_US.UTF-8", "LC_ALL=", "LC_MESSAGES=", "LANGUAGE=", "PULT_LANG=", "PULT_RELAY=", "PULT_TOKEN=")
+	return dir, pult, relayBin, shots, env
 }
