@@ -79,17 +79,7 @@ max_backoff = "3s"
 	resp.Body.Close()
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			mu.Lock()
-			ok := cond()
-			mu.Unlock()
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-		}
+		waitLocked(t, &mu, what, cond, nil)
 	}
 	waitFor("a failed attempt", func() bool { return len(failed) >= 1 })
 

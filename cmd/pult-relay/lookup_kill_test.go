@@ -95,19 +95,7 @@ timeout = "60s"
 
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			mu.Lock()
-			ok := cond()
-			mu.Unlock()
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				mu.Lock()
-				defer mu.Unlock()
-				t.Fatalf("timed out waiting for %s; cards: %v", what, managerStates(latest))
-			}
-		}
+		waitLocked(t, &mu, what, cond, func() string { return "cards: " + managerStates(latest) })
 	}
 	// Cards rung before the agent's first connection would not reach it
 	// (a new agent starts at the stream's end).

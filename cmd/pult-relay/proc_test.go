@@ -84,3 +84,25 @@ func startRelayProc(t *testing.T, bin, config, base string) *exec.Cmd {
 		}
 	}
 }
+
+// waitLocked polls cond, under mu, every 20 ms until it holds; after 60 s it
+// fails the test, saying what it waited for and, with describe (called
+// under mu), what it saw.
+func waitLocked(t *testing.T, mu *sync.Mutex, what string, cond func() bool, describe func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		ok := cond()
+		seen := ""
+		if !ok && describe != nil && time.Now().After(deadline) {
+			seen = "; " + describe()
+		}
+		mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s%s", what, seen)
+		}
+	}
+}
