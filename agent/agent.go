@@ -10,6 +10,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,6 +65,9 @@ type Config struct {
 	MaxFrame int
 	// DialTimeout is how long Dial waits for the relay's answer (default 20s).
 	DialTimeout time.Duration
+	// TLS configures https and wss connections (the certificate authorities
+	// trusted, say); nil uses the system's.
+	TLS *tls.Config
 	// OnEvent receives every event in order, from one goroutine. The stream
 	// position advances only after it returns, so an event whose OnEvent did
 	// not return before the process died is delivered again. It must not
@@ -224,7 +228,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg:              cfg,
 		wsURL:            wsURL(base),
 		base:             base,
-		http:             &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		http:             &http.Client{Transport: transport(cfg.TLS)},
 		log:              cfg.Logger.With("component", "agent"),
 		pongWait:         wire.PongWait,
 		writeWait:        wire.WriteWait,
@@ -436,4 +440,13 @@ func backoffCeil(n int, min, max time.Duration) time.Duration {
 		d = max
 	}
 	return d
+}
+
+// transport is an HTTP transport like the default one, with tlsConfig.
+func transport(tlsConfig *tls.Config) *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if tlsConfig != nil {
+		tr.TLSClientConfig = tlsConfig.Clone()
+	}
+	return tr
 }

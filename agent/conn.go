@@ -83,6 +83,7 @@ func (a *Agent) connect(ctx context.Context) (*conn, wire.Hello, error) {
 	d := websocket.Dialer{
 		Proxy:            http.ProxyFromEnvironment,
 		HandshakeTimeout: a.handshakeTimeout,
+		TLSClientConfig:  a.cfg.TLS,
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 			if err == nil {

@@ -12,6 +12,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 	"github.com/pult/pult/relay/board"
 	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/calltouch"
+	"github.com/pult/pult/relay/certfile"
 	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/operators"
@@ -215,7 +217,17 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("relay: listen: %w", err)
 		}
 	}
+	var tlsConfig *tls.Config
+	if s.cfg.TLSCert != "" {
+		certs, err := certfile.New(s.cfg.TLSCert, s.cfg.TLSKey, s.log)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("relay: %w", err)
+		}
+		tlsConfig = certs.Config()
+	}
 	srv := &http.Server{
+		TLSConfig:         tlsConfig,
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -264,12 +276,21 @@ func (s *Server) Run(ctx context.Context) error {
 	parts.Add(1)
 	go func() {
 		defer parts.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := srv.Serve
+		if tlsConfig != nil {
+			serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+		}
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http: %w", err)
 		}
 	}()
 	s.addr = ln.Addr().String()
-	s.log.Info("relay ready", "addr", s.addr, "nats", natsMode(s.cfg.NATS.URL), "data_dir", s.cfg.DataDir)
+	if tlsConfig != nil {
+		s.log.Info("relay ready", "addr", s.addr, "tls", s.cfg.TLSCert, "nats", natsMode(s.cfg.NATS.URL), "data_dir", s.cfg.DataDir)
+	} else {
+		s.log.Info("relay ready", "addr", s.addr, "nats", natsMode(s.cfg.NATS.URL), "data_dir", s.cfg.DataDir)
+		s.log.Warn("serving plain HTTP: partners and agents off this machine need a TLS proxy in front (see docs/relay.md), or set tls_cert and tls_key")
+	}
 	close(s.ready)
 
 	var runErr error

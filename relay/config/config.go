@@ -28,7 +28,12 @@ import (
 // Config is the relay's configuration, read from TOML. Every key is
 // documented in README.md.
 type Config struct {
-	Listen         string   `toml:"listen"`
+	Listen string `toml:"listen"`
+	// TLSCert and TLSKey (PEM files) make the listener HTTPS and WSS; the
+	// files are read again when they change. Without them the relay speaks
+	// plain HTTP and expects a TLS proxy in front.
+	TLSCert        string   `toml:"tls_cert"`
+	TLSKey         string   `toml:"tls_key"`
 	DataDir        string   `toml:"data_dir"`
 	PublicURL      string   `toml:"public_url"`
 	AdminToken     string   `toml:"admin_token"`
@@ -325,6 +330,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "want host:port, got %q", c.Listen)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls_cert", "tls_cert and tls_key go together")
 	}
 	if c.NATS.URL == "" && c.DataDir == "" {
 		bad("data_dir", "required with the embedded NATS server")

@@ -157,6 +157,7 @@ route_key = "routekey_1"
 func TestLoadConfigRefuses(t *testing.T) {
 	for _, tc := range []struct{ name, body, want string }{
 		{"unknown key", minimal + "\nlisten_addr = \"x\"\n", "unknown keys: pbx.listen_addr"},
+		{"certificate without key", "tls_cert = \"/etc/pult/cert.pem\"\n" + minimal, "tls_cert and tls_key go together"},
 		{"short admin token", strings.Replace(minimal, "0123456789abcdef0123", "short", 1), "admin_token"},
 		{"no client id", strings.Replace(minimal, `client_id = "cid"`, "", 1), "pbx.client_id"},
 		{"bad URL", minimal + "make_call_url = \"ftp://pbx\"\n", "pbx.make_call_url"},
