@@ -12,6 +12,7 @@ import (
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/operators"
+	"github.com/pult/pult/relay/partner"
 	"github.com/pult/pult/relay/retailcrm"
 )
 
@@ -187,7 +188,7 @@ func (s *Server) placeCall(ctx context.Context, op operators.Operator, number, e
 		if ctx.Err() != nil || isTimeout(err) {
 			return wire.DialResult{}, &wire.Error{Code: wire.ErrPBXTimeout, Message: fmt.Sprintf("the PBX did not answer within %s; the call was not confirmed", s.cfg.PBX.Timeout.Duration)}
 		}
-		s.log.Warn("pbx make-call failed", "operator", op.ID, "err", err)
+		s.log.Warn("pbx make-call failed", "operator", op.ID, "err", partner.TransportError(err))
 		return wire.DialResult{}, &wire.Error{Code: wire.ErrPBXUnreachable, Message: "the PBX could not be reached; the call was not placed"}
 	}
 	resp.Body.Close()

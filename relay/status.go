@@ -124,7 +124,7 @@ func (s *Server) sendPBXStatus(ctx context.Context, job outbox.Job) error {
 	}
 	resp, err := s.pbx.Do(req)
 	if err != nil {
-		return fmt.Errorf("pbx change-status: %w", err)
+		return fmt.Errorf("pbx change-status: %w", partner.TransportError(err))
 	}
 	defer resp.Body.Close()
 	if err := partner.CheckResponse("pbx change-status", resp); err != nil {

@@ -10,9 +10,11 @@ package partner
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -220,4 +222,22 @@ func Clip(s string) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// TransportError is an HTTP client's error without the request's query: a
+// *url.Error quotes the whole URL, and queries carry secrets (the PBX's
+// clientId, an apiKey) and customers' phone numbers, which must reach no
+// log and no outbox record. The result is still a *url.Error, so timeouts
+// and context errors stay recognisable.
+func TransportError(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	where := "(unparsable URL)"
+	if u, perr := url.Parse(ue.URL); perr == nil {
+		u.RawQuery, u.ForceQuery, u.Fragment, u.User = "", false, "", nil
+		where = u.String()
+	}
+	return &url.Error{Op: ue.Op, URL: where, Err: ue.Err}
 }

@@ -152,13 +152,8 @@ func (c *Client) do(ctx context.Context, method, path string, params url.Values,
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := hc.Do(req)
 	if err != nil {
-		// A *url.Error quotes the whole URL, query included (a customer's
-		// phone number, an apiKey): name the path alone.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("retailcrm: %s %s: %w", method, path, err)
+		// Its URL's query names a customer's phone number.
+		return fmt.Errorf("retailcrm: %s %s: %w", method, path, partner.TransportError(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody+1))
