@@ -289,7 +289,12 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Info("relay ready", "addr", s.addr, "tls", s.cfg.TLSCert, "nats", natsMode(s.cfg.NATS.URL), "data_dir", s.cfg.DataDir)
 	} else {
 		s.log.Info("relay ready", "addr", s.addr, "nats", natsMode(s.cfg.NATS.URL), "data_dir", s.cfg.DataDir)
-		s.log.Warn("serving plain HTTP: partners and agents off this machine need a TLS proxy in front (see docs/relay.md), or set tls_cert and tls_key")
+		const plain = "serving plain HTTP: partners and agents off this machine need a TLS proxy in front (see docs/relay.md), or set tls_cert and tls_key"
+		if loopback(ln.Addr()) {
+			s.log.Info(plain) // what a proxy on this machine reaches
+		} else {
+			s.log.Warn(plain)
+		}
 	}
 	close(s.ready)
 
@@ -308,6 +313,12 @@ func (s *Server) Run(ctx context.Context) error {
 	parts.Wait()
 	s.log.Info("relay stopped")
 	return runErr
+}
+
+// loopback reports whether a listener's address is this machine's alone.
+func loopback(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 func natsMode(url string) string {
