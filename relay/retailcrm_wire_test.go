@@ -621,6 +621,18 @@ func (s jsonStyle) encode(v any) string {
 	return b.String()
 }
 
+// writeList writes a JSON array of xs, each element as write writes it.
+func writeList[T any](s jsonStyle, b *strings.Builder, xs []T) {
+	b.WriteByte('[')
+	for i, e := range xs {
+		if i > 0 {
+			b.WriteString(s.comma)
+		}
+		s.write(b, e)
+	}
+	b.WriteByte(']')
+}
+
 func (s jsonStyle) write(b *strings.Builder, v any) {
 	switch x := v.(type) {
 	case null:
@@ -632,32 +644,11 @@ func (s jsonStyle) write(b *strings.Builder, v any) {
 	case string:
 		s.str(b, x)
 	case []string:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteString(s.comma)
-			}
-			s.str(b, e)
-		}
-		b.WriteByte(']')
+		writeList(s, b, x)
 	case []int:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteString(s.comma)
-			}
-			fmt.Fprint(b, e)
-		}
-		b.WriteByte(']')
+		writeList(s, b, x)
 	case []obj:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteString(s.comma)
-			}
-			s.write(b, e)
-		}
-		b.WriteByte(']')
+		writeList(s, b, x)
 	case obj:
 		b.WriteByte('{')
 		for i, m := range x {
