@@ -69,6 +69,16 @@ type menuItem struct {
 	enabled bool
 }
 
+// checked reports whether the menu item labelled label is checked.
+func (s *sni) checked(t *testing.T, label string) bool {
+	for _, it := range s.items(t) {
+		if it.label == label {
+			return it.toggled
+		}
+	}
+	return false
+}
+
 func (s *sni) items(t *testing.T) []menuItem {
 	t.Helper()
 	var rev uint32
@@ -250,14 +260,7 @@ func TestDesktop(t *testing.T) {
 	eventually(t, 10*time.Second, "busy in the tooltip", func() bool {
 		return strings.Contains(item.tooltip(t), ": Busy (online)")
 	})
-	eventually(t, 10*time.Second, "busy checked in the menu", func() bool {
-		for _, it := range item.items(t) {
-			if it.label == "Busy" {
-				return it.toggled
-			}
-		}
-		return false
-	})
+	eventually(t, 10*time.Second, "busy checked in the menu", func() bool { return item.checked(t, "Busy") })
 	saveMenu(t, item.items(t), filepath.Join(shots, "tray-menu.png"))
 	item.click(t, "Free")
 	demo.out.wait(t, 15*time.Second, regexp.MustCompile(`PBX: extension 100 is now free`))
@@ -430,14 +433,7 @@ func TestDesktopRussian(t *testing.T) {
 
 	item.click(t, "Занят")
 	demo.out.wait(t, 15*time.Second, regexp.MustCompile(`PBX: extension 100 is now busy`))
-	eventually(t, 10*time.Second, "«Занят» checked", func() bool {
-		for _, it := range item.items(t) {
-			if it.label == "Занят" {
-				return it.toggled
-			}
-		}
-		return false
-	})
+	eventually(t, 10*time.Second, "«Занят» checked", func() bool { return item.checked(t, "Занят") })
 	saveMenu(t, item.items(t), filepath.Join(shots, "tray-menu-ru.png"))
 	item.click(t, "Свободен")
 	demo.out.wait(t, 15*time.Second, regexp.MustCompile(`PBX: extension 100 is now free`))
