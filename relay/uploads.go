@@ -5,12 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pult/pult/agent/wire"
@@ -132,47 +130,66 @@ func (y *crmSync) runUploads(ctx context.Context) error {
 	}
 	pause := time.Second
 	for ctx.Err() == nil {
-		first, err := cons.Next(jetstream.FetchContext(ctx))
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
-				continue
-			}
-			y.log.Warn("reading the call history failed", "err", err, "retry_in", pause)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(pause):
-			}
-			pause = min(2*pause, 30*time.Second)
-			continue
+		it, err := cons.Messages(jetstream.PullMaxMessages(maxUploadBatch))
+		if err == nil {
+			err = y.batchUploads(ctx, it, wait)
+			pause = time.Second
 		}
-		pause = time.Second
+		if ctx.Err() != nil {
+			return nil
+		}
+		y.log.Warn("reading the call history failed", "err", err, "retry_in", pause)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 30*time.Second)
+	}
+	return nil
+}
+
+// batchUploads reads the history through it, flushing a batch when it is
+// full or wait after its first record, until it ends. When ctx ends it is
+// drained (a fetch cut off instead could lose records on their way here to
+// the ack deadline), and what it still hands over goes back to the stream.
+func (y *crmSync) batchUploads(ctx context.Context, it jetstream.MessagesContext, wait time.Duration) error {
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-ctx.Done():
+			it.Drain()
+		case <-stopped:
+			it.Stop()
+		}
+	}()
+	for {
+		first, err := it.Next()
+		if err != nil {
+			return err
+		}
 		batch := []jetstream.Msg{first}
 		deadline := time.Now().Add(wait)
-		for len(batch) < maxUploadBatch && time.Until(deadline) > 20*time.Millisecond && ctx.Err() == nil {
-			fctx, cancel := context.WithDeadline(ctx, deadline)
-			mb, err := cons.Fetch(maxUploadBatch-len(batch), jetstream.FetchContext(fctx))
+		for len(batch) < maxUploadBatch && ctx.Err() == nil {
+			left := time.Until(deadline)
+			if left <= 20*time.Millisecond {
+				break
+			}
+			m, err := it.Next(jetstream.NextMaxWait(left))
 			if err != nil {
-				cancel()
 				break // send what there is
 			}
-			for m := range mb.Messages() {
-				batch = append(batch, m)
-			}
-			cancel()
+			batch = append(batch, m)
 		}
 		if ctx.Err() != nil {
 			for _, m := range batch {
-				m.Nak() // the next run takes them at once
+				outbox.Requeue(m) // the next run takes them at once
 			}
-			return nil
+			continue
 		}
 		y.flushUploads(ctx, batch)
 	}
-	return nil
 }
 
 // flushUploads enqueues one calls/upload job for a batch of history

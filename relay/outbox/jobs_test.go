@@ -529,6 +529,45 @@ func TestStopLetsAttemptInFlightFinish(t *testing.T) {
 	}
 }
 
+// An attempt still running when the grace period ends is cut off and runs
+// again as soon as the relay is back, not after the ack deadline: the job
+// is given back in a way JetStream keeps across the restart.
+func TestAttemptCutOffByStopRunsAgainAtOnce(t *testing.T) {
+	checkGoroutines(t)
+	dir := t.TempDir()
+	st, closeStore := openStore(t, dir)
+	entered := make(chan struct{}, 1)
+	var sent atomic.Int32
+	stuck := func(ctx context.Context, job outbox.Job) error {
+		entered <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	cfg := config(st)
+	cfg.AckWait, cfg.Grace = 30*time.Second, 50*time.Millisecond
+	ob := outbox.New(cfg)
+	ob.Handle(kindCall, stuck)
+	r := start(t, ob)
+	enqueue(t, ob, kindCall, "cut")
+	<-entered
+	r.stop()
+	closeStore()
+
+	st, _ = openStore(t, dir)
+	cfg = config(st)
+	cfg.AckWait = 30 * time.Second
+	ob = outbox.New(cfg)
+	ob.Handle(kindCall, func(context.Context, outbox.Job) error { sent.Add(1); return nil })
+	start(t, ob)
+	deadline := time.Now().Add(5 * time.Second)
+	for sent.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if sent.Load() != 1 {
+		t.Fatalf("the cut-off job ran %d times within 5 s of the restart (ack deadline 30 s)", sent.Load())
+	}
+}
+
 func TestGiveUpMakesADeadLetter(t *testing.T) {
 	checkGoroutines(t)
 	st, _ := openStore(t, t.TempDir())

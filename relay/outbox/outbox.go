@@ -465,32 +465,60 @@ func (o *Outbox) sweep(ctx context.Context) {
 }
 
 // work takes one job at a time from a kind's consumer until ctx ends.
+//
+// It reads through a drained iterator rather than a fetch cut off by ctx: a
+// job the server sends while a fetch is being abandoned would be lost to
+// this process and wait out the ack deadline (30 s) before anyone runs it.
+// Drained, the iterator hands over what is on its way, and work puts it
+// back on the queue at once.
 func (o *Outbox) work(ctx, hard context.Context, k *kind, cons jetstream.Consumer) {
 	pause := time.Second
 	for ctx.Err() == nil {
-		m, err := cons.Next(jetstream.FetchContext(ctx))
+		it, err := cons.Messages(jetstream.PullMaxMessages(1))
+		if err == nil {
+			err = o.drain(ctx, hard, k, it)
+			pause = time.Second
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		o.log.Warn("fetching a job failed", "kind", k.name, "err", err, "retry_in", pause)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			if c, cerr := o.consumer(ctx, k); cerr == nil {
+				cons = c
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 10*time.Second)
+	}
+}
+
+// drain works the jobs it yields until it ends, draining it when ctx ends;
+// jobs it hands over after that go back to the queue unstarted.
+func (o *Outbox) drain(ctx, hard context.Context, k *kind, it jetstream.MessagesContext) error {
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-ctx.Done():
+			it.Drain()
+		case <-stopped:
+			it.Stop()
+		}
+	}()
+	for {
+		m, err := it.Next()
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
-				continue
-			}
-			o.log.Warn("fetching a job failed", "kind", k.name, "err", err, "retry_in", pause)
-			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
-				if c, cerr := o.consumer(ctx, k); cerr == nil {
-					cons = c
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(pause):
-			}
-			pause = min(2*pause, 10*time.Second)
+			return err
+		}
+		if ctx.Err() != nil {
+			Requeue(m)
 			continue
 		}
-		pause = time.Second
 		o.process(ctx, hard, k, m)
 	}
 }
@@ -599,7 +627,7 @@ const opTimeout = 10 * time.Second
 func (o *Outbox) process(ctx, hard context.Context, k *kind, m jetstream.Msg) {
 	md, err := m.Metadata()
 	if err != nil {
-		m.Nak()
+		Requeue(m)
 		return
 	}
 	seq := md.Sequence.Stream
@@ -639,7 +667,7 @@ func (o *Outbox) process(ctx, hard context.Context, k *kind, m jetstream.Msg) {
 	unhold := o.hold(m)
 	if err := k.tokens(ctx); err != nil {
 		unhold()
-		m.Nak() // stopping: the next run takes it at once
+		Requeue(m) // stopping: the next run takes it at once
 		return
 	}
 	start := time.Now().UTC()
@@ -658,7 +686,7 @@ func (o *Outbox) process(ctx, hard context.Context, k *kind, m jetstream.Msg) {
 		return
 	}
 	if hard.Err() != nil {
-		m.Nak() // cut off by the stop: outcome unknown, so it runs again
+		Requeue(m) // cut off by the stop: outcome unknown, so it runs again
 		return
 	}
 
@@ -698,6 +726,12 @@ func (o *Outbox) process(ctx, hard context.Context, k *kind, m jetstream.Msg) {
 	m.NakWithDelay(delay)
 	o.attempted(k.name, OutcomeRetry)
 }
+
+// Requeue gives a message back for redelivery at once, in a way that
+// survives a restart: JetStream records a delayed nak in the consumer's
+// state, while a plain one only queues the message in the server's memory,
+// and after a restart it would wait out the whole ack deadline.
+func Requeue(m jetstream.Msg) { m.NakWithDelay(time.Millisecond) }
 
 // call runs a handler; a panic is a failure that retrying will not fix.
 func call(h Handler, ctx context.Context, job Job) (err error) {
