@@ -356,6 +356,8 @@ func (tr *transcripts) handleTranscriptSubmit(w http.ResponseWriter, r *http.Req
 	var t transcript.Transcript
 	var rating int
 	var err error
+	// Every operator part is the submitter's, whatever agent ids the
+	// export names: an operator cannot file a chat under a colleague.
 	authorID := func(string) string { return op.Code }
 	switch sub.Format {
 	case wire.FormatText:
@@ -370,12 +372,6 @@ func (tr *transcripts) handleTranscriptSubmit(w http.ResponseWriter, r *http.Req
 			rating = exp.Channel.Rating
 		}
 		t.CommunicationID = commID
-		authorID = func(agent string) string {
-			if c := tr.agentCode(agent); c != "" {
-				return c
-			}
-			return op.Code
-		}
 	}
 	if err != nil {
 		refuse(http.StatusBadRequest, wire.ErrBadRequest, "%s", plainError(err))

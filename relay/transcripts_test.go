@@ -306,7 +306,10 @@ func TestAgentTranscripts(t *testing.T) {
 		t.Errorf("same id again: %d %s", status, body)
 	}
 
-	// A Smartsupp export the operator saved.
+	// A Smartsupp export the operator saved. Its agent is mapped to another
+	// operator, yet the chat Anna submits is hers: an operator cannot file
+	// a chat under someone else's name.
+	w.r.addOperatorWith(operators.NewOperator{Name: "Борис", Code: "200", UserID: "2", SmartsuppAgentID: "3"})
 	status, body = w.r.postTranscript(tok, wire.TranscriptSubmit{ID: "t-2", Format: wire.FormatSmartsupp, Body: string(smartsuppFixture(t, "seed_export.json"))})
 	if status != 202 {
 		t.Fatalf("smartsupp format: %d %s", status, body)
