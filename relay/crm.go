@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
@@ -137,13 +136,12 @@ type crmStatusJob struct {
 
 // queueCRMStatus queues an operator's status for retailCRM, unless it came
 // from retailCRM.
-func (y *crmSync) queueCRMStatus(ctx context.Context, op operators.Operator, st wire.Status, at time.Time, source string) error {
+func (y *crmSync) queueCRMStatus(ctx context.Context, op operators.Operator, st wire.StatusInfo, source string) error {
 	if !y.cfg.RetailCRM.SyncStatus || source == sourceCRM {
 		return nil
 	}
-	stamp := strconv.FormatInt(at.UnixNano(), 10)
-	return y.outbox.Enqueue(ctx, jobCRMStatus, "crm-status."+op.ID+"."+stamp,
-		crmStatusJob{Operator: op.ID, UserID: op.UserID, Status: st, Since: at})
+	return y.outbox.Enqueue(ctx, jobCRMStatus, "crm-status."+statusChangeKey(op.ID, st),
+		crmStatusJob{Operator: op.ID, UserID: op.UserID, Status: st.Status, Since: st.Since})
 }
 
 // sendCRMStatus is the outbox handler of users/{id}/status; a job overtaken
@@ -154,7 +152,7 @@ func (y *crmSync) sendCRMStatus(ctx context.Context, job outbox.Job) error {
 		return outbox.Permanent(fmt.Errorf("decode job: %w", err))
 	}
 	if op, ok := y.ops.Lookup(p.Operator); ok {
-		if cur, _, err := y.currentStatus(ctx, op); err == nil && cur.Since.After(p.Since) {
+		if cur, _, err := y.currentStatus(ctx, op); err == nil && superseded(cur, p.Status, p.Since) {
 			return nil
 		}
 	}

@@ -53,15 +53,31 @@ type pbxStatusJob struct {
 	Since    time.Time   `json:"since"`
 }
 
+// statusSkew is how far before the relay's clock an operator's choice may
+// be dated: their PC's clock may be a little off, but a time further back
+// would rewrite how long they have been in a status (the board's
+// durations, long-break alerts).
+const statusSkew = 10 * time.Second
+
 // applyStatus stores a status chosen at `at` unless a later one is stored
-// (the last status wins), tells the operator's agents, and queues the PBX
-// call. It returns the status in force afterwards.
+// (the last status wins, even over a change chosen offline that arrives
+// late), tells the operator's agents, and queues the PBX and CRM calls. It
+// returns the status in force afterwards.
+//
+// at orders the change against others; the status's Since is at, but no
+// earlier than statusSkew before now. Two changes at the same instant are
+// both applied, in the order they are stored, and every id derived from a
+// change names its status, so neither is taken for a copy of the other.
 func (s *Server) applyStatus(ctx context.Context, op operators.Operator, st wire.Status, at time.Time, source string) (wire.StatusInfo, error) {
 	now := time.Now().UTC()
 	if at.IsZero() || at.After(now) {
 		at = now
 	}
 	at = at.UTC()
+	since := at
+	if floor := now.Add(-statusSkew); since.Before(floor) {
+		since = floor
+	}
 	for attempt := 0; attempt < 5; attempt++ {
 		cur, rev, err := s.currentStatus(ctx, op)
 		if err != nil {
@@ -70,25 +86,25 @@ func (s *Server) applyStatus(ctx context.Context, op operators.Operator, st wire
 		if rev != 0 && cur.Since.After(at) {
 			return cur, nil // a newer choice is already in force
 		}
-		next := wire.StatusInfo{Status: st, Since: at, Source: source}
+		next := wire.StatusInfo{Status: st, Since: since, Source: source}
 		b, _ := json.Marshal(next)
 		if _, err := s.store.SaveStatus(ctx, op.ID, b, rev); errors.Is(err, store.ErrConflict) {
 			continue // someone else changed it: read again
 		} else if err != nil {
 			return wire.StatusInfo{}, err
 		}
-		stamp := strconv.FormatInt(at.UnixNano(), 10)
-		if _, err := s.store.Append(ctx, op.ID, wire.TypeStatus, b, "st."+op.ID+"."+stamp, time.Time{}); err != nil {
+		key := statusChangeKey(op.ID, next)
+		if _, err := s.store.Append(ctx, op.ID, wire.TypeStatus, b, "st."+key, time.Time{}); err != nil {
 			return wire.StatusInfo{}, err
 		}
 		if s.cfg.PBX.ChangeStatusURL != "" {
-			job := pbxStatusJob{Operator: op.ID, UserID: op.UserID, Code: op.Code, Status: st, Since: at}
-			if err := s.outbox.Enqueue(ctx, jobPBXStatus, "pbx-status."+op.ID+"."+stamp, job); err != nil {
+			job := pbxStatusJob{Operator: op.ID, UserID: op.UserID, Code: op.Code, Status: st, Since: next.Since}
+			if err := s.outbox.Enqueue(ctx, jobPBXStatus, "pbx-status."+key, job); err != nil {
 				return wire.StatusInfo{}, err
 			}
 		}
 		if s.crmSync != nil {
-			if err := s.crmSync.queueCRMStatus(ctx, op, st, at, source); err != nil {
+			if err := s.crmSync.queueCRMStatus(ctx, op, next, source); err != nil {
 				return wire.StatusInfo{}, err
 			}
 		}
@@ -96,6 +112,19 @@ func (s *Server) applyStatus(ctx context.Context, op operators.Operator, st wire
 		return next, nil
 	}
 	return wire.StatusInfo{}, errors.New("status changed concurrently too often; try again")
+}
+
+// statusChangeKey names one status change of an operator: the same status
+// at the same instant is the same change (a request sent twice).
+func statusChangeKey(opID string, st wire.StatusInfo) string {
+	return opID + "." + strconv.FormatInt(st.Since.UnixNano(), 10) + "." + string(st.Status)
+}
+
+// superseded reports whether a queued call telling a partner about status
+// st since `since` is overtaken by the status in force: a later one, or
+// another one chosen at the same instant and stored after it.
+func superseded(cur wire.StatusInfo, st wire.Status, since time.Time) bool {
+	return cur.Since.After(since) || (cur.Since.Equal(since) && cur.Status != st)
 }
 
 // sendPBXStatus is the outbox handler calling the PBX's changeUserStatusUrl
@@ -109,8 +138,8 @@ func (s *Server) sendPBXStatus(ctx context.Context, job outbox.Job) error {
 		return outbox.Permanent(fmt.Errorf("decode job: %w", err))
 	}
 	if op, ok := s.ops.Lookup(p.Operator); ok {
-		if cur, _, err := s.currentStatus(ctx, op); err == nil && cur.Since.After(p.Since) {
-			return nil // superseded: the later job carries the status in force
+		if cur, _, err := s.currentStatus(ctx, op); err == nil && superseded(cur, p.Status, p.Since) {
+			return nil // the later job carries the status in force
 		}
 	}
 	q := retailcrm.ChangeStatus{ClientID: s.cfg.PBX.ClientID, UserID: p.UserID, Code: p.Code, Status: string(p.Status)}.Query()
