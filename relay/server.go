@@ -63,6 +63,7 @@ type Server struct {
 	board       *board.Board      // the supervisors' queue board
 	clock       func() time.Time  // time.Now; tests move it
 	sites       map[string]string // E.164 external phone → site code ([retailcrm] external_phones)
+	statusMu    operatorLocks     // one status change of an operator at a time
 
 	bgCtx context.Context
 	bg    sync.WaitGroup

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/pult/pult/agent/wire"
@@ -74,6 +76,8 @@ func (s *Server) applyStatus(ctx context.Context, op operators.Operator, st wire
 		at = now
 	}
 	at = at.UTC()
+	unlock := s.statusMu.lock(op.ID)
+	defer unlock()
 	since := at
 	if floor := now.Add(-statusSkew); since.Before(floor) {
 		since = floor
@@ -112,6 +116,20 @@ func (s *Server) applyStatus(ctx context.Context, op operators.Operator, st wire
 		return next, nil
 	}
 	return wire.StatusInfo{}, errors.New("status changed concurrently too often; try again")
+}
+
+// operatorLocks serializes work on one operator's state across goroutines
+// of this relay: a status is stored, then published to the operator's
+// stream, and two changes interleaving there would leave the stream's last
+// status different from the stored one.
+type operatorLocks [64]sync.Mutex
+
+func (l *operatorLocks) lock(opID string) (unlock func()) {
+	h := fnv.New32a()
+	h.Write([]byte(opID))
+	m := &l[h.Sum32()%uint32(len(l))]
+	m.Lock()
+	return m.Unlock
 }
 
 // statusChangeKey names one status change of an operator: the same status
