@@ -50,7 +50,7 @@ func (s *Server) HandleRequest(ctx context.Context, wop wire.Operator, typ, id s
 	case wire.TypeOperatorStatusSet:
 		rtyp, out = s.requestOperatorStatus(ctx, op, data)
 	}
-	if ctx.Err() == nil {
+	if ctx.Err() == nil && final(rtyp, out) {
 		b, _ := json.Marshal(out)
 		saved, _ := json.Marshal(savedReply{Type: rtyp, Data: b})
 		if err := s.store.SaveReply(ctx, op.ID, id, saved); err != nil {
@@ -58,6 +58,18 @@ func (s *Server) HandleRequest(ctx context.Context, wop wire.Operator, typ, id s
 		}
 	}
 	return rtyp, out
+}
+
+// final reports whether an answer is the request's last word, to be given
+// again to the same id: not a failure after which nothing was done and the
+// same request may succeed when sent again (the store or the PBX was out
+// of reach). An answer of unknown outcome (a timeout) is final: sending the
+// request again could place the same call twice.
+func final(typ string, out any) bool {
+	if e, ok := out.(*wire.Error); ok && typ == wire.TypeError {
+		return e.Code != wire.ErrInternal && e.Code != wire.ErrPBXUnreachable
+	}
+	return true
 }
 
 type savedReply struct {
@@ -192,6 +204,12 @@ func (s *Server) placeCall(ctx context.Context, op operators.Operator, number, e
 		return wire.DialResult{}, &wire.Error{Code: wire.ErrPBXUnreachable, Message: "the PBX could not be reached; the call was not placed"}
 	}
 	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable:
+		// The PBX (or its proxy) turned the request away: no call. A 500
+		// or a 504 may come after the PBX started one, so they stay refusals.
+		return wire.DialResult{}, &wire.Error{Code: wire.ErrPBXUnreachable, Message: fmt.Sprintf("the PBX is unavailable right now (HTTP %d %s); the call was not placed", resp.StatusCode, http.StatusText(resp.StatusCode))}
+	}
 	if resp.StatusCode != http.StatusOK {
 		return wire.DialResult{}, &wire.Error{Code: wire.ErrPBXRefused, Message: fmt.Sprintf("the PBX refused the call (HTTP %d %s)", resp.StatusCode, http.StatusText(resp.StatusCode))}
 	}

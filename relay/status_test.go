@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,5 +185,47 @@ func TestStatusTimeCannotBeBackdated(t *testing.T) {
 	json.Unmarshal(env.Data, &st)
 	if st.Status != wire.StatusFree || st.Since.After(time.Now()) {
 		t.Errorf("a change dated in an hour: %+v", st)
+	}
+}
+
+// A request that failed with nothing done (the PBX unavailable) is not
+// remembered as its answer: sent again with the same id once the PBX is
+// back, it places the call. One that succeeded is answered again, not
+// repeated.
+func TestTransientFailureIsNotTheFinalAnswer(t *testing.T) {
+	checkGoroutines(t)
+	var up atomic.Bool
+	var calls atomic.Int32
+	pbx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, "maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		calls.Add(1)
+	}))
+	t.Cleanup(pbx.Close)
+	cfg := testConfig(t)
+	cfg.PBX.MakeCallURL = pbx.URL + "/make-call"
+	r := startRelay(t, cfg)
+	_, tok := r.addOperator("Anna", "100", "1")
+	ra := dialRaw(t, r.URL, tok)
+	dial := wire.Dial{Phone: "+7 912 345-67-89"}
+
+	ra.send(wire.TypeDial, "d1", dial)
+	env := ra.replies("d1")["d1"]
+	var we wire.Error
+	json.Unmarshal(env.Data, &we)
+	if env.Type != wire.TypeError || we.Code != wire.ErrPBXUnreachable {
+		t.Fatalf("PBX down: %s %s", env.Type, env.Data)
+	}
+	up.Store(true)
+	for range 2 {
+		ra.send(wire.TypeDial, "d1", dial)
+		if env := ra.replies("d1")["d1"]; env.Type != wire.TypeReply {
+			t.Fatalf("the same request with the PBX back: %s %s", env.Type, env.Data)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the PBX placed %d calls, want 1", n)
 	}
 }

@@ -289,13 +289,16 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-// Error codes.
+// Error codes. After pbx_unreachable and internal nothing was done, and
+// the same request (same id) may be sent again: the relay does not keep
+// them as the request's answer. Every other answer is the request's final
+// one, given again to its id; pbx_timeout too, as its outcome is unknown.
 const (
 	ErrBadRequest     = "bad_request"
 	ErrInvalidStatus  = "invalid_status"
 	ErrInvalidNumber  = "invalid_number"
 	ErrPBXRefused     = "pbx_refused"
-	ErrPBXUnreachable = "pbx_unreachable"
+	ErrPBXUnreachable = "pbx_unreachable" // the partner was out of reach or turned the request away (502, 503, 429)
 	ErrPBXTimeout     = "pbx_timeout"
 	ErrNotConfigured  = "not_configured"
 	ErrForbidden      = "forbidden"
