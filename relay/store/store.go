@@ -146,7 +146,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			}))
 	}
 	if o.URL == "" {
-		if s.ns, err = startEmbedded(o.DataDir); err != nil {
+		if s.ns, err = startEmbedded(o.DataDir, o.Logger.With("component", "nats")); err != nil {
 			return nil, err
 		}
 	}
@@ -156,6 +156,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("store: connect to nats: %w", err)
+	}
+	if mp := s.nc.MaxPayload(); mp < MaxPayload {
+		s.Close()
+		return nil, fmt.Errorf("store: the NATS server at %s accepts messages of at most %d bytes (its max_payload), "+
+			"but the relay sends up to %d (a chat transcript on its way to the QA platform): set max_payload: %dMB in the server's configuration",
+			s.nc.ConnectedUrlRedacted(), mp, MaxPayload, MaxPayload>>20)
 	}
 	if s.js, err = jetstream.New(s.nc); err != nil {
 		s.Close()
@@ -168,7 +174,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
-func startEmbedded(dataDir string) (*server.Server, error) {
+func startEmbedded(dataDir string, log *slog.Logger) (*server.Server, error) {
 	if dataDir == "" {
 		return nil, errors.New("store: data_dir is required for the embedded NATS server")
 	}
@@ -188,6 +194,7 @@ func startEmbedded(dataDir string) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: embedded nats: %w", err)
 	}
+	ns.SetLoggerV2(natsLogger{log}, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()

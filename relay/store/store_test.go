@@ -1,0 +1,105 @@
+package store_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/pult/pult/relay/store"
+)
+
+// records is a slog handler keeping what it is given.
+type records struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (r *records) Enabled(context.Context, slog.Level) bool { return true }
+func (r *records) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	r.recs = append(r.recs, rec.Clone())
+	r.mu.Unlock()
+	return nil
+}
+func (r *records) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *records) WithGroup(string) slog.Handler      { return r }
+
+func (r *records) atLeast(level slog.Level) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, rec := range r.recs {
+		if rec.Level >= level {
+			out = append(out, rec.Message)
+		}
+	}
+	return out
+}
+
+// The embedded server's warnings reach the relay's log: here, a damaged
+// file of the events stream found and rebuilt at start.
+func TestEmbeddedServerWarningsReachTheLog(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Append(ctx, "op1", "status", []byte(`{"status":"busy"}`), "m1", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	damaged := 0
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".blk") && strings.Contains(p, "PULT_EVENTS") {
+			b, _ := os.ReadFile(p)
+			for i := 10; i < len(b); i += 7 {
+				b[i] ^= 0xff
+			}
+			os.WriteFile(p, b, 0o600)
+			damaged++
+		}
+		return nil
+	})
+	if damaged == 0 {
+		t.Fatal("no block file of the events stream found")
+	}
+	logs := &records{}
+	st, err = store.Open(ctx, store.Options{DataDir: dir, Logger: slog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if w := logs.atLeast(slog.LevelWarn); len(w) == 0 || !strings.Contains(strings.Join(w, "\n"), "PULT_EVENTS") {
+		t.Errorf("warnings logged: %q", w)
+	}
+}
+
+// An external NATS server that would refuse the relay's largest messages
+// is refused at start, with what to change.
+func TestExternalServerWithSmallMaxPayloadIsRefused(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats did not start")
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	st, err := store.Open(context.Background(), store.Options{URL: ns.ClientURL()})
+	if err == nil {
+		st.Close()
+		t.Fatal("a server with max_payload 1 MiB was accepted")
+	}
+	if !strings.Contains(err.Error(), "max_payload: 8MB") {
+		t.Errorf("error: %v", err)
+	}
+}
