@@ -128,9 +128,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("relay: config: %w", err)
 	}
 	var err error
+	syncEvery, syncAlways := s.cfg.NATS.SyncPolicy()
 	s.store, err = store.Open(ctx, store.Options{
 		URL: s.cfg.NATS.URL, DataDir: s.cfg.DataDir,
 		EventRetention: s.cfg.EventRetention.Duration, Logger: s.log,
+		SyncInterval: syncEvery, SyncAlways: syncAlways,
 	})
 	if err != nil {
 		return err
@@ -287,9 +289,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	s.addr = ln.Addr().String()
 	if tlsConfig != nil {
-		s.log.Info("relay ready", "addr", s.addr, "tls", s.cfg.TLSCert, "nats", natsMode(s.cfg.NATS.URL), "data_dir", s.cfg.DataDir)
+		s.log.Info("relay ready", "addr", s.addr, "tls", s.cfg.TLSCert, "nats", natsMode(s.cfg.NATS.URL), "durability", s.store.Durability(), "data_dir", s.cfg.DataDir)
 	} else {
-		s.log.Info("relay ready", "addr", s.addr, "nats", natsMode(s.cfg.NATS.URL), "data_dir", s.cfg.DataDir)
+		s.log.Info("relay ready", "addr", s.addr, "nats", natsMode(s.cfg.NATS.URL), "durability", s.store.Durability(), "data_dir", s.cfg.DataDir)
 		const plain = "serving plain HTTP: partners and agents off this machine need a TLS proxy in front (see docs/relay.md), or set tls_cert and tls_key"
 		if loopback(ln.Addr()) {
 			s.log.Info(plain) // what a proxy on this machine reaches

@@ -70,6 +70,29 @@ type QueueConfig struct {
 // NATSConfig selects the NATS server.
 type NATSConfig struct {
 	URL string `toml:"url"` // "" embeds a server in data_dir
+	// Sync is when the embedded server makes its writes durable on disk
+	// (fsync): "always" (before every acknowledgement) or an interval;
+	// DefaultSync when empty. Every write is handed to the operating
+	// system before it is acknowledged in any case, so a killed relay
+	// loses nothing; the setting decides what a power cut can take.
+	Sync string `toml:"sync"`
+}
+
+// DefaultSync is the embedded server's sync interval when [nats] sync is
+// not set: a power cut loses at most about a second of acknowledged writes.
+const DefaultSync = time.Second
+
+// SyncPolicy is [nats] sync decoded: always, or the interval (Validate has
+// checked it).
+func (n NATSConfig) SyncPolicy() (interval time.Duration, always bool) {
+	switch n.Sync {
+	case "":
+		return DefaultSync, false
+	case "always":
+		return 0, true
+	}
+	d, _ := time.ParseDuration(n.Sync)
+	return d, false
 }
 
 // PBXConfig is the PBX the relay speaks to as retailCRM would.
@@ -336,6 +359,13 @@ func (c *Config) Validate() error {
 	}
 	if c.NATS.URL == "" && c.DataDir == "" {
 		bad("data_dir", "required with the embedded NATS server")
+	}
+	if c.NATS.Sync != "" {
+		if c.NATS.URL != "" {
+			bad("nats.sync", "applies to the embedded server only; an external server has its own (jetstream { sync_interval })")
+		} else if d, err := time.ParseDuration(c.NATS.Sync); c.NATS.Sync != "always" && (err != nil || d < 10*time.Millisecond || d > 10*time.Minute) {
+			bad("nats.sync", `want "always" or an interval between 10ms and 10m, got %q`, c.NATS.Sync)
+		}
 	}
 	if c.PublicURL != "" {
 		if err := checkURL(c.PublicURL); err != nil {

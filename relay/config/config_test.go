@@ -185,6 +185,9 @@ func TestLoadConfigRefuses(t *testing.T) {
 		{"external phone without site", minimal + "[[retailcrm.external_phones]]\nphone = \"+74999999999\"\n", "retailcrm.external_phones[0].site"},
 		{"unknown external phone key", minimal + "[[retailcrm.external_phones]]\nsite = \"a\"\nphone = \"+74999999999\"\nshop = \"a\"\n", "unknown keys"},
 		{"upload_wait too long", minimal + "[retailcrm]\nupload_wait = \"1h\"\n", "retailcrm.upload_wait"},
+		{"sync not a duration", minimal + "[nats]\nsync = \"often\"\n", `nats.sync: want "always" or an interval`},
+		{"sync too long", minimal + "[nats]\nsync = \"1h\"\n", "nats.sync"},
+		{"sync with an external server", minimal + "[nats]\nurl = \"nats://127.0.0.1:4222\"\nsync = \"always\"\n", "nats.sync: applies to the embedded server only"},
 		{"unknown time zone", "time_zone = \"Mars/Olympus\"\n" + minimal, "time_zone"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -87,7 +87,11 @@ type Options struct {
 	EventRetention time.Duration // how long operator events are kept for resume
 	CallRetention  time.Duration // how long call state is kept
 	RequestWindow  time.Duration // how long request ids are remembered for dedupe
-	Logger         *slog.Logger
+	// The embedded server's fsync: before every acknowledgement
+	// (SyncAlways), or every SyncInterval (the server's default when 0).
+	SyncInterval time.Duration
+	SyncAlways   bool
+	Logger       *slog.Logger
 }
 
 // Store is an open connection to JetStream with the relay's streams and buckets.
@@ -146,7 +150,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			}))
 	}
 	if o.URL == "" {
-		if s.ns, err = startEmbedded(o.DataDir, o.Logger.With("component", "nats")); err != nil {
+		if s.ns, err = startEmbedded(o, o.Logger.With("component", "nats")); err != nil {
 			return nil, err
 		}
 	}
@@ -174,22 +178,41 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
-func startEmbedded(dataDir string, log *slog.Logger) (*server.Server, error) {
-	if dataDir == "" {
+// Durability says when the embedded server makes writes durable on disk,
+// as the server itself reports it, for the relay's start-up line; an
+// external server decides that itself.
+func (s *Store) Durability() string {
+	if s.ns == nil {
+		return "external server's own"
+	}
+	c := s.ns.JetStreamConfig()
+	switch {
+	case c == nil:
+		return "unknown"
+	case c.SyncAlways:
+		return "fsync before every acknowledgement"
+	}
+	return "fsync every " + c.SyncInterval.String()
+}
+
+func startEmbedded(o Options, log *slog.Logger) (*server.Server, error) {
+	if o.DataDir == "" {
 		return nil, errors.New("store: data_dir is required for the embedded NATS server")
 	}
-	dir := filepath.Join(dataDir, "jetstream")
+	dir := filepath.Join(o.DataDir, "jetstream")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	ns, err := server.NewServer(&server.Options{
-		ServerName: "pult-relay",
-		DontListen: true,
-		JetStream:  true,
-		StoreDir:   dir,
-		NoSigs:     true,
-		NoLog:      true,
-		MaxPayload: MaxPayload,
+		ServerName:   "pult-relay",
+		DontListen:   true,
+		JetStream:    true,
+		StoreDir:     dir,
+		NoSigs:       true,
+		NoLog:        true,
+		MaxPayload:   MaxPayload,
+		SyncInterval: o.SyncInterval,
+		SyncAlways:   o.SyncAlways,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: embedded nats: %w", err)

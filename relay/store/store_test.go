@@ -103,3 +103,24 @@ func TestExternalServerWithSmallMaxPayloadIsRefused(t *testing.T) {
 		t.Errorf("error: %v", err)
 	}
 }
+
+// [nats] sync reaches the embedded server.
+func TestSyncPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		o    store.Options
+		want string
+	}{
+		{store.Options{SyncAlways: true}, "fsync before every acknowledgement"},
+		{store.Options{SyncInterval: 250 * time.Millisecond}, "fsync every 250ms"},
+	} {
+		tc.o.DataDir = t.TempDir()
+		st, err := store.Open(context.Background(), tc.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Durability(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.o, got, tc.want)
+		}
+		st.Close()
+	}
+}
