@@ -73,7 +73,8 @@ func startRelay(t testing.TB, cfg config.Config) *testRelay {
 func startRelayWith(t testing.TB, cfg config.Config, mk func(config.Config) *relay.Server) *testRelay {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv := relay.New(cfg, testLogger(t))
+	relayOutput.secretsOf(cfg)
+	srv := relay.New(cfg, relayLogger(t))
 	if mk != nil {
 		srv = mk(cfg)
 	}

@@ -574,7 +574,7 @@ func TestQueueBoardMidnight(t *testing.T) {
 	checkGoroutines(t)
 	clock := &fakeClock{t: time.Date(2026, 11, 21, 20, 59, 30, 0, time.UTC)} // 23:59:30 in Moscow
 	r := startRelayWith(t, testConfig(t), func(cfg config.Config) *relay.Server {
-		return relay.NewWithClock(cfg, testLogger(t), clock.now)
+		return relay.NewWithClock(cfg, relayLogger(t), clock.now)
 	})
 	_, supTok := r.addSupervisor("Sofia", "900", "9")
 	r.addOperator("Anna", "100", "1")
