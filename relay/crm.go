@@ -185,7 +185,7 @@ func (y *crmSync) integrationModule() (retailcrm.IntegrationModule, error) {
 		ExternalPhones:       []retailcrm.ExternalPhone{},
 	}
 	for _, op := range y.ops.List() {
-		if !op.Revoked() {
+		if !op.Revoked() && op.Role.Agent() {
 			t.AdditionalCodes = append(t.AdditionalCodes, retailcrm.AdditionalCode{UserID: op.UserID, Code: op.Code})
 		}
 	}

@@ -69,6 +69,9 @@ func (s *Server) authOperator(w http.ResponseWriter, r *http.Request) (operators
 	case err != nil:
 		writeJSON(w, http.StatusUnauthorized, &wire.HandshakeError{Code: wire.CloseBadToken, Reason: wire.CloseText(wire.CloseBadToken)})
 		return operators.Operator{}, false
+	case !op.Role.Agent():
+		writeJSON(w, http.StatusForbidden, &wire.HandshakeError{Code: wire.CloseNotAgent, Reason: wire.CloseText(wire.CloseNotAgent)})
+		return operators.Operator{}, false
 	}
 	return op, true
 }

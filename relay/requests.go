@@ -139,7 +139,7 @@ func (s *Server) requestOperatorStatus(ctx context.Context, sup operators.Operat
 		return wire.TypeError, &wire.Error{Code: wire.ErrInvalidStatus, Message: fmt.Sprintf("unknown status %q (want free, busy, dinner or break)", req.Status)}
 	}
 	target, ok := s.ops.Lookup(req.OperatorID)
-	if !ok || req.OperatorID == "" {
+	if !ok || req.OperatorID == "" || !target.Role.Agent() {
 		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: fmt.Sprintf("there is no operator %q (give the operator's id or extension code)", clipText(req.OperatorID, 64))}
 	}
 	if target.Revoked() {

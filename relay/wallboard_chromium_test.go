@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/operators"
 )
 
 // The wallboard in a real headless Chromium, driven over the Chrome
@@ -51,11 +55,14 @@ func TestWallboardInChromium(t *testing.T) {
 	if strings.Contains(text, "No calls waiting") {
 		t.Errorf("the board still says no calls are waiting:\n%s", text)
 	}
-	// The wait timer runs on the page, between deltas.
+	// The wait timer runs on the page, between deltas: it shows m:ss and
+	// moves on by itself.
+	timer := func() string { return page.eval(`document.querySelector('#waiting .t').textContent`) }
+	first := timer()
 	deadline := time.Now().Add(10 * time.Second)
-	for page.eval(`document.querySelector('#waiting .t').textContent`) != "0:02" {
+	for now := timer(); !regexp.MustCompile(`^0:0[1-9]$`).MatchString(now) || now == first; now = timer() {
 		if time.Now().After(deadline) {
-			t.Fatalf("the wait timer shows %q", page.eval(`document.querySelector('#waiting .t').textContent`))
+			t.Fatalf("the wait timer went from %q to %q", first, now)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -79,7 +86,7 @@ func TestWallboardInChromium(t *testing.T) {
 	}
 	page.navigate("about:blank")
 	page.navigate(r.URL + "/board?lang=ru#token=pult_wrong_token")
-	page.waitText("the error for a wrong token, in Russian", "Сервер не знает этот токен.", "Токен руководителя")
+	page.waitText("the error for a wrong token, in Russian", "Сервер не знает этот токен.", "Токен руководителя или табло")
 	// ?lang=en wins over the browser's Russian.
 	page.navigate("about:blank")
 	page.navigate(r.URL + "/board?lang=en#token=" + supTok)
@@ -88,10 +95,37 @@ func TestWallboardInChromium(t *testing.T) {
 
 	page.navigate("about:blank")
 	page.navigate(r.URL + "/board#token=pult_wrong_token")
-	page.waitText("the error for a wrong token", "The relay does not know this token.", "Supervisor token")
+	page.waitText("the error for a wrong token", "The relay does not know this token.", "Supervisor or wallboard token")
 	page.navigate("about:blank")
 	page.navigate(r.URL + "/board#token=" + annaTok)
 	page.waitText("the error for an operator's token", "the board needs a supervisor's")
+
+	// A wallboard's token: once read, it is neither in the address bar nor
+	// in the history, and a reload of the screen keeps the board.
+	added, err := r.admin().AddOperator(context.Background(), operators.NewOperator{Name: "Hall TV", Role: wire.RoleWallboard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page.navigate("about:blank")
+	page.navigate(r.URL + "/board#token=" + added.Token)
+	page.waitText("the board on a wallboard's token", "Anna Smirnova", "ringing 100, 101")
+	if href := page.eval(`location.href`); href != r.URL+"/board" {
+		t.Errorf("the address bar shows %q", href)
+	}
+	var hist struct {
+		Entries []struct{ URL string } `json:"entries"`
+	}
+	page.call("Page.getNavigationHistory", nil, &hist)
+	for _, e := range hist.Entries {
+		if strings.Contains(e.URL, added.Token) || strings.Contains(e.URL, supTok) {
+			t.Errorf("a token is in the history: %s", e.URL)
+		}
+	}
+	page.call("Page.reload", nil, nil)
+	page.waitText("the board after a reload", "Anna Smirnova", "ringing 100, 101")
+	if text := page.text(); strings.Contains(text, "Hall TV") {
+		t.Errorf("the wallboard is on the board:\n%s", text)
+	}
 }
 
 // cdpClient is a minimal Chrome DevTools Protocol client over gorilla's

@@ -2,14 +2,19 @@ package relay_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/operators"
 )
 
 func boardEvents(t *testing.T, base, token string) *http.Response {
@@ -140,4 +145,83 @@ func TestWallboardEvents(t *testing.T) {
 	if _, err := io.ReadAll(br); err != nil && !strings.Contains(err.Error(), "EOF") {
 		t.Logf("stream ended with %v", err)
 	}
+}
+
+// A wallboard's token watches the board and does nothing else: it is not
+// on the board, it cannot connect an agent, sign in, submit or act, and one
+// such token opens a few boards, not every place.
+func TestWallboardRole(t *testing.T) {
+	checkGoroutines(t)
+	r := startRelay(t, testConfig(t))
+	_, supTok := r.addSupervisor("Sofia", "900", "9")
+	r.addOperator("Anna", "100", "1")
+	ctx := context.Background()
+	if _, err := r.admin().AddOperator(ctx, operators.NewOperator{Name: "Hall TV", Code: "300", UserID: "30", Role: wire.RoleWallboard}); err == nil {
+		t.Error("a wallboard with an extension was accepted")
+	}
+	added, err := r.admin().AddOperator(ctx, operators.NewOperator{Name: "Hall TV", Role: wire.RoleWallboard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tv := added.Token
+
+	// Not an agent, anywhere.
+	_, resp, err := wsDial(t, r.URL, tv, strconv.Itoa(wire.ProtocolVersion))
+	if err == nil {
+		t.Fatal("a wallboard's token connected an agent")
+	}
+	if status, code := handshakeCode(t, resp); status != 403 || code != wire.CloseNotAgent || !wire.IsStop(code) {
+		t.Errorf("agent handshake: %d %d", status, code)
+	}
+	var stop *agent.StopError
+	if _, err := agent.Check(ctx, r.URL, tv); !errors.As(err, &stop) || stop.Code != wire.CloseNotAgent {
+		t.Errorf("sign-in check: %v", err)
+	}
+	if status, body := r.postTranscript(tv, wire.TranscriptSubmit{ID: "t1", Format: wire.FormatText, Body: "Anna: hi"}); status != 403 {
+		t.Errorf("transcript: %d %s", status, body)
+	}
+
+	// The board, without itself on it.
+	var streams []*http.Response
+	defer func() {
+		for _, s := range streams {
+			s.Body.Close()
+		}
+	}()
+	for i := range 4 {
+		resp := boardEvents(t, r.URL, tv)
+		streams = append(streams, resp)
+		if resp.StatusCode != 200 {
+			t.Fatalf("board %d: %d", i+1, resp.StatusCode)
+		}
+		if i == 0 {
+			_, data, err := readEvent(bufio.NewReader(resp.Body))
+			var snap wire.QueueSnapshot
+			if err != nil || json.Unmarshal(data, &snap) != nil || len(snap.Operators) != 2 {
+				t.Fatalf("snapshot: %s %v", data, err)
+			}
+		}
+	}
+	fifth := boardEvents(t, r.URL, tv)
+	b, _ := io.ReadAll(fifth.Body)
+	fifth.Body.Close()
+	if fifth.StatusCode != 429 || !strings.Contains(string(b), `"code":"too_many_boards"`) || fifth.Header.Get("Retry-After") == "" {
+		t.Errorf("a fifth board with one token: %d %s", fifth.StatusCode, b)
+	}
+	other := boardEvents(t, r.URL, supTok)
+	other.Body.Close()
+	if other.StatusCode != 200 {
+		t.Errorf("another token's board while the first has its fill: %d", other.StatusCode)
+	}
+	streams[0].Body.Close()
+	streams = streams[1:]
+	waitUntil(t, "a place free again", func() bool {
+		resp := boardEvents(t, r.URL, tv)
+		if resp.StatusCode == 200 {
+			streams = append(streams, resp)
+			return true
+		}
+		resp.Body.Close()
+		return false
+	})
 }

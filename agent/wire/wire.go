@@ -102,6 +102,7 @@ const (
 	CloseBadToken = 4001 // token unknown or malformed
 	CloseRevoked  = 4003 // token revoked by an administrator
 	CloseProtocol = 4004 // agent protocol too old (or too new) for this relay
+	CloseNotAgent = 4005 // a wallboard's token: it can only watch the board
 
 	CloseGoingAway = 4100 // relay shutting down or restarting
 	CloseSlow      = 4101 // agent could not keep up; resume after reconnecting
@@ -117,6 +118,8 @@ func CloseText(code int) string {
 		return "the relay does not know this token"
 	case CloseRevoked:
 		return "this token has been revoked"
+	case CloseNotAgent:
+		return "this is a wallboard's token: it only opens the queue board page (/board), not pult"
 	case CloseProtocol:
 		return "this version of pult is not supported by the relay; please update"
 	case CloseGoingAway:
@@ -200,10 +203,17 @@ type Role string
 const (
 	RoleOperator   Role = "operator"
 	RoleSupervisor Role = "supervisor"
+	// RoleWallboard is a token for a wall screen: it can watch the queue
+	// board page and nothing else (no agent, no requests, no extension).
+	RoleWallboard Role = "wallboard"
 )
 
 // Valid reports whether r is a known role.
-func (r Role) Valid() bool { return r == RoleOperator || r == RoleSupervisor }
+func (r Role) Valid() bool { return r == RoleOperator || r == RoleSupervisor || r == RoleWallboard }
+
+// Agent reports whether a token of this role may connect an agent (the
+// app, the command line): every role but wallboard.
+func (r Role) Agent() bool { return r != RoleWallboard }
 
 // Status is what an operator sets: free, busy, dinner, break. Offline is not
 // settable: it is shown while no agent of the operator is connected.

@@ -34,6 +34,8 @@ Usage:
                                              run the relay with a built-in PBX and CRM simulator
   pult-relay operators add --name NAME --user-id N --code EXT [--role supervisor]
                            [--uis-employee-id N] [--smartsupp-agent-id N]
+  pult-relay operators add --name "Hall TV" --role wallboard
+                                             a token that can only watch the queue board page
   pult-relay operators list
   pult-relay operators revoke ID|CODE
   pult-relay outbox list [--dead] [--json] [--limit 100]
@@ -231,9 +233,9 @@ func operatorsCmd(ctx context.Context, args []string, getenv func(string) string
 		fs := newFlags("operators add", stderr)
 		var n operators.NewOperator
 		fs.StringVar(&n.Name, "name", "", "the operator's name (required)")
-		fs.StringVar(&n.UserID, "user-id", "", "the operator's CRM user id (required)")
-		fs.StringVar(&n.Code, "code", "", "the operator's PBX extension (required)")
-		role := fs.String("role", "operator", "operator or supervisor")
+		fs.StringVar(&n.UserID, "user-id", "", "the operator's CRM user id (required, but not for a wallboard)")
+		fs.StringVar(&n.Code, "code", "", "the operator's PBX extension (required, but not for a wallboard)")
+		role := fs.String("role", "operator", "operator, supervisor, or wallboard (a token that can only watch the queue board page)")
 		fs.StringVar(&n.UISEmployeeID, "uis-employee-id", "", "the operator's UIS employee id (recordId in UIS), for UIS calls")
 		fs.StringVar(&n.SmartsuppAgentID, "smartsupp-agent-id", "", "the operator's Smartsupp agent id (agent:N), for chat transcripts")
 		c, err := adminClient(fs, args[1:], getenv)
@@ -255,6 +257,11 @@ func operatorsCmd(ctx context.Context, args []string, getenv func(string) string
 		}
 		if op.Smartsupp != "" {
 			extra += ", Smartsupp agent " + op.Smartsupp
+		}
+		if op.Role == wire.RoleWallboard {
+			fmt.Fprintf(stdout, "Added the wallboard %s (id %s).\nToken (shown once): it can only watch the queue board; open <relay>/board#token=… on the screen:\n%s\n",
+				op.Name, op.ID, added.Token)
+			return nil
 		}
 		fmt.Fprintf(stdout, "Added %s (id %s, code %s, user %s%s, %s).\nToken (shown once; give it to the operator for `pult login`):\n%s\n",
 			op.Name, op.ID, op.Code, op.UserID, extra, op.Role, added.Token)

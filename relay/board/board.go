@@ -72,6 +72,7 @@ const (
 	boardTick         = time.Second
 	endedMemory       = 10 * time.Minute // how long a call over is remembered, to ignore its late changes
 	maxBoardViewers   = 32               // concurrent /board/events streams
+	maxTokenViewers   = 4                // of them with one token (a few screens each)
 	viewerQueue       = 256              // frames buffered per SSE viewer before it counts as slow
 	queueFactMaxBytes = 1 << 20
 )
@@ -188,7 +189,8 @@ type Board struct {
 
 	subs    map[*boardSub]struct{}
 	wsSubs  map[hub.Peer]*boardSub
-	viewers int
+	viewers int            // /board/events streams
+	byToken map[string]int // of them, by operator (token)
 	closed  bool
 }
 
@@ -229,7 +231,7 @@ func New(cfg Config) *Board {
 		waiting: map[string]wire.WaitingCall{}, opCalls: map[string]map[string]bool{},
 		pubOps: map[string]wire.QueueOperator{}, pubWaiting: map[string]wire.WaitingCall{},
 		dirtyOps: map[string]bool{}, dirtyWaiting: map[string]bool{},
-		subs: map[*boardSub]struct{}{}, wsSubs: map[hub.Peer]*boardSub{},
+		subs: map[*boardSub]struct{}{}, wsSubs: map[hub.Peer]*boardSub{}, byToken: map[string]int{},
 	}
 }
 
@@ -471,7 +473,10 @@ func (b *Board) PutOperator(op operators.Operator) {
 
 func (b *Board) putOperatorLocked(op operators.Operator) {
 	b.info[op.ID] = op
-	if !op.Revoked() && b.st.Ops[op.ID] == nil {
+	if !op.Role.Agent() {
+		// A wallboard is a screen, not someone on the board.
+		delete(b.st.Ops, op.ID)
+	} else if !op.Revoked() && b.st.Ops[op.ID] == nil {
 		b.st.Ops[op.ID] = &opState{}
 	}
 	b.markOpLocked(op.ID)
@@ -861,7 +866,7 @@ func (b *Board) rolloverLocked(t time.Time) {
 // opView is an operator's board entry; false when they are not on the board.
 func (b *Board) opView(id string) (wire.QueueOperator, bool) {
 	info, ok := b.info[id]
-	if !ok || info.Revoked() {
+	if !ok || info.Revoked() || !info.Role.Agent() {
 		return wire.QueueOperator{}, false
 	}
 	o := b.op(id)
@@ -1113,7 +1118,12 @@ func (b *Board) UnsubscribeWS(peer hub.Peer) {
 	}
 }
 
-var errTooManyViewers = errors.New("too many wallboard viewers")
+var (
+	errTooManyViewers = errors.New("too many wallboard viewers")
+	// errTooManyForToken: one token (one leaked URL) cannot take every
+	// place.
+	errTooManyForToken = fmt.Errorf("this token has %d boards open already", maxTokenViewers)
+)
 
 // subscribeSSE subscribes a wallboard viewer; its first frame is the
 // snapshot. The viewer reads frames from sub.sse until sub.gone is closed,
@@ -1127,6 +1137,9 @@ func (b *Board) subscribeSSE(opID string) (*boardSub, error) {
 	if b.viewers >= maxBoardViewers {
 		return nil, errTooManyViewers
 	}
+	if b.byToken[opID] >= maxTokenViewers {
+		return nil, errTooManyForToken
+	}
 	b.advanceLocked(b.now())
 	b.flushLocked()
 	data, err := json.Marshal(b.snapshotLocked())
@@ -1137,6 +1150,7 @@ func (b *Board) subscribeSSE(opID string) (*boardSub, error) {
 	sub.sse <- sseEvent("snapshot", data)
 	b.subs[sub] = struct{}{}
 	b.viewers++
+	b.byToken[opID]++
 	return sub, nil
 }
 
@@ -1147,6 +1161,9 @@ func (b *Board) unsubscribeSSE(sub *boardSub) {
 		b.dropLocked(sub)
 	}
 	b.viewers--
+	if b.byToken[sub.op]--; b.byToken[sub.op] <= 0 {
+		delete(b.byToken, sub.op)
+	}
 }
 
 func (b *Board) dropLocked(sub *boardSub) {

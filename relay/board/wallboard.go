@@ -209,8 +209,8 @@ func (b *Board) viewer(w http.ResponseWriter, r *http.Request) (operators.Operat
 	case err != nil:
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "The relay does not know this token.", "code": "unknown_token"})
 		return operators.Operator{}, false
-	case op.Role != wire.RoleSupervisor:
-		writeJSON(w, http.StatusForbidden, map[string]string{"error": "This is an operator's token: the board needs a supervisor's.", "code": "not_supervisor"})
+	case op.Role != wire.RoleSupervisor && op.Role != wire.RoleWallboard:
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "This is an operator's token: the board needs a supervisor's or a wallboard's.", "code": "not_supervisor"})
 		return operators.Operator{}, false
 	}
 	return op, true
@@ -225,7 +225,12 @@ func (b *Board) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sub, err := b.subscribeSSE(op.ID)
-	if err != nil {
+	switch {
+	case errors.Is(err, errTooManyForToken):
+		w.Header().Set("Retry-After", "30")
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": err.Error(), "code": "too_many_boards"})
+		return
+	case err != nil:
 		w.Header().Set("Retry-After", "10")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return

@@ -27,8 +27,8 @@ func TestWallboardLanguage(t *testing.T) {
 		fixed         bool
 		words         []string
 	}{
-		{"", "", "en", false, []string{"<title data-i18n=\"title\">pult — queue</title>", ">Supervisor token<", "answered within"}},
-		{"", "ru-RU,ru;q=0.9,en;q=0.8", "ru", false, []string{">pult — очередь<", ">Токен руководителя<", ">Показать табло<", "<code>/board#token=…</code>"}},
+		{"", "", "en", false, []string{"<title data-i18n=\"title\">pult — queue</title>", ">Supervisor or wallboard token<", "answered within"}},
+		{"", "ru-RU,ru;q=0.9,en;q=0.8", "ru", false, []string{">pult — очередь<", ">Токен руководителя или табло<", ">Показать табло<", "<code>/board#token=…</code>"}},
 		{"", "de-DE,de;q=0.9,ru;q=0.5", "ru", false, []string{">Очередь<"}},
 		{"", "de-DE", "en", false, []string{">Queue<"}},
 		{"?lang=en", "ru", "en", true, []string{">Queue<"}},

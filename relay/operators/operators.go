@@ -94,6 +94,13 @@ func (n *NewOperator) Validate() error {
 	if n.Name == "" || utf8.RuneCountInString(n.Name) > 100 {
 		return errors.New("name: required, at most 100 characters")
 	}
+	if n.Role == wire.RoleWallboard {
+		// A screen, not a person: nothing of a telephony user.
+		if n.Code != "" || n.UserID != "" || n.UISEmployeeID != "" || n.SmartsuppAgentID != "" {
+			return errors.New("role wallboard: a wallboard has no code, user-id, uis-employee-id or smartsupp-agent-id")
+		}
+		return nil
+	}
 	if !codePattern.MatchString(n.Code) {
 		return errors.New("code: the PBX extension, 1–16 digits")
 	}
@@ -110,7 +117,7 @@ func (n *NewOperator) Validate() error {
 		n.Role = wire.RoleOperator
 	}
 	if !n.Role.Valid() {
-		return fmt.Errorf("role: %q is not operator or supervisor", n.Role)
+		return fmt.Errorf("role: %q is not operator, supervisor or wallboard", n.Role)
 	}
 	return nil
 }
@@ -208,8 +215,10 @@ func (r *Registry) put(op Operator) (revoked bool) {
 		deleteIf(r.byUIS, op.UISEmployeeID, op.ID)
 		deleteIf(r.bySmartsupp, op.SmartsuppAgentID, op.ID)
 	} else {
-		r.byCode[op.Code] = op.ID
-		r.byUser[op.UserID] = op.ID
+		if op.Code != "" {
+			r.byCode[op.Code] = op.ID
+			r.byUser[op.UserID] = op.ID
+		}
 		if op.UISEmployeeID != "" {
 			r.byUIS[op.UISEmployeeID] = op.ID
 		}
@@ -233,7 +242,10 @@ func deleteIf(m map[string]string, key, id string) {
 type index struct{ key, what, value string }
 
 func (op Operator) indexes() []index {
-	out := []index{{"code." + op.Code, "code", op.Code}, {"user." + op.UserID, "user-id", op.UserID}}
+	var out []index
+	if op.Code != "" { // a wallboard has neither
+		out = append(out, index{"code." + op.Code, "code", op.Code}, index{"user." + op.UserID, "user-id", op.UserID})
+	}
 	if op.UISEmployeeID != "" {
 		out = append(out, index{"uis." + op.UISEmployeeID, "uis-employee-id", op.UISEmployeeID})
 	}

@@ -1,7 +1,10 @@
 // pult wallboard: a read-only view of the queue board for a TV.
 //
-// The supervisor's token comes from the URL fragment (#token=…, which the
-// browser never sends to the server) or from the form. The board streams
+// The token (a supervisor's or a wallboard's) comes from the URL fragment
+// (#token=…, which the browser never sends to the server) or from the form.
+// Once read, it leaves the address bar and the history: the page replaces
+// its entry with the bare address and keeps the token in sessionStorage,
+// for this tab only (a reload keeps the board; a new window asks again). The board streams
 // over server-sent events from /board/events, read with fetch so that the
 // token can travel in the Authorization header: first a snapshot, then
 // numbered deltas (the relay's wire.QueueSnapshot and wire.QueueDelta). A
@@ -49,9 +52,18 @@
   let retryTimer = 0;
   const opEls = new Map(); // operator id → element
 
+  const tokenKey = 'pult-board-token';
   function tokenFromHash() {
     const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
-    return m ? decodeURIComponent(m[1]).trim() : '';
+    if (!m) return '';
+    history.replaceState(null, '', location.pathname + location.search);
+    return decodeURIComponent(m[1]).trim();
+  }
+  function savedToken() {
+    try { return sessionStorage.getItem(tokenKey) || ''; } catch (e) { return ''; }
+  }
+  function saveToken(t) {
+    try { if (t) sessionStorage.setItem(tokenKey, t); else sessionStorage.removeItem(tokenKey); } catch (e) { /* storage off */ }
   }
 
   function setConn(text, cls) {
@@ -72,6 +84,7 @@
 
   function start(t) {
     token = t;
+    saveToken(t);
     retry = 1000;
     clearTimeout(retryTimer);
     connect();
@@ -104,12 +117,15 @@
       let code = '';
       try { code = (await resp.json()).code || ''; } catch (e) { /* not JSON */ }
       setConn(T('notSignedIn'), 'bad');
+      saveToken('');
       const known = code && words.en['error.' + code] !== undefined;
       showLogin(known ? T('error.' + code) : T(resp.status === 401 ? 'error.unknown_token' : 'error.forbidden'));
       return;
     }
     if (!resp.ok || !resp.body) {
-      lost(T('answered', { status: resp.status }));
+      let code = '';
+      try { code = (await resp.json()).code || ''; } catch (e) { /* not JSON */ }
+      lost(code && words.en['error.' + code] !== undefined ? T('error.' + code) : T('answered', { status: resp.status }));
       return;
     }
     const reader = resp.body.getReader();
@@ -375,6 +391,6 @@
   });
   setInterval(tick, 1000);
 
-  const t = tokenFromHash();
+  const t = tokenFromHash() || savedToken();
   if (t) start(t); else { setConn(T('notSignedIn'), 'wait'); showLogin(''); }
 })();
