@@ -38,7 +38,9 @@ Usage:
   pult                                        run the desktop app (tray icon, call cards)
   pult tel:NUMBER | callto:NUMBER             open the app's dialer with NUMBER
   pult login --relay URL [--token-file FILE]  sign in; the token is read from FILE or stdin
-  pult logout                                 remove the stored token
+             [--insecure]                     (--insecure: allow http:// or ws:// to another machine)
+  pult logout [--discard]                     remove the stored token, queued work and recent calls
+                                              (--discard: even work not yet sent to the relay)
   pult status                                 show your status
   pult status free|busy|dinner|break          set your status
   pult dial NUMBER                            call NUMBER through the PBX
@@ -53,12 +55,17 @@ Usage:
 login, status and dial accept --timeout DURATION (default 10s): how long to
 wait for the relay.
 
-The relay URL may be http(s):// or ws(s)://. The token is kept in the OS
-keyring (Secret Service on Linux, Credential Manager on Windows), the URL
-in the user config directory (~/.config/pult, %APPDATA%\pult on Windows).
+The relay URL may be http(s):// or ws(s)://. Plain http:// and ws:// send
+the token unencrypted, so they are accepted only for this machine
+(localhost, 127.0.0.1, [::1]); for any other host use https:// (wss://), or
+--insecure if you accept that risk (remembered until the next pult login).
+The token is kept in the OS keyring (Secret Service on Linux, Credential
+Manager on Windows), the URL in the user config directory (~/.config/pult,
+%APPDATA%\pult on Windows).
 
 Environment:
   PULT_RELAY, PULT_TOKEN  use this relay and token instead of the stored sign-in (set both)
+  PULT_INSECURE=1         allow PULT_RELAY to be http:// or ws:// to another machine
   PULT_CONFIG_DIR         directory of the stored relay URL (default: <user config dir>/pult)
   PULT_REGION             country for numbers typed without one (default RU)
   PULT_LANG=ru|en         the desktop app's language (default: the OS's)
@@ -158,8 +165,9 @@ func (c *cli) login(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)
 	relay := fs.String("relay", "", "relay URL (http, https, ws or wss)")
 	tokenFile := fs.String("token-file", "", "read the token from this file instead of stdin")
+	insecure := fs.Bool("insecure", false, "allow an http:// or ws:// relay on another machine: the token goes unencrypted")
 	timeout := fs.Duration("timeout", defaultTimeout, "how long to wait for the relay")
-	pos, code, ok := c.parse(fs, args, "login --relay URL [--token-file FILE] [--timeout 10s]")
+	pos, code, ok := c.parse(fs, args, "login --relay URL [--insecure] [--token-file FILE] [--timeout 10s]")
 	if !ok {
 		return code
 	}
@@ -169,7 +177,8 @@ func (c *cli) login(ctx context.Context, args []string) int {
 	if *relay == "" {
 		return c.fail(exitUsage, "login needs --relay URL")
 	}
-	url, err := agent.ParseRelayURL(*relay)
+	// Refused before the token is read, let alone sent.
+	url, err := agent.CheckRelayURL(*relay, *insecure)
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
@@ -196,14 +205,19 @@ func (c *cli) login(ctx context.Context, args []string) int {
 
 	cctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	op, err := agent.Check(cctx, url, token)
+	op, err := agent.CheckConfig(cctx, agent.Config{RelayURL: url, Token: token, Insecure: *insecure})
 	if err != nil {
 		return c.checkFailed(url, err)
 	}
-	if err := c.store.Save(url, token); err != nil {
+	// The choice is kept with the URL: a later login without --insecure
+	// clears it.
+	if err := c.store.Save(credentials.Login{RelayURL: url, Token: token, Insecure: *insecure}); err != nil {
 		return c.fail(exitError, "the token is valid but could not be stored: %v", err)
 	}
 	fmt.Fprintf(c.stdout, "Signed in to %s as %s (code %s, %s)\n", url, op.Name, op.Code, op.Role)
+	if _, err := agent.CheckRelayURL(url, false); err != nil {
+		fmt.Fprintf(c.stderr, "pult: warning: --insecure: your token goes unencrypted to the relay; use https:// when you can\n")
+	}
 	return exitOK
 }
 
@@ -219,6 +233,8 @@ func (c *cli) checkFailed(url string, err error) int {
 		return c.fail(exitError, "%s does not look like a pult relay; check the URL: %v", url, err)
 	case errors.Is(err, context.Canceled):
 		return c.fail(exitError, "interrupted")
+	case errors.Is(err, agent.ErrCleartext):
+		return c.fail(exitError, "%v; nothing was sent there", err)
 	}
 	return c.fail(exitError, "%v", err)
 }
@@ -255,26 +271,45 @@ func (c *cli) logout(args []string) int {
 	return exitOK
 }
 
-// credentials returns the relay URL and token: PULT_RELAY and PULT_TOKEN, or
-// the stored sign-in. code != 0 means it already explained the failure.
-func (c *cli) credentials() (url, token string, code int) {
-	url, token = strings.TrimSpace(c.env("PULT_RELAY")), strings.TrimSpace(c.env("PULT_TOKEN"))
+// credentials returns the sign-in: PULT_RELAY, PULT_TOKEN and
+// PULT_INSECURE, or the stored one. A plain-text URL to another machine
+// without the operator's consent is refused here, with the way to give it.
+// code != 0 means it already explained the failure.
+func (c *cli) credentials() (l credentials.Login, code int) {
+	url, token := strings.TrimSpace(c.env("PULT_RELAY")), strings.TrimSpace(c.env("PULT_TOKEN"))
 	switch {
 	case url != "" && token != "":
-		return url, token, 0
+		l = credentials.Login{RelayURL: url, Token: token, Insecure: envTrue(c.env("PULT_INSECURE"))}
+		var ce *agent.CleartextError
+		if _, err := agent.CheckRelayURL(url, l.Insecure); errors.As(err, &ce) {
+			return l, c.fail(exitUsage, "PULT_RELAY %s would send your token unencrypted to %s; use https:// (wss://), or set PULT_INSECURE=1 if you accept that risk", ce.URL, ce.Host)
+		}
+		return l, 0
 	case url != "":
-		return "", "", c.fail(exitUsage, "PULT_RELAY is set but PULT_TOKEN is not: set both, or neither to use the stored sign-in")
+		return l, c.fail(exitUsage, "PULT_RELAY is set but PULT_TOKEN is not: set both, or neither to use the stored sign-in")
 	case token != "":
-		return "", "", c.fail(exitUsage, "PULT_TOKEN is set but PULT_RELAY is not: set both, or neither to use the stored sign-in")
+		return l, c.fail(exitUsage, "PULT_TOKEN is set but PULT_RELAY is not: set both, or neither to use the stored sign-in")
 	}
-	url, token, err := c.store.Load()
+	l, err := c.store.Load()
 	switch {
 	case errors.Is(err, credentials.ErrNotSignedIn):
-		return "", "", c.fail(exitOffline, "%v: run pult login --relay URL, or set PULT_RELAY and PULT_TOKEN", err)
+		return l, c.fail(exitOffline, "%v: run pult login --relay URL, or set PULT_RELAY and PULT_TOKEN", err)
 	case err != nil:
-		return "", "", c.fail(exitError, "%v", err)
+		return l, c.fail(exitError, "%v", err)
 	}
-	return url, token, 0
+	if _, err := agent.CheckRelayURL(l.RelayURL, l.Insecure); errors.Is(err, agent.ErrCleartext) {
+		return l, c.fail(exitUsage, "the stored sign-in: %v (pult login --insecure)", err)
+	}
+	return l, 0
+}
+
+// envTrue reads a yes/no environment variable: 1, true or yes.
+func envTrue(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "1", "true", "yes":
+		return true
+	}
+	return false
 }
 
 // session is an agent connected for a one-shot command.
@@ -293,16 +328,18 @@ func (s *session) close() {
 // connect starts an agent (in-memory state only: a one-shot command leaves
 // nothing queued behind) and waits up to timeout for it to be online.
 func (c *cli) connect(ctx context.Context, timeout time.Duration) (*session, int) {
-	url, token, code := c.credentials()
+	login, code := c.credentials()
 	if code != 0 {
 		return nil, code
 	}
+	url := login.RelayURL
 	online := make(chan struct{}, 1)
 	var mu sync.Mutex
 	lastErr := "no answer"
 	a, err := agent.New(agent.Config{
-		RelayURL: url,
-		Token:    token,
+		RelayURL: login.RelayURL,
+		Token:    login.Token,
+		Insecure: login.Insecure,
 		Logger:   c.log,
 		OnEvent: func(ev agent.Event) {
 			if ev.Kind != agent.EventConn {
@@ -474,15 +511,16 @@ func (c *cli) watch(ctx context.Context, args []string) int {
 	if len(pos) > 0 {
 		return c.fail(exitUsage, "watch takes no arguments")
 	}
-	url, token, code := c.credentials()
+	login, code := c.credentials()
 	if code != 0 {
 		return code
 	}
 	enc := json.NewEncoder(c.stdout)
 	enc.SetEscapeHTML(false)
 	a, err := agent.New(agent.Config{
-		RelayURL: url,
-		Token:    token,
+		RelayURL: login.RelayURL,
+		Token:    login.Token,
+		Insecure: login.Insecure,
 		Logger:   c.log,
 		OnEvent: func(ev agent.Event) {
 			if err := enc.Encode(toWatchLine(ev)); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -92,6 +93,8 @@ func TestUsage(t *testing.T) {
 	runCLI(t, env, "", "dial", "--bogus", "1").expect(t, exitUsage, "", "flag provided but not defined")
 	runCLI(t, env, "", "login").expect(t, exitUsage, "", "--relay")
 	runCLI(t, env, "", "login", "--relay", "ftp://x").expect(t, exitUsage, "", "scheme")
+	runCLI(t, env, "", "login", "--relay", "http://relay.example.com").
+		expect(t, exitUsage, "", "http://relay.example.com would send your token unencrypted to relay.example.com; use https:// (wss://), or --insecure if you accept that risk")
 	runCLI(t, env, "", "watch", "extra").expect(t, exitUsage, "", "no arguments")
 	runCLI(t, env, "", "dial", "-h").expect(t, exitOK, "", "Usage: pult dial")
 }
@@ -122,9 +125,9 @@ func TestLoginLogout(t *testing.T) {
 	runCLI(t, env, "  "+agenttest.Token+"\n", "login", "--relay", r.URL+"/").
 		expect(t, exitOK, "Signed in to "+r.URL+" as Anna (code 100, operator)", "")
 	store := credentials.Store{ConfigDir: env["PULT_CONFIG_DIR"]}
-	url, tok, err := store.Load()
-	if err != nil || url != r.URL || tok != agenttest.Token {
-		t.Fatalf("stored %q %q %v", url, tok, err)
+	l, err := store.Load()
+	if err != nil || l != (credentials.Login{RelayURL: r.URL, Token: agenttest.Token}) {
+		t.Fatalf("stored %+v %v", l, err)
 	}
 	b, _ := os.ReadFile(filepath.Join(env["PULT_CONFIG_DIR"], "config.json"))
 	if strings.Contains(string(b), agenttest.Token) {
@@ -138,7 +141,7 @@ func TestLoginLogout(t *testing.T) {
 	}
 
 	runCLI(t, env, "", "logout").expect(t, exitOK, "Signed out", "")
-	if _, _, err := store.Load(); !errors.Is(err, credentials.ErrNotSignedIn) {
+	if _, err := store.Load(); !errors.Is(err, credentials.ErrNotSignedIn) {
 		t.Errorf("after logout: %v", err)
 	}
 
@@ -146,6 +149,57 @@ func TestLoginLogout(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(f, []byte(agenttest.Token+"\n"), 0o600)
 	runCLI(t, env, "", "login", "--token-file", f, "--relay", r.URL).expect(t, exitOK, "as Anna", "")
+}
+
+// Plain text to another machine needs the operator's explicit consent:
+// --insecure at login (remembered with the sign-in, cleared by a login
+// without it) or PULT_INSECURE=1 with PULT_RELAY; without it the token is
+// never sent. 0.0.0.0 is not loopback by agent.IsLoopback, yet Linux
+// connects it to this machine, where the test relay listens.
+func TestInsecureRelay(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("connecting to 0.0.0.0 reaches this machine only on Linux")
+	}
+	r := agenttest.New(t)
+	plain := strings.Replace(r.URL, "127.0.0.1", "0.0.0.0", 1)
+	env := testEnv(t)
+	store := credentials.Store{ConfigDir: env["PULT_CONFIG_DIR"]}
+
+	runCLI(t, env, agenttest.Token, "login", "--relay", plain).
+		expect(t, exitUsage, "", "would send your token unencrypted to 0.0.0.0; use https:// (wss://), or --insecure")
+	if n := len(r.Handshakes()); n != 0 || r.Status().Status != wire.StatusFree {
+		t.Fatalf("a refused login reached the relay")
+	}
+	if _, err := store.Load(); !errors.Is(err, credentials.ErrNotSignedIn) {
+		t.Fatalf("a refused login stored something: %v", err)
+	}
+
+	runCLI(t, env, agenttest.Token, "login", "--insecure", "--relay", plain).
+		expect(t, exitOK, "Signed in to "+plain+" as Anna", "warning: --insecure: your token goes unencrypted")
+	if l, err := store.Load(); err != nil || !l.Insecure || l.RelayURL != plain {
+		t.Fatalf("stored %q insecure=%v, %v", l.RelayURL, l.Insecure, err)
+	}
+	// Later commands use the remembered choice.
+	runCLI(t, env, "", "status", "busy").expect(t, exitOK, "Status set: busy", "")
+
+	// The choice is not kept past a login without it.
+	runCLI(t, env, agenttest.Token, "login", "--relay", r.URL).expect(t, exitOK, "Signed in", "")
+	if l, err := store.Load(); err != nil || l.Insecure {
+		t.Fatalf("after a login without --insecure: insecure=%v, %v", l.Insecure, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(env["PULT_CONFIG_DIR"], "config.json")); strings.Contains(string(b), "insecure") {
+		t.Errorf("config.json = %s", b)
+	}
+	// A stored plain-text URL without the choice (an edited file) is refused.
+	os.WriteFile(filepath.Join(env["PULT_CONFIG_DIR"], "config.json"), []byte(`{"relayURL":"`+plain+`"}`), 0o600)
+	store.Save(credentials.Login{RelayURL: plain, Token: agenttest.Token})
+	runCLI(t, env, "", "status").expect(t, exitUsage, "", "the stored sign-in: relay URL "+plain+" would send your token unencrypted")
+
+	// The environment's way.
+	env = testEnv(t, "PULT_RELAY", plain, "PULT_TOKEN", agenttest.Token)
+	runCLI(t, env, "", "status").expect(t, exitUsage, "", "PULT_RELAY "+plain+" would send your token unencrypted to 0.0.0.0; use https:// (wss://), or set PULT_INSECURE=1")
+	env["PULT_INSECURE"] = "1"
+	runCLI(t, env, "", "status").expect(t, exitOK, "Anna (code 100): busy", "")
 }
 
 func TestLoginErrors(t *testing.T) {
@@ -168,7 +222,7 @@ func TestLoginErrors(t *testing.T) {
 	dead.Close()
 	runCLI(t, env, agenttest.Token, "login", "--relay", dead.URL).expect(t, exitOffline, "", "cannot reach the relay")
 
-	if _, _, err := (credentials.Store{ConfigDir: env["PULT_CONFIG_DIR"]}).Load(); !errors.Is(err, credentials.ErrNotSignedIn) {
+	if _, err := (credentials.Store{ConfigDir: env["PULT_CONFIG_DIR"]}).Load(); !errors.Is(err, credentials.ErrNotSignedIn) {
 		t.Errorf("a failed login stored something: %v", err)
 	}
 }
