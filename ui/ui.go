@@ -128,7 +128,7 @@ func New(fa fyne.App, cfg Config) *App {
 	}
 	a := &App{cfg: cfg, fa: fa, log: cfg.Logger.With("component", "ui"), tr: newWords(cfg.Languages), stopIdle: func() {}}
 	a.idle = newIdler(a.log)
-	a.recent = loadRecent(a.statePath("recent.json"), a.log, a.do)
+	a.recent = loadRecent(a.statePath(RecentFile), a.log, a.do)
 	a.cards = newCardStack(a)
 	a.tray = newTray(a)
 	return a

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/pult/pult/agent/credentials"
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/ui"
 )
 
 // Exit codes.
@@ -252,21 +254,86 @@ func (c *cli) stopped(se *agent.StopError) int {
 	return c.fail(exitOffline, "%v", se)
 }
 
+// logout forgets the sign-in and what pult kept of the operator's work on
+// this computer: the token, every sign-in's queued state (status changes and
+// transcripts not yet sent, stream positions: agent.SessionDirs) and the
+// recent calls. Other files in the config folder stay. Work that has not
+// reached the relay is not dropped silently: logout refuses, listing it,
+// unless --discard.
 func (c *cli) logout(args []string) int {
 	fs := flag.NewFlagSet("logout", flag.ContinueOnError)
-	pos, code, ok := c.parse(fs, args, "logout")
+	discard := fs.Bool("discard", false, "sign out even if status changes or transcripts have not reached the relay yet (they are lost)")
+	pos, code, ok := c.parse(fs, args, "logout [--discard]")
 	if !ok {
 		return code
 	}
 	if len(pos) > 0 {
 		return c.fail(exitUsage, "logout takes no arguments")
 	}
+	configDir, err := c.configDir()
+	if err != nil {
+		return c.fail(exitError, "%v", err)
+	}
+	sessions, err := agent.SessionDirs(configDir)
+	if err != nil {
+		return c.fail(exitError, "reading the queued state: %v", err)
+	}
+	var unsent []string
+	for _, dir := range sessions {
+		q, err := agent.ReadQueued(dir)
+		if err != nil {
+			return c.fail(exitError, "reading the queued state in %s: %v", dir, err)
+		}
+		if q.Status != nil {
+			unsent = append(unsent, fmt.Sprintf("status change to %s (chosen %s)", q.Status.Status, q.Status.At.Local().Format("Jan 2 15:04")))
+		}
+		for _, t := range q.Transcripts {
+			what := "transcript " + t.ID
+			if t.Title != "" {
+				what += fmt.Sprintf(" (%q)", t.Title)
+			}
+			unsent = append(unsent, what)
+		}
+	}
+	if len(unsent) > 0 && !*discard {
+		return c.fail(exitError, "not signed out: %d item(s) have not reached the relay yet:\n  %s\n"+
+			"Start pult while the relay is reachable so they are sent, then sign out; or run pult logout --discard to drop them.",
+			len(unsent), strings.Join(unsent, "\n  "))
+	}
+
 	if err := c.store.Delete(); err != nil {
 		return c.fail(exitError, "%v", err)
 	}
 	fmt.Fprintln(c.stdout, "Signed out: the token was removed from the OS keyring.")
+	if err := agent.RemoveSessions(configDir); err != nil {
+		return c.fail(exitError, "the queued state was not removed: %v", err)
+	}
+	recent := filepath.Join(configDir, ui.RecentFile)
+	removedRecent := true
+	if err := os.Remove(recent); errors.Is(err, os.ErrNotExist) {
+		removedRecent = false
+	} else if err != nil {
+		return c.fail(exitError, "the recent calls were not removed: %v", err)
+	}
+	switch {
+	case len(sessions) > 0 && removedRecent:
+		fmt.Fprintf(c.stdout, "Removed the queued state of %d sign-in(s) and the recent calls from %s.\n", len(sessions), configDir)
+	case len(sessions) > 0:
+		fmt.Fprintf(c.stdout, "Removed the queued state of %d sign-in(s) from %s.\n", len(sessions), configDir)
+	case removedRecent:
+		fmt.Fprintf(c.stdout, "Removed the recent calls from %s.\n", configDir)
+	}
+	if len(unsent) > 0 {
+		fmt.Fprintf(c.stderr, "pult: discarded, never sent to the relay:\n  %s\n", strings.Join(unsent, "\n  "))
+	}
 	if c.env("PULT_TOKEN") != "" {
 		fmt.Fprintln(c.stdout, "Note: PULT_TOKEN is still set in the environment.")
+	}
+	if ep, err := newInstanceEndpoint(c.env, configDir); err == nil {
+		if conn, err := ep.dial(time.Second); err == nil {
+			conn.Close()
+			fmt.Fprintln(c.stdout, "Note: the pult app is running and stays signed in until you sign out from its menu or quit it.")
+		}
 	}
 	return exitOK
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/agenttest"
 	"github.com/pult/pult/agent/credentials"
 	"github.com/pult/pult/agent/wire"
@@ -334,5 +335,75 @@ func TestWatchStops(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `{"event":"connection","state":"auth_failed","error":`) {
 		t.Errorf("no auth_failed line in %s", out.String())
+	}
+}
+
+// pult logout removes the sign-in's queued state and the recent calls, and
+// keeps other files; work not yet sent to the relay is listed and kept
+// unless --discard.
+func TestLogoutRemovesQueuedState(t *testing.T) {
+	r := agenttest.New(t)
+	env := testEnv(t)
+	cfgDir := env["PULT_CONFIG_DIR"]
+	runCLI(t, env, agenttest.Token, "login", "--relay", r.URL).expect(t, exitOK, "Signed in", "")
+	store := credentials.Store{ConfigDir: cfgDir}
+	session := agent.SessionDir(cfgDir, r.URL, agenttest.Token)
+
+	// A transcript kept while the relay is down, and a status change made
+	// offline by the app (an agent on the same folder).
+	file := filepath.Join(t.TempDir(), "chat.txt")
+	os.WriteFile(file, []byte("Anna: Hello\nIvan: Hi\n"), 0o600)
+	r.Refuse(http.StatusServiceUnavailable, nil)
+	runCLI(t, env, "", "transcript", "submit", "--timeout", "300ms", file).expect(t, exitOffline, "will be sent once", "")
+	r.Refuse(0, nil)
+	a, err := agent.New(agent.Config{RelayURL: r.URL, Token: agenttest.Token, StateDir: session})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SetStatus(context.Background(), wire.StatusDinner); !errors.Is(err, agent.ErrQueued) {
+		t.Fatalf("SetStatus offline = %v", err)
+	}
+	recent := filepath.Join(cfgDir, "recent.json")
+	os.WriteFile(recent, []byte(`{"calls":[{"id":"c1","phone":"+79161234567"}]}`), 0o600)
+	unrelated := filepath.Join(cfgDir, "notes.txt")
+	os.WriteFile(unrelated, []byte("mine"), 0o600)
+
+	// Unsent work: refused, listed, nothing changed.
+	runCLI(t, env, "", "logout").expect(t, exitError, "", "not signed out: 2 item(s) have not reached the relay yet")
+	res := runCLI(t, env, "", "logout")
+	for _, want := range []string{"status change to dinner", `transcript `, `("chat.txt")`, "pult logout --discard"} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("refusal %q lacks %q", res.stderr, want)
+		}
+	}
+	if _, err := store.Load(); err != nil {
+		t.Errorf("a refused logout removed the sign-in: %v", err)
+	}
+	if q, err := agent.ReadQueued(session); err != nil || q.Status == nil || len(q.Transcripts) != 1 {
+		t.Errorf("a refused logout changed the queue: %+v, %v", q, err)
+	}
+
+	// --discard: everything goes, and it says what was dropped.
+	runCLI(t, env, "", "logout", "--discard").
+		expect(t, exitOK, "Removed the queued state of 1 sign-in(s) and the recent calls", "discarded, never sent to the relay:\n  status change to dinner")
+	if _, err := store.Load(); !errors.Is(err, credentials.ErrNotSignedIn) {
+		t.Errorf("after logout: %v", err)
+	}
+	for _, gone := range []string{session, recent} {
+		if _, err := os.Stat(gone); !os.IsNotExist(err) {
+			t.Errorf("%s still there: %v", gone, err)
+		}
+	}
+	if b, err := os.ReadFile(unrelated); err != nil || string(b) != "mine" {
+		t.Errorf("an unrelated file was touched: %q, %v", b, err)
+	}
+
+	// Nothing unsent: no --discard needed; the stream position goes too.
+	runCLI(t, env, agenttest.Token, "login", "--relay", r.URL).expect(t, exitOK, "Signed in", "")
+	os.MkdirAll(session, 0o700)
+	os.WriteFile(filepath.Join(session, "state.json"), []byte(`{"seq":3,"epoch":"e"}`), 0o600)
+	runCLI(t, env, "", "logout").expect(t, exitOK, "Removed the queued state of 1 sign-in(s)", "")
+	if _, err := os.Stat(session); !os.IsNotExist(err) {
+		t.Errorf("%s still there: %v", session, err)
 	}
 }
