@@ -88,6 +88,8 @@ func claimInstance(ep instanceEndpoint, dial string) (l instanceListener, handed
 		case errors.Is(err, errInstanceTaken) && time.Now().Before(deadline):
 			time.Sleep(20 * time.Millisecond)
 			continue // another pult started in between: hand to it
+		case errors.Is(err, errInstanceTaken):
+			return nil, false, errInstanceSilent{fmt.Errorf("it holds %s but does not listen", ep)}
 		}
 		return nil, false, fmt.Errorf("cannot set up the single-instance endpoint %s: %w", ep, err)
 	}

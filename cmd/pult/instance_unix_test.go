@@ -155,3 +155,29 @@ func TestInstanceStartRace(t *testing.T) {
 		winners[0].Close()
 	}
 }
+
+// A pult that holds the lock but never listens (stuck while starting) is
+// waited for, then reported, and its lock is not broken.
+func TestInstanceLockedNotListening(t *testing.T) {
+	ep := newTestEndpoint(t)
+	if err := privateDir(ep.dir); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(ep.dir, instanceLock), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := flock(lock); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, _, err = claimInstance(ep, "")
+	var silent errInstanceSilent
+	if !errors.As(err, &silent) || time.Since(start) < claimWait {
+		t.Fatalf("claim = %v after %v, want errInstanceSilent after %v", err, time.Since(start), claimWait)
+	}
+	if _, err := os.Stat(ep.String()); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a socket was made under another app's lock: %v", err)
+	}
+}
