@@ -211,13 +211,14 @@ func (c *cli) login(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.checkFailed(url, err)
 	}
-	// The choice is kept with the URL: a later login without --insecure
-	// clears it.
-	if err := c.store.Save(credentials.Login{RelayURL: url, Token: token, Insecure: *insecure}); err != nil {
+	// The choice is kept with the URL when it matters (plain text to
+	// another machine); a later login without --insecure clears it.
+	_, plain := agent.CheckRelayURL(url, false)
+	if err := c.store.Save(credentials.Login{RelayURL: url, Token: token, Insecure: plain != nil}); err != nil {
 		return c.fail(exitError, "the token is valid but could not be stored: %v", err)
 	}
 	fmt.Fprintf(c.stdout, "Signed in to %s as %s (code %s, %s)\n", url, op.Name, op.Code, op.Role)
-	if _, err := agent.CheckRelayURL(url, false); err != nil {
+	if plain != nil {
 		fmt.Fprintf(c.stderr, "pult: warning: --insecure: your token goes unencrypted to the relay; use https:// when you can\n")
 	}
 	return exitOK

@@ -191,6 +191,11 @@ func TestInsecureRelay(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(env["PULT_CONFIG_DIR"], "config.json")); strings.Contains(string(b), "insecure") {
 		t.Errorf("config.json = %s", b)
 	}
+	// --insecure where it changes nothing (loopback) is not remembered.
+	runCLI(t, env, agenttest.Token, "login", "--insecure", "--relay", r.URL).expect(t, exitOK, "Signed in", "")
+	if l, err := store.Load(); err != nil || l.Insecure {
+		t.Fatalf("--insecure to loopback remembered: insecure=%v, %v", l.Insecure, err)
+	}
 	// A stored plain-text URL without the choice (an edited file) is refused.
 	os.WriteFile(filepath.Join(env["PULT_CONFIG_DIR"], "config.json"), []byte(`{"relayURL":"`+plain+`"}`), 0o600)
 	store.Save(credentials.Login{RelayURL: plain, Token: agenttest.Token})
