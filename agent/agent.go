@@ -48,6 +48,11 @@ type Config struct {
 	// ws(s)://…; wire.Path is appended.
 	RelayURL string
 	Token    string
+	// Insecure allows an http:// or ws:// RelayURL to another machine, which
+	// sends the token unencrypted. Without it such a URL is refused
+	// (*CleartextError); loopback (IsLoopback) is always allowed, and so is
+	// https or wss. The choice is the operator's (pult login --insecure).
+	Insecure bool
 	// StateDir holds the outbox (outbox.json) and, with Resume, the stream
 	// position (state.json). "" keeps both in memory only.
 	StateDir string
@@ -196,7 +201,9 @@ type Agent struct {
 // New checks cfg and loads the outbox (and, with Resume, the position) from
 // StateDir. It does not connect: Run does.
 func New(cfg Config) (*Agent, error) {
-	base, err := parseRelayURL(cfg.RelayURL)
+	// The one gate for the websocket and every HTTP request: they all go
+	// to base.
+	base, err := checkedRelayURL(cfg.RelayURL, cfg.Insecure)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +235,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg:              cfg,
 		wsURL:            wsURL(base),
 		base:             base,
-		http:             &http.Client{Transport: transport(cfg.TLS)},
+		http:             &http.Client{Transport: transport(cfg.TLS), CheckRedirect: refuseCleartextRedirect(cfg.Insecure)},
 		log:              cfg.Logger.With("component", "agent"),
 		pongWait:         wire.PongWait,
 		writeWait:        wire.WriteWait,

@@ -41,7 +41,7 @@ func TestNewValidates(t *testing.T) {
 			t.Errorf("New(%q, %q) = %v, want error containing %q", tc.url, tc.token, err, tc.want)
 		}
 	}
-	for _, u := range []string{"http://relay:8080", "https://relay/pult/", "ws://relay", "WSS://relay"} {
+	for _, u := range []string{"http://127.0.0.1:8080", "https://relay/pult/", "ws://localhost", "WSS://relay"} {
 		a, err := New(Config{RelayURL: u, Token: "t"})
 		if err != nil {
 			t.Errorf("New(%q): %v", u, err)
@@ -51,7 +51,7 @@ func TestNewValidates(t *testing.T) {
 			t.Errorf("New(%q): websocket URL %q", u, a.wsURL)
 		}
 	}
-	if _, err := New(Config{RelayURL: "http://relay", Token: "t", Resume: true}); err == nil {
+	if _, err := New(Config{RelayURL: "https://relay", Token: "t", Resume: true}); err == nil {
 		t.Error("Resume without StateDir accepted")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -48,13 +49,74 @@ func parseRelayURL(raw string) (*url.URL, error) {
 }
 
 // ParseRelayURL reports whether raw is an acceptable relay URL and returns it
-// normalised (lower-case scheme, no trailing slash).
+// normalised (lower-case scheme, no trailing slash). It checks the syntax
+// only: [CheckRelayURL] also refuses clear text to another machine.
 func ParseRelayURL(raw string) (string, error) {
 	u, err := parseRelayURL(raw)
 	if err != nil {
 		return "", err
 	}
 	return u.String(), nil
+}
+
+// CheckRelayURL is ParseRelayURL plus the rule New and Check apply: an
+// http:// or ws:// URL is accepted only for this machine (IsLoopback) unless
+// insecure is set; otherwise the error is a *CleartextError (errors.Is
+// ErrCleartext).
+func CheckRelayURL(raw string, insecure bool) (string, error) {
+	u, err := checkedRelayURL(raw, insecure)
+	if err != nil {
+		return "", err
+	}
+	return u.String(), nil
+}
+
+// checkedRelayURL parses raw and applies the clear-text rule. It is per URL, so a
+// list of relays checks each one.
+func checkedRelayURL(raw string, insecure bool) (*url.URL, error) {
+	u, err := parseRelayURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCleartext(u, insecure); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// checkCleartext refuses a URL that would carry the token unencrypted to
+// another machine, unless insecure.
+func checkCleartext(u *url.URL, insecure bool) error {
+	if insecure || u.Scheme == "https" || u.Scheme == "wss" || IsLoopback(u.Hostname()) {
+		return nil
+	}
+	return &CleartextError{URL: u.Redacted(), Host: u.Hostname()}
+}
+
+// IsLoopback reports whether host (a URL's host name, without port or
+// brackets) certainly names this machine: "localhost", an address in
+// 127.0.0.0/8 or ::1 (IPv4-mapped too). Names are never resolved, and
+// *.localhost names are not accepted: a resolver or a hosts file may send
+// them elsewhere.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// refuseCleartextRedirect is an http.Client's CheckRedirect: a relay (or
+// something in front of it) that redirects to plain http on another machine
+// is not followed, as the Authorization header may go along (Go keeps it
+// for the same host).
+func refuseCleartextRedirect(insecure bool) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return checkCleartext(req.URL, insecure)
+	}
 }
 
 func withScheme(base *url.URL, plain, secure string) *url.URL {
@@ -74,12 +136,22 @@ func wsURL(base *url.URL) string {
 	return u.String()
 }
 
-// Check asks the relay who token belongs to (GET <base>/v1/me), for signing
-// in. Errors: *StopError for a token the relay refuses (unknown, revoked,
-// protocol too old); ErrUnreachable when nothing answers; ErrNotRelay when
-// what answers is not a pult relay (404, not JSON, …).
+// Check is CheckConfig with only a relay URL and a token: https or wss, or
+// http or ws to this machine.
 func Check(ctx context.Context, relayURL, token string) (wire.Operator, error) {
-	base, err := parseRelayURL(relayURL)
+	return CheckConfig(ctx, Config{RelayURL: relayURL, Token: token})
+}
+
+// CheckConfig asks the relay who cfg.Token belongs to (GET <base>/v1/me),
+// for signing in. Of cfg it uses RelayURL, Token, Insecure and TLS. Errors:
+// *CleartextError (ErrCleartext) for a plain-text URL to another machine
+// without Insecure, before anything is sent; *StopError for a token the
+// relay refuses (unknown, revoked, protocol too old); ErrUnreachable when
+// nothing answers; ErrNotRelay when what answers is not a pult relay (404,
+// not JSON, …).
+func CheckConfig(ctx context.Context, cfg Config) (wire.Operator, error) {
+	relayURL, token := cfg.RelayURL, cfg.Token
+	base, err := checkedRelayURL(relayURL, cfg.Insecure)
 	if err != nil {
 		return wire.Operator{}, err
 	}
@@ -98,9 +170,12 @@ func Check(ctx context.Context, relayURL, token string) (wire.Operator, error) {
 	req.Header.Set("Accept", "application/json")
 
 	// A transport of our own, so no idle connection outlives the call.
-	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr := transport(cfg.TLS)
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	resp, err := (&http.Client{Transport: tr, CheckRedirect: refuseCleartextRedirect(cfg.Insecure)}).Do(req)
+	if ce := (*CleartextError)(nil); errors.As(err, &ce) {
+		return wire.Operator{}, fmt.Errorf("%s redirected: %w", where, ce)
+	}
 	if err != nil {
 		if ctx.Err() == context.Canceled {
 			return wire.Operator{}, ctx.Err()

@@ -26,7 +26,26 @@ var (
 	ErrUnreachable = errors.New("relay unreachable")
 	// ErrNotRelay: something answered at the URL, but not a pult relay.
 	ErrNotRelay = errors.New("not a pult relay")
+	// ErrCleartext: the relay URL is http:// or ws:// to another machine and
+	// Config.Insecure is not set; nothing was sent. The error is a
+	// *CleartextError.
+	ErrCleartext = errors.New("the token would be sent unencrypted")
 )
+
+// CleartextError refuses a relay URL that would carry the token
+// unencrypted to another machine (see IsLoopback). errors.Is(err,
+// ErrCleartext) is true for it.
+type CleartextError struct {
+	URL  string // the relay URL (or the address a relay redirected to)
+	Host string // the machine the token would go to
+}
+
+func (e *CleartextError) Error() string {
+	return fmt.Sprintf("relay URL %s would send your token unencrypted to %s; use https:// (wss://), or --insecure if you accept that risk", e.URL, e.Host)
+}
+
+// Is makes errors.Is(err, ErrCleartext) true.
+func (e *CleartextError) Is(target error) bool { return target == ErrCleartext }
 
 // errConnLost is what a waiter sees when its connection ends before the reply.
 var errConnLost = errors.New("connection to the relay lost")

@@ -9,6 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pult/pult/agent/wire"
 )
 
 // Files in Config.StateDir. Neither ever holds the token.
@@ -126,10 +130,91 @@ func writeJSON(path string, v any) error {
 	return os.Rename(tmp, path)
 }
 
+// sessionsDir holds the SessionDirs under a config folder.
+const sessionsDir = "sessions"
+
 // SessionDir is the state folder for one sign-in under a config folder:
 // one per relay and token, so another sign-in never resumes someone else's
 // stream or sends their queued transcripts. The app and the CLI share it.
 func SessionDir(configDir, relayURL, token string) string {
 	sum := sha256.Sum256([]byte(relayURL + "\n" + token))
-	return filepath.Join(configDir, "sessions", hex.EncodeToString(sum[:8]))
+	return filepath.Join(configDir, sessionsDir, hex.EncodeToString(sum[:8]))
+}
+
+// SessionDirs lists the state folders of every sign-in kept under
+// configDir (see SessionDir), whatever their relay and token.
+func SessionDirs(configDir string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(configDir, sessionsDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var dirs []string
+	for _, e := range entries {
+		if e.IsDir() {
+			dirs = append(dirs, filepath.Join(configDir, sessionsDir, e.Name()))
+		}
+	}
+	return dirs, nil
+}
+
+// RemoveSessions removes every sign-in's state folder under configDir:
+// queued status changes and transcripts, stream positions. Nothing else in
+// configDir is touched.
+func RemoveSessions(configDir string) error {
+	return os.RemoveAll(filepath.Join(configDir, sessionsDir))
+}
+
+// Queued is the work a state folder holds that the relay has not had yet.
+type Queued struct {
+	// Status is a status change not yet confirmed by the relay, or nil.
+	Status *QueuedStatus
+	// Transcripts are the transcripts not yet handed to the relay, by file
+	// name order; an unreadable file is listed with its id only.
+	Transcripts []wire.TranscriptSubmit
+}
+
+// QueuedStatus is a status change waiting in the outbox.
+type QueuedStatus struct {
+	Status wire.Status
+	At     time.Time // when the operator chose it
+}
+
+// Empty says nothing is waiting.
+func (q Queued) Empty() bool { return q.Status == nil && len(q.Transcripts) == 0 }
+
+// ReadQueued reads what waits in stateDir (a SessionDir) without starting
+// an agent or changing anything: for signing out without losing work
+// unknowingly.
+func ReadQueued(stateDir string) (Queued, error) {
+	var q Queued
+	var ob outboxDoc
+	err := readJSON(filepath.Join(stateDir, outboxFile), &ob)
+	switch {
+	case err == nil:
+		if ob.Status != nil && ob.Status.ID != "" {
+			q.Status = &QueuedStatus{Status: ob.Status.Status, At: ob.Status.At}
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return q, err
+	}
+	dir := filepath.Join(stateDir, transcriptDir)
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return q, err
+	}
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || e.IsDir() {
+			continue
+		}
+		var t wire.TranscriptSubmit
+		if readJSON(filepath.Join(dir, e.Name()), &t) != nil || t.ID == "" {
+			t = wire.TranscriptSubmit{ID: name}
+		}
+		q.Transcripts = append(q.Transcripts, t)
+	}
+	return q, nil
 }

@@ -98,6 +98,9 @@ func (a *Agent) postTranscript(ctx context.Context, t wire.TranscriptSubmit) (wi
 	req.Header.Set(wire.HeaderProtocol, strconv.Itoa(wire.ProtocolVersion))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.http.Do(req)
+	if ce := (*CleartextError)(nil); errors.As(err, &ce) {
+		return wire.TranscriptState{}, fmt.Errorf("the relay redirected the transcript: %w", ce) // not worth retrying
+	}
 	if err != nil {
 		return wire.TranscriptState{}, fmt.Errorf("%w: %v", ErrUnreachable, unwrapURLError(err))
 	}

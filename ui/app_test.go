@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -167,8 +168,8 @@ func TestOfflineMenu(t *testing.T) {
 func TestSupervisorMenu(t *testing.T) {
 	ta := newTestApp(t, false)
 	ta.relay.SetOperator(wire.Operator{ID: "op-3", Name: "Екатерина", Code: "102", Role: wire.RoleSupervisor})
-	ta.creds.Save(ta.relay.URL, agenttest.Token)
-	ta.loop.wait(func() { ta.a.startSession(Login{ta.relay.URL, agenttest.Token}) })
+	ta.creds.Save(Login{RelayURL: ta.relay.URL, Token: agenttest.Token})
+	ta.loop.wait(func() { ta.a.startSession(Login{RelayURL: ta.relay.URL, Token: agenttest.Token}) })
 	ta.online()
 	ta.menuImage(t, "tray/supervisor_free.png")
 }
@@ -396,6 +397,7 @@ func TestSignin(t *testing.T) {
 	}
 	try("empty", "", "", "Enter the relay's address")
 	try("bad_url", "ftp://relay", "x", "not a relay address")
+	try("insecure", "http://relay.example.com:8080", agenttest.Token, "unencrypted to relay.example.com")
 	try("not_relay", notRelay.URL, agenttest.Token, "not a pult relay")
 	try("down", down, agenttest.Token, "can't be reached")
 	try("bad_token", ta.relay.URL, "wrong-token", "does not know this token")
@@ -426,6 +428,39 @@ func TestSignin(t *testing.T) {
 			t.Errorf("after sign out: session %v, message %q", ta.a.sess != nil, ta.a.signin.message.Text)
 		}
 	})
+}
+
+// A sign-in stored with --insecure from the command line (plain http to
+// another machine) keeps working in the app; the same URL stored without it
+// is refused before anything is sent, saying why. 0.0.0.0 is not loopback
+// by agent.IsLoopback, yet Linux connects it to this machine, where the test
+// relay listens.
+func TestStoredInsecureRelay(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("connecting to 0.0.0.0 reaches this machine only on Linux")
+	}
+	for _, insecure := range []bool{true, false} {
+		ta := newTestApp(t, true, func(c *Config) {
+			m := c.Credentials.(*memCreds)
+			m.url = strings.Replace(m.url, "127.0.0.1", "0.0.0.0", 1)
+			m.insecure = insecure
+		})
+		if insecure {
+			ta.online()
+			continue
+		}
+		ta.loop.wait(func() {
+			if ta.a.sess != nil || ta.a.signin == nil {
+				t.Fatalf("a stored plain-text URL without --insecure: session %v, sign-in %v", ta.a.sess != nil, ta.a.signin != nil)
+			}
+			if msg := ta.a.signin.message.Text; !strings.Contains(msg, "unencrypted to 0.0.0.0") {
+				t.Errorf("message %q", msg)
+			}
+		})
+		if n := len(ta.relay.Handshakes()); n != 0 {
+			t.Errorf("%d handshakes reached the relay", n)
+		}
+	}
 }
 
 // A revoked token stops the agent and asks to sign in again, once.

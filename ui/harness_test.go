@@ -96,25 +96,26 @@ func (l *loop) eventually(t *testing.T, what string, cond func() bool) {
 type memCreds struct {
 	mu         sync.Mutex
 	url, token string
+	insecure   bool
 	saveErr    error
 }
 
-func (m *memCreds) Load() (string, string, error) {
+func (m *memCreds) Load() (Login, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.token == "" {
-		return m.url, "", credentials.ErrNotSignedIn
+		return Login{RelayURL: m.url, Insecure: m.insecure}, credentials.ErrNotSignedIn
 	}
-	return m.url, m.token, nil
+	return Login{RelayURL: m.url, Token: m.token, Insecure: m.insecure}, nil
 }
 
-func (m *memCreds) Save(url, token string) error {
+func (m *memCreds) Save(l Login) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.saveErr != nil {
 		return m.saveErr
 	}
-	m.url, m.token = url, token
+	m.url, m.token, m.insecure = l.RelayURL, l.Token, l.Insecure
 	return nil
 }
 

@@ -18,6 +18,10 @@ import (
 	"github.com/pult/pult/agent/wire"
 )
 
+// RecentFile is the recent calls' file in Config.StateDir (pult logout
+// removes it).
+const RecentFile = "recent.json"
+
 const (
 	maxRecentCalls   = 200
 	maxRecentDialled = 20

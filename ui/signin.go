@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -54,8 +55,8 @@ func newSignin(a *App) *signin {
 	s.token.Password = true
 	s.token.SetPlaceHolder("pult_…")
 	if a.cfg.Credentials != nil {
-		if url, _, err := a.cfg.Credentials.Load(); url != "" || err == nil {
-			s.url.SetText(url)
+		if l, err := a.cfg.Credentials.Load(); l.RelayURL != "" || err == nil {
+			s.url.SetText(l.RelayURL)
 		}
 	}
 	s.url.OnSubmitted = func(string) { s.w.Canvas().Focus(s.token) }
@@ -109,7 +110,14 @@ func (s *signin) submit() {
 		s.w.Canvas().Focus(s.url)
 		return
 	}
-	url, err := agent.ParseRelayURL(raw)
+	url, err := agent.CheckRelayURL(raw, false)
+	if ce := (*agent.CleartextError)(nil); errors.As(err, &ce) {
+		// Plain text to another machine: only the command line can allow
+		// it (pult login --insecure), on purpose.
+		s.setMessage(tr.T("signin.insecureRelay", "Host", ce.Host), widget.DangerImportance)
+		s.w.Canvas().Focus(s.url)
+		return
+	}
 	if err != nil {
 		s.setMessage(tr.T("signin.badRelayURL", "Err", err), widget.DangerImportance)
 		s.w.Canvas().Focus(s.url)
@@ -129,7 +137,7 @@ func (s *signin) submit() {
 		defer cancel()
 		op, err := a.cfg.Check(ctx, url, token)
 		if err == nil && a.cfg.Credentials != nil {
-			err = a.cfg.Credentials.Save(url, token)
+			err = a.cfg.Credentials.Save(Login{RelayURL: url, Token: token})
 		}
 		a.do(func() {
 			if a.signin != s {

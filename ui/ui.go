@@ -21,6 +21,7 @@ import (
 	"fyne.io/systray"
 
 	"github.com/pult/pult/agent"
+	"github.com/pult/pult/agent/credentials"
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 )
@@ -28,8 +29,9 @@ import (
 // Credentials keeps the sign-in: the OS keyring (credentials.Store) in the
 // app, a map in tests.
 type Credentials interface {
-	Load() (relayURL, token string, err error)
-	Save(relayURL, token string) error
+	// Load returns the sign-in; with an error, RelayURL may still be set.
+	Load() (Login, error)
+	Save(Login) error
 	Delete() error
 }
 
@@ -37,8 +39,9 @@ type Credentials interface {
 // environment; nothing here reads either.
 type Config struct {
 	Credentials Credentials
-	// Fixed, when set, is a sign-in given from outside (PULT_RELAY and
-	// PULT_TOKEN): it is used instead of Credentials and never stored.
+	// Fixed, when set, is a sign-in given from outside (PULT_RELAY,
+	// PULT_TOKEN and PULT_INSECURE): it is used instead of Credentials and
+	// never stored.
 	Fixed *Login
 	// StateDir holds the agent's outbox and stream position and the
 	// recent calls; "" keeps them in memory.
@@ -58,7 +61,8 @@ type Config struct {
 	DialNumber string
 	Logger     *slog.Logger
 	// Check verifies a relay URL and token before they are saved;
-	// agent.Check by default.
+	// agent.Check by default. The sign-in window never allows plain text
+	// to another machine (agent.CheckRelayURL): only the command line can.
 	Check func(ctx context.Context, relayURL, token string) (wire.Operator, error)
 	// LongBreak is how long a break or dinner may last before the Queue
 	// window shows it red (default 15 minutes).
@@ -71,8 +75,9 @@ type Config struct {
 	Do func(f func())
 }
 
-// Login is a relay URL and token.
-type Login struct{ RelayURL, Token string }
+// Login is a relay URL and token, and whether the operator accepted plain
+// text to that relay (pult login --insecure).
+type Login = credentials.Login
 
 // App is the running desktop app.
 type App struct {
@@ -123,7 +128,7 @@ func New(fa fyne.App, cfg Config) *App {
 	}
 	a := &App{cfg: cfg, fa: fa, log: cfg.Logger.With("component", "ui"), tr: newWords(cfg.Languages), stopIdle: func() {}}
 	a.idle = newIdler(a.log)
-	a.recent = loadRecent(a.statePath("recent.json"), a.log, a.do)
+	a.recent = loadRecent(a.statePath(RecentFile), a.log, a.do)
 	a.cards = newCardStack(a)
 	a.tray = newTray(a)
 	return a
@@ -207,11 +212,11 @@ func (a *App) storedLogin() (Login, error) {
 	if a.cfg.Fixed != nil {
 		return *a.cfg.Fixed, nil
 	}
-	url, token, err := a.cfg.Credentials.Load()
+	login, err := a.cfg.Credentials.Load()
 	if err != nil {
 		return Login{}, err
 	}
-	return Login{RelayURL: url, Token: token}, nil
+	return login, nil
 }
 
 // do runs f on the UI goroutine, waking the loop if it is parked.
@@ -294,6 +299,7 @@ func (a *App) startSession(login Login) {
 	ag, err := agent.New(agent.Config{
 		RelayURL: login.RelayURL,
 		Token:    login.Token,
+		Insecure: login.Insecure,
 		StateDir: stateDir,
 		Resume:   stateDir != "",
 		Logger:   a.cfg.Logger,
@@ -302,7 +308,11 @@ func (a *App) startSession(login Login) {
 			a.do(func() { a.onEvent(s, ev, at) })
 		},
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, agent.ErrCleartext): // a config file edited by hand
+		a.showSignin(a.tr.checkMessage(err))
+		return
+	case err != nil:
 		a.showSignin(a.tr.T("signin.couldNotStart", "Err", err))
 		return
 	}

@@ -218,9 +218,12 @@ func (w *words) stopMessage(se *agent.StopError) string {
 // checkMessage explains why a sign-in attempt failed.
 func (w *words) checkMessage(err error) string {
 	var se *agent.StopError
+	var ce *agent.CleartextError
 	switch {
 	case errors.As(err, &se):
 		return w.stopMessage(se)
+	case errors.As(err, &ce):
+		return w.T("signin.insecureRelay", "Host", ce.Host)
 	case errors.Is(err, agent.ErrUnreachable):
 		return w.T("signin.unreachable")
 	case errors.Is(err, agent.ErrNotRelay):

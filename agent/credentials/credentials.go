@@ -1,6 +1,7 @@
 // Package credentials keeps the operator's sign-in: the token in the OS
 // keyring (Secret Service on Linux, Keychain on macOS, Credential Manager on
-// Windows) and the relay URL, which is not secret, in a small config file.
+// Windows) and the relay URL, which is not secret, in a small config file,
+// with the operator's choice to allow plain text to it (Login.Insecure).
 // The token is never written to a file.
 package credentials
 
@@ -38,8 +39,18 @@ type Store struct {
 	ConfigDir string // directory of config.json; os.UserConfigDir()/pult when empty
 }
 
+// Login is one sign-in.
+type Login struct {
+	RelayURL string
+	Token    string
+	// Insecure: the operator accepted that the token goes unencrypted to
+	// RelayURL (http:// or ws:// to another machine; agent.Config.Insecure).
+	Insecure bool
+}
+
 type config struct {
 	RelayURL string `json:"relayURL"`
+	Insecure bool   `json:"insecure,omitempty"`
 }
 
 func (s Store) service() string {
@@ -77,10 +88,11 @@ func keyringName(goos string) string {
 	return "Secret Service on D-Bus"
 }
 
-// Save stores token in the keyring under relayURL and relayURL in the config
-// file. A token saved for a different URL before is deleted.
-func (s Store) Save(relayURL, token string) error {
-	relayURL = strings.TrimSpace(relayURL)
+// Save stores l.Token in the keyring under l.RelayURL, and l.RelayURL and
+// l.Insecure in the config file (a Save without Insecure clears it). A token
+// saved for a different URL before is deleted.
+func (s Store) Save(l Login) error {
+	relayURL, token := strings.TrimSpace(l.RelayURL), l.Token
 	if relayURL == "" || token == "" {
 		return errors.New("credentials: relay URL and token are required")
 	}
@@ -95,7 +107,7 @@ func (s Store) Save(relayURL, token string) error {
 		}
 		return keyringError(err)
 	}
-	if err := writeConfig(path, config{RelayURL: relayURL}); err != nil {
+	if err := writeConfig(path, config{RelayURL: relayURL, Insecure: l.Insecure}); err != nil {
 		return fmt.Errorf("credentials: saving %s: %w", path, err)
 	}
 	if old.RelayURL != "" && old.RelayURL != relayURL {
@@ -104,28 +116,31 @@ func (s Store) Save(relayURL, token string) error {
 	return nil
 }
 
-// Load returns the stored relay URL and token, ErrNotSignedIn when there is
-// none, or an error wrapping ErrNoKeyring.
-func (s Store) Load() (relayURL, token string, err error) {
+// Load returns the stored sign-in, ErrNotSignedIn when there is none, or an
+// error wrapping ErrNoKeyring. With an error, the Login may still hold the
+// stored relay URL (and Insecure), without a token.
+func (s Store) Load() (Login, error) {
 	path, err := s.configPath()
 	if err != nil {
-		return "", "", err
+		return Login{}, err
 	}
 	cfg, err := readConfig(path)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && cfg.RelayURL == "") {
-		return "", "", ErrNotSignedIn
+		return Login{}, ErrNotSignedIn
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("credentials: %w", err)
+		return Login{}, fmt.Errorf("credentials: %w", err)
 	}
-	token, err = keyring.Get(s.service(), cfg.RelayURL)
+	l := Login{RelayURL: cfg.RelayURL, Insecure: cfg.Insecure}
+	token, err := keyring.Get(s.service(), cfg.RelayURL)
 	if errors.Is(err, keyring.ErrNotFound) {
-		return cfg.RelayURL, "", fmt.Errorf("%w: no token in the OS keyring for %s", ErrNotSignedIn, cfg.RelayURL)
+		return l, fmt.Errorf("%w: no token in the OS keyring for %s", ErrNotSignedIn, cfg.RelayURL)
 	}
 	if err != nil {
-		return cfg.RelayURL, "", keyringError(err)
+		return l, keyringError(err)
 	}
-	return cfg.RelayURL, token, nil
+	l.Token = token
+	return l, nil
 }
 
 // Delete removes the token and the config file. Deleting what is not there

@@ -31,7 +31,7 @@ func TestRealKeyring(t *testing.T) {
 	s := Store{Service: "pult-test-" + hex.EncodeToString(b[:]), ConfigDir: t.TempDir()}
 	const url, token = "https://relay.example.test", "real-keyring-token-42"
 
-	if err := s.Save(url, token); err != nil {
+	if err := s.Save(Login{RelayURL: url, Token: token}); err != nil {
 		if errors.Is(err, ErrNoKeyring) && !ci {
 			t.Skipf("no usable OS keyring here: %v", err)
 		}
@@ -39,24 +39,24 @@ func TestRealKeyring(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Delete() })
 
-	gotURL, gotToken, err := s.Load()
-	if err != nil || gotURL != url || gotToken != token {
-		t.Fatalf("Load = %q, %q, %v", gotURL, gotToken, err)
+	got, err := s.Load()
+	if err != nil || got.RelayURL != url || got.Token != token {
+		t.Fatalf("Load = %q, %v", got.RelayURL, err)
 	}
 	b2, err := os.ReadFile(filepath.Join(s.ConfigDir, configFile))
 	if err != nil || strings.Contains(string(b2), token) {
 		t.Fatalf("config file %q (%v) must exist without the token", b2, err)
 	}
-	if err := s.Save(url, token+"-2"); err != nil { // replace, not duplicate
+	if err := s.Save(Login{RelayURL: url, Token: token + "-2"}); err != nil { // replace, not duplicate
 		t.Fatalf("Save again: %v", err)
 	}
-	if _, tok, err := s.Load(); err != nil || tok != token+"-2" {
-		t.Fatalf("Load after replace = %q, %v", tok, err)
+	if got, err := s.Load(); err != nil || got.Token != token+"-2" {
+		t.Fatalf("Load after replace: %v", err)
 	}
 	if err := s.Delete(); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	if _, _, err := s.Load(); !errors.Is(err, ErrNotSignedIn) {
+	if _, err := s.Load(); !errors.Is(err, ErrNotSignedIn) {
 		t.Fatalf("Load after Delete = %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/pult/pult/agent/credentials"
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/ui"
 )
 
 // Exit codes.
@@ -38,7 +40,9 @@ Usage:
   pult                                        run the desktop app (tray icon, call cards)
   pult tel:NUMBER | callto:NUMBER             open the app's dialer with NUMBER
   pult login --relay URL [--token-file FILE]  sign in; the token is read from FILE or stdin
-  pult logout                                 remove the stored token
+             [--insecure]                     (--insecure: allow http:// or ws:// to another machine)
+  pult logout [--discard]                     remove the stored token, queued work and recent calls
+                                              (--discard: even work not yet sent to the relay)
   pult status                                 show your status
   pult status free|busy|dinner|break          set your status
   pult dial NUMBER                            call NUMBER through the PBX
@@ -53,12 +57,17 @@ Usage:
 login, status and dial accept --timeout DURATION (default 10s): how long to
 wait for the relay.
 
-The relay URL may be http(s):// or ws(s)://. The token is kept in the OS
-keyring (Secret Service on Linux, Credential Manager on Windows), the URL
-in the user config directory (~/.config/pult, %APPDATA%\pult on Windows).
+The relay URL may be http(s):// or ws(s)://. Plain http:// and ws:// send
+the token unencrypted, so they are accepted only for this machine
+(localhost, 127.0.0.1, [::1]); for any other host use https:// (wss://), or
+--insecure if you accept that risk (remembered until the next pult login).
+The token is kept in the OS keyring (Secret Service on Linux, Credential
+Manager on Windows), the URL in the user config directory (~/.config/pult,
+%APPDATA%\pult on Windows).
 
 Environment:
   PULT_RELAY, PULT_TOKEN  use this relay and token instead of the stored sign-in (set both)
+  PULT_INSECURE=1         allow PULT_RELAY to be http:// or ws:// to another machine
   PULT_CONFIG_DIR         directory of the stored relay URL (default: <user config dir>/pult)
   PULT_REGION             country for numbers typed without one (default RU)
   PULT_LANG=ru|en         the desktop app's language (default: the OS's)
@@ -158,8 +167,9 @@ func (c *cli) login(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)
 	relay := fs.String("relay", "", "relay URL (http, https, ws or wss)")
 	tokenFile := fs.String("token-file", "", "read the token from this file instead of stdin")
+	insecure := fs.Bool("insecure", false, "allow an http:// or ws:// relay on another machine: the token goes unencrypted")
 	timeout := fs.Duration("timeout", defaultTimeout, "how long to wait for the relay")
-	pos, code, ok := c.parse(fs, args, "login --relay URL [--token-file FILE] [--timeout 10s]")
+	pos, code, ok := c.parse(fs, args, "login --relay URL [--insecure] [--token-file FILE] [--timeout 10s]")
 	if !ok {
 		return code
 	}
@@ -169,7 +179,8 @@ func (c *cli) login(ctx context.Context, args []string) int {
 	if *relay == "" {
 		return c.fail(exitUsage, "login needs --relay URL")
 	}
-	url, err := agent.ParseRelayURL(*relay)
+	// Refused before the token is read, let alone sent.
+	url, err := agent.CheckRelayURL(*relay, *insecure)
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
@@ -196,14 +207,20 @@ func (c *cli) login(ctx context.Context, args []string) int {
 
 	cctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	op, err := agent.Check(cctx, url, token)
+	op, err := agent.CheckConfig(cctx, agent.Config{RelayURL: url, Token: token, Insecure: *insecure})
 	if err != nil {
 		return c.checkFailed(url, err)
 	}
-	if err := c.store.Save(url, token); err != nil {
+	// The choice is kept with the URL when it matters (plain text to
+	// another machine); a later login without --insecure clears it.
+	_, plain := agent.CheckRelayURL(url, false)
+	if err := c.store.Save(credentials.Login{RelayURL: url, Token: token, Insecure: plain != nil}); err != nil {
 		return c.fail(exitError, "the token is valid but could not be stored: %v", err)
 	}
 	fmt.Fprintf(c.stdout, "Signed in to %s as %s (code %s, %s)\n", url, op.Name, op.Code, op.Role)
+	if plain != nil {
+		fmt.Fprintf(c.stderr, "pult: warning: --insecure: your token goes unencrypted to the relay; use https:// when you can\n")
+	}
 	return exitOK
 }
 
@@ -219,6 +236,8 @@ func (c *cli) checkFailed(url string, err error) int {
 		return c.fail(exitError, "%s does not look like a pult relay; check the URL: %v", url, err)
 	case errors.Is(err, context.Canceled):
 		return c.fail(exitError, "interrupted")
+	case errors.Is(err, agent.ErrCleartext):
+		return c.fail(exitError, "%v; nothing was sent there", err)
 	}
 	return c.fail(exitError, "%v", err)
 }
@@ -236,45 +255,129 @@ func (c *cli) stopped(se *agent.StopError) int {
 	return c.fail(exitOffline, "%v", se)
 }
 
+// logout forgets the sign-in and what pult kept of the operator's work on
+// this computer: the token, every sign-in's queued state (status changes and
+// transcripts not yet sent, stream positions: agent.SessionDirs) and the
+// recent calls. Other files in the config folder stay. Work that has not
+// reached the relay is not dropped silently: logout refuses, listing it,
+// unless --discard.
 func (c *cli) logout(args []string) int {
 	fs := flag.NewFlagSet("logout", flag.ContinueOnError)
-	pos, code, ok := c.parse(fs, args, "logout")
+	discard := fs.Bool("discard", false, "sign out even if status changes or transcripts have not reached the relay yet (they are lost)")
+	pos, code, ok := c.parse(fs, args, "logout [--discard]")
 	if !ok {
 		return code
 	}
 	if len(pos) > 0 {
 		return c.fail(exitUsage, "logout takes no arguments")
 	}
+	configDir, err := c.configDir()
+	if err != nil {
+		return c.fail(exitError, "%v", err)
+	}
+	sessions, err := agent.SessionDirs(configDir)
+	if err != nil {
+		return c.fail(exitError, "reading the queued state: %v", err)
+	}
+	var unsent []string
+	for _, dir := range sessions {
+		q, err := agent.ReadQueued(dir)
+		if err != nil {
+			return c.fail(exitError, "reading the queued state in %s: %v", dir, err)
+		}
+		if q.Status != nil {
+			unsent = append(unsent, fmt.Sprintf("status change to %s (chosen %s)", q.Status.Status, q.Status.At.Local().Format("Jan 2 15:04")))
+		}
+		for _, t := range q.Transcripts {
+			what := "transcript " + t.ID
+			if t.Title != "" {
+				what += fmt.Sprintf(" (%q)", t.Title)
+			}
+			unsent = append(unsent, what)
+		}
+	}
+	if len(unsent) > 0 && !*discard {
+		return c.fail(exitError, "not signed out: %d item(s) have not reached the relay yet:\n  %s\n"+
+			"Start pult while the relay is reachable so they are sent, then sign out; or run pult logout --discard to drop them.",
+			len(unsent), strings.Join(unsent, "\n  "))
+	}
+
 	if err := c.store.Delete(); err != nil {
 		return c.fail(exitError, "%v", err)
 	}
 	fmt.Fprintln(c.stdout, "Signed out: the token was removed from the OS keyring.")
+	if err := agent.RemoveSessions(configDir); err != nil {
+		return c.fail(exitError, "the queued state was not removed: %v", err)
+	}
+	recent := filepath.Join(configDir, ui.RecentFile)
+	removedRecent := true
+	if err := os.Remove(recent); errors.Is(err, os.ErrNotExist) {
+		removedRecent = false
+	} else if err != nil {
+		return c.fail(exitError, "the recent calls were not removed: %v", err)
+	}
+	switch {
+	case len(sessions) > 0 && removedRecent:
+		fmt.Fprintf(c.stdout, "Removed the queued state of %d sign-in(s) and the recent calls from %s.\n", len(sessions), configDir)
+	case len(sessions) > 0:
+		fmt.Fprintf(c.stdout, "Removed the queued state of %d sign-in(s) from %s.\n", len(sessions), configDir)
+	case removedRecent:
+		fmt.Fprintf(c.stdout, "Removed the recent calls from %s.\n", configDir)
+	}
+	if len(unsent) > 0 {
+		fmt.Fprintf(c.stderr, "pult: discarded, never sent to the relay:\n  %s\n", strings.Join(unsent, "\n  "))
+	}
 	if c.env("PULT_TOKEN") != "" {
 		fmt.Fprintln(c.stdout, "Note: PULT_TOKEN is still set in the environment.")
+	}
+	if ep, err := newInstanceEndpoint(c.env, configDir); err == nil {
+		if conn, err := ep.dial(time.Second); err == nil {
+			conn.Close()
+			fmt.Fprintln(c.stdout, "Note: the pult app is running and stays signed in until you sign out from its menu or quit it.")
+		}
 	}
 	return exitOK
 }
 
-// credentials returns the relay URL and token: PULT_RELAY and PULT_TOKEN, or
-// the stored sign-in. code != 0 means it already explained the failure.
-func (c *cli) credentials() (url, token string, code int) {
-	url, token = strings.TrimSpace(c.env("PULT_RELAY")), strings.TrimSpace(c.env("PULT_TOKEN"))
+// credentials returns the sign-in: PULT_RELAY, PULT_TOKEN and
+// PULT_INSECURE, or the stored one. A plain-text URL to another machine
+// without the operator's consent is refused here, with the way to give it.
+// code != 0 means it already explained the failure.
+func (c *cli) credentials() (l credentials.Login, code int) {
+	url, token := strings.TrimSpace(c.env("PULT_RELAY")), strings.TrimSpace(c.env("PULT_TOKEN"))
 	switch {
 	case url != "" && token != "":
-		return url, token, 0
+		l = credentials.Login{RelayURL: url, Token: token, Insecure: envTrue(c.env("PULT_INSECURE"))}
+		var ce *agent.CleartextError
+		if _, err := agent.CheckRelayURL(url, l.Insecure); errors.As(err, &ce) {
+			return l, c.fail(exitUsage, "PULT_RELAY %s would send your token unencrypted to %s; use https:// (wss://), or set PULT_INSECURE=1 if you accept that risk", ce.URL, ce.Host)
+		}
+		return l, 0
 	case url != "":
-		return "", "", c.fail(exitUsage, "PULT_RELAY is set but PULT_TOKEN is not: set both, or neither to use the stored sign-in")
+		return l, c.fail(exitUsage, "PULT_RELAY is set but PULT_TOKEN is not: set both, or neither to use the stored sign-in")
 	case token != "":
-		return "", "", c.fail(exitUsage, "PULT_TOKEN is set but PULT_RELAY is not: set both, or neither to use the stored sign-in")
+		return l, c.fail(exitUsage, "PULT_TOKEN is set but PULT_RELAY is not: set both, or neither to use the stored sign-in")
 	}
-	url, token, err := c.store.Load()
+	l, err := c.store.Load()
 	switch {
 	case errors.Is(err, credentials.ErrNotSignedIn):
-		return "", "", c.fail(exitOffline, "%v: run pult login --relay URL, or set PULT_RELAY and PULT_TOKEN", err)
+		return l, c.fail(exitOffline, "%v: run pult login --relay URL, or set PULT_RELAY and PULT_TOKEN", err)
 	case err != nil:
-		return "", "", c.fail(exitError, "%v", err)
+		return l, c.fail(exitError, "%v", err)
 	}
-	return url, token, 0
+	if _, err := agent.CheckRelayURL(l.RelayURL, l.Insecure); errors.Is(err, agent.ErrCleartext) {
+		return l, c.fail(exitUsage, "the stored sign-in: %v (pult login --insecure)", err)
+	}
+	return l, 0
+}
+
+// envTrue reads a yes/no environment variable: 1, true or yes.
+func envTrue(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "1", "true", "yes":
+		return true
+	}
+	return false
 }
 
 // session is an agent connected for a one-shot command.
@@ -293,16 +396,18 @@ func (s *session) close() {
 // connect starts an agent (in-memory state only: a one-shot command leaves
 // nothing queued behind) and waits up to timeout for it to be online.
 func (c *cli) connect(ctx context.Context, timeout time.Duration) (*session, int) {
-	url, token, code := c.credentials()
+	login, code := c.credentials()
 	if code != 0 {
 		return nil, code
 	}
+	url := login.RelayURL
 	online := make(chan struct{}, 1)
 	var mu sync.Mutex
 	lastErr := "no answer"
 	a, err := agent.New(agent.Config{
-		RelayURL: url,
-		Token:    token,
+		RelayURL: login.RelayURL,
+		Token:    login.Token,
+		Insecure: login.Insecure,
 		Logger:   c.log,
 		OnEvent: func(ev agent.Event) {
 			if ev.Kind != agent.EventConn {
@@ -474,15 +579,16 @@ func (c *cli) watch(ctx context.Context, args []string) int {
 	if len(pos) > 0 {
 		return c.fail(exitUsage, "watch takes no arguments")
 	}
-	url, token, code := c.credentials()
+	login, code := c.credentials()
 	if code != 0 {
 		return code
 	}
 	enc := json.NewEncoder(c.stdout)
 	enc.SetEscapeHTML(false)
 	a, err := agent.New(agent.Config{
-		RelayURL: url,
-		Token:    token,
+		RelayURL: login.RelayURL,
+		Token:    login.Token,
+		Insecure: login.Insecure,
 		Logger:   c.log,
 		OnEvent: func(ev agent.Event) {
 			if err := enc.Encode(toWatchLine(ev)); err != nil {

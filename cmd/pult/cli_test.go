@@ -10,11 +10,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/agenttest"
 	"github.com/pult/pult/agent/credentials"
 	"github.com/pult/pult/agent/wire"
@@ -92,6 +94,8 @@ func TestUsage(t *testing.T) {
 	runCLI(t, env, "", "dial", "--bogus", "1").expect(t, exitUsage, "", "flag provided but not defined")
 	runCLI(t, env, "", "login").expect(t, exitUsage, "", "--relay")
 	runCLI(t, env, "", "login", "--relay", "ftp://x").expect(t, exitUsage, "", "scheme")
+	runCLI(t, env, "", "login", "--relay", "http://relay.example.com").
+		expect(t, exitUsage, "", "http://relay.example.com would send your token unencrypted to relay.example.com; use https:// (wss://), or --insecure if you accept that risk")
 	runCLI(t, env, "", "watch", "extra").expect(t, exitUsage, "", "no arguments")
 	runCLI(t, env, "", "dial", "-h").expect(t, exitOK, "", "Usage: pult dial")
 }
@@ -122,9 +126,9 @@ func TestLoginLogout(t *testing.T) {
 	runCLI(t, env, "  "+agenttest.Token+"\n", "login", "--relay", r.URL+"/").
 		expect(t, exitOK, "Signed in to "+r.URL+" as Anna (code 100, operator)", "")
 	store := credentials.Store{ConfigDir: env["PULT_CONFIG_DIR"]}
-	url, tok, err := store.Load()
-	if err != nil || url != r.URL || tok != agenttest.Token {
-		t.Fatalf("stored %q %q %v", url, tok, err)
+	l, err := store.Load()
+	if err != nil || l != (credentials.Login{RelayURL: r.URL, Token: agenttest.Token}) {
+		t.Fatalf("stored %+v %v", l, err)
 	}
 	b, _ := os.ReadFile(filepath.Join(env["PULT_CONFIG_DIR"], "config.json"))
 	if strings.Contains(string(b), agenttest.Token) {
@@ -138,7 +142,7 @@ func TestLoginLogout(t *testing.T) {
 	}
 
 	runCLI(t, env, "", "logout").expect(t, exitOK, "Signed out", "")
-	if _, _, err := store.Load(); !errors.Is(err, credentials.ErrNotSignedIn) {
+	if _, err := store.Load(); !errors.Is(err, credentials.ErrNotSignedIn) {
 		t.Errorf("after logout: %v", err)
 	}
 
@@ -146,6 +150,62 @@ func TestLoginLogout(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(f, []byte(agenttest.Token+"\n"), 0o600)
 	runCLI(t, env, "", "login", "--token-file", f, "--relay", r.URL).expect(t, exitOK, "as Anna", "")
+}
+
+// Plain text to another machine needs the operator's explicit consent:
+// --insecure at login (remembered with the sign-in, cleared by a login
+// without it) or PULT_INSECURE=1 with PULT_RELAY; without it the token is
+// never sent. 0.0.0.0 is not loopback by agent.IsLoopback, yet Linux
+// connects it to this machine, where the test relay listens.
+func TestInsecureRelay(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("connecting to 0.0.0.0 reaches this machine only on Linux")
+	}
+	r := agenttest.New(t)
+	plain := strings.Replace(r.URL, "127.0.0.1", "0.0.0.0", 1)
+	env := testEnv(t)
+	store := credentials.Store{ConfigDir: env["PULT_CONFIG_DIR"]}
+
+	runCLI(t, env, agenttest.Token, "login", "--relay", plain).
+		expect(t, exitUsage, "", "would send your token unencrypted to 0.0.0.0; use https:// (wss://), or --insecure")
+	if n := len(r.Handshakes()); n != 0 || r.Status().Status != wire.StatusFree {
+		t.Fatalf("a refused login reached the relay")
+	}
+	if _, err := store.Load(); !errors.Is(err, credentials.ErrNotSignedIn) {
+		t.Fatalf("a refused login stored something: %v", err)
+	}
+
+	runCLI(t, env, agenttest.Token, "login", "--insecure", "--relay", plain).
+		expect(t, exitOK, "Signed in to "+plain+" as Anna", "warning: --insecure: your token goes unencrypted")
+	if l, err := store.Load(); err != nil || !l.Insecure || l.RelayURL != plain {
+		t.Fatalf("stored %q insecure=%v, %v", l.RelayURL, l.Insecure, err)
+	}
+	// Later commands use the remembered choice.
+	runCLI(t, env, "", "status", "busy").expect(t, exitOK, "Status set: busy", "")
+
+	// The choice is not kept past a login without it.
+	runCLI(t, env, agenttest.Token, "login", "--relay", r.URL).expect(t, exitOK, "Signed in", "")
+	if l, err := store.Load(); err != nil || l.Insecure {
+		t.Fatalf("after a login without --insecure: insecure=%v, %v", l.Insecure, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(env["PULT_CONFIG_DIR"], "config.json")); strings.Contains(string(b), "insecure") {
+		t.Errorf("config.json = %s", b)
+	}
+	// --insecure where it changes nothing (loopback) is not remembered.
+	runCLI(t, env, agenttest.Token, "login", "--insecure", "--relay", r.URL).expect(t, exitOK, "Signed in", "")
+	if l, err := store.Load(); err != nil || l.Insecure {
+		t.Fatalf("--insecure to loopback remembered: insecure=%v, %v", l.Insecure, err)
+	}
+	// A stored plain-text URL without the choice (an edited file) is refused.
+	os.WriteFile(filepath.Join(env["PULT_CONFIG_DIR"], "config.json"), []byte(`{"relayURL":"`+plain+`"}`), 0o600)
+	store.Save(credentials.Login{RelayURL: plain, Token: agenttest.Token})
+	runCLI(t, env, "", "status").expect(t, exitUsage, "", "the stored sign-in: relay URL "+plain+" would send your token unencrypted")
+
+	// The environment's way.
+	env = testEnv(t, "PULT_RELAY", plain, "PULT_TOKEN", agenttest.Token)
+	runCLI(t, env, "", "status").expect(t, exitUsage, "", "PULT_RELAY "+plain+" would send your token unencrypted to 0.0.0.0; use https:// (wss://), or set PULT_INSECURE=1")
+	env["PULT_INSECURE"] = "1"
+	runCLI(t, env, "", "status").expect(t, exitOK, "Anna (code 100): busy", "")
 }
 
 func TestLoginErrors(t *testing.T) {
@@ -168,7 +228,7 @@ func TestLoginErrors(t *testing.T) {
 	dead.Close()
 	runCLI(t, env, agenttest.Token, "login", "--relay", dead.URL).expect(t, exitOffline, "", "cannot reach the relay")
 
-	if _, _, err := (credentials.Store{ConfigDir: env["PULT_CONFIG_DIR"]}).Load(); !errors.Is(err, credentials.ErrNotSignedIn) {
+	if _, err := (credentials.Store{ConfigDir: env["PULT_CONFIG_DIR"]}).Load(); !errors.Is(err, credentials.ErrNotSignedIn) {
 		t.Errorf("a failed login stored something: %v", err)
 	}
 }
@@ -280,5 +340,75 @@ func TestWatchStops(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `{"event":"connection","state":"auth_failed","error":`) {
 		t.Errorf("no auth_failed line in %s", out.String())
+	}
+}
+
+// pult logout removes the sign-in's queued state and the recent calls, and
+// keeps other files; work not yet sent to the relay is listed and kept
+// unless --discard.
+func TestLogoutRemovesQueuedState(t *testing.T) {
+	r := agenttest.New(t)
+	env := testEnv(t)
+	cfgDir := env["PULT_CONFIG_DIR"]
+	runCLI(t, env, agenttest.Token, "login", "--relay", r.URL).expect(t, exitOK, "Signed in", "")
+	store := credentials.Store{ConfigDir: cfgDir}
+	session := agent.SessionDir(cfgDir, r.URL, agenttest.Token)
+
+	// A transcript kept while the relay is down, and a status change made
+	// offline by the app (an agent on the same folder).
+	file := filepath.Join(t.TempDir(), "chat.txt")
+	os.WriteFile(file, []byte("Anna: Hello\nIvan: Hi\n"), 0o600)
+	r.Refuse(http.StatusServiceUnavailable, nil)
+	runCLI(t, env, "", "transcript", "submit", "--timeout", "300ms", file).expect(t, exitOffline, "will be sent once", "")
+	r.Refuse(0, nil)
+	a, err := agent.New(agent.Config{RelayURL: r.URL, Token: agenttest.Token, StateDir: session})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SetStatus(context.Background(), wire.StatusDinner); !errors.Is(err, agent.ErrQueued) {
+		t.Fatalf("SetStatus offline = %v", err)
+	}
+	recent := filepath.Join(cfgDir, "recent.json")
+	os.WriteFile(recent, []byte(`{"calls":[{"id":"c1","phone":"+79161234567"}]}`), 0o600)
+	unrelated := filepath.Join(cfgDir, "notes.txt")
+	os.WriteFile(unrelated, []byte("mine"), 0o600)
+
+	// Unsent work: refused, listed, nothing changed.
+	runCLI(t, env, "", "logout").expect(t, exitError, "", "not signed out: 2 item(s) have not reached the relay yet")
+	res := runCLI(t, env, "", "logout")
+	for _, want := range []string{"status change to dinner", `transcript `, `("chat.txt")`, "pult logout --discard"} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("refusal %q lacks %q", res.stderr, want)
+		}
+	}
+	if _, err := store.Load(); err != nil {
+		t.Errorf("a refused logout removed the sign-in: %v", err)
+	}
+	if q, err := agent.ReadQueued(session); err != nil || q.Status == nil || len(q.Transcripts) != 1 {
+		t.Errorf("a refused logout changed the queue: %+v, %v", q, err)
+	}
+
+	// --discard: everything goes, and it says what was dropped.
+	runCLI(t, env, "", "logout", "--discard").
+		expect(t, exitOK, "Removed the queued state of 1 sign-in(s) and the recent calls", "discarded, never sent to the relay:\n  status change to dinner")
+	if _, err := store.Load(); !errors.Is(err, credentials.ErrNotSignedIn) {
+		t.Errorf("after logout: %v", err)
+	}
+	for _, gone := range []string{session, recent} {
+		if _, err := os.Stat(gone); !os.IsNotExist(err) {
+			t.Errorf("%s still there: %v", gone, err)
+		}
+	}
+	if b, err := os.ReadFile(unrelated); err != nil || string(b) != "mine" {
+		t.Errorf("an unrelated file was touched: %q, %v", b, err)
+	}
+
+	// Nothing unsent: no --discard needed; the stream position goes too.
+	runCLI(t, env, agenttest.Token, "login", "--relay", r.URL).expect(t, exitOK, "Signed in", "")
+	os.MkdirAll(session, 0o700)
+	os.WriteFile(filepath.Join(session, "state.json"), []byte(`{"seq":3,"epoch":"e"}`), 0o600)
+	runCLI(t, env, "", "logout").expect(t, exitOK, "Removed the queued state of 1 sign-in(s)", "")
+	if _, err := os.Stat(session); !os.IsNotExist(err) {
+		t.Errorf("%s still there: %v", session, err)
 	}
 }

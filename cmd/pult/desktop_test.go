@@ -215,8 +215,8 @@ func TestDesktop(t *testing.T) {
 		t.Fatalf("pult login: %v\n%s", err, b)
 	}
 	wantToken, _ := os.ReadFile(tokenFile)
-	_, gotToken, err := credentials.Store{ConfigDir: cfgDir}.Load()
-	if err != nil || gotToken != strings.TrimSpace(string(wantToken)) {
+	stored, err := credentials.Store{ConfigDir: cfgDir}.Load()
+	if err != nil || stored.Token != strings.TrimSpace(string(wantToken)) {
 		t.Fatalf("the keyring does not hold the token: %v", err)
 	}
 

@@ -66,13 +66,9 @@ func (c *cli) gui(ctx context.Context, args []string) int {
 		region = phone.DefaultRegion
 	}
 
-	stateDir := c.env("PULT_CONFIG_DIR")
-	if stateDir == "" {
-		dir, err := os.UserConfigDir()
-		if err != nil {
-			return c.fail(exitError, "no config directory: %v", err)
-		}
-		stateDir = filepath.Join(dir, "pult")
+	stateDir, err := c.configDir()
+	if err != nil {
+		return c.fail(exitError, "%v", err)
 	}
 
 	cfg := ui.Config{
@@ -86,10 +82,14 @@ func (c *cli) gui(ctx context.Context, args []string) int {
 	url, token := strings.TrimSpace(c.env("PULT_RELAY")), strings.TrimSpace(c.env("PULT_TOKEN"))
 	switch {
 	case url != "" && token != "":
+		login, code := c.credentials() // PULT_INSECURE too
+		if code != 0 {
+			return code
+		}
 		if _, err := agent.ParseRelayURL(url); err != nil {
 			return c.fail(exitUsage, "PULT_RELAY: %v", err)
 		}
-		cfg.Fixed = &ui.Login{RelayURL: url, Token: token}
+		cfg.Fixed = &login
 	case url != "" || token != "":
 		return c.fail(exitUsage, "set both PULT_RELAY and PULT_TOKEN, or neither to use the stored sign-in")
 	}
@@ -143,6 +143,19 @@ func (c *cli) gui(ctx context.Context, args []string) int {
 		return c.fail(exitError, "%v", err)
 	}
 	return exitOK
+}
+
+// configDir is PULT_CONFIG_DIR, or <user config dir>/pult: the stored
+// relay URL, the agent's state per sign-in and the recent calls.
+func (c *cli) configDir() (string, error) {
+	if dir := c.env("PULT_CONFIG_DIR"); dir != "" {
+		return dir, nil
+	}
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("no config directory: %w", err)
+	}
+	return filepath.Join(dir, "pult"), nil
 }
 
 // languages are the operator's languages for the desktop app: PULT_LANG

@@ -45,6 +45,10 @@ type instanceRequest struct {
 
 const maxInstanceRequest = 1 << 10
 
+// claimWait bounds how long claimInstance waits for another pult that holds
+// the endpoint to start listening (or to finish ending).
+const claimWait = 3 * time.Second
+
 var (
 	// errNoInstance: no pult listens on the endpoint.
 	errNoInstance = errors.New("no running pult")
@@ -66,7 +70,10 @@ func (e errInstanceSilent) Unwrap() error { return e.err }
 // request went to the running app. An error is either errInstanceSilent or
 // a failure to set the endpoint up.
 func claimInstance(ep instanceEndpoint, dial string) (l instanceListener, handed bool, err error) {
-	for try := 0; ; try++ {
+	// Another pult may hold the endpoint without listening yet (starting)
+	// or any more (ending): try again for a while.
+	deadline := time.Now().Add(claimWait)
+	for {
 		err := sendToInstance(ep, dial)
 		switch {
 		case err == nil:
@@ -78,8 +85,11 @@ func claimInstance(ep instanceEndpoint, dial string) (l instanceListener, handed
 		switch {
 		case err == nil:
 			return l, false, nil
-		case errors.Is(err, errInstanceTaken) && try == 0:
+		case errors.Is(err, errInstanceTaken) && time.Now().Before(deadline):
+			time.Sleep(20 * time.Millisecond)
 			continue // another pult started in between: hand to it
+		case errors.Is(err, errInstanceTaken):
+			return nil, false, errInstanceSilent{fmt.Errorf("it holds %s but does not listen", ep)}
 		}
 		return nil, false, fmt.Errorf("cannot set up the single-instance endpoint %s: %w", ep, err)
 	}

@@ -30,13 +30,13 @@ func (c *cli) queue(ctx context.Context, args []string) int {
 	if len(pos) != 0 {
 		return c.fail(exitUsage, "queue takes no arguments")
 	}
-	url, token, code := c.credentials()
+	login, code := c.credentials()
 	if code != 0 {
 		return code
 	}
 	boards := make(chan agent.Event, 1)
 	a, err := agent.New(agent.Config{
-		RelayURL: url, Token: token, Logger: c.log,
+		RelayURL: login.RelayURL, Token: login.Token, Insecure: login.Insecure, Logger: c.log,
 		OnEvent: func(ev agent.Event) {
 			if ev.Kind != agent.EventQueue {
 				return
@@ -83,7 +83,7 @@ func (c *cli) queue(ctx context.Context, args []string) int {
 			}
 		case <-first.C:
 			if board == nil {
-				return c.fail(exitOffline, "no queue board from %s within %s", url, *timeout)
+				return c.fail(exitOffline, "no queue board from %s within %s", login.RelayURL, *timeout)
 			}
 		case err := <-done:
 			done <- err

@@ -55,23 +55,19 @@ func (c *cli) transcript(ctx context.Context, args []string) int {
 		t.Title = filepath.Base(pos[0])
 	}
 
-	url, token, code := c.credentials()
+	login, code := c.credentials()
 	if code != 0 {
 		return code
 	}
-	configDir := c.env("PULT_CONFIG_DIR")
-	if configDir == "" {
-		dir, err := os.UserConfigDir()
-		if err != nil {
-			return c.fail(exitError, "no config directory: %v", err)
-		}
-		configDir = filepath.Join(dir, "pult")
+	configDir, err := c.configDir()
+	if err != nil {
+		return c.fail(exitError, "%v", err)
 	}
 	receipts := make(chan wire.TranscriptState, 16)
 	online := make(chan struct{}, 1)
 	a, err := agent.New(agent.Config{
-		RelayURL: url, Token: token, Logger: c.log,
-		StateDir: agent.SessionDir(configDir, url, token),
+		RelayURL: login.RelayURL, Token: login.Token, Insecure: login.Insecure, Logger: c.log,
+		StateDir: agent.SessionDir(configDir, login.RelayURL, login.Token),
 		OnEvent: func(ev agent.Event) {
 			switch {
 			case ev.Kind == agent.EventConn && ev.Conn == agent.Online:
