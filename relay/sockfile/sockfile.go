@@ -124,6 +124,9 @@ func Listen(path string) (*Listener, error) {
 // Path is where the socket is.
 func (l *Listener) Path() string { return l.path }
 
+// Addr is the socket's address: its final path, not the one it was bound at.
+func (l *Listener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
 // Close stops listening, removes the socket file if it is still the one
 // Listen made, and releases the lock. It may be called more than once.
 func (l *Listener) Close() error {

@@ -45,6 +45,9 @@ func TestListenMode0600AndRemovedOnClose(t *testing.T) {
 		t.Error("a fresh socket reported as stale")
 	}
 	accept(t, l)
+	if l.Addr().String() != path {
+		t.Errorf("Addr %s, want %s", l.Addr(), path)
+	}
 	// Nothing else is left in the folder but the socket and its lock.
 	ents, _ := os.ReadDir(dir)
 	var names []string
