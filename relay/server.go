@@ -145,7 +145,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer sock.Close() // closed by its HTTP server too, unless Run fails before serving
+	// Its HTTP server closes it (and removes the file); the lock on data_dir
+	// is released once everything below, the store included, is closed.
+	defer sock.Release()
 	s.store, err = store.Open(ctx, store.Options{
 		URL: s.cfg.NATS.URL, DataDir: s.cfg.DataDir,
 		EventRetention: s.cfg.EventRetention.Duration, Logger: s.log,

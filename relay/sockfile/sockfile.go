@@ -51,7 +51,9 @@ func CheckPath(path string) error {
 }
 
 // Listener is a listening socket file. Close stops it and removes the file
-// (unless it is no longer the one Listen made).
+// (unless it is no longer the one Listen made); Release lets another process
+// own the path. Between the two, the owner may finish its work on whatever
+// the socket guards (a data folder) while a newcomer is still refused.
 type Listener struct {
 	net.Listener
 	// Stale reports that Listen replaced a socket left by a process that
@@ -61,8 +63,9 @@ type Listener struct {
 	path   string
 	fi     os.FileInfo // the socket file as Listen made it
 	unlock func()
-	once   sync.Once
+	closed sync.Once
 	err    error
+	freed  sync.Once
 }
 
 // Listen makes a socket at path, mode 0600, in an existing folder. It fails
@@ -127,17 +130,23 @@ func (l *Listener) Path() string { return l.path }
 // Addr is the socket's address: its final path, not the one it was bound at.
 func (l *Listener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
 
-// Close stops listening, removes the socket file if it is still the one
-// Listen made, and releases the lock. It may be called more than once.
+// Close stops listening and removes the socket file if it is still the one
+// Listen made. It may be called more than once.
 func (l *Listener) Close() error {
-	l.once.Do(func() {
+	l.closed.Do(func() {
 		l.err = l.Listener.Close()
 		if fi, err := os.Lstat(l.path); err == nil && os.SameFile(fi, l.fi) {
 			os.Remove(l.path)
 		}
-		l.unlock()
 	})
 	return l.err
+}
+
+// Release closes the listener if it is open and releases the path's lock:
+// another process may own it now. It may be called more than once.
+func (l *Listener) Release() {
+	l.Close()
+	l.freed.Do(l.unlock)
 }
 
 // probe looks at what is at path: nothing (false), a socket nobody answers

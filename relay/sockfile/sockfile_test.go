@@ -64,12 +64,18 @@ func TestListenMode0600AndRemovedOnClose(t *testing.T) {
 	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("socket left after Close: %v", err)
 	}
+	// Closed but not released: the path is still owned.
+	if _, err := Listen(path); !errors.Is(err, ErrInUse) {
+		t.Errorf("Listen before Release: %v, want ErrInUse", err)
+	}
+	l.Release()
+	l.Release() // twice is fine
 	// And it can be made again.
 	l, err = Listen(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Close()
+	l.Release()
 }
 
 // A socket left by a process that died (nobody answers, no lock held) is
@@ -89,7 +95,7 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}
-	defer l.Close()
+	defer l.Release()
 	if !l.Stale {
 		t.Error("Stale not reported")
 	}
@@ -104,7 +110,7 @@ func TestListenDoesNotStealLiveSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer first.Close()
+	defer first.Release()
 	if _, err := Listen(path); !errors.Is(err, ErrInUse) {
 		t.Fatalf("second Listen: %v, want ErrInUse", err)
 	}
@@ -149,7 +155,7 @@ func TestListenRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a path of %d bytes: %v", len(filepath.Join(deep, "admin.sock")), err)
 	}
-	l.Close()
+	l.Release()
 }
 
 func TestLockReleasedWithListener(t *testing.T) {
@@ -158,7 +164,7 @@ func TestLockReleasedWithListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Close()
+	l.Release()
 	unlock, err := lock(path + ".lock")
 	if err != nil {
 		t.Fatalf("lock still held: %v", err)
