@@ -339,7 +339,7 @@ func (s *Server) Run(ctx context.Context) error {
 	shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, sd := range sides {
-		sd.srv.Shutdown(shCtx) // stops webhooks and admin requests; hijacked websockets are the hub's
+		sd.stop(shCtx) // webhooks and admin requests finish; hijacked websockets are the hub's
 	}
 	s.hub.Shutdown(shCtx)
 	stop()

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -46,6 +47,19 @@ func (sd *side) serve() error {
 		return nil
 	}
 	return err
+}
+
+// stop ends the side: its requests in flight finish (until ctx ends), but
+// for the metrics side's, which nobody misses: a scrape or a profile
+// running for minutes is cut at once.
+func (sd *side) stop(ctx context.Context) {
+	if sd.name == "metrics" {
+		sd.srv.Close()
+		return
+	}
+	if sd.srv.Shutdown(ctx) != nil {
+		sd.srv.Close()
+	}
 }
 
 // newHTTPServer is an HTTP server with the relay's limits.

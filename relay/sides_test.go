@@ -176,6 +176,28 @@ func TestAdminAndMetricsSides(t *testing.T) {
 	}
 }
 
+// A CPU profile in flight does not hold the relay's stop.
+func TestStopCutsProfile(t *testing.T) {
+	checkGoroutines(t)
+	r := startRelay(t, testConfig(t))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Get("http://" + r.srv.MetricsAddr() + "/debug/pprof/profile?seconds=60")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // the profile has started
+	start := time.Now()
+	r.stop()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the relay took %v to stop during a profile", d)
+	}
+	<-done
+}
+
 // Without metrics_listen and admin_listen there is neither: the admin API
 // is on the socket alone, which needs no admin token in the config.
 func TestSidesOffByDefault(t *testing.T) {
