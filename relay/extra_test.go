@@ -31,7 +31,7 @@ func TestExternalNATS(t *testing.T) {
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 	cfg := testConfig(t)
 	cfg.NATS.URL = ns.ClientURL()
-	cfg.DataDir = ""
+	cfg.DataDir = t.TempDir() // the admin socket's alone: JetStream is the external server's
 	r := startRelay(t, cfg)
 	_, token := r.addOperator("Anna", "100", "1")
 	ta := startAgent(t, r.URL, token, nil)
@@ -70,7 +70,7 @@ func TestCallsUploadAndMetrics(t *testing.T) {
 
 	r.callEvent(map[string]any{"type": "in", "phone": "+79121234567", "codes": []string{"100"}, "callExternalId": "m1"})
 	ta.waitFor("card", callWith("m1", wire.CallRinging))
-	resp, err := http.Get(r.URL + "/metrics")
+	resp, err := http.Get("http://" + r.srv.MetricsAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,7 @@ func testConfig(t testing.TB) config.Config {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.AdminToken = testAdminToken
+	cfg.MetricsListen = "127.0.0.1:0"
 	cfg.PBX.ClientID = testClientID
 	cfg.PBX.APIKey = testPBXKey
 	cfg.PBX.Timeout = config.Duration{Duration: 2 * time.Second}
@@ -118,9 +119,25 @@ func (r *testRelay) restart() *testRelay {
 	return startRelayWith(r.t, cfg, r.mk)
 }
 
+// admin is a client of the relay's admin socket.
 func (r *testRelay) admin() *admin.Client {
-	return &admin.Client{BaseURL: r.URL, Token: testAdminToken}
+	return &admin.Client{Socket: r.srv.AdminSocket()}
 }
+
+// adminHTTP is an HTTP client whose every request goes to the relay's admin
+// socket, whatever the URL's host (use adminSocketURL).
+func (r *testRelay) adminHTTP() *http.Client {
+	var d net.Dialer
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", r.srv.AdminSocket())
+		},
+	}}
+}
+
+// adminSocketURL is the base URL of requests through adminHTTP.
+const adminSocketURL = "http://admin.sock"
 
 // addOperator adds an operator and returns its token.
 func (r *testRelay) addOperator(name, code, userID string) (admin.OperatorView, string) {
@@ -186,7 +203,13 @@ func (r *testRelay) get(path string, q url.Values) (int, string) {
 
 func (r *testRelay) do(req *http.Request) (int, map[string]any) {
 	r.t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	return r.doWith(http.DefaultClient, req)
+}
+
+// doWith is do through c.
+func (r *testRelay) doWith(c *http.Client, req *http.Request) (int, map[string]any) {
+	r.t.Helper()
+	resp, err := c.Do(req)
 	if err != nil {
 		r.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/admin"
 	"github.com/pult/pult/relay/board"
@@ -20,7 +18,6 @@ import (
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.handleHealth)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 
 	// Agents.
 	mux.HandleFunc("GET "+wire.Path, s.handleAgent)
@@ -42,9 +39,16 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /hooks/smartsupp", s.transcripts.handleSmartsupp)
 	mux.HandleFunc("POST "+wire.PathTranscripts, s.transcripts.handleTranscriptSubmit)
 
-	// Administration.
-	mux.Handle(admin.Prefix, admin.Handler(adminBackend{s}, s.cfg.AdminToken, s.log))
+	// Administration, metrics and pprof are the private sides' (sides.go):
+	// here they are not found, as any path the relay does not serve.
+	for _, p := range []string{"/admin/", "/metrics", "/metrics/", "/debug/"} {
+		mux.HandleFunc(p, notFound)
+	}
 	return mux
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusNotFound, map[string]string{"error": admin.NoSuchEndpoint})
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

@@ -288,9 +288,8 @@ func TestAdminAddRefusals(t *testing.T) {
 		{"code taken", `{"name":"Bob","code":"100","userId":"2"}`, 409},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodPost, r.URL+"/admin/v1/operators", strings.NewReader(tc.body))
-			req.Header.Set("Authorization", "Bearer "+testAdminToken)
-			status, body := r.do(req)
+			req, _ := http.NewRequest(http.MethodPost, adminSocketURL+"/admin/v1/operators", strings.NewReader(tc.body))
+			status, body := r.doWith(r.adminHTTP(), req)
 			if status != tc.status || body["error"] == "" {
 				t.Fatalf("HTTP %d %v, want %d with an error", status, body, tc.status)
 			}

@@ -13,7 +13,6 @@ package relay
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -68,9 +67,12 @@ type Server struct {
 	bgCtx context.Context
 	bg    sync.WaitGroup
 
-	ready chan struct{}
-	addr  string
-	ln    net.Listener // from ServeOn, or nil
+	ready       chan struct{}
+	addr        string       // the public listener's
+	adminSocket string       // the admin socket's path
+	adminAddr   string       // admin_listen's, if on
+	metricsAddr string       // metrics_listen's, if on
+	ln          net.Listener // from ServeOn, or nil
 }
 
 // New prepares a relay; nothing is opened until Run.
@@ -110,8 +112,19 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 // Ready is closed once the relay accepts connections.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// Addr is the address the relay listens on, once Ready.
+// Addr is the address the relay's public listener listens on, once Ready.
 func (s *Server) Addr() string { return s.addr }
+
+// AdminSocket is the path of the admin API's unix socket, once Ready.
+func (s *Server) AdminSocket() string { return s.adminSocket }
+
+// AdminAddr is the address of the admin API's TCP listener (admin_listen),
+// once Ready; "" when it is off.
+func (s *Server) AdminAddr() string { return s.adminAddr }
+
+// MetricsAddr is the address serving /metrics and pprof (metrics_listen),
+// once Ready; "" when it is off.
+func (s *Server) MetricsAddr() string { return s.metricsAddr }
 
 // ServeOn makes Run serve on ln, listening already, instead of on
 // Config.Listen; Run closes it. Call it before Run.
@@ -127,7 +140,15 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.cfg.Validate(); err != nil {
 		return fmt.Errorf("relay: config: %w", err)
 	}
-	var err error
+	// The admin socket first: it says whether another relay runs on this
+	// data_dir before anything in it is touched.
+	sock, err := s.listenAdminSocket()
+	if err != nil {
+		return err
+	}
+	// Its HTTP server closes it (and removes the file); the lock on data_dir
+	// is released once everything below, the store included, is closed.
+	defer sock.Release()
 	syncEvery, syncAlways := s.cfg.NATS.SyncPolicy()
 	s.store, err = store.Open(ctx, store.Options{
 		URL: s.cfg.NATS.URL, DataDir: s.cfg.DataDir,
@@ -214,38 +235,50 @@ func (s *Server) Run(ctx context.Context) error {
 		},
 	}, last)
 
+	// The listeners; each is closed by its HTTP server, or here if Run
+	// fails before serving.
 	ln := s.ln
 	if ln == nil {
 		if ln, err = net.Listen("tcp", s.cfg.Listen); err != nil {
 			return fmt.Errorf("relay: listen: %w", err)
 		}
+		defer ln.Close()
 	}
-	var tlsConfig *tls.Config
+	var adminLn, metricsLn net.Listener
+	if s.cfg.AdminListen != "" {
+		if adminLn, err = net.Listen("tcp", s.cfg.AdminListen); err != nil {
+			return fmt.Errorf("relay: admin_listen: %w", err)
+		}
+		defer adminLn.Close()
+	}
+	if s.cfg.MetricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", s.cfg.MetricsListen); err != nil {
+			return fmt.Errorf("relay: metrics_listen: %w", err)
+		}
+		defer metricsLn.Close()
+	}
+	var tlsConfig, adminTLS *tls.Config
 	if s.cfg.TLSCert != "" {
 		certs, err := certfile.New(s.cfg.TLSCert, s.cfg.TLSKey, s.log)
 		if err != nil {
-			ln.Close()
 			return fmt.Errorf("relay: %w", err)
 		}
-		tlsConfig = certs.Config()
+		tlsConfig, adminTLS = certs.Config(), certs.Config()
 	}
-	srv := &http.Server{
-		TLSConfig:         tlsConfig,
-		Handler:           s.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	srv := s.newHTTPServer(s.routes(), tlsConfig)
 	// Wallboard streams are long-lived responses: end them when the
 	// server starts shutting down, or Shutdown would wait for them.
 	srv.RegisterOnShutdown(s.board.CloseAll)
+	sides := []*side{{name: "public", srv: srv, ln: ln, tls: tlsConfig != nil}}
+	sides = append(sides, s.adminSides(sock, adminLn, adminTLS)...)
+	if metricsLn != nil {
+		sides = append(sides, &side{name: "metrics", srv: s.newHTTPServer(s.metricsHandler(), nil), ln: metricsLn})
+	}
 
 	runCtx, stop := context.WithCancel(context.Background())
 	defer stop()
 	s.bgCtx = runCtx
-	errc := make(chan error, 8)
+	errc := make(chan error, 16) // more than the parts: none blocks on a failure
 	var parts sync.WaitGroup
 	start := func(name string, run func(context.Context) error) {
 		parts.Add(1)
@@ -276,18 +309,16 @@ func (s *Server) Run(ctx context.Context) error {
 		start("call history", s.crmSync.runUploads)
 	}
 	s.spawn(s.calls.resumeLookups)
-	parts.Add(1)
-	go func() {
-		defer parts.Done()
-		serve := srv.Serve
-		if tlsConfig != nil {
-			serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
-		}
-		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http: %w", err)
-		}
-	}()
-	s.addr = ln.Addr().String()
+	for _, sd := range sides {
+		start("http "+sd.name, func(context.Context) error { return sd.serve() })
+	}
+	s.addr, s.adminSocket = ln.Addr().String(), sock.Path()
+	if adminLn != nil {
+		s.adminAddr = adminLn.Addr().String()
+	}
+	if metricsLn != nil {
+		s.metricsAddr = metricsLn.Addr().String()
+	}
 	if tlsConfig != nil {
 		s.log.Info("relay ready", "addr", s.addr, "tls", s.cfg.TLSCert, "nats", natsMode(s.cfg.NATS.URL), "durability", s.store.Durability(), "data_dir", s.cfg.DataDir)
 	} else {
@@ -299,6 +330,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.log.Warn(plain)
 		}
 	}
+	s.logSides(sides)
 	close(s.ready)
 
 	var runErr error
@@ -309,7 +341,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	srv.Shutdown(shCtx) // stops webhooks; hijacked websockets are the hub's
+	for _, sd := range sides {
+		sd.stop(shCtx) // webhooks and admin requests finish; hijacked websockets are the hub's
+	}
 	s.hub.Shutdown(shCtx)
 	stop()
 	s.bg.Wait()

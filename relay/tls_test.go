@@ -26,16 +26,28 @@ func TestTLSEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t)
 	cfg.TLSCert, cfg.TLSKey = ca.WriteServerCert(t, dir, "first")
+	cfg.AdminListen = "127.0.0.1:0"
 	r := startRelay(t, cfg)
 	base := "https://" + r.srv.Addr()
 	trust := &tls.Config{RootCAs: ca.Pool()}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: trust}}
 	defer client.CloseIdleConnections()
 
-	adm := &admin.Client{BaseURL: base, Token: testAdminToken, HTTP: client}
+	// admin_listen speaks TLS with the same certificate.
+	adm := &admin.Client{BaseURL: "https://" + r.srv.AdminAddr(), Token: testAdminToken, HTTP: client}
 	added, err := adm.AddOperator(context.Background(), operators.NewOperator{Name: "Anna", Code: "100", UserID: "1"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if resp, err := http.Get("http://" + r.srv.AdminAddr() + "/admin/v1/operators"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("admin_listen answered plain HTTP with %d", resp.StatusCode)
+		}
+	}
+	if _, err := (&admin.Client{BaseURL: base, Token: testAdminToken, HTTP: client}).ListOperators(context.Background()); err == nil ||
+		!strings.Contains(err.Error(), "does not serve the admin API") {
+		t.Errorf("the admin API over the public HTTPS listener: %v", err)
 	}
 	anna := startAgent(t, base, added.Token, func(c *agent.Config) { c.TLS = trust })
 	anna.waitOnline()

@@ -46,10 +46,11 @@ Usage:
                                              operators, external phones from the config
   pult-relay retailcrm show [--json]         the registration as retailCRM has it
                                              manage operators, outbound partner calls and the
-                                             retailCRM registration through a running relay;
-                                             these take --config relay.toml (address and
-                                             admin_token), or --relay URL with
-                                             PULT_ADMIN_TOKEN in the environment
+                                             retailCRM registration through a running relay:
+                                             on this machine with --config relay.toml (the
+                                             admin socket in its data_dir; run as the relay's
+                                             user) or --socket PATH; remotely with --relay URL
+                                             (its admin_listen) and PULT_ADMIN_TOKEN
   pult-relay bench [--operators 1000] [--rate 200] [--duration 30s] [--ring 1] [--ring-max 0] [--supervisors 0]
                    [--idle 0] [--restart] [--target pult|gorilla|both] [--profile DIR] [--json]
                                              start a relay child process, connect simulated
@@ -149,13 +150,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, logge
 	} else {
 		logger.Info("file descriptor limit", "nofile", n)
 	}
-	if addr := getenv("PULT_PPROF"); addr != "" {
-		stop, err := servePprof(addr, logger)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
 	return relay.New(cfg, logger).Run(ctx)
 }
 
@@ -186,38 +180,48 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, log
 	return demo.Run(ctx, o)
 }
 
-// adminClient builds a client from --config or --relay + PULT_ADMIN_TOKEN.
+// adminClient builds a client of the relay's admin socket (--config: the
+// one in its data_dir, or --socket), or of its admin_listen (--relay, the
+// token from PULT_ADMIN_TOKEN or the config's admin_token).
 func adminClient(fs *flag.FlagSet, args []string, getenv func(string) string) (*admin.Client, error) {
-	path := fs.String("config", "", "the relay's TOML config (for its address and admin_token)")
-	base := fs.String("relay", "", "the relay's base URL, e.g. http://127.0.0.1:8700 (token from PULT_ADMIN_TOKEN)")
+	path := fs.String("config", "", "the relay's TOML config: its admin socket is admin.sock in data_dir (default relay.toml)")
+	sock := fs.String("socket", "", "the relay's admin socket, instead of the config's")
+	base := fs.String("relay", "", "a remote relay's admin_listen URL, e.g. https://relay.example.com:8701 (token from PULT_ADMIN_TOKEN)")
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
 	c := &admin.Client{}
 	switch {
+	case *base != "" && *sock != "":
+		return nil, usagef("--relay and --socket: give one")
+	case *sock != "":
+		c.Socket = *sock
+		return c, nil
 	case *base != "":
 		c.BaseURL = strings.TrimRight(*base, "/")
+		if !strings.HasPrefix(c.BaseURL, "http://") && !strings.HasPrefix(c.BaseURL, "https://") {
+			return nil, usagef("--relay: want an http:// or https:// URL, got %q", c.BaseURL)
+		}
 		c.Token = getenv("PULT_ADMIN_TOKEN")
 		if c.Token == "" && *path == "" {
 			return nil, usagef("--relay needs PULT_ADMIN_TOKEN in the environment")
 		}
+		if c.Token != "" {
+			return c, nil
+		}
 	case *path == "":
 		*path = "relay.toml"
 	}
-	if *path != "" {
-		cfg, err := config.Load(*path, getenv)
-		if err != nil {
-			return nil, err
-		}
-		if c.BaseURL == "" {
-			c.BaseURL = "http://" + cfg.Listen
-		}
-		if c.Token == "" {
-			c.Token = cfg.AdminToken
-		}
+	cfg, err := config.Load(*path, getenv)
+	if err != nil {
+		return nil, err
 	}
-	if !strings.HasPrefix(c.BaseURL, "http://") && !strings.HasPrefix(c.BaseURL, "https://") {
-		return nil, usagef("--relay: want an http:// or https:// URL, got %q", c.BaseURL)
+	if c.BaseURL == "" {
+		c.Socket = cfg.AdminSocket()
+		return c, nil
+	}
+	if c.Token = cfg.AdminToken; c.Token == "" {
+		return nil, usagef("--relay needs PULT_ADMIN_TOKEN in the environment, or admin_token in %s", *path)
 	}
 	return c, nil
 }

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -43,14 +46,42 @@ func TestUsage(t *testing.T) {
 	if code, _, errs := runCLI(t, nil, "serve", "--config", "/nonexistent/relay.toml"); code != 1 || !strings.Contains(errs, "relay.toml") {
 		t.Errorf("missing config: %d %q", code, errs)
 	}
+	if code, _, errs := runCLI(t, env, "operators", "list", "--relay", "http://127.0.0.1:1", "--socket", "/run/pult/admin.sock"); code != 2 || !strings.Contains(errs, "give one") {
+		t.Errorf("--relay and --socket: %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, env, "operators", "list", "--relay", "127.0.0.1:8701"); code != 2 || !strings.Contains(errs, "http://") {
+		t.Errorf("--relay without a scheme: %d %q", code, errs)
+	}
 }
 
+// writeRelayConfig writes a relay's config with data_dir in a temporary
+// folder (no admin_token: the admin socket does without) and returns its
+// path and the config as loaded.
+func writeRelayConfig(t *testing.T, extra string) (string, config.Config) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "relay.toml")
+	body := fmt.Sprintf("listen = \"127.0.0.1:0\"\ndata_dir = %q\n%s\n[pbx]\nclient_id = \"cid\"\napi_key = \"pbx-key-123\"\n",
+		filepath.Join(dir, "data"), extra)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, cfg
+}
+
+// The admin commands with --config reach the relay on its admin socket, in
+// the config's data_dir, without any admin token.
 func TestOperatorsAgainstRunningRelay(t *testing.T) {
-	cfg := config.Defaults()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	cfg.AdminToken = "admin-token-0123456789"
-	cfg.PBX.ClientID, cfg.PBX.APIKey = "cid", "pbx-key-123"
+	path, cfg := writeRelayConfig(t, "")
+	// Before the relay runs: a message that says what is wrong.
+	if code, _, errs := runCLI(t, nil, "operators", "list", "--config", path); code != 1 ||
+		!strings.Contains(errs, "is the relay running? no admin socket at "+cfg.AdminSocket()) {
+		t.Errorf("no relay: %d %q", code, errs)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := relay.New(cfg, nil)
 	done := make(chan error, 1)
@@ -61,25 +92,25 @@ func TestOperatorsAgainstRunningRelay(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("relay did not start")
 	}
-	base := "http://" + srv.Addr()
-	env := map[string]string{"PULT_ADMIN_TOKEN": cfg.AdminToken}
-
-	code, out, errs := runCLI(t, env, "operators", "add", "--relay", base, "--name", "Anna", "--user-id", "1", "--code", "100", "--role", "supervisor")
+	var env map[string]string
+	code, out, errs := runCLI(t, env, "operators", "add", "--config", path, "--name", "Anna", "--user-id", "1", "--code", "100", "--role", "supervisor")
 	if code != 0 || !strings.Contains(out, "pult_") || !strings.Contains(out, "supervisor") {
 		t.Fatalf("add: %d %q %q", code, out, errs)
 	}
-	if code, _, errs := runCLI(t, env, "operators", "add", "--relay", base, "--name", "Bob", "--user-id", "2", "--code", "100"); code != 1 || !strings.Contains(errs, "already taken") {
+	if code, _, errs := runCLI(t, env, "operators", "add", "--config", path, "--name", "Bob", "--user-id", "2", "--code", "100"); code != 1 || !strings.Contains(errs, "already taken") {
 		t.Errorf("duplicate code: %d %q", code, errs)
 	}
-	code, out, _ = runCLI(t, env, "operators", "list", "--relay", base)
+	code, out, _ = runCLI(t, env, "operators", "list", "--config", path)
 	if code != 0 || !strings.Contains(out, "Anna") || !strings.Contains(out, "offline") {
 		t.Errorf("list: %d %q", code, out)
 	}
-	if code, out, _ := runCLI(t, env, "operators", "revoke", "100", "--relay", base); code != 0 || !strings.Contains(out, "Revoked Anna") {
+	if code, out, _ := runCLI(t, env, "operators", "revoke", "100", "--config", path); code != 0 || !strings.Contains(out, "Revoked Anna") {
 		t.Errorf("revoke: %d %q", code, out)
 	}
-	if code, _, errs := runCLI(t, map[string]string{"PULT_ADMIN_TOKEN": "wrong"}, "operators", "list", "--relay", base); code != 1 || !strings.Contains(errs, "admin token") {
-		t.Errorf("wrong admin token: %d %q", code, errs)
+	// --relay at the public listener: not the admin API's place.
+	if code, _, errs := runCLI(t, map[string]string{"PULT_ADMIN_TOKEN": "admin-token-0123456789"}, "operators", "list", "--relay", "http://"+srv.Addr()); code != 1 ||
+		!strings.Contains(errs, "does not serve the admin API") {
+		t.Errorf("--relay at the public listener: %d %q", code, errs)
 	}
 }
 
@@ -105,7 +136,6 @@ func TestOutboxAgainstRunningRelay(t *testing.T) {
 	cfg := config.Defaults()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
-	cfg.AdminToken = "admin-token-0123456789"
 	cfg.PBX.ClientID, cfg.PBX.APIKey = "cid", "pbx-key-123"
 	cfg.PBX.ChangeStatusURL = pbx.URL + "/status"
 	cfg.Outbox.MinBackoff = config.Duration{Duration: 20 * time.Millisecond}
@@ -121,8 +151,9 @@ func TestOutboxAgainstRunningRelay(t *testing.T) {
 		t.Fatal("relay did not start")
 	}
 	base := "http://" + srv.Addr()
-	env := map[string]string{"PULT_ADMIN_TOKEN": cfg.AdminToken}
-	if code, _, errs := runCLI(t, env, "operators", "add", "--relay", base, "--name", "Anna", "--user-id", "1", "--code", "100"); code != 0 {
+	sock := srv.AdminSocket()
+	var env map[string]string
+	if code, _, errs := runCLI(t, env, "operators", "add", "--socket", sock, "--name", "Anna", "--user-id", "1", "--code", "100"); code != 0 {
 		t.Fatalf("add: %q", errs)
 	}
 	// The CRM changes Anna's status: a pbx.status job.
@@ -136,7 +167,7 @@ func TestOutboxAgainstRunningRelay(t *testing.T) {
 	}
 	list := func(args ...string) string {
 		t.Helper()
-		code, out, errs := runCLI(t, env, append([]string{"outbox", "list", "--relay", base}, args...)...)
+		code, out, errs := runCLI(t, env, append([]string{"outbox", "list", "--socket", sock}, args...)...)
 		if code != 0 {
 			t.Fatalf("outbox list %v: %d %q", args, code, errs)
 		}
@@ -168,10 +199,10 @@ func TestOutboxAgainstRunningRelay(t *testing.T) {
 		!strings.Contains(out, "LAST ERROR") {
 		t.Errorf("pending table: %q", out)
 	}
-	if code, _, errs := runCLI(t, env, "outbox", "retry", id, "--relay", base); code != 1 || !strings.Contains(errs, "pending") {
+	if code, _, errs := runCLI(t, env, "outbox", "retry", id, "--socket", sock); code != 1 || !strings.Contains(errs, "pending") {
 		t.Errorf("retry of a pending job: %d %q", code, errs)
 	}
-	if code, out, errs := runCLI(t, env, "outbox", "drop", "--relay", base, id); code != 0 || !strings.Contains(out, "Dropped pending job "+id) {
+	if code, out, errs := runCLI(t, env, "outbox", "drop", "--socket", sock, id); code != 0 || !strings.Contains(out, "Dropped pending job "+id) {
 		t.Fatalf("drop: %d %q %q", code, out, errs)
 	}
 	if out := list(); !strings.Contains(out, "No pending jobs.") {
@@ -191,7 +222,7 @@ func TestOutboxAgainstRunningRelay(t *testing.T) {
 		t.Errorf("dead table: %q", out)
 	}
 	mode.Store("accept")
-	if code, out, errs := runCLI(t, env, "outbox", "retry", id, "--relay", base); code != 0 || !strings.Contains(out, "back in the queue") {
+	if code, out, errs := runCLI(t, env, "outbox", "retry", id, "--socket", sock); code != 0 || !strings.Contains(out, "back in the queue") {
 		t.Fatalf("retry: %d %q %q", code, out, errs)
 	}
 	eventually("the retried status at the PBX", func() bool { return accepted.Load() == 1 })
@@ -204,14 +235,14 @@ func TestOutboxAgainstRunningRelay(t *testing.T) {
 	}
 
 	for _, cmd := range []string{"retry", "drop"} {
-		if code, _, errs := runCLI(t, env, "outbox", cmd, "no-such-id", "--relay", base); code != 1 || !strings.Contains(errs, "no such job") {
+		if code, _, errs := runCLI(t, env, "outbox", cmd, "no-such-id", "--socket", sock); code != 1 || !strings.Contains(errs, "no such job") {
 			t.Errorf("%s of an unknown id: %d %q", cmd, code, errs)
 		}
 	}
-	if code, _, errs := runCLI(t, env, "outbox", "retry", "--relay", base); code != 2 || !strings.Contains(errs, "which job") {
+	if code, _, errs := runCLI(t, env, "outbox", "retry", "--socket", sock); code != 2 || !strings.Contains(errs, "which job") {
 		t.Errorf("retry without id: %d %q", code, errs)
 	}
-	if code, _, errs := runCLI(t, env, "outbox", "--relay", base); code != 2 || !strings.Contains(errs, "unknown subcommand") {
+	if code, _, errs := runCLI(t, env, "outbox", "--socket", sock); code != 2 || !strings.Contains(errs, "unknown subcommand") {
 		t.Errorf("outbox without subcommand: %d %q", code, errs)
 	}
 }
@@ -226,6 +257,7 @@ func TestPartnerCommandsAgainstRunningRelay(t *testing.T) {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.AdminToken = "admin-token-0123456789"
+	cfg.AdminListen = "127.0.0.1:0" // remote administration, the admin token required
 	cfg.PBX.ClientID, cfg.PBX.APIKey = "client-id-secret", "pbx-key-123"
 	cfg.PublicURL = "https://pult.example.com"
 	cfg.RetailCRM.URL, cfg.RetailCRM.APIKey = crmSrv.URL, "crm-key-123"
@@ -240,8 +272,11 @@ func TestPartnerCommandsAgainstRunningRelay(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("relay did not start")
 	}
-	base := "http://" + srv.Addr()
+	base := "http://" + srv.AdminAddr()
 	env := map[string]string{"PULT_ADMIN_TOKEN": cfg.AdminToken}
+	if code, _, errs := runCLI(t, map[string]string{"PULT_ADMIN_TOKEN": "wrong"}, "operators", "list", "--relay", base); code != 1 || !strings.Contains(errs, "admin token") {
+		t.Errorf("wrong admin token: %d %q", code, errs)
+	}
 
 	code, out, errs := runCLI(t, env, "operators", "add", "--relay", base, "--name", "Anna", "--user-id", "1", "--code", "100",
 		"--uis-employee-id", "12345", "--smartsupp-agent-id", "3")

@@ -44,11 +44,10 @@ func TestKilledMidRetryResumes(t *testing.T) {
 
 	addr := freeAddr(t)
 	base := "http://" + addr
-	const admin, clientID = "admin-token-0123456789", "client-id-kill"
+	const clientID = "client-id-kill"
 	config := filepath.Join(dir, "relay.toml")
 	os.WriteFile(config, fmt.Appendf(nil, `listen = %q
 data_dir = %q
-admin_token = %q
 
 [pbx]
 client_id = %q
@@ -58,7 +57,7 @@ change_status_url = %q
 [outbox]
 min_backoff = "2s"
 max_backoff = "3s"
-`, addr, filepath.Join(dir, "data"), admin, clientID, pbx.URL+"/change-status"), 0o600)
+`, addr, filepath.Join(dir, "data"), clientID, pbx.URL+"/change-status"), 0o600)
 
 	start := func() *exec.Cmd { return startRelayProc(t, bin, config, base) }
 	relayProc := start()
@@ -66,8 +65,7 @@ max_backoff = "3s"
 		relayProc.Process.Kill()
 		relayProc.Wait()
 	}()
-	env := map[string]string{"PULT_ADMIN_TOKEN": admin}
-	if code, out, errs := runCLI(t, env, "operators", "add", "--relay", base, "--name", "Anna", "--user-id", "7", "--code", "100"); code != 0 {
+	if code, out, errs := runCLI(t, nil, "operators", "add", "--config", config, "--name", "Anna", "--user-id", "7", "--code", "100"); code != 0 {
 		t.Fatalf("add: %d %q %q", code, out, errs)
 	}
 	// A status changed in the CRM goes to the PBX through the outbox.
@@ -90,6 +88,10 @@ max_backoff = "3s"
 	up = true
 	mu.Unlock()
 	relayProc = start()
+	// The killed relay's admin socket was left behind; the new one replaced it.
+	if code, out, errs := runCLI(t, nil, "operators", "list", "--config", config); code != 0 || !strings.Contains(out, "Anna") {
+		t.Errorf("operators list after the restart: %d %q %q", code, out, errs)
+	}
 
 	// The job comes back when its ack wait (30 s) runs out: the kill lost the
 	// in-memory timer of its delayed retry, not the job.

@@ -63,7 +63,7 @@ timeout = "60s"
 		proc.Wait()
 	}()
 	ctx := context.Background()
-	added, err := (&admin.Client{BaseURL: base, Token: adminToken}).AddOperator(ctx, operators.NewOperator{Name: "Anna", Code: "100", UserID: "7"})
+	added, err := (&admin.Client{Socket: filepath.Join(dir, "data", "admin.sock")}).AddOperator(ctx, operators.NewOperator{Name: "Anna", Code: "100", UserID: "7"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,11 +3,13 @@
 // registration in retailCRM — and, beside it, its client (Client), which
 // `pult-relay operators|outbox|retailcrm …` use.
 //
-// The API is an http.Handler (Handler) the relay mounts under /admin/v1/.
-// Every request carries the admin token (Authorization: Bearer); every
-// answer is JSON, errors as {"error": "…"}. The handler holds no state and
-// starts no goroutine: each request runs on the HTTP server's goroutine and
-// reaches the relay through Backend.
+// The API is an http.Handler (Handler) the relay serves under /admin/v1/ on
+// its private sides only, never on the public listener: on a unix socket
+// whose file permissions are its authentication (no token asked), and on
+// admin_listen behind the admin token (RequireToken; Authorization:
+// Bearer). Every answer is JSON, errors as {"error": "…"}. The handler
+// holds no state and starts no goroutine: each request runs on the HTTP
+// server's goroutine and reaches the relay through Backend.
 package admin
 
 import (
@@ -29,6 +31,10 @@ import (
 
 // Prefix is where the relay mounts the API.
 const Prefix = "/admin/v1/"
+
+// NoSuchEndpoint is the error of the relay's 404s outside the API: the
+// public listener's answer to /admin/…, /metrics and /debug/….
+const NoSuchEndpoint = "no such endpoint"
 
 // Backend is what the API asks of the relay.
 type Backend interface {
@@ -109,14 +115,15 @@ const (
 )
 
 type api struct {
-	b     Backend
-	token string
-	log   *slog.Logger
+	b   Backend
+	log *slog.Logger
 }
 
-// Handler serves the API, every route behind the admin token.
-func Handler(b Backend, token string, log *slog.Logger) http.Handler {
-	a := &api{b: b, token: token, log: log.With("component", "admin")}
+// Handler serves the API to whoever reaches it: mount it where access is
+// restricted already (a socket only the relay's user may open), or behind
+// RequireToken.
+func Handler(b Backend, log *slog.Logger) http.Handler {
+	a := &api{b: b, log: log.With("component", "admin")}
 	mux := http.NewServeMux()
 	for _, r := range []struct {
 		pattern string
@@ -133,14 +140,15 @@ func Handler(b Backend, token string, log *slog.Logger) http.Handler {
 	} {
 		mux.HandleFunc(r.pattern, r.h)
 	}
-	return a.authorized(mux)
+	return mux
 }
 
-// authorized guards every route with the admin token.
-func (a *api) authorized(h http.Handler) http.Handler {
+// RequireToken guards h with the admin token (constant-time compare); an
+// empty token lets nobody in.
+func RequireToken(token string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t, ok := operators.Bearer(r)
-		if !ok || subtle.ConstantTimeCompare([]byte(t), []byte(a.token)) != 1 {
+		if !ok || token == "" || subtle.ConstantTimeCompare([]byte(t), []byte(token)) != 1 {
 			writeError(w, http.StatusUnauthorized, "admin token required (Authorization: Bearer …)")
 			return
 		}

@@ -7,10 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pult/pult/relay/operators"
@@ -18,11 +22,57 @@ import (
 	"github.com/pult/pult/relay/retailcrm"
 )
 
-// Client talks to a running relay's admin API.
+// Client talks to a running relay's admin API: on its unix socket (Socket),
+// or on its admin_listen address (BaseURL, with Token).
 type Client struct {
-	BaseURL string // http://127.0.0.1:8700
+	// Socket is the path of the relay's admin socket (admin.sock in its
+	// data_dir); when set, BaseURL and Token are not used.
+	Socket  string
+	BaseURL string // the relay's admin_listen: http://127.0.0.1:8701, https://… with TLS
 	Token   string
-	HTTP    *http.Client
+	// HTTP, if set, makes the requests to BaseURL (a test's trust, a
+	// timeout); a Socket is always dialled by a client of its own.
+	HTTP *http.Client
+}
+
+// socketHost names the relay in requests over its socket.
+const socketHost = "http://pult-relay"
+
+// httpClient is the client a request goes through, and the base URL.
+func (c *Client) httpClient() (*http.Client, string) {
+	if c.Socket != "" {
+		var d net.Dialer
+		return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, "unix", c.Socket)
+			},
+			DisableKeepAlives: true, // one connection per request: none left idle
+		}}, socketHost
+	}
+	if c.HTTP != nil {
+		return c.HTTP, strings.TrimRight(c.BaseURL, "/")
+	}
+	return &http.Client{Timeout: 15 * time.Second}, strings.TrimRight(c.BaseURL, "/")
+}
+
+// unreachable says why the relay could not be reached, and what to do.
+func (c *Client) unreachable(err error) error {
+	if c.Socket == "" {
+		return fmt.Errorf("relay at %s is not reachable: %w", c.BaseURL, err)
+	}
+	path := c.Socket
+	if abs, aerr := filepath.Abs(path); aerr == nil {
+		path = abs
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("is the relay running? no admin socket at %s (it is made in the relay's data_dir when it starts)", path)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("permission denied on the admin socket %s: run this as the user the relay runs as", path)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("is the relay running? nothing answers on the admin socket %s (a relay killed without a clean stop leaves it behind)", path)
+	}
+	return fmt.Errorf("the relay's admin socket %s: %w", path, err)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
@@ -34,21 +84,20 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, rd)
+	hc, base := c.httpClient()
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return fmt.Errorf("relay URL: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if c.Socket == "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 15 * time.Second}
-	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("relay at %s is not reachable: %w", c.BaseURL, err)
+		return c.unreachable(err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
@@ -58,6 +107,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if resp.StatusCode >= 300 {
 		var e struct {
 			Error string `json:"error"`
+		}
+		if resp.StatusCode == http.StatusNotFound && e.Error == "" && json.Unmarshal(b, &e) == nil && e.Error == NoSuchEndpoint {
+			return fmt.Errorf("relay: %s does not serve the admin API: give --relay the relay's admin_listen address", c.BaseURL)
 		}
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
 			return fmt.Errorf("relay: %s", e.Error)

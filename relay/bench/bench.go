@@ -462,8 +462,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // addOperators adds operators with codes 1000+i and user ids i+1 and
 // returns their tokens.
 func addOperators(ctx context.Context, rp *relayProc, n int) ([]string, error) {
-	ac := &admin.Client{BaseURL: rp.baseURL, Token: rp.adminToken,
-		HTTP: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}}
+	ac := &admin.Client{Socket: rp.adminSocket}
 	tokens := make([]string, n)
 	errs := make([]error, n)
 	parallel(n, 8, func(i int) {

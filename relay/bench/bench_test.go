@@ -43,13 +43,23 @@ func TestRunSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var progress strings.Builder
+	profiles := t.TempDir()
 	rep, err := Run(ctx, Options{
 		Operators: 5, Rate: 20, Duration: 2 * time.Second, Ring: 2,
 		Drain: 2 * time.Second, Settle: 200 * time.Millisecond, Supervisors: 1,
-		RelayBin: bin, Progress: &progress,
+		RelayBin: bin, Progress: &progress, ProfileDir: profiles,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
+	}
+	// Heap, goroutines and profiles come from the relay's metrics_listen.
+	if rep.HeapBefore <= 0 || rep.GoroutinesBefore <= 0 {
+		t.Errorf("relay heap and goroutines not read from /metrics: %d %d", rep.HeapBefore, rep.GoroutinesBefore)
+	}
+	for _, name := range []string{"heap-settled", "goroutine-settled", "cpu-firing"} {
+		if fi, err := os.Stat(filepath.Join(profiles, name+".pprof")); err != nil || fi.Size() == 0 {
+			t.Errorf("profile %s: %v", name, err)
+		}
 	}
 	var text strings.Builder
 	rep.WriteText(&text)

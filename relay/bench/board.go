@@ -53,7 +53,7 @@ type BoardReport struct {
 
 // addSupervisors adds n supervisors (codes 9000…) and returns their tokens.
 func addSupervisors(ctx context.Context, rp *relayProc, n int) ([]string, error) {
-	ac := &admin.Client{BaseURL: rp.baseURL, Token: rp.adminToken, HTTP: &http.Client{Timeout: 15 * time.Second}}
+	ac := &admin.Client{Socket: rp.adminSocket}
 	tokens := make([]string, n)
 	for i := range n {
 		added, err := ac.AddOperator(ctx, operators.NewOperator{

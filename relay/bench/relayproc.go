@@ -26,18 +26,19 @@ const (
 
 // relayProc is a relay running as a child process on a loopback port.
 type relayProc struct {
-	cmd        *exec.Cmd
-	pid        int
-	baseURL    string
-	adminToken string
-	pbxKey     string
-	logPath    string
-	logFile    *os.File
-	exited     chan struct{} // closed when the process has exited
-	waitErr    error         // valid after exited is closed
+	cmd         *exec.Cmd
+	pid         int
+	baseURL     string
+	adminSocket string // the relay's admin socket, in its data_dir
+	metricsURL  string // where /metrics is: metrics_listen (the baseline: baseURL)
+	pbxKey      string
+	logPath     string
+	logFile     *os.File
+	exited      chan struct{} // closed when the process has exited
+	waitErr     error         // valid after exited is closed
 
 	newCmd    func() *exec.Cmd // builds the command line again (restart)
-	pprofAddr string           // host:port of the relay's pprof server, if on
+	pprofAddr string           // host:port of the relay's pprof (metrics_listen), if profiling
 	baseline  bool             // the gorilla baseline, not the relay
 }
 
@@ -64,17 +65,24 @@ func startRelay(ctx context.Context, o Options, dir string) (*relayProc, error) 
 	if err != nil {
 		return nil, fmt.Errorf("bench: no free port: %w", err)
 	}
+	mport, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("bench: no free port: %w", err)
+	}
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(mport)
 	p := &relayProc{
-		baseURL:    "http://127.0.0.1:" + strconv.Itoa(port),
-		adminToken: "bench-admin-" + secret(),
-		pbxKey:     "bench-pbx-" + secret(),
-		logPath:    filepath.Join(dir, "relay.log"),
-		exited:     make(chan struct{}),
+		baseURL:     "http://127.0.0.1:" + strconv.Itoa(port),
+		adminSocket: filepath.Join(dir, "data", "admin.sock"),
+		metricsURL:  "http://" + metricsAddr,
+		pbxKey:      "bench-pbx-" + secret(),
+		logPath:     filepath.Join(dir, "relay.log"),
+		exited:      make(chan struct{}),
 	}
 	// No make_call/change_status/retailcrm URLs: the relay calls nobody,
-	// and without a CRM a call card is final when first sent.
-	cfg := fmt.Sprintf("listen = %q\ndata_dir = %q\nadmin_token = %q\n\n[pbx]\nclient_id = %q\napi_key = %q\n",
-		"127.0.0.1:"+strconv.Itoa(port), filepath.Join(dir, "data"), p.adminToken, benchClientID, p.pbxKey)
+	// and without a CRM a call card is final when first sent. The admin
+	// API is on the socket in data_dir; metrics and pprof on metrics_listen.
+	cfg := fmt.Sprintf("listen = %q\ndata_dir = %q\nmetrics_listen = %q\n\n[pbx]\nclient_id = %q\napi_key = %q\n",
+		"127.0.0.1:"+strconv.Itoa(port), filepath.Join(dir, "data"), metricsAddr, benchClientID, p.pbxKey)
 	cfgPath := filepath.Join(dir, "relay.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -87,13 +95,12 @@ func startRelay(ctx context.Context, o Options, dir string) (*relayProc, error) 
 		}
 	}
 	if o.ProfileDir != "" && o.Target != TargetGorilla {
-		pp, err := freePort()
-		if err != nil {
-			return nil, fmt.Errorf("bench: no free port: %w", err)
-		}
-		p.pprofAddr = "127.0.0.1:" + strconv.Itoa(pp)
+		p.pprofAddr = metricsAddr
 	}
 	p.baseline = o.Target == TargetGorilla
+	if p.baseline {
+		p.metricsURL = p.baseURL // the baseline's own /metrics
+	}
 	p.newCmd = func() *exec.Cmd {
 		var cmd *exec.Cmd
 		switch {
@@ -106,9 +113,6 @@ func startRelay(ctx context.Context, o Options, dir string) (*relayProc, error) 
 		}
 		if cmd.Env == nil {
 			cmd.Env = childEnv()
-		}
-		if p.pprofAddr != "" {
-			cmd.Env = append(cmd.Env, "PULT_PPROF="+p.pprofAddr)
 		}
 		if cmd.SysProcAttr == nil {
 			cmd.SysProcAttr = childAttr()
@@ -275,7 +279,7 @@ var errRelayDied = errors.New("bench: the relay exited during the run")
 // goStats reads the relay's Go heap in use and goroutine count from its
 // /metrics page (the embedded NATS server lives in the same heap).
 func (p *relayProc) goStats(ctx context.Context) (heap int64, goroutines int) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.baseURL+"/metrics", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.metricsURL+"/metrics", nil)
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
 		return 0, 0

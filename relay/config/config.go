@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // time_zone works on hosts without a zone database
@@ -23,6 +25,7 @@ import (
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/calltouch"
+	"github.com/pult/pult/relay/sockfile"
 )
 
 // Config is the relay's configuration, read from TOML. Every key is
@@ -32,8 +35,17 @@ type Config struct {
 	// TLSCert and TLSKey (PEM files) make the listener HTTPS and WSS; the
 	// files are read again when they change. Without them the relay speaks
 	// plain HTTP and expects a TLS proxy in front.
-	TLSCert        string   `toml:"tls_cert"`
-	TLSKey         string   `toml:"tls_key"`
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// AdminListen ("host:port") adds a TCP listener for the admin API, for
+	// remote administration; the admin token is required there, and it
+	// speaks TLS with tls_cert and tls_key. The admin API is always on the
+	// unix socket admin.sock in data_dir (AdminSocket), whose file
+	// permissions are its authentication.
+	AdminListen string `toml:"admin_listen"`
+	// MetricsListen ("host:port") serves /metrics and /debug/pprof/; off
+	// when empty.
+	MetricsListen  string   `toml:"metrics_listen"`
 	DataDir        string   `toml:"data_dir"`
 	PublicURL      string   `toml:"public_url"`
 	AdminToken     string   `toml:"admin_token"`
@@ -229,6 +241,12 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText implements encoding.TextMarshaler.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// AdminSocketName is the admin socket's file name in data_dir.
+const AdminSocketName = "admin.sock"
+
+// AdminSocket is the path of the admin API's unix socket.
+func (c *Config) AdminSocket() string { return filepath.Join(c.DataDir, AdminSocketName) }
+
 // Defaults returns a configuration with every default filled in.
 func Defaults() Config {
 	return Config{
@@ -351,14 +369,14 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, a...)...))
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		bad("listen", "want host:port, got %q", c.Listen)
-	}
+	c.validateListeners(bad)
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls_cert", "tls_cert and tls_key go together")
 	}
-	if c.NATS.URL == "" && c.DataDir == "" {
-		bad("data_dir", "required with the embedded NATS server")
+	if c.DataDir == "" {
+		bad("data_dir", "required: the admin socket (and the embedded NATS server's JetStream) live there")
+	} else if err := sockfile.CheckPath(c.AdminSocket()); err != nil {
+		bad("data_dir", "too long for the admin socket in it: %v; choose a shorter data_dir", err)
 	}
 	if c.NATS.Sync != "" {
 		if c.NATS.URL != "" {
@@ -372,8 +390,11 @@ func (c *Config) Validate() error {
 			bad("public_url", "%v", err)
 		}
 	}
-	if len(c.AdminToken) < 16 {
-		bad("admin_token", "required, at least 16 characters (or admin_token_file, or PULT_ADMIN_TOKEN)")
+	switch {
+	case c.AdminListen != "" && len(c.AdminToken) < 16:
+		bad("admin_token", "required with admin_listen, at least 16 characters (or admin_token_file, or PULT_ADMIN_TOKEN)")
+	case c.AdminToken != "" && len(c.AdminToken) < 16:
+		bad("admin_token", "at least 16 characters")
 	}
 	if c.MaxFrame < 1024 || c.MaxFrame > 16<<20 {
 		bad("max_frame", "must be between 1024 and 16777216 bytes")
@@ -438,6 +459,46 @@ func (c *Config) Validate() error {
 	}
 	c.validatePartners(bad)
 	return errors.Join(errs...)
+}
+
+// validateListeners checks listen, admin_listen and metrics_listen: each a
+// host:port, no two the same (but for port 0, any free port).
+func (c *Config) validateListeners(bad func(key, format string, a ...any)) {
+	seen := map[string]string{}
+	for _, l := range []struct{ key, addr string }{
+		{"listen", c.Listen}, {"admin_listen", c.AdminListen}, {"metrics_listen", c.MetricsListen},
+	} {
+		if l.addr == "" && l.key != "listen" {
+			continue
+		}
+		if err := checkListen(l.addr); err != nil {
+			bad(l.key, "%v", err)
+			continue
+		}
+		if _, port, _ := net.SplitHostPort(l.addr); port == "0" {
+			continue
+		}
+		if other, ok := seen[l.addr]; ok {
+			bad(l.key, "%s is %s's address already; each listener needs its own", l.addr, other)
+		}
+		seen[l.addr] = l.key
+	}
+}
+
+// checkListen checks an address to listen on: host:port, the host empty
+// (every interface), an IP or a name, the port a number.
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port, got %q", addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		return fmt.Errorf("want a port number from 0 to 65535, got %q", addr)
+	}
+	if strings.ContainsAny(host, "/ ") {
+		return fmt.Errorf("want host:port, got %q", addr)
+	}
+	return nil
 }
 
 // validatePartners checks the UIS, Smartsupp, Qolio, Calltouch and retailCRM

@@ -34,6 +34,30 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// The admin socket needs no admin token: without admin_listen it may be
+// left out; the admin and metrics listeners are off by default.
+func TestLoadAdminSides(t *testing.T) {
+	noToken := strings.Replace(minimal, `admin_token = "0123456789abcdef0123"`, "", 1)
+	cfg, err := Load(writeConfig(t, "data_dir = \"/var/lib/pult\"\n"+noToken), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AdminListen != "" || cfg.MetricsListen != "" || cfg.AdminSocket() != "/var/lib/pult/admin.sock" {
+		t.Errorf("defaults: admin_listen %q, metrics_listen %q, socket %q", cfg.AdminListen, cfg.MetricsListen, cfg.AdminSocket())
+	}
+	cfg, err = Load(writeConfig(t, "admin_listen = \"0.0.0.0:8701\"\nmetrics_listen = \"[::1]:9100\"\n"+minimal), nil)
+	if err != nil || cfg.AdminListen != "0.0.0.0:8701" || cfg.MetricsListen != "[::1]:9100" {
+		t.Errorf("admin_listen, metrics_listen: %+v %v", cfg, err)
+	}
+	// Port 0 (any free port) may repeat.
+	cfg = Defaults()
+	cfg.Listen, cfg.AdminListen, cfg.MetricsListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.AdminToken, cfg.PBX.ClientID, cfg.PBX.APIKey = "0123456789abcdef0123", "cid", "pbx-key-123"
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("three listeners on port 0: %v", err)
+	}
+}
+
 func TestLoadConfigQueue(t *testing.T) {
 	cfg, err := Load(writeConfig(t, minimal), nil)
 	if err != nil || cfg.Queue.ServiceLevel.Duration != 20*time.Second || cfg.Queue.LongBreak.Duration != 15*time.Minute {
@@ -189,6 +213,14 @@ func TestLoadConfigRefuses(t *testing.T) {
 		{"sync too long", minimal + "[nats]\nsync = \"1h\"\n", "nats.sync"},
 		{"sync with an external server", minimal + "[nats]\nurl = \"nats://127.0.0.1:4222\"\nsync = \"always\"\n", "nats.sync: applies to the embedded server only"},
 		{"unknown time zone", "time_zone = \"Mars/Olympus\"\n" + minimal, "time_zone"},
+		{"admin_listen without a port", "admin_listen = \"8701\"\n" + minimal, "admin_listen: want host:port"},
+		{"admin_listen with a bad port", "admin_listen = \"127.0.0.1:99999\"\n" + minimal, "admin_listen: want a port number"},
+		{"metrics_listen not an address", "metrics_listen = \"http://127.0.0.1:9100\"\n" + minimal, "metrics_listen"},
+		{"admin_listen on the public address", "admin_listen = \"127.0.0.1:8700\"\n" + minimal, "admin_listen: 127.0.0.1:8700 is listen's address already"},
+		{"metrics on the admin address", "admin_listen = \"127.0.0.1:8701\"\nmetrics_listen = \"127.0.0.1:8701\"\n" + minimal, "metrics_listen: 127.0.0.1:8701 is admin_listen's"},
+		{"admin_listen without admin token", "admin_listen = \"127.0.0.1:8701\"\n" + strings.Replace(minimal, `admin_token = "0123456789abcdef0123"`, "", 1), "admin_token: required with admin_listen"},
+		{"no data_dir", "data_dir = \"\"\n" + minimal, "data_dir: required"},
+		{"data_dir too long for the socket", "data_dir = \"/var/lib/" + strings.Repeat("p", 100) + "\"\n" + minimal, "data_dir: too long for the admin socket"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(writeConfig(t, tc.body), nil)

@@ -129,7 +129,6 @@ func Run(ctx context.Context, o Options) error {
 	cfg.Listen = o.Listen
 	cfg.DataDir = filepath.Join(dir, "relay")
 	cfg.PublicURL = "http://" + o.Listen
-	cfg.AdminToken = secret()
 	cfg.PBX.ClientID = clientID
 	cfg.PBX.APIKey = pbxKey
 	cfg.PBX.MakeCallURL = partners + "/pbx/make-call"
@@ -164,7 +163,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	base := "http://" + srv.Addr()
 
-	admin := &admin.Client{BaseURL: base, Token: cfg.AdminToken}
+	admin := &admin.Client{Socket: srv.AdminSocket()}
 	tokens := map[string]string{}
 	// A demo started again on the same data gives its operators new tokens:
 	// the old ones (only their hashes are kept) are revoked first.
@@ -185,7 +184,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	printWelcome(o.Out, base, dir, cfg.AdminToken, tokens, o.Every)
+	printWelcome(o.Out, base, dir, srv.AdminSocket(), tokens, o.Every)
 
 	if o.App != "" {
 		var cancel context.CancelFunc
@@ -210,7 +209,7 @@ func Run(ctx context.Context, o Options) error {
 	return <-relayDone
 }
 
-func printWelcome(w io.Writer, base, dir, adminToken string, tokens map[string]string, every time.Duration) {
+func printWelcome(w io.Writer, base, dir, adminSocket string, tokens map[string]string, every time.Duration) {
 	fmt.Fprintf(w, "\npult demo: relay at %s, with a simulated PBX and retailCRM.\n\n", base)
 	fmt.Fprintln(w, "Operators (tokens are also in "+dir+"):")
 	for _, op := range Operators {
@@ -229,12 +228,12 @@ Then try:
   printf 'Анна: Здравствуйте!\nИван: Где мой заказ?\n' | bin/pult transcript submit -
 The queue board, as a TV would show it (Екатерина, 102, is a supervisor):
   %[1]s/board#token=%[5]s
-Administration:
-  PULT_ADMIN_TOKEN=%[3]s bin/pult-relay operators list --relay %[1]s
+Administration (on the relay's admin socket):
+  bin/pult-relay operators list --socket %[3]s
 
 The simulated PBX rings every %[4]s; some calls are answered, some missed. Ctrl+C stops.
 
-`, base, dir, adminToken, every, tokens["102"])
+`, base, dir, adminSocket, every, tokens["102"])
 }
 
 // generator is the simulated PBX's call traffic.

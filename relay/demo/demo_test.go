@@ -13,6 +13,7 @@ import (
 
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/admin"
 	"github.com/pult/pult/relay/demo"
 )
 
@@ -122,6 +123,14 @@ func TestDemo(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "bin/pult login --relay http://"+addr) {
 		t.Errorf("the demo does not say how to connect:\n%s", out.String())
+	}
+	sock := filepath.Join(dir, "relay", "admin.sock")
+	if !strings.Contains(out.String(), "bin/pult-relay operators list --socket "+sock) {
+		t.Errorf("the demo does not say how to administer it:\n%s", out.String())
+	}
+	ops, err := (&admin.Client{Socket: sock}).ListOperators(ctx)
+	if err != nil || len(ops) == 0 {
+		t.Errorf("the demo's admin socket: %d operators, %v", len(ops), err)
 	}
 }
 
