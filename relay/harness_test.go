@@ -98,6 +98,7 @@ func (r *testRelay) stop() {
 	if r.cancel == nil {
 		return
 	}
+	r.keepRecords()
 	r.cancel()
 	r.cancel = nil
 	select {

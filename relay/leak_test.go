@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,12 +15,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pult/pult/relay/config"
 )
 
 // Everything the relays of this package's tests write — their logs at
-// debug level — goes to relayOutput, and TestMain checks it at the end for
+// debug level, and at their stop their outbox records and metrics — goes
+// to relayOutput, and TestMain checks it at the end for
 // every secret the tests configured, every operator token and every phone
 // number: none may be there (a number may appear masked, as "…4567").
 
@@ -69,6 +74,27 @@ func (h teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
 }
 func (h teeHandler) WithGroup(n string) slog.Handler {
 	return teeHandler{h.a.WithGroup(n), h.b.WithGroup(n)}
+}
+
+// keepRecords adds to relayOutput what the relay keeps beside its log: the
+// outbox's waiting jobs and dead letters (their errors), and its metrics
+// (their labels). A relay that cannot answer any more adds nothing.
+func (r *testRelay) keepRecords() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := r.admin()
+	if p, err := c.ListPending(ctx, 1000); err == nil {
+		json.NewEncoder(relayOutput).Encode(p)
+	}
+	if d, err := c.ListDead(ctx, 1000); err == nil {
+		json.NewEncoder(relayOutput).Encode(d)
+	}
+	if addr := r.srv.MetricsAddr(); addr != "" {
+		if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+			io.Copy(relayOutput, resp.Body)
+			resp.Body.Close()
+		}
+	}
 }
 
 var (
