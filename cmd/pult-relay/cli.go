@@ -52,7 +52,8 @@ Usage:
                                              user) or --socket PATH; remotely with --relay URL
                                              (its admin_listen) and PULT_ADMIN_TOKEN
   pult-relay bench [--operators 1000] [--rate 200] [--duration 30s] [--ring 1] [--ring-max 0] [--supervisors 0]
-                   [--idle 0] [--restart] [--target pult|gorilla|both] [--profile DIR] [--json]
+                   [--idle 0] [--restart] [--target pult|gorilla|both] [--profile DIR]
+                   [--sync always|1s] [--json]
                                              start a relay child process, connect simulated
                                              operators and measure call-card delivery
   pult-relay help
@@ -617,6 +618,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&o.Restart, "restart", false, "restart the relay a third into the firing: the reconnect storm")
 	target := fs.String("target", bench.TargetPult, "pult, gorilla (the baseline hub: no persistence, no auth) or both (same load, with ratios)")
 	fs.StringVar(&o.ProfileDir, "profile", "", "save the relay's pprof profiles (idle and firing CPU, heap, goroutines) in this folder")
+	fs.StringVar(&o.Sync, "sync", "", `the relay's [nats] sync: "always" or an interval (default: the relay's, 1s)`)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := parse(fs, args); err != nil {
 		return err

@@ -66,6 +66,9 @@ type Options struct {
 	// baseline): CPU over the idle window and over the firing, heap and
 	// goroutines at the end of the idle settle.
 	ProfileDir string
+	// Sync is the relay's [nats] sync ("always" or an interval; "" the
+	// relay's default), to measure what durability costs.
+	Sync string
 
 	// RelayBin is the pult-relay binary run as "serve --config FILE"
 	// [this executable].

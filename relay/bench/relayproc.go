@@ -83,6 +83,9 @@ func startRelay(ctx context.Context, o Options, dir string) (*relayProc, error) 
 	// API is on the socket in data_dir; metrics and pprof on metrics_listen.
 	cfg := fmt.Sprintf("listen = %q\ndata_dir = %q\nmetrics_listen = %q\n\n[pbx]\nclient_id = %q\napi_key = %q\n",
 		"127.0.0.1:"+strconv.Itoa(port), filepath.Join(dir, "data"), metricsAddr, benchClientID, p.pbxKey)
+	if o.Sync != "" {
+		cfg += fmt.Sprintf("\n[nats]\nsync = %q\n", o.Sync)
+	}
 	cfgPath := filepath.Join(dir, "relay.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
