@@ -204,7 +204,16 @@ func (s *Server) Run(ctx context.Context) error {
 	s.metrics.trackOutbox(s.outbox)
 	s.hub = hub.New(hub.Config{
 		Log: s.store, Handler: s, Logger: s.log, MaxFrame: s.cfg.MaxFrame,
-		OnPresence: s.board.Presence,
+		OnPresence:  s.board.Presence,
+		RequestRate: rate.Limit(s.cfg.Limits.RequestsPerSecond), RequestBurst: s.cfg.Limits.Burst,
+		MaxSessions: s.cfg.Limits.SessionsPerOperator,
+		OnThrottled: func(_ string, code int) {
+			if code == wire.CloseRateLimited {
+				s.metrics.throttled.WithLabelValues(limitRequestRate).Inc()
+			} else {
+				s.metrics.throttled.WithLabelValues(limitSessions).Inc()
+			}
+		},
 		Metrics: hub.Metrics{
 			Connections: s.metrics.connections, Operators: s.metrics.operators,
 			EventsOut: s.metrics.eventsOut, DeliveryLatency: s.metrics.latency,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/store"
@@ -40,8 +41,9 @@ type session struct {
 	catchingUp bool
 	pending    []store.Event
 
-	sem  chan struct{} // bounds requests in flight
-	reqs sync.WaitGroup
+	sem     chan struct{} // bounds requests in flight
+	limiter *rate.Limiter // the session's request rate; nil: none (used by the reader only)
+	reqs    sync.WaitGroup
 }
 
 func (s *session) logger() *slog.Logger { return s.hub.log.With("operator", s.op.ID) }
@@ -316,29 +318,44 @@ func (s *session) reader() {
 			s.reply("", wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: "frames must be JSON text"})
 			continue
 		}
-		s.dispatch(data)
+		if !s.dispatch(data) {
+			return
+		}
 	}
 }
 
-func (s *session) dispatch(data []byte) {
+// dispatch starts answering one frame; false means the session is over
+// its request rate and closing, and the reader stops.
+func (s *session) dispatch(data []byte) bool {
+	if s.limiter != nil && !s.limiter.Allow() {
+		// Stop reading at once: what this session sends next would only
+		// be refused too. The agent reconnects later and resumes.
+		reason := fmt.Sprintf("more than %g requests per second (burst %d)", float64(s.limiter.Limit()), s.limiter.Burst())
+		s.logger().Warn("session closed: over its request rate", "limit", float64(s.limiter.Limit()), "burst", s.limiter.Burst())
+		if f := s.hub.cfg.OnThrottled; f != nil {
+			f(s.op.ID, wire.CloseRateLimited)
+		}
+		s.close(wire.CloseRateLimited, reason)
+		return false
+	}
 	var env wire.Envelope
 	if err := json.Unmarshal(data, &env); err != nil {
 		s.reply("", wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: "malformed JSON frame: " + err.Error()})
-		return
+		return true
 	}
 	if !ValidID(env.ID) {
 		s.reply("", wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: "request id must be 1–64 characters of letters, digits, '.', '_', ':' or '-'"})
-		return
+		return true
 	}
 	if env.V != wire.ProtocolVersion {
 		s.reply(env.ID, wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: fmt.Sprintf("envelope version %d is not %d", env.V, wire.ProtocolVersion)})
-		return
+		return true
 	}
 	select {
 	case s.sem <- struct{}{}:
 	default:
 		s.reply(env.ID, wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: "too many requests in flight"})
-		return
+		return true
 	}
 	s.reqs.Add(1)
 	go func() {
@@ -349,6 +366,7 @@ func (s *session) dispatch(data []byte) {
 			s.reply(env.ID, typ, out)
 		}
 	}()
+	return true
 }
 
 func (s *session) reply(id, typ string, data any) {
