@@ -130,6 +130,8 @@ func (s *Server) Run(ctx context.Context) error {
 	s.store, err = store.Open(ctx, store.Options{
 		URL: s.cfg.NATS.URL, DataDir: s.cfg.DataDir,
 		EventRetention: s.cfg.EventRetention.Duration, Logger: s.log,
+		MaxBytes: int64(s.cfg.Limits.MaxStoreBytes), DeadLetters: int64(s.cfg.Limits.DeadLetters),
+		RequestIDsPerOperator: s.cfg.Limits.RequestIDsPerOperator,
 	})
 	if err != nil {
 		return err
