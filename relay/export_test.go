@@ -43,3 +43,14 @@ func (s *Server) MetricsText() string {
 	}
 	return b.String()
 }
+
+// NewWithStoragePoll is New with storage usage read every period instead of
+// every few seconds.
+func NewWithStoragePoll(cfg config.Config, logger *slog.Logger, every time.Duration) *Server {
+	s := New(cfg, logger)
+	s.storagePoll = every
+	return s
+}
+
+// StorageFull reports whether the relay refuses new work for storage.
+func (s *Server) StorageFull() bool { return s.storage.Full() }

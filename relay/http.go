@@ -44,7 +44,7 @@ func (s *Server) routes() http.Handler {
 
 	// Administration.
 	mux.Handle(admin.Prefix, admin.Handler(adminBackend{s}, s.cfg.AdminToken, s.log))
-	return mux
+	return s.refuseWhenFull(mux)
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

@@ -63,6 +63,8 @@ type Server struct {
 	board       *board.Board      // the supervisors' queue board
 	clock       func() time.Time  // time.Now; tests move it
 	sites       map[string]string // E.164 external phone → site code ([retailcrm] external_phones)
+	storage     *storageGuard     // says when storage is too full for new work
+	storagePoll time.Duration     // how often storage is checked (storagePoll; tests shorten it)
 
 	bgCtx context.Context
 	bg    sync.WaitGroup
@@ -143,6 +145,8 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.metrics = newMetrics()
+	s.storage = newStorageGuard(s.log, s.store.Usage, s.storagePoll, s.metrics.reg)
+	s.storage.check(ctx) // a relay starting full refuses from the start
 	limits := map[string]outbox.RateLimit{}
 	for name, r := range config.DefaultRateLimits() {
 		if v, ok := s.cfg.Outbox.RateLimits[name]; ok {
@@ -272,6 +276,7 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	})
 	start("outbox", s.outbox.Run)
+	start("storage", s.storage.Run)
 	start("queue board", s.board.Run)
 	// The board catches up with the queue stream before anyone sees it.
 	select {

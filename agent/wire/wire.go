@@ -316,6 +316,12 @@ const (
 	ErrNotConfigured  = "not_configured"
 	ErrForbidden      = "forbidden"
 	ErrInternal       = "internal"
+	// ErrUnavailable: the relay takes no new work for now (its storage is
+	// nearly full); the same request later may succeed.
+	ErrUnavailable = "unavailable"
+	// ErrRateLimited: over a quota of the relay (transcripts per minute);
+	// try again after the Retry-After the answer carries.
+	ErrRateLimited = "rate_limited"
 )
 
 // Direction of a call.

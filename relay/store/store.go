@@ -398,6 +398,19 @@ type Usage struct {
 	// buckets), so the relay must stop taking work before that. The
 	// others are logs that drop their oldest messages instead.
 	Guarded bool
+	// Largest is the largest message a new piece of work may add (a
+	// transcript's outbox job, up to MaxPayload, for the outbox; 0 where
+	// messages are small).
+	Largest uint64
+}
+
+// Headroom is Ratio with room for one more Largest message: the share
+// used once it is stored.
+func (u Usage) Headroom() float64 {
+	if u.MaxBytes == 0 || u.Largest == 0 {
+		return u.Ratio()
+	}
+	return max(u.Ratio(), float64(u.Bytes+u.Largest)/float64(u.MaxBytes))
 }
 
 // Ratio is the larger of Bytes/MaxBytes and Msgs/MaxMsgs (0 without limits).
@@ -427,6 +440,9 @@ func (s *Store) Usage(ctx context.Context) ([]Usage, error) {
 			return nil, fmt.Errorf("store: %s info: %w", l.name, err)
 		}
 		u := Usage{Name: l.name, Bytes: info.State.Bytes, Msgs: info.State.Msgs, Guarded: l.guarded}
+		if l.name == OutboxStream {
+			u.Largest = MaxPayload
+		}
 		if info.Config.MaxBytes > 0 {
 			u.MaxBytes = uint64(info.Config.MaxBytes)
 		}
