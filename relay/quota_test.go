@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,7 +13,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/config"
 )
 
 // TestQuotaAbusiveTokenThrottled: one operator's token flooding requests is
@@ -120,5 +123,58 @@ func TestQuotaAbusiveTokenThrottled(t *testing.T) {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q:\n%s", want, grep(m, "throttled"))
 		}
+	}
+}
+
+// TestQuotaTranscriptsPerMinute: an operator's submissions beyond
+// transcripts_per_minute get 429 with Retry-After and a wire.Error; a
+// re-sent accepted one is still answered; another operator is not
+// affected; the agent keeps a refused transcript to send it later.
+func TestQuotaTranscriptsPerMinute(t *testing.T) {
+	checkGoroutines(t)
+	w := newQolioWorld(t, func(cfg *config.Config) { cfg.Limits.TranscriptsPerMinute = 2 })
+	_, mallory := w.r.addOperator("Mallory", "666", "66")
+	_, alice := w.r.addOperator("Alice", "100", "10")
+	for i := range 2 {
+		if status, body := w.r.postTranscript(mallory, wire.TranscriptSubmit{ID: fmt.Sprintf("m-%d", i), Format: wire.FormatText, Body: "Mallory: привет"}); status != http.StatusAccepted {
+			t.Fatalf("submission %d: HTTP %d %s", i, status, body)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, w.r.URL+wire.PathTranscripts,
+		strings.NewReader(`{"id":"m-2","format":"text","body":"Mallory: ещё"}`))
+	req.Header.Set("Authorization", "Bearer "+mallory)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var we wire.Error
+	json.NewDecoder(resp.Body).Decode(&we)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || we.Code != wire.ErrRateLimited || !strings.Contains(we.Message, "2 transcripts a minute") {
+		t.Errorf("third submission in a minute: HTTP %d %+v; want 429 %q", resp.StatusCode, we, wire.ErrRateLimited)
+	}
+	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
+		t.Errorf("Retry-After = %q", resp.Header.Get("Retry-After"))
+	}
+	// A re-sent accepted submission is answered as before, not counted.
+	if status, body := w.r.postTranscript(mallory, wire.TranscriptSubmit{ID: "m-0", Format: wire.FormatText, Body: "Mallory: привет"}); status != http.StatusAccepted {
+		t.Errorf("re-sent accepted submission: HTTP %d %s", status, body)
+	}
+	// Another operator's quota is its own.
+	if status, body := w.r.postTranscript(alice, wire.TranscriptSubmit{ID: "a-0", Format: wire.FormatText, Body: "Alice: привет"}); status != http.StatusAccepted {
+		t.Errorf("another operator: HTTP %d %s", status, body)
+	}
+	// The agent keeps what the relay refused for its quota.
+	ag := startAgent(t, w.r.URL, mallory, func(c *agent.Config) { c.StateDir = t.TempDir() })
+	ag.waitOnline()
+	_, err = ag.a.SubmitTranscript(t.Context(), wire.TranscriptSubmit{ID: "m-3", Format: wire.FormatText, Body: "Mallory: и ещё"})
+	if !errors.Is(err, agent.ErrQueued) {
+		t.Errorf("SubmitTranscript over the quota: %v; want it kept (ErrQueued)", err)
+	}
+	if q := ag.a.QueuedTranscripts(); len(q) != 1 || q[0].ID != "m-3" {
+		t.Errorf("kept transcripts: %+v", q)
+	}
+	if m := w.r.srv.MetricsText(); !strings.Contains(m, `pult_relay_throttled_total{limit="transcripts"} 2`) {
+		t.Errorf("metrics:\n%s", grep(m, "throttled"))
 	}
 }
