@@ -180,7 +180,7 @@ type Agent struct {
 	running atomic.Bool
 
 	// Timing; constants outside tests.
-	pongWait, writeWait, stableAfter, handshakeTimeout, throttledWait time.Duration
+	pongWait, writeWait, stableAfter, handshakeTimeout, throttledWait, transcriptRetry time.Duration
 
 	mu       sync.Mutex
 	state    ConnState
@@ -235,6 +235,7 @@ func New(cfg Config) (*Agent, error) {
 		stableAfter:      stableAfter,
 		handshakeTimeout: handshakeTimeout,
 		throttledWait:    wire.ThrottledWait,
+		transcriptRetry:  transcriptRetry,
 	}
 	if err := a.loadState(); err != nil {
 		return nil, err
