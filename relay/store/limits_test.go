@@ -107,3 +107,22 @@ func TestLimitsAppliedToExistingData(t *testing.T) {
 		}
 	}
 }
+
+// TestDeadLettersBounded: beyond DeadLetters the oldest dead letters go.
+func TestDeadLettersBounded(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir(), Options{MaxBytes: 128 << 20, DeadLetters: 10})
+	defer s.Close()
+	for i := range 25 {
+		if _, err := s.js.Publish(ctx, DeadPrefix+"pbx.status", []byte(fmt.Sprintf(`{"n":%d}`, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := s.dead.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 10 || info.State.FirstSeq != 16 {
+		t.Errorf("dead letters: %d kept from seq %d; want the last 10 (from 16)", info.State.Msgs, info.State.FirstSeq)
+	}
+}
