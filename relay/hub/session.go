@@ -314,48 +314,61 @@ func (s *session) reader() {
 			return
 		}
 		s.conn.SetReadDeadline(time.Now().Add(pongWait))
+		if s.overRate() {
+			// Discard what still comes until the agent answers the close
+			// (or the writer's deadline passes), so that closing the
+			// socket on unread data does not reset it before the agent
+			// has read why.
+			for {
+				if _, _, err := s.conn.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}
 		if mt != websocket.TextMessage {
 			s.reply("", wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: "frames must be JSON text"})
 			continue
 		}
-		if !s.dispatch(data) {
-			return
-		}
+		s.dispatch(data)
 	}
 }
 
-// dispatch starts answering one frame; false means the session is over
-// its request rate and closing, and the reader stops.
-func (s *session) dispatch(data []byte) bool {
-	if s.limiter != nil && !s.limiter.Allow() {
-		// Stop reading at once: what this session sends next would only
-		// be refused too. The agent reconnects later and resumes.
-		reason := fmt.Sprintf("more than %g requests per second (burst %d)", float64(s.limiter.Limit()), s.limiter.Burst())
-		s.logger().Warn("session closed: over its request rate", "limit", float64(s.limiter.Limit()), "burst", s.limiter.Burst())
-		if f := s.hub.cfg.OnThrottled; f != nil {
-			f(s.op.ID, wire.CloseRateLimited)
-		}
-		s.close(wire.CloseRateLimited, reason)
+// overRate takes the frame's token of the session's request rate; when
+// there is none it closes the session with wire.CloseRateLimited, and the
+// reader stops: what the session sends next would only be refused too. The
+// agent reconnects later and resumes.
+func (s *session) overRate() bool {
+	if s.limiter == nil || s.limiter.Allow() {
 		return false
 	}
+	reason := fmt.Sprintf("more than %g requests per second (burst %d)", float64(s.limiter.Limit()), s.limiter.Burst())
+	s.logger().Warn("session closed: over its request rate", "limit", float64(s.limiter.Limit()), "burst", s.limiter.Burst())
+	if f := s.hub.cfg.OnThrottled; f != nil {
+		f(s.op.ID, wire.CloseRateLimited)
+	}
+	s.close(wire.CloseRateLimited, reason)
+	return true
+}
+
+func (s *session) dispatch(data []byte) {
 	var env wire.Envelope
 	if err := json.Unmarshal(data, &env); err != nil {
 		s.reply("", wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: "malformed JSON frame: " + err.Error()})
-		return true
+		return
 	}
 	if !ValidID(env.ID) {
 		s.reply("", wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: "request id must be 1–64 characters of letters, digits, '.', '_', ':' or '-'"})
-		return true
+		return
 	}
 	if env.V != wire.ProtocolVersion {
 		s.reply(env.ID, wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: fmt.Sprintf("envelope version %d is not %d", env.V, wire.ProtocolVersion)})
-		return true
+		return
 	}
 	select {
 	case s.sem <- struct{}{}:
 	default:
 		s.reply(env.ID, wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: "too many requests in flight"})
-		return true
+		return
 	}
 	s.reqs.Add(1)
 	go func() {
@@ -366,7 +379,6 @@ func (s *session) dispatch(data []byte) bool {
 			s.reply(env.ID, typ, out)
 		}
 	}()
-	return true
 }
 
 func (s *session) reply(id, typ string, data any) {

@@ -81,6 +81,13 @@ const (
 // board without a checkpoint rebuilds today (and its history) from them.
 const QueueRetention = 48 * time.Hour
 
+// JetStream's codes of a stream whose limits do not fit its server's or
+// account's store.
+const (
+	jsInsufficientResources    jetstream.ErrorCode = 10023
+	jsStorageResourcesExceeded jetstream.ErrorCode = 10047
+)
+
 // Options configure Open.
 type Options struct {
 	URL            string        // external NATS URL(s), comma-separated; "" embeds a server
@@ -220,6 +227,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	if err := s.provision(ctx, o); err != nil {
 		s.Close()
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsStorageResourcesExceeded || apiErr.ErrorCode == jsInsufficientResources) {
+			return nil, fmt.Errorf("%w: the streams' byte limits add up to [limits] max_store_bytes (%d bytes); lower it, or give NATS's JetStream that much store", err, o.MaxBytes)
+		}
 		return nil, err
 	}
 	return s, nil
