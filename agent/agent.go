@@ -185,7 +185,7 @@ type Agent struct {
 	running atomic.Bool
 
 	// Timing; constants outside tests.
-	pongWait, writeWait, stableAfter, handshakeTimeout time.Duration
+	pongWait, writeWait, stableAfter, handshakeTimeout, throttledWait, transcriptRetry time.Duration
 
 	mu       sync.Mutex
 	state    ConnState
@@ -241,6 +241,8 @@ func New(cfg Config) (*Agent, error) {
 		writeWait:        wire.WriteWait,
 		stableAfter:      stableAfter,
 		handshakeTimeout: handshakeTimeout,
+		throttledWait:    wire.ThrottledWait,
+		transcriptRetry:  transcriptRetry,
 	}
 	if err := a.loadState(); err != nil {
 		return nil, err
@@ -336,10 +338,16 @@ func (a *Agent) loop(ctx context.Context, events chan<- Event) error {
 			a.setState(ctx, events, Event{Kind: EventConn, Conn: st, Err: se.Error()})
 			return se
 		}
-		if online >= a.stableAfter {
+		throttled := (*throttledError)(nil)
+		if online >= a.stableAfter && !errors.As(err, &throttled) {
 			attempt = 0
 		}
 		wait := backoff(attempt, a.cfg.MinBackoff, a.cfg.MaxBackoff, rand.Int64N)
+		if throttled != nil {
+			// The relay's quota: reconnecting at once would only be
+			// refused again. Jitter spreads the agents it throttled.
+			wait = a.throttledWait + wait
+		}
 		attempt++
 		a.log.Warn("relay connection down", "err", err, "retry_in", wait)
 		a.setState(ctx, events, Event{Kind: EventConn, Conn: Offline, Err: err.Error(), RetryIn: wait})

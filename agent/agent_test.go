@@ -690,3 +690,46 @@ func TestCheck(t *testing.T) {
 		t.Errorf("Check bad scheme = %v", err)
 	}
 }
+
+// TestThrottledBacksOff: a session closed for its request rate, or a
+// handshake refused with 429, is retried after throttledWait at the least,
+// even after a long time online (which otherwise resets the backoff).
+func TestThrottledBacksOff(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		refuse func(r *agenttest.Relay)
+		want   string
+	}{
+		{"4102", func(r *agenttest.Relay) { r.CloseWith(wire.CloseRateLimited, "more than 5 requests per second") }, "more than 5 requests per second"},
+		{"429", func(r *agenttest.Relay) {
+			r.Refuse(http.StatusTooManyRequests, &wire.HandshakeError{Code: wire.CloseTooManySessions, Reason: "4 sessions are open already"})
+			r.Drop()
+		}, "4 sessions are open already"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkLeaks(t)
+			r := agenttest.New(t)
+			a, rec := newTestAgent(t, r, nil)
+			a.stableAfter = 0 // every connection counts as stable
+			a.throttledWait = 300 * time.Millisecond
+			start(t, a)
+			waitOnline(t, a)
+			tc.refuse(r)
+			var ev Event
+			waitFor(t, "offline with the relay's reason", func() bool {
+				for _, e := range rec.events() {
+					if e.Conn == Offline && strings.Contains(e.Err, tc.want) {
+						ev = e
+						return true
+					}
+				}
+				return false
+			})
+			if ev.RetryIn < 300*time.Millisecond || !strings.Contains(ev.Err, tc.want) {
+				t.Errorf("offline event = %+v; want a retry after 300ms at least, and the relay's reason", ev)
+			}
+			r.Refuse(0, nil)
+			waitOnline(t, a)
+		})
+	}
+}

@@ -175,9 +175,22 @@ func handshakeError(resp *http.Response, err error) error {
 		return stopError(code, "")
 	case http.StatusNotFound:
 		return fmt.Errorf("relay answered HTTP 404 at %s: is the URL that of a pult relay?", wire.Path)
+	case http.StatusTooManyRequests:
+		var he wire.HandshakeError
+		if json.Unmarshal(body, &he) == nil && he.Reason != "" {
+			return &throttledError{fmt.Errorf("relay refused the connection: %s", he.Reason)}
+		}
+		return &throttledError{errors.New("relay refused the connection: HTTP 429 (too many requests)")}
 	}
 	return fmt.Errorf("relay refused the connection: HTTP %d", resp.StatusCode)
 }
+
+// throttledError is a connection the relay ended or refused because of its
+// quotas (wire.CloseRateLimited, HTTP 429): the agent waits at least
+// wire.ThrottledWait before it tries again, however long it was online.
+type throttledError struct{ error }
+
+func (e *throttledError) Unwrap() error { return e.error }
 
 // readError explains why reading ended.
 func (a *Agent) readError(err error) error {
@@ -190,6 +203,9 @@ func (a *Agent) readError(err error) error {
 		}
 		if ce.Code == websocket.CloseAbnormalClosure { // no close frame: the link broke
 			return fmt.Errorf("connection to the relay lost: %s", ce.Text)
+		}
+		if ce.Code == wire.CloseRateLimited {
+			return &throttledError{fmt.Errorf("relay closed the connection: %s (%s)", wire.CloseText(ce.Code), ce.Text)}
 		}
 		if ce.Text != "" {
 			return fmt.Errorf("relay closed the connection: %s (%s)", wire.CloseText(ce.Code), ce.Text)

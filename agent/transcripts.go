@@ -29,6 +29,9 @@ const (
 	maxQueuedTranscripts = 200
 	transcriptTimeout    = 30 * time.Second
 	maxTranscriptAnswer  = 64 << 10
+	// transcriptRetry is how often kept transcripts are tried again while
+	// the connection is up.
+	transcriptRetry = time.Minute
 )
 
 // SubmitTranscript hands t to the relay, which forwards it to the QA
@@ -191,10 +194,27 @@ func (a *Agent) queuedTranscripts() []wire.TranscriptSubmit {
 	return ts
 }
 
-// flushTranscripts sends the kept transcripts while c is up. Each answered
-// one (accepted or refused) is removed and reported; an unreachable relay
-// leaves the rest for the next connection.
+// flushTranscripts sends the kept transcripts while c is up, and again
+// every transcriptRetry: one the relay could not take (429 for its quota,
+// 503 while its storage is full) is kept and tried later, not only after
+// the next connection.
 func (a *Agent) flushTranscripts(c *conn, events chan<- Event) {
+	for {
+		a.flushTranscriptsOnce(c, events)
+		t := time.NewTimer(a.transcriptRetry)
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// flushTranscriptsOnce sends the kept transcripts. Each answered one
+// (accepted or refused) is removed and reported; an unreachable relay
+// leaves the rest for later.
+func (a *Agent) flushTranscriptsOnce(c *conn, events chan<- Event) {
 	for _, t := range a.queuedTranscripts() {
 		st, err := a.postTranscript(c.ctx, t)
 		if c.ctx.Err() != nil || errors.Is(err, ErrUnreachable) {

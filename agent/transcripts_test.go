@@ -125,3 +125,33 @@ func TestCallback(t *testing.T) {
 		t.Error("a callback to no number was sent")
 	}
 }
+
+// TestTranscriptThrottledKeptAndRetried: a transcript the relay refuses for
+// its quota (429) or a full storage (503) is kept and sent again while the
+// connection stays up.
+func TestTranscriptThrottledKeptAndRetried(t *testing.T) {
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			checkLeaks(t)
+			r := agenttest.New(t)
+			a, rec := newTestAgent(t, r, func(c *Config) { c.StateDir = t.TempDir() })
+			a.transcriptRetry = 50 * time.Millisecond
+			start(t, a)
+			waitOnline(t, a)
+			r.RefuseTranscriptsWith(status, &wire.Error{Code: wire.ErrRateLimited, Message: "more than 10 transcripts a minute"})
+			_, err := a.SubmitTranscript(context.Background(), wire.TranscriptSubmit{ID: "t1", Format: wire.FormatText, Body: "Anna: hi"})
+			if !errors.Is(err, ErrQueued) || len(a.QueuedTranscripts()) != 1 {
+				t.Fatalf("SubmitTranscript refused with %d: %v, kept %d", status, err, len(a.QueuedTranscripts()))
+			}
+			r.RefuseTranscriptsWith(0, nil)
+			waitFor(t, "sent again", func() bool {
+				got, _ := r.Transcripts()
+				return got["t1"].Body == "Anna: hi" && len(a.QueuedTranscripts()) == 0
+			})
+			waitFor(t, "its receipt", func() bool {
+				ev, ok := rec.last(EventTranscript)
+				return ok && ev.Transcript.ID == "t1" && ev.Transcript.State == wire.TranscriptQueued
+			})
+		})
+	}
+}

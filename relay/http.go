@@ -44,7 +44,7 @@ func (s *Server) routes() http.Handler {
 	for _, p := range []string{"/admin/", "/metrics", "/metrics/", "/debug/"} {
 		mux.HandleFunc(p, notFound)
 	}
-	return mux
+	return s.refuseWhenFull(mux)
 }
 
 func notFound(w http.ResponseWriter, r *http.Request) {

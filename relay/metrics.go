@@ -22,7 +22,15 @@ type metrics struct {
 	managerLookups *prometheus.CounterVec
 	transcripts    *prometheus.CounterVec
 	callsUploaded  prometheus.Counter
+	throttled      *prometheus.CounterVec
 }
+
+// Quotas, the limit label of pult_relay_throttled_total.
+const (
+	limitRequestRate = "request_rate" // a session closed for its request rate
+	limitSessions    = "sessions"     // a handshake refused for the sessions cap
+	limitTranscripts = "transcripts"  // a transcript refused for the per-minute cap
+)
 
 func newMetrics() *metrics {
 	m := &metrics{
@@ -60,6 +68,13 @@ func newMetrics() *metrics {
 		callsUploaded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pult_relay_calls_uploaded_total", Help: "Calls of the call history retailCRM accepted (duplicates included).",
 		}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pult_relay_throttled_total",
+			Help: "Quota refusals ([limits]), by limit: request_rate (session closed), sessions (handshake refused), transcripts (submission refused).",
+		}, []string{"limit"}),
+	}
+	for _, l := range []string{limitRequestRate, limitSessions, limitTranscripts} {
+		m.throttled.WithLabelValues(l)
 	}
 	for _, src := range []string{sourceSmartsupp, sourceOperator} {
 		for _, out := range []string{"accepted", "delivered", "failed"} {
@@ -67,7 +82,7 @@ func newMetrics() *metrics {
 		}
 	}
 	m.reg.MustRegister(m.connections, m.operators, m.eventsIn, m.eventsOut, m.latency, m.outboxDead, m.outboxAttempts,
-		m.managerLookups, m.transcripts, m.callsUploaded,
+		m.managerLookups, m.transcripts, m.callsUploaded, m.throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

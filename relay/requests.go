@@ -38,6 +38,9 @@ func (s *Server) HandleRequest(ctx context.Context, wop wire.Operator, typ, id s
 			return saved.Type, saved.Data
 		}
 	}
+	if werr := s.refuseRequestWhenFull(); werr != nil {
+		return wire.TypeError, werr // not remembered: the same id later may succeed
+	}
 	var rtyp string
 	var out any
 	switch typ {

@@ -63,6 +63,8 @@ type Server struct {
 	clock       func() time.Time  // time.Now; tests move it
 	sites       map[string]string // E.164 external phone → site code ([retailcrm] external_phones)
 	statusMu    operatorLocks     // one status change of an operator at a time
+	storage     *storageGuard     // says when storage is too full for new work
+	storagePoll time.Duration     // how often storage is checked (storagePoll; tests shorten it)
 
 	bgCtx context.Context
 	bg    sync.WaitGroup
@@ -154,6 +156,8 @@ func (s *Server) Run(ctx context.Context) error {
 		URL: s.cfg.NATS.URL, DataDir: s.cfg.DataDir,
 		EventRetention: s.cfg.EventRetention.Duration, Logger: s.log,
 		SyncInterval: syncEvery, SyncAlways: syncAlways,
+		MaxBytes: int64(s.cfg.Limits.MaxStoreBytes), DeadLetters: int64(s.cfg.Limits.DeadLetters),
+		RequestIDsPerOperator: s.cfg.Limits.RequestIDsPerOperator,
 	})
 	if err != nil {
 		return err
@@ -165,6 +169,8 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.metrics = newMetrics()
+	s.storage = newStorageGuard(s.log, s.store.Usage, s.storagePoll, s.metrics.reg)
+	s.storage.check(ctx) // a relay starting full refuses from the start
 	limits := map[string]outbox.RateLimit{}
 	for name, r := range config.DefaultRateLimits() {
 		if v, ok := s.cfg.Outbox.RateLimits[name]; ok {
@@ -228,7 +234,16 @@ func (s *Server) Run(ctx context.Context) error {
 	s.metrics.trackOutbox(s.outbox)
 	s.hub = hub.New(hub.Config{
 		Log: s.store, Handler: s, Logger: s.log, MaxFrame: s.cfg.MaxFrame,
-		OnPresence: s.board.Presence,
+		OnPresence:  s.board.Presence,
+		RequestRate: rate.Limit(s.cfg.Limits.RequestsPerSecond), RequestBurst: s.cfg.Limits.Burst,
+		MaxSessions: s.cfg.Limits.SessionsPerOperator,
+		OnThrottled: func(_ string, code int) {
+			if code == wire.CloseRateLimited {
+				s.metrics.throttled.WithLabelValues(limitRequestRate).Inc()
+			} else {
+				s.metrics.throttled.WithLabelValues(limitSessions).Inc()
+			}
+		},
 		Metrics: hub.Metrics{
 			Connections: s.metrics.connections, Operators: s.metrics.operators,
 			EventsOut: s.metrics.eventsOut, DeliveryLatency: s.metrics.latency,
@@ -297,6 +312,7 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	})
 	start("outbox", s.outbox.Run)
+	start("storage", s.storage.Run)
 	start("queue board", s.board.Run)
 	// The board catches up with the queue stream before anyone sees it.
 	select {

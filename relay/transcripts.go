@@ -10,11 +10,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/time/rate"
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/calltouch"
@@ -81,6 +86,32 @@ type transcripts struct {
 	loc     *time.Location
 	// auth is the agents' bearer check, answering refusals itself.
 	auth func(http.ResponseWriter, *http.Request) (operators.Operator, bool)
+
+	mu     sync.Mutex
+	quotas map[string]*rate.Limiter // submissions per operator ([limits] transcripts_per_minute)
+}
+
+// allow takes one of the operator's transcript submissions for this
+// minute; when none is left it says how long until one is.
+func (tr *transcripts) allow(opID string) (ok bool, retryAfter time.Duration) {
+	n := tr.cfg.Limits.TranscriptsPerMinute
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.quotas == nil {
+		tr.quotas = map[string]*rate.Limiter{}
+	}
+	lim := tr.quotas[opID]
+	if lim == nil {
+		lim = rate.NewLimiter(rate.Every(time.Minute/time.Duration(n)), n)
+		tr.quotas[opID] = lim
+	}
+	now := time.Now()
+	r := lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
 }
 
 // qolioJob is the payload of a qolio.text job.
@@ -350,6 +381,16 @@ func (tr *transcripts) handleTranscriptSubmit(w http.ResponseWriter, r *http.Req
 	key := store.SubmissionKey(op.ID, sub.ID)
 	if st, ok := tr.submitted(r.Context(), key); ok {
 		writeJSON(w, http.StatusAccepted, st)
+		return
+	}
+	if ok, wait := tr.allow(op.ID); !ok {
+		// The agent keeps the transcript and sends it again later.
+		tr.metrics.throttled.WithLabelValues(limitTranscripts).Inc()
+		tr.log.Warn("transcript refused: over the operator's quota", "operator", op.ID, "limit_per_minute", tr.cfg.Limits.TranscriptsPerMinute)
+		secs := int(math.Ceil(wait.Seconds()))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		refuse(http.StatusTooManyRequests, wire.ErrRateLimited, "more than %d transcripts a minute from this operator; try again in %d s",
+			tr.cfg.Limits.TranscriptsPerMinute, secs)
 		return
 	}
 	commID := "pult-" + op.ID + "-" + sub.ID

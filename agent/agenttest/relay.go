@@ -64,6 +64,7 @@ type Relay struct {
 	transcripts       map[string]wire.TranscriptSubmit // by submission id
 	transcriptPosts   int
 	transcriptRefusal *wire.Error
+	transcriptStatus  int // the refusal's HTTP status (422 when 0)
 }
 
 type refusal struct {
@@ -373,7 +374,11 @@ func (r *Relay) serveTranscript(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if r.transcriptRefusal != nil {
-		writeJSON(w, http.StatusUnprocessableEntity, r.transcriptRefusal)
+		status := r.transcriptStatus
+		if status == 0 {
+			status = http.StatusUnprocessableEntity
+		}
+		writeJSON(w, status, r.transcriptRefusal)
 		return
 	}
 	r.transcripts[t.ID] = t
@@ -394,9 +399,13 @@ func (r *Relay) Transcripts() (map[string]wire.TranscriptSubmit, int) {
 
 // RefuseTranscripts makes later transcript submissions fail with e (nil
 // accepts again).
-func (r *Relay) RefuseTranscripts(e *wire.Error) {
+func (r *Relay) RefuseTranscripts(e *wire.Error) { r.RefuseTranscriptsWith(0, e) }
+
+// RefuseTranscriptsWith is RefuseTranscripts with an HTTP status (429, 503:
+// "try later"; 0: 422).
+func (r *Relay) RefuseTranscriptsWith(status int, e *wire.Error) {
 	r.mu.Lock()
-	r.transcriptRefusal = e
+	r.transcriptRefusal, r.transcriptStatus = e, status
 	r.mu.Unlock()
 }
 

@@ -106,7 +106,19 @@ const (
 
 	CloseGoingAway = 4100 // relay shutting down or restarting
 	CloseSlow      = 4101 // agent could not keep up; resume after reconnecting
+	// CloseRateLimited: the session sent more requests than the relay's
+	// per-session rate allows. Reconnect later (not at once: an agent
+	// stays away at least ThrottledWait) and resume.
+	CloseRateLimited = 4102
+	// CloseTooManySessions: the operator has as many sessions open as the
+	// relay allows. Only in a HandshakeError, with HTTP 429; try again
+	// later (at least ThrottledWait), when another session has closed.
+	CloseTooManySessions = 4103
 )
+
+// ThrottledWait is the least an agent waits before it reconnects after
+// CloseRateLimited or a handshake refused with HTTP 429.
+const ThrottledWait = 10 * time.Second
 
 // IsStop reports whether a close code means "do not reconnect".
 func IsStop(code int) bool { return code >= 4000 && code < 4100 }
@@ -126,6 +138,10 @@ func CloseText(code int) string {
 		return "the relay is restarting"
 	case CloseSlow:
 		return "the connection fell behind"
+	case CloseRateLimited:
+		return "too many requests from this session; reconnecting later"
+	case CloseTooManySessions:
+		return "too many sessions are open with this token"
 	case 1009:
 		return "a message exceeded the frame size limit"
 	}
@@ -313,6 +329,12 @@ const (
 	ErrNotConfigured  = "not_configured"
 	ErrForbidden      = "forbidden"
 	ErrInternal       = "internal"
+	// ErrUnavailable: the relay takes no new work for now (its storage is
+	// nearly full); the same request later may succeed.
+	ErrUnavailable = "unavailable"
+	// ErrRateLimited: over a quota of the relay (transcripts per minute);
+	// try again after the Retry-After the answer carries.
+	ErrRateLimited = "rate_limited"
 )
 
 // Direction of a call.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -67,7 +68,88 @@ type Config struct {
 	Calltouch CalltouchConfig `toml:"calltouch"`
 	Outbox    OutboxConfig    `toml:"outbox"`
 	Queue     QueueConfig     `toml:"queue"`
+	Limits    LimitsConfig    `toml:"limits"`
 }
+
+// LimitsConfig holds the quotas that keep one operator's token from hurting
+// the rest, and the storage budget (docs/relay.md, "Limits").
+type LimitsConfig struct {
+	// RequestsPerSecond and Burst bound the requests one agent session
+	// sends over its websocket (pings and pongs are not requests); a
+	// session over the limit is closed with wire.CloseRateLimited.
+	RequestsPerSecond float64 `toml:"requests_per_second"`
+	Burst             int     `toml:"burst"`
+	// SessionsPerOperator caps an operator's concurrent sessions on this
+	// node; one more is refused at the handshake (HTTP 429).
+	SessionsPerOperator int `toml:"sessions_per_operator"`
+	// TranscriptsPerMinute bounds an operator's transcript submissions
+	// (HTTP 429 with Retry-After beyond it).
+	TranscriptsPerMinute int `toml:"transcripts_per_minute"`
+	// RequestIDsPerOperator is how many answered request ids are
+	// remembered per operator (within 24 h) to answer a repeat the same.
+	RequestIDsPerOperator int `toml:"request_ids_per_operator"`
+	// MaxStoreBytes is JetStream's whole storage budget, split between the
+	// streams and buckets in fixed shares (store.Budget).
+	MaxStoreBytes ByteSize `toml:"max_store_bytes"`
+	// DeadLetters is how many dead letters are kept; beyond it the oldest
+	// are dropped (and the relay says so).
+	DeadLetters int `toml:"dead_letters"`
+}
+
+// ByteSize is a size in bytes, written in TOML as an integer or as a string
+// with a unit: "512MiB", "2GiB", "1.5GB".
+type ByteSize int64
+
+// UnmarshalTOML implements toml.Unmarshaler.
+func (b *ByteSize) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case int64:
+		*b = ByteSize(v)
+		return nil
+	case string:
+		n, err := ParseByteSize(v)
+		*b = n
+		return err
+	}
+	return fmt.Errorf("want a size such as \"2GiB\" or a number of bytes, got %v", v)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
+
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		name string
+		n    int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if int64(b) >= u.n && int64(b)%u.n == 0 {
+			return fmt.Sprintf("%d%s", int64(b)/u.n, u.name)
+		}
+	}
+	return fmt.Sprintf("%dB", int64(b))
+}
+
+// ParseByteSize reads "123", "64KiB", "512MiB", "2GiB", "1TiB" (or KB,
+// MB, GB, TB: powers of 1000).
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.TrimSpace(s)
+	i := strings.IndexFunc(t, func(r rune) bool { return !(r >= '0' && r <= '9' || r == '.') })
+	num, unit := t, ""
+	if i >= 0 {
+		num, unit = t[:i], strings.TrimSpace(t[i:])
+	}
+	mult := map[string]float64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+		"KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}[strings.ToUpper(unit)]
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || mult == 0 || f < 0 || f*mult > math.MaxInt64/2 {
+		return 0, fmt.Errorf("want a size such as \"2GiB\" or \"500MB\", got %q", s)
+	}
+	return ByteSize(f * mult), nil
+}
+
+// MinStoreBytes is the smallest max_store_bytes: every stream and bucket
+// must hold at least one message of the largest size (store.MaxPayload).
+const MinStoreBytes = 128 << 20
 
 // QueueConfig tunes the supervisors' queue board.
 type QueueConfig struct {
@@ -273,6 +355,15 @@ func Defaults() Config {
 			GiveUp:     Duration{24 * time.Hour},
 			RateLimits: DefaultRateLimits(),
 		},
+		Limits: LimitsConfig{
+			RequestsPerSecond:     5,
+			Burst:                 20,
+			SessionsPerOperator:   4,
+			TranscriptsPerMinute:  10,
+			RequestIDsPerOperator: 1024,
+			MaxStoreBytes:         4 << 30,
+			DeadLetters:           10000,
+		},
 	}
 }
 
@@ -458,6 +549,7 @@ func (c *Config) Validate() error {
 		bad("time_zone", "%v", err)
 	}
 	c.validatePartners(bad)
+	c.validateLimits(bad)
 	return errors.Join(errs...)
 }
 
@@ -499,6 +591,32 @@ func checkListen(addr string) error {
 		return fmt.Errorf("want host:port, got %q", addr)
 	}
 	return nil
+}
+
+// validateLimits checks [limits].
+func (c *Config) validateLimits(bad func(key, format string, a ...any)) {
+	l := c.Limits
+	if !(l.RequestsPerSecond >= 0.1 && l.RequestsPerSecond <= 1000) {
+		bad("limits.requests_per_second", "must be between 0.1 and 1000 requests per second")
+	}
+	if l.Burst < 1 || l.Burst > 10000 {
+		bad("limits.burst", "must be between 1 and 10000 requests")
+	}
+	if l.SessionsPerOperator < 1 || l.SessionsPerOperator > 100 {
+		bad("limits.sessions_per_operator", "must be between 1 and 100")
+	}
+	if l.TranscriptsPerMinute < 1 || l.TranscriptsPerMinute > 10000 {
+		bad("limits.transcripts_per_minute", "must be between 1 and 10000")
+	}
+	if l.RequestIDsPerOperator < 16 || l.RequestIDsPerOperator > 1<<20 {
+		bad("limits.request_ids_per_operator", "must be between 16 and 1048576")
+	}
+	if l.MaxStoreBytes < MinStoreBytes {
+		bad("limits.max_store_bytes", "must be at least %s, got %s", ByteSize(MinStoreBytes), l.MaxStoreBytes)
+	}
+	if l.DeadLetters < 10 || l.DeadLetters > 10_000_000 {
+		bad("limits.dead_letters", "must be between 10 and 10000000")
+	}
 }
 
 // validatePartners checks the UIS, Smartsupp, Qolio, Calltouch and retailCRM

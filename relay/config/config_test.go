@@ -233,3 +233,63 @@ func TestLoadConfigRefuses(t *testing.T) {
 		t.Fatal("a missing file was accepted")
 	}
 }
+
+func TestLoadConfigLimits(t *testing.T) {
+	cfg, err := Load(writeConfig(t, minimal), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := cfg.Limits; l.RequestsPerSecond != 5 || l.Burst != 20 || l.SessionsPerOperator != 4 || l.TranscriptsPerMinute != 10 ||
+		l.RequestIDsPerOperator != 1024 || l.MaxStoreBytes != 4<<30 || l.DeadLetters != 10000 {
+		t.Errorf("defaults: %+v", l)
+	}
+	cfg, err = Load(writeConfig(t, minimal+`
+[limits]
+requests_per_second = 2.5
+burst = 5
+sessions_per_operator = 2
+transcripts_per_minute = 3
+request_ids_per_operator = 100
+max_store_bytes = "512MiB"
+dead_letters = 50
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := cfg.Limits; l.RequestsPerSecond != 2.5 || l.Burst != 5 || l.SessionsPerOperator != 2 || l.TranscriptsPerMinute != 3 ||
+		l.RequestIDsPerOperator != 100 || l.MaxStoreBytes != 512<<20 || l.DeadLetters != 50 {
+		t.Errorf("[limits]: %+v", l)
+	}
+	cfg, err = Load(writeConfig(t, minimal+"[limits]\nmax_store_bytes = 1073741824\n"), nil)
+	if err != nil || cfg.Limits.MaxStoreBytes != 1<<30 {
+		t.Errorf("max_store_bytes as an integer: %v %v", cfg.Limits.MaxStoreBytes, err)
+	}
+	for _, tc := range []struct{ body, want string }{
+		{"requests_per_second = 0", "limits.requests_per_second"},
+		{"burst = 0", "limits.burst"},
+		{"sessions_per_operator = 0", "limits.sessions_per_operator"},
+		{"transcripts_per_minute = -1", "limits.transcripts_per_minute"},
+		{"request_ids_per_operator = 1", "limits.request_ids_per_operator"},
+		{"max_store_bytes = \"1MiB\"", "limits.max_store_bytes: must be at least 128MiB"},
+		{"max_store_bytes = \"lots\"", "max_store_bytes"},
+		{"dead_letters = 0", "limits.dead_letters"},
+	} {
+		_, err := Load(writeConfig(t, minimal+"[limits]\n"+tc.body+"\n"), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error naming %q", tc.body, err, tc.want)
+		}
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{"0": 0, "123": 123, "64KiB": 64 << 10, "2GiB": 2 << 30, "1.5 GB": 1.5e9, "500mb": 500e6} {
+		if got, err := ParseByteSize(in); err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "x", "-1", "1PB", "1e30"} {
+		if _, err := ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q) accepted", in)
+		}
+	}
+}

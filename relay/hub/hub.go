@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/store"
@@ -86,6 +88,19 @@ type Config struct {
 	MaxInFlight int           // concurrent requests per session (8)
 	PingPeriod  time.Duration // wire.PingPeriod when 0
 	PongWait    time.Duration // wire.PongWait when 0
+	// RequestRate and RequestBurst bound the requests one session may
+	// send (every text frame counts; pings and pongs do not); a session
+	// over the limit is closed with wire.CloseRateLimited. Zero: no limit.
+	RequestRate  rate.Limit
+	RequestBurst int
+	// MaxSessions caps an operator's concurrent sessions on this hub: one
+	// more is refused at the handshake with HTTP 429 and
+	// wire.CloseTooManySessions. Zero: no cap.
+	MaxSessions int
+	// OnThrottled, if set, is called when a session is closed for its
+	// request rate or a handshake is refused for the sessions cap, with
+	// the reason (wire.CloseRateLimited or wire.CloseTooManySessions).
+	OnThrottled func(opID string, code int)
 	// OnPresence is called, on a goroutine of its own, after an operator's
 	// first session opened or the last closed, with the operator's sessions
 	// counted at the time of the call (calls may arrive out of order; the
@@ -101,9 +116,10 @@ type Hub struct {
 
 	mu            sync.Mutex
 	sessions      map[string]map[*session]struct{}
-	all           []*session // every session, for the sweeper
-	sweepAt       int        // where the sweeper's next batch starts in all
-	sweeping      bool       // the sweeper runs (while there are sessions)
+	opening       map[string]int // handshakes in progress, by operator (MaxSessions)
+	all           []*session     // every session, for the sweeper
+	sweepAt       int            // where the sweeper's next batch starts in all
+	sweeping      bool           // the sweeper runs (while there are sessions)
 	lastDelivered uint64
 	closed        bool
 	wg            sync.WaitGroup
@@ -149,6 +165,7 @@ func New(cfg Config, last uint64) *Hub {
 			CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
 		},
 		sessions:      make(map[string]map[*session]struct{}),
+		opening:       make(map[string]int),
 		lastDelivered: last,
 	}
 }
@@ -241,11 +258,28 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, op wire.Operator, po
 		http.Error(w, "relay shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	if max := h.cfg.MaxSessions; max > 0 && len(h.sessions[op.ID])+h.opening[op.ID] >= max {
+		h.mu.Unlock()
+		h.log.Warn("session refused: the operator has as many sessions as allowed", "operator", op.ID, "limit", max)
+		if h.cfg.OnThrottled != nil {
+			h.cfg.OnThrottled(op.ID, wire.CloseTooManySessions)
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(int(wire.ThrottledWait/time.Second)))
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusTooManyRequests)
+		json.NewEncoder(w).Encode(&wire.HandshakeError{Code: wire.CloseTooManySessions,
+			Reason: fmt.Sprintf("%d sessions are open with this token already (the relay's limit); close one, or try again later", max)})
+		return
+	}
+	h.opening[op.ID]++
 	h.wg.Add(1)
 	h.mu.Unlock()
 
 	conn, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		h.mu.Lock()
+		h.doneOpening(op.ID)
+		h.mu.Unlock()
 		h.wg.Done()
 		return // the upgrader has answered
 	}
@@ -260,6 +294,9 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, op wire.Operator, po
 		space:  make(chan struct{}, 1),
 		wdone:  make(chan struct{}),
 		sem:    make(chan struct{}, h.cfg.MaxInFlight),
+	}
+	if h.cfg.RequestRate > 0 {
+		s.limiter = rate.NewLimiter(h.cfg.RequestRate, max(h.cfg.RequestBurst, 1))
 	}
 	s.ctx = context.WithValue(ctx, peerKey{}, Peer(s))
 
@@ -342,6 +379,7 @@ func (h *Hub) register(s *session, pos Position, hello wire.Hello) (catchUp bool
 		h.sweeping = true
 		go h.sweep()
 	}
+	h.doneOpening(s.op.ID)
 	set := h.sessions[s.op.ID]
 	if set == nil {
 		set = make(map[*session]struct{})
@@ -358,6 +396,15 @@ func (h *Hub) register(s *session, pos Position, hello wire.Hello) (catchUp bool
 		h.cfg.Metrics.Connections.Inc()
 	}
 	return s.catchingUp
+}
+
+// doneOpening ends a handshake counted in opening; h.mu is held.
+func (h *Hub) doneOpening(opID string) {
+	if h.opening[opID] <= 1 {
+		delete(h.opening, opID)
+	} else {
+		h.opening[opID]--
+	}
 }
 
 func (h *Hub) unregister(s *session) {

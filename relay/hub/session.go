@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/store"
@@ -40,8 +41,9 @@ type session struct {
 	catchingUp bool
 	pending    []store.Event
 
-	sem  chan struct{} // bounds requests in flight
-	reqs sync.WaitGroup
+	sem     chan struct{} // bounds requests in flight
+	limiter *rate.Limiter // the session's request rate; nil: none (used by the reader only)
+	reqs    sync.WaitGroup
 }
 
 func (s *session) logger() *slog.Logger { return s.hub.log.With("operator", s.op.ID) }
@@ -312,12 +314,40 @@ func (s *session) reader() {
 			return
 		}
 		s.conn.SetReadDeadline(time.Now().Add(pongWait))
+		if s.overRate() {
+			// Discard what still comes until the agent answers the close
+			// (or the writer's deadline passes), so that closing the
+			// socket on unread data does not reset it before the agent
+			// has read why.
+			for {
+				if _, _, err := s.conn.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}
 		if mt != websocket.TextMessage {
 			s.reply("", wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: "frames must be JSON text"})
 			continue
 		}
 		s.dispatch(data)
 	}
+}
+
+// overRate takes the frame's token of the session's request rate; when
+// there is none it closes the session with wire.CloseRateLimited, and the
+// reader stops: what the session sends next would only be refused too. The
+// agent reconnects later and resumes.
+func (s *session) overRate() bool {
+	if s.limiter == nil || s.limiter.Allow() {
+		return false
+	}
+	reason := fmt.Sprintf("more than %g requests per second (burst %d)", float64(s.limiter.Limit()), s.limiter.Burst())
+	s.logger().Warn("session closed: over its request rate", "limit", float64(s.limiter.Limit()), "burst", s.limiter.Burst())
+	if f := s.hub.cfg.OnThrottled; f != nil {
+		f(s.op.ID, wire.CloseRateLimited)
+	}
+	s.close(wire.CloseRateLimited, reason)
+	return true
 }
 
 func (s *session) dispatch(data []byte) {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,6 +81,13 @@ const (
 // board without a checkpoint rebuilds today (and its history) from them.
 const QueueRetention = 48 * time.Hour
 
+// JetStream's codes of a stream whose limits do not fit its server's or
+// account's store.
+const (
+	jsInsufficientResources    jetstream.ErrorCode = 10023
+	jsStorageResourcesExceeded jetstream.ErrorCode = 10047
+)
+
 // Options configure Open.
 type Options struct {
 	URL            string        // external NATS URL(s), comma-separated; "" embeds a server
@@ -91,7 +99,47 @@ type Options struct {
 	// (SyncAlways), or every SyncInterval (the server's default when 0).
 	SyncInterval time.Duration
 	SyncAlways   bool
-	Logger       *slog.Logger
+	// MaxBytes is the storage budget: each stream and bucket gets its
+	// share of it (Shares) as its byte limit, and the embedded server's
+	// JetStream store is capped at it. 0: no byte limits.
+	MaxBytes int64
+	// DeadLetters is how many dead letters are kept; beyond it the oldest
+	// go. 0: no count limit.
+	DeadLetters int64
+	// RequestIDsPerOperator bounds the answered request ids remembered per
+	// operator (SaveReply); defaultRequestIDs when 0.
+	RequestIDsPerOperator int
+	Logger                *slog.Logger
+}
+
+// Shares are the parts of Options.MaxBytes each stream and bucket may use,
+// in percent (they add up to 100). Streams that are logs (the events, the
+// queue board's input, the call history, the dead letters) drop their
+// oldest messages when full, as they do at their age limit; the others
+// (the outbox, the buckets) refuse new writes, which the relay prevents by
+// refusing new work first (see Usage).
+var Shares = map[string]int64{
+	EventsStream:    23,
+	QueueStream:     10,
+	UploadsStream:   10,
+	OutboxStream:    25,
+	DeadStream:      8,
+	bucketQueue:     8,
+	bucketCalls:     4,
+	bucketRequests:  5,
+	bucketTrans:     2,
+	bucketUploaded:  2,
+	bucketOperators: 1,
+	bucketStatus:    1,
+	bucketOutbox:    1,
+}
+
+// share is name's byte limit out of the budget (0: none).
+func share(budget int64, name string) int64 {
+	if budget <= 0 {
+		return 0
+	}
+	return budget / 100 * Shares[name]
 }
 
 // Store is an open connection to JetStream with the relay's streams and buckets.
@@ -120,6 +168,18 @@ type Store struct {
 	// written over a connection of its own so that the events queued behind
 	// it on a shared one do not wait for it.
 	queueState jetstream.KeyValue
+
+	maxBytes      int64         // Options.MaxBytes
+	requestWindow time.Duration // Options.RequestWindow
+	replyKeep     int           // replies kept per slot of an operator (SaveReply)
+	limited       []limited     // every stream and bucket, for Usage
+}
+
+// limited is a stream or bucket with its byte limit, for Usage.
+type limited struct {
+	name    string
+	stream  jetstream.Stream
+	guarded bool // refuses writes when full (not a log dropping its oldest)
 }
 
 // Open connects (starting the embedded server when no URL is given) and makes
@@ -137,7 +197,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.RequestWindow <= 0 {
 		o.RequestWindow = 24 * time.Hour
 	}
-	s := &Store{log: o.Logger.With("component", "store")}
+	if o.RequestIDsPerOperator <= 0 {
+		o.RequestIDsPerOperator = defaultRequestIDs
+	}
+	s := &Store{log: o.Logger.With("component", "store"), maxBytes: o.MaxBytes, requestWindow: o.RequestWindow,
+		replyKeep: max(1, (o.RequestIDsPerOperator+replySlots-1)/replySlots)}
 	var err error
 	connect := func(name string) (*nats.Conn, error) {
 		if s.ns != nil {
@@ -173,6 +237,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	if err := s.provision(ctx, o); err != nil {
 		s.Close()
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsStorageResourcesExceeded || apiErr.ErrorCode == jsInsufficientResources) {
+			return nil, fmt.Errorf("%w: the streams' byte limits add up to [limits] max_store_bytes (%d bytes); lower it, or give NATS's JetStream that much store", err, o.MaxBytes)
+		}
 		return nil, err
 	}
 	return s, nil
@@ -213,6 +281,9 @@ func startEmbedded(o Options, log *slog.Logger) (*server.Server, error) {
 		MaxPayload:   MaxPayload,
 		SyncInterval: o.SyncInterval,
 		SyncAlways:   o.SyncAlways,
+		// The streams' byte limits add up to the budget; JetStream
+		// reserves them against this.
+		JetStreamMaxStore: max(o.MaxBytes, 0),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: embedded nats: %w", err)
@@ -230,6 +301,8 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	var err error
 	s.events, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        EventsStream,
+		MaxBytes:    share(o.MaxBytes, EventsStream),
+		Discard:     jetstream.DiscardOld,
 		Description: "per-operator event streams (call cards, statuses, notices)",
 		Subjects:    []string{eventsPrefix + ">"},
 		Storage:     jetstream.FileStorage,
@@ -248,6 +321,8 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 
 	s.outbox, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        OutboxStream,
+		MaxBytes:    share(o.MaxBytes, OutboxStream),
+		Discard:     jetstream.DiscardNew,
 		Description: "outbound partner calls waiting to be delivered",
 		Subjects:    []string{OutboxPrefix + ">"},
 		Storage:     jetstream.FileStorage,
@@ -259,6 +334,9 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	}
 	s.dead, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        DeadStream,
+		MaxBytes:    share(o.MaxBytes, DeadStream),
+		MaxMsgs:     max(o.DeadLetters, 0),
+		Discard:     jetstream.DiscardOld,
 		Description: "outbound partner calls given up (dead letters), kept until retried or dropped",
 		Subjects:    []string{DeadPrefix + ">"},
 		Storage:     jetstream.FileStorage,
@@ -269,6 +347,8 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	}
 	s.uploads, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        UploadsStream,
+		MaxBytes:    share(o.MaxBytes, UploadsStream),
+		Discard:     jetstream.DiscardOld,
 		Description: "call history: received from PBXes (telephony/calls/upload) and made from finished calls",
 		Subjects:    []string{UploadsSubject},
 		Storage:     jetstream.FileStorage,
@@ -284,6 +364,8 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	// replays what follows the checkpoint.
 	s.queue, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        QueueStream,
+		MaxBytes:    share(o.MaxBytes, QueueStream),
+		Discard:     jetstream.DiscardOld,
 		Description: "changes of calls, for the supervisors' queue board",
 		Subjects:    []string{QueueSubject},
 		Storage:     jetstream.FileStorage,
@@ -293,13 +375,23 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("store: queue stream: %w", err)
 	}
+	s.limited = append(s.limited,
+		limited{name: EventsStream, stream: s.events}, limited{name: QueueStream, stream: s.queue},
+		limited{name: UploadsStream, stream: s.uploads}, limited{name: DeadStream, stream: s.dead},
+		limited{name: OutboxStream, stream: s.outbox, guarded: true})
 	kv := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
 		b, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: name, Description: desc, TTL: ttl, Storage: jetstream.FileStorage, History: 1,
+			MaxBytes: share(o.MaxBytes, name),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("store: bucket %s: %w", name, err)
 		}
+		st, err := s.js.Stream(ctx, "KV_"+name)
+		if err != nil {
+			return nil, fmt.Errorf("store: bucket %s: %w", name, err)
+		}
+		s.limited = append(s.limited, limited{name: name, stream: st, guarded: true})
 		return b, nil
 	}
 	if s.operators, err = kv(bucketOperators, "operators and their token hashes", 0); err != nil {
@@ -336,6 +428,82 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		return err
 	}
 	return nil
+}
+
+// Usage is what a stream or bucket holds against its limits.
+type Usage struct {
+	Name            string // stream name, or bucket name for a bucket
+	Bytes, MaxBytes uint64 // MaxBytes 0: no limit
+	Msgs, MaxMsgs   uint64 // MaxMsgs 0: no limit
+	// Guarded: writes are refused when it is full (the outbox, the
+	// buckets), so the relay must stop taking work before that. The
+	// others are logs that drop their oldest messages instead.
+	Guarded bool
+	// Largest is the largest message a new piece of work may add (a
+	// transcript's outbox job, up to MaxPayload, for the outbox; 0 where
+	// messages are small).
+	Largest uint64
+}
+
+// Headroom is Ratio with room for one more Largest message: the share
+// used once it is stored.
+func (u Usage) Headroom() float64 {
+	if u.MaxBytes == 0 || u.Largest == 0 {
+		return u.Ratio()
+	}
+	return max(u.Ratio(), float64(u.Bytes+u.Largest)/float64(u.MaxBytes))
+}
+
+// Ratio is the larger of Bytes/MaxBytes and Msgs/MaxMsgs (0 without limits).
+func (u Usage) Ratio() float64 {
+	r := 0.0
+	if u.MaxBytes > 0 {
+		r = float64(u.Bytes) / float64(u.MaxBytes)
+	}
+	if u.MaxMsgs > 0 {
+		r = max(r, float64(u.Msgs)/float64(u.MaxMsgs))
+	}
+	return r
+}
+
+// AccountName is the Usage entry of the whole JetStream account: its
+// storage used against the budget (or the account's own limit, on an
+// external server that sets one).
+const AccountName = "account"
+
+// Usage reports every stream and bucket, and the account, as JetStream
+// sees them now (one round trip each).
+func (s *Store) Usage(ctx context.Context) ([]Usage, error) {
+	out := make([]Usage, 0, len(s.limited)+1)
+	for _, l := range s.limited {
+		info, err := l.stream.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store: %s info: %w", l.name, err)
+		}
+		u := Usage{Name: l.name, Bytes: info.State.Bytes, Msgs: info.State.Msgs, Guarded: l.guarded}
+		if l.name == OutboxStream {
+			u.Largest = MaxPayload
+		}
+		if info.Config.MaxBytes > 0 {
+			u.MaxBytes = uint64(info.Config.MaxBytes)
+		}
+		if info.Config.MaxMsgs > 0 {
+			u.MaxMsgs = uint64(info.Config.MaxMsgs)
+		}
+		out = append(out, u)
+	}
+	ai, err := s.js.AccountInfo(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: account info: %w", err)
+	}
+	acct := Usage{Name: AccountName, Bytes: ai.Store, Guarded: true}
+	if ai.Limits.MaxStore > 0 {
+		acct.MaxBytes = uint64(ai.Limits.MaxStore)
+	}
+	if s.maxBytes > 0 && (acct.MaxBytes == 0 || uint64(s.maxBytes) < acct.MaxBytes) {
+		acct.MaxBytes = uint64(s.maxBytes)
+	}
+	return append(out, acct), nil
 }
 
 // Close disconnects and stops the embedded server, flushing it to disk.
@@ -818,26 +986,95 @@ func (s *Store) SaveStatus(ctx context.Context, opID string, data []byte, rev ui
 	return save(ctx, s.status, "status", opID, data, rev)
 }
 
-// replyKey names the answer to an operator's request id.
-func replyKey(opID, requestID string) string {
+// Answered request ids are remembered per operator in replySlots keys of
+// the requests bucket, "s.<operator>.<slot>", the slot chosen by the id's
+// hash; each holds the last replyKeep answers of its slot (oldest dropped
+// first), so an operator keeps about RequestIDsPerOperator answers and a
+// flood of ids from one operator evicts only its own.
+const (
+	replySlots        = 16
+	defaultRequestIDs = 1024
+)
+
+// replySlot is the value of a slot key.
+type replySlot struct {
+	Replies []slotReply `json:"r"` // oldest first
+}
+
+type slotReply struct {
+	ID   string          `json:"id"` // the request id's hash
+	At   int64           `json:"at"` // when it was answered, Unix seconds
+	Data json.RawMessage `json:"d"`
+}
+
+// replySlotKey names the slot of an operator's request id, and the id's
+// hash within it.
+func replySlotKey(opID, requestID string) (key, idHash string) {
 	h := sha256.Sum256([]byte(requestID))
-	return "r." + opID + "." + hex.EncodeToString(h[:12])
+	return "s." + opID + "." + strconv.Itoa(int(h[0])%replySlots), hex.EncodeToString(h[:12])
+}
+
+func (s *Store) loadSlot(ctx context.Context, key string) (replySlot, uint64, error) {
+	var slot replySlot
+	data, rev, err := load(ctx, s.requests, "replies", key)
+	if err != nil || data == nil {
+		return slot, rev, err
+	}
+	if err := json.Unmarshal(data, &slot); err != nil {
+		s.log.Warn("unreadable remembered replies; starting the slot over", "key", key, "err", err)
+		return replySlot{}, rev, nil
+	}
+	return slot, rev, nil
 }
 
 // LoadReply returns the answer given to an operator's request id (within
-// RequestWindow), or nil.
+// RequestWindow, and among the operator's last RequestIDsPerOperator), or
+// nil.
 func (s *Store) LoadReply(ctx context.Context, opID, requestID string) ([]byte, error) {
-	data, _, err := load(ctx, s.requests, "reply", replyKey(opID, requestID))
-	return data, err
+	key, id := replySlotKey(opID, requestID)
+	slot, _, err := s.loadSlot(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	since := time.Now().Add(-s.requestWindow).Unix()
+	for _, r := range slot.Replies {
+		if r.ID == id && r.At >= since {
+			return r.Data, nil
+		}
+	}
+	return nil, nil
 }
 
 // SaveReply remembers the answer to an operator's request id, so that the
-// request sent again is answered the same.
+// request sent again is answered the same. data must be JSON.
 func (s *Store) SaveReply(ctx context.Context, opID, requestID string, data []byte) error {
-	if _, err := s.requests.Put(ctx, replyKey(opID, requestID), data); err != nil {
-		return fmt.Errorf("store: remember reply: %w", err)
+	key, id := replySlotKey(opID, requestID)
+	for range 8 {
+		slot, rev, err := s.loadSlot(ctx, key)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		since := now.Add(-s.requestWindow).Unix()
+		kept := slot.Replies[:0]
+		for _, r := range slot.Replies {
+			if r.ID != id && r.At >= since {
+				kept = append(kept, r)
+			}
+		}
+		kept = append(kept, slotReply{ID: id, At: now.Unix(), Data: data})
+		if n := len(kept) - s.replyKeep; n > 0 {
+			kept = kept[n:]
+		}
+		b, err := json.Marshal(replySlot{Replies: kept})
+		if err != nil {
+			return fmt.Errorf("store: remember reply: %w", err)
+		}
+		if _, err = save(ctx, s.requests, "reply", key, b, rev); !errors.Is(err, ErrConflict) {
+			return err
+		}
 	}
-	return nil
+	return fmt.Errorf("store: remember reply: %w", ErrConflict)
 }
 
 // ExportKey names a chat export by its content, so that the same export
