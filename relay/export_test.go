@@ -19,6 +19,10 @@ func NewWithClock(cfg config.Config, logger *slog.Logger, now func() time.Time) 
 	return s
 }
 
+// PauseAgentHandshakes makes every agent handshake call f between the
+// token check and the session's start.
+func (s *Server) PauseAgentHandshakes(f func()) { s.afterAgentAuth = f }
+
 // BoardSnapshot is the queue board now, as a new subscriber would get it.
 func (s *Server) BoardSnapshot() wire.QueueSnapshot { return s.board.Snapshot() }
 

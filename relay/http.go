@@ -93,6 +93,9 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if s.afterAgentAuth != nil {
+		s.afterAgentAuth()
+	}
 	v, err := strconv.Atoi(r.Header.Get(wire.HeaderProtocol))
 	if err != nil || v < wire.MinProtocolVersion || v > wire.ProtocolVersion {
 		writeJSON(w, http.StatusUpgradeRequired, &wire.HandshakeError{Code: wire.CloseProtocol,

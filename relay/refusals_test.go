@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +18,8 @@ import (
 
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay"
+	"github.com/pult/pult/relay/config"
 )
 
 // pbxTripwire is a PBX that must never be called.
@@ -294,5 +298,45 @@ func TestAdminAddRefusals(t *testing.T) {
 				t.Fatalf("HTTP %d %v, want %d with an error", status, body, tc.status)
 			}
 		})
+	}
+}
+
+// A token revoked while its session is connecting (checked, not yet
+// started) never gets anything on that session but the revocation.
+func TestRevokedWhileConnecting(t *testing.T) {
+	checkGoroutines(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	r := startRelayWith(t, testConfig(t), func(c config.Config) *relay.Server {
+		s := relay.New(c, relayLogger(t))
+		s.PauseAgentHandshakes(func() {
+			once.Do(func() { close(entered); <-release })
+		})
+		return s
+	})
+	_, tok := r.addOperator("Anna", "100", "1")
+	type dialed struct {
+		c   *websocket.Conn
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		c, _, err := wsDial(t, r.URL, tok, strconv.Itoa(wire.ProtocolVersion))
+		done <- dialed{c, err}
+	}()
+	<-entered
+	if _, err := r.admin().RevokeOperator(context.Background(), "100"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	d := <-done
+	if d.err != nil {
+		return // refused at the handshake: as good
+	}
+	d.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, frame, err := d.c.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != wire.CloseRevoked {
+		t.Fatalf("the revoked session got %q (%v), want only a close %d", frame, err, wire.CloseRevoked)
 	}
 }

@@ -57,14 +57,17 @@ type Server struct {
 	qolio       *qolio.Client     // nil without Qolio
 	ct          *calltouch.Client // nil without Calltouch
 	transcripts *transcripts
-	crmSync     *crmSync          // nil without a CRM
-	loc         *time.Location    // time_zone
-	board       *board.Board      // the supervisors' queue board
-	clock       func() time.Time  // time.Now; tests move it
-	sites       map[string]string // E.164 external phone → site code ([retailcrm] external_phones)
-	statusMu    operatorLocks     // one status change of an operator at a time
-	storage     *storageGuard     // says when storage is too full for new work
-	storagePoll time.Duration     // how often storage is checked (storagePoll; tests shorten it)
+	crmSync     *crmSync         // nil without a CRM
+	loc         *time.Location   // time_zone
+	board       *board.Board     // the supervisors' queue board
+	clock       func() time.Time // time.Now; tests move it
+	// afterAgentAuth, when set (tests), runs in an agent's handshake
+	// between the token check and the session's start.
+	afterAgentAuth func()
+	sites          map[string]string // E.164 external phone → site code ([retailcrm] external_phones)
+	statusMu       operatorLocks     // one status change of an operator at a time
+	storage        *storageGuard     // says when storage is too full for new work
+	storagePoll    time.Duration     // how often storage is checked (storagePoll; tests shorten it)
 
 	bgCtx context.Context
 	bg    sync.WaitGroup

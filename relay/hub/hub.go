@@ -116,10 +116,11 @@ type Hub struct {
 
 	mu            sync.Mutex
 	sessions      map[string]map[*session]struct{}
-	opening       map[string]int // handshakes in progress, by operator (MaxSessions)
-	all           []*session     // every session, for the sweeper
-	sweepAt       int            // where the sweeper's next batch starts in all
-	sweeping      bool           // the sweeper runs (while there are sessions)
+	opening       map[string]int    // handshakes in progress, by operator (MaxSessions)
+	barred        map[string]barred // operators disconnected with a stop code (revoked), for good
+	all           []*session        // every session, for the sweeper
+	sweepAt       int               // where the sweeper's next batch starts in all
+	sweeping      bool              // the sweeper runs (while there are sessions)
 	lastDelivered uint64
 	closed        bool
 	wg            sync.WaitGroup
@@ -166,6 +167,7 @@ func New(cfg Config, last uint64) *Hub {
 		},
 		sessions:      make(map[string]map[*session]struct{}),
 		opening:       make(map[string]int),
+		barred:        make(map[string]barred),
 		lastDelivered: last,
 	}
 }
@@ -194,9 +196,17 @@ func (h *Hub) Connected(opID string) int {
 }
 
 // Disconnect closes every session of an operator with a close code.
+//
+// A stop code (wire.IsStop: the token was revoked) also bars the operator
+// from the hub for good: a session whose handshake passed the token check
+// before the revocation, and registers after this call, is closed the same
+// way before anything is sent to it.
 func (h *Hub) Disconnect(opID string, code int, reason string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if wire.IsStop(code) {
+		h.barred[opID] = barred{code, reason}
+	}
 	for s := range h.sessions[opID] {
 		s.close(code, reason)
 	}
@@ -392,10 +402,21 @@ func (h *Hub) register(s *session, pos Position, hello wire.Hello) (catchUp bool
 		}
 	}
 	set[s] = struct{}{}
+	if b, ok := h.barred[s.op.ID]; ok {
+		s.mu.Lock()
+		s.closeLocked(b.code, b.reason) // drops hello: nothing is sent but the close
+		s.mu.Unlock()
+	}
 	if h.cfg.Metrics.Connections != nil {
 		h.cfg.Metrics.Connections.Inc()
 	}
 	return s.catchingUp
+}
+
+// barred is why an operator may not have sessions any more.
+type barred struct {
+	code   int
+	reason string
 }
 
 // doneOpening ends a handshake counted in opening; h.mu is held.
