@@ -675,3 +675,34 @@ func TestUpgradeFromTheSingleConsumer(t *testing.T) {
 	start(t, ob)
 	eventually(t, "delivery", func() bool { ok, _ := p.count("old"); return ok == 1 })
 }
+
+// A partner that takes longer to answer than the outbox's own bookkeeping
+// bound (10 s) still has its success acknowledged: the job runs once.
+func TestSlowSuccessIsAcknowledgedOnce(t *testing.T) {
+	checkGoroutines(t)
+	st, _ := openStore(t, t.TempDir())
+	var sent atomic.Int32
+	cfg := config(st)
+	cfg.Timeout, cfg.AckWait = 20*time.Second, 30*time.Second
+	ob := outbox.New(cfg)
+	ob.Handle(kindCall, func(ctx context.Context, job outbox.Job) error {
+		sent.Add(1)
+		select {
+		case <-time.After(10500 * time.Millisecond):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	start(t, ob)
+	enqueue(t, ob, kindCall, "slow")
+	for deadline := time.Now().Add(20 * time.Second); stats(t, ob).Depth != 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow job was never acknowledged")
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := sent.Load(); n != 1 {
+		t.Errorf("sent %d times", n)
+	}
+}

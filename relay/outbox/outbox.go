@@ -675,6 +675,11 @@ func (o *Outbox) process(ctx, hard context.Context, k *kind, m jetstream.Msg) {
 	herr := call(k.h, actx, job)
 	acancel()
 	unhold()
+	// The attempt may have taken longer than opTimeout: what follows gets
+	// a bound of its own, or a slow partner's success would not be
+	// acknowledged and the job would run again.
+	bctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	defer cancel()
 	if herr == nil {
 		if err := m.DoubleAck(bctx); err != nil {
 			o.log.Warn("ack failed; the job may run again", "job", job.ID, "err", err)
