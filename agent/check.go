@@ -211,7 +211,7 @@ func Check(ctx context.Context, relayURL, token string) (wire.Operator, error) {
 // With several relay URLs it asks them all at once and succeeds if one
 // knows the token and none is wrong: it waits a little for the others after
 // the first answer, and a relay that does not answer is allowed (a node may
-// be down). An error names the relay at fault.
+// be down). An address that is wrong is named in the error.
 //
 // Errors: *CleartextError (ErrCleartext) for a plain-text URL to another
 // machine without Insecure, before anything is sent; *StopError for a token
