@@ -1,6 +1,7 @@
 // Package agent is the operator's side of pult without any GUI: one
-// websocket connection to the relay that reconnects with backoff and resumes
-// the event stream, status changes (with an on-disk outbox for changes made
+// websocket connection to the relay (or to one of several, moving to another
+// when it is lost) that reconnects with backoff and resumes the event stream,
+// status changes (with an on-disk outbox for changes made
 // while offline) and click-to-call. The tray app and the CLI drive it; it
 // reads no flags or environment and never logs the token.
 //
