@@ -1,6 +1,7 @@
 // Package agent is the operator's side of pult without any GUI: one
-// websocket connection to the relay that reconnects with backoff and resumes
-// the event stream, status changes (with an on-disk outbox for changes made
+// websocket connection to the relay (or to one of several, moving to another
+// when it is lost) that reconnects with backoff and resumes the event stream,
+// status changes (with an on-disk outbox for changes made
 // while offline) and click-to-call. The tray app and the CLI drive it; it
 // reads no flags or environment and never logs the token.
 //
@@ -45,10 +46,16 @@ const (
 // Config configures an Agent. Only RelayURL and Token are required.
 type Config struct {
 	// RelayURL is the relay's base URL: http(s)://host[:port][/prefix] or
-	// ws(s)://…; wire.Path is appended.
+	// ws(s)://…; wire.Path is appended. It may list up to MaxRelays relays
+	// of one cluster, separated by commas ("https://a:8700,https://b:8700"):
+	// the agent starts on a random one and, when it loses it or cannot reach
+	// it, moves on to the next in a shuffled order, resuming the event
+	// stream where it was (the relays share it). One name behind a load
+	// balancer is one URL. Each URL is checked on its own (the clear-text
+	// rule below included); the same relay listed twice is refused.
 	RelayURL string
 	Token    string
-	// Insecure allows an http:// or ws:// RelayURL to another machine, which
+	// Insecure allows http:// or ws:// RelayURLs to other machines, which
 	// sends the token unencrypted. Without it such a URL is refused
 	// (*CleartextError); loopback (IsLoopback) is always allowed, and so is
 	// https or wss. The choice is the operator's (pult login --insecure).
@@ -139,6 +146,10 @@ type Event struct {
 	Conn    ConnState     // EventConn
 	Err     string        // EventConn: why offline or stopped
 	RetryIn time.Duration // EventConn, Offline: delay before the next attempt
+	// Relay is the host[:port] of the relay of an EventConn: the one being
+	// dialed (Connecting), the one the agent is on (Online), the one lost or
+	// refused (Offline and the stop states).
+	Relay string
 
 	Hello      *wire.Hello
 	Call       *wire.Call
@@ -174,12 +185,19 @@ type statusItem struct {
 	At     time.Time   `json:"at"`
 }
 
+// relay is one of the relays the agent knows.
+type relay struct {
+	base *url.URL // the relay's base URL
+	ws   string   // ws(s)://host/prefix/v1/agent, without query
+	host string   // base.Host: which relay, for people
+}
+
 // Agent is one operator's connection to a relay. Create it with New, run it
 // with Run; the other methods are safe to call from any goroutine.
 type Agent struct {
 	cfg     Config
-	wsURL   string   // ws(s)://host/prefix/v1/agent, without query
-	base    *url.URL // the relay's base URL
+	relays  []relay // as configured
+	order   []int   // indexes into relays: the order they are tried in
 	http    *http.Client
 	log     *slog.Logger
 	running atomic.Bool
@@ -189,6 +207,7 @@ type Agent struct {
 
 	mu       sync.Mutex
 	state    ConnState
+	at       int // index into order: the relay the agent is on or trying
 	hello    wire.Hello
 	hasHello bool
 	cur      *conn // the online connection, nil otherwise
@@ -202,8 +221,8 @@ type Agent struct {
 // StateDir. It does not connect: Run does.
 func New(cfg Config) (*Agent, error) {
 	// The one gate for the websocket and every HTTP request: they all go
-	// to base.
-	base, err := checkedRelayURL(cfg.RelayURL, cfg.Insecure)
+	// to these.
+	bases, err := relayURLs(cfg.RelayURL, cfg.Insecure, false)
 	if err != nil {
 		return nil, err
 	}
@@ -233,8 +252,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg:              cfg,
-		wsURL:            wsURL(base),
-		base:             base,
+		order:            rand.Perm(len(bases)), // start on a random relay
 		http:             &http.Client{Transport: transport(cfg.TLS), CheckRedirect: refuseCleartextRedirect(cfg.Insecure)},
 		log:              cfg.Logger.With("component", "agent"),
 		pongWait:         wire.PongWait,
@@ -243,6 +261,9 @@ func New(cfg Config) (*Agent, error) {
 		handshakeTimeout: handshakeTimeout,
 		throttledWait:    wire.ThrottledWait,
 		transcriptRetry:  transcriptRetry,
+	}
+	for _, b := range bases {
+		a.relays = append(a.relays, relay{base: b, ws: wsURL(b), host: b.Host})
 	}
 	if err := a.loadState(); err != nil {
 		return nil, err
@@ -265,6 +286,34 @@ func (a *Agent) State() ConnState {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.state
+}
+
+// Relay is the host[:port] of the relay the agent is on (Online), trying
+// (Connecting) or last tried; "" before Run.
+func (a *Agent) Relay() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.state == Stopped {
+		return ""
+	}
+	return a.relays[a.order[a.at]].host
+}
+
+// Relays lists the configured relays' URLs, normalised, in the order of
+// Config.RelayURL.
+func (a *Agent) Relays() []string {
+	out := make([]string, len(a.relays))
+	for i, r := range a.relays {
+		out[i] = r.base.String()
+	}
+	return out
+}
+
+// current is the relay the agent is on or trying.
+func (a *Agent) current() relay {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.relays[a.order[a.at]]
 }
 
 // Hello returns the hello of the latest connection, if there was one.
@@ -308,12 +357,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
-// loop is Run's body: connect, serve, back off, repeat.
+// loop is Run's body: connect, serve, back off, repeat (see retry).
 func (a *Agent) loop(ctx context.Context, events chan<- Event) error {
-	attempt := 0
+	rt := retry{relays: len(a.relays)}
 	for {
-		a.setState(ctx, events, Event{Kind: EventConn, Conn: Connecting})
-		c, hello, err := a.connect(ctx)
+		r := a.current()
+		a.setState(ctx, events, Event{Kind: EventConn, Conn: Connecting, Relay: r.host})
+		c, hello, err := a.connect(ctx, r)
 		if ctx.Err() != nil {
 			if c != nil {
 				c.close()
@@ -323,7 +373,7 @@ func (a *Agent) loop(ctx context.Context, events chan<- Event) error {
 		var online time.Duration
 		if err == nil {
 			start := time.Now()
-			err = a.serve(ctx, c, hello, events)
+			err = a.serve(ctx, c, r, hello, events)
 			online = time.Since(start)
 			if ctx.Err() != nil {
 				return nil
@@ -334,23 +384,20 @@ func (a *Agent) loop(ctx context.Context, events chan<- Event) error {
 			if se.Code == wire.CloseProtocol {
 				st = Outdated
 			}
-			a.log.Error("relay refused this agent; not retrying", "code", se.Code, "reason", se.Reason)
-			a.setState(ctx, events, Event{Kind: EventConn, Conn: st, Err: se.Error()})
+			a.log.Error("relay refused this agent; not retrying", "relay", r.host, "code", se.Code, "reason", se.Reason)
+			a.setState(ctx, events, Event{Kind: EventConn, Conn: st, Err: se.Error(), Relay: r.host})
 			return se
 		}
 		throttled := (*throttledError)(nil)
-		if online >= a.stableAfter && !errors.As(err, &throttled) {
-			attempt = 0
-		}
-		wait := backoff(attempt, a.cfg.MinBackoff, a.cfg.MaxBackoff, rand.Int64N)
-		if throttled != nil {
+		isThrottled := errors.As(err, &throttled)
+		wait := backoff(rt.failed(online >= a.stableAfter && !isThrottled), a.cfg.MinBackoff, a.cfg.MaxBackoff, rand.Int64N)
+		if isThrottled {
 			// The relay's quota: reconnecting at once would only be
 			// refused again. Jitter spreads the agents it throttled.
 			wait = a.throttledWait + wait
 		}
-		attempt++
-		a.log.Warn("relay connection down", "err", err, "retry_in", wait)
-		a.setState(ctx, events, Event{Kind: EventConn, Conn: Offline, Err: err.Error(), RetryIn: wait})
+		a.log.Warn("relay connection down", "relay", r.host, "err", err, "retry_in", wait)
+		a.setState(ctx, events, Event{Kind: EventConn, Conn: Offline, Err: err.Error(), RetryIn: wait, Relay: r.host})
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -358,6 +405,9 @@ func (a *Agent) loop(ctx context.Context, events chan<- Event) error {
 			t.Stop()
 			return nil
 		}
+		a.mu.Lock()
+		a.at = (a.at + 1) % len(a.order) // another relay, if there are several
+		a.mu.Unlock()
 	}
 }
 
@@ -433,6 +483,34 @@ func (a *Agent) applyHello(h *wire.Hello) {
 		a.pos.Seq = h.Position
 		a.savePositionLocked()
 	}
+}
+
+// retry paces reconnection. With several relays, a relay lost or not
+// reached is followed by the next one in the agent's order after only a
+// short jitter (backoff 0: up to MinBackoff); the backoff proper grows by
+// round, once every relay has been tried, so no relay is hammered and a
+// healthy one is found quickly. With one relay each attempt is a round.
+type retry struct {
+	relays  int // how many relays there are
+	attempt int // failed rounds: the backoff's exponent
+	tried   int // relays tried in this round
+}
+
+// failed records a failed attempt (or a connection that ended; stable if it
+// stayed up long enough to start afresh) and returns the backoff exponent
+// of the delay before the next attempt.
+func (r *retry) failed(stable bool) int {
+	if stable {
+		r.attempt, r.tried = 0, 0
+	}
+	r.tried++
+	if r.tried < r.relays {
+		return 0 // on to another relay
+	}
+	n := r.attempt
+	r.attempt++
+	r.tried = 0
+	return n
 }
 
 // backoff is the delay before reconnect attempt n (0-based): uniformly random

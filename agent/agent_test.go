@@ -47,8 +47,8 @@ func TestNewValidates(t *testing.T) {
 			t.Errorf("New(%q): %v", u, err)
 			continue
 		}
-		if !strings.HasSuffix(a.wsURL, wire.Path) || !strings.HasPrefix(a.wsURL, "ws") {
-			t.Errorf("New(%q): websocket URL %q", u, a.wsURL)
+		if ws := a.relays[0].ws; !strings.HasSuffix(ws, wire.Path) || !strings.HasPrefix(ws, "ws") {
+			t.Errorf("New(%q): websocket URL %q", u, ws)
 		}
 	}
 	if _, err := New(Config{RelayURL: "https://relay", Token: "t", Resume: true}); err == nil {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pult/pult/agent/wire"
 )
@@ -48,40 +49,102 @@ func parseRelayURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// ParseRelayURL reports whether raw is an acceptable relay URL and returns it
-// normalised (lower-case scheme, no trailing slash). It checks the syntax
-// only: [CheckRelayURL] also refuses clear text to another machine.
+// MaxRelays bounds how many relay URLs one sign-in may list.
+const MaxRelays = 16
+
+// ParseRelayURL reports whether raw is an acceptable relay URL, or list of
+// relay URLs separated by commas (see Config.RelayURL), and returns it
+// normalised (lower-case scheme, no trailing slash, ", " between URLs
+// becomes ","). It checks the syntax only: [CheckRelayURL] also refuses
+// clear text to another machine.
 func ParseRelayURL(raw string) (string, error) {
-	u, err := parseRelayURL(raw)
+	us, err := relayURLs(raw, false, true)
 	if err != nil {
 		return "", err
 	}
-	return u.String(), nil
+	return joinURLs(us), nil
 }
 
-// CheckRelayURL is ParseRelayURL plus the rule New and Check apply: an
-// http:// or ws:// URL is accepted only for this machine (IsLoopback) unless
-// insecure is set; otherwise the error is a *CleartextError (errors.Is
-// ErrCleartext).
+// CheckRelayURL is ParseRelayURL plus the rule New and Check apply to each
+// URL of the list: an http:// or ws:// URL is accepted only for this machine
+// (IsLoopback) unless insecure is set; otherwise the error is a
+// *CleartextError (errors.Is ErrCleartext) naming that URL.
 func CheckRelayURL(raw string, insecure bool) (string, error) {
-	u, err := checkedRelayURL(raw, insecure)
+	us, err := relayURLs(raw, insecure, false)
 	if err != nil {
 		return "", err
 	}
-	return u.String(), nil
+	return joinURLs(us), nil
 }
 
-// checkedRelayURL parses raw and applies the clear-text rule. It is per URL, so a
-// list of relays checks each one.
-func checkedRelayURL(raw string, insecure bool) (*url.URL, error) {
-	u, err := parseRelayURL(raw)
+// SplitRelayURL returns the URLs of a relay URL list (as ParseRelayURL
+// accepts it), normalised, in the order given.
+func SplitRelayURL(raw string) ([]string, error) {
+	us, err := relayURLs(raw, false, true)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkCleartext(u, insecure); err != nil {
-		return nil, err
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.String()
 	}
-	return u, nil
+	return out, nil
+}
+
+func joinURLs(us []*url.URL) string {
+	s := make([]string, len(us))
+	for i, u := range us {
+		s[i] = u.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// relayURLs parses raw, one relay URL or up to MaxRelays separated by
+// commas, and applies the clear-text rule to each unless syntaxOnly. Errors
+// name the URL at fault; the same relay listed twice is refused.
+func relayURLs(raw string, insecure, syntaxOnly bool) ([]*url.URL, error) {
+	parts := strings.Split(raw, ",")
+	if len(parts) > MaxRelays {
+		return nil, fmt.Errorf("%d relay URLs: at most %d", len(parts), MaxRelays)
+	}
+	us := make([]*url.URL, 0, len(parts))
+	seen := make(map[string]string, len(parts))
+	for i, p := range parts {
+		if len(parts) > 1 && strings.TrimSpace(p) == "" {
+			return nil, fmt.Errorf("relay URL %d of %d is empty (two commas in a row, or one at an end?)", i+1, len(parts))
+		}
+		u, err := parseRelayURL(p)
+		if err != nil {
+			return nil, err
+		}
+		if !syntaxOnly {
+			if err := checkCleartext(u, insecure); err != nil {
+				return nil, err
+			}
+		}
+		key := relayKey(u)
+		if first, dup := seen[key]; dup {
+			return nil, fmt.Errorf("relay URL %q is listed twice (as %q before)", u.String(), first)
+		}
+		seen[key] = u.String()
+		us = append(us, u)
+	}
+	return us, nil
+}
+
+// relayKey is what makes two URLs the same relay: http and ws, https and wss
+// go to the same place; host names are case-insensitive; a default port may
+// be written or not.
+func relayKey(u *url.URL) string {
+	secure := u.Scheme == "https" || u.Scheme == "wss"
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if secure {
+			port = "443"
+		}
+	}
+	return fmt.Sprintf("%t|%s|%s|%s", secure, strings.ToLower(strings.TrimSuffix(u.Hostname(), ".")), port, u.Path)
 }
 
 // checkCleartext refuses a URL that would carry the token unencrypted to
@@ -143,21 +206,102 @@ func Check(ctx context.Context, relayURL, token string) (wire.Operator, error) {
 }
 
 // CheckConfig asks the relay who cfg.Token belongs to (GET <base>/v1/me),
-// for signing in. Of cfg it uses RelayURL, Token, Insecure and TLS. Errors:
-// *CleartextError (ErrCleartext) for a plain-text URL to another machine
-// without Insecure, before anything is sent; *StopError for a token the
-// relay refuses (unknown, revoked, protocol too old); ErrUnreachable when
+// for signing in. Of cfg it uses RelayURL, Token, Insecure and TLS.
+//
+// With several relay URLs it asks them all at once and succeeds if one
+// knows the token and none is wrong: it waits a little for the others after
+// the first answer, and a relay that does not answer is allowed (a node may
+// be down). An address that is wrong is named in the error.
+//
+// Errors: *CleartextError (ErrCleartext) for a plain-text URL to another
+// machine without Insecure, before anything is sent; *StopError for a token
+// a relay refuses (unknown, revoked, protocol too old); ErrUnreachable when
 // nothing answers; ErrNotRelay when what answers is not a pult relay (404,
 // not JSON, …).
 func CheckConfig(ctx context.Context, cfg Config) (wire.Operator, error) {
-	relayURL, token := cfg.RelayURL, cfg.Token
-	base, err := checkedRelayURL(relayURL, cfg.Insecure)
+	bases, err := relayURLs(cfg.RelayURL, cfg.Insecure, false)
 	if err != nil {
 		return wire.Operator{}, err
 	}
-	if err := checkToken(token); err != nil {
+	if err := checkToken(cfg.Token); err != nil {
 		return wire.Operator{}, err
 	}
+	if len(bases) == 1 {
+		return checkOne(ctx, cfg, bases[0])
+	}
+	return checkAll(ctx, cfg, bases)
+}
+
+// checkGrace is how long checkAll waits for the other relays once one has
+// answered.
+const checkGrace = 2 * time.Second
+
+// checkAll is CheckConfig for several relays.
+func checkAll(ctx context.Context, cfg Config, bases []*url.URL) (wire.Operator, error) {
+	type answer struct {
+		i   int
+		op  wire.Operator
+		err error
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	answers := make(chan answer, len(bases))
+	for i, base := range bases {
+		go func() {
+			op, err := checkOne(cctx, cfg, base)
+			answers <- answer{i, op, err}
+		}()
+	}
+	errs := make([]error, len(bases))
+	var op wire.Operator
+	found := false
+	var grace <-chan time.Time
+	for n := 0; n < len(bases); n++ {
+		var ans answer
+		select {
+		case ans = <-answers:
+		case <-grace:
+			cancel() // the rest count as unreachable
+			ans = <-answers
+		}
+		errs[ans.i] = ans.err
+		if ans.err == nil && !found {
+			op, found = ans.op, true
+			t := time.NewTimer(checkGrace)
+			defer t.Stop()
+			grace = t.C
+		}
+	}
+	// The worst answer wins: a refused token, then a wrong URL.
+	for _, e := range errs {
+		if se := (*StopError)(nil); errors.As(e, &se) {
+			return wire.Operator{}, e
+		}
+	}
+	for _, e := range errs {
+		if errors.Is(e, ErrNotRelay) || errors.Is(e, ErrCleartext) {
+			return wire.Operator{}, e
+		}
+	}
+	if found {
+		return op, nil
+	}
+	if ctx.Err() == context.Canceled {
+		return wire.Operator{}, ctx.Err()
+	}
+	var why []string
+	for _, e := range errs {
+		if !errors.Is(e, ErrUnreachable) {
+			return wire.Operator{}, e
+		}
+		why = append(why, strings.TrimLeft(strings.TrimPrefix(e.Error(), ErrUnreachable.Error()), ": "))
+	}
+	return wire.Operator{}, fmt.Errorf("%w: none of the %d relays answered (%s)", ErrUnreachable, len(bases), strings.Join(why, "; "))
+}
+
+// checkOne is CheckConfig for one relay.
+func checkOne(ctx context.Context, cfg Config, base *url.URL) (wire.Operator, error) {
+	relayURL, token := base.String(), cfg.Token
 	u := withScheme(base, "http", "https")
 	u.Path += wire.PathMe
 	where := u.String()

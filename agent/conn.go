@@ -60,13 +60,13 @@ func (c *conn) error() error {
 	return c.err
 }
 
-// connect dials the relay and reads hello. On success the returned conn has
+// connect dials relay r and reads hello. On success the returned conn has
 // no goroutines yet: serve starts them.
-func (a *Agent) connect(ctx context.Context) (*conn, wire.Hello, error) {
+func (a *Agent) connect(ctx context.Context, r relay) (*conn, wire.Hello, error) {
 	a.mu.Lock()
 	pos := a.pos
 	a.mu.Unlock()
-	target := a.wsURL
+	target := r.ws
 	if pos.Epoch != "" { // resume even from 0: events may have come while we were away
 		q := url.Values{}
 		q.Set(wire.QuerySince, strconv.FormatUint(pos.Seq, 10))
@@ -99,7 +99,7 @@ func (a *Agent) connect(ctx context.Context) (*conn, wire.Hello, error) {
 	})
 	defer stop()
 
-	a.log.Debug("connecting", "url", a.wsURL, "since", pos.Seq, "epoch", pos.Epoch)
+	a.log.Debug("connecting", "url", r.ws, "since", pos.Seq, "epoch", pos.Epoch)
 	ws, resp, err := d.DialContext(ctx, target, h)
 	if err != nil {
 		return nil, wire.Hello{}, handshakeError(resp, err)
@@ -220,7 +220,7 @@ func (a *Agent) readError(err error) error {
 }
 
 // serve runs an established connection until it ends and returns why.
-func (a *Agent) serve(ctx context.Context, c *conn, hello wire.Hello, events chan<- Event) error {
+func (a *Agent) serve(ctx context.Context, c *conn, r relay, hello wire.Hello, events chan<- Event) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { a.writer(c) })
 	defer func() {
@@ -242,8 +242,8 @@ func (a *Agent) serve(ctx context.Context, c *conn, hello wire.Hello, events cha
 	a.hello, a.hasHello = hello, true
 	item := a.queued
 	a.mu.Unlock()
-	a.log.Info("online", "url", a.wsURL, "operator", hello.Operator.ID, "resumed", hello.Resumed)
-	emit(c.ctx, events, Event{Kind: EventConn, Conn: Online})
+	a.log.Info("online", "url", r.ws, "operator", hello.Operator.ID, "resumed", hello.Resumed)
+	emit(c.ctx, events, Event{Kind: EventConn, Conn: Online, Relay: r.host})
 
 	// Flush the outbox; a SetStatus from now on sends by itself (the check
 	// of a.queued and a.cur happen under the same lock).

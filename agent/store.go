@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -136,9 +137,25 @@ const sessionsDir = "sessions"
 // SessionDir is the state folder for one sign-in under a config folder:
 // one per relay and token, so another sign-in never resumes someone else's
 // stream or sends their queued transcripts. The app and the CLI share it.
+// A list of relays (Config.RelayURL) is one sign-in whatever its order; a
+// single URL keeps the folder it had before lists existed.
 func SessionDir(configDir, relayURL, token string) string {
-	sum := sha256.Sum256([]byte(relayURL + "\n" + token))
+	sum := sha256.Sum256([]byte(sessionKey(relayURL) + "\n" + token))
 	return filepath.Join(configDir, sessionsDir, hex.EncodeToString(sum[:8]))
+}
+
+// sessionKey is what SessionDir hashes of relayURL: a single URL as given
+// (as it always was), a list as its normalised URLs sorted.
+func sessionKey(relayURL string) string {
+	if !strings.Contains(relayURL, ",") {
+		return relayURL
+	}
+	urls, err := SplitRelayURL(relayURL)
+	if err != nil {
+		return relayURL // New refuses it anyway
+	}
+	slices.Sort(urls)
+	return strings.Join(urls, ",")
 }
 
 // SessionDirs lists the state folders of every sign-in kept under

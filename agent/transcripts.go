@@ -91,7 +91,7 @@ func (a *Agent) postTranscript(ctx context.Context, t wire.TranscriptSubmit) (wi
 	}
 	ctx, cancel := context.WithTimeout(ctx, transcriptTimeout)
 	defer cancel()
-	u := withScheme(a.base, "http", "https")
+	u := withScheme(a.current().base, "http", "https")
 	u.Path += wire.PathTranscripts
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {

@@ -81,7 +81,7 @@ func (m *mainWindow) update() {
 	default:
 		m.who.SetText(tr.T("main.notSignedIn"))
 	}
-	m.conn.SetText(tr.T("main.relay", "Conn", tr.conn(a.conn, a.retryAt, a.cfg.Now())))
+	m.conn.SetText(tr.T("main.relay", "Conn", tr.conn(a.conn, a.retryAt, a.cfg.Now())+a.onRelay()))
 	shown := a.shownStatus()
 	for i, b := range m.statuses {
 		if wire.Statuses[i] == shown {

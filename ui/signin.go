@@ -50,7 +50,7 @@ func newSignin(a *App) *signin {
 	s.w = a.fa.NewWindow("pult — " + tr.T("window.signin"))
 	s.w.SetIcon(AppIcon)
 	s.url = a.newEntry(func() { s.w.Close() })
-	s.url.SetPlaceHolder("https://relay.example.com")
+	s.url.SetPlaceHolder("https://relay.example.com") // or several, comma-separated
 	s.token = a.newEntry(func() { s.w.Close() })
 	s.token.Password = true
 	s.token.SetPlaceHolder("pult_…")
@@ -135,6 +135,7 @@ func (s *signin) submit() {
 	a := s.a
 	go func() {
 		defer cancel()
+		relays, _ := agent.SplitRelayURL(url)
 		op, err := a.cfg.Check(ctx, url, token)
 		if err == nil && a.cfg.Credentials != nil {
 			err = a.cfg.Credentials.Save(Login{RelayURL: url, Token: token})
@@ -146,7 +147,7 @@ func (s *signin) submit() {
 			s.cancel = nil
 			s.busy(false)
 			if err != nil {
-				s.setMessage(tr.checkMessage(err), widget.DangerImportance)
+				s.setMessage(tr.checkListMessage(err, len(relays)), widget.DangerImportance)
 				return
 			}
 			a.log.Info("signed in", "operator", op.Code, "relay", url)

@@ -260,15 +260,15 @@ func (t *tray) icon() fyne.Resource {
 	return statusIcon(a.shownStatus(), a.sess != nil && a.conn == agent.Online)
 }
 
-// tooltip: name, status and connection.
+// tooltip: name, status and connection (and, with several relays, which).
 func (t *tray) tooltip() string {
 	a, tr := t.a, t.a.tr
 	conn := tr.conn(a.conn, a.retryAt, a.cfg.Now())
 	switch {
 	case a.op != nil:
-		return fmt.Sprintf("pult — %s: %s (%s)", a.op.Name, tr.status(a.shownStatus()), conn)
+		return fmt.Sprintf("pult — %s: %s (%s)", a.op.Name, tr.status(a.shownStatus()), conn) + a.onRelay()
 	case a.sess != nil:
-		return "pult — " + conn
+		return "pult — " + conn + a.onRelay()
 	}
 	return "pult — " + tr.T("menu.notSignedIn")
 }
@@ -292,4 +292,17 @@ func (t *tray) setQueueItem(show bool) {
 	case !show && i >= 0:
 		t.menu.Items = append(t.menu.Items[:i], t.menu.Items[i+1:]...)
 	}
+}
+
+// onRelay is " · via relay2.example.com" when the sign-in lists several
+// relays and the agent is on one (or dialing it); "" otherwise: one relay
+// (or one name behind a load balancer) goes without saying.
+func (a *App) onRelay() string {
+	if a.sess == nil || a.sess.agent == nil || len(a.sess.agent.Relays()) < 2 || a.relay == "" {
+		return ""
+	}
+	if a.conn != agent.Online && a.conn != agent.Connecting {
+		return ""
+	}
+	return " · " + a.tr.T("conn.via", "Host", a.relay)
 }

@@ -95,6 +95,7 @@ type App struct {
 	conn    agent.ConnState
 	connErr string
 	retryAt time.Time
+	relay   string // the relay the agent is on or trying (EventConn.Relay)
 	status  wire.StatusInfo
 	pending *wire.Status // chosen while offline, not yet confirmed
 	skew    time.Duration
@@ -321,6 +322,7 @@ func (a *App) startSession(login Login) {
 	s.cancel = cancel
 	a.sess = s
 	a.conn = agent.Connecting
+	a.relay = ""
 	a.refresh()
 	go func() {
 		defer close(s.done)
@@ -395,6 +397,7 @@ func (a *App) onEvent(s *session, ev agent.Event, received time.Time) {
 	case agent.EventConn:
 		a.conn = ev.Conn
 		a.connErr = ev.Err
+		a.relay = ev.Relay
 		a.retryAt = time.Time{}
 		if ev.Conn == agent.Offline && ev.RetryIn > 0 {
 			a.retryAt = a.cfg.Now().Add(ev.RetryIn)

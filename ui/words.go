@@ -234,6 +234,20 @@ func (w *words) checkMessage(err error) string {
 	return err.Error()
 }
 
+// checkListMessage is checkMessage for signing in with a list of relays
+// (relays of them): a wrong address is named, and "unreachable" means all.
+func (w *words) checkListMessage(err error, relays int) string {
+	if relays > 1 {
+		switch {
+		case errors.Is(err, agent.ErrNotRelay):
+			return w.T("signin.notRelayList", "Err", strings.TrimPrefix(err.Error(), agent.ErrNotRelay.Error()+": "))
+		case errors.Is(err, agent.ErrUnreachable):
+			return w.T("signin.unreachableList")
+		}
+	}
+	return w.checkMessage(err)
+}
+
 func parseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

@@ -41,6 +41,8 @@ type Store struct {
 
 // Login is one sign-in.
 type Login struct {
+	// RelayURL is the relay's URL, or several separated by commas
+	// (agent.Config.RelayURL); the token is keyed by it in the keyring.
 	RelayURL string
 	Token    string
 	// Insecure: the operator accepted that the token goes unencrypted to

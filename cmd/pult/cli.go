@@ -39,11 +39,11 @@ const usage = `pult — the call-center operator's agent
 Usage:
   pult                                        run the desktop app (tray icon, call cards)
   pult tel:NUMBER | callto:NUMBER             open the app's dialer with NUMBER
-  pult login --relay URL [--token-file FILE]  sign in; the token is read from FILE or stdin
-             [--insecure]                     (--insecure: allow http:// or ws:// to another machine)
+  pult login --relay URL[,URL…]               sign in; the token is read from FILE or stdin
+             [--token-file FILE] [--insecure] (--insecure: allow http:// or ws:// to another machine)
   pult logout [--discard]                     remove the stored token, queued work and recent calls
                                               (--discard: even work not yet sent to the relay)
-  pult status                                 show your status
+  pult status                                 show your status and the relay you are on
   pult status free|busy|dinner|break          set your status
   pult dial NUMBER                            call NUMBER through the PBX
   pult callback NUMBER [--at TIME] [--note T] have Calltouch call NUMBER back (now, or at TIME)
@@ -57,6 +57,12 @@ Usage:
 login, status and dial accept --timeout DURATION (default 10s): how long to
 wait for the relay.
 
+Several relays of one cluster: list their URLs separated by commas
+("https://relay1:8700,https://relay2:8700", up to 16; or give the one name
+of a load balancer in front of them). pult starts on a random one and, when
+it loses it, moves to another and resumes where it was: nothing missed,
+nothing twice.
+
 The relay URL may be http(s):// or ws(s)://. Plain http:// and ws:// send
 the token unencrypted, so they are accepted only for this machine
 (localhost, 127.0.0.1, [::1]); for any other host use https:// (wss://), or
@@ -66,7 +72,8 @@ Manager on Windows), the URL in the user config directory (~/.config/pult,
 %APPDATA%\pult on Windows).
 
 Environment:
-  PULT_RELAY, PULT_TOKEN  use this relay and token instead of the stored sign-in (set both)
+  PULT_RELAY, PULT_TOKEN  use this relay (or comma-separated relays) and token instead of
+                          the stored sign-in (set both)
   PULT_INSECURE=1         allow PULT_RELAY to be http:// or ws:// to another machine
   PULT_CONFIG_DIR         directory of the stored relay URL (default: <user config dir>/pult)
   PULT_REGION             country for numbers typed without one (default RU)
@@ -75,8 +82,8 @@ Environment:
   PULT_CPUPROFILE=FILE    the desktop app writes a CPU profile (pprof) to FILE
 
 watch prints one JSON object per line:
-  {"event":"connection","state":"online"}
-  {"event":"connection","state":"offline","error":"…","retryInMs":1200}
+  {"event":"connection","state":"online","relay":"relay2.example.com:8700"}
+  {"event":"connection","state":"offline","error":"…","retryInMs":1200,"relay":"…"}
   {"event":"hello","hello":{"operator":{…},"status":{…},…}}
   {"event":"call","seq":12,"call":{"id":…,"state":"ringing","phone":…,"manager":{…},…}}
   {"event":"status","seq":13,"status":{"status":"busy","since":…,"source":"crm"}}
@@ -165,11 +172,11 @@ func (c *cli) parse(fs *flag.FlagSet, args []string, synopsis string) (pos []str
 
 func (c *cli) login(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)
-	relay := fs.String("relay", "", "relay URL (http, https, ws or wss)")
+	relay := fs.String("relay", "", "relay URL (http, https, ws or wss), or several separated by commas")
 	tokenFile := fs.String("token-file", "", "read the token from this file instead of stdin")
 	insecure := fs.Bool("insecure", false, "allow an http:// or ws:// relay on another machine: the token goes unencrypted")
 	timeout := fs.Duration("timeout", defaultTimeout, "how long to wait for the relay")
-	pos, code, ok := c.parse(fs, args, "login --relay URL [--insecure] [--token-file FILE] [--timeout 10s]")
+	pos, code, ok := c.parse(fs, args, "login --relay URL[,URL…] [--insecure] [--token-file FILE] [--timeout 10s]")
 	if !ok {
 		return code
 	}
@@ -177,7 +184,7 @@ func (c *cli) login(ctx context.Context, args []string) int {
 		return c.fail(exitUsage, "login takes no arguments (the token is read from stdin or --token-file)")
 	}
 	if *relay == "" {
-		return c.fail(exitUsage, "login needs --relay URL")
+		return c.fail(exitUsage, "login needs --relay URL (or several, separated by commas)")
 	}
 	// Refused before the token is read, let alone sent.
 	url, err := agent.CheckRelayURL(*relay, *insecure)
@@ -231,7 +238,7 @@ func (c *cli) checkFailed(url string, err error) int {
 	case errors.As(err, &se):
 		return c.stopped(se)
 	case errors.Is(err, agent.ErrUnreachable):
-		return c.fail(exitOffline, "cannot reach the relay at %s (is it running, is the address right?): %v", url, err)
+		return c.fail(exitOffline, "cannot reach %s (is it running, is the address right?): %v", theRelays(url), err)
 	case errors.Is(err, agent.ErrNotRelay):
 		return c.fail(exitError, "%s does not look like a pult relay; check the URL: %v", url, err)
 	case errors.Is(err, context.Canceled):
@@ -371,6 +378,15 @@ func (c *cli) credentials() (l credentials.Login, code int) {
 	return l, 0
 }
 
+// theRelays names a relay URL list for a message: "the relay at URL" or
+// "any of the relays URL1, URL2".
+func theRelays(list string) string {
+	if urls, err := agent.SplitRelayURL(list); err == nil && len(urls) > 1 {
+		return "any of the relays " + strings.Join(urls, ", ")
+	}
+	return "the relay at " + list
+}
+
 // envTrue reads a yes/no environment variable: 1, true or yes.
 func envTrue(v string) bool {
 	switch strings.ToLower(strings.TrimSpace(v)) {
@@ -450,7 +466,7 @@ func (c *cli) connect(ctx context.Context, timeout time.Duration) (*session, int
 		s.close()
 		mu.Lock()
 		defer mu.Unlock()
-		return nil, c.fail(exitOffline, "could not connect to the relay at %s within %s: %s", url, timeout, lastErr)
+		return nil, c.fail(exitOffline, "could not connect to %s within %s: %s", theRelays(url), timeout, lastErr)
 	}
 }
 
@@ -482,6 +498,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	if want == "" {
 		h, _ := s.a.Hello()
 		fmt.Fprintf(c.stdout, "%s (code %s): %s\n", h.Operator.Name, h.Operator.Code, describeStatus(h.Status))
+		fmt.Fprintf(c.stdout, "Relay: %s\n", s.a.Relay())
 		return exitOK
 	}
 	sctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -552,6 +569,7 @@ type watchLine struct {
 	State     string           `json:"state,omitempty"` // connection: connecting, online, offline, auth_failed, outdated
 	Error     string           `json:"error,omitempty"`
 	RetryInMs int64            `json:"retryInMs,omitempty"`
+	Relay     string           `json:"relay,omitempty"` // connection: host[:port] of the relay dialed, on, or lost
 	Hello     *wire.Hello      `json:"hello,omitempty"`
 	Call      *wire.Call       `json:"call,omitempty"`
 	Status    *wire.StatusInfo `json:"status,omitempty"`
@@ -565,7 +583,7 @@ func toWatchLine(ev agent.Event) watchLine {
 		Hello: ev.Hello, Call: ev.Call, Status: ev.Status, Notice: ev.Notice, Receipt: ev.Receipt,
 	}
 	if ev.Kind == agent.EventConn {
-		l.State, l.Error, l.RetryInMs = ev.Conn.String(), ev.Err, ev.RetryIn.Milliseconds()
+		l.State, l.Relay, l.Error, l.RetryInMs = ev.Conn.String(), ev.Relay, ev.Err, ev.RetryIn.Milliseconds()
 	}
 	return l
 }

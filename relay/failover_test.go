@@ -1,0 +1,158 @@
+package relay_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/pult/pult/agent"
+	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/store"
+)
+
+// startExternalNATS runs an in-process nats-server with JetStream on
+// loopback, shut down when the test ends (after the relays registered later).
+func startExternalNATS(t *testing.T) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoLog: true, NoSigs: true, MaxPayload: store.MaxPayload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats did not start")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
+}
+
+// An agent that knows two relays of one cluster (here two relays sharing an
+// external NATS server) moves to the other when the one it is on stops, and
+// resumes there: every call event, posted to either relay before, during and
+// after the move, reaches it exactly once and in order.
+func TestFailoverBetweenRelays(t *testing.T) {
+	checkGoroutines(t)
+	ns := startExternalNATS(t)
+	relays := map[string]*testRelay{}
+	var urls []string
+	for range 2 {
+		cfg := testConfig(t)
+		cfg.NATS.URL = ns.ClientURL()
+		cfg.DataDir = t.TempDir() // each relay its own: JetStream is the external server's
+		r := startRelay(t, cfg)
+		relays[strings.TrimPrefix(r.URL, "http://")] = r
+		urls = append(urls, r.URL)
+	}
+	_, token := relays[strings.TrimPrefix(urls[0], "http://")].addOperator("Anna", "100", "1")
+	ta := startAgent(t, strings.Join(urls, ","), token, nil)
+	ta.waitOnline()
+
+	on := ta.a.Relay()
+	cur := relays[on]
+	if cur == nil {
+		t.Fatalf("the agent is on %q, not one of %v", on, urls)
+	}
+	var other *testRelay
+	for host, r := range relays {
+		if host != on {
+			other = r
+		}
+	}
+	call := func(r *testRelay, n int) error {
+		status, body, err := r.tryCallEvent(map[string]any{"type": "in", "phone": "+79121234567", "codes": []string{"100"},
+			"callExternalId": fmt.Sprintf("n-%03d", n)})
+		if err == nil && status != 200 {
+			err = fmt.Errorf("call %d: HTTP %d %v", n, status, body)
+		}
+		return err
+	}
+
+	// Before: on the relay it is on, and on the other.
+	const before, during, after = 5, 30, 5
+	for n := 1; n <= before; n++ {
+		r := cur
+		if n%2 == 0 {
+			r = other
+		}
+		if err := call(r, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ta.waitFor("the calls before the failover", callWith(fmt.Sprintf("n-%03d", before), wire.CallRinging))
+	hellos := ta.hellos()
+
+	// During: numbered calls to the other relay while the agent's stops.
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	wg.Go(func() {
+		for n := before + 1; n <= before+during; n++ {
+			if err := call(other, n); err != nil {
+				errs <- err
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	time.Sleep(20 * time.Millisecond)
+	stopped := time.Now()
+	cur.stop()
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	ta.waitHellos(hellos + 1)
+	ta.waitFor("online on the other relay", func(e agent.Event) bool {
+		return e.Kind == agent.EventConn && e.Conn == agent.Online && e.Relay == strings.TrimPrefix(other.URL, "http://")
+	})
+	t.Logf("the agent was back online on the other relay %s after the stop began", time.Since(stopped).Round(time.Millisecond))
+	if got := ta.a.Relay(); got != strings.TrimPrefix(other.URL, "http://") {
+		t.Errorf("Relay() = %q, want the other relay", got)
+	}
+
+	// After: on the relay it is on now.
+	for n := before + during + 1; n <= before+during+after; n++ {
+		if err := call(other, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := before + during + after
+	ta.waitFor("every call", callWith(fmt.Sprintf("n-%03d", total), wire.CallRinging))
+
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	var ids []string
+	var last uint64
+	var resumed []bool
+	for _, e := range ta.events {
+		switch e.Kind {
+		case agent.EventHello:
+			resumed = append(resumed, e.Hello.Resumed)
+		case agent.EventCall:
+			if e.Call.State != wire.CallRinging {
+				continue
+			}
+			if e.Seq <= last {
+				t.Errorf("call %s has seq %d after %d", e.Call.ID, e.Seq, last)
+			}
+			last = e.Seq
+			ids = append(ids, e.Call.ID)
+		}
+	}
+	var want []string
+	for n := 1; n <= total; n++ {
+		want = append(want, fmt.Sprintf("n-%03d", n))
+	}
+	if strings.Join(ids, " ") != strings.Join(want, " ") {
+		t.Errorf("ringing cards, in order:\n got %v\nwant %v", ids, want)
+	}
+	if len(resumed) < 2 || !resumed[len(resumed)-1] {
+		t.Errorf("hellos resumed: %v; want the last one, on the other relay, resumed", resumed)
+	}
+}
