@@ -70,7 +70,10 @@ func (s *Server) HandleRequest(ctx context.Context, wop wire.Operator, typ, id s
 // request again could place the same call twice.
 func final(typ string, out any) bool {
 	if e, ok := out.(*wire.Error); ok && typ == wire.TypeError {
-		return e.Code != wire.ErrInternal && e.Code != wire.ErrPBXUnreachable
+		switch e.Code {
+		case wire.ErrInternal, wire.ErrPBXUnreachable, wire.ErrUnavailable, wire.ErrRateLimited:
+			return false
+		}
 	}
 	return true
 }

@@ -315,9 +315,9 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-// Error codes. After pbx_unreachable and internal nothing was done, and
-// the same request (same id) may be sent again: the relay does not keep
-// them as the request's answer. Every other answer is the request's final
+// Error codes. After pbx_unreachable, internal, unavailable and
+// rate_limited nothing was done, and the same request (same id) may be
+// sent again: the relay does not keep them as the request's answer. Every other answer is the request's final
 // one, given again to its id; pbx_timeout too, as its outcome is unknown.
 const (
 	ErrBadRequest     = "bad_request"
