@@ -55,6 +55,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pult/pult/agent/wire"
@@ -167,6 +168,13 @@ type Board struct {
 	ready    chan struct{}
 	readyOne sync.Once
 
+	node      string
+	leaseTTL  time.Duration
+	lease     leaseState   // Run's
+	leading   atomic.Bool  // holds the checkpoint lease
+	saved     atomic.Int64 // checkpoints written
+	abandoned atomic.Bool  // Run ends without a last checkpoint nor releasing the lease
+
 	mu      sync.Mutex
 	st      boardState
 	changed bool // since the last checkpoint
@@ -200,6 +208,12 @@ type Store interface {
 	TailQueue(ctx context.Context, from uint64, fn func(seq uint64, data []byte)) error
 	LoadBoardCheckpoint(ctx context.Context) ([]byte, error)
 	SaveBoardCheckpoint(ctx context.Context, data []byte) error
+	// The checkpoint lease: TakeLease when nobody holds it, RenewLease
+	// (with the revision last returned) to keep it, ReleaseLease to give
+	// it up. Take and Renew return revision 0 when another holds it.
+	TakeLease(ctx context.Context, name, holder string) (rev uint64, err error)
+	RenewLease(ctx context.Context, name, holder string, rev uint64) (uint64, error)
+	ReleaseLease(ctx context.Context, name string, rev uint64) error
 	Statuses(ctx context.Context) (map[string][]byte, error)
 	WatchStatuses(ctx context.Context, fn func(opID string, data []byte)) error
 }
@@ -215,6 +229,11 @@ type Config struct {
 	// Auth identifies a wallboard viewer from the request (the bearer
 	// check); the board requires a supervisor.
 	Auth func(*http.Request) (operators.Operator, error)
+	// Node names this relay node as the checkpoint lease's holder.
+	Node string
+	// LeaseTTL is how long the checkpoint lease lasts unless renewed (the
+	// store's); it is renewed every third of it.
+	LeaseTTL time.Duration
 }
 
 // New makes a board; Open loads it, Run keeps it up to date.
@@ -224,7 +243,7 @@ func New(cfg Config) *Board {
 	}
 	return &Board{
 		log: cfg.Log.With("component", "queue"), store: cfg.Store, loc: cfg.Location, serviceLevel: cfg.ServiceLevel, now: cfg.Now,
-		auth: cfg.Auth, longBreak: cfg.LongBreak,
+		auth: cfg.Auth, longBreak: cfg.LongBreak, node: cfg.Node, leaseTTL: cfg.LeaseTTL,
 		kick: make(chan struct{}, 1), ready: make(chan struct{}),
 		st:   freshState(),
 		info: map[string]operators.Operator{}, status: map[string]wire.StatusInfo{},
@@ -334,6 +353,12 @@ func (b *Board) Run(ctx context.Context) error {
 	tick := time.NewTicker(boardTick)
 	defer tick.Stop()
 	lastSave := time.Now()
+	// Only the holder of the checkpoint lease writes checkpoints: every
+	// node folds the same stream, one writes what it folded.
+	leaseTTL := b.leaseTTL
+	leaseTick := time.NewTicker(max(leaseTTL/3, 10*time.Millisecond))
+	defer leaseTick.Stop()
+	b.lead(ctx)
 	var runErr error
 	running := 2
 loop:
@@ -360,9 +385,13 @@ loop:
 			b.pruneLocked()
 			b.flushLocked()
 			b.mu.Unlock()
-			if time.Since(lastSave) >= checkpointEvery {
+			if b.lease.held && time.Since(lastSave) >= checkpointEvery {
 				lastSave = time.Now()
 				b.checkpoint(ctx)
+			}
+		case <-leaseTick.C:
+			if held := b.lease.held; b.lead(ctx) && !held {
+				lastSave = time.Time{} // a new holder checkpoints at once
 			}
 		}
 	}
@@ -372,11 +401,63 @@ loop:
 			runErr = err
 		}
 	}
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
-	b.checkpoint(sctx)
-	scancel()
+	if b.lease.held && !b.abandoned.Load() {
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+		b.checkpoint(sctx)
+		if err := b.store.ReleaseLease(sctx, checkpointLease, b.lease.rev); err != nil {
+			b.log.Warn("checkpoint lease not released; it expires on its own", "err", err)
+		}
+		scancel()
+	}
+	b.leading.Store(false)
 	b.CloseAll()
 	return runErr
+}
+
+// checkpointLease is the name of the lease whose holder writes the
+// checkpoints.
+const checkpointLease = "board-checkpoint"
+
+// leaseState is the checkpoint lease as this node holds it (Run's).
+type leaseState struct {
+	held bool
+	rev  uint64
+}
+
+// lead takes the checkpoint lease, or renews it when held, and reports
+// whether this node holds it now.
+func (b *Board) lead(ctx context.Context) bool {
+	lctx, cancel := context.WithTimeout(ctx, max(b.leaseTTL/3, 10*time.Millisecond))
+	defer cancel()
+	was := b.lease.held
+	var rev uint64
+	var err error
+	if was {
+		rev, err = b.store.RenewLease(lctx, checkpointLease, b.node, b.lease.rev)
+	} else {
+		rev, err = b.store.TakeLease(lctx, checkpointLease, b.node)
+	}
+	switch {
+	case err == nil && rev != 0:
+		b.lease = leaseState{held: true, rev: rev}
+		if !was {
+			b.log.Info("this node writes the queue board's checkpoints now", "node", b.node)
+		}
+	case err == nil:
+		if was {
+			b.log.Warn("checkpoint lease lost; another node writes the checkpoints", "node", b.node)
+		}
+		b.lease = leaseState{}
+	default:
+		// Unknown (NATS unreachable): the lease may have lapsed meanwhile,
+		// so this node stops writing until it has it again for sure.
+		if was && ctx.Err() == nil {
+			b.log.Warn("checkpoint lease not renewed", "err", err)
+		}
+		b.lease = leaseState{}
+	}
+	b.leading.Store(b.lease.held)
+	return b.lease.held
 }
 
 // clone copies the state deeply enough to encode it while the fold goes on:
@@ -414,7 +495,9 @@ func (b *Board) checkpoint(ctx context.Context) {
 		b.log.Error("queue checkpoint not encoded", "err", err)
 		return
 	}
-	if err := b.store.SaveBoardCheckpoint(ctx, data); err != nil {
+	if err := b.store.SaveBoardCheckpoint(ctx, data); err == nil {
+		b.saved.Add(1)
+	} else {
 		b.log.Warn("queue checkpoint not stored; the next one will be", "err", err)
 		b.mu.Lock()
 		b.changed = true
@@ -489,20 +572,22 @@ func (b *Board) putOperatorLocked(op operators.Operator) {
 	}
 }
 
-// Presence re-reads whether an operator has an agent connected to this node.
-func (b *Board) Presence(opID string, sessions int) {
-	on := sessions > 0
+// SetPresence says whether an operator has an agent connected to any node
+// of the cluster (package presence tells), and since when: online, when
+// their first session began; offline, when the store learnt they were
+// gone. Every node hears the same, so every board says the same.
+func (b *Board) SetPresence(opID string, on bool, at time.Time) {
+	at = at.UTC()
 	b.mu.Lock()
 	o := b.st.Ops[opID]
 	if o != nil && o.Connected != on {
-		now := b.now().UTC()
 		o.Connected = on
 		if on {
-			if o.OnlineSince.IsZero() || o.OfflineSince.IsZero() || now.Sub(o.OfflineSince) > presenceGrace {
-				o.OnlineSince = now
+			if o.OnlineSince.IsZero() || o.OfflineSince.IsZero() || at.Sub(o.OfflineSince) > presenceGrace {
+				o.OnlineSince = at
 			}
 		} else {
-			o.OfflineSince = now
+			o.OfflineSince = at
 		}
 		b.changed = true
 		b.markOpLocked(opID)
@@ -514,7 +599,7 @@ func (b *Board) Presence(opID string, sessions int) {
 func (b *Board) markOpLocked(id string) { b.dirtyOps[id] = true }
 
 // Available reports whether the operator is signed in (an agent of theirs
-// is connected) and free: what retailCRM asks of a responsible manager
+// is connected to any node of the cluster) and free: what retailCRM asks of a responsible manager
 // before it routes a call to them.
 func (b *Board) Available(opID string) bool {
 	b.mu.Lock()
@@ -1193,6 +1278,18 @@ func (b *Board) CloseAll() {
 		b.dropLocked(sub)
 	}
 }
+
+// Leading reports whether this node holds the checkpoint lease (writes the
+// checkpoints).
+func (b *Board) Leading() bool { return b.leading.Load() }
+
+// Checkpoints counts the checkpoints this node has written (tests,
+// metrics).
+func (b *Board) Checkpoints() int64 { return b.saved.Load() }
+
+// Abandon makes Run end without a last checkpoint and without releasing
+// the checkpoint lease, as if the process had been killed. For tests.
+func (b *Board) Abandon() { b.abandoned.Store(true) }
 
 // Subscribers counts the subscriptions (tests, metrics).
 func (b *Board) Subscribers() int {
