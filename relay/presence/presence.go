@@ -170,9 +170,9 @@ func (t *Tracker) Local(opID string, sessions int) {
 // been seen.
 func (t *Tracker) Synced() <-chan struct{} { return t.synced }
 
-// Abandon makes Run end without removing this node's record, as if the
-// process had been killed: the others see its operators go when the record
-// expires. For tests.
+// Abandon makes the tracker write nothing more and Run end without
+// removing this node's record, as if the process had been killed: the
+// others see its operators go when the record expires. For tests.
 func (t *Tracker) Abandon() { t.abandoned.Store(true) }
 
 // Run writes this node's record (on change, and every TTL/3) and watches
@@ -191,6 +191,9 @@ func (t *Tracker) Run(ctx context.Context) error {
 	var runErr error
 	written := false
 	put := func() {
+		if t.abandoned.Load() {
+			return // a killed process writes nothing more
+		}
 		t.mu.Lock()
 		for id, at := range t.gone {
 			if t.now().Sub(at) > beat {
