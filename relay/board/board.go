@@ -640,9 +640,32 @@ func countTalk(c *wire.QueueCounters, talk time.Duration) {
 	c.TalkedCalls++
 }
 
-// applyChangeLocked folds one call change: what the call was (the live
-// entry) and what it is now tell what happened.
+// applyChangeLocked folds one call change. A change made on a day the
+// board has closed already (it reached this node after its clock passed
+// midnight) changes the call but no counter: a node whose clock had not
+// passed midnight yet counts it in the old day, which it then closes, so
+// both end up with the same new day. Which day a change counts in depends
+// on the change alone, not on when a node folds it.
 func (b *Board) applyChangeLocked(seq uint64, c queueChange) {
+	if b.st.Day == "" || c.At.In(b.loc).Format(time.DateOnly) >= b.st.Day {
+		b.foldLocked(seq, c)
+		return
+	}
+	totals := b.st.Totals
+	counters := make(map[string]wire.QueueCounters, len(b.st.Ops))
+	for id, o := range b.st.Ops {
+		counters[id] = o.Counters
+	}
+	b.foldLocked(seq, c)
+	b.st.Totals = totals
+	for id, o := range b.st.Ops {
+		o.Counters = counters[id]
+	}
+}
+
+// foldLocked folds one call change: what the call was (the live entry) and
+// what it is now tell what happened.
+func (b *Board) foldLocked(seq uint64, c queueChange) {
 	b.st.Applied = seq
 	b.changed = true
 	at := c.At.UTC()
