@@ -65,12 +65,17 @@ import (
 )
 
 const (
-	boardSchema       = 1
-	checkpointEvery   = 10 * time.Second
-	presenceGrace     = 2 * time.Minute  // a reconnect within it keeps "online since"
-	staleRinging      = 30 * time.Minute // a ringing call with no news for this long is dropped
-	staleTalking      = 8 * time.Hour    // a call talked with no news for this long is dropped
-	boardTick         = time.Second
+	boardSchema     = 1
+	checkpointEvery = 10 * time.Second
+	presenceGrace   = 2 * time.Minute  // a reconnect within it keeps "online since"
+	staleRinging    = 30 * time.Minute // a ringing call with no news for this long is dropped
+	staleTalking    = 8 * time.Hour    // a call talked with no news for this long is dropped
+	boardTick       = time.Second
+	// lateness is how far the board's clock trails the node's: a minute
+	// (a day) is closed by the clock only this long after it ended, so a
+	// change made in it reaches every node's fold before any node closes
+	// it, and every node samples and counts it alike (see clockNow).
+	lateness          = 5 * time.Second
 	endedMemory       = 10 * time.Minute // how long a call over is remembered, to ignore its late changes
 	maxBoardViewers   = 32               // concurrent /board/events streams
 	maxTokenViewers   = 4                // of them with one token (a few screens each)
@@ -381,7 +386,7 @@ loop:
 			b.mu.Unlock()
 		case <-tick.C:
 			b.mu.Lock()
-			b.advanceLocked(b.now())
+			b.advanceLocked(b.clockNow())
 			b.pruneLocked()
 			b.flushLocked()
 			b.mu.Unlock()
@@ -917,6 +922,14 @@ func (b *Board) currentCall(opID string) *wire.QueueCall {
 	return best
 }
 
+// clockNow is where the clock's ticks bring the board: the node's clock,
+// less lateness. Changes bring it to their own time (applyChangeLocked).
+// The clock decides when a minute's sample is taken and when the day
+// ends; with every node trailing by lateness, a change folded within
+// lateness of its time (the usual: milliseconds) lands in the same minute
+// and day on every node, whichever node's clock is ahead.
+func (b *Board) clockNow() time.Time { return b.now().Add(-lateness) }
+
 // advanceLocked moves the board's clock to t: it closes the minutes passed
 // (one history sample each) and starts a new day at local midnight.
 func (b *Board) advanceLocked(t time.Time) {
@@ -1180,7 +1193,7 @@ func (b *Board) snapshotLocked() wire.QueueSnapshot {
 func (b *Board) Snapshot() wire.QueueSnapshot {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.advanceLocked(b.now())
+	b.advanceLocked(b.clockNow())
 	b.flushLocked()
 	return b.snapshotLocked()
 }
@@ -1197,7 +1210,7 @@ func (b *Board) SubscribeWS(peer hub.Peer, id string) error {
 	if old := b.wsSubs[peer]; old != nil {
 		b.dropLocked(old)
 	}
-	b.advanceLocked(b.now())
+	b.advanceLocked(b.clockNow())
 	b.flushLocked()
 	data, err := json.Marshal(b.snapshotLocked())
 	if err != nil {
@@ -1248,7 +1261,7 @@ func (b *Board) subscribeSSE(opID string) (*boardSub, error) {
 	if b.byToken[opID] >= maxTokenViewers {
 		return nil, errTooManyForToken
 	}
-	b.advanceLocked(b.now())
+	b.advanceLocked(b.clockNow())
 	b.flushLocked()
 	data, err := json.Marshal(b.snapshotLocked())
 	if err != nil {
