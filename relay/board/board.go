@@ -11,16 +11,26 @@
 // answered (answered, wait, in time or not), moved to another operator (a
 // transfer: the first operator's talk ends), ended (talk time) or was missed.
 // Statuses come from the status bucket (a KV watch), operators from the
-// registry, presence from the hub (Presence).
+// registry, presence from package presence (SetPresence): an operator is
+// online while an agent of theirs is connected to any relay node.
 //
-// Restarts. The fold is deterministic: it runs on the times carried by the
-// changes (and on the clock's ticks between them), so the board is a
-// function of the stream. Every few seconds, and at shutdown, the board's
-// state and the last sequence applied are checkpointed in the pult_queue
-// bucket; a relay that starts loads the checkpoint and replays the stream
-// after it (all of it, 48 hours, if there is no checkpoint), before it
-// accepts connections. Presence is not restored: agents reconnect, and one
-// back within presenceGrace keeps its "online since".
+// Several nodes. Every node folds the same stream into a board of its
+// own, and the fold is deterministic: it runs on the times carried by the
+// changes (and on the clock's ticks between them, which trail the clock by
+// lateness), and a change made on a day already closed counts in no day
+// (applyChangeLocked), so every node's counters are the same. Presence,
+// with its times, comes from the presence bucket every node watches.
+//
+// Restarts. Every few seconds, and at shutdown, the board's state and the
+// last sequence applied are checkpointed in the pult_queue bucket — by one
+// node at a time: the holder of the checkpoint lease (a key of the presence
+// bucket that expires unless its holder renews it every third of its TTL;
+// another node takes it when it lapses). A relay that starts loads the
+// checkpoint, whoever wrote it, and replays the stream after it (all of it,
+// 48 hours, if there is no checkpoint), before it accepts connections.
+// Presence in the checkpoint is not trusted: the presence watch says who
+// is connected now, and one back within presenceGrace keeps its "online
+// since".
 //
 // Delivery. Changes mark operators, waiting calls and totals dirty; a
 // flusher turns what is dirty into one QueueDelta — only entries that differ
@@ -34,7 +44,7 @@
 // stream ends (the page reconnects and starts from a fresh snapshot).
 //
 // Goroutines: Run (one per node) owns the stream's tail, the status watch,
-// the clock and the checkpoints; every other method may be called from any
+// the clock, the checkpoint lease and the checkpoints; every other method may be called from any
 // goroutine (the webhook's, a session's, the HTTP server's) and takes the
 // board's lock. Subscribers are reached without waiting: a websocket
 // session through hub.Peer.Send, an SSE viewer through its channel, read by
