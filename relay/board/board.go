@@ -194,6 +194,7 @@ type Board struct {
 	st      boardState
 	changed bool // since the last checkpoint
 	info    map[string]operators.Operator
+	online  map[string]time.Time // operators online on the cluster, since when (SetPresence)
 	status  map[string]wire.StatusInfo
 	waiting map[string]wire.WaitingCall // by call id
 	opCalls map[string]map[string]bool  // operator id → keys of their live calls
@@ -261,7 +262,7 @@ func New(cfg Config) *Board {
 		auth: cfg.Auth, longBreak: cfg.LongBreak, node: cfg.Node, leaseTTL: cfg.LeaseTTL,
 		kick: make(chan struct{}, 1), ready: make(chan struct{}),
 		st:   freshState(),
-		info: map[string]operators.Operator{}, status: map[string]wire.StatusInfo{},
+		info: map[string]operators.Operator{}, status: map[string]wire.StatusInfo{}, online: map[string]time.Time{},
 		waiting: map[string]wire.WaitingCall{}, opCalls: map[string]map[string]bool{},
 		pubOps: map[string]wire.QueueOperator{}, pubWaiting: map[string]wire.WaitingCall{},
 		dirtyOps: map[string]bool{}, dirtyWaiting: map[string]bool{},
@@ -436,7 +437,7 @@ const checkpointLease = "board-checkpoint"
 // leaseState is the checkpoint lease as this node holds it (Run's).
 type leaseState struct {
 	held bool
-	rev  uint64
+	rev  uint64 // its revision when last taken or renewed; 0 when lost
 }
 
 // lead takes the checkpoint lease, or renews it when held, and reports
@@ -447,9 +448,11 @@ func (b *Board) lead(ctx context.Context) bool {
 	was := b.lease.held
 	var rev uint64
 	var err error
-	if was {
+	if b.lease.rev != 0 {
+		// Held, or held until an error said nothing of it: renew.
 		rev, err = b.store.RenewLease(lctx, checkpointLease, b.node, b.lease.rev)
-	} else {
+	}
+	if err == nil && rev == 0 {
 		rev, err = b.store.TakeLease(lctx, checkpointLease, b.node)
 	}
 	switch {
@@ -464,12 +467,13 @@ func (b *Board) lead(ctx context.Context) bool {
 		}
 		b.lease = leaseState{}
 	default:
-		// Unknown (NATS unreachable): the lease may have lapsed meanwhile,
-		// so this node stops writing until it has it again for sure.
+		// Unknown (NATS unreachable): the lease may lapse meanwhile, so
+		// this node stops writing until it has renewed it (or taken it
+		// again).
 		if was && ctx.Err() == nil {
 			b.log.Warn("checkpoint lease not renewed", "err", err)
 		}
-		b.lease = leaseState{}
+		b.lease.held = false
 	}
 	b.leading.Store(b.lease.held)
 	return b.lease.held
@@ -575,7 +579,13 @@ func (b *Board) putOperatorLocked(op operators.Operator) {
 		// A wallboard is a screen, not someone on the board.
 		delete(b.st.Ops, op.ID)
 	} else if !op.Revoked() && b.st.Ops[op.ID] == nil {
-		b.st.Ops[op.ID] = &opState{}
+		// Online already if presence came first (an operator added on
+		// another node, whose agent connected there at once).
+		o := &opState{}
+		if since, on := b.online[op.ID]; on {
+			o.Connected, o.OnlineSince = true, since
+		}
+		b.st.Ops[op.ID] = o
 	}
 	b.markOpLocked(op.ID)
 	if op.Revoked() {
@@ -594,6 +604,11 @@ func (b *Board) putOperatorLocked(op operators.Operator) {
 func (b *Board) SetPresence(opID string, on bool, at time.Time) {
 	at = at.UTC()
 	b.mu.Lock()
+	if on {
+		b.online[opID] = at
+	} else {
+		delete(b.online, opID)
+	}
 	o := b.st.Ops[opID]
 	if o != nil && o.Connected != on {
 		o.Connected = on
