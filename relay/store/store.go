@@ -1,8 +1,10 @@
 // Package store keeps everything the relay must not lose in NATS JetStream:
 // the per-operator event log, operators, statuses, call state, request ids,
-// and the outbox with its dead letters. By default it embeds a nats-server
-// with JetStream on local disk; given a URL it uses an external NATS through
-// the same code path.
+// and the outbox with its dead letters; and, shared by the relay nodes of a
+// cluster, which operators are connected to which node and the leases (the
+// presence bucket, whose entries expire unless renewed). By default it
+// embeds a nats-server with JetStream on local disk; given a URL it uses an
+// external NATS through the same code path.
 package store
 
 import (
