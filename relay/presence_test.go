@@ -104,7 +104,9 @@ func TestPresenceAcrossRelays(t *testing.T) {
 			rs[(n+1)%3].callEvent(map[string]any{"type": "hangup", "phone": "+79121234567", "codes": []string{"100", "101"}, "callExternalId": id, "hangupStatus": "no answered"})
 		}
 	}
-	want := func(s *wire.QueueSnapshot) bool { return s.Totals.Incoming == 5 && s.Totals.Answered == 3 && s.Totals.Missed == 2 }
+	want := func(s *wire.QueueSnapshot) bool {
+		return s.Totals.Incoming == 5 && s.Totals.Answered == 3 && s.Totals.Missed == 2
+	}
 	for _, r := range rs {
 		waitBoard(t, r, "the calls on "+r.URL, 5*time.Second, want)
 	}
@@ -117,6 +119,12 @@ func TestPresenceAcrossRelays(t *testing.T) {
 			t.Errorf("relay %d's operators differ from A's:\n%+v\n%+v", i+1, s.Operators, sa.Operators)
 		}
 	}
+
+	// A supervisor on B watches the board over the wire.
+	_, supTok := b.addSupervisor("Sofia", "900", "9")
+	sup := dialBoard(t, b.URL, supTok)
+	sup.subscribe()
+	sup.wait("Anna online on B's wire board", connected("100", true))
 
 	// A dies: nothing of it is cleaned up; its record expires.
 	a.srv.AbandonOnStop()
@@ -136,6 +144,7 @@ func TestPresenceAcrossRelays(t *testing.T) {
 			t.Errorf("Anna still available as a manager on %s", r.URL)
 		}
 	}
+	sup.wait("Anna offline on B's wire board", connected("100", false))
 	// Boris moved to B or C: online on both all along or again.
 	tb.waitFor("Boris back online elsewhere", func(e agent.Event) bool {
 		return e.Kind == agent.EventConn && e.Conn == agent.Online && e.Relay != strings.TrimPrefix(a.URL, "http://")
@@ -164,6 +173,12 @@ func TestPresenceAcrossRelays(t *testing.T) {
 		t.Errorf("the node without the lease wrote %d checkpoints", other.srv.BoardCheckpoints())
 	}
 	t.Logf("%s writes the checkpoints now (%d so far)", writer.URL, writer.srv.BoardCheckpoints())
+	if m := writer.srv.MetricsText(); !strings.Contains(m, "pult_relay_board_checkpoint_lease 1") {
+		t.Errorf("the writer's metrics lack pult_relay_board_checkpoint_lease 1")
+	}
+	if m := other.srv.MetricsText(); !strings.Contains(m, "pult_relay_board_checkpoint_lease 0") || !strings.Contains(m, "pult_relay_board_checkpoints_total 0") {
+		t.Errorf("the other's metrics lack pult_relay_board_checkpoint_lease 0 and pult_relay_board_checkpoints_total 0")
+	}
 
 	// Anna signs in on C: online on both again.
 	ta.stop()

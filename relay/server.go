@@ -218,6 +218,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.board.Open(ctx, s.ops.List()); err != nil {
 		return err
 	}
+	s.metrics.trackBoard(s.board)
 	s.presence = presence.New(presence.Config{Log: s.log, Store: s.store, Sink: s.board, Node: node,
 		Now: func() time.Time { return s.clock() }})
 	s.calls = &calls{cfg: &s.cfg, log: s.log, store: s.store, cache: call.NewCache(call.CacheGeneration), ops: s.ops,
