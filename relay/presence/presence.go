@@ -4,7 +4,7 @@
 // Each node keeps one record in the store's presence bucket: the operators
 // with a session on it, and since when. The record is written when that set
 // changes (changes within coalesce of each other make one write) and
-// rewritten every TTL/3 as a heartbeat; the bucket's TTL (30 s by default)
+// rewritten every TTL/3 as a heartbeat (see coalesce); the bucket's TTL (30 s by default)
 // drops the record of a node that stopped writing — one killed, or cut off
 // from NATS — and the expiry reaches every watcher as a delete. A node that
 // stops cleanly removes its record at once. One record per node, not one key
@@ -43,9 +43,14 @@ import (
 	"time"
 )
 
-// coalesce is how long a change of this node's operators waits for others
-// before the record is written.
-const coalesce = 100 * time.Millisecond
+// A change of this node's operators waits coalesce for others before the
+// record is written, or longer for a large record: writes after changes
+// stay under writeRate bytes a second (10 000 operators connecting at once
+// after a failover make a write every ~0.6 s, not 10 000 writes).
+const (
+	coalesce  = 100 * time.Millisecond
+	writeRate = 1 << 20
+)
 
 // Store is where the records are kept.
 type Store interface {
@@ -190,6 +195,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 	defer heartbeat.Stop()
 	var runErr error
 	written := false
+	size := 0 // of the last record written
 	put := func() {
 		if t.abandoned.Load() {
 			return // a killed process writes nothing more
@@ -214,7 +220,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 			}
 			return
 		}
-		written = true
+		written, size = true, len(data)
 	}
 	put()
 loop:
@@ -233,7 +239,7 @@ loop:
 			select { // more changes within coalesce make one write
 			case <-ctx.Done():
 				break loop
-			case <-time.After(coalesce):
+			case <-time.After(max(coalesce, time.Duration(size)*time.Second/writeRate)):
 			}
 			put()
 			heartbeat.Reset(beat)
