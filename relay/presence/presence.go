@@ -46,7 +46,7 @@ import (
 // A change of this node's operators waits coalesce for others before the
 // record is written, or longer for a large record: writes after changes
 // stay under writeRate bytes a second (10 000 operators connecting at once
-// after a failover make a write every ~0.6 s, not 10 000 writes).
+// after a failover make a write every ~0.5 s, not 10 000 writes).
 const (
 	coalesce  = 100 * time.Millisecond
 	writeRate = 1 << 20
