@@ -44,9 +44,9 @@
 // stream ends (the page reconnects and starts from a fresh snapshot).
 //
 // Goroutines: Run (one per node) owns the stream's tail, the status watch,
-// the clock, the checkpoint lease and the checkpoints; every other method may be called from any
-// goroutine (the webhook's, a session's, the HTTP server's) and takes the
-// board's lock. Subscribers are reached without waiting: a websocket
+// the clock, the checkpoint lease and the checkpoints; every other method
+// may be called from any goroutine (the webhook's, a session's, the HTTP
+// server's, the presence watch's) and takes the board's lock. Subscribers are reached without waiting: a websocket
 // session through hub.Peer.Send, an SSE viewer through its channel, read by
 // the HTTP handler serving it (Handler).
 package board
@@ -81,6 +81,7 @@ const (
 	staleRinging    = 30 * time.Minute // a ringing call with no news for this long is dropped
 	staleTalking    = 8 * time.Hour    // a call talked with no news for this long is dropped
 	boardTick       = time.Second
+	defaultLeaseTTL = 30 * time.Second // the store's PresenceTTL
 	// lateness is how far the board's clock trails the node's: a minute
 	// (a day) is closed by the clock only this long after it ended, so a
 	// change made in it reaches every node's fold before any node closes
@@ -248,7 +249,7 @@ type Config struct {
 	// Node names this relay node as the checkpoint lease's holder.
 	Node string
 	// LeaseTTL is how long the checkpoint lease lasts unless renewed (the
-	// store's); it is renewed every third of it.
+	// store's; defaultLeaseTTL when 0); it is renewed every third of it.
 	LeaseTTL time.Duration
 }
 
@@ -256,6 +257,9 @@ type Config struct {
 func New(cfg Config) *Board {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = defaultLeaseTTL
 	}
 	return &Board{
 		log: cfg.Log.With("component", "queue"), store: cfg.Store, loc: cfg.Location, serviceLevel: cfg.ServiceLevel, now: cfg.Now,
@@ -371,8 +375,7 @@ func (b *Board) Run(ctx context.Context) error {
 	lastSave := time.Now()
 	// Only the holder of the checkpoint lease writes checkpoints: every
 	// node folds the same stream, one writes what it folded.
-	leaseTTL := b.leaseTTL
-	leaseTick := time.NewTicker(max(leaseTTL/3, 10*time.Millisecond))
+	leaseTick := time.NewTicker(b.leaseTTL / 3)
 	defer leaseTick.Stop()
 	b.lead(ctx)
 	var runErr error
@@ -443,7 +446,7 @@ type leaseState struct {
 // lead takes the checkpoint lease, or renews it when held, and reports
 // whether this node holds it now.
 func (b *Board) lead(ctx context.Context) bool {
-	lctx, cancel := context.WithTimeout(ctx, max(b.leaseTTL/3, 10*time.Millisecond))
+	lctx, cancel := context.WithTimeout(ctx, b.leaseTTL/3)
 	defer cancel()
 	was := b.lease.held
 	var rev uint64
@@ -629,8 +632,8 @@ func (b *Board) SetPresence(opID string, on bool, at time.Time) {
 func (b *Board) markOpLocked(id string) { b.dirtyOps[id] = true }
 
 // Available reports whether the operator is signed in (an agent of theirs
-// is connected to any node of the cluster) and free: what retailCRM asks of a responsible manager
-// before it routes a call to them.
+// is connected to any node of the cluster) and free: what retailCRM asks of
+// a responsible manager before it routes a call to them.
 func (b *Board) Available(opID string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
