@@ -81,7 +81,7 @@ const (
 	staleRinging    = 30 * time.Minute // a ringing call with no news for this long is dropped
 	staleTalking    = 8 * time.Hour    // a call talked with no news for this long is dropped
 	boardTick       = time.Second
-	defaultLeaseTTL = 30 * time.Second // the store's PresenceTTL
+	defaultLeaseTTL = 25 * time.Second // the store's PresenceTTL
 	// lateness is how far the board's clock trails the node's: a minute
 	// (a day) is closed by the clock only this long after it ended, so a
 	// change made in it reaches every node's fold before any node closes

@@ -51,8 +51,9 @@ const (
 
 // PresenceTTL is how long a relay node's presence record and a lease
 // outlive their last renewal (Options.PresenceTTL's default): a node that
-// dies is gone from every board, and its lease free, within it.
-const PresenceTTL = 30 * time.Second
+// dies is gone from every board, and its lease free, within it — and
+// within 30 s, the server's expiry taking a moment more than the TTL.
+const PresenceTTL = 25 * time.Second
 
 // UploadedRetention is how long the external ids of the calls PBXes
 // uploaded are remembered, so that an upload repeated any time within it is
