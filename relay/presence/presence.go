@@ -5,9 +5,10 @@
 // with a session on it, and since when. The record is written when that set
 // changes (changes within coalesce of each other make one write) and
 // rewritten every TTL/3 as a heartbeat (see coalesce); the bucket's TTL
-// (25 s by default, so that it is gone within 30 s) drops the record of a node that stopped writing — one killed, or cut off
-// from NATS — and the expiry reaches every watcher as a delete. A node that
-// stops cleanly removes its record at once. One record per node, not one key
+// (25 s by default, so that it is gone within 30 s) drops the record of a
+// node that stopped writing — one killed, or cut off from NATS — and the
+// expiry reaches every watcher as a delete. A node that stops cleanly
+// removes its record at once. One record per node, not one key
 // per operator: a heartbeat is one write whatever the number of operators.
 //
 // Every node watches the other nodes' records, and knows its own sessions
@@ -230,7 +231,7 @@ loop:
 			break loop
 		case err := <-werr:
 			werr = nil
-			if err == nil {
+			if err == nil && ctx.Err() == nil {
 				err = errors.New("presence: the watch ended")
 			}
 			runErr = err
