@@ -118,11 +118,12 @@ type Options struct {
 	// RequestIDsPerOperator bounds the answered request ids remembered per
 	// operator (SaveReply); defaultRequestIDs when 0.
 	RequestIDsPerOperator int
+	Logger                *slog.Logger
+
 	// PresenceTTL is the presence bucket's TTL (PresenceTTL when 0): the
 	// nodes' records and the leases expire this long after their last
 	// write. Every node of a cluster must use the same.
 	PresenceTTL time.Duration
-	Logger      *slog.Logger
 }
 
 // Shares are the parts of Options.MaxBytes each stream and bucket may use,
@@ -221,8 +222,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.PresenceTTL <= 0 {
 		o.PresenceTTL = PresenceTTL
 	}
-	s := &Store{log: o.Logger.With("component", "store"), maxBytes: o.MaxBytes, requestWindow: o.RequestWindow, presenceTTL: o.PresenceTTL,
+	s := &Store{log: o.Logger.With("component", "store"), maxBytes: o.MaxBytes, requestWindow: o.RequestWindow,
 		replyKeep: max(1, (o.RequestIDsPerOperator+replySlots-1)/replySlots)}
+	s.presenceTTL = o.PresenceTTL
 	var err error
 	connect := func(name string) (*nats.Conn, error) {
 		if s.ns != nil {
