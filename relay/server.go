@@ -220,7 +220,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.metrics.trackBoard(s.board)
 	s.presence = presence.New(presence.Config{Log: s.log, Store: s.store, Sink: s.board, Node: node,
-		Now: func() time.Time { return s.clock() }})
+		Now: func() time.Time { return s.clock() }, Sessions: func(id string) int { return s.hub.Connected(id) }})
 	s.calls = &calls{cfg: &s.cfg, log: s.log, store: s.store, cache: call.NewCache(call.CacheGeneration), ops: s.ops,
 		board: s.board, mgr: s.mgr, metrics: s.metrics, sites: s.sites, clock: s.clock, spawn: s.spawn}
 	s.transcripts = &transcripts{log: s.log, cfg: &s.cfg, store: s.store, outbox: s.outbox, ops: s.ops,

@@ -190,3 +190,30 @@ func TestHeartbeat(t *testing.T) {
 		t.Errorf("%d writes in 200 ms with a TTL of 60 ms; want about 10", got)
 	}
 }
+
+// With Sessions, a stale count (a callback overtaken by a later one) does
+// not win: the tracker reads the count again.
+func TestLocalReadsTheTruth(t *testing.T) {
+	st := newMemStore(time.Hour)
+	var mu sync.Mutex
+	truth := map[string]int{}
+	sk := newSink()
+	tr := New(Config{Log: slog.New(slog.DiscardHandler), Store: st, Sink: sk, Node: "a", Sessions: func(id string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return truth[id]
+	}})
+	// The session opened and closed; the callback of the opening, late,
+	// says 1.
+	tr.Local("op", 1)
+	if on, _ := sk.state("op"); on {
+		t.Error("online with no session")
+	}
+	mu.Lock()
+	truth["op"] = 1
+	mu.Unlock()
+	tr.Local("op", 0)
+	if on, _ := sk.state("op"); !on {
+		t.Error("offline with a session")
+	}
+}
