@@ -58,3 +58,32 @@ func NewWithStoragePoll(cfg config.Config, logger *slog.Logger, every time.Durat
 
 // StorageFull reports whether the relay refuses new work for storage.
 func (s *Server) StorageFull() bool { return s.storage.Full() }
+
+// NewWithPresenceTTL is New with presence records and the checkpoint lease
+// expiring after ttl instead of store.PresenceTTL (every relay of a test
+// cluster must use the same).
+func NewWithPresenceTTL(cfg config.Config, logger *slog.Logger, ttl time.Duration) *Server {
+	s := New(cfg, logger)
+	s.presenceTTL = ttl
+	return s
+}
+
+// AbandonOnStop makes the relay's next stop leave what a killed process
+// leaves in NATS: its presence record and the checkpoint lease stay until
+// they expire, and no last checkpoint is written. The rest of the stop is
+// the usual one (agents' connections close, and they move to another
+// relay, as they do when a relay dies).
+func (s *Server) AbandonOnStop() {
+	s.presence.Abandon()
+	s.board.Abandon()
+}
+
+// BoardLeading reports whether this relay writes the queue board's
+// checkpoints (holds the lease).
+func (s *Server) BoardLeading() bool { return s.board.Leading() }
+
+// BoardCheckpoints counts the queue board checkpoints this relay wrote.
+func (s *Server) BoardCheckpoints() int64 { return s.board.Checkpoints() }
+
+// Available is the responsible-manager rule's "signed in and free".
+func (s *Server) Available(opID string) bool { return s.board.Available(opID) }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/pult/pult/relay/board"
 	"github.com/pult/pult/relay/outbox"
 )
 
@@ -85,6 +86,24 @@ func newMetrics() *metrics {
 		m.managerLookups, m.transcripts, m.callsUploaded, m.throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// trackBoard adds the queue board's checkpoints written by this node and
+// whether it holds the checkpoint lease.
+func (m *metrics) trackBoard(b *board.Board) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pult_relay_board_checkpoints_total", Help: "Queue board checkpoints this node wrote (only the checkpoint lease's holder writes them).",
+		}, func() float64 { return float64(b.Checkpoints()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pult_relay_board_checkpoint_lease", Help: "1 while this node holds the queue board's checkpoint lease, else 0.",
+		}, func() float64 {
+			if b.Leading() {
+				return 1
+			}
+			return 0
+		}),
+	)
 }
 
 // trackOutbox adds the outbox's depth and dead letters, by kind, and a zero

@@ -31,6 +31,7 @@ import (
 	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
+	"github.com/pult/pult/relay/presence"
 	"github.com/pult/pult/relay/qolio"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/store"
@@ -57,10 +58,12 @@ type Server struct {
 	qolio       *qolio.Client     // nil without Qolio
 	ct          *calltouch.Client // nil without Calltouch
 	transcripts *transcripts
-	crmSync     *crmSync         // nil without a CRM
-	loc         *time.Location   // time_zone
-	board       *board.Board     // the supervisors' queue board
-	clock       func() time.Time // time.Now; tests move it
+	crmSync     *crmSync          // nil without a CRM
+	loc         *time.Location    // time_zone
+	board       *board.Board      // the supervisors' queue board
+	presence    *presence.Tracker // who is connected to which node of the cluster
+	presenceTTL time.Duration     // the presence bucket's TTL (store.PresenceTTL when 0; tests shorten it)
+	clock       func() time.Time  // time.Now; tests move it
 	// afterAgentAuth, when set (tests), runs in an agent's handshake
 	// between the token check and the session's start.
 	afterAgentAuth func()
@@ -160,7 +163,7 @@ func (s *Server) Run(ctx context.Context) error {
 		EventRetention: s.cfg.EventRetention.Duration, Logger: s.log,
 		SyncInterval: syncEvery, SyncAlways: syncAlways,
 		MaxBytes: int64(s.cfg.Limits.MaxStoreBytes), DeadLetters: int64(s.cfg.Limits.DeadLetters),
-		RequestIDsPerOperator: s.cfg.Limits.RequestIDsPerOperator,
+		RequestIDsPerOperator: s.cfg.Limits.RequestIDsPerOperator, PresenceTTL: s.presenceTTL,
 	})
 	if err != nil {
 		return err
@@ -200,6 +203,9 @@ func (s *Server) Run(ctx context.Context) error {
 			s.outbox.Limiter(config.LimitRetailCRMTelephony), s.outbox.Limiter(config.LimitRetailCRM)}},
 			s.cfg.RetailCRM.ManagerCache.Duration)
 	}
+	// This node's id in the cluster, new at every start (see package
+	// presence): its presence record and the checkpoint lease carry it.
+	node := presence.Node()
 	_, last, err := s.store.EventBounds(ctx)
 	if err != nil {
 		return err
@@ -207,11 +213,14 @@ func (s *Server) Run(ctx context.Context) error {
 	s.board = board.New(board.Config{
 		Log: s.log, Store: s.store, Location: s.loc, ServiceLevel: s.cfg.Queue.ServiceLevel.Duration,
 		LongBreak: s.cfg.Queue.LongBreak.Duration, Now: func() time.Time { return s.clock() },
-		Auth: s.ops.AuthenticateRequest,
+		Auth: s.ops.AuthenticateRequest, Node: node, LeaseTTL: s.store.PresenceTTL(),
 	})
 	if err := s.board.Open(ctx, s.ops.List()); err != nil {
 		return err
 	}
+	s.metrics.trackBoard(s.board)
+	s.presence = presence.New(presence.Config{Log: s.log, Store: s.store, Sink: s.board, Node: node,
+		Now: func() time.Time { return s.clock() }, Sessions: func(id string) int { return s.hub.Connected(id) }})
 	s.calls = &calls{cfg: &s.cfg, log: s.log, store: s.store, cache: call.NewCache(call.CacheGeneration), ops: s.ops,
 		board: s.board, mgr: s.mgr, metrics: s.metrics, sites: s.sites, clock: s.clock, spawn: s.spawn}
 	s.transcripts = &transcripts{log: s.log, cfg: &s.cfg, store: s.store, outbox: s.outbox, ops: s.ops,
@@ -237,7 +246,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.metrics.trackOutbox(s.outbox)
 	s.hub = hub.New(hub.Config{
 		Log: s.store, Handler: s, Logger: s.log, MaxFrame: s.cfg.MaxFrame,
-		OnPresence:  s.board.Presence,
+		OnPresence:  s.presence.Local,
 		RequestRate: rate.Limit(s.cfg.Limits.RequestsPerSecond), RequestBurst: s.cfg.Limits.Burst,
 		MaxSessions: s.cfg.Limits.SessionsPerOperator,
 		OnThrottled: func(_ string, code int) {
@@ -317,13 +326,21 @@ func (s *Server) Run(ctx context.Context) error {
 	start("outbox", s.outbox.Run)
 	start("storage", s.storage.Run)
 	start("queue board", s.board.Run)
-	// The board catches up with the queue stream before anyone sees it.
-	select {
-	case <-s.board.Ready():
-	case <-time.After(catchUpLimit):
-		s.log.Warn("the queue board has not caught up with its stream yet; serving anyway", "waited", catchUpLimit)
-	case <-ctx.Done():
+	start("presence", s.presence.Run)
+	// The board catches up with the queue stream, and learns who is
+	// connected to the other nodes, before anyone sees it.
+	limit := time.NewTimer(catchUpLimit)
+	for _, ready := range []<-chan struct{}{s.board.Ready(), s.presence.Synced()} {
+		select {
+		case <-ready:
+			continue
+		case <-limit.C:
+			s.log.Warn("the queue board has not caught up with its stream and the cluster's presence yet; serving anyway", "waited", catchUpLimit)
+		case <-ctx.Done():
+		}
+		break
 	}
+	limit.Stop()
 	if s.cfg.RetailCRM.Uploading() {
 		start("call history", s.crmSync.runUploads)
 	}
@@ -339,9 +356,9 @@ func (s *Server) Run(ctx context.Context) error {
 		s.metricsAddr = metricsLn.Addr().String()
 	}
 	if tlsConfig != nil {
-		s.log.Info("relay ready", "addr", s.addr, "tls", s.cfg.TLSCert, "nats", natsMode(s.cfg.NATS.URL), "durability", s.store.Durability(), "data_dir", s.cfg.DataDir)
+		s.log.Info("relay ready", "addr", s.addr, "node", node, "tls", s.cfg.TLSCert, "nats", natsMode(s.cfg.NATS.URL), "durability", s.store.Durability(), "data_dir", s.cfg.DataDir)
 	} else {
-		s.log.Info("relay ready", "addr", s.addr, "nats", natsMode(s.cfg.NATS.URL), "durability", s.store.Durability(), "data_dir", s.cfg.DataDir)
+		s.log.Info("relay ready", "addr", s.addr, "node", node, "nats", natsMode(s.cfg.NATS.URL), "durability", s.store.Durability(), "data_dir", s.cfg.DataDir)
 		const plain = "serving plain HTTP: partners and agents off this machine need a TLS proxy in front (see docs/relay.md), or set tls_cert and tls_key"
 		if loopback(ln.Addr()) {
 			s.log.Info(plain) // what a proxy on this machine reaches

@@ -11,16 +11,26 @@
 // answered (answered, wait, in time or not), moved to another operator (a
 // transfer: the first operator's talk ends), ended (talk time) or was missed.
 // Statuses come from the status bucket (a KV watch), operators from the
-// registry, presence from the hub (Presence).
+// registry, presence from package presence (SetPresence): an operator is
+// online while an agent of theirs is connected to any relay node.
 //
-// Restarts. The fold is deterministic: it runs on the times carried by the
-// changes (and on the clock's ticks between them), so the board is a
-// function of the stream. Every few seconds, and at shutdown, the board's
-// state and the last sequence applied are checkpointed in the pult_queue
-// bucket; a relay that starts loads the checkpoint and replays the stream
-// after it (all of it, 48 hours, if there is no checkpoint), before it
-// accepts connections. Presence is not restored: agents reconnect, and one
-// back within presenceGrace keeps its "online since".
+// Several nodes. Every node folds the same stream into a board of its
+// own, and the fold is deterministic: it runs on the times carried by the
+// changes (and on the clock's ticks between them, which trail the clock by
+// lateness), and a change made on a day already closed counts in no day
+// (applyChangeLocked), so every node's counters are the same. Presence,
+// with its times, comes from the presence bucket every node watches.
+//
+// Restarts. Every few seconds, and at shutdown, the board's state and the
+// last sequence applied are checkpointed in the pult_queue bucket — by one
+// node at a time: the holder of the checkpoint lease (a key of the presence
+// bucket that expires unless its holder renews it every third of its TTL;
+// another node takes it when it lapses). A relay that starts loads the
+// checkpoint, whoever wrote it, and replays the stream after it (all of it,
+// 48 hours, if there is no checkpoint), before it accepts connections.
+// Presence in the checkpoint is not trusted: the presence watch says who
+// is connected now, and one back within presenceGrace keeps its "online
+// since".
 //
 // Delivery. Changes mark operators, waiting calls and totals dirty; a
 // flusher turns what is dirty into one QueueDelta — only entries that differ
@@ -34,9 +44,9 @@
 // stream ends (the page reconnects and starts from a fresh snapshot).
 //
 // Goroutines: Run (one per node) owns the stream's tail, the status watch,
-// the clock and the checkpoints; every other method may be called from any
-// goroutine (the webhook's, a session's, the HTTP server's) and takes the
-// board's lock. Subscribers are reached without waiting: a websocket
+// the clock, the checkpoint lease and the checkpoints; every other method
+// may be called from any goroutine (the webhook's, a session's, the HTTP
+// server's, the presence watch's) and takes the board's lock. Subscribers are reached without waiting: a websocket
 // session through hub.Peer.Send, an SSE viewer through its channel, read by
 // the HTTP handler serving it (Handler).
 package board
@@ -55,6 +65,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pult/pult/agent/wire"
@@ -64,12 +75,18 @@ import (
 )
 
 const (
-	boardSchema       = 1
-	checkpointEvery   = 10 * time.Second
-	presenceGrace     = 2 * time.Minute  // a reconnect within it keeps "online since"
-	staleRinging      = 30 * time.Minute // a ringing call with no news for this long is dropped
-	staleTalking      = 8 * time.Hour    // a call talked with no news for this long is dropped
-	boardTick         = time.Second
+	boardSchema     = 1
+	checkpointEvery = 10 * time.Second
+	presenceGrace   = 2 * time.Minute  // a reconnect within it keeps "online since"
+	staleRinging    = 30 * time.Minute // a ringing call with no news for this long is dropped
+	staleTalking    = 8 * time.Hour    // a call talked with no news for this long is dropped
+	boardTick       = time.Second
+	defaultLeaseTTL = 25 * time.Second // the store's PresenceTTL
+	// lateness is how far the board's clock trails the node's: a minute
+	// (a day) is closed by the clock only this long after it ended, so a
+	// change made in it reaches every node's fold before any node closes
+	// it, and every node samples and counts it alike (see clockNow).
+	lateness          = 5 * time.Second
 	endedMemory       = 10 * time.Minute // how long a call over is remembered, to ignore its late changes
 	maxBoardViewers   = 32               // concurrent /board/events streams
 	maxTokenViewers   = 4                // of them with one token (a few screens each)
@@ -167,10 +184,18 @@ type Board struct {
 	ready    chan struct{}
 	readyOne sync.Once
 
+	node      string
+	leaseTTL  time.Duration
+	lease     leaseState   // Run's
+	leading   atomic.Bool  // holds the checkpoint lease
+	saved     atomic.Int64 // checkpoints written
+	abandoned atomic.Bool  // Run ends without a last checkpoint nor releasing the lease
+
 	mu      sync.Mutex
 	st      boardState
 	changed bool // since the last checkpoint
 	info    map[string]operators.Operator
+	online  map[string]time.Time // operators online on the cluster, since when (SetPresence)
 	status  map[string]wire.StatusInfo
 	waiting map[string]wire.WaitingCall // by call id
 	opCalls map[string]map[string]bool  // operator id → keys of their live calls
@@ -200,6 +225,12 @@ type Store interface {
 	TailQueue(ctx context.Context, from uint64, fn func(seq uint64, data []byte)) error
 	LoadBoardCheckpoint(ctx context.Context) ([]byte, error)
 	SaveBoardCheckpoint(ctx context.Context, data []byte) error
+	// The checkpoint lease: TakeLease when nobody holds it, RenewLease
+	// (with the revision last returned) to keep it, ReleaseLease to give
+	// it up. Take and Renew return revision 0 when another holds it.
+	TakeLease(ctx context.Context, name, holder string) (rev uint64, err error)
+	RenewLease(ctx context.Context, name, holder string, rev uint64) (uint64, error)
+	ReleaseLease(ctx context.Context, name string, rev uint64) error
 	Statuses(ctx context.Context) (map[string][]byte, error)
 	WatchStatuses(ctx context.Context, fn func(opID string, data []byte)) error
 }
@@ -215,6 +246,11 @@ type Config struct {
 	// Auth identifies a wallboard viewer from the request (the bearer
 	// check); the board requires a supervisor.
 	Auth func(*http.Request) (operators.Operator, error)
+	// Node names this relay node as the checkpoint lease's holder.
+	Node string
+	// LeaseTTL is how long the checkpoint lease lasts unless renewed (the
+	// store's; defaultLeaseTTL when 0); it is renewed every third of it.
+	LeaseTTL time.Duration
 }
 
 // New makes a board; Open loads it, Run keeps it up to date.
@@ -222,12 +258,15 @@ func New(cfg Config) *Board {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = defaultLeaseTTL
+	}
 	return &Board{
 		log: cfg.Log.With("component", "queue"), store: cfg.Store, loc: cfg.Location, serviceLevel: cfg.ServiceLevel, now: cfg.Now,
-		auth: cfg.Auth, longBreak: cfg.LongBreak,
+		auth: cfg.Auth, longBreak: cfg.LongBreak, node: cfg.Node, leaseTTL: cfg.LeaseTTL,
 		kick: make(chan struct{}, 1), ready: make(chan struct{}),
 		st:   freshState(),
-		info: map[string]operators.Operator{}, status: map[string]wire.StatusInfo{},
+		info: map[string]operators.Operator{}, status: map[string]wire.StatusInfo{}, online: map[string]time.Time{},
 		waiting: map[string]wire.WaitingCall{}, opCalls: map[string]map[string]bool{},
 		pubOps: map[string]wire.QueueOperator{}, pubWaiting: map[string]wire.WaitingCall{},
 		dirtyOps: map[string]bool{}, dirtyWaiting: map[string]bool{},
@@ -334,6 +373,11 @@ func (b *Board) Run(ctx context.Context) error {
 	tick := time.NewTicker(boardTick)
 	defer tick.Stop()
 	lastSave := time.Now()
+	// Only the holder of the checkpoint lease writes checkpoints: every
+	// node folds the same stream, one writes what it folded.
+	leaseTick := time.NewTicker(b.leaseTTL / 3)
+	defer leaseTick.Stop()
+	b.lead(ctx)
 	var runErr error
 	running := 2
 loop:
@@ -356,13 +400,17 @@ loop:
 			b.mu.Unlock()
 		case <-tick.C:
 			b.mu.Lock()
-			b.advanceLocked(b.now())
+			b.advanceLocked(b.clockNow())
 			b.pruneLocked()
 			b.flushLocked()
 			b.mu.Unlock()
-			if time.Since(lastSave) >= checkpointEvery {
+			if b.lease.held && time.Since(lastSave) >= checkpointEvery {
 				lastSave = time.Now()
 				b.checkpoint(ctx)
+			}
+		case <-leaseTick.C:
+			if held := b.lease.held; b.lead(ctx) && !held {
+				lastSave = time.Time{} // a new holder checkpoints at once
 			}
 		}
 	}
@@ -372,11 +420,66 @@ loop:
 			runErr = err
 		}
 	}
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
-	b.checkpoint(sctx)
-	scancel()
+	if b.lease.held && !b.abandoned.Load() {
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+		b.checkpoint(sctx)
+		if err := b.store.ReleaseLease(sctx, checkpointLease, b.lease.rev); err != nil {
+			b.log.Warn("checkpoint lease not released; it expires on its own", "err", err)
+		}
+		scancel()
+	}
+	b.leading.Store(false)
 	b.CloseAll()
 	return runErr
+}
+
+// checkpointLease is the name of the lease whose holder writes the
+// checkpoints.
+const checkpointLease = "board-checkpoint"
+
+// leaseState is the checkpoint lease as this node holds it (Run's).
+type leaseState struct {
+	held bool
+	rev  uint64 // its revision when last taken or renewed; 0 when lost
+}
+
+// lead takes the checkpoint lease, or renews it when held, and reports
+// whether this node holds it now.
+func (b *Board) lead(ctx context.Context) bool {
+	lctx, cancel := context.WithTimeout(ctx, b.leaseTTL/3)
+	defer cancel()
+	was := b.lease.held
+	var rev uint64
+	var err error
+	if b.lease.rev != 0 {
+		// Held, or held until an error said nothing of it: renew.
+		rev, err = b.store.RenewLease(lctx, checkpointLease, b.node, b.lease.rev)
+	}
+	if err == nil && rev == 0 {
+		rev, err = b.store.TakeLease(lctx, checkpointLease, b.node)
+	}
+	switch {
+	case err == nil && rev != 0:
+		b.lease = leaseState{held: true, rev: rev}
+		if !was {
+			b.log.Info("this node writes the queue board's checkpoints now", "node", b.node)
+		}
+	case err == nil:
+		if was {
+			b.log.Warn("checkpoint lease lost; another node writes the checkpoints", "node", b.node)
+		}
+		b.lease = leaseState{}
+	default:
+		// Unknown (NATS unreachable): the lease may lapse meanwhile, so
+		// this node stops writing until it has renewed it (or taken it
+		// again).
+		if was && ctx.Err() == nil {
+			b.log.Warn("checkpoint lease not renewed", "err", err)
+		}
+		b.lease.held = false
+	}
+	b.leading.Store(b.lease.held)
+	return b.lease.held
 }
 
 // clone copies the state deeply enough to encode it while the fold goes on:
@@ -414,7 +517,9 @@ func (b *Board) checkpoint(ctx context.Context) {
 		b.log.Error("queue checkpoint not encoded", "err", err)
 		return
 	}
-	if err := b.store.SaveBoardCheckpoint(ctx, data); err != nil {
+	if err := b.store.SaveBoardCheckpoint(ctx, data); err == nil {
+		b.saved.Add(1)
+	} else {
 		b.log.Warn("queue checkpoint not stored; the next one will be", "err", err)
 		b.mu.Lock()
 		b.changed = true
@@ -477,7 +582,13 @@ func (b *Board) putOperatorLocked(op operators.Operator) {
 		// A wallboard is a screen, not someone on the board.
 		delete(b.st.Ops, op.ID)
 	} else if !op.Revoked() && b.st.Ops[op.ID] == nil {
-		b.st.Ops[op.ID] = &opState{}
+		// Online already if presence came first (an operator added on
+		// another node, whose agent connected there at once).
+		o := &opState{}
+		if since, on := b.online[op.ID]; on {
+			o.Connected, o.OnlineSince = true, since
+		}
+		b.st.Ops[op.ID] = o
 	}
 	b.markOpLocked(op.ID)
 	if op.Revoked() {
@@ -489,20 +600,27 @@ func (b *Board) putOperatorLocked(op operators.Operator) {
 	}
 }
 
-// Presence re-reads whether an operator has an agent connected to this node.
-func (b *Board) Presence(opID string, sessions int) {
-	on := sessions > 0
+// SetPresence says whether an operator has an agent connected to any node
+// of the cluster (package presence tells), and since when: online, when
+// their first session began; offline, when the store learnt they were
+// gone. Every node hears the same, so every board says the same.
+func (b *Board) SetPresence(opID string, on bool, at time.Time) {
+	at = at.UTC()
 	b.mu.Lock()
+	if on {
+		b.online[opID] = at
+	} else {
+		delete(b.online, opID)
+	}
 	o := b.st.Ops[opID]
 	if o != nil && o.Connected != on {
-		now := b.now().UTC()
 		o.Connected = on
 		if on {
-			if o.OnlineSince.IsZero() || o.OfflineSince.IsZero() || now.Sub(o.OfflineSince) > presenceGrace {
-				o.OnlineSince = now
+			if o.OnlineSince.IsZero() || o.OfflineSince.IsZero() || at.Sub(o.OfflineSince) > presenceGrace {
+				o.OnlineSince = at
 			}
 		} else {
-			o.OfflineSince = now
+			o.OfflineSince = at
 		}
 		b.changed = true
 		b.markOpLocked(opID)
@@ -514,8 +632,8 @@ func (b *Board) Presence(opID string, sessions int) {
 func (b *Board) markOpLocked(id string) { b.dirtyOps[id] = true }
 
 // Available reports whether the operator is signed in (an agent of theirs
-// is connected) and free: what retailCRM asks of a responsible manager
-// before it routes a call to them.
+// is connected to any node of the cluster) and free: what retailCRM asks of
+// a responsible manager before it routes a call to them.
 func (b *Board) Available(opID string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -555,9 +673,32 @@ func countTalk(c *wire.QueueCounters, talk time.Duration) {
 	c.TalkedCalls++
 }
 
-// applyChangeLocked folds one call change: what the call was (the live
-// entry) and what it is now tell what happened.
+// applyChangeLocked folds one call change. A change made on a day the
+// board has closed already (it reached this node after its clock passed
+// midnight) changes the call but no counter: a node whose clock had not
+// passed midnight yet counts it in the old day, which it then closes, so
+// both end up with the same new day. Which day a change counts in depends
+// on the change alone, not on when a node folds it.
 func (b *Board) applyChangeLocked(seq uint64, c queueChange) {
+	if b.st.Day == "" || c.At.In(b.loc).Format(time.DateOnly) >= b.st.Day {
+		b.foldLocked(seq, c)
+		return
+	}
+	totals := b.st.Totals
+	counters := make(map[string]wire.QueueCounters, len(b.st.Ops))
+	for id, o := range b.st.Ops {
+		counters[id] = o.Counters
+	}
+	b.foldLocked(seq, c)
+	b.st.Totals = totals
+	for id, o := range b.st.Ops {
+		o.Counters = counters[id]
+	}
+}
+
+// foldLocked folds one call change: what the call was (the live entry) and
+// what it is now tell what happened.
+func (b *Board) foldLocked(seq uint64, c queueChange) {
 	b.st.Applied = seq
 	b.changed = true
 	at := c.At.UTC()
@@ -808,6 +949,14 @@ func (b *Board) currentCall(opID string) *wire.QueueCall {
 	}
 	return best
 }
+
+// clockNow is where the clock's ticks bring the board: the node's clock,
+// less lateness. Changes bring it to their own time (applyChangeLocked).
+// The clock decides when a minute's sample is taken and when the day
+// ends; with every node trailing by lateness, a change folded within
+// lateness of its time (the usual: milliseconds) lands in the same minute
+// and day on every node, whichever node's clock is ahead.
+func (b *Board) clockNow() time.Time { return b.now().Add(-lateness) }
 
 // advanceLocked moves the board's clock to t: it closes the minutes passed
 // (one history sample each) and starts a new day at local midnight.
@@ -1072,7 +1221,7 @@ func (b *Board) snapshotLocked() wire.QueueSnapshot {
 func (b *Board) Snapshot() wire.QueueSnapshot {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.advanceLocked(b.now())
+	b.advanceLocked(b.clockNow())
 	b.flushLocked()
 	return b.snapshotLocked()
 }
@@ -1089,7 +1238,7 @@ func (b *Board) SubscribeWS(peer hub.Peer, id string) error {
 	if old := b.wsSubs[peer]; old != nil {
 		b.dropLocked(old)
 	}
-	b.advanceLocked(b.now())
+	b.advanceLocked(b.clockNow())
 	b.flushLocked()
 	data, err := json.Marshal(b.snapshotLocked())
 	if err != nil {
@@ -1140,7 +1289,7 @@ func (b *Board) subscribeSSE(opID string) (*boardSub, error) {
 	if b.byToken[opID] >= maxTokenViewers {
 		return nil, errTooManyForToken
 	}
-	b.advanceLocked(b.now())
+	b.advanceLocked(b.clockNow())
 	b.flushLocked()
 	data, err := json.Marshal(b.snapshotLocked())
 	if err != nil {
@@ -1193,6 +1342,18 @@ func (b *Board) CloseAll() {
 		b.dropLocked(sub)
 	}
 }
+
+// Leading reports whether this node holds the checkpoint lease (writes the
+// checkpoints).
+func (b *Board) Leading() bool { return b.leading.Load() }
+
+// Checkpoints counts the checkpoints this node has written (tests,
+// metrics).
+func (b *Board) Checkpoints() int64 { return b.saved.Load() }
+
+// Abandon makes Run end without a last checkpoint and without releasing
+// the checkpoint lease, as if the process had been killed. For tests.
+func (b *Board) Abandon() { b.abandoned.Store(true) }
 
 // Subscribers counts the subscriptions (tests, metrics).
 func (b *Board) Subscribers() int {

@@ -241,6 +241,45 @@ func TestFoldMidnightAndHistory(t *testing.T) {
 	}
 }
 
+// Two nodes fold the same changes, one with its clock past midnight
+// before the last change reaches it, one after: their new days count the
+// same (the change made before midnight counts in neither).
+func TestFoldMidnightSameOnEveryNode(t *testing.T) {
+	t0 := time.Date(2026, 11, 21, 20, 59, 40, 0, time.UTC) // 23:59:40 in Moscow
+	late, early := newFoldBoard(t, t0), newFoldBoard(t, t0)
+	for _, fb := range []*foldBoard{late, early} {
+		fb.event(0, "c1", "", call.Ring, "", anna, boris)
+		fb.event(5*time.Second, "c2", "", call.Ring, "", vera)
+	}
+	// The answer to c1, made at 23:59:55, reaches early's node after its
+	// clock passed midnight, and late's before.
+	early.tick(20 * time.Second) // 00:00:05
+	early.now = early.now.Add(-10 * time.Second)
+	early.event(0, "c1", "", call.Answer, "", anna)
+	late.event(10*time.Second, "c1", "", call.Answer, "", anna)
+	late.tick(10 * time.Second) // 00:00:05
+	for _, fb := range []*foldBoard{late, early} {
+		fb.now = t0.Add(30 * time.Second) // 00:00:10
+		fb.event(0, "c2", "", call.Hangup, "no answered")
+		fb.event(5*time.Second, "c1", "", call.Hangup, "answered")
+	}
+	sl, se := late.snap(), early.snap()
+	if sl.Day != "2026-11-22" || se.Day != sl.Day {
+		t.Fatalf("days: %s and %s", sl.Day, se.Day)
+	}
+	if d := cmp.Diff(sl.Totals, se.Totals); d != "" {
+		t.Errorf("totals (-late +early):\n%s", d)
+	}
+	if sl.Totals.Answered != 0 || sl.Totals.Missed != 1 || sl.Totals.TalkedCalls != 1 {
+		t.Errorf("the new day's totals: %+v", sl.Totals)
+	}
+	for _, id := range []string{"a", "b", "v"} {
+		if d := cmp.Diff(late.counters(id), early.counters(id)); d != "" {
+			t.Errorf("%s's counters (-late +early):\n%s", id, d)
+		}
+	}
+}
+
 // A replay of a finished call (the PBX resending its hangup later) counts
 // nothing twice; a late change does not undo a newer one.
 func TestFoldIgnoresReplays(t *testing.T) {

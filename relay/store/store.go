@@ -1,8 +1,10 @@
 // Package store keeps everything the relay must not lose in NATS JetStream:
 // the per-operator event log, operators, statuses, call state, request ids,
-// and the outbox with its dead letters. By default it embeds a nats-server
-// with JetStream on local disk; given a URL it uses an external NATS through
-// the same code path.
+// and the outbox with its dead letters; and, shared by the relay nodes of a
+// cluster, which operators are connected to which node and the leases (the
+// presence bucket, whose entries expire unless renewed). By default it
+// embeds a nats-server with JetStream on local disk; given a URL it uses an
+// external NATS through the same code path.
 package store
 
 import (
@@ -44,7 +46,14 @@ const (
 	bucketTrans     = "pult_transcripts"
 	bucketQueue     = "pult_queue"
 	bucketUploaded  = "pult_uploaded"
+	bucketPresence  = "pult_presence"
 )
+
+// PresenceTTL is how long a relay node's presence record and a lease
+// outlive their last renewal (Options.PresenceTTL's default): a node that
+// dies is gone from every board, and its lease free, within it — and
+// within 30 s, the server's expiry taking a moment more than the TTL.
+const PresenceTTL = 25 * time.Second
 
 // UploadedRetention is how long the external ids of the calls PBXes
 // uploaded are remembered, so that an upload repeated any time within it is
@@ -110,6 +119,11 @@ type Options struct {
 	// operator (SaveReply); defaultRequestIDs when 0.
 	RequestIDsPerOperator int
 	Logger                *slog.Logger
+
+	// PresenceTTL is the presence bucket's TTL (PresenceTTL when 0): the
+	// nodes' records and the leases expire this long after their last
+	// write. Every node of a cluster must use the same.
+	PresenceTTL time.Duration
 }
 
 // Shares are the parts of Options.MaxBytes each stream and bucket may use,
@@ -168,6 +182,11 @@ type Store struct {
 	// written over a connection of its own so that the events queued behind
 	// it on a shared one do not wait for it.
 	queueState jetstream.KeyValue
+	// presence holds, per relay node, the operators with an agent
+	// connected to it ("node.<id>"), and the leases ("lease.<name>"); both
+	// expire unless renewed.
+	presence    jetstream.KeyValue
+	presenceTTL time.Duration
 
 	maxBytes      int64         // Options.MaxBytes
 	requestWindow time.Duration // Options.RequestWindow
@@ -200,8 +219,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.RequestIDsPerOperator <= 0 {
 		o.RequestIDsPerOperator = defaultRequestIDs
 	}
+	if o.PresenceTTL <= 0 {
+		o.PresenceTTL = PresenceTTL
+	}
 	s := &Store{log: o.Logger.With("component", "store"), maxBytes: o.MaxBytes, requestWindow: o.RequestWindow,
 		replyKeep: max(1, (o.RequestIDsPerOperator+replySlots-1)/replySlots)}
+	s.presenceTTL = o.PresenceTTL
 	var err error
 	connect := func(name string) (*nats.Conn, error) {
 		if s.ns != nil {
@@ -426,6 +449,17 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	// fails); the TTL only clears what a crash left behind.
 	if s.outboxState, err = kv(bucketOutbox, "attempts and errors of waiting outbox jobs, by stream sequence", 30*24*time.Hour); err != nil {
 		return err
+	}
+	// Presence and leases: a record lives PresenceTTL after its last
+	// write, and its expiry leaves a marker that watchers see as a delete
+	// (LimitMarkerTTL), so every node learns of a dead node's end. Held in
+	// memory: it is rewritten every few seconds and worth nothing after a
+	// restart of the whole cluster.
+	if s.presence, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: bucketPresence, Description: "relay nodes' connected operators, and leases",
+		TTL: o.PresenceTTL, LimitMarkerTTL: o.PresenceTTL, History: 1, Storage: jetstream.MemoryStorage,
+	}); err != nil {
+		return fmt.Errorf("store: bucket %s: %w", bucketPresence, err)
 	}
 	return nil
 }
@@ -813,6 +847,115 @@ func (s *Store) SaveBoardCheckpoint(ctx context.Context, data []byte) error {
 		return fmt.Errorf("store: write the board checkpoint: %w", err)
 	}
 	return nil
+}
+
+// Presence keys: a node's record, and a lease.
+const (
+	presenceNodePrefix  = "node."
+	presenceLeasePrefix = "lease."
+)
+
+// PresenceTTL is how long a presence record or a lease lives after its
+// last write.
+func (s *Store) PresenceTTL() time.Duration { return s.presenceTTL }
+
+// PutPresence replaces a relay node's presence record (which operators
+// have an agent connected to it), which lives PresenceTTL.
+func (s *Store) PutPresence(ctx context.Context, node string, data []byte) error {
+	if _, err := s.presence.Put(ctx, presenceNodePrefix+node, data); err != nil {
+		return fmt.Errorf("store: write the presence of node %s: %w", node, err)
+	}
+	return nil
+}
+
+// DeletePresence removes a relay node's presence record (the node stops).
+func (s *Store) DeletePresence(ctx context.Context, node string) error {
+	if err := s.presence.Delete(ctx, presenceNodePrefix+node); err != nil {
+		return fmt.Errorf("store: remove the presence of node %s: %w", node, err)
+	}
+	return nil
+}
+
+// WatchPresence calls fn with every node's presence record as it is now,
+// then with every change (by any node) until ctx ends: data is nil when the
+// record was removed or expired; at is when the server stored the change.
+// synced, if set, is called once the records as they were are delivered.
+// It returns nil when ctx ends, or an error if the watch broke.
+func (s *Store) WatchPresence(ctx context.Context, fn func(node string, data []byte, at time.Time), synced func()) error {
+	w, err := s.presence.Watch(ctx, presenceNodePrefix+">")
+	if err != nil {
+		return fmt.Errorf("store: watch presence: %w", err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("store: the presence watch ended")
+			case e == nil:
+				if synced != nil {
+					synced()
+				}
+			case e.Operation() == jetstream.KeyValuePut:
+				fn(strings.TrimPrefix(e.Key(), presenceNodePrefix), e.Value(), e.Created())
+			default:
+				fn(strings.TrimPrefix(e.Key(), presenceNodePrefix), nil, e.Created())
+			}
+		}
+	}
+}
+
+// TakeLease takes the lease name for holder if nobody holds it (it never
+// was, was released, or expired PresenceTTL after its last renewal),
+// returning its revision for RenewLease and ReleaseLease; 0 (and no error)
+// when another holds it.
+func (s *Store) TakeLease(ctx context.Context, name, holder string) (uint64, error) {
+	rev, err := s.presence.Create(ctx, presenceLeasePrefix+name, []byte(holder))
+	if lost(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: take the lease %s: %w", name, err)
+	}
+	return rev, nil
+}
+
+// RenewLease keeps the lease another PresenceTTL if it is still the one
+// taken or last renewed at rev, returning the new revision; 0 (and no
+// error) when it was lost (it expired, and maybe another took it).
+func (s *Store) RenewLease(ctx context.Context, name, holder string, rev uint64) (uint64, error) {
+	rev, err := s.presence.Update(ctx, presenceLeasePrefix+name, []byte(holder), rev)
+	if lost(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: renew the lease %s: %w", name, err)
+	}
+	return rev, nil
+}
+
+// ReleaseLease gives the lease up, if it is still the one at rev.
+func (s *Store) ReleaseLease(ctx context.Context, name string, rev uint64) error {
+	err := s.presence.Delete(ctx, presenceLeasePrefix+name, jetstream.LastRevision(rev))
+	if err != nil && !lost(err) {
+		return fmt.Errorf("store: release the lease %s: %w", name, err)
+	}
+	return nil
+}
+
+// lost reports a compare-and-set that failed: the key is at another
+// revision (code 10071, or 10164 on a replicated bucket).
+func lost(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) ||
+		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant))
 }
 
 // Statuses returns every operator's stored status (JSON), by operator id.
