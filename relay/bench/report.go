@@ -159,10 +159,11 @@ func (r Report) WriteText(w io.Writer) error {
 	return tw.Flush()
 }
 
-// WriteComparison prints the relay against the baseline with ratios.
+// WriteComparison prints the relay against another target (the gorilla
+// baseline or Centrifugo) with ratios.
 func WriteComparison(w io.Writer, pult, base Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "figure\tpult\tgorilla\tpult / gorilla\n")
+	fmt.Fprintf(tw, "figure\t%s\t%s\t%s / %s\n", pult.Target, base.Target, pult.Target, base.Target)
 	ratio := func(a, b float64) string {
 		if b == 0 {
 			return "—"
