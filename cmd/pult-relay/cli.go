@@ -57,7 +57,7 @@ Usage:
                    [--sync always|1s] [--centrifugo-bin PATH] [--json]
                                              start a relay child process, connect simulated
                                              operators and measure call-card delivery; both:
-                                             pult and Centrifugo `+bench.CentrifugoVersion+`, all: and gorilla
+                                             pult and Centrifugo v6.9.1, all: and gorilla
   pult-relay help
 
 Environment: PULT_ADMIN_TOKEN, PULT_PBX_CLIENT_ID, PULT_PBX_API_KEY,
