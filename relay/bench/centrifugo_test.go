@@ -177,7 +177,10 @@ func TestRunCentrifugoSmall(t *testing.T) {
 	if rep.RSSIdle <= 0 || rep.HeapIdle <= 0 || rep.GoroutinesIdle <= 0 {
 		t.Errorf("Centrifugo RSS %d, heap %d, goroutines %d: want all read", rep.RSSIdle, rep.HeapIdle, rep.GoroutinesIdle)
 	}
-	if rep.RelayWarnings != 0 {
-		t.Errorf("Centrifugo logged %d warnings: %q", rep.RelayWarnings, rep.RelayLog)
+	// A go install build has no release version and says so once.
+	for _, l := range rep.RelayLog {
+		if !strings.Contains(l, "development build") {
+			t.Errorf("Centrifugo logged: %s", l)
+		}
 	}
 }
