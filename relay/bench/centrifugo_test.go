@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,23 @@ func TestCentrifugoConfig(t *testing.T) {
 	}
 	if ns := cfg.Channel.Namespaces; len(ns) != 1 || ns[0].Name != cfNamespace || ns[0].HistorySize == 0 || ns[0].HistoryTTL == "" || !ns[0].ForceRecovery {
 		t.Errorf("namespaces %+v: want %q with history and forced recovery", ns, cfNamespace)
+	}
+}
+
+func TestInstallCentrifugoReuses(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "centrifugo")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var progress strings.Builder
+	if err := InstallCentrifugo(context.Background(), bin, &progress); err != nil || progress.Len() != 0 {
+		t.Errorf("an installed binary is reused: %v, progress %q", err, progress.String())
+	}
+	if err := InstallCentrifugo(context.Background(), filepath.Join(t.TempDir(), "cf"), &progress); err == nil || !strings.Contains(err.Error(), "names the binary centrifugo") {
+		t.Errorf("a binary go install cannot make: %v", err)
+	}
+	if got := CentrifugoBinIn("/c"); got != "/c/pult/centrifugo-"+CentrifugoVersion+"/centrifugo" {
+		t.Errorf("CentrifugoBinIn = %q", got)
 	}
 }
 
