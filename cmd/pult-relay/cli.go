@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -52,10 +53,11 @@ Usage:
                                              user) or --socket PATH; remotely with --relay URL
                                              (its admin_listen) and PULT_ADMIN_TOKEN
   pult-relay bench [--operators 1000] [--rate 200] [--duration 30s] [--ring 1] [--ring-max 0] [--supervisors 0]
-                   [--idle 0] [--restart] [--target pult|gorilla|both] [--profile DIR]
-                   [--sync always|1s] [--json]
+                   [--idle 0] [--restart] [--target pult|gorilla|centrifugo|both|all] [--profile DIR]
+                   [--sync always|1s] [--centrifugo-bin PATH] [--json]
                                              start a relay child process, connect simulated
-                                             operators and measure call-card delivery
+                                             operators and measure call-card delivery; both:
+                                             pult and Centrifugo v6.9.1, all: and gorilla
   pult-relay help
 
 Environment: PULT_ADMIN_TOKEN, PULT_PBX_CLIENT_ID, PULT_PBX_API_KEY,
@@ -616,7 +618,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.RelayBin, "relay-bin", "", "the pult-relay binary to start (default: this one)")
 	fs.DurationVar(&o.Idle, "idle", 0, "measure the relay's idle CPU and steady RSS over this window before firing (> 25s covers every ping)")
 	fs.BoolVar(&o.Restart, "restart", false, "restart the relay a third into the firing: the reconnect storm")
-	target := fs.String("target", bench.TargetPult, "pult, gorilla (the baseline hub: no persistence, no auth) or both (same load, with ratios)")
+	target := fs.String("target", bench.TargetPult, "pult, gorilla (the baseline hub: no persistence, no auth), centrifugo (Centrifugo "+bench.CentrifugoVersion+
+		", installed on first use), both (pult and centrifugo, same load, with ratios) or all (pult, gorilla and centrifugo)")
+	cfBin := fs.String("centrifugo-bin", "", "the Centrifugo binary (default: installed with go install into the user cache folder, pult/centrifugo-"+bench.CentrifugoVersion+")")
 	fs.StringVar(&o.ProfileDir, "profile", "", "save the relay's pprof profiles (idle and firing CPU, heap, goroutines) in this folder")
 	fs.StringVar(&o.Sync, "sync", "", `the relay's [nats] sync: "always" or an interval (default: the relay's, 1s)`)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -629,47 +633,85 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if o.Operators < 1 || o.Rate <= 0 || o.Duration <= 0 || o.Ring < 1 || o.Ring > o.Operators || o.Posters < 1 || o.Drain <= 0 || o.Supervisors < 0 || o.Supervisors > 100 {
 		return usagef("bench: want --operators, --rate, --duration, --posters, --drain > 0, 1 <= --ring <= --operators and 0 <= --supervisors <= 100")
 	}
-	if *target != bench.TargetPult && *target != bench.TargetGorilla && *target != "both" {
-		return usagef("bench: --target: want pult, gorilla or both")
+	var targets []string
+	switch *target {
+	case bench.TargetPult, bench.TargetGorilla, bench.TargetCentrifugo:
+		targets = []string{*target}
+	case "both":
+		targets = []string{bench.TargetPult, bench.TargetCentrifugo}
+	case "all":
+		targets = []string{bench.TargetPult, bench.TargetGorilla, bench.TargetCentrifugo}
+	default:
+		return usagef("bench: --target: want pult, gorilla, centrifugo, both or all")
 	}
-	if *target != "both" {
-		o.Target = *target
-		rep, err := bench.Run(ctx, o)
+	if len(targets) > 1 && (o.Restart || o.Supervisors > 0 || o.Sync != "") {
+		return usagef("bench: --target %s takes no --restart, --supervisors or --sync (the others have neither persistence nor a board)", *target)
+	}
+	if slices.Contains(targets, bench.TargetCentrifugo) {
+		bin, err := centrifugoBin(ctx, *cfBin, stderr)
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(rep)
+		o.CentrifugoBin = bin
+	}
+	reps := make([]bench.Report, len(targets))
+	for i, t := range targets {
+		o.Target = t
+		if i > 0 {
+			o.ProfileDir = "" // the relay's only
 		}
-		return rep.WriteText(stdout)
-	}
-	if o.Restart || o.Supervisors > 0 {
-		return usagef("bench: --target both takes no --restart or --supervisors (the baseline has neither persistence nor a board)")
-	}
-	o.Target = bench.TargetPult
-	rp, err := bench.Run(ctx, o)
-	if err != nil {
-		return err
-	}
-	o.Target, o.ProfileDir = bench.TargetGorilla, ""
-	rg, err := bench.Run(ctx, o)
-	if err != nil {
-		return err
+		var err error
+		if reps[i], err = bench.Run(ctx, o); err != nil {
+			return fmt.Errorf("%s: %w", t, err)
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]bench.Report{"pult": rp, "gorilla": rg})
+		if len(reps) == 1 {
+			return enc.Encode(reps[0])
+		}
+		byTarget := map[string]bench.Report{}
+		for _, r := range reps {
+			byTarget[r.Target] = r
+		}
+		return enc.Encode(byTarget)
 	}
-	for _, r := range []bench.Report{rp, rg} {
+	for i, r := range reps {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
 		if err := r.WriteText(stdout); err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout)
 	}
-	return bench.WriteComparison(stdout, rp, rg)
+	for _, r := range reps[1:] {
+		fmt.Fprintln(stdout)
+		if err := bench.WriteComparison(stdout, reps[0], r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// centrifugoBin is the Centrifugo the bench runs: the one given, or the
+// one in the user cache folder, installed there the first time.
+func centrifugoBin(ctx context.Context, given string, progress io.Writer) (string, error) {
+	if given != "" {
+		if _, err := os.Stat(given); err != nil {
+			return "", fmt.Errorf("bench: --centrifugo-bin: %w", err)
+		}
+		return given, nil
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("bench: no cache folder for Centrifugo (pass --centrifugo-bin): %w", err)
+	}
+	bin := bench.CentrifugoBinIn(cache)
+	if err := bench.InstallCentrifugo(ctx, bin, progress); err != nil {
+		return "", err
+	}
+	return bin, nil
 }
 
 // benchBaseline serves the bench's gorilla baseline (hidden: started by

@@ -52,6 +52,15 @@ func TestUsage(t *testing.T) {
 	if code, _, errs := runCLI(t, env, "operators", "list", "--relay", "127.0.0.1:8701"); code != 2 || !strings.Contains(errs, "http://") {
 		t.Errorf("--relay without a scheme: %d %q", code, errs)
 	}
+	if code, _, errs := runCLI(t, nil, "bench", "--target", "nats"); code != 2 || !strings.Contains(errs, "centrifugo, both or all") {
+		t.Errorf("bench --target nats: %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, nil, "bench", "--target", "both", "--restart"); code != 2 || !strings.Contains(errs, "--restart") {
+		t.Errorf("bench --target both --restart: %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, nil, "bench", "--target", "centrifugo", "--centrifugo-bin", "/nonexistent/centrifugo"); code != 1 || !strings.Contains(errs, "/nonexistent/centrifugo") {
+		t.Errorf("bench --centrifugo-bin missing: %d %q", code, errs)
+	}
 }
 
 // writeRelayConfig writes a relay's config with data_dir in a temporary

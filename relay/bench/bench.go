@@ -60,8 +60,12 @@ type Options struct {
 	// (full-jitter backoff from 500 ms, resuming from their last seq) and
 	// the report has the reconnect storm's figures.
 	Restart bool
-	// Target is TargetPult (the relay) or TargetGorilla (the baseline).
+	// Target is TargetPult (the relay), TargetGorilla (the baseline) or
+	// TargetCentrifugo (Centrifugo, see CentrifugoBin).
 	Target string
+	// CentrifugoBin is the Centrifugo binary run for TargetCentrifugo
+	// (see InstallCentrifugo).
+	CentrifugoBin string
 	// ProfileDir, when set, gets pprof profiles of the relay (not of the
 	// baseline): CPU over the idle window and over the firing, heap and
 	// goroutines at the end of the idle settle.
@@ -83,8 +87,9 @@ type Options struct {
 
 // Targets.
 const (
-	TargetPult    = "pult"
-	TargetGorilla = "gorilla"
+	TargetPult       = "pult"
+	TargetGorilla    = "gorilla"
+	TargetCentrifugo = "centrifugo"
 )
 
 func (o *Options) defaults() error {
@@ -132,10 +137,12 @@ func (o *Options) defaults() error {
 		return errors.New("drain and settle must not be negative")
 	case o.Supervisors < 0 || o.Supervisors > 100:
 		return errors.New("supervisors: want 0 to 100")
-	case o.Target != TargetPult && o.Target != TargetGorilla:
-		return errors.New("target: want pult or gorilla")
+	case o.Target != TargetPult && o.Target != TargetGorilla && o.Target != TargetCentrifugo:
+		return errors.New("target: want pult, gorilla or centrifugo")
 	case o.Target == TargetGorilla && (o.Supervisors > 0 || o.Restart):
 		return errors.New("the gorilla baseline has no queue board and no persistence: no --supervisors, no --restart")
+	case o.Target == TargetCentrifugo && (o.Supervisors > 0 || o.Restart || o.Sync != ""):
+		return errors.New("centrifugo has no queue board and its memory engine no persistence: no --supervisors, --restart or --sync")
 	case o.Idle < 0:
 		return errors.New("idle must not be negative")
 	}
@@ -279,8 +286,13 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	}
 	defer os.RemoveAll(dir)
 
-	progress("starting the relay…")
-	rp, err := startRelay(ctx, o, dir)
+	progress("starting %s…", o.Target)
+	var rp *relayProc
+	if o.Target == TargetCentrifugo {
+		rp, err = startCentrifugo(ctx, o, dir)
+	} else {
+		rp, err = startRelay(ctx, o, dir)
+	}
 	if err != nil {
 		return rep, err
 	}
@@ -291,11 +303,14 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	}()
 
 	var tokens []string
-	if rp.baseline {
+	switch {
+	case rp.centrifugo:
+		tokens = centrifugoTokens(rp.hmacSecret, o.Operators)
+	case rp.baseline:
 		for i := range o.Operators {
 			tokens = append(tokens, strconv.Itoa(1000+i)) // the code; no auth
 		}
-	} else {
+	default:
 		progress("adding %d operators…", o.Operators)
 		if tokens, err = addOperators(ctx, rp, o.Operators); err != nil {
 			return rep, err
@@ -540,6 +555,9 @@ var dialer = &websocket.Dialer{HandshakeTimeout: 15 * time.Second, ReadBufferSiz
 // dial connects (resuming from op.last when op.epoch is known), reads the
 // hello and makes the connection the operator's.
 func (op *operator) dial(ctx context.Context, rp *relayProc, token string) error {
+	if rp.centrifugo {
+		return op.dialCentrifugo(ctx, rp, token)
+	}
 	u := "ws" + strings.TrimPrefix(rp.baseURL, "http") + wire.Path
 	if op.epoch != "" {
 		u += "?" + url.Values{wire.QuerySince: {strconv.FormatUint(op.last, 10)}, wire.QueryEpoch: {op.epoch}}.Encode()
@@ -595,7 +613,12 @@ func (op *operator) dial(ctx context.Context, rp *relayProc, token string) error
 func (op *operator) read(ctx context.Context, rp *relayProc, token string, stopping *atomic.Bool, storm *stormState) {
 	defer close(op.done)
 	for {
-		err := op.readConn()
+		var err error
+		if rp.centrifugo {
+			err = op.readCentrifugo()
+		} else {
+			err = op.readConn()
+		}
 		if stopping.Load() {
 			return
 		}
@@ -712,7 +735,11 @@ func fire(ctx context.Context, rp *relayProc, o Options) (calls []call, start, e
 		go func() {
 			defer wg.Done()
 			for n := range jobs {
-				post(ctx, hc, rp, n, &calls[n])
+				if rp.centrifugo {
+					postCentrifugo(ctx, hc, rp, n, &calls[n])
+				} else {
+					post(ctx, hc, rp, n, &calls[n])
+				}
 			}
 		}()
 	}

@@ -40,6 +40,9 @@ type relayProc struct {
 	newCmd    func() *exec.Cmd // builds the command line again (restart)
 	pprofAddr string           // host:port of the relay's pprof (metrics_listen), if profiling
 	baseline  bool             // the gorilla baseline, not the relay
+
+	centrifugo bool   // Centrifugo, not the relay: pbxKey is its HTTP API key
+	hmacSecret string // Centrifugo's connection token key
 }
 
 func secret() string {
@@ -250,7 +253,8 @@ func (p *relayProc) logFindings(keep int) (int, []string) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		l := sc.Text()
-		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.HasPrefix(l, "panic") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.HasPrefix(l, "panic") ||
+			strings.Contains(l, `"level":"warn"`) || strings.Contains(l, `"level":"error"`) { // Centrifugo's
 			n++
 			if len(sample) < keep {
 				sample = append(sample, l)

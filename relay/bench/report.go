@@ -101,6 +101,10 @@ func (l Latency) String() string {
 func (r Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
+	who := "relay" // the process measured
+	if r.Target == TargetCentrifugo {
+		who = TargetCentrifugo
+	}
 	row("target", "%s", r.Target)
 	row("operators connected", "%d (in %.1f s; RLIMIT_NOFILE %d)", r.Operators, r.ConnectS, r.NoFile)
 	if r.RingMax > r.Ring {
@@ -127,16 +131,16 @@ func (r Report) WriteText(w io.Writer) error {
 		}
 		row(k, "%.2f ms  %s at op %d, fired at +%.2f s (POST answered in %.2f ms)", o.LatencyMS, o.Call, 1000+o.Operator, o.At, o.PostMS)
 	}
-	row("relay RSS before connecting", "%s (Go heap in use %s, %d goroutines)", mib(r.RSSBefore), mib(r.HeapBefore), r.GoroutinesBefore)
-	row("relay RSS idle, connected", "%s (%.1f KiB per connection; heap %s, %d goroutines)",
+	row(who+" RSS before connecting", "%s (Go heap in use %s, %d goroutines)", mib(r.RSSBefore), mib(r.HeapBefore), r.GoroutinesBefore)
+	row(who+" RSS idle, connected", "%s (%.1f KiB per connection; heap %s, %d goroutines)",
 		mib(r.RSSIdle), float64(r.RSSPerConn)/1024, mib(r.HeapIdle), r.GoroutinesIdle)
 	if r.IdleS > 0 {
-		row("relay CPU idle, connected", "%.2f%% of one core over %.0f s", r.IdleCPU, r.IdleS)
-		row("relay RSS steady (idle end)", "%s (%.1f KiB per connection; heap %s)", mib(r.RSSSteady), float64(r.RSSSteadyPerConn)/1024, mib(r.HeapSteady))
+		row(who+" CPU idle, connected", "%.2f%% of one core over %.0f s", r.IdleCPU, r.IdleS)
+		row(who+" RSS steady (idle end)", "%s (%.1f KiB per connection; heap %s)", mib(r.RSSSteady), float64(r.RSSSteadyPerConn)/1024, mib(r.HeapSteady))
 	}
-	row("relay RSS at end", "%s (heap %s, %d goroutines)", mib(r.RSSEnd), mib(r.HeapEnd), r.GoroutinesEnd)
+	row(who+" RSS at end", "%s (heap %s, %d goroutines)", mib(r.RSSEnd), mib(r.HeapEnd), r.GoroutinesEnd)
 	if r.Storm == nil {
-		row("relay CPU while firing", "%.1f%% of one core (bench process: %.1f%%)", r.RelayCPU, r.BenchCPU)
+		row(who+" CPU while firing", "%.1f%% of one core (bench process: %.1f%%)", r.RelayCPU, r.BenchCPU)
 	}
 	if s := r.Storm; s != nil {
 		row("restart: at", "+%.1f s; SIGTERM → exited %.2f s, → /healthz answered %.2f s later", s.RestartAtS, s.DownS, s.StartS)
@@ -152,17 +156,18 @@ func (r Report) WriteText(w io.Writer) error {
 		row("board: POST start→delta", "%s", b.Latency)
 		row("board: within 100 ms", "%.2f%%", b.Within100ms)
 	}
-	row("relay log warnings/errors", "%d", r.RelayWarnings)
+	row(who+" log warnings/errors", "%d", r.RelayWarnings)
 	for _, l := range r.RelayLog {
 		row("", "%.160s", l)
 	}
 	return tw.Flush()
 }
 
-// WriteComparison prints the relay against the baseline with ratios.
+// WriteComparison prints the relay against another target (the gorilla
+// baseline or Centrifugo) with ratios.
 func WriteComparison(w io.Writer, pult, base Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "figure\tpult\tgorilla\tpult / gorilla\n")
+	fmt.Fprintf(tw, "figure\t%s\t%s\t%s / %s\n", pult.Target, base.Target, pult.Target, base.Target)
 	ratio := func(a, b float64) string {
 		if b == 0 {
 			return "—"
