@@ -7,12 +7,15 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -110,6 +113,25 @@ type Options struct {
 	// operator (SaveReply); defaultRequestIDs when 0.
 	RequestIDsPerOperator int
 	Logger                *slog.Logger
+
+	// Replicas is how many copies JetStream keeps of every stream and
+	// bucket (0: 1). It is applied to existing ones too: JetStream scales a
+	// stream's replicas up or down with an update.
+	Replicas int
+	// Cluster, when set, joins the embedded server to a cluster (its
+	// JetStream clustered); ignored with URL.
+	Cluster *Cluster
+	// An external server's credentials (a .creds file) and TLS: the CA
+	// of its certificates and a client certificate (PEM files).
+	CredsFile, TLSCA, TLSCert, TLSKey string
+}
+
+// Cluster is the embedded server's cluster.
+type Cluster struct {
+	Name       string   // the cluster's, the same on every node
+	ServerName string   // this node's, unique and stable
+	Listen     string   // host:port of its route listener
+	Routes     []string // nats-route://host:port of the others
 }
 
 // Shares are the parts of Options.MaxBytes each stream and bucket may use,
@@ -203,18 +225,32 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	s := &Store{log: o.Logger.With("component", "store"), maxBytes: o.MaxBytes, requestWindow: o.RequestWindow,
 		replyKeep: max(1, (o.RequestIDsPerOperator+replySlots-1)/replySlots)}
 	var err error
+	var token string // the embedded server's, when it listens for clients
 	connect := func(name string) (*nats.Conn, error) {
 		if s.ns != nil {
-			return nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name))
+			return nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name), nats.Token(token))
 		}
-		return nats.Connect(o.URL, nats.Name(name), nats.MaxReconnects(-1),
+		opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1),
 			nats.ConnectHandler(func(*nats.Conn) {}),
 			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 				s.log.Warn("nats disconnected", "name", name, "err", err)
-			}))
+			}),
+			nats.ReconnectHandler(func(nc *nats.Conn) {
+				s.log.Info("nats reconnected", "name", name, "server", nc.ConnectedServerName())
+			})}
+		if o.CredsFile != "" {
+			opts = append(opts, nats.UserCredentials(o.CredsFile))
+		}
+		if o.TLSCA != "" {
+			opts = append(opts, nats.RootCAs(o.TLSCA))
+		}
+		if o.TLSCert != "" {
+			opts = append(opts, nats.ClientCert(o.TLSCert, o.TLSKey))
+		}
+		return nats.Connect(o.URL, opts...)
 	}
 	if o.URL == "" {
-		if s.ns, err = startEmbedded(o, o.Logger.With("component", "nats")); err != nil {
+		if s.ns, token, err = startEmbedded(o, o.Logger.With("component", "nats")); err != nil {
 			return nil, err
 		}
 	}
@@ -235,7 +271,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("store: jetstream: %w", err)
 	}
-	if err := s.provision(ctx, o); err != nil {
+	if err := s.provisionWhenReady(ctx, o); err != nil {
 		s.Close()
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsStorageResourcesExceeded || apiErr.ErrorCode == jsInsufficientResources) {
@@ -263,15 +299,20 @@ func (s *Store) Durability() string {
 	return "fsync every " + c.SyncInterval.String()
 }
 
-func startEmbedded(o Options, log *slog.Logger) (*server.Server, error) {
+// startEmbedded starts the embedded server. Alone, it has no listener at
+// all (the relay connects in-process). In a cluster it listens for routes
+// on Cluster.Listen; nats-server then needs a client listener too (its
+// routes start once that one is up), so it gets one on a random loopback
+// port, guarded by a random token that only this process knows.
+func startEmbedded(o Options, log *slog.Logger) (ns *server.Server, token string, err error) {
 	if o.DataDir == "" {
-		return nil, errors.New("store: data_dir is required for the embedded NATS server")
+		return nil, "", errors.New("store: data_dir is required for the embedded NATS server")
 	}
 	dir := filepath.Join(o.DataDir, "jetstream")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, "", fmt.Errorf("store: %w", err)
 	}
-	ns, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		ServerName:   "pult-relay",
 		DontListen:   true,
 		JetStream:    true,
@@ -284,21 +325,110 @@ func startEmbedded(o Options, log *slog.Logger) (*server.Server, error) {
 		// The streams' byte limits add up to the budget; JetStream
 		// reserves them against this.
 		JetStreamMaxStore: max(o.MaxBytes, 0),
-	})
+	}
+	if c := o.Cluster; c != nil {
+		host, port, err := splitHostPort(c.Listen)
+		if err != nil {
+			return nil, "", fmt.Errorf("store: cluster listen: %w", err)
+		}
+		var routes []*url.URL
+		for _, r := range c.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, "", fmt.Errorf("store: cluster route %q: %w", r, err)
+			}
+			routes = append(routes, u)
+		}
+		token = randomToken()
+		opts.ServerName = c.ServerName
+		opts.DontListen = false
+		opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+		opts.Authorization = token
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+		opts.Routes = routes
+	}
+	ns, err = server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("store: embedded nats: %w", err)
+		return nil, "", fmt.Errorf("store: embedded nats: %w", err)
 	}
 	ns.SetLoggerV2(natsLogger{log}, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
-		return nil, errors.New("store: embedded nats did not start within 10s")
+		return nil, "", errors.New("store: embedded nats did not start within 10s")
 	}
-	return ns, nil
+	return ns, token, nil
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	return host, port, nil
+}
+
+func randomToken() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// clustered reports whether JetStream may be clustered: it then takes a
+// while to be ready (a meta leader elected, enough peers for the replicas).
+func (o Options) clustered() bool {
+	return o.Cluster != nil || o.Replicas > 1 || strings.Contains(o.URL, ",")
+}
+
+// provisionWhenReady provisions; a clustered JetStream that is not ready
+// yet (no leader, too few nodes up for the replicas) is waited for, until
+// ctx ends, saying so every 10 s.
+func (s *Store) provisionWhenReady(ctx context.Context, o Options) error {
+	if !o.clustered() {
+		return s.provision(ctx, o)
+	}
+	started := time.Now()
+	lastSaid := started
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.provision(actx, o)
+		cancel()
+		if err == nil {
+			if time.Since(started) > time.Second {
+				s.log.Info("JetStream cluster ready", "waited", time.Since(started).Round(time.Millisecond))
+			}
+			return nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsStorageResourcesExceeded) {
+			return err
+		}
+		if time.Since(lastSaid) >= 10*time.Second {
+			s.log.Warn("waiting for the JetStream cluster (are enough nodes up for nats.replicas?)",
+				"replicas", max(o.Replicas, 1), "waited", time.Since(started).Round(time.Second), "err", err)
+			lastSaid = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("store: the JetStream cluster was not ready: %w (last: %v)", ctx.Err(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func (s *Store) provision(ctx context.Context, o Options) error {
 	var err error
+	s.limited = nil
+	replicas := max(o.Replicas, 1)
+	// Direct gets are answered by any replica, which may not have the
+	// latest writes yet; with copies, reads go to the leader instead, so
+	// that a node reads what another wrote a moment ago (an agent resuming
+	// on it, a request re-sent to it).
+	direct := replicas == 1
 	s.events, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        EventsStream,
 		MaxBytes:    share(o.MaxBytes, EventsStream),
@@ -308,7 +438,8 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		Storage:     jetstream.FileStorage,
 		MaxAge:      o.EventRetention,
 		Duplicates:  2 * time.Minute,
-		AllowDirect: true,
+		AllowDirect: direct,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("store: events stream: %w", err)
@@ -328,6 +459,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.WorkQueuePolicy,
 		Duplicates:  OutboxDedupeWindow,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("store: outbox stream: %w", err)
@@ -341,6 +473,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		Subjects:    []string{DeadPrefix + ">"},
 		Storage:     jetstream.FileStorage,
 		Duplicates:  10 * time.Minute,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("store: dead letter stream: %w", err)
@@ -354,6 +487,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		Storage:     jetstream.FileStorage,
 		MaxAge:      30 * 24 * time.Hour,
 		Duplicates:  10 * time.Minute,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("store: uploads stream: %w", err)
@@ -371,6 +505,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		Storage:     jetstream.FileStorage,
 		MaxAge:      QueueRetention,
 		Duplicates:  2 * time.Minute,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("store: queue stream: %w", err)
@@ -382,7 +517,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	kv := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
 		b, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: name, Description: desc, TTL: ttl, Storage: jetstream.FileStorage, History: 1,
-			MaxBytes: share(o.MaxBytes, name),
+			MaxBytes: share(o.MaxBytes, name), Replicas: replicas,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("store: bucket %s: %w", name, err)
@@ -390,6 +525,19 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		st, err := s.js.Stream(ctx, "KV_"+name)
 		if err != nil {
 			return nil, fmt.Errorf("store: bucket %s: %w", name, err)
+		}
+		if !direct {
+			// nats.go makes every bucket AllowDirect; read from the leader
+			// (see direct above): the bucket bound again after the update
+			// does.
+			cfg := st.CachedInfo().Config
+			cfg.AllowDirect = false
+			if st, err = s.js.UpdateStream(ctx, cfg); err != nil {
+				return nil, fmt.Errorf("store: bucket %s: %w", name, err)
+			}
+			if b, err = s.js.KeyValue(ctx, name); err != nil {
+				return nil, fmt.Errorf("store: bucket %s: %w", name, err)
+			}
 		}
 		s.limited = append(s.limited, limited{name: name, stream: st, guarded: true})
 		return b, nil
@@ -1118,4 +1266,18 @@ func (s *Store) UploadsConsumer(ctx context.Context, cfg jetstream.ConsumerConfi
 		return nil, fmt.Errorf("store: call history consumer: %w", err)
 	}
 	return c, nil
+}
+
+// StreamReplicas says how many copies JetStream keeps of each stream and
+// bucket (by stream name), as it reports them now.
+func (s *Store) StreamReplicas(ctx context.Context) (map[string]int, error) {
+	out := map[string]int{}
+	for _, l := range s.limited {
+		info, err := l.stream.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store: %s info: %w", l.name, err)
+		}
+		out[info.Config.Name] = info.Config.Replicas
+	}
+	return out, nil
 }

@@ -1,0 +1,125 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pult/pult/relay/store"
+)
+
+// freePorts are loopback addresses nobody listens on.
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}
+
+// Three embedded servers on loopback form one JetStream cluster: every
+// stream and bucket has three copies, what one node writes the others read
+// at once, and a single node's data scaled from 1 to 3 copies keeps it.
+func TestEmbeddedCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	addrs := freePorts(t, 3)
+	var routes []string
+	for _, a := range addrs {
+		routes = append(routes, "nats-route://"+a)
+	}
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	open := func(i, replicas int) (*store.Store, error) {
+		return store.Open(ctx, store.Options{DataDir: dirs[i], MaxBytes: 256 << 20, Replicas: replicas, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", i),
+			Cluster: &store.Cluster{Name: "pult-test", ServerName: fmt.Sprintf("n%d", i), Listen: addrs[i], Routes: routes}})
+	}
+
+	openAll := func(replicas int) []*store.Store {
+		t.Helper()
+		stores := make([]*store.Store, 3)
+		errs := make([]error, 3)
+		var wg sync.WaitGroup
+		for i := range 3 {
+			wg.Go(func() { stores[i], errs[i] = open(i, replicas) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("node %d: %v", i, err)
+			}
+		}
+		return stores
+	}
+	// A cluster with one copy of everything, written to.
+	stores := openAll(1)
+	seq, err := stores[0].Append(ctx, "op1", "test", []byte(`{"n":1}`), "", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stores {
+		s.Close()
+	}
+
+	// Started again with three copies: nothing lost.
+	stores = openAll(3)
+	defer func() {
+		for _, s := range stores {
+			s.Close()
+		}
+	}()
+	for i, s := range stores {
+		ev, err := s.Next(ctx, "op1", seq-1)
+		if err != nil || ev == nil || string(ev.Data) != `{"n":1}` {
+			t.Errorf("node %d reads the single node's event: %v %v", i, ev, err)
+		}
+	}
+	usage, err := stores[1].Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(usage) < 10 {
+		t.Errorf("usage: %v", usage)
+	}
+	if n, err := stores[2].StreamReplicas(ctx); err != nil || len(n) == 0 {
+		t.Fatalf("replicas: %v %v", n, err)
+	} else {
+		for name, r := range n {
+			if r != 3 {
+				t.Errorf("%s has %d copies, want 3", name, r)
+			}
+		}
+	}
+
+	// A reply saved on one node is read on another at once.
+	for i := range 20 {
+		id := fmt.Sprintf("req-%d", i)
+		if err := stores[i%3].SaveReply(ctx, "op1", id, []byte(`"ok"`)); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := stores[(i+1)%3].LoadReply(ctx, "op1", id); err != nil || string(b) != `"ok"` {
+			t.Fatalf("reply %s on the next node: %q %v", id, b, err)
+		}
+		seq, err := stores[i%3].Append(ctx, "op2", "test", []byte("x"), "", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev, err := stores[(i+2)%3].Next(ctx, "op2", seq-1); err != nil || ev == nil || ev.Seq != seq {
+			t.Fatalf("event %d on another node: %v %v", seq, ev, err)
+		}
+	}
+}
