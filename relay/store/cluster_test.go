@@ -45,7 +45,7 @@ func TestEmbeddedCluster(t *testing.T) {
 	}
 	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
 	open := func(i, replicas int) (*store.Store, error) {
-		return store.Open(ctx, store.Options{DataDir: dirs[i], MaxBytes: 256 << 20, Replicas: replicas, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", i),
+		return store.Open(ctx, store.Options{DataDir: dirs[i], MaxBytes: 256 << 20, Replicas: replicas, Logger: testLog(i),
 			Cluster: &store.Cluster{Name: "pult-test", ServerName: fmt.Sprintf("n%d", i), Listen: addrs[i], Routes: routes}})
 	}
 
@@ -65,8 +65,27 @@ func TestEmbeddedCluster(t *testing.T) {
 		}
 		return stores
 	}
-	// A cluster with one copy of everything, written to.
+	// Node 0 ran alone, as a single relay does.
+	alone, err := store.Open(ctx, store.Options{DataDir: dirs[0], MaxBytes: 256 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alone.Append(ctx, "op1", "test", []byte(`{"n":0}`), "", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alone.SaveStatus(ctx, "op1", []byte(`"busy"`), 0); err != nil {
+		t.Fatal(err)
+	}
+	alone.Close()
+
+	// A cluster with one copy of everything: node 0's data is copied in.
 	stores := openAll(1)
+	if ev, err := stores[1].Next(ctx, "op1", 0); err != nil || ev == nil || string(ev.Data) != `{"n":0}` {
+		t.Fatalf("the single node's event in the cluster: %v %v", ev, err)
+	}
+	if b, _, err := stores[2].LoadStatus(ctx, "op1"); err != nil || string(b) != `"busy"` {
+		t.Fatalf("the single node's status in the cluster: %q %v", b, err)
+	}
 	seq, err := stores[0].Append(ctx, "op1", "test", []byte(`{"n":1}`), "", time.Time{})
 	if err != nil {
 		t.Fatal(err)
@@ -122,4 +141,12 @@ func TestEmbeddedCluster(t *testing.T) {
 			t.Fatalf("event %d on another node: %v %v", seq, ev, err)
 		}
 	}
+}
+
+// testLog is a node's log: on stderr with PULT_TEST_LOG set, else nowhere.
+func testLog(node int) *slog.Logger {
+	if os.Getenv("PULT_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", node)
 }

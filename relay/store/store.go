@@ -249,7 +249,13 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		}
 		return nats.Connect(o.URL, opts...)
 	}
+	var standalone string // a single node's store moved aside, to copy into the cluster
 	if o.URL == "" {
+		if o.Cluster != nil && o.DataDir != "" {
+			if standalone, err = moveStandalone(o.DataDir); err != nil {
+				return nil, err
+			}
+		}
 		if s.ns, token, err = startEmbedded(o, o.Logger.With("component", "nats")); err != nil {
 			return nil, err
 		}
@@ -278,6 +284,14 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			return nil, fmt.Errorf("%w: the streams' byte limits add up to [limits] max_store_bytes (%d bytes); lower it, or give NATS's JetStream that much store", err, o.MaxBytes)
 		}
 		return nil, err
+	}
+	if standalone != "" {
+		s.log.Info("this node ran alone before: copying its data into the cluster", "from", standalone)
+		if err := s.copyStandalone(ctx, o, standalone); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%w (the single node's store is kept in %s; move it back to %s to run alone again)", err, standalone, filepath.Join(o.DataDir, "jetstream"))
+		}
+		s.log.Warn("the single node's data is in the cluster now; its old store is kept: delete it once satisfied", "dir", standalone)
 	}
 	return s, nil
 }
@@ -308,7 +322,11 @@ func startEmbedded(o Options, log *slog.Logger) (ns *server.Server, token string
 	if o.DataDir == "" {
 		return nil, "", errors.New("store: data_dir is required for the embedded NATS server")
 	}
-	dir := filepath.Join(o.DataDir, "jetstream")
+	return startEmbeddedIn(o, filepath.Join(o.DataDir, "jetstream"), log)
+}
+
+// startEmbeddedIn is startEmbedded with the JetStream store in dir.
+func startEmbeddedIn(o Options, dir string, log *slog.Logger) (ns *server.Server, token string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, "", fmt.Errorf("store: %w", err)
 	}
