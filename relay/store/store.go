@@ -412,7 +412,7 @@ func (s *Store) provisionWhenReady(ctx context.Context, o Options) error {
 	started := time.Now()
 	lastSaid := started
 	for {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := s.provision(actx, o)
 		cancel()
 		if err == nil {
