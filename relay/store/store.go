@@ -237,6 +237,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			}),
 			nats.ReconnectHandler(func(nc *nats.Conn) {
 				s.log.Info("nats reconnected", "name", name, "server", nc.ConnectedServerName())
+			}),
+			// nats.go would print these on stderr.
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				s.log.Warn("nats error", "name", name, "err", err)
 			})}
 		if o.CredsFile != "" {
 			opts = append(opts, nats.UserCredentials(o.CredsFile))
