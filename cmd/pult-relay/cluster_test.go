@@ -73,6 +73,13 @@ func (n *clusterNode) waitHealthy(t *testing.T) {
 // starts them together.
 func startCluster(t *testing.T, bin, extra string) []*clusterNode {
 	t.Helper()
+	return startClusterWith(t, bin, func(int) string { return extra })
+}
+
+// startClusterWith is startCluster with each node's extra configuration
+// made by extra.
+func startClusterWith(t *testing.T, bin string, extra func(node int) string) []*clusterNode {
+	t.Helper()
 	dir := t.TempDir()
 	var routes, listens []string
 	for range 3 {
@@ -96,7 +103,7 @@ listen = %q
 routes = [%s]
 
 %s
-`, addr, filepath.Join(dir, fmt.Sprintf("data%d", i)), listens[i], strings.Join(routes, ", "), extra), 0o600)
+`, addr, filepath.Join(dir, fmt.Sprintf("data%d", i)), listens[i], strings.Join(routes, ", "), extra(i)), 0o600)
 		nodes[i] = n
 	}
 	t.Cleanup(func() {
@@ -390,5 +397,80 @@ max_backoff = "1s"
 	}
 	if bad.Len() > 0 || len(told) != 20 {
 		t.Errorf("the PBX was told %d statuses %v; not once:%s", len(told), told, bad.String())
+	}
+}
+
+// An outbox job runs once across the cluster: the relay that took it,
+// killed (SIGKILL) while the partner has not answered yet, leaves it to
+// another relay once its ack deadline has passed.
+func TestClusterJobOfKilledRelay(t *testing.T) {
+	bin := relayBinary(t)
+	var mu sync.Mutex
+	var hung string               // the node holding the job, while the PBX hangs
+	delivered := map[string]int{} // node → statuses the PBX answered
+	release := make(chan struct{})
+	pbx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		node := strings.Split(strings.Trim(r.URL.Path, "/"), "/")[0]
+		mu.Lock()
+		if hung == "" {
+			hung = node
+			mu.Unlock()
+			select { // never answers: the relay is killed meanwhile
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		delivered[node]++
+		mu.Unlock()
+	}))
+	defer pbx.Close()
+	defer close(release)
+
+	const clientID = "client-id-cluster-job"
+	nodes := startClusterWith(t, bin, func(i int) string {
+		return fmt.Sprintf(`[pbx]
+client_id = %q
+api_key = "pbx-key-cluster"
+change_status_url = %q
+`, clientID, fmt.Sprintf("%s/node%d/change-status", pbx.URL, i))
+	})
+	adm := &admin.Client{Socket: filepath.Join(filepath.Dir(nodes[0].config), "data0", "admin.sock")}
+	if _, err := adm.AddOperator(context.Background(), operators.NewOperator{Name: "Anna", Code: "100", UserID: "7"}); err != nil {
+		t.Fatal(err)
+	}
+	// A status changed in the CRM goes to the PBX through the outbox.
+	resp, err := http.Get(nodes[0].base + "/retailcrm/change-status?" + url.Values{
+		"clientId": {clientID}, "userId": {"7"}, "code": {"100"}, "status": {"busy"}}.Encode())
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("change-status: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	waitLocked(t, &mu, "the job taken", func() bool { return hung != "" }, nil)
+	var holder *clusterNode
+	for i, n := range nodes {
+		if fmt.Sprintf("node%d", i) == hung {
+			holder = n
+		}
+	}
+	if err := holder.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	holder.cmd.Wait()
+	waitLocked(t, &mu, "the job done by another relay", func() bool { return len(delivered) > 0 }, nil)
+	t.Logf("%s took the job and was killed; another relay sent it %s later", hung, time.Since(killed).Round(time.Millisecond))
+	time.Sleep(3 * time.Second) // a second delivery would show
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for node, n := range delivered {
+		total += n
+		if node == hung {
+			t.Errorf("the killed relay %s sent the job", node)
+		}
+	}
+	if total != 1 {
+		t.Errorf("the PBX got the status %d times, want once: %v", total, delivered)
 	}
 }
