@@ -191,6 +191,7 @@ type Store struct {
 	// it on a shared one do not wait for it.
 	queueState jetstream.KeyValue
 
+	clustered     bool          // Options.clustered
 	maxBytes      int64         // Options.MaxBytes
 	requestWindow time.Duration // Options.RequestWindow
 	replyKeep     int           // replies kept per slot of an operator (SaveReply)
@@ -222,7 +223,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.RequestIDsPerOperator <= 0 {
 		o.RequestIDsPerOperator = defaultRequestIDs
 	}
-	s := &Store{log: o.Logger.With("component", "store"), maxBytes: o.MaxBytes, requestWindow: o.RequestWindow,
+	s := &Store{log: o.Logger.With("component", "store"), clustered: o.clustered(), maxBytes: o.MaxBytes, requestWindow: o.RequestWindow,
 		replyKeep: max(1, (o.RequestIDsPerOperator+replySlots-1)/replySlots)}
 	var err error
 	var token string // the embedded server's, when it listens for clients
@@ -1302,4 +1303,17 @@ func (s *Store) StreamReplicas(ctx context.Context) (map[string]int, error) {
 		out[info.Config.Name] = info.Config.Replicas
 	}
 	return out, nil
+}
+
+// Clustered reports whether JetStream may be a cluster (several servers or
+// copies), where a node can be cut off from the majority.
+func (s *Store) Clustered() bool { return s.clustered }
+
+// Available asks JetStream for the account's usage: in a cluster that only
+// succeeds with a majority of the servers in reach.
+func (s *Store) Available(ctx context.Context) error {
+	if _, err := s.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("store: jetstream: %w", err)
+	}
+	return nil
 }
