@@ -160,6 +160,25 @@ func TestExternalNATSCluster(t *testing.T) {
 			t.Errorf("an operator got the calls\n%v\nwant every acknowledged one once, in order:\n%v", got, acked)
 		}
 	}
+
+	// A second NATS server down: the one left has no majority. The relays
+	// say so on /healthz and refuse webhooks; nothing is acknowledged.
+	servers[1].Shutdown()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		status, body := relays[0].get("/healthz", nil)
+		if status == http.StatusServiceUnavailable && strings.Contains(body, "jetstream unavailable") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("healthz without a majority: %d %s", status, body)
+		}
+	}
+	status, body, err := relays[1].tryCallEvent(map[string]any{"type": "in", "phone": "+79121234567", "codes": codes, "callExternalId": "minority"})
+	t.Logf("a webhook without a majority: %d %v %v", status, body, err)
+	if err == nil && status == 200 {
+		t.Errorf("a webhook was acknowledged without a majority")
+	}
+
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		pbxMu.Lock()
 		n := len(told)
