@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -472,5 +474,116 @@ change_status_url = %q
 	}
 	if total != 1 {
 		t.Errorf("the PBX got the status %d times, want once: %v", total, delivered)
+	}
+}
+
+// consecutiveFree finds n consecutive free loopback ports.
+func consecutiveFree(t *testing.T, n int) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		base := 20000 + int(time.Now().UnixNano()%20000)
+		var ls []net.Listener
+		ok := true
+		for i := range n {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				ok = false
+				break
+			}
+			ls = append(ls, l)
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free ports")
+	return 0
+}
+
+// The cluster demo: three relay processes and the PBX ringing through
+// them; one killed, the demo says so and rings on; Ctrl+C stops every
+// relay cleanly.
+func TestClusterDemo(t *testing.T) {
+	bin := relayBinary(t)
+	ports := consecutiveFree(t, 6)
+	cmd := exec.Command(bin, "demo", "--cluster", "3", "--every", "1s", "--port", fmt.Sprint(ports), "--cluster-port", fmt.Sprint(ports+3))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
+	lines := make(chan string, 1000)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var pids []int
+	wait := func(what string, match func(string) bool) {
+		t.Helper()
+		timeout := time.After(2 * time.Minute)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("the demo ended before %s", what)
+				}
+				var n, pid int
+				var base string
+				if c, _ := fmt.Sscanf(strings.TrimSpace(l), "relay %d %s pid %d", &n, &base, &pid); c == 3 {
+					pids = append(pids, pid)
+				}
+				if match(l) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	wait("the welcome", func(l string) bool { return strings.Contains(l, "Ctrl+C stops everything") })
+	if len(pids) != 3 {
+		t.Fatalf("relay pids: %v", pids)
+	}
+	wait("a call", func(l string) bool { return strings.Contains(l, "PBX:") && strings.Contains(l, "rings") })
+	if err := syscall.Kill(pids[1], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	wait("the relay down", func(l string) bool { return strings.Contains(l, "relay 2") && strings.Contains(l, "is down") })
+	wait("a call after the kill", func(l string) bool { return strings.Contains(l, "PBX:") && strings.Contains(l, "rings") })
+	wait("another call after the kill", func(l string) bool { return strings.Contains(l, "PBX:") && strings.Contains(l, "rings") })
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() {
+		for range lines {
+		}
+		done <- cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("the demo ended with %v", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("the demo did not stop within 40s of Ctrl+C")
+	}
+	for _, pid := range []int{pids[0], pids[2]} {
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("relay pid %d still runs after the demo", pid)
+		}
 	}
 }
