@@ -560,7 +560,7 @@ func TestClusterDemo(t *testing.T) {
 		t.Fatalf("relay pids: %v", pids)
 	}
 	wait("a call", func(l string) bool { return strings.Contains(l, "PBX:") && strings.Contains(l, "rings") })
-	if err := syscall.Kill(pids[1], syscall.SIGKILL); err != nil {
+	if err := signalPid(pids[1], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	wait("the relay down", func(l string) bool { return strings.Contains(l, "relay 2") && strings.Contains(l, "is down") })
@@ -582,8 +582,16 @@ func TestClusterDemo(t *testing.T) {
 		t.Fatal("the demo did not stop within 40s of Ctrl+C")
 	}
 	for _, pid := range []int{pids[0], pids[2]} {
-		if err := syscall.Kill(pid, 0); err == nil {
+		if err := signalPid(pid, syscall.Signal(0)); err == nil {
 			t.Errorf("relay pid %d still runs after the demo", pid)
 		}
 	}
+}
+
+func signalPid(pid int, sig os.Signal) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Signal(sig)
 }
