@@ -114,6 +114,19 @@ func TestEmbeddedCluster(t *testing.T) {
 	if len(usage) < 10 {
 		t.Errorf("usage: %v", usage)
 	}
+	// The account counts every copy: its budget is max_store_bytes on each
+	// of the three servers.
+	var streams uint64
+	for _, u := range usage {
+		if u.Name == store.AccountName {
+			if u.MaxBytes != 3*(256<<20) || u.Bytes < streams {
+				t.Errorf("account usage %d of %d; the streams hold %d", u.Bytes, u.MaxBytes, streams)
+			}
+			t.Logf("account usage %d, the streams' %d", u.Bytes, streams)
+		} else {
+			streams += u.Bytes
+		}
+	}
 	if n, err := stores[2].StreamReplicas(ctx); err != nil || len(n) == 0 {
 		t.Fatalf("replicas: %v %v", n, err)
 	} else {

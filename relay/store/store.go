@@ -192,6 +192,7 @@ type Store struct {
 	queueState jetstream.KeyValue
 
 	clustered     bool          // Options.clustered
+	replicas      int           // Options.Replicas, at least 1
 	maxBytes      int64         // Options.MaxBytes
 	requestWindow time.Duration // Options.RequestWindow
 	replyKeep     int           // replies kept per slot of an operator (SaveReply)
@@ -223,7 +224,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.RequestIDsPerOperator <= 0 {
 		o.RequestIDsPerOperator = defaultRequestIDs
 	}
-	s := &Store{log: o.Logger.With("component", "store"), clustered: o.clustered(), maxBytes: o.MaxBytes, requestWindow: o.RequestWindow,
+	s := &Store{log: o.Logger.With("component", "store"), clustered: o.clustered(), replicas: max(o.Replicas, 1), maxBytes: o.MaxBytes, requestWindow: o.RequestWindow,
 		replyKeep: max(1, (o.RequestIDsPerOperator+replySlots-1)/replySlots)}
 	var err error
 	var token string // the embedded server's, when it listens for clients
@@ -671,8 +672,10 @@ func (s *Store) Usage(ctx context.Context) ([]Usage, error) {
 	if ai.Limits.MaxStore > 0 {
 		acct.MaxBytes = uint64(ai.Limits.MaxStore)
 	}
-	if s.maxBytes > 0 && (acct.MaxBytes == 0 || uint64(s.maxBytes) < acct.MaxBytes) {
-		acct.MaxBytes = uint64(s.maxBytes)
+	// JetStream counts an account's storage on every server: each copy of
+	// a stream counts, so the budget is max_store_bytes for each.
+	if budget := uint64(s.maxBytes) * uint64(s.replicas); s.maxBytes > 0 && (acct.MaxBytes == 0 || budget < acct.MaxBytes) {
+		acct.MaxBytes = budget
 	}
 	return append(out, acct), nil
 }
