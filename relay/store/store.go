@@ -420,6 +420,9 @@ func (s *Store) provisionWhenReady(ctx context.Context, o Options) error {
 	for {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := s.provision(actx, o)
+		if err == nil {
+			err = s.leadersElected(actx)
+		}
 		cancel()
 		if err == nil {
 			if time.Since(started) > time.Second {
@@ -1306,6 +1309,21 @@ func (s *Store) StreamReplicas(ctx context.Context) (map[string]int, error) {
 		out[info.Config.Name] = info.Config.Replicas
 	}
 	return out, nil
+}
+
+// leadersElected reports an error unless every stream and bucket has a
+// leader: until then reading it finds no responders.
+func (s *Store) leadersElected(ctx context.Context) error {
+	for _, l := range s.limited {
+		info, err := l.stream.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("store: %s: %w", l.name, err)
+		}
+		if info.Cluster != nil && info.Cluster.Leader == "" {
+			return fmt.Errorf("store: %s has no leader yet", l.name)
+		}
+	}
+	return nil
 }
 
 // Clustered reports whether JetStream may be a cluster (several servers or
