@@ -452,10 +452,12 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	s.limited = nil
 	replicas := max(o.Replicas, 1)
 	// Direct gets are answered by any replica, which may not have the
-	// latest writes yet; with copies, reads go to the leader instead, so
+	// latest writes yet; in a cluster, reads go to the leader instead, so
 	// that a node reads what another wrote a moment ago (an agent resuming
-	// on it, a request re-sent to it).
-	direct := replicas == 1
+	// on it, a request re-sent to it). Decided by the cluster, not by the
+	// copies: raising replicas one node at a time must not switch direct
+	// gets off under the nodes still running.
+	direct := !o.clustered()
 	s.events, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        EventsStream,
 		MaxBytes:    share(o.MaxBytes, EventsStream),
@@ -542,29 +544,24 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		limited{name: UploadsStream, stream: s.uploads}, limited{name: DeadStream, stream: s.dead},
 		limited{name: OutboxStream, stream: s.outbox, guarded: true})
 	kv := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
-		b, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		cfg := jetstream.KeyValueConfig{
 			Bucket: name, Description: desc, TTL: ttl, Storage: jetstream.FileStorage, History: 1,
 			MaxBytes: share(o.MaxBytes, name), Replicas: replicas,
-		})
+		}
+		var b jetstream.KeyValue
+		var st jetstream.Stream
+		if direct {
+			if b, err = s.js.CreateOrUpdateKeyValue(ctx, cfg); err == nil {
+				st, err = s.js.Stream(ctx, "KV_"+name)
+			}
+		} else {
+			st, err = s.kvLeaderReads(ctx, cfg)
+			if err == nil {
+				b, err = s.js.KeyValue(ctx, name)
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("store: bucket %s: %w", name, err)
-		}
-		st, err := s.js.Stream(ctx, "KV_"+name)
-		if err != nil {
-			return nil, fmt.Errorf("store: bucket %s: %w", name, err)
-		}
-		if !direct {
-			// nats.go makes every bucket AllowDirect; read from the leader
-			// (see direct above): the bucket bound again after the update
-			// does.
-			cfg := st.CachedInfo().Config
-			cfg.AllowDirect = false
-			if st, err = s.js.UpdateStream(ctx, cfg); err != nil {
-				return nil, fmt.Errorf("store: bucket %s: %w", name, err)
-			}
-			if b, err = s.js.KeyValue(ctx, name); err != nil {
-				return nil, fmt.Errorf("store: bucket %s: %w", name, err)
-			}
 		}
 		s.limited = append(s.limited, limited{name: name, stream: st, guarded: true})
 		return b, nil
@@ -1309,6 +1306,27 @@ func (s *Store) StreamReplicas(ctx context.Context) (map[string]int, error) {
 		out[info.Config.Name] = info.Config.Replicas
 	}
 	return out, nil
+}
+
+// kvLeaderReads makes or updates a bucket whose reads go to its stream's
+// leader (not AllowDirect, which nats.go sets on every bucket it makes or
+// updates): it is made once as nats.go makes it, then only its stream is
+// updated, so that no node of a cluster starting sets AllowDirect again
+// after another has bound the bucket without it.
+func (s *Store) kvLeaderReads(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.Stream, error) {
+	st, err := s.js.Stream(ctx, "KV_"+cfg.Bucket)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err = s.js.CreateKeyValue(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return nil, err
+		}
+		st, err = s.js.Stream(ctx, "KV_"+cfg.Bucket)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := st.CachedInfo().Config
+	c.Description, c.MaxAge, c.MaxBytes, c.Replicas, c.AllowDirect = cfg.Description, cfg.TTL, cfg.MaxBytes, cfg.Replicas, false
+	return s.js.UpdateStream(ctx, c)
 }
 
 // leadersElected reports an error unless every stream and bucket has a
