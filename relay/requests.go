@@ -98,9 +98,13 @@ func (s *Server) requestStatus(ctx context.Context, op operators.Operator, data 
 	if !req.Status.Valid() {
 		return wire.TypeError, &wire.Error{Code: wire.ErrInvalidStatus, Message: fmt.Sprintf("unknown status %q (want free, busy, dinner or break)", req.Status)}
 	}
+	at := req.At
+	if at.IsZero() {
+		at = s.clock() // once: a retry below is the same change
+	}
 	var st wire.StatusInfo
 	err := storeRetry(ctx, func() (err error) {
-		st, err = s.applyStatus(ctx, op, req.Status, req.At, sourceAgent)
+		st, err = s.applyStatus(ctx, op, req.Status, at, sourceAgent)
 		return err
 	})
 	if err != nil {
@@ -152,7 +156,12 @@ func (s *Server) requestOperatorStatus(ctx context.Context, sup operators.Operat
 	if target.Revoked() {
 		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: fmt.Sprintf("operator %s (%s) has been revoked", target.Code, target.Name)}
 	}
-	st, err := s.applyStatus(ctx, target, req.Status, s.clock(), sourceSupervisor)
+	at := s.clock()
+	var st wire.StatusInfo
+	err := storeRetry(ctx, func() (err error) {
+		st, err = s.applyStatus(ctx, target, req.Status, at, sourceSupervisor)
+		return err
+	})
 	if err != nil {
 		s.log.Error("status change by a supervisor failed", "operator", target.ID, "supervisor", sup.ID, "err", err)
 		return wire.TypeError, &wire.Error{Code: wire.ErrInternal, Message: "the relay could not store the status; try again"}
