@@ -22,7 +22,7 @@ APT_ALL   := $(APT_BUILD) $(APT_TEST)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-go test-desktop vet lint links demo package screenshots clean bench fuzz \
+.PHONY: all deps build test test-go test-desktop vet lint links demo cluster-demo package screenshots clean bench fuzz \
 	deps-windows build-windows package-windows test-windows
 
 all: build
@@ -114,6 +114,13 @@ screenshots: deps ## the README's pictures of the real app, into assets/screensh
 
 demo: deps build ## the relay with a simulated PBX and CRM, and the desktop app signed in as operator 100
 	$(BIN)/pult-relay demo --data-dir demo-data --app $(BIN)/pult
+
+# Three relays, each a process, their embedded NATS servers in one JetStream
+# cluster on loopback (relays on 127.0.0.1:8711-8713, routes on 6711-6713:
+# beside `make demo`), the simulated PBX ringing through all of them. It
+# prints each relay's pid: kill -9 one and watch the agents move.
+cluster-demo: deps build ## three relays in one embedded cluster, a simulated PBX ringing through them all
+	$(BIN)/pult-relay demo --cluster 3 --data-dir cluster-demo-data --app $(BIN)/pult
 
 # A Debian package: the app, the relay, the icon and a .desktop file that
 # registers pult for tel: and callto: links.

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,6 +56,15 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	status, code := "ok", http.StatusOK
 	if !s.store.Conn().IsConnected() {
 		status, code = "nats disconnected", http.StatusServiceUnavailable
+	} else if s.store.Clustered() {
+		// A node cut off from its cluster's majority is connected to its
+		// own NATS server but can store nothing: a load balancer must
+		// send webhooks elsewhere.
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.store.Available(ctx); err != nil {
+			status, code = "jetstream unavailable", http.StatusServiceUnavailable
+		}
 	}
 	writeJSON(w, code, map[string]string{"status": status})
 }

@@ -101,7 +101,15 @@ func (s *Server) requestStatus(ctx context.Context, op operators.Operator, data 
 	if !req.Status.Valid() {
 		return wire.TypeError, &wire.Error{Code: wire.ErrInvalidStatus, Message: fmt.Sprintf("unknown status %q (want free, busy, dinner or break)", req.Status)}
 	}
-	st, err := s.applyStatus(ctx, op, req.Status, req.At, sourceAgent)
+	at := req.At
+	if at.IsZero() {
+		at = s.clock() // once: a retry below is the same change
+	}
+	var st wire.StatusInfo
+	err := storeRetry(ctx, func() (err error) {
+		st, err = s.applyStatus(ctx, op, req.Status, at, sourceAgent)
+		return err
+	})
 	if err != nil {
 		s.log.Error("status change failed", "operator", op.ID, "err", err)
 		return wire.TypeError, &wire.Error{Code: wire.ErrInternal, Message: "the relay could not store the status; try again"}
@@ -151,7 +159,12 @@ func (s *Server) requestOperatorStatus(ctx context.Context, sup operators.Operat
 	if target.Revoked() {
 		return wire.TypeError, &wire.Error{Code: wire.ErrBadRequest, Message: fmt.Sprintf("operator %s (%s) has been revoked", target.Code, target.Name)}
 	}
-	st, err := s.applyStatus(ctx, target, req.Status, s.clock(), sourceSupervisor)
+	at := s.clock()
+	var st wire.StatusInfo
+	err := storeRetry(ctx, func() (err error) {
+		st, err = s.applyStatus(ctx, target, req.Status, at, sourceSupervisor)
+		return err
+	})
 	if err != nil {
 		s.log.Error("status change by a supervisor failed", "operator", target.ID, "supervisor", sup.ID, "err", err)
 		return wire.TypeError, &wire.Error{Code: wire.ErrInternal, Message: "the relay could not store the status; try again"}
@@ -226,4 +239,31 @@ func (s *Server) placeCall(ctx context.Context, op operators.Operator, number, e
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
+}
+
+// storeOutage is how long an agent's request keeps trying while the store
+// fails: in a JetStream cluster, a stream whose leader was on a node that
+// died is unavailable until its replicas elect another (seconds). The agent
+// drops a change answered with an error, so it is worth waiting for.
+const storeOutage = 20 * time.Second
+
+// storeRetry runs f until it succeeds, ctx ends or storeOutage has passed,
+// waiting a little more between tries; f must be safe to repeat.
+func storeRetry(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(storeOutage)
+	wait := 200 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }

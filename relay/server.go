@@ -158,12 +158,19 @@ func (s *Server) Run(ctx context.Context) error {
 	// is released once everything below, the store included, is closed.
 	defer sock.Release()
 	syncEvery, syncAlways := s.cfg.NATS.SyncPolicy()
+	n := s.cfg.NATS
+	var cluster *store.Cluster
+	if n.URL == "" && n.Cluster.Enabled() {
+		cluster = &store.Cluster{Name: n.Cluster.Name, ServerName: n.Cluster.NodeName(), Listen: n.Cluster.Listen, Routes: n.Cluster.Routes}
+	}
 	s.store, err = store.Open(ctx, store.Options{
-		URL: s.cfg.NATS.URL, DataDir: s.cfg.DataDir,
+		URL: n.URL, DataDir: s.cfg.DataDir,
 		EventRetention: s.cfg.EventRetention.Duration, Logger: s.log,
 		SyncInterval: syncEvery, SyncAlways: syncAlways,
 		MaxBytes: int64(s.cfg.Limits.MaxStoreBytes), DeadLetters: int64(s.cfg.Limits.DeadLetters),
 		RequestIDsPerOperator: s.cfg.Limits.RequestIDsPerOperator, PresenceTTL: s.presenceTTL,
+		Replicas: n.StreamReplicas(), Cluster: cluster,
+		CredsFile: n.CredsFile, TLSCA: n.TLSCA, TLSCert: n.TLSCert, TLSKey: n.TLSKey,
 	})
 	if err != nil {
 		return err
@@ -356,9 +363,9 @@ func (s *Server) Run(ctx context.Context) error {
 		s.metricsAddr = metricsLn.Addr().String()
 	}
 	if tlsConfig != nil {
-		s.log.Info("relay ready", "addr", s.addr, "node", node, "tls", s.cfg.TLSCert, "nats", natsMode(s.cfg.NATS.URL), "durability", s.store.Durability(), "data_dir", s.cfg.DataDir)
+		s.log.Info("relay ready", "addr", s.addr, "node", node, "tls", s.cfg.TLSCert, "nats", natsMode(s.cfg.NATS), "durability", s.store.Durability(), "data_dir", s.cfg.DataDir)
 	} else {
-		s.log.Info("relay ready", "addr", s.addr, "node", node, "nats", natsMode(s.cfg.NATS.URL), "durability", s.store.Durability(), "data_dir", s.cfg.DataDir)
+		s.log.Info("relay ready", "addr", s.addr, "node", node, "nats", natsMode(s.cfg.NATS), "durability", s.store.Durability(), "data_dir", s.cfg.DataDir)
 		const plain = "serving plain HTTP: partners and agents off this machine need a TLS proxy in front (see docs/relay.md), or set tls_cert and tls_key"
 		if loopback(ln.Addr()) {
 			s.log.Info(plain) // what a proxy on this machine reaches
@@ -394,11 +401,14 @@ func loopback(addr net.Addr) bool {
 	return ok && ta.IP.IsLoopback()
 }
 
-func natsMode(url string) string {
-	if url == "" {
-		return "embedded"
+func natsMode(n config.NATSConfig) string {
+	switch {
+	case n.URL != "":
+		return fmt.Sprintf("external, replicas=%d", n.StreamReplicas())
+	case n.Cluster.Enabled():
+		return fmt.Sprintf("embedded, cluster %s as %s, replicas=%d", n.Cluster.Name, n.Cluster.NodeName(), n.StreamReplicas())
 	}
-	return "external"
+	return "embedded"
 }
 
 // spawn runs background work owned by the server; Run waits for it.

@@ -419,7 +419,11 @@ func (s *Server) handleCRMChangeStatus(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if _, err := s.applyStatus(r.Context(), op, wire.Status(cs.Status), s.clock(), sourceCRM); err != nil {
+	at := s.clock()
+	if err := storeRetry(r.Context(), func() error {
+		_, err := s.applyStatus(r.Context(), op, wire.Status(cs.Status), at, sourceCRM)
+		return err
+	}); err != nil {
 		s.log.Error("crm status change not stored", "err", err)
 		http.Error(w, "could not store the status", http.StatusInternalServerError)
 		return

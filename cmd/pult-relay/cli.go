@@ -33,6 +33,8 @@ Usage:
   pult-relay serve --config relay.toml       run the relay
   pult-relay demo [--listen ADDR] [--data-dir DIR] [--every 6s] [--app bin/pult [--as 100]]
                                              run the relay with a built-in PBX and CRM simulator
+  pult-relay demo --cluster 3 [--port 8711] [--cluster-port 6711] [--data-dir DIR] [--every 6s] [--app …]
+                                             the same with three relays in one embedded cluster
   pult-relay operators add --name NAME --user-id N --code EXT [--role supervisor]
                            [--uis-employee-id N] [--smartsupp-agent-id N]
   pult-relay operators add --name "Hall TV" --role wallboard
@@ -164,6 +166,9 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, log
 	fs.DurationVar(&o.Every, "every", 6*time.Second, "how often the simulated PBX rings")
 	fs.StringVar(&o.App, "app", "", "also start this desktop app (bin/pult) signed in to the demo")
 	fs.StringVar(&o.AppAs, "as", "100", "with --app: the operator's code (100, 101 or 102, the supervisor)")
+	nodes := fs.Int("cluster", 0, "run a cluster of this many relays (3 or 5), each a process, instead of one")
+	port := fs.Int("port", 8711, "with --cluster: the first relay's port on 127.0.0.1 (the others follow)")
+	clusterPort := fs.Int("cluster-port", 6711, "with --cluster: the first relay's NATS cluster port (the others follow)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -179,6 +184,28 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, log
 	}
 	if o.Every < 500*time.Millisecond || o.Every > time.Hour {
 		return usagef("--every: want between 500ms and 1h")
+	}
+	if *nodes != 0 {
+		if *nodes != 3 && *nodes != 5 {
+			return usagef("--cluster: want 3 or 5 relays")
+		}
+		for _, p := range []struct {
+			flag string
+			port int
+		}{{"--port", *port}, {"--cluster-port", *clusterPort}} {
+			if p.port < 1024 || p.port+*nodes > 65535 {
+				return usagef("%s: want a port from 1024 to %d", p.flag, 65535-*nodes)
+			}
+		}
+		if *port < *clusterPort+*nodes && *clusterPort < *port+*nodes {
+			return usagef("--port and --cluster-port: the relays' ports and the cluster's overlap")
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		return demo.RunCluster(ctx, demo.ClusterOptions{Nodes: *nodes, Exe: exe, Port: *port, ClusterPort: *clusterPort,
+			DataDir: o.DataDir, Every: o.Every, Out: o.Out, Logger: o.Logger, App: o.App, AppAs: o.AppAs, AppEnv: o.AppEnv})
 	}
 	return demo.Run(ctx, o)
 }

@@ -170,7 +170,56 @@ type NATSConfig struct {
 	// system before it is acknowledged in any case, so a killed relay
 	// loses nothing; the setting decides what a power cut can take.
 	Sync string `toml:"sync"`
+	// Replicas is how many copies JetStream keeps of every stream and
+	// bucket (1, 3 or 5; 0 means 1); at most the cluster's size. It is
+	// applied at every start, to existing streams too: raising it is how a
+	// single node's data becomes a cluster's (docs/cluster.md).
+	Replicas int `toml:"replicas"`
+	// CredsFile, TLSCA, TLSCert and TLSKey are for an external NATS
+	// (url): a .creds file (JWT and NKey seed), the CA that signed the
+	// servers' certificates, and a client certificate (PEM files).
+	CredsFile string `toml:"creds_file"`
+	TLSCA     string `toml:"tls_ca"`
+	TLSCert   string `toml:"tls_cert"`
+	TLSKey    string `toml:"tls_key"`
+	// Cluster joins the embedded server to the other relays' into one
+	// JetStream cluster; unset, it runs alone.
+	Cluster NATSCluster `toml:"cluster"`
 }
+
+// NATSCluster is [nats.cluster]: the embedded server's cluster.
+type NATSCluster struct {
+	Name   string   `toml:"name"`   // the cluster's name, the same on every node
+	Listen string   `toml:"listen"` // host:port the other nodes' routes reach
+	Routes []string `toml:"routes"` // nats-route://host:port of the other nodes (this one's own may be in the list)
+	// ServerName is this node's name in the cluster, unique and stable
+	// (JetStream knows its peers by it); default ServerName().
+	ServerName string `toml:"server_name"`
+}
+
+// Enabled reports whether [nats.cluster] is set.
+func (c NATSCluster) Enabled() bool {
+	return c.Name != "" || c.Listen != "" || len(c.Routes) > 0 || c.ServerName != ""
+}
+
+// NodeName is the server's name: server_name, or one made from listen,
+// "pult-<host>-<port>" (stable as long as listen is).
+func (c NATSCluster) NodeName() string {
+	if c.ServerName != "" {
+		return c.ServerName
+	}
+	host, port, _ := net.SplitHostPort(c.Listen)
+	name := "pult-" + host + "-" + port
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, name)
+}
+
+// StreamReplicas is replicas with its default: 1.
+func (n NATSConfig) StreamReplicas() int { return max(n.Replicas, 1) }
 
 // DefaultSync is the embedded server's sync interval when [nats] sync is
 // not set: a power cut loses at most about a second of acknowledged writes.
@@ -476,6 +525,7 @@ func (c *Config) Validate() error {
 			bad("nats.sync", `want "always" or an interval between 10ms and 10m, got %q`, c.NATS.Sync)
 		}
 	}
+	c.validateNATS(bad)
 	if c.PublicURL != "" {
 		if err := checkURL(c.PublicURL); err != nil {
 			bad("public_url", "%v", err)
@@ -551,6 +601,96 @@ func (c *Config) Validate() error {
 	c.validatePartners(bad)
 	c.validateLimits(bad)
 	return errors.Join(errs...)
+}
+
+// clusterName is what NATS takes as a cluster's or server's name.
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// validateNATS checks [nats] but sync: replicas, the embedded server's
+// cluster, and the external server's credentials and TLS.
+func (c *Config) validateNATS(bad func(key, format string, a ...any)) {
+	n := c.NATS
+	if n.Replicas < 0 || n.Replicas > 5 {
+		bad("nats.replicas", "must be between 1 and 5 (JetStream keeps at most 5 copies), got %d", n.Replicas)
+	}
+	if n.URL != "" {
+		if n.Cluster.Enabled() {
+			bad("nats.cluster", "applies to the embedded server only; an external NATS cluster is configured on its servers (list them in url)")
+		}
+		if (n.TLSCert == "") != (n.TLSKey == "") {
+			bad("nats.tls_cert", "nats.tls_cert and nats.tls_key go together")
+		}
+		for _, f := range []struct{ key, path string }{
+			{"nats.creds_file", n.CredsFile}, {"nats.tls_ca", n.TLSCA}, {"nats.tls_cert", n.TLSCert}, {"nats.tls_key", n.TLSKey},
+		} {
+			if f.path == "" {
+				continue
+			}
+			if st, err := os.Stat(f.path); err != nil {
+				bad(f.key, "%v", err)
+			} else if st.IsDir() {
+				bad(f.key, "%s is a folder, not a file", f.path)
+			}
+		}
+		for u := range strings.SplitSeq(n.URL, ",") {
+			if strings.TrimSpace(u) == "" {
+				bad("nats.url", "an empty URL in the list %q", n.URL)
+			}
+		}
+		return
+	}
+	for _, f := range []struct{ key, v string }{
+		{"nats.creds_file", n.CredsFile}, {"nats.tls_ca", n.TLSCA}, {"nats.tls_cert", n.TLSCert}, {"nats.tls_key", n.TLSKey},
+	} {
+		if f.v != "" {
+			bad(f.key, "applies to an external NATS (nats.url) only; the embedded server is reached in-process")
+		}
+	}
+	cl := n.Cluster
+	if !cl.Enabled() {
+		if n.Replicas > 1 {
+			bad("nats.replicas", "%d copies need a cluster: set [nats.cluster] (or an external NATS cluster in nats.url)", n.Replicas)
+		}
+		return
+	}
+	if !clusterName.MatchString(cl.Name) {
+		bad("nats.cluster.name", "required with [nats.cluster], the same on every node: letters, digits, - and _ (at most 64), got %q", cl.Name)
+	}
+	if err := checkListen(cl.Listen); err != nil {
+		bad("nats.cluster.listen", "%v", err)
+	} else if _, port, _ := net.SplitHostPort(cl.Listen); port == "0" {
+		bad("nats.cluster.listen", "needs a fixed port: the other nodes' routes name it")
+	} else {
+		for _, l := range []struct{ key, addr string }{{"listen", c.Listen}, {"admin_listen", c.AdminListen}, {"metrics_listen", c.MetricsListen}} {
+			if l.addr == cl.Listen {
+				bad("nats.cluster.listen", "the same address as %s", l.key)
+			}
+		}
+	}
+	if cl.ServerName != "" && !clusterName.MatchString(cl.ServerName) {
+		bad("nats.cluster.server_name", "letters, digits, - and _ (at most 64), got %q", cl.ServerName)
+	}
+	if len(cl.Routes) == 0 {
+		bad("nats.cluster.routes", "required with [nats.cluster]: the other nodes, as nats-route://host:port")
+	}
+	others := map[string]bool{}
+	for i, r := range cl.Routes {
+		u, err := url.Parse(r)
+		if err != nil || u.Scheme != "nats-route" || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+			bad(fmt.Sprintf("nats.cluster.routes[%d]", i), "want nats-route://host:port, got %q", r)
+			continue
+		}
+		if u.User != nil {
+			bad(fmt.Sprintf("nats.cluster.routes[%d]", i), "must not hold credentials")
+			continue
+		}
+		if u.Host != cl.Listen {
+			others[u.Host] = true
+		}
+	}
+	if size := len(others) + 1; n.Replicas > size {
+		bad("nats.replicas", "%d copies, but the cluster has at most %d nodes (this one and nats.cluster.routes)", n.Replicas, size)
+	}
 }
 
 // validateListeners checks listen, admin_listen and metrics_listen: each a

@@ -212,6 +212,19 @@ func TestLoadConfigRefuses(t *testing.T) {
 		{"sync not a duration", minimal + "[nats]\nsync = \"often\"\n", `nats.sync: want "always" or an interval`},
 		{"sync too long", minimal + "[nats]\nsync = \"1h\"\n", "nats.sync"},
 		{"sync with an external server", minimal + "[nats]\nurl = \"nats://127.0.0.1:4222\"\nsync = \"always\"\n", "nats.sync: applies to the embedded server only"},
+		{"replicas without a cluster", minimal + "[nats]\nreplicas = 3\n", "nats.replicas: 3 copies need a cluster"},
+		{"replicas over 5", minimal + "[nats]\nurl = \"nats://a:4222\"\nreplicas = 7\n", "nats.replicas: must be between 1 and 5"},
+		{"replicas over the cluster", minimal + "[nats]\nreplicas = 3\n[nats.cluster]\nname = \"p\"\nlisten = \"127.0.0.1:6222\"\nroutes = [\"nats-route://127.0.0.1:6222\", \"nats-route://127.0.0.1:6223\"]\n", "nats.replicas: 3 copies, but the cluster has at most 2 nodes"},
+		{"cluster without a name", minimal + "[nats.cluster]\nlisten = \"127.0.0.1:6222\"\nroutes = [\"nats-route://127.0.0.1:6223\"]\n", "nats.cluster.name: required"},
+		{"cluster listen port 0", minimal + "[nats.cluster]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nroutes = [\"nats-route://127.0.0.1:6223\"]\n", "nats.cluster.listen: needs a fixed port"},
+		{"cluster without routes", minimal + "[nats.cluster]\nname = \"p\"\nlisten = \"127.0.0.1:6222\"\n", "nats.cluster.routes: required"},
+		{"cluster route not nats-route", minimal + "[nats.cluster]\nname = \"p\"\nlisten = \"127.0.0.1:6222\"\nroutes = [\"nats://127.0.0.1:6223\"]\n", "nats.cluster.routes[0]: want nats-route://host:port"},
+		{"cluster bad server name", minimal + "[nats.cluster]\nname = \"p\"\nserver_name = \"a b\"\nlisten = \"127.0.0.1:6222\"\nroutes = [\"nats-route://127.0.0.1:6223\"]\n", "nats.cluster.server_name"},
+		{"cluster with an external server", minimal + "[nats]\nurl = \"nats://a:4222\"\n[nats.cluster]\nname = \"p\"\n", "nats.cluster: applies to the embedded server only"},
+		{"creds without an external server", minimal + "[nats]\ncreds_file = \"/etc/pult/nats.creds\"\n", "nats.creds_file: applies to an external NATS"},
+		{"creds file missing", minimal + "[nats]\nurl = \"nats://a:4222\"\ncreds_file = \"/nonexistent/nats.creds\"\n", "nats.creds_file:"},
+		{"tls_cert without tls_key", minimal + "[nats]\nurl = \"nats://a:4222\"\ntls_cert = \"/nonexistent/c.pem\"\n", "nats.tls_cert: nats.tls_cert and nats.tls_key go together"},
+		{"an empty url in the list", minimal + "[nats]\nurl = \"nats://a:4222,,nats://b:4222\"\n", "nats.url: an empty URL"},
 		{"unknown time zone", "time_zone = \"Mars/Olympus\"\n" + minimal, "time_zone"},
 		{"admin_listen without a port", "admin_listen = \"8701\"\n" + minimal, "admin_listen: want host:port"},
 		{"admin_listen with a bad port", "admin_listen = \"127.0.0.1:99999\"\n" + minimal, "admin_listen: want a port number"},
@@ -291,5 +304,30 @@ func TestParseByteSize(t *testing.T) {
 		if _, err := ParseByteSize(in); err == nil {
 			t.Errorf("ParseByteSize(%q) accepted", in)
 		}
+	}
+}
+
+func TestLoadConfigCluster(t *testing.T) {
+	cfg, err := Load(writeConfig(t, minimal+`[nats]
+replicas = 3
+[nats.cluster]
+name = "pult"
+listen = "10.0.0.1:6222"
+routes = ["nats-route://10.0.0.1:6222", "nats-route://10.0.0.2:6222", "nats-route://10.0.0.3:6222"]
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := cfg.NATS
+	if n.StreamReplicas() != 3 || !n.Cluster.Enabled() || n.Cluster.NodeName() != "pult-10-0-0-1-6222" || len(n.Cluster.Routes) != 3 {
+		t.Errorf("cluster: %+v, node %q", n, n.Cluster.NodeName())
+	}
+	n.Cluster.ServerName = "pult-a"
+	if n.Cluster.NodeName() != "pult-a" {
+		t.Errorf("server_name: %q", n.Cluster.NodeName())
+	}
+	d, _ := Load(writeConfig(t, minimal), nil)
+	if d.NATS.StreamReplicas() != 1 || d.NATS.Cluster.Enabled() {
+		t.Errorf("defaults: %+v", d.NATS)
 	}
 }

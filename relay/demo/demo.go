@@ -199,7 +199,7 @@ func Run(ctx context.Context, o Options) error {
 		defer func() { <-appDone }()
 	}
 
-	g := &generator{base: base, key: pbxKey, out: o.Out, log: o.Logger}
+	g := &generator{bases: []string{base}, key: pbxKey, out: o.Out, log: o.Logger}
 	pbx.OnMakeCall = func(mc retailcrm.MakeCall) { g.spawn(ctx, func(ctx context.Context) { g.outgoing(ctx, mc) }) }
 	pbx.OnChangeStatus = func(cs retailcrm.ChangeStatus) {
 		fmt.Fprintf(o.Out, "%s  PBX: extension %s is now %s\n", stamp(), cs.Code, cs.Status)
@@ -238,12 +238,14 @@ The simulated PBX rings every %[4]s; some calls are answered, some missed. Ctrl+
 
 // generator is the simulated PBX's call traffic.
 type generator struct {
-	base, key string
-	out       io.Writer
-	log       *slog.Logger
-	wg        sync.WaitGroup
-	mu        sync.Mutex
-	n         int
+	bases []string // the relays, taken in turn (the next when one fails)
+	key   string
+	out   io.Writer
+	log   *slog.Logger
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	n     int
+	turn  int
 }
 
 func (g *generator) spawn(ctx context.Context, f func(context.Context)) {
@@ -329,23 +331,43 @@ func (g *generator) outgoing(ctx context.Context, mc retailcrm.MakeCall) {
 	g.post(ctx, map[string]any{"type": "hangup", "phone": mc.Phone, "codes": []string{mc.Code}, "callExternalId": id, "hangupStatus": "answered"})
 }
 
-// post sends one call event to the relay as a retailCRM-integrated PBX does.
+// post sends one call event to a relay as a retailCRM-integrated PBX does;
+// with several relays, to the next one in turn, and to the others when it
+// fails.
 func (g *generator) post(ctx context.Context, ev map[string]any) bool {
+	g.mu.Lock()
+	g.turn++
+	first := g.turn
+	g.mu.Unlock()
+	for i := range g.bases {
+		base := g.bases[(first+i)%len(g.bases)]
+		if g.postTo(ctx, base, ev) {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+	}
+	g.log.Warn("demo PBX could not deliver a call event to any relay", "relays", len(g.bases))
+	return false
+}
+
+func (g *generator) postTo(ctx context.Context, base string, ev map[string]any) bool {
 	b, _ := json.Marshal(ev)
 	form := url.Values{"event": {string(b)}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.base+retailcrm.PathCallEvent, strings.NewReader(form.Encode()))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+retailcrm.PathCallEvent, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set(retailcrm.HeaderAPIKey, g.key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
-			g.log.Warn("demo PBX could not reach the relay", "err", err)
+			g.log.Debug("demo PBX could not reach the relay", "relay", base, "err", err)
 		}
 		return false
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		g.log.Warn("relay refused a demo call event", "status", resp.StatusCode)
+		g.log.Debug("relay refused a demo call event", "relay", base, "status", resp.StatusCode)
 		return false
 	}
 	return true

@@ -86,6 +86,7 @@ var (
 	codePattern    = regexp.MustCompile(`^[0-9]{1,16}$`)
 	userPattern    = regexp.MustCompile(`^[0-9]{1,18}$`)
 	partnerPattern = regexp.MustCompile(`^[0-9A-Za-z_.-]{1,64}$`)
+	idPattern      = regexp.MustCompile(`^[0-9a-f]{1,32}$`) // an operator id (randomHex), as a token names it
 )
 
 // Validate checks an operator request.
@@ -402,6 +403,11 @@ func (r *Registry) Authenticate(token string) (Operator, error) {
 	r.mu.RLock()
 	op, found := r.byID[id]
 	r.mu.RUnlock()
+	if !found {
+		// Added a moment ago, on another relay node perhaps, and not
+		// mirrored here yet: the bucket itself says.
+		op, found = r.fetch(id)
+	}
 	if !found || subtle.ConstantTimeCompare([]byte(op.TokenHash), []byte(hashToken(token))) != 1 {
 		return Operator{}, ErrBadToken
 	}
@@ -409,6 +415,25 @@ func (r *Registry) Authenticate(token string) (Operator, error) {
 		return Operator{}, ErrRevoked
 	}
 	return op, nil
+}
+
+// fetch reads an operator from the bucket, for a token whose operator the
+// mirror does not know (yet); the mirror is left to Run.
+func (r *Registry) fetch(id string) (Operator, bool) {
+	if !idPattern.MatchString(id) {
+		return Operator{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	e, err := r.kv.Get(ctx, "op."+id)
+	if err != nil {
+		return Operator{}, false
+	}
+	var op Operator
+	if json.Unmarshal(e.Value(), &op) != nil || op.ID != id {
+		return Operator{}, false
+	}
+	return op, true
 }
 
 func hashToken(t string) string {

@@ -9,12 +9,15 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -124,6 +127,24 @@ type Options struct {
 	// nodes' records and the leases expire this long after their last
 	// write. Every node of a cluster must use the same.
 	PresenceTTL time.Duration
+	// Replicas is how many copies JetStream keeps of every stream and
+	// bucket (0: 1). It is applied to existing ones too: JetStream scales a
+	// stream's replicas up or down with an update.
+	Replicas int
+	// Cluster, when set, joins the embedded server to a cluster (its
+	// JetStream clustered); ignored with URL.
+	Cluster *Cluster
+	// An external server's credentials (a .creds file) and TLS: the CA
+	// of its certificates and a client certificate (PEM files).
+	CredsFile, TLSCA, TLSCert, TLSKey string
+}
+
+// Cluster is the embedded server's cluster.
+type Cluster struct {
+	Name       string   // the cluster's, the same on every node
+	ServerName string   // this node's, unique and stable
+	Listen     string   // host:port of its route listener
+	Routes     []string // nats-route://host:port of the others
 }
 
 // Shares are the parts of Options.MaxBytes each stream and bucket may use,
@@ -188,6 +209,8 @@ type Store struct {
 	presence    jetstream.KeyValue
 	presenceTTL time.Duration
 
+	clustered     bool          // Options.clustered
+	replicas      int           // Options.Replicas, at least 1
 	maxBytes      int64         // Options.MaxBytes
 	requestWindow time.Duration // Options.RequestWindow
 	replyKeep     int           // replies kept per slot of an operator (SaveReply)
@@ -222,22 +245,46 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.PresenceTTL <= 0 {
 		o.PresenceTTL = PresenceTTL
 	}
-	s := &Store{log: o.Logger.With("component", "store"), maxBytes: o.MaxBytes, requestWindow: o.RequestWindow,
+	s := &Store{log: o.Logger.With("component", "store"), clustered: o.clustered(), replicas: max(o.Replicas, 1), maxBytes: o.MaxBytes, requestWindow: o.RequestWindow,
 		replyKeep: max(1, (o.RequestIDsPerOperator+replySlots-1)/replySlots)}
 	s.presenceTTL = o.PresenceTTL
 	var err error
+	var token string // the embedded server's, when it listens for clients
 	connect := func(name string) (*nats.Conn, error) {
 		if s.ns != nil {
-			return nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name))
+			return nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name), nats.Token(token))
 		}
-		return nats.Connect(o.URL, nats.Name(name), nats.MaxReconnects(-1),
+		opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1),
 			nats.ConnectHandler(func(*nats.Conn) {}),
 			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 				s.log.Warn("nats disconnected", "name", name, "err", err)
-			}))
+			}),
+			nats.ReconnectHandler(func(nc *nats.Conn) {
+				s.log.Info("nats reconnected", "name", name, "server", nc.ConnectedServerName())
+			}),
+			// nats.go would print these on stderr.
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				s.log.Warn("nats error", "name", name, "err", err)
+			})}
+		if o.CredsFile != "" {
+			opts = append(opts, nats.UserCredentials(o.CredsFile))
+		}
+		if o.TLSCA != "" {
+			opts = append(opts, nats.RootCAs(o.TLSCA))
+		}
+		if o.TLSCert != "" {
+			opts = append(opts, nats.ClientCert(o.TLSCert, o.TLSKey))
+		}
+		return nats.Connect(o.URL, opts...)
 	}
+	var standalone string // a single node's store moved aside, to copy into the cluster
 	if o.URL == "" {
-		if s.ns, err = startEmbedded(o, o.Logger.With("component", "nats")); err != nil {
+		if o.Cluster != nil && o.DataDir != "" {
+			if standalone, err = moveStandalone(o.DataDir); err != nil {
+				return nil, err
+			}
+		}
+		if s.ns, token, err = startEmbedded(o, o.Logger.With("component", "nats")); err != nil {
 			return nil, err
 		}
 	}
@@ -258,13 +305,21 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("store: jetstream: %w", err)
 	}
-	if err := s.provision(ctx, o); err != nil {
+	if err := s.provisionWhenReady(ctx, o); err != nil {
 		s.Close()
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsStorageResourcesExceeded || apiErr.ErrorCode == jsInsufficientResources) {
 			return nil, fmt.Errorf("%w: the streams' byte limits add up to [limits] max_store_bytes (%d bytes); lower it, or give NATS's JetStream that much store", err, o.MaxBytes)
 		}
 		return nil, err
+	}
+	if standalone != "" {
+		s.log.Info("this node ran alone before: copying its data into the cluster", "from", standalone)
+		if err := s.copyStandalone(ctx, o, standalone); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%w (the single node's store is kept in %s; move it back to %s to run alone again)", err, standalone, filepath.Join(o.DataDir, "jetstream"))
+		}
+		s.log.Warn("the single node's data is in the cluster now; its old store is kept: delete it once satisfied", "dir", standalone)
 	}
 	return s, nil
 }
@@ -286,15 +341,24 @@ func (s *Store) Durability() string {
 	return "fsync every " + c.SyncInterval.String()
 }
 
-func startEmbedded(o Options, log *slog.Logger) (*server.Server, error) {
+// startEmbedded starts the embedded server. Alone, it has no listener at
+// all (the relay connects in-process). In a cluster it listens for routes
+// on Cluster.Listen; nats-server then needs a client listener too (its
+// routes start once that one is up), so it gets one on a random loopback
+// port, guarded by a random token that only this process knows.
+func startEmbedded(o Options, log *slog.Logger) (ns *server.Server, token string, err error) {
 	if o.DataDir == "" {
-		return nil, errors.New("store: data_dir is required for the embedded NATS server")
+		return nil, "", errors.New("store: data_dir is required for the embedded NATS server")
 	}
-	dir := filepath.Join(o.DataDir, "jetstream")
+	return startEmbeddedIn(o, filepath.Join(o.DataDir, "jetstream"), log)
+}
+
+// startEmbeddedIn is startEmbedded with the JetStream store in dir.
+func startEmbeddedIn(o Options, dir string, log *slog.Logger) (ns *server.Server, token string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, "", fmt.Errorf("store: %w", err)
 	}
-	ns, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		ServerName:   "pult-relay",
 		DontListen:   true,
 		JetStream:    true,
@@ -307,21 +371,115 @@ func startEmbedded(o Options, log *slog.Logger) (*server.Server, error) {
 		// The streams' byte limits add up to the budget; JetStream
 		// reserves them against this.
 		JetStreamMaxStore: max(o.MaxBytes, 0),
-	})
+	}
+	if c := o.Cluster; c != nil {
+		host, port, err := splitHostPort(c.Listen)
+		if err != nil {
+			return nil, "", fmt.Errorf("store: cluster listen: %w", err)
+		}
+		var routes []*url.URL
+		for _, r := range c.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, "", fmt.Errorf("store: cluster route %q: %w", r, err)
+			}
+			routes = append(routes, u)
+		}
+		token = randomToken()
+		opts.ServerName = c.ServerName
+		opts.DontListen = false
+		opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+		opts.Authorization = token
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+		opts.Routes = routes
+	}
+	ns, err = server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("store: embedded nats: %w", err)
+		return nil, "", fmt.Errorf("store: embedded nats: %w", err)
 	}
 	ns.SetLoggerV2(natsLogger{log}, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
-		return nil, errors.New("store: embedded nats did not start within 10s")
+		return nil, "", errors.New("store: embedded nats did not start within 10s")
 	}
-	return ns, nil
+	return ns, token, nil
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	return host, port, nil
+}
+
+func randomToken() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// clustered reports whether JetStream may be clustered: it then takes a
+// while to be ready (a meta leader elected, enough peers for the replicas).
+func (o Options) clustered() bool {
+	return o.Cluster != nil || o.Replicas > 1 || strings.Contains(o.URL, ",")
+}
+
+// provisionWhenReady provisions; a clustered JetStream that is not ready
+// yet (no leader, too few nodes up for the replicas) is waited for, until
+// ctx ends, saying so every 10 s.
+func (s *Store) provisionWhenReady(ctx context.Context, o Options) error {
+	if !o.clustered() {
+		return s.provision(ctx, o)
+	}
+	started := time.Now()
+	lastSaid := started
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := s.provision(actx, o)
+		if err == nil {
+			err = s.leadersElected(actx)
+		}
+		cancel()
+		if err == nil {
+			if time.Since(started) > time.Second {
+				s.log.Info("JetStream cluster ready", "waited", time.Since(started).Round(time.Millisecond))
+			}
+			return nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsStorageResourcesExceeded) {
+			return err
+		}
+		if time.Since(lastSaid) >= 10*time.Second {
+			s.log.Warn("waiting for the JetStream cluster (are enough nodes up for nats.replicas?)",
+				"replicas", max(o.Replicas, 1), "waited", time.Since(started).Round(time.Second), "err", err)
+			lastSaid = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("store: the JetStream cluster was not ready: %w (last: %v)", ctx.Err(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func (s *Store) provision(ctx context.Context, o Options) error {
 	var err error
+	s.limited = nil
+	replicas := max(o.Replicas, 1)
+	// Direct gets are answered by any replica, which may not have the
+	// latest writes yet; in a cluster, reads go to the leader instead, so
+	// that a node reads what another wrote a moment ago (an agent resuming
+	// on it, a request re-sent to it). Decided by the cluster, not by the
+	// copies: raising replicas one node at a time must not switch direct
+	// gets off under the nodes still running.
+	direct := !o.clustered()
 	s.events, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        EventsStream,
 		MaxBytes:    share(o.MaxBytes, EventsStream),
@@ -331,7 +489,8 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		Storage:     jetstream.FileStorage,
 		MaxAge:      o.EventRetention,
 		Duplicates:  2 * time.Minute,
-		AllowDirect: true,
+		AllowDirect: direct,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("store: events stream: %w", err)
@@ -351,6 +510,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.WorkQueuePolicy,
 		Duplicates:  OutboxDedupeWindow,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("store: outbox stream: %w", err)
@@ -364,6 +524,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		Subjects:    []string{DeadPrefix + ">"},
 		Storage:     jetstream.FileStorage,
 		Duplicates:  10 * time.Minute,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("store: dead letter stream: %w", err)
@@ -377,6 +538,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		Storage:     jetstream.FileStorage,
 		MaxAge:      30 * 24 * time.Hour,
 		Duplicates:  10 * time.Minute,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("store: uploads stream: %w", err)
@@ -394,6 +556,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		Storage:     jetstream.FileStorage,
 		MaxAge:      QueueRetention,
 		Duplicates:  2 * time.Minute,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("store: queue stream: %w", err)
@@ -403,14 +566,22 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		limited{name: UploadsStream, stream: s.uploads}, limited{name: DeadStream, stream: s.dead},
 		limited{name: OutboxStream, stream: s.outbox, guarded: true})
 	kv := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
-		b, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		cfg := jetstream.KeyValueConfig{
 			Bucket: name, Description: desc, TTL: ttl, Storage: jetstream.FileStorage, History: 1,
-			MaxBytes: share(o.MaxBytes, name),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("store: bucket %s: %w", name, err)
+			MaxBytes: share(o.MaxBytes, name), Replicas: replicas,
 		}
-		st, err := s.js.Stream(ctx, "KV_"+name)
+		var b jetstream.KeyValue
+		var st jetstream.Stream
+		if direct {
+			if b, err = s.js.CreateOrUpdateKeyValue(ctx, cfg); err == nil {
+				st, err = s.js.Stream(ctx, "KV_"+name)
+			}
+		} else {
+			st, err = s.kvLeaderReads(ctx, cfg)
+			if err == nil {
+				b, err = s.js.KeyValue(ctx, name)
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("store: bucket %s: %w", name, err)
 		}
@@ -457,7 +628,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	// restart of the whole cluster.
 	if s.presence, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: bucketPresence, Description: "relay nodes' connected operators, and leases",
-		TTL: o.PresenceTTL, LimitMarkerTTL: o.PresenceTTL, History: 1, Storage: jetstream.MemoryStorage,
+		TTL: o.PresenceTTL, LimitMarkerTTL: o.PresenceTTL, History: 1, Storage: jetstream.MemoryStorage, Replicas: replicas,
 	}); err != nil {
 		return fmt.Errorf("store: bucket %s: %w", bucketPresence, err)
 	}
@@ -534,8 +705,10 @@ func (s *Store) Usage(ctx context.Context) ([]Usage, error) {
 	if ai.Limits.MaxStore > 0 {
 		acct.MaxBytes = uint64(ai.Limits.MaxStore)
 	}
-	if s.maxBytes > 0 && (acct.MaxBytes == 0 || uint64(s.maxBytes) < acct.MaxBytes) {
-		acct.MaxBytes = uint64(s.maxBytes)
+	// JetStream counts an account's storage on every server: each copy of
+	// a stream counts, so the budget is max_store_bytes for each.
+	if budget := uint64(s.maxBytes) * uint64(s.replicas); s.maxBytes > 0 && (acct.MaxBytes == 0 || budget < acct.MaxBytes) {
+		acct.MaxBytes = budget
 	}
 	return append(out, acct), nil
 }
@@ -1261,4 +1434,67 @@ func (s *Store) UploadsConsumer(ctx context.Context, cfg jetstream.ConsumerConfi
 		return nil, fmt.Errorf("store: call history consumer: %w", err)
 	}
 	return c, nil
+}
+
+// StreamReplicas says how many copies JetStream keeps of each stream and
+// bucket (by stream name), as it reports them now.
+func (s *Store) StreamReplicas(ctx context.Context) (map[string]int, error) {
+	out := map[string]int{}
+	for _, l := range s.limited {
+		info, err := l.stream.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store: %s info: %w", l.name, err)
+		}
+		out[info.Config.Name] = info.Config.Replicas
+	}
+	return out, nil
+}
+
+// kvLeaderReads makes or updates a bucket whose reads go to its stream's
+// leader (not AllowDirect, which nats.go sets on every bucket it makes or
+// updates): it is made once as nats.go makes it, then only its stream is
+// updated, so that no node of a cluster starting sets AllowDirect again
+// after another has bound the bucket without it.
+func (s *Store) kvLeaderReads(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.Stream, error) {
+	st, err := s.js.Stream(ctx, "KV_"+cfg.Bucket)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err = s.js.CreateKeyValue(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return nil, err
+		}
+		st, err = s.js.Stream(ctx, "KV_"+cfg.Bucket)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := st.CachedInfo().Config
+	c.Description, c.MaxAge, c.MaxBytes, c.Replicas, c.AllowDirect = cfg.Description, cfg.TTL, cfg.MaxBytes, cfg.Replicas, false
+	return s.js.UpdateStream(ctx, c)
+}
+
+// leadersElected reports an error unless every stream and bucket has a
+// leader: until then reading it finds no responders.
+func (s *Store) leadersElected(ctx context.Context) error {
+	for _, l := range s.limited {
+		info, err := l.stream.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("store: %s: %w", l.name, err)
+		}
+		if info.Cluster != nil && info.Cluster.Leader == "" {
+			return fmt.Errorf("store: %s has no leader yet", l.name)
+		}
+	}
+	return nil
+}
+
+// Clustered reports whether JetStream may be a cluster (several servers or
+// copies), where a node can be cut off from the majority.
+func (s *Store) Clustered() bool { return s.clustered }
+
+// Available asks JetStream for the account's usage: in a cluster that only
+// succeeds with a majority of the servers in reach.
+func (s *Store) Available(ctx context.Context) error {
+	if _, err := s.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("store: jetstream: %w", err)
+	}
+	return nil
 }
