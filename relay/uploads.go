@@ -154,16 +154,7 @@ func (y *crmSync) runUploads(ctx context.Context) error {
 // drained (a fetch cut off instead could lose records on their way here to
 // the ack deadline), and what it still hands over goes back to the stream.
 func (y *crmSync) batchUploads(ctx context.Context, it jetstream.MessagesContext, wait time.Duration) error {
-	stopped := make(chan struct{})
-	defer close(stopped)
-	go func() {
-		select {
-		case <-ctx.Done():
-			it.Drain()
-		case <-stopped:
-			it.Stop()
-		}
-	}()
+	defer outbox.DrainOnDone(ctx, it)()
 	for {
 		first, err := it.Next()
 		if err != nil {

@@ -500,16 +500,7 @@ func (o *Outbox) work(ctx, hard context.Context, k *kind, cons jetstream.Consume
 // drain works the jobs it yields until it ends, draining it when ctx ends;
 // jobs it hands over after that go back to the queue unstarted.
 func (o *Outbox) drain(ctx, hard context.Context, k *kind, it jetstream.MessagesContext) error {
-	stopped := make(chan struct{})
-	defer close(stopped)
-	go func() {
-		select {
-		case <-ctx.Done():
-			it.Drain()
-		case <-stopped:
-			it.Stop()
-		}
-	}()
+	defer DrainOnDone(ctx, it)()
 	for {
 		m, err := it.Next()
 		if err != nil {
@@ -730,6 +721,25 @@ func (o *Outbox) process(ctx, hard context.Context, k *kind, m jetstream.Msg) {
 		"in", delay.Round(time.Millisecond), "err", herr)
 	m.NakWithDelay(delay)
 	o.attempted(k.name, OutcomeRetry)
+}
+
+// DrainOnDone drains it when ctx ends, so that what is on its way is still
+// handed over (and can be given back with Requeue) instead of being lost
+// to the ack deadline; the returned func, called when the caller is done
+// reading, stops it instead if ctx has not ended.
+func DrainOnDone(ctx context.Context, it jetstream.MessagesContext) (done func()) {
+	stopped := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		select {
+		case <-ctx.Done():
+			it.Drain()
+		case <-stopped:
+			it.Stop()
+		}
+	}()
+	return func() { close(stopped); <-finished }
 }
 
 // Requeue gives a message back for redelivery at once, in a way that
