@@ -133,6 +133,7 @@ routes = [%s]
 // of the cluster, keeping the calls that rang it in the order they came.
 type clusterOperator struct {
 	code  string
+	group int // which of a call's events rings it (see post)
 	a     *agent.Agent
 	mu    sync.Mutex
 	rings []string // call ids, as their ringing cards came
@@ -198,7 +199,7 @@ max_backoff = "1s"
 		if err != nil {
 			t.Fatal(err)
 		}
-		op := &clusterOperator{code: code, done: make(chan error, 1)}
+		op := &clusterOperator{code: code, group: i / retailcrm.MaxCodes, done: make(chan error, 1)}
 		op.a, err = agent.New(agent.Config{
 			RelayURL: strings.Join(bases, ","), Token: added.Token, Logger: slog.New(slog.DiscardHandler),
 			MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
@@ -248,28 +249,35 @@ max_backoff = "1s"
 	t.Logf("%d of %d agents are on the relay to be killed", on, nops)
 
 	// post sends call n to a relay, as a PBX does: again (to the other
-	// relay) until it is answered 200.
+	// relay) until it is answered 200. A call event rings at most
+	// retailcrm.MaxCodes operators: call n is one event per group of
+	// operators, "n-<n>-<group>".
+	groups := (nops + retailcrm.MaxCodes - 1) / retailcrm.MaxCodes
+	callID := func(n, g int) string { return fmt.Sprintf("n-%03d-%d", n, g) }
 	post := func(n int, to ...*clusterNode) {
 		t.Helper()
-		ev := fmt.Sprintf(`{"type":"in","phone":"+79120000%03d","codes":[%s],"callExternalId":"n-%03d"}`,
-			n, `"`+strings.Join(codes, `","`)+`"`, n)
-		body := url.Values{"event": {ev}}.Encode()
-		for try, deadline := 0, time.Now().Add(30*time.Second); ; try++ {
-			req, _ := http.NewRequest("POST", to[try%len(to)].base+retailcrm.PathCallEvent, strings.NewReader(body))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("X-API-KEY", pbxKey)
-			resp, err := http.DefaultClient.Do(req)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return
+		for g := range groups {
+			members := codes[g*retailcrm.MaxCodes : min(len(codes), (g+1)*retailcrm.MaxCodes)]
+			ev := fmt.Sprintf(`{"type":"in","phone":"+7912%03d0%03d","codes":[%s],"callExternalId":%q}`,
+				g, n, `"`+strings.Join(members, `","`)+`"`, callID(n, g))
+			body := url.Values{"event": {ev}}.Encode()
+			for try, deadline := 0, time.Now().Add(30*time.Second); ; try++ {
+				req, _ := http.NewRequest("POST", to[try%len(to)].base+retailcrm.PathCallEvent, strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("X-API-KEY", pbxKey)
+				resp, err := http.DefaultClient.Do(req)
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						break
+					}
+					err = fmt.Errorf("HTTP %d", resp.StatusCode)
 				}
-				err = fmt.Errorf("HTTP %d", resp.StatusCode)
+				if time.Now().After(deadline) {
+					t.Fatalf("call %s: %v", callID(n, g), err)
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("call %d: %v", n, err)
-			}
-			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	const before, during, after = 15, 30, 10
@@ -297,7 +305,7 @@ max_backoff = "1s"
 	}
 	wg.Wait()
 	waitAll("every call posted during the outage", func(op *clusterOperator) bool {
-		return slices.Contains(op.rings, fmt.Sprintf("n-%03d", before+during))
+		return slices.Contains(op.rings, callID(before+during, op.group))
 	})
 	t.Logf("every agent had every call %s after the kill", time.Since(killed).Round(time.Millisecond))
 
@@ -312,7 +320,7 @@ max_backoff = "1s"
 	}
 	total := before + during + after
 	waitAll("every call", func(op *clusterOperator) bool {
-		return slices.Contains(op.rings, fmt.Sprintf("n-%03d", total))
+		return slices.Contains(op.rings, callID(total, op.group))
 	})
 	added, err := (&admin.Client{Socket: filepath.Join(filepath.Dir(victim.config), "data2", "admin.sock")}).AddOperator(ctx,
 		operators.NewOperator{Name: "Late", Code: "900", UserID: "9000"})
@@ -363,11 +371,11 @@ max_backoff = "1s"
 	}
 
 	// Every call once, in order, for every operator.
-	var want []string
-	for n := 1; n <= total; n++ {
-		want = append(want, fmt.Sprintf("n-%03d", n))
-	}
 	for _, op := range ops {
+		var want []string
+		for n := 1; n <= total; n++ {
+			want = append(want, callID(n, op.group))
+		}
 		op.mu.Lock()
 		if strings.Join(op.rings, " ") != strings.Join(want, " ") {
 			t.Errorf("operator %s got the calls\n%v\nwant\n%v", op.code, op.rings, want)
