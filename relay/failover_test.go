@@ -2,6 +2,8 @@ package relay_test
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
+	ctfake "github.com/pult/pult/relay/calltouch/fake"
+	qfake "github.com/pult/pult/relay/qolio/fake"
 	"github.com/pult/pult/relay/store"
 )
 
@@ -154,5 +158,103 @@ func TestFailoverBetweenRelays(t *testing.T) {
 	}
 	if len(resumed) < 2 || !resumed[len(resumed)-1] {
 		t.Errorf("hellos resumed: %v; want the last one, on the other relay, resumed", resumed)
+	}
+}
+
+// Requests work on any relay of a cluster, and one sent again to another
+// relay (an agent that moved after losing the first before its answer) is
+// answered there as it was the first time, not carried out twice: status
+// changes, dials and callbacks over the websocket, transcripts over HTTP.
+func TestRequestsOnAnyRelay(t *testing.T) {
+	checkGoroutines(t)
+	var mu sync.Mutex
+	var dials, statuses []string
+	pbx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.URL.Path {
+		case "/make-call":
+			dials = append(dials, r.URL.Query().Get("phone"))
+		case "/change-status":
+			statuses = append(statuses, r.URL.Query().Get("status"))
+		}
+	}))
+	t.Cleanup(pbx.Close)
+	ct := ctfake.NewServer(testCalltouchToken, "route-1")
+	t.Cleanup(ct.Close)
+	qolio := qfake.NewServer(testQolioToken)
+	t.Cleanup(qolio.Close)
+
+	ns := startExternalNATS(t)
+	var rs []*testRelay
+	for range 2 {
+		cfg := testConfig(t)
+		cfg.NATS.URL = ns.ClientURL()
+		cfg.PBX.MakeCallURL = pbx.URL + "/make-call"
+		cfg.PBX.ChangeStatusURL = pbx.URL + "/change-status"
+		cfg.Calltouch.URL, cfg.Calltouch.Token, cfg.Calltouch.RouteKey = ct.URL(), testCalltouchToken, "route-1"
+		cfg.Qolio.URL, cfg.Qolio.Token = qolio.URL(), testQolioToken
+		rs = append(rs, startRelay(t, cfg))
+	}
+	a, b := rs[0], rs[1]
+	_, tok := a.addOperator("Anna", "100", "1")
+
+	requests := []struct {
+		typ, id string
+		data    any
+	}{
+		{wire.TypeSetStatus, "s1", wire.SetStatus{Status: wire.StatusBusy, At: time.Now()}},
+		{wire.TypeDial, "d1", wire.Dial{Phone: "+7 912 345-67-89"}},
+		{wire.TypeCallback, "c1", wire.Callback{Phone: "+7 912 345-67-80"}},
+	}
+	first := map[string]wire.Envelope{}
+	onA := dialRaw(t, a.URL, tok)
+	for _, rq := range requests {
+		onA.send(rq.typ, rq.id, rq.data)
+		env := onA.replies(rq.id)[rq.id]
+		if env.Type != wire.TypeReply {
+			t.Fatalf("%s on the first relay: %s %s", rq.typ, env.Type, env.Data)
+		}
+		first[rq.id] = env
+	}
+	onA.c.Close()
+	// The same requests, sent again to the other relay.
+	onB := dialRaw(t, b.URL, tok)
+	defer onB.c.Close()
+	for _, rq := range requests {
+		onB.send(rq.typ, rq.id, rq.data)
+		env := onB.replies(rq.id)[rq.id]
+		if env.Type != first[rq.id].Type || string(env.Data) != string(first[rq.id].Data) {
+			t.Errorf("%s again on the other relay: %s %s; the first answer was %s %s", rq.typ, env.Type, env.Data, first[rq.id].Type, first[rq.id].Data)
+		}
+	}
+	// New requests on the other relay are carried out there.
+	onB.send(wire.TypeDial, "d2", wire.Dial{Phone: "+7 912 345-67-81"})
+	if env := onB.replies("d2")["d2"]; env.Type != wire.TypeReply {
+		t.Errorf("a new dial on the other relay: %s %s", env.Type, env.Data)
+	}
+
+	// A transcript submitted to one relay and again to the other.
+	sub := wire.TranscriptSubmit{ID: "t1", Format: wire.FormatText, Body: "Anna: Hello\nClient: Hi"}
+	st1, body1 := a.postTranscript(tok, sub)
+	st2, body2 := b.postTranscript(tok, sub)
+	if st1 != http.StatusAccepted || st2 != http.StatusAccepted || string(body1) != string(body2) {
+		t.Errorf("a transcript on both relays: %d %s, then %d %s", st1, body1, st2, body2)
+	}
+
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		n := len(statuses)
+		mu.Unlock()
+		if (n >= 1 && qolio.Count() >= 1) || time.Now().After(deadline) {
+			break
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // a second delivery would show
+	mu.Lock()
+	defer mu.Unlock()
+	if len(dials) != 2 || len(statuses) != 1 || len(ct.Created()) != 1 || qolio.Count() != 1 {
+		t.Errorf("carried out: dials %d, statuses %d (%v), callbacks %d, transcripts %d; want 2, 1, 1, 1",
+			len(dials), len(statuses), statuses, len(ct.Created()), qolio.Count())
 	}
 }
