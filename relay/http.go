@@ -106,6 +106,11 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 	if s.afterAgentAuth != nil {
 		s.afterAgentAuth()
 	}
+	if s.majority != nil && s.majority.Lost() {
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, &wire.HandshakeError{Code: wire.CloseGoingAway, Reason: cutOffReason})
+		return
+	}
 	v, err := strconv.Atoi(r.Header.Get(wire.HeaderProtocol))
 	if err != nil || v < wire.MinProtocolVersion || v > wire.ProtocolVersion {
 		writeJSON(w, http.StatusUpgradeRequired, &wire.HandshakeError{Code: wire.CloseProtocol,

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -602,4 +603,128 @@ func signalPid(pid int, sig os.Signal) error {
 		return err
 	}
 	return p.Signal(sig)
+}
+
+// A relay cut off from its cluster's majority (here the two other relays
+// killed) closes its agents' sessions so that they move to another relay,
+// refuses new ones with a reason and says so on /healthz; once the
+// majority is back it serves them again, and nothing posted meanwhile to
+// the rest of the cluster is missed.
+func TestClusterMinorityClosesSessions(t *testing.T) {
+	bin := relayBinary(t)
+	const pbxKey = "pbx-key-minority"
+	nodes := startCluster(t, bin, fmt.Sprintf("[pbx]\nclient_id = \"client-id-minority\"\napi_key = %q\n", pbxKey))
+	ctx := context.Background()
+	adm := &admin.Client{Socket: filepath.Join(filepath.Dir(nodes[0].config), "data0", "admin.sock")}
+	added, err := adm.AddOperator(ctx, operators.NewOperator{Name: "Anna", Code: "100", UserID: "7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var rings []string
+	var closes []string
+	// The agent knows the first relay only, so that it can be seen
+	// refused, and served again, there.
+	a, err := agent.New(agent.Config{RelayURL: nodes[0].base, Token: added.Token, Logger: slog.New(slog.DiscardHandler),
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+		OnEvent: func(e agent.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case e.Kind == agent.EventCall && e.Call.State == wire.CallRinging:
+				rings = append(rings, e.Call.ID)
+			case e.Kind == agent.EventConn && e.Err != "":
+				closes = append(closes, e.Err)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, stopAgent := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(actx) }()
+	defer func() { stopAgent(); <-done }()
+	waitOnline := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); a.State() != agent.Online; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the agent is not online", what)
+			}
+		}
+	}
+	waitOnline("at the start")
+	post := func(to *clusterNode, id string) {
+		t.Helper()
+		ev := fmt.Sprintf(`{"type":"in","phone":"+79125550101","codes":["100"],"callExternalId":%q}`, id)
+		req, _ := http.NewRequest("POST", to.base+retailcrm.PathCallEvent, strings.NewReader(url.Values{"event": {ev}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-API-KEY", pbxKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("posting %s: %v %v", id, resp, err)
+		}
+		resp.Body.Close()
+	}
+	post(nodes[1], "before")
+
+	// The two others die: the first is a minority of one.
+	for _, n := range nodes[1:] {
+		if err := n.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		n.cmd.Wait()
+	}
+	cut := time.Now()
+	for deadline := time.Now().Add(40 * time.Second); a.State() == agent.Online; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent's session on a relay cut off from the majority was not closed")
+		}
+	}
+	t.Logf("the session was closed %s after the majority was lost", time.Since(cut).Round(time.Millisecond))
+	if resp, err := http.Get(nodes[0].base + "/healthz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/healthz of the cut-off relay: %v %v, want 503", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// A new session is refused at once, with the reason.
+	req, _ := http.NewRequest("GET", nodes[0].base+wire.Path, nil)
+	req.Header.Set("Authorization", "Bearer "+added.Token)
+	req.Header.Set(wire.HeaderProtocol, fmt.Sprint(wire.ProtocolVersion))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var he wire.HandshakeError
+	json.NewDecoder(resp.Body).Decode(&he)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || he.Code != wire.CloseGoingAway || !strings.Contains(he.Reason, "majority") {
+		t.Errorf("a handshake on the cut-off relay: HTTP %d %+v", resp.StatusCode, he)
+	}
+
+	// The majority back: the agent is served again and gets what was
+	// posted while it was away.
+	for _, n := range nodes[1:] {
+		n.start(t, bin)
+	}
+	for _, n := range nodes {
+		n.waitHealthy(t)
+	}
+	post(nodes[2], "after")
+	waitOnline("after the majority came back")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		got := slices.Clone(rings)
+		mu.Unlock()
+		if slices.Equal(got, []string{"before", "after"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rings %v, want [before after]", got)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.ContainsFunc(closes, func(s string) bool { return strings.Contains(s, "majority") }) {
+		t.Errorf("the agent was not told why (disconnects: %q)", closes)
+	}
 }

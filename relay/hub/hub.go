@@ -212,6 +212,22 @@ func (h *Hub) Disconnect(opID string, code int, reason string) {
 	}
 }
 
+// CloseAll closes every session with a close code that is not a stop
+// code: the agents reconnect, to another relay if they know one. New
+// sessions are still accepted.
+func (h *Hub) CloseAll(code int, reason string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, set := range h.sessions {
+		for s := range set {
+			s.close(code, reason)
+			n++
+		}
+	}
+	return n
+}
+
 // Shutdown closes every session with CloseGoingAway and waits for them.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
