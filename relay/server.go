@@ -29,6 +29,7 @@ import (
 	"github.com/pult/pult/relay/certfile"
 	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/hub"
+	"github.com/pult/pult/relay/majority"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
 	"github.com/pult/pult/relay/presence"
@@ -36,6 +37,10 @@ import (
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/store"
 )
+
+// cutOffReason is what the agents of a node cut off from its cluster's
+// majority are told, in the close frame and the handshake's refusal.
+const cutOffReason = "this relay is cut off from its cluster's majority; connect to another"
 
 // catchUpLimit is how long a starting relay waits for the queue board to
 // catch up with its stream before it serves anyway.
@@ -62,6 +67,7 @@ type Server struct {
 	loc         *time.Location    // time_zone
 	board       *board.Board      // the supervisors' queue board
 	presence    *presence.Tracker // who is connected to which node of the cluster
+	majority    *majority.Watch   // whether this node reaches its cluster's majority; nil unless clustered
 	presenceTTL time.Duration     // the presence bucket's TTL (store.PresenceTTL when 0; tests shorten it)
 	clock       func() time.Time  // time.Now; tests move it
 	// afterAgentAuth, when set (tests), runs in an agent's handshake
@@ -161,7 +167,9 @@ func (s *Server) Run(ctx context.Context) error {
 	n := s.cfg.NATS
 	var cluster *store.Cluster
 	if n.URL == "" && n.Cluster.Enabled() {
-		cluster = &store.Cluster{Name: n.Cluster.Name, ServerName: n.Cluster.NodeName(), Listen: n.Cluster.Listen, Routes: n.Cluster.Routes}
+		cl := n.Cluster
+		cluster = &store.Cluster{Name: cl.Name, ServerName: cl.NodeName(), Listen: cl.Listen, Routes: cl.Routes,
+			Secret: cl.Secret, TLSCA: cl.TLSCA, TLSCert: cl.TLSCert, TLSKey: cl.TLSKey}
 	}
 	s.store, err = store.Open(ctx, store.Options{
 		URL: n.URL, DataDir: s.cfg.DataDir,
@@ -309,6 +317,13 @@ func (s *Server) Run(ctx context.Context) error {
 		sides = append(sides, &side{name: "metrics", srv: s.newHTTPServer(s.metricsHandler(), nil), ln: metricsLn})
 	}
 
+	if s.store.Clustered() {
+		s.majority = &majority.Watch{Check: s.store, Logger: s.log, OnLost: func() {
+			n := s.hub.CloseAll(wire.CloseGoingAway, cutOffReason)
+			s.log.Warn("closed the agents' sessions", "sessions", n)
+		}}
+	}
+
 	runCtx, stop := context.WithCancel(context.Background())
 	defer stop()
 	s.bgCtx = runCtx
@@ -334,6 +349,9 @@ func (s *Server) Run(ctx context.Context) error {
 	start("storage", s.storage.Run)
 	start("queue board", s.board.Run)
 	start("presence", s.presence.Run)
+	if s.majority != nil {
+		start("majority", s.majority.Run)
+	}
 	// The board catches up with the queue stream, and learns who is
 	// connected to the other nodes, before anyone sees it.
 	limit := time.NewTimer(catchUpLimit)
@@ -372,6 +390,10 @@ func (s *Server) Run(ctx context.Context) error {
 		} else {
 			s.log.Warn(plain)
 		}
+	}
+	if s.cfg.NATS.URL == "" && s.cfg.NATS.Cluster.Open() {
+		s.log.Warn("the cluster's routes take anyone who reaches nats.cluster.listen: set nats.cluster.secret (and TLS) on every node (see docs/cluster.md)",
+			"listen", s.cfg.NATS.Cluster.Listen)
 	}
 	s.logSides(sides)
 	close(s.ready)

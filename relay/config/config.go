@@ -195,6 +195,17 @@ type NATSCluster struct {
 	// ServerName is this node's name in the cluster, unique and stable
 	// (JetStream knows its peers by it); default ServerName().
 	ServerName string `toml:"server_name"`
+	// Secret is the cluster's shared secret, the same on every node: a
+	// route that does not present it is refused. Without it (and without
+	// TLS) anyone reaching listen can join the cluster: the relay warns
+	// at start when listen is not a loopback address.
+	Secret     string `toml:"secret"`
+	SecretFile string `toml:"secret_file"` // or the secret in a file
+	// TLSCA, TLSCert and TLSKey (PEM files) make the routes TLS, each
+	// side verifying the other's certificate against tls_ca.
+	TLSCA   string `toml:"tls_ca"`
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
 }
 
 // Enabled reports whether [nats.cluster] is set.
@@ -418,15 +429,16 @@ func Defaults() Config {
 
 // Env names that override secrets in the file (read by cmd/, passed in).
 var EnvOverrides = map[string]string{
-	"PULT_ADMIN_TOKEN":       "admin_token",
-	"PULT_PBX_CLIENT_ID":     "pbx.client_id",
-	"PULT_PBX_API_KEY":       "pbx.api_key",
-	"PULT_RETAILCRM_API_KEY": "retailcrm.api_key",
-	"PULT_NATS_URL":          "nats.url",
-	"PULT_UIS_TOKEN":         "uis.token",
-	"PULT_SMARTSUPP_TOKEN":   "smartsupp.token",
-	"PULT_QOLIO_TOKEN":       "qolio.token",
-	"PULT_CALLTOUCH_TOKEN":   "calltouch.token",
+	"PULT_ADMIN_TOKEN":         "admin_token",
+	"PULT_PBX_CLIENT_ID":       "pbx.client_id",
+	"PULT_PBX_API_KEY":         "pbx.api_key",
+	"PULT_RETAILCRM_API_KEY":   "retailcrm.api_key",
+	"PULT_NATS_URL":            "nats.url",
+	"PULT_NATS_CLUSTER_SECRET": "nats.cluster.secret",
+	"PULT_UIS_TOKEN":           "uis.token",
+	"PULT_SMARTSUPP_TOKEN":     "smartsupp.token",
+	"PULT_QOLIO_TOKEN":         "qolio.token",
+	"PULT_CALLTOUCH_TOKEN":     "calltouch.token",
 }
 
 // maxConfigSize bounds the config file.
@@ -468,6 +480,7 @@ func (c *Config) Resolve(getenv func(string) string) error {
 			"pbx.api_key": &c.PBX.APIKey, "retailcrm.api_key": &c.RetailCRM.APIKey,
 			"nats.url": &c.NATS.URL, "uis.token": &c.UIS.Token, "smartsupp.token": &c.Smartsupp.Token,
 			"qolio.token": &c.Qolio.Token, "calltouch.token": &c.Calltouch.Token,
+			"nats.cluster.secret": &c.NATS.Cluster.Secret,
 		}
 		for env, key := range EnvOverrides {
 			if v := getenv(env); v != "" {
@@ -487,6 +500,7 @@ func (c *Config) Resolve(getenv func(string) string) error {
 		{"smartsupp.token", &c.Smartsupp.Token, &c.Smartsupp.TokenFile},
 		{"qolio.token", &c.Qolio.Token, &c.Qolio.TokenFile},
 		{"calltouch.token", &c.Calltouch.Token, &c.Calltouch.TokenFile},
+		{"nats.cluster.secret", &c.NATS.Cluster.Secret, &c.NATS.Cluster.SecretFile},
 	} {
 		if *f.file == "" || *f.value != "" {
 			continue
@@ -664,6 +678,21 @@ func (c *Config) validateNATS(bad func(key, format string, a ...any)) {
 		for _, l := range []struct{ key, addr string }{{"listen", c.Listen}, {"admin_listen", c.AdminListen}, {"metrics_listen", c.MetricsListen}} {
 			if l.addr == cl.Listen {
 				bad("nats.cluster.listen", "the same address as %s", l.key)
+			}
+		}
+	}
+	if cl.Secret != "" && (len(cl.Secret) < 16 || len(cl.Secret) > 256 || strings.ContainsAny(cl.Secret, "@:/ \t\r\n")) {
+		bad("nats.cluster.secret", "16 to 256 characters, none of @ : / or spaces")
+	}
+	if cl.TLSCert != "" || cl.TLSKey != "" || cl.TLSCA != "" {
+		if cl.TLSCert == "" || cl.TLSKey == "" || cl.TLSCA == "" {
+			bad("nats.cluster.tls_cert", "tls_ca, tls_cert and tls_key go together")
+		}
+		for _, f := range []struct{ key, path string }{{"nats.cluster.tls_ca", cl.TLSCA}, {"nats.cluster.tls_cert", cl.TLSCert}, {"nats.cluster.tls_key", cl.TLSKey}} {
+			if f.path != "" {
+				if _, err := os.Stat(f.path); err != nil {
+					bad(f.key, "%v", err)
+				}
 			}
 		}
 	}
@@ -892,4 +921,24 @@ func checkURL(s string) error {
 		return fmt.Errorf("no host in %q", s)
 	}
 	return nil
+}
+
+// Open reports whether the cluster's routes take anyone who reaches
+// listen: no secret, no TLS, and listen not a loopback address.
+func (c NATSCluster) Open() bool {
+	return c.Enabled() && c.Secret == "" && c.TLSCert == "" && !loopbackListen(c.Listen)
+}
+
+// loopbackListen reports whether a host:port listens on loopback only
+// ("localhost" or a loopback IP; an empty host listens everywhere).
+func loopbackListen(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

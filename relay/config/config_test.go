@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -329,5 +330,42 @@ routes = ["nats-route://10.0.0.1:6222", "nats-route://10.0.0.2:6222", "nats-rout
 	d, _ := Load(writeConfig(t, minimal), nil)
 	if d.NATS.StreamReplicas() != 1 || d.NATS.Cluster.Enabled() {
 		t.Errorf("defaults: %+v", d.NATS)
+	}
+}
+
+// [nats.cluster]'s secret (inline, in a file or from the environment) and
+// TLS files: an open cluster is reported, a weak secret or half the TLS
+// files refused.
+func TestLoadConfigClusterSecret(t *testing.T) {
+	const cluster = minimal + `[nats]
+replicas = 3
+[nats.cluster]
+name = "pult"
+listen = "10.0.0.1:6222"
+routes = ["nats-route://10.0.0.2:6222", "nats-route://10.0.0.3:6222"]
+`
+	open, err := Load(writeConfig(t, cluster), nil)
+	if err != nil || !open.NATS.Cluster.Open() {
+		t.Fatalf("no secret on 10.0.0.1: open %v, %v", open.NATS.Cluster.Open(), err)
+	}
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secretFile, []byte("a-secret-from-a-file-0123\n"), 0o600)
+	fromFile, err := Load(writeConfig(t, cluster+"secret_file = "+strconv.Quote(secretFile)+"\n"), nil)
+	if err != nil || fromFile.NATS.Cluster.Secret != "a-secret-from-a-file-0123" || fromFile.NATS.Cluster.Open() {
+		t.Errorf("secret_file: %q %v", fromFile.NATS.Cluster.Secret, err)
+	}
+	env := map[string]string{"PULT_NATS_CLUSTER_SECRET": "a-secret-from-the-env-0123"}
+	fromEnv, err := Load(writeConfig(t, cluster), func(k string) string { return env[k] })
+	if err != nil || fromEnv.NATS.Cluster.Secret != "a-secret-from-the-env-0123" {
+		t.Errorf("PULT_NATS_CLUSTER_SECRET: %q %v", fromEnv.NATS.Cluster.Secret, err)
+	}
+	for _, bad := range []string{
+		`secret = "short"`,
+		`secret = "has:a-colon-0123456789"`,
+		`tls_cert = "/nonexistent/cert.pem"`,
+	} {
+		if _, err := Load(writeConfig(t, cluster+bad+"\n"), nil); err == nil || !strings.Contains(err.Error(), "nats.cluster.") {
+			t.Errorf("%s: %v", bad, err)
+		}
 	}
 }

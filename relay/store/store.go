@@ -145,7 +145,17 @@ type Cluster struct {
 	ServerName string   // this node's, unique and stable
 	Listen     string   // host:port of its route listener
 	Routes     []string // nats-route://host:port of the others
+	// Secret, when set, is what every node's routes must present (the
+	// same on every node): a route without it is refused.
+	Secret string
+	// TLSCA, TLSCert and TLSKey (PEM files), when set, make every route
+	// TLS, both ways verified against TLSCA: a node must hold a
+	// certificate the CA signed, valid for the host its peers dial.
+	TLSCA, TLSCert, TLSKey string
 }
+
+// routeUser is the user name routes present with Cluster.Secret.
+const routeUser = "pult-route"
 
 // Shares are the parts of Options.MaxBytes each stream and bucket may use,
 // in percent (they add up to 100). Streams that are logs (the events, the
@@ -383,6 +393,9 @@ func startEmbeddedIn(o Options, dir string, log *slog.Logger) (ns *server.Server
 			if err != nil {
 				return nil, "", fmt.Errorf("store: cluster route %q: %w", r, err)
 			}
+			if c.Secret != "" {
+				u.User = url.UserPassword(routeUser, c.Secret)
+			}
 			routes = append(routes, u)
 		}
 		token = randomToken()
@@ -391,6 +404,19 @@ func startEmbeddedIn(o Options, dir string, log *slog.Logger) (ns *server.Server
 		opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
 		opts.Authorization = token
 		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+		if c.Secret != "" {
+			opts.Cluster.Username, opts.Cluster.Password = routeUser, c.Secret
+		}
+		if c.TLSCert != "" {
+			tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: c.TLSCert, KeyFile: c.TLSKey, CaFile: c.TLSCA, Verify: true})
+			if err != nil {
+				return nil, "", fmt.Errorf("store: cluster TLS: %w", err)
+			}
+			// A route is a client of its peer too: it verifies the
+			// peer's certificate against the same CA.
+			tc.RootCAs = tc.ClientCAs
+			opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = tc, 5
+		}
 		opts.Routes = routes
 	}
 	ns, err = server.NewServer(opts)
