@@ -2,10 +2,14 @@ package relay_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +18,7 @@ import (
 
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay"
 	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/retailcrm/sim"
@@ -184,6 +189,74 @@ func TestFailingCRMStillShowsTheCard(t *testing.T) {
 	w.anna.waitFor("manager unavailable", func(e agent.Event) bool {
 		return e.Kind == agent.EventCall && e.Call.ID == "down" && e.Call.ManagerState == wire.ManagerUnavailable
 	})
+}
+
+// A number retailCRM does not know (its 404 "Not found" to the lookup) is no
+// failure: the card says "no responsible manager" (none, not unavailable),
+// and the relay logs it at debug level only, without the number.
+func TestUnknownNumberHasNoManager(t *testing.T) {
+	checkGoroutines(t)
+	crm := sim.NewCRM(testCRMKey)
+	crmSrv := httptest.NewServer(crm)
+	t.Cleanup(crmSrv.Close)
+	crm.SetAccountURL(crmSrv.URL)
+	cfg := testConfig(t)
+	cfg.RetailCRM.URL = crmSrv.URL
+	cfg.RetailCRM.APIKey = testCRMKey
+	var logs lockedBuffer // besides relayOutput, which TestMain checks for numbers
+	r := startRelayWith(t, cfg, func(c config.Config) *relay.Server {
+		own := slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})
+		return relay.New(c, slog.New(teeHandler{relayLogger(t).Handler(), own}))
+	})
+	_, tok := r.addOperator("Anna Smirnova", "100", "1")
+	anna := startAgent(t, r.URL, tok, nil)
+	anna.waitOnline()
+	before := len(logs.String()) // what the start logged (a warning about TLS, say) is not this test's
+
+	const number = "+79995550123"
+	if status, body := r.callEvent(map[string]any{"type": "in", "phone": number, "codes": []string{"100"}, "callExternalId": "unknown"}); status != 200 {
+		t.Fatalf("call event: %d %v", status, body)
+	}
+	e := anna.waitFor("no responsible manager", func(e agent.Event) bool {
+		return e.Kind == agent.EventCall && e.Call.ID == "unknown" && e.Call.ManagerState != wire.ManagerPending
+	})
+	if e.Call.ManagerState != wire.ManagerNone || e.Call.Manager != nil || e.Call.Client != nil {
+		t.Errorf("card of an unknown number: manager state %s, manager %+v, client %+v; want none", e.Call.ManagerState, e.Call.Manager, e.Call.Client)
+	}
+	if reqs := crmRequests(crm, retailcrm.PathManager); len(reqs) != 1 || reqs[0].Status != http.StatusNotFound {
+		t.Fatalf("retailCRM was not asked once (and answered 404): %+v", reqs)
+	}
+	if status, body := r.callEvent(map[string]any{"type": "hangup", "phone": number, "codes": []string{"100"}, "callExternalId": "unknown", "hangupStatus": "no answered"}); status != 200 {
+		t.Fatalf("hangup: %d %v", status, body)
+	}
+	e = anna.waitFor("missed", callWith("unknown", wire.CallMissed))
+	if e.Call.ManagerState != wire.ManagerNone {
+		t.Errorf("missed card: manager state %s, want none", e.Call.ManagerState)
+	}
+
+	// The lookup's outcome was logged, at debug level, and nothing about
+	// the call above that.
+	var lines []map[string]any
+	debug := false
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()[before:]), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		lines = append(lines, m)
+		if m["level"] == "WARN" || m["level"] == "ERROR" {
+			t.Errorf("logged at %s: %s", m["level"], l)
+		}
+		if m["level"] == "DEBUG" && m["call"] != nil && strings.Contains(fmt.Sprint(m["msg"]), "responsible manager") {
+			debug = true
+		}
+		if strings.Contains(l, strings.TrimPrefix(number, "+")[1:]) {
+			t.Errorf("the log holds the number: %s", l)
+		}
+	}
+	if !debug {
+		t.Errorf("no debug line about the lookup's outcome in %d lines:\n%s", len(lines), logs.String()[before:])
+	}
 }
 
 func TestStatusReachesPBXAndCRMStatusReachesOperator(t *testing.T) {

@@ -13,18 +13,21 @@ package relay_test
 //	calls-upload missing key, wrong key (those calls are not duplicates later
 //	             and never reach retailCRM), missing calls, invalid date,
 //	             invalid JSON, oversize; new, duplicate, after refusals; php6
-//	             and python with source{} and clientId; php5 over 1024 bytes
-//	             with Expect: 100-continue
+//	             and python with source{} and clientId, which reach retailCRM
+//	             intact; php5 over 1024 bytes with Expect: 100-continue
 //	manager      free / busy / signed-out operator, with and without
 //	             ignoreStatus (php5 has none), not an operator, no manager,
 //	             unknown client, details 0/1 in each client's spelling
 //	             (1/0, True/False); missing key, wrong key
-//	credentials  shape as PHP v6 Credentials and Go CredentialResponse
+//	credentials  the telephony methods, unversioned as retailCRM lists
+//	             them, shaped as PHP v6 Credentials and Go
+//	             CredentialResponse decode them;
 //	             decode it; missing key, wrong key; api-versions
 //	unknown path (GET, POST) and wrong method (POST on GET, GET on POST)
 //
 // TestRetailCRMClientsUploadDuplicatesAfterRestart and
 // TestRetailCRMClientsManagerCRMDown add a restart and a failing CRM;
+// TestRetailCRMClientsKeyInQuery a POST whose key is only in the query;
 // TestRetailCRMClientsFraming checks the layouts against captured bytes.
 
 import (
@@ -585,6 +588,32 @@ func TestRetailCRMClientsConformance(t *testing.T) {
 			t.Errorf("%s, sent only in refused uploads, reached retailCRM", id)
 		}
 	}
+	// The calls php6 and python uploaded with their web analytics reached
+	// retailCRM with source{} and clientId as sent (callsJSON).
+	wantSource := map[string]*retailcrm.Source{
+		"php6-h1":   {Source: "yandex", Medium: "cpc", Campaign: "весна/2024", Keyword: "пульт", Content: "ad-1"},
+		"python-h1": {Source: "yandex", Medium: "cpc", Campaign: "весна/2024"},
+		"php6-h2":   nil,
+		"python-h2": nil,
+		"go-h1":     nil,
+	}
+	for _, c := range w.crm.Uploads() {
+		want, ok := wantSource[c.ExternalID]
+		if !ok {
+			continue
+		}
+		delete(wantSource, c.ExternalID)
+		wantClientID := ""
+		if want != nil {
+			wantClientID = "GA1.2.1234.5678"
+		}
+		if d := cmp.Diff(want, c.Source); d != "" || c.ClientID != wantClientID {
+			t.Errorf("%s in retailCRM: clientId %q, want %q; source (-want +got):\n%s", c.ExternalID, c.ClientID, wantClientID, d)
+		}
+	}
+	for id := range wantSource {
+		t.Errorf("%s never reached retailCRM", id)
+	}
 }
 
 // runClient is the table for one client; n makes its numbers unique.
@@ -801,11 +830,15 @@ func (w *clientWorld) runClient(t *testing.T, client string, n int) {
 		if p := checkTypes(v.Body, map[string]string{"credentials": "array<string>", "scopes": "array<string>", "siteAccess": "string", "sitesAvailable": "array<string>"}); p != "" {
 			t.Errorf("credentials: %s: %s", p, a.body)
 		}
-		creds, _ := v.Body["credentials"].([]any)
-		for _, p := range []string{pathEvent, pathUpload, pathManager} {
-			if !slices.Contains(creds, any(p)) {
-				t.Errorf("credentials lack %s: %s", p, a.body)
-			}
+		// retailCRM lists its methods without the version
+		// ("/api/integration-modules/{code}"), and PBX modules compare
+		// against such strings.
+		want := []any{"/api/telephony/call/event", "/api/telephony/calls/upload", "/api/telephony/manager"}
+		if d := cmp.Diff(want, v.Body["credentials"]); d != "" {
+			t.Errorf("credentials (-want +got):\n%s", d)
+		}
+		if v.Body["siteAccess"] != "access_full" {
+			t.Errorf("siteAccess %v, want access_full: %s", v.Body["siteAccess"], a.body)
 		}
 	})
 	t.Run("credentials/wrong-key", func(t *testing.T) {
@@ -842,6 +875,93 @@ func (w *clientWorld) runClient(t *testing.T, client string, n int) {
 		a, v := w.do(t, client, get(pathEvent, ev(withID("get")), key, ""))
 		wantRefused(t, client, a, v, refusal{status: 405, kind: refGeneric})
 	})
+}
+
+// curlFormRequest is a POST as `curl --data-urlencode` sends it to a URL
+// that carries the key: the fields urlencoded in the body, the key in the
+// query alone (no X-API-KEY header, no apiKey field).
+func curlFormRequest(host, path, key string, params []field) rawRequest {
+	body := phpBuildQuery(params)
+	head := fmt.Sprintf("POST %s?apiKey=%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n"+
+		"Content-Length: %d\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n", path, url.QueryEscape(key), host, len(body))
+	return rawRequest{client: "curl", head: head, body: []byte(body)}
+}
+
+// TestRetailCRMClientsKeyInQuery: a POST whose key is only in the query
+// string (?apiKey=…, as retailCRM accepts it for every method) is accepted
+// on call/event and calls/upload, urlencoded or multipart; a wrong key there
+// is refused in retailCRM's words and nothing is stored.
+func TestRetailCRMClientsKeyInQuery(t *testing.T) {
+	checkGoroutines(t)
+	w := newClientWorld(t)
+	const caller = "+79990003001"
+	event := func(id string) []field {
+		return fields("event", eventJSON("python", callEventArgs{phone: caller, typ: "in", codes: []string{"101"}, callExternalID: id}))
+	}
+	upload := func(id string) []field {
+		return fields("calls", callsJSON("python", uploadCall{date: "2024-05-03 10:00:00", typ: "in", phone: caller, code: "101", userID: 7,
+			result: "answered", duration: 12, externalID: id}))
+	}
+	send := func(t *testing.T, req rawRequest) (answer, verdict) {
+		t.Helper()
+		a, err := sendRaw(w.host, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, pythonVerdict(a) // status < 400, the body JSON, errorMsg: what any client reads
+	}
+	multipart := func(path, key string, params []field) rawRequest {
+		return php5Request(w.host, http.MethodPost, path+"?apiKey="+url.QueryEscape(key), params, curlBoundary(), false)
+	}
+
+	// Refused first: by the time the accepted upload is in retailCRM, the
+	// refused one would be too.
+	t.Run("call-event/wrong-key", func(t *testing.T) {
+		a, v := send(t, curlFormRequest(w.host, pathEvent, "not-the-key", event("q-badkey")))
+		wantRefused(t, "curl", a, v, refusedWrongKey)
+	})
+	t.Run("call-event/wrong-key-multipart", func(t *testing.T) {
+		a, v := send(t, multipart(pathEvent, "not-the-key", event("q-badkey-mp")))
+		wantRefused(t, "curl", a, v, refusedWrongKey)
+	})
+	t.Run("calls-upload/wrong-key", func(t *testing.T) {
+		a, v := send(t, curlFormRequest(w.host, pathUpload, "not-the-key", upload("q-badkey-up")))
+		wantRefused(t, "curl", a, v, refusedWrongKey)
+	})
+	t.Run("call-event/urlencoded", func(t *testing.T) {
+		a, v := send(t, curlFormRequest(w.host, pathEvent, testPBXKey, event("q-1")))
+		wantOK(t, "curl", a, v)
+		w.anna.waitFor("the card of q-1", callWith("q-1", wire.CallRinging))
+	})
+	t.Run("call-event/multipart", func(t *testing.T) {
+		a, v := send(t, multipart(pathEvent, testPBXKey, event("q-2")))
+		wantOK(t, "curl", a, v)
+		w.anna.waitFor("the card of q-2", callWith("q-2", wire.CallRinging))
+	})
+	t.Run("calls-upload/urlencoded", func(t *testing.T) {
+		a, v := send(t, curlFormRequest(w.host, pathUpload, testPBXKey, upload("q-up")))
+		wantOK(t, "curl", a, v)
+		want := map[string]any{"success": true, "processedCallsCount": json.Number("1"), "duplicateCalls": []any{}}
+		if d := cmp.Diff(want, v.Body); d != "" {
+			t.Errorf("answer (-want +got):\n%s", d)
+		}
+	})
+	ids := func() []string {
+		var out []string
+		for _, c := range w.crm.Uploads() {
+			out = append(out, c.ExternalID)
+		}
+		return out
+	}
+	waitUntil(t, "the accepted upload in retailCRM", func() bool { return slices.Contains(ids(), "q-up") })
+	if slices.Contains(ids(), "q-badkey-up") {
+		t.Error("an upload with a wrong key in the query reached retailCRM")
+	}
+	for _, id := range []string{"q-badkey", "q-badkey-mp"} {
+		if got := cardsOf(w.anna, id); len(got) != 0 {
+			t.Errorf("an event with a wrong key in the query reached the operator: %s %v", id, got)
+		}
+	}
 }
 
 // TestRetailCRMClientsUploadDuplicatesAfterRestart: an externalId uploaded

@@ -176,7 +176,7 @@ max_backoff = "1s"
 	adm := &admin.Client{Socket: filepath.Join(filepath.Dir(nodes[0].config), "data0", "admin.sock")}
 
 	// The operators, each an agent given the three relays.
-	const nops = 60
+	const nops = 200
 	var bases []string
 	for _, n := range nodes {
 		bases = append(bases, n.base)

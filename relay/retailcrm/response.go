@@ -198,8 +198,13 @@ func ParseManagerQuery(q url.Values) (ManagerQuery, error) {
 }
 
 // Credentials lists the API methods a telephony's key may call on a pult
-// relay standing in for retailCRM, as /api/credentials names them.
-var Credentials = []string{PathCallEvent, PathCallsUpload, PathManager}
+// relay standing in for retailCRM, as /api/credentials names them: without
+// the version, as retailCRM lists its methods ("/api/telephony/call/event"
+// for PathCallEvent), which is how PBX modules compare them.
+var Credentials = []string{unversioned(PathCallEvent), unversioned(PathCallsUpload), unversioned(PathManager)}
+
+// unversioned is an API path without its version: /api/v5/x becomes /api/x.
+func unversioned(path string) string { return "/api" + strings.TrimPrefix(path, APIPrefix) }
 
 // WriteCredentials answers GET /api/credentials in retailCRM's shape: the
 // methods (Credentials), the scopes they need, and the sites the key may

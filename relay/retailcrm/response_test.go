@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -68,5 +69,23 @@ func TestWriteValidationError(t *testing.T) {
 		if rec.Code != tt.status || !jsonEqual(t, rec.Body.String(), tt.body) {
 			t.Errorf("%v: %d %s, want %d %s", tt.err, rec.Code, rec.Body, tt.status, tt.body)
 		}
+	}
+}
+
+// /api/credentials lists the telephony methods without their version, as
+// retailCRM lists every method ("/api/integration-modules/{code}"), so a
+// PBX module that looks for "/api/telephony/call/event" finds it.
+func TestWriteCredentials(t *testing.T) {
+	rec := httptest.NewRecorder()
+	WriteCredentials(rec, []string{"shop1", "shop2"})
+	want := `{"credentials":["/api/telephony/call/event","/api/telephony/calls/upload","/api/telephony/manager"],` +
+		`"scopes":["telephony_read","telephony_write"],"siteAccess":"access_full","sitesAvailable":["shop1","shop2"],"success":true}`
+	if rec.Code != http.StatusOK || !jsonEqual(t, rec.Body.String(), want) {
+		t.Errorf("%d %s, want %s", rec.Code, rec.Body, want)
+	}
+	rec = httptest.NewRecorder()
+	WriteCredentials(rec, nil)
+	if !strings.Contains(rec.Body.String(), `"sitesAvailable":[]`) {
+		t.Errorf("no sites: %s", rec.Body)
 	}
 }

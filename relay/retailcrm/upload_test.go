@@ -88,13 +88,20 @@ func TestEncodeCallsUpload(t *testing.T) {
 			Result: ResultAnswered, Duration: 125, DurationWaiting: 7, ExternalID: "call-1",
 			RecordURL: "https://pbx.example.com/r/1.mp3", Site: "shop1"},
 		{Date: time.Date(2024, 3, 1, 9, 20, 0, 0, msk), Type: TypeOut, Phone: "+79121234567", Result: ResultNoAnswer},
+		{Date: time.Date(2024, 3, 1, 9, 25, 0, 0, msk), Type: TypeIn, Phone: "+79121234567", ExternalID: "call-3",
+			Source:   &Source{Source: "yandex", Medium: "cpc", Campaign: "весна/2024", Keyword: "пульт", Content: "ad-1"},
+			ClientID: "GA1.2.1234.5678"},
+		{Date: time.Date(2024, 3, 1, 9, 30, 0, 0, msk), Type: TypeIn, Phone: "+79121234567", ExternalID: "call-4",
+			Source: &Source{Medium: "organic"}},
 	}
 	form, err := EncodeCallsUpload(calls)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := `[{"date":"2024-03-01 09:15:00","type":"in","phone":"+79121234567","code":"100","userId":1,"result":"answered","duration":125,"durationWaiting":7,"externalId":"call-1","recordUrl":"https://pbx.example.com/r/1.mp3","site":"shop1"},` +
-		`{"date":"2024-03-01 09:20:00","type":"out","phone":"+79121234567","result":"no answer","duration":0,"durationWaiting":0}]`
+		`{"date":"2024-03-01 09:20:00","type":"out","phone":"+79121234567","result":"no answer","duration":0,"durationWaiting":0},` +
+		`{"date":"2024-03-01 09:25:00","type":"in","phone":"+79121234567","duration":0,"durationWaiting":0,"externalId":"call-3","source":{"source":"yandex","medium":"cpc","campaign":"весна/2024","keyword":"пульт","content":"ad-1"},"clientId":"GA1.2.1234.5678"},` +
+		`{"date":"2024-03-01 09:30:00","type":"in","phone":"+79121234567","duration":0,"durationWaiting":0,"externalId":"call-4","source":{"medium":"organic"}}]`
 	if got := form.Get("calls"); got != want {
 		t.Errorf("calls =\n%s\nwant\n%s", got, want)
 	}
