@@ -1,13 +1,14 @@
 // Package relay is the pult relay's wiring and the flows between its parts.
 // Server.Run builds the parts in dependency order — the store, the operators'
-// registry, the outbox, the queue board, the call flow (calls), what goes to
-// retailCRM (crmSync), the transcripts, the hub — then runs them as one group
-// until its context ends, and stops them in order. The flows: a PBX event
-// (retailCRM-style, UIS, or a PBX asking the retailCRM API) becomes a call
-// record, cards and a board change (telephony.go, pbxapi.go, uishook.go); an
-// operator's request (status, dial, callback, queue) is answered once
-// (requests.go); partners hear of it through the outbox (status.go, crm.go,
-// uploads.go, transcripts.go, callback.go). docs/architecture.md draws it.
+// registry, the outbox, the queue board and presence, the call flow (calls),
+// the chat transcripts (package chats), what goes to retailCRM (crmSync), the
+// retailCRM API a PBX talks to (package pbxapi), the hub — then runs them as
+// one group until its context ends, and stops them in order. The flows: a
+// PBX event (through pbxapi, or UIS's notifications) becomes a call record,
+// cards and a board change (telephony.go, uishook.go); an operator's request
+// (status, dial, callback, queue) is answered once (requests.go); partners
+// hear of it through the outbox (status.go, crm.go, uploads.go, callback.go;
+// chats owns the transcripts' Qolio jobs). docs/architecture.md draws it.
 package relay
 
 import (

@@ -26,8 +26,15 @@ const key = "pbx-key"
 
 type fakeOps map[string]operators.Operator // by code and by user id
 
-func (f fakeOps) ByCode(code string) (operators.Operator, bool) { op, ok := f["code:"+code]; return op, ok }
-func (f fakeOps) ByUserID(id string) (operators.Operator, bool) { op, ok := f["user:"+id]; return op, ok }
+func (f fakeOps) ByCode(code string) (operators.Operator, bool) {
+	op, ok := f["code:"+code]
+	return op, ok
+}
+
+func (f fakeOps) ByUserID(id string) (operators.Operator, bool) {
+	op, ok := f["user:"+id]
+	return op, ok
+}
 
 type fakeUploads struct{ seen map[string]bool }
 
