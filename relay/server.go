@@ -240,7 +240,7 @@ func (s *Server) Run(ctx context.Context) error {
 		DefaultOperator: s.cfg.Qolio.DefaultOperator, PerMinute: s.cfg.Limits.TranscriptsPerMinute,
 		GiveUp: s.cfg.Outbox.GiveUp.Duration, Registerer: s.metrics.reg,
 		Throttled: s.metrics.throttled.WithLabelValues(limitTranscripts), EventsIn: s.metrics.eventsIn}
-	if s.qolio != nil {
+	if s.qolio != nil { // a nil *qolio.Client would make a non-nil Qolio
 		chatsCfg.Qolio = s.qolio
 	}
 	s.chats = chats.New(chatsCfg)
@@ -266,6 +266,7 @@ func (s *Server) Run(ctx context.Context) error {
 	pbxCfg := pbxapi.Config{Log: s.log, APIKey: s.cfg.PBX.APIKey, PhoneRegion: s.cfg.PhoneRegion, Location: s.loc,
 		Sites: s.sites, Operators: s.ops, Uploads: s.store, Apply: s.calls.processCall, Routable: s.calls.routable,
 		LookupTimeout: s.cfg.RetailCRM.Timeout.Duration, Now: s.clock, EventsIn: s.metrics.eventsIn}
+	// Left nil, Forward and Lookup mean "not passed on" and "no manager".
 	if s.cfg.RetailCRM.ForwardEvents {
 		pbxCfg.Forward = s.crmSync.forwardCallEvent
 	}
