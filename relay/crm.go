@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/config"
@@ -84,8 +85,8 @@ func (y *crmSync) forwardCallEvent(ctx context.Context, ev retailcrm.CallEvent) 
 // crmEventFor is the retailCRM event of a call event made by another PBX.
 func (y *crmSync) crmEventFor(ev call.Event, rec *call.Record) retailcrm.CallEvent {
 	out := retailcrm.CallEvent{
-		Phone: normalized(ev.Phone, y.cfg.PhoneRegion), Type: ev.Type, Site: ev.Site,
-		CallExternalID: ev.CallID, ExternalPhone: normalized(ev.Line, y.cfg.PhoneRegion),
+		Phone: phone.Normalize(ev.Phone, y.cfg.PhoneRegion), Type: ev.Type, Site: ev.Site,
+		CallExternalID: ev.CallID, ExternalPhone: phone.Normalize(ev.Line, y.cfg.PhoneRegion),
 		HangupStatus: ev.HangupStatus,
 	}
 	if rec != nil {
@@ -191,7 +192,7 @@ func (y *crmSync) integrationModule() (retailcrm.IntegrationModule, error) {
 	}
 	for _, ep := range c.RetailCRM.ExternalPhones {
 		t.ExternalPhones = append(t.ExternalPhones, retailcrm.ExternalPhone{
-			SiteCode: strings.TrimSpace(ep.Site), ExternalPhone: normalized(ep.Phone, c.PhoneRegion)})
+			SiteCode: strings.TrimSpace(ep.Site), ExternalPhone: phone.Normalize(ep.Phone, c.PhoneRegion)})
 	}
 	m := retailcrm.IntegrationModule{
 		Code: c.RetailCRM.Code, Active: true, Name: c.RetailCRM.ModuleName, Logo: c.RetailCRM.LogoURL,

@@ -30,15 +30,15 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET "+board.PathBoard+"/", wallboard)
 
 	// A PBX integrated with retailCRM only changes its base URL to ours.
-	s.mountPBXAPI(mux)
+	mux.Handle("/api/", s.pbxAPI)
 	// What retailCRM calls on a telephony (makeCallUrl, changeUserStatusUrl).
 	mux.HandleFunc("GET /retailcrm/make-call", s.handleCRMMakeCall)
 	mux.HandleFunc("GET /retailcrm/change-status", s.handleCRMChangeStatus)
 
 	// Partner webhooks.
 	mux.HandleFunc("POST /hooks/uis/{event}", s.handleUIS)
-	mux.HandleFunc("POST /hooks/smartsupp", s.transcripts.handleSmartsupp)
-	mux.HandleFunc("POST "+wire.PathTranscripts, s.transcripts.handleTranscriptSubmit)
+	mux.HandleFunc("POST /hooks/smartsupp", s.chats.HandleSmartsupp)
+	mux.HandleFunc("POST "+wire.PathTranscripts, s.chats.HandleSubmit)
 
 	// Administration, metrics and pprof are the private sides' (sides.go):
 	// here they are not found, as any path the relay does not serve.

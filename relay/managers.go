@@ -115,7 +115,7 @@ func (m *managers) evict() {
 }
 
 // setManager copies a CRM answer onto a call record; free says whether the
-// manager can take a call now (see Server.routable).
+// manager can take a call now (see calls.routable).
 func setManager(c *call.Record, res *retailcrm.ManagerResult, free bool) {
 	c.Manager, c.Client, c.Links = nil, nil, nil
 	if res == nil {
@@ -178,4 +178,36 @@ func (c *calls) resumeLookups(ctx context.Context) {
 	if n > 0 {
 		c.log.Info("resumed pending manager lookups", "calls", n)
 	}
+}
+
+// routable applies retailCRM's rule for naming a responsible manager to
+// route a call to, with the relay's facts: the manager is a pult operator
+// (by CRM user id, else extension code) who is signed in and free (unless
+// ignoreStatus), and there is an extension code to route to. It returns
+// that code.
+func (c *calls) routable(m *retailcrm.Manager, ignoreStatus bool) (code string, ok bool) {
+	op, found := c.ops.ByUserID(m.ID)
+	if !found && m.Code != "" {
+		op, found = c.ops.ByCode(m.Code)
+	}
+	code = m.Code
+	if found && op.Code != "" {
+		code = op.Code
+	}
+	if code == "" {
+		return "", false
+	}
+	if ignoreStatus {
+		return code, true
+	}
+	return code, found && c.board.Available(op.ID)
+}
+
+// managerFree says whether the manager a lookup named could take a call now.
+func (c *calls) managerFree(res *retailcrm.ManagerResult) bool {
+	if res == nil || res.Manager == nil {
+		return false
+	}
+	_, ok := c.routable(res.Manager, false)
+	return ok
 }

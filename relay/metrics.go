@@ -21,7 +21,6 @@ type metrics struct {
 	outboxDead     *prometheus.CounterVec
 	outboxAttempts *prometheus.CounterVec
 	managerLookups *prometheus.CounterVec
-	transcripts    *prometheus.CounterVec
 	callsUploaded  prometheus.Counter
 	throttled      *prometheus.CounterVec
 }
@@ -62,10 +61,6 @@ func newMetrics() *metrics {
 		managerLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pult_relay_manager_lookups_total", Help: "Responsible-manager lookups, by result (cached, found, none, error).",
 		}, []string{"result"}),
-		transcripts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pult_relay_transcripts_total",
-			Help: "Chat transcripts, by source (smartsupp, operator) and outcome (accepted, delivered, failed).",
-		}, []string{"source", "outcome"}),
 		callsUploaded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pult_relay_calls_uploaded_total", Help: "Calls of the call history retailCRM accepted (duplicates included).",
 		}),
@@ -77,13 +72,8 @@ func newMetrics() *metrics {
 	for _, l := range []string{limitRequestRate, limitSessions, limitTranscripts} {
 		m.throttled.WithLabelValues(l)
 	}
-	for _, src := range []string{sourceSmartsupp, sourceOperator} {
-		for _, out := range []string{"accepted", "delivered", "failed"} {
-			m.transcripts.WithLabelValues(src, out)
-		}
-	}
 	m.reg.MustRegister(m.connections, m.operators, m.eventsIn, m.eventsOut, m.latency, m.outboxDead, m.outboxAttempts,
-		m.managerLookups, m.transcripts, m.callsUploaded, m.throttled,
+		m.managerLookups, m.callsUploaded, m.throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -1,13 +1,14 @@
 // Package relay is the pult relay's wiring and the flows between its parts.
 // Server.Run builds the parts in dependency order — the store, the operators'
-// registry, the outbox, the queue board, the call flow (calls), what goes to
-// retailCRM (crmSync), the transcripts, the hub — then runs them as one group
-// until its context ends, and stops them in order. The flows: a PBX event
-// (retailCRM-style, UIS, or a PBX asking the retailCRM API) becomes a call
-// record, cards and a board change (telephony.go, pbxapi.go, uishook.go); an
-// operator's request (status, dial, callback, queue) is answered once
-// (requests.go); partners hear of it through the outbox (status.go, crm.go,
-// uploads.go, transcripts.go, callback.go). docs/architecture.md draws it.
+// registry, the outbox, the queue board and presence, the call flow (calls),
+// the chat transcripts (package chats), what goes to retailCRM (crmSync), the
+// retailCRM API a PBX talks to (package pbxapi), the hub — then runs them as
+// one group until its context ends, and stops them in order. The flows: a
+// PBX event (through pbxapi, or UIS's notifications) becomes a call record,
+// cards and a board change (telephony.go, uishook.go); an operator's request
+// (status, dial, callback, queue) is answered once (requests.go); partners
+// hear of it through the outbox (status.go, crm.go, uploads.go, callback.go;
+// chats owns the transcripts' Qolio jobs). docs/architecture.md draws it.
 package relay
 
 import (
@@ -22,16 +23,19 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/board"
 	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/calltouch"
 	"github.com/pult/pult/relay/certfile"
+	"github.com/pult/pult/relay/chats"
 	"github.com/pult/pult/relay/config"
 	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/majority"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/outbox"
+	"github.com/pult/pult/relay/pbxapi"
 	"github.com/pult/pult/relay/presence"
 	"github.com/pult/pult/relay/qolio"
 	"github.com/pult/pult/relay/retailcrm"
@@ -62,7 +66,8 @@ type Server struct {
 	crm         *retailcrm.Client // nil without a CRM
 	qolio       *qolio.Client     // nil without Qolio
 	ct          *calltouch.Client // nil without Calltouch
-	transcripts *transcripts
+	chats       *chats.Flow       // the chat transcripts
+	pbxAPI      *pbxapi.API       // the retailCRM API a PBX talks to
 	crmSync     *crmSync          // nil without a CRM
 	loc         *time.Location    // time_zone
 	board       *board.Board      // the supervisors' queue board
@@ -104,7 +109,7 @@ func New(cfg config.Config, logger *slog.Logger) *Server {
 		ready: make(chan struct{}),
 	}
 	for _, ep := range cfg.RetailCRM.ExternalPhones {
-		s.sites[normalized(ep.Phone, cfg.PhoneRegion)] = ep.Site
+		s.sites[phone.Normalize(ep.Phone, cfg.PhoneRegion)] = ep.Site
 	}
 	if cfg.RetailCRM.URL != "" {
 		s.crm = &retailcrm.Client{BaseURL: cfg.RetailCRM.URL, APIKey: cfg.RetailCRM.APIKey,
@@ -238,8 +243,15 @@ func (s *Server) Run(ctx context.Context) error {
 		Now: func() time.Time { return s.clock() }, Sessions: func(id string) int { return s.hub.Connected(id) }})
 	s.calls = &calls{cfg: &s.cfg, log: s.log, store: s.store, cache: call.NewCache(call.CacheGeneration), ops: s.ops,
 		board: s.board, mgr: s.mgr, metrics: s.metrics, sites: s.sites, clock: s.clock, spawn: s.spawn}
-	s.transcripts = &transcripts{log: s.log, cfg: &s.cfg, store: s.store, outbox: s.outbox, ops: s.ops,
-		qolio: s.qolio, metrics: s.metrics, loc: s.loc, auth: s.authOperator}
+	chatsCfg := chats.Config{Log: s.log, Store: s.store, Outbox: s.outbox, Operators: s.ops, Auth: s.authOperator,
+		Location: s.loc, PhoneRegion: s.cfg.PhoneRegion, SmartsuppToken: s.cfg.Smartsupp.Token,
+		DefaultOperator: s.cfg.Qolio.DefaultOperator, PerMinute: s.cfg.Limits.TranscriptsPerMinute,
+		GiveUp: s.cfg.Outbox.GiveUp.Duration, Registerer: s.metrics.reg,
+		Throttled: s.metrics.throttled.WithLabelValues(limitTranscripts), EventsIn: s.metrics.eventsIn}
+	if s.qolio != nil { // a nil *qolio.Client would make a non-nil Qolio
+		chatsCfg.Qolio = s.qolio
+	}
+	s.chats = chats.New(chatsCfg)
 
 	// The outbox's kinds, each with the part that owns it. change-status is
 	// queued: the operator's choice is stored already, and the PBX must
@@ -255,10 +267,21 @@ func (s *Server) Run(ctx context.Context) error {
 		s.outbox.Handle(jobCRMStatus, s.crmSync.sendCRMStatus, outbox.Limit(config.LimitRetailCRM))
 	}
 	if s.qolio != nil {
-		s.outbox.Handle(jobQolio, s.transcripts.sendQolio, outbox.Timeout(s.cfg.Qolio.Timeout.Duration+time.Second),
-			outbox.WhenDead(s.transcripts.transcriptDead))
+		s.outbox.Handle(chats.Kind, s.chats.Send, outbox.Timeout(s.cfg.Qolio.Timeout.Duration+time.Second),
+			outbox.WhenDead(s.chats.Dead))
 	}
 	s.metrics.trackOutbox(s.outbox)
+	pbxCfg := pbxapi.Config{Log: s.log, APIKey: s.cfg.PBX.APIKey, PhoneRegion: s.cfg.PhoneRegion, Location: s.loc,
+		Sites: s.sites, Operators: s.ops, Uploads: s.store, Apply: s.calls.processCall, Routable: s.calls.routable,
+		LookupTimeout: s.cfg.RetailCRM.Timeout.Duration, Now: s.clock, EventsIn: s.metrics.eventsIn}
+	// Left nil, Forward and Lookup mean "not passed on" and "no manager".
+	if s.cfg.RetailCRM.ForwardEvents {
+		pbxCfg.Forward = s.crmSync.forwardCallEvent
+	}
+	if s.mgr != nil {
+		pbxCfg.Lookup = s.mgr.get
+	}
+	s.pbxAPI = pbxapi.New(pbxCfg)
 	s.hub = hub.New(hub.Config{
 		Log: s.store, Handler: s, Logger: s.log, MaxFrame: s.cfg.MaxFrame,
 		OnPresence:  s.presence.Local,

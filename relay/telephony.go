@@ -39,22 +39,9 @@ type calls struct {
 	spawn   func(func(context.Context))
 }
 
-// Sources of call events.
-const (
-	sourceRetailCRM = "retailcrm" // a PBX speaking retailCRM's telephony API
-	sourceUIS       = "uis"
-)
-
-// normalized is a number in E.164 when it parses, else as given.
-func normalized(s, region string) string {
-	if s == "" {
-		return ""
-	}
-	if n, err := phone.Parse(s, region); err == nil {
-		return n.E164
-	}
-	return s
-}
+// sourceUIS is call.Event.Source for UIS's notifications (a PBX speaking
+// retailCRM's API gives pbxapi.Source).
+const sourceUIS = "uis"
 
 // publishQueueChange appends the call's new state to the queue stream, for
 // the supervisors' board; it is stored once acks.Wait returns nil.
@@ -430,4 +417,9 @@ func (s *Server) handleCRMChangeStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.eventsIn.WithLabelValues("crm_change_status").Inc()
 	fmt.Fprintln(w, "ok")
+}
+
+// person is the operator as a call record knows them.
+func person(op operators.Operator) call.Person {
+	return call.Person{ID: op.ID, Code: op.Code, Name: op.Name, UserID: op.UserID}
 }

@@ -36,6 +36,9 @@ import (
 // in the URL; a missing one is 401, a wrong one 403. A body that cannot be
 // used is 400 naming the field. The answer is 200 once the call is stored.
 
+// maxWebhookBody bounds a UIS notification.
+const maxWebhookBody = 64 << 10
+
 // UIS's events, as path segments.
 var uisEvents = []string{uis.EventIncomingCallStarted, uis.EventOutgoingCallStarted, uis.EventConversationStarted, uis.EventCallFinished}
 
@@ -188,12 +191,13 @@ func peekUISToken(body []byte) string {
 	return ""
 }
 
-// writeFieldError answers 400 with {"error": …, "field": …} for a partner
-// package's *FieldError (or *ValidationError), else with the error's text.
+// writeFieldError answers 400 with {"error": …, "field": …} for a
+// *uis.FieldError, else with the error's text.
 func writeFieldError(w http.ResponseWriter, err error) {
 	out := map[string]string{"error": err.Error()}
-	if f := errField(err); f != "" {
-		out["field"] = f
+	var fe *uis.FieldError
+	if errors.As(err, &fe) && fe.Field != "" {
+		out["field"] = fe.Field
 	}
 	writeJSON(w, http.StatusBadRequest, out)
 }

@@ -79,6 +79,18 @@ func Display(s, region string) string {
 	return n.National
 }
 
+// Normalize is s in E.164 when it parses in region, otherwise s as given
+// (a PBX may send internal or hidden numbers); "" stays "".
+func Normalize(s, region string) string {
+	if s == "" {
+		return ""
+	}
+	if n, err := Parse(s, region); err == nil {
+		return n.E164
+	}
+	return s
+}
+
 // Digits returns the 11-digit form some partners want (79121234567) for a
 // Russian-style number, from E.164.
 func Digits(e164 string) string { return strings.TrimPrefix(e164, "+") }

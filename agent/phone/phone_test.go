@@ -38,3 +38,17 @@ func TestDisplayKeepsUnparsable(t *testing.T) {
 		t.Errorf("Display = %q", got)
 	}
 }
+
+func TestNormalize(t *testing.T) {
+	for in, want := range map[string]string{
+		"8 (912) 123-45-67": "+79121234567",
+		"+7 912 123 45 67":  "+79121234567",
+		"101":               "101", // an extension: as given
+		"anonymous":         "anonymous",
+		"":                  "",
+	} {
+		if got := Normalize(in, "RU"); got != want {
+			t.Errorf("Normalize(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
