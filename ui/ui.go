@@ -553,6 +553,9 @@ func (a *App) dial(number string, done func(wire.DialResult, error)) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		res, err := s.agent.Dial(ctx, number)
+		if err != nil {
+			a.log.Warn("call not placed", "err", err)
+		}
 		a.do(func() { done(res, err) })
 	}()
 }
