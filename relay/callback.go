@@ -122,17 +122,31 @@ func callbackRefusal(err error) *wire.Error {
 		case ae.Temporary():
 			code = wire.ErrPBXUnreachable
 		}
-		msg := ae.OperatorMessage()
+		msg, status := ae.OperatorMessage(), 0
 		if ae.Temporary() {
-			msg = fmt.Sprintf("Calltouch is unavailable right now (HTTP %d); the callback was not ordered", ae.Status)
+			msg, status = fmt.Sprintf("Calltouch is unavailable right now (HTTP %d); the callback was not ordered", ae.Status), ae.Status
 		}
-		return &wire.Error{Code: code, Message: msg}
+		return &wire.Error{Code: code, Message: msg, HTTPStatus: status, Reason: calltouchReason(ae.Code)}
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
 		return &wire.Error{Code: wire.ErrPBXTimeout, Message: "Calltouch did not answer in time; the callback may or may not have been ordered"}
 	case errors.Is(err, calltouch.ErrBadResponse):
 		return &wire.Error{Code: wire.ErrPBXRefused, Message: "Calltouch's answer was not understood; the callback may or may not have been ordered"}
 	}
 	return &wire.Error{Code: wire.ErrPBXUnreachable, Message: "Calltouch could not be reached; the callback was not ordered"}
+}
+
+// calltouchReason is the wire's name for a Calltouch refusal an operator
+// can act on, or "".
+func calltouchReason(code int) string {
+	switch code {
+	case calltouch.CodeNoMinutes:
+		return wire.ReasonNoMinutes
+	case calltouch.CodeServiceOff:
+		return wire.ReasonServiceOff
+	case calltouch.CodeSessionLimit, calltouch.CodePhoneLimit, calltouch.CodeTooFrequent:
+		return wire.ReasonAlreadyRequested
+	}
+	return ""
 }
 
 func clipRunes(s string, n int) string {

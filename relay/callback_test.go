@@ -83,12 +83,14 @@ func TestCallbackRefusals(t *testing.T) {
 		_, err := anna.a.Callback(ctx, wire.Callback{Phone: "89992223344"})
 		we := wireErr(t, err)
 		want := (&calltouch.APIError{Code: code}).OperatorMessage()
-		if we.Code != wire.ErrPBXRefused || we.Message != want {
-			t.Errorf("code %d: %+v, want %q", code, we, want)
+		reason := map[int]string{10001: wire.ReasonNoMinutes, 10002: wire.ReasonServiceOff,
+			10005: wire.ReasonAlreadyRequested, 10006: wire.ReasonAlreadyRequested, 10007: wire.ReasonAlreadyRequested}[code]
+		if we.Code != wire.ErrPBXRefused || we.Message != want || we.Reason != reason {
+			t.Errorf("code %d: %+v, want %q (%q)", code, we, want, reason)
 		}
 	}
 	ct.Script(ctfake.Answer{Status: 503})
-	if we := wireErr(t, second(anna.a.Callback(ctx, wire.Callback{Phone: "89992223344"}))); we.Code != wire.ErrPBXUnreachable || !strings.Contains(we.Message, "unavailable") {
+	if we := wireErr(t, second(anna.a.Callback(ctx, wire.Callback{Phone: "89992223344"}))); we.Code != wire.ErrPBXUnreachable || !strings.Contains(we.Message, "unavailable") || we.HTTPStatus != 503 {
 		t.Errorf("503: %+v", we)
 	}
 	ct.Script(ctfake.Answer{Hang: true})

@@ -357,8 +357,8 @@ func TestDial(t *testing.T) {
 	w.pbx.SetMakeCallStatus(500)
 	_, err = w.anna.a.Dial(ctx, "+79121234567")
 	var we *wire.Error
-	if !errors.As(err, &we) || we.Code != wire.ErrPBXRefused {
-		t.Fatalf("PBX 500: %v, want %s", err, wire.ErrPBXRefused)
+	if !errors.As(err, &we) || we.Code != wire.ErrPBXRefused || we.HTTPStatus != 500 {
+		t.Fatalf("PBX 500: %v (HTTP %d), want %s", err, we.HTTPStatus, wire.ErrPBXRefused)
 	}
 	w.pbx.SetMakeCallStatus(200)
 
@@ -385,6 +385,18 @@ func TestDial(t *testing.T) {
 	reqs, _ = w.pbx.Wait(ctx, sim.KindMakeCall, 4)
 	if got := reqs[3].Query.Get("phone"); got != "+79161112233" {
 		t.Errorf("forwarded phone %q", got)
+	}
+	// A refusal reaches Anna with its code, for her app to say in her
+	// language, and in English for an app that does not know it.
+	w.pbx.SetMakeCallStatus(403)
+	if status, body := w.r.get("/retailcrm/make-call", q); status == 200 {
+		t.Fatalf("CRM make-call refused by the PBX: %d %s", status, body)
+	}
+	w.pbx.SetMakeCallStatus(200)
+	e = w.anna.waitFor("dial_failed notice", func(e agent.Event) bool { return e.Kind == agent.EventNotice && e.Notice.Kind == wire.NoticeDialFailed })
+	if n := e.Notice; n.Phone != "+79161112233" || n.Error == nil || n.Error.Code != wire.ErrPBXRefused || n.Error.HTTPStatus != 403 ||
+		!strings.Contains(n.Text, "refused") {
+		t.Errorf("dial_failed notice: %+v (error %+v)", n, n.Error)
 	}
 }
 

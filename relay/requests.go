@@ -227,10 +227,10 @@ func (s *Server) placeCall(ctx context.Context, op operators.Operator, number, e
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable:
 		// The PBX (or its proxy) turned the request away: no call. A 500
 		// or a 504 may come after the PBX started one, so they stay refusals.
-		return wire.DialResult{}, &wire.Error{Code: wire.ErrPBXUnreachable, Message: fmt.Sprintf("the PBX is unavailable right now (HTTP %d %s); the call was not placed", resp.StatusCode, http.StatusText(resp.StatusCode))}
+		return wire.DialResult{}, &wire.Error{Code: wire.ErrPBXUnreachable, Message: fmt.Sprintf("the PBX is unavailable right now (HTTP %d %s); the call was not placed", resp.StatusCode, http.StatusText(resp.StatusCode)), HTTPStatus: resp.StatusCode}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return wire.DialResult{}, &wire.Error{Code: wire.ErrPBXRefused, Message: fmt.Sprintf("the PBX refused the call (HTTP %d %s)", resp.StatusCode, http.StatusText(resp.StatusCode))}
+		return wire.DialResult{}, &wire.Error{Code: wire.ErrPBXRefused, Message: fmt.Sprintf("the PBX refused the call (HTTP %d %s)", resp.StatusCode, http.StatusText(resp.StatusCode)), HTTPStatus: resp.StatusCode}
 	}
 	s.log.Info("call placed", "operator", op.ID, "took", time.Since(start).Round(time.Millisecond))
 	return wire.DialResult{Phone: n.E164, Display: n.National}, nil

@@ -369,7 +369,7 @@ func (s *Server) handleCRMMakeCall(w http.ResponseWriter, r *http.Request) {
 	s.notify(r.Context(), op, wire.Notice{Kind: wire.NoticeDialing, Text: "Dialing " + display + " (from the CRM)", Phone: mc.Phone, At: received.UTC()}, received)
 	res, werr := s.placeCall(r.Context(), op, mc.Phone, mc.ExternalPhone)
 	if werr != nil {
-		s.notify(r.Context(), op, wire.Notice{Kind: wire.NoticeDialFailed, Text: "Could not dial " + display + ": " + werr.Message, Phone: mc.Phone, At: time.Now().UTC()}, time.Time{})
+		s.notify(r.Context(), op, wire.Notice{Kind: wire.NoticeDialFailed, Text: "Could not dial " + display + ": " + werr.Message, Phone: mc.Phone, Error: werr, At: time.Now().UTC()}, time.Time{})
 		status := http.StatusBadGateway
 		if werr.Code == wire.ErrInvalidNumber {
 			status = http.StatusBadRequest

@@ -311,12 +311,12 @@ func TestDialer(t *testing.T) {
 	})
 	// The PBX's refusal, in plain words.
 	ta.relay.SetHandler(func(req wire.Envelope) (string, any) {
-		return wire.TypeError, &wire.Error{Code: wire.ErrPBXRefused, Message: "the PBX answered 486 Busy Here"}
+		return wire.TypeError, &wire.Error{Code: wire.ErrPBXRefused, Message: "the PBX refused the call (HTTP 403 Forbidden)", HTTPStatus: 403}
 	})
 	ta.loop.wait(func() { d.entry.SetText("+7 495 111-22-33"); d.dial() })
 	ta.loop.eventually(t, "refusal", func() bool { return d.outcome.Importance == widget.DangerImportance })
 	ta.loop.wait(func() {
-		if d.outcome.Text != "The PBX refused the call: the PBX answered 486 Busy Here" {
+		if d.outcome.Text != "The PBX refused the call (HTTP 403)." {
 			t.Errorf("refusal %q", d.outcome.Text)
 		}
 		d.w.Resize(fyne.NewSize(380, d.w.Content().MinSize().Height))
@@ -522,10 +522,10 @@ func TestTranscriptsWindow(t *testing.T) {
 	}
 	ta.relay.Publish(wire.TypeTranscript, wire.TranscriptState{ID: id, State: wire.TranscriptDelivered, Messages: 3, At: fixedNow})
 	ta.loop.eventually(t, "delivered", func() bool { return ta.a.recent.data.Transcripts[0].State == wire.TranscriptDelivered })
-	n := fyne.NewNotification("Transcript not delivered", "Smartsupp chat: operator_id is unknown to Qolio")
+	n := fyne.NewNotification("Transcript not delivered", "Smartsupp chat: “operator_id is unknown to Qolio”")
 	test.AssertNotificationSent(t, n, func() {
 		ta.relay.Publish(wire.TypeTranscript, wire.TranscriptState{ID: "hook-1", Title: "Smartsupp chat", Source: "smartsupp",
-			State: wire.TranscriptFailed, Reason: "operator_id is unknown to Qolio", At: fixedNow})
+			State: wire.TranscriptFailed, Reason: "operator_id is unknown to Qolio", ReasonCode: wire.TranscriptRejected, At: fixedNow})
 		ta.loop.eventually(t, "failed listed", func() bool { return len(ta.a.recent.data.Transcripts) == 2 })
 	})
 	ta.loop.wait(func() {
@@ -544,7 +544,7 @@ func TestTranscriptsWindow(t *testing.T) {
 	ta.loop.wait(tw.submit)
 	ta.loop.eventually(t, "refusal", func() bool { return !tw.busy })
 	ta.loop.wait(func() {
-		if tw.note.Text != "Not accepted: no line is from you (Anna)" || tw.body.Text == "" {
+		if tw.note.Text != "The relay could not read the chat: no line is from you (Anna)" || tw.body.Text == "" {
 			t.Errorf("refusal note %q", tw.note.Text)
 		}
 	})

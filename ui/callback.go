@@ -2,7 +2,6 @@ package ui
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"time"
 
@@ -143,7 +142,6 @@ func (c *callbackWindow) submit() {
 		res, err := s.agent.Callback(ctx, cb)
 		a.do(func() {
 			c.busy = false
-			var werr *wire.Error
 			switch {
 			case err == nil:
 				when := tr.T("callback.now")
@@ -152,15 +150,10 @@ func (c *callbackWindow) submit() {
 				}
 				c.outcome.Importance = widget.SuccessImportance
 				c.outcome.SetText(tr.T("callback.ordered", "Number", res.Display, "When", when))
-			case errors.As(err, &werr):
-				c.outcome.Importance = widget.DangerImportance
-				c.outcome.SetText(tr.T("callback.notOrdered", "Reason", werr.Message))
-			case errors.Is(err, agent.ErrOffline):
-				c.outcome.Importance = widget.DangerImportance
-				c.outcome.SetText(tr.T("callback.offline"))
 			default:
+				a.log.Warn("callback not ordered", "err", err)
 				c.outcome.Importance = widget.DangerImportance
-				c.outcome.SetText(err.Error())
+				c.outcome.SetText(tr.callbackError(err))
 			}
 			c.outcome.Refresh()
 			c.check()

@@ -1,14 +1,12 @@
 package ui
 
 import (
-	"errors"
 	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
 
-	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 )
 
@@ -236,29 +234,3 @@ func (s *cardStack) stopTimers() {
 
 // serverNow is the relay's clock, which stamps the calls.
 func (a *App) serverNow() time.Time { return a.cfg.Now().Add(a.skew) }
-
-// dialError says why a call was not placed, in plain words.
-func (w *words) dialError(err error) string {
-	var werr *wire.Error
-	switch {
-	case errors.As(err, &werr):
-		switch werr.Code {
-		case wire.ErrInvalidNumber:
-			return w.T("dial.invalidNumber", "Reason", werr.Message)
-		case wire.ErrPBXRefused:
-			return w.T("dial.pbxRefused", "Reason", werr.Message)
-		case wire.ErrPBXUnreachable:
-			return w.T("dial.pbxUnreachable")
-		case wire.ErrPBXTimeout:
-			return w.T("dial.pbxTimeout")
-		case wire.ErrNotConfigured:
-			return w.T("dial.notConfigured")
-		}
-		return werr.Message
-	case errors.Is(err, agent.ErrOffline), errors.Is(err, errNotSignedIn):
-		return w.T("dial.offline")
-	case errors.Is(err, agent.ErrNoReply):
-		return w.T("dial.noReply")
-	}
-	return w.T("dial.notPlaced", "Err", err)
-}

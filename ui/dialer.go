@@ -149,7 +149,11 @@ func (d *dialer) onNotice(n wire.Notice) bool {
 	}
 	d.waiting = ""
 	if n.Kind == wire.NoticeDialFailed {
-		d.setOutcome(n.Text, widget.DangerImportance)
+		text := n.Text
+		if n.Error != nil {
+			text = d.a.tr.dialError(n.Error)
+		}
+		d.setOutcome(text, widget.DangerImportance)
 	}
 	return true
 }

@@ -40,7 +40,7 @@ func (a *App) onTranscript(st wire.TranscriptState) {
 	a.recent.data.Transcripts = list
 	a.recent.changed()
 	if st.State == wire.TranscriptFailed {
-		a.notify(a.tr.T("notify.transcriptFailed"), a.tr.transcriptName(st)+": "+st.Reason)
+		a.notify(a.tr.T("notify.transcriptFailed"), a.tr.transcriptName(st)+": "+a.tr.transcriptReason(st))
 	}
 	if a.transcriptsW != nil {
 		a.transcriptsW.refresh()
@@ -61,7 +61,7 @@ func (w *words) transcriptState(st wire.TranscriptState) string {
 	case wire.TranscriptDelivered:
 		return w.T("transcript.delivered")
 	case wire.TranscriptFailed:
-		return w.T("transcript.failed", "Reason", st.Reason)
+		return w.T("transcript.failed", "Reason", w.transcriptReason(st))
 	case "kept":
 		return w.T("transcript.kept")
 	}
@@ -241,9 +241,10 @@ func (t *transcriptsWindow) submit() {
 				t.clear()
 				t.setNote(tr.T("transcript.keptOffline"), widget.WarningImportance)
 			case errors.As(err, &werr):
-				t.setNote(tr.T("transcript.notAccepted", "Reason", werr.Message), widget.DangerImportance)
+				t.setNote(tr.transcriptRefusal(werr), widget.DangerImportance)
 			default:
-				t.setNote(tr.T("transcript.notSent", "Err", err), widget.DangerImportance)
+				a.log.Warn("transcript not sent", "err", err)
+				t.setNote(tr.T("transcript.notSent", "Reason", tr.requestError(err)), widget.DangerImportance)
 			}
 			t.update()
 		})

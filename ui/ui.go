@@ -431,7 +431,7 @@ func (a *App) onEvent(s *session, ev agent.Event, received time.Time) {
 		r := ev.Receipt
 		a.pending = nil
 		if r.Refused != nil {
-			a.notify(a.tr.T("notify.statusNotChanged"), a.tr.T("notify.statusRefused", "Status", a.tr.status(r.Status), "Reason", r.Refused.Message))
+			a.notify(a.tr.T("notify.statusNotChanged"), a.tr.T("notify.statusRefused", "Status", a.tr.status(r.Status), "Reason", a.tr.relayError(r.Refused)))
 		} else if r.Applied != nil {
 			a.status = *r.Applied
 		}
@@ -474,7 +474,7 @@ func (a *App) onNotice(n wire.Notice) {
 		}
 		a.notify(a.tr.T("notify.dialing"), body)
 	case wire.NoticeDialFailed:
-		a.notify(a.tr.T("notify.callNotPlaced"), n.Text)
+		a.notify(a.tr.T("notify.callNotPlaced"), a.tr.dialFailed(n, a.cfg.Region))
 	default:
 		a.notify("pult", n.Text)
 	}
@@ -510,10 +510,11 @@ func (a *App) setStatus(st wire.Status) {
 				// Stays pending: sent on reconnect, outcome as a receipt.
 			case errors.As(err, &werr):
 				a.pending = nil
-				a.notify(a.tr.T("notify.statusNotChanged"), werr.Message)
+				a.notify(a.tr.T("notify.statusNotChanged"), a.tr.T("notify.statusRefused", "Status", a.tr.status(st), "Reason", a.tr.relayError(werr)))
 			default:
 				a.pending = nil
-				a.notify(a.tr.T("notify.statusNotChanged"), err.Error())
+				a.log.Warn("status not changed", "status", st, "err", err)
+				a.notify(a.tr.T("notify.statusNotChanged"), a.tr.requestError(err))
 			}
 			a.refresh()
 		})
@@ -552,6 +553,9 @@ func (a *App) dial(number string, done func(wire.DialResult, error)) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		res, err := s.agent.Dial(ctx, number)
+		if err != nil {
+			a.log.Warn("call not placed", "err", err)
+		}
 		a.do(func() { done(res, err) })
 	}()
 }
@@ -566,7 +570,8 @@ func (a *App) openURL(raw string) {
 		return
 	}
 	if err := a.fa.OpenURL(u); err != nil {
-		a.notify(a.tr.T("notify.cantOpenLink"), err.Error())
+		a.log.Warn("link not opened", "err", err)
+		a.notify(a.tr.T("notify.cantOpenLink"), a.tr.T("notify.noBrowser", "URL", raw))
 	}
 }
 

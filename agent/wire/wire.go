@@ -307,11 +307,28 @@ type DialResult struct {
 	Display string `json:"display"` // national format, for people
 }
 
-// Error is the data of an "error" frame.
+// Error is the data of an "error" frame (and the body of a refused
+// transcript submission). Code is for programs: an app shows its own words,
+// in its operator's language, for a code it knows, and Message (the relay's
+// English) only for one it does not.
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// HTTPStatus is the partner's HTTP status when its answer is the
+	// reason (pbx_refused, pbx_unreachable), else 0. Relays before it
+	// leave it out.
+	HTTPStatus int `json:"httpStatus,omitempty"`
+	// Reason narrows Code when the relay knows more: one of the
+	// Reason… constants, or "". Relays before it leave it out.
+	Reason string `json:"reason,omitempty"`
 }
+
+// Finer reasons of a refused callback (Error.Reason with ErrPBXRefused).
+const (
+	ReasonNoMinutes        = "no_minutes"        // the Calltouch account has no callback minutes left
+	ReasonServiceOff       = "service_off"       // callbacks are switched off in Calltouch
+	ReasonAlreadyRequested = "already_requested" // a callback to this number is already ordered
+)
 
 func (e *Error) Error() string { return e.Message }
 
@@ -425,11 +442,16 @@ type Links struct {
 }
 
 // Notice is a message for the operator, e.g. "dialing …" after the CRM's
-// phone icon was clicked.
+// phone icon was clicked. An app builds its own sentence from Kind, Phone
+// and Error, in its operator's language; Text is the relay's English, for
+// a Kind (or an Error.Code) the app does not know.
 type Notice struct {
-	Kind  string    `json:"kind"` // dialing, dial_failed
-	Text  string    `json:"text"`
-	Phone string    `json:"phone,omitempty"`
+	Kind  string `json:"kind"` // dialing, dial_failed
+	Text  string `json:"text"`
+	Phone string `json:"phone,omitempty"` // E.164
+	// Error says why, for dial_failed: the PBX's refusal, as a dial
+	// request would have got it. Relays before it leave it out.
+	Error *Error    `json:"error,omitempty"`
 	At    time.Time `json:"at"`
 }
 
@@ -470,15 +492,25 @@ const (
 // TranscriptState is a transcript's delivery state: the reply to a
 // submission and the data of "transcript" events.
 type TranscriptState struct {
-	ID              string    `json:"id"`              // the submission id, or the chat's id for a hook's transcript
-	CommunicationID string    `json:"communicationId"` // the QA platform's key
-	Title           string    `json:"title,omitempty"`
-	Source          string    `json:"source"` // "operator", "smartsupp"
-	Messages        int       `json:"messages"`
-	State           string    `json:"state"`
-	Reason          string    `json:"reason,omitempty"`
-	At              time.Time `json:"at"`
+	ID              string `json:"id"`              // the submission id, or the chat's id for a hook's transcript
+	CommunicationID string `json:"communicationId"` // the QA platform's key
+	Title           string `json:"title,omitempty"`
+	Source          string `json:"source"` // "operator", "smartsupp"
+	Messages        int    `json:"messages"`
+	State           string `json:"state"`
+	Reason          string `json:"reason,omitempty"` // the relay's English, or the QA platform's own words
+	// ReasonCode says why a transcript failed, for an app to say in its
+	// own words (Reason then is the detail): TranscriptRejected or
+	// TranscriptGaveUp. Relays before it leave it out.
+	ReasonCode string    `json:"reasonCode,omitempty"`
+	At         time.Time `json:"at"`
 }
+
+// Why a transcript failed (TranscriptState.ReasonCode).
+const (
+	TranscriptRejected = "rejected" // the QA platform refused it; Reason is its answer
+	TranscriptGaveUp   = "gave_up"  // the QA platform could not be reached in time
+)
 
 // Callback is the data of a callback request: ask Calltouch to call the
 // client back and connect the call center.

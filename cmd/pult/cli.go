@@ -100,10 +100,19 @@ type cli struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
 	store          credentials.Store
+	// report, while the desktop app starts, also tells of each failure
+	// where stderr reaches nobody (Windows); nil elsewhere.
+	report *startReporter
 }
 
 // run is the whole program behind main, testable (but for the GUI).
 func run(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runReporting(ctx, args, env, stdin, stdout, stderr, nil)
+}
+
+// runReporting is run with report for the desktop app's start failures
+// (newStartReporter).
+func runReporting(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer, report *startReporter) int {
 	c := &cli{env: env, stdin: stdin, stdout: stdout, stderr: stderr}
 	c.log = slog.New(slog.DiscardHandler)
 	if env("PULT_DEBUG") != "" {
@@ -112,6 +121,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 	c.store = credentials.Store{ConfigDir: env("PULT_CONFIG_DIR")}
 
 	if len(args) == 0 || isLink(args[0]) {
+		c.report = report
 		return c.gui(ctx, args)
 	}
 	cmd, rest := args[0], args[1:]
@@ -140,9 +150,14 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 	return exitUsage
 }
 
-// fail prints a message and returns code.
+// fail prints a message and returns code. While the desktop app starts,
+// c.report is told too.
 func (c *cli) fail(code int, format string, args ...any) int {
-	fmt.Fprintf(c.stderr, "pult: "+format+"\n", args...)
+	msg := fmt.Sprintf(format, args...)
+	fmt.Fprintf(c.stderr, "pult: %s\n", msg)
+	if c.report != nil {
+		c.report.report(c.languages(), "", msg)
+	}
 	return code
 }
 

@@ -57,7 +57,11 @@ func (c *cli) gui(ctx context.Context, args []string) int {
 	if len(args) > 0 {
 		n, err := linkNumber(args[0])
 		if err != nil {
-			return c.fail(exitUsage, "%v", err)
+			fmt.Fprintf(c.stderr, "pult: %v\n", err)
+			if c.report != nil {
+				c.report.report(c.languages(), args[0], err.Error())
+			}
+			return exitUsage
 		}
 		dialNumber = n
 	}

@@ -17,7 +17,7 @@ import (
 func main() {
 	startLog(os.Getenv, os.Stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	code := runReporting(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr, newStartReporter(os.Getenv))
 	stop()
 	os.Exit(code)
 }

@@ -225,7 +225,7 @@ func TestWine(t *testing.T) {
 	// prefix: the named pipe and the command line (cmd/pult), the Credential
 	// Manager (agent/credentials, its real-keyring test included).
 	for _, pkg := range []struct{ path, run string }{
-		{"./cmd/pult", "Instance|Usage|Credentials|Login|Status|Watch|Queue|Callback"},
+		{"./cmd/pult", "Instance|Usage|Credentials|Login|Status|Watch|Queue|Callback|StartFailure|StartLogPath"},
 		{"./agent/credentials", "."},
 	} {
 		exe := w.dir + "/" + filepath.Base(pkg.path) + ".test.exe"
@@ -279,8 +279,36 @@ func TestWine(t *testing.T) {
 	if v, ok := w.reg(`HKCU\Software\Microsoft\Windows\CurrentVersion\Run`, "pult"); ok {
 		t.Errorf("started at logon without AUTOSTART=1: %q", v)
 	}
-	if _, err := os.Stat(w.cDrive(`users\root\AppData\Roaming\Microsoft\Windows\Start Menu\Programs\pult.lnk`)); err != nil {
+	shortcut := w.cDrive(`users\root\AppData\Roaming\Microsoft\Windows\Start Menu\Programs\pult.lnk`)
+	if _, err := os.Stat(shortcut); err != nil {
 		t.Errorf("no Start-menu shortcut: %v", err)
+	}
+	// The notifications' app id (fyne's toasts name io.github.pult).
+	const aumid = `HKCU\Software\Classes\AppUserModelId\io.github.pult`
+	if v, ok := w.reg(aumid, "DisplayName"); !ok || v != "pult" {
+		t.Errorf("%s DisplayName %q (found %v)", aumid, v, ok)
+	}
+	if v, ok := w.reg(aumid, "IconUri"); !ok || !strings.EqualFold(v, installDir+`\pult.ico`) {
+		t.Errorf("%s IconUri %q (found %v)", aumid, v, ok)
+	}
+
+	// A start that fails says why in %LOCALAPPDATA%\pult\pult.log (and a
+	// message box, which the test skips: nobody would close it), as
+	// pult.exe has no console: a link without a number, a bad PULT_RELAY.
+	noBox := []string{"PULT_TEST_NO_MESSAGEBOX=1", "PULT_LANG=ru"}
+	if out, err := w.win(time.Minute, noBox, pultExe, "tel:"); err == nil {
+		t.Errorf("pult.exe tel: exited 0: %s", out)
+	}
+	if out, err := w.win(time.Minute, append(noBox, "PULT_RELAY=ftp://relay.example", "PULT_TOKEN=t"), pultExe); err == nil {
+		t.Errorf("pult.exe with PULT_RELAY=ftp://… exited 0: %s", out)
+	}
+	startLog, err := os.ReadFile(w.cDrive(`users\root\AppData\Local\pult\pult.log`))
+	if err != nil {
+		t.Errorf("no start log: %v", err)
+	} else if lines := strings.Split(strings.TrimSpace(string(startLog)), "\n"); len(lines) != 2 ||
+		!strings.Contains(lines[0], `pult did not start: the link "tel:" has no number`) ||
+		!strings.Contains(lines[1], "pult did not start: PULT_RELAY: ") {
+		t.Errorf("the start log:\n%s", startLog)
 	}
 
 	// (b) The command line signs in into the Windows credential store;
@@ -304,6 +332,16 @@ func TestWine(t *testing.T) {
 		}
 		return nil
 	})
+	// The token is in Wine's credential store, as go-keyring names it
+	// (service "pult", the relay URL as the user), encrypted there.
+	credKey := `HKCU\Software\Wine\Credential Manager`
+	creds, err := w.win(time.Minute, nil, "reg", "query", credKey, "/s")
+	if err != nil || !strings.Contains(creds, "pult:"+relayURL) {
+		t.Errorf("no pult:%s in %s: %v\n%s", relayURL, credKey, err, creds)
+	}
+	if strings.Contains(creds, strings.TrimSpace(string(token))) {
+		t.Errorf("the token is readable in %s", credKey)
+	}
 	out = w.mustWin(time.Minute, nil, cliExe, "status")
 	if !strings.Contains(out, "(code 100)") {
 		t.Errorf("pult-cli status: %q", out)
@@ -361,6 +399,12 @@ func TestWine(t *testing.T) {
 	<-app.done
 	w.run(30*time.Second, nil, "/usr/lib/wine/wineserver", "-w")
 
+	// Signing out takes the token out of the credential store.
+	w.mustWin(time.Minute, nil, cliExe, "logout", "--discard")
+	if creds, _ := w.win(time.Minute, nil, "reg", "query", credKey, "/s"); strings.Contains(creds, "pult:"+relayURL) {
+		t.Errorf("pult:%s is still in %s after logout:\n%s", relayURL, credKey, creds)
+	}
+
 	// Figures: start to tray and idle CPU of the supervisor, whom the
 	// demo PBX never rings (the loop parks with no window shown).
 	sup, _ := os.ReadFile(filepath.Join(demoDir, "102.token"))
@@ -390,8 +434,16 @@ func TestWine(t *testing.T) {
 
 	// (f) Uninstalling removes the files and the registration.
 	w.mustWin(3*time.Minute, nil, "msiexec", "/x", w.drive(msiIn), "/qn")
-	if _, ok := w.reg(`HKCU\Software\Classes\tel\shell\open\command`, ""); ok {
-		t.Error("tel: is still registered after uninstalling")
+	for _, scheme := range []string{"tel", "callto"} {
+		if _, ok := w.reg(`HKCU\Software\Classes\`+scheme+`\shell\open\command`, ""); ok {
+			t.Errorf("%s: is still registered after uninstalling", scheme)
+		}
+	}
+	if _, ok := w.reg(aumid, "DisplayName"); ok {
+		t.Errorf("%s is still there after uninstalling", aumid)
+	}
+	if _, err := os.Stat(shortcut); err == nil {
+		t.Error("the Start-menu shortcut is still there after uninstalling")
 	}
 	if _, err := os.Stat(w.cDrive(installDir + `\pult.exe`)); err == nil {
 		t.Error("pult.exe is still there after uninstalling")
