@@ -384,8 +384,8 @@ func TestQolioRefusalIsAFailedEvent(t *testing.T) {
 		t.Fatalf("%d %s", status, body)
 	}
 	e := anna.waitFor("failed", transcriptWith("t-9", wire.TranscriptFailed))
-	if e.Transcript.Reason != "operator 100 is not in this organisation" {
-		t.Errorf("reason: %q", e.Transcript.Reason)
+	if e.Transcript.Reason != "operator 100 is not in this organisation" || e.Transcript.ReasonCode != wire.TranscriptRejected {
+		t.Errorf("reason: %q (%q)", e.Transcript.Reason, e.Transcript.ReasonCode)
 	}
 	time.Sleep(200 * time.Millisecond)
 	if n := w.qolio.Count(); n != 1 {

@@ -319,12 +319,13 @@ func (f *Flow) Dead(dj outbox.DeadJob) {
 	}
 	f.transcripts.WithLabelValues(p.State.Source, "failed").Inc()
 	st := p.State
-	st.State, st.At = wire.TranscriptFailed, time.Now().UTC()
+	st.State, st.At, st.ReasonCode = wire.TranscriptFailed, time.Now().UTC(), wire.TranscriptRejected
 	st.Reason = dj.PartnerMessage
 	if st.Reason == "" {
 		st.Reason = dj.LastError
 	}
 	if dj.Reason == outbox.ReasonGaveUp {
+		st.ReasonCode = wire.TranscriptGaveUp
 		st.Reason = fmt.Sprintf("Qolio did not accept it within %s: %s", f.cfg.GiveUp, st.Reason)
 	}
 	f.tellOutcome(p.Operator, st, "trf."+dj.Job.ID+"."+dj.Died.Format(time.RFC3339Nano))

@@ -223,7 +223,7 @@ func TestDeadJobIsAFailure(t *testing.T) {
 		t.Fatalf("receipts: %+v", w.store.events)
 	}
 	st := w.store.events[0].st
-	if st.State != wire.TranscriptFailed || st.Reason != "Qolio did not accept it within 1h0m0s: 503 maintenance" {
+	if st.State != wire.TranscriptFailed || st.ReasonCode != wire.TranscriptGaveUp || st.Reason != "Qolio did not accept it within 1h0m0s: 503 maintenance" {
 		t.Errorf("failed state: %+v", st)
 	}
 	if f := w.counted(t, "pult_relay_transcripts_total", SourceOperator, "failed"); f != 1 {
