@@ -387,6 +387,9 @@ loop:
 			break loop
 		case err := <-errc:
 			running--
+			if ctx.Err() != nil {
+				break loop // stopping: an input ended because of it
+			}
 			if err != nil || running == 0 {
 				runErr = err
 				if err == nil && ctx.Err() == nil {
