@@ -179,11 +179,6 @@ func (t *Tracker) Local(opID string, sessions func() int) {
 // been seen.
 func (t *Tracker) Synced() <-chan struct{} { return t.synced }
 
-// Abandon makes the tracker write nothing more and Run end without
-// removing this node's record, as if the process had been killed: the
-// others see its operators go when the record expires. For tests.
-func (t *Tracker) Abandon() { t.abandoned.Store(true) }
-
 // Run writes this node's record (on change, and every TTL/3) and watches
 // every node's until ctx ends; then it removes this node's record.
 func (t *Tracker) Run(ctx context.Context) error {
