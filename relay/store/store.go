@@ -22,6 +22,11 @@
 // gets its own handles — Outbox, OperatorsBucket — owns the keys and
 // values in them, and is the only one to touch them; the root only passes
 // the handles from the store to the part at start.
+//
+// Goroutines: the store runs none of its own beyond the embedded server's
+// and NATS's. Its verbs run on their callers'; the feeds (Tail, TailQueue,
+// WatchPresence, WatchStatuses, ReadUploads) run on the goroutine that
+// calls them — a part's Run — until its context ends.
 package store
 
 import (
