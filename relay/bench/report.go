@@ -158,7 +158,11 @@ func (r Report) WriteText(w io.Writer) error {
 			s.RestartAtS, s.KilledNode, r.Relays, s.OnKilled, s.DownS)
 		row("kill: operators back", "%d of %d dropped, the last %.2f s after the kill, on another relay (failed dials %d, not resumed %d)",
 			s.Reconnected, s.Dropped, s.BackS, s.FailedDials, s.NotResumed)
-		row("kill: caught up", "%.2f s after the kill (%d cards to the moved operators delivered after it)", s.CaughtUpS, s.Missed)
+		if s.CaughtUpS == 0 {
+			row("kill: caught up", "nothing to catch up (no card of an event answered before everyone was back came after the kill)")
+		} else {
+			row("kill: caught up", "%.2f s after the kill (%d cards to the moved operators delivered after it)", s.CaughtUpS, s.Missed)
+		}
 		row("kill: lost / duplicated", "%d / %d (whole run)", r.Lost, r.Duplicated)
 		row("kill: webhooks", "%d POSTs retried on another node for %d events; %d events never accepted", r.PostRetries, r.RetriedPosts, s.RefusedWhile)
 	}

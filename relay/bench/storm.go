@@ -24,8 +24,8 @@ type stormState struct {
 // StormReport is the reconnect storm (Options.Restart) or the failover
 // (Options.Kill). With Kill the times count from the SIGKILL, as there is
 // no relay to wait for: BackS is SIGKILL → the last moved operator's hello,
-// CaughtUpS SIGKILL → the last card of an event accepted before everyone
-// was back.
+// CaughtUpS SIGKILL → the last card of an event accepted (answered 2xx)
+// before everyone was back.
 type StormReport struct {
 	Kill       bool `json:"kill,omitempty"`       // a cluster node killed, not the relay restarted
 	KilledNode int  `json:"killedNode,omitempty"` // 1-based
@@ -175,7 +175,11 @@ func tallyStorm(r *StormReport, calls []call, ops []*operator) {
 			}
 			continue
 		}
-		if !c.sent.Before(last) {
+		accepted := c.sent // the restart: posted before everyone was back
+		if r.Kill {
+			accepted = c.sent.Add(c.post) // the kill: answered 2xx before
+		}
+		if !accepted.Before(last) {
 			continue
 		}
 		for _, oi := range c.ops {
