@@ -384,6 +384,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	var storm *stormState
 	if o.Restart || o.Kill {
 		storm = &stormState{}
+		storm.victim.Store(-1)
 	}
 	ops, err := connect(ctx, rp, tokens, &stopping, storm)
 	rep.ConnectS = time.Since(t0).Seconds()
@@ -710,6 +711,7 @@ func (op *operator) read(ctx context.Context, rp *relayProc, token string, stopp
 		}
 		op.drops++
 		storm.dropped.Add(1)
+		storm.dropOn(int(op.node.Load()), err)
 		rt := retry{relays: max(1, len(op.route))}
 		for stable := true; ; stable = false {
 			if !sleep(ctx, reconnectDelay(rt.failed(stable))) || stopping.Load() {
@@ -718,10 +720,15 @@ func (op *operator) read(ctx context.Context, rp *relayProc, token string, stopp
 			if len(op.route) > 1 {
 				op.at = (op.at + 1) % len(op.route) // another relay, as the agent
 			}
-			if op.dial(ctx, rp, token) == nil {
+			derr := op.dial(ctx, rp, token)
+			if derr == nil {
 				break
 			}
 			storm.failedDials.Add(1)
+			if storm.firstFailed.Load() == nil {
+				s := derr.Error()
+				storm.firstFailed.CompareAndSwap(nil, &s)
+			}
 		}
 		op.backAt = time.Now()
 		storm.back.Add(1)

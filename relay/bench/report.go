@@ -158,6 +158,12 @@ func (r Report) WriteText(w io.Writer) error {
 			s.RestartAtS, s.KilledNode, r.Relays, s.OnKilled, s.DownS)
 		row("kill: operators back", "%d of %d dropped, the last %.2f s after the kill, on another relay (failed dials %d, not resumed %d)",
 			s.Reconnected, s.Dropped, s.BackS, s.FailedDials, s.NotResumed)
+		if s.FirstFailed != "" {
+			row("  first failed dial", "%.200s", s.FirstFailed)
+		}
+		if s.OtherDrops > 0 {
+			row("  dropped on the others", "%d (first: %.200s)", s.OtherDrops, s.FirstOther)
+		}
 		if s.CaughtUpS == 0 {
 			row("kill: caught up", "nothing to catch up (no card of an event answered before everyone was back came after the kill)")
 		} else {

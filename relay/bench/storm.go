@@ -19,6 +19,13 @@ type stormState struct {
 	dropped     atomic.Int64 // connections lost
 	back        atomic.Int64 // reconnects that got their hello
 	failedDials atomic.Int64
+
+	// With Kill: connections lost on the relays that were not killed,
+	// and the first one's reason.
+	victim      atomic.Int32 // the killed node, -1 before the kill
+	otherDrops  atomic.Int64
+	firstOther  atomic.Pointer[string]
+	firstFailed atomic.Pointer[string] // the first failed dial's reason
 }
 
 // StormReport is the reconnect storm (Options.Restart) or the failover
@@ -30,6 +37,11 @@ type StormReport struct {
 	Kill       bool `json:"kill,omitempty"`       // a cluster node killed, not the relay restarted
 	KilledNode int  `json:"killedNode,omitempty"` // 1-based
 	OnKilled   int  `json:"onKilledNode,omitempty"`
+	// With Kill: connections lost on the other relays (they moved too),
+	// the first one's reason, and the first failed dial's.
+	OtherDrops  int    `json:"droppedOnOthers,omitempty"`
+	FirstOther  string `json:"firstDropOnOthers,omitempty"`
+	FirstFailed string `json:"firstFailedDial,omitempty"`
 
 	RestartAtS    float64 `json:"restartAtSeconds"` // after the first event was fired
 	DownS         float64 `json:"downSeconds"`      // SIGTERM sent → the old relay exited
@@ -57,6 +69,19 @@ func reconnectDelay(attempt int) time.Duration {
 		ceil *= 2
 	}
 	return time.Duration(rand.Int64N(int64(ceil) + 1))
+}
+
+// dropOn records a connection to node lost with err.
+func (st *stormState) dropOn(node int, err error) {
+	v := st.victim.Load()
+	if v < 0 || node == int(v) {
+		return
+	}
+	st.otherDrops.Add(1)
+	if st.firstOther.Load() == nil {
+		s := fmt.Sprintf("relay %d: %v", node+1, err)
+		st.firstOther.CompareAndSwap(nil, &s)
+	}
 }
 
 // retry paces an operator's reconnection as the agent's (agent/agent.go,
@@ -102,6 +127,7 @@ func killStorm(ctx context.Context, rp *relayProc, o Options, st *stormState, op
 	}
 	progress("killing relay %d (SIGKILL) with %d of %d operators on it…", victim+1, r.OnKilled, len(ops))
 	r.stopAt = time.Now()
+	st.victim.Store(int32(victim))
 	if err := nodes[victim].kill(); err != nil {
 		return r, err
 	}
@@ -117,6 +143,13 @@ func killStorm(ctx context.Context, rp *relayProc, o Options, st *stormState, op
 	r.Dropped = int(st.dropped.Load())
 	r.Reconnected = int(st.back.Load())
 	r.FailedDials = int(st.failedDials.Load())
+	r.OtherDrops = int(st.otherDrops.Load())
+	if s := st.firstOther.Load(); s != nil {
+		r.FirstOther = *s
+	}
+	if s := st.firstFailed.Load(); s != nil {
+		r.FirstFailed = *s
+	}
 	progress("%d of %d dropped operators back on the other relays %.2f s after the kill", r.Reconnected, r.Dropped, r.back.Sub(r.stopAt).Seconds())
 	return r, nil
 }
