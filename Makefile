@@ -149,12 +149,13 @@ package: deps ## build dist/pult_<version>_<arch>.deb
 # (a) operators with calls ringing 1-3 of them, against the gorilla baseline
 # and Centrifugo v6.9.1; (b) idle operators plus calls, idle CPU and RSS per
 # connection, against Centrifugo; (c) the relay restarted under connected
-# operators. Then the Go micro-benchmarks. Centrifugo is built with go install
+# operators; (d) three relays as one cluster, one killed. Then the Go micro-benchmarks. Centrifugo is built with go install
 # into the user cache folder the first time (a few minutes).
 bench: build
 	$(BIN)/pult-relay bench --target all --operators 1000 --rate 200 --duration 10s --ring 1 --ring-max 3 --drain 2s
 	$(BIN)/pult-relay bench --target both --operators 2000 --rate 100 --duration 5s --idle 10s --drain 2s
 	$(BIN)/pult-relay bench --operators 2000 --rate 100 --duration 9s --restart --drain 3s
+	$(BIN)/pult-relay bench --operators 1000 --rate 100 --duration 20s --cluster 3 --kill --drain 3s
 	$(GO) test -tags ci -run '^$$' -bench . -benchtime 2s ./relay/... ./ui
 
 # Windows (docs/windows.md): the desktop app cross-built with mingw-w64 (cgo,

@@ -56,10 +56,13 @@ Usage:
                                              (its admin_listen) and PULT_ADMIN_TOKEN
   pult-relay bench [--operators 1000] [--rate 200] [--duration 30s] [--ring 1] [--ring-max 0] [--supervisors 0]
                    [--idle 0] [--restart] [--target pult|gorilla|centrifugo|both|all] [--profile DIR]
-                   [--sync always|1s] [--centrifugo-bin PATH] [--json]
+                   [--sync always|1s] [--centrifugo-bin PATH] [--cluster 3 [--kill]] [--json]
                                              start a relay child process, connect simulated
                                              operators and measure call-card delivery; both:
-                                             pult and Centrifugo v6.9.1, all: and gorilla
+                                             pult and Centrifugo v6.9.1, all: and gorilla;
+                                             --cluster 3: three relays as one embedded
+                                             JetStream cluster (R3), --kill: SIGKILL one
+                                             a third into the firing (failover figures)
   pult-relay help
 
 Environment: PULT_ADMIN_TOKEN, PULT_PBX_CLIENT_ID, PULT_PBX_API_KEY,
@@ -645,6 +648,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.RelayBin, "relay-bin", "", "the pult-relay binary to start (default: this one)")
 	fs.DurationVar(&o.Idle, "idle", 0, "measure the relay's idle CPU and steady RSS over this window before firing (> 25s covers every ping)")
 	fs.BoolVar(&o.Restart, "restart", false, "restart the relay a third into the firing: the reconnect storm")
+	fs.IntVar(&o.Cluster, "cluster", 0, "start this many relays (3 to 7) as one embedded JetStream cluster on loopback, replicas 3; operators and events round robin over them")
+	fs.BoolVar(&o.Kill, "kill", false, "with --cluster: SIGKILL one relay a third into the firing; its operators move to the others (failover figures)")
 	target := fs.String("target", bench.TargetPult, "pult, gorilla (the baseline hub: no persistence, no auth), centrifugo (Centrifugo "+bench.CentrifugoVersion+
 		", installed on first use), both (pult and centrifugo, same load, with ratios) or all (pult, gorilla and centrifugo)")
 	cfBin := fs.String("centrifugo-bin", "", "the Centrifugo binary (default: installed with go install into the user cache folder, pult/centrifugo-"+bench.CentrifugoVersion+")")
@@ -671,8 +676,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	default:
 		return usagef("bench: --target: want pult, gorilla, centrifugo, both or all")
 	}
-	if len(targets) > 1 && (o.Restart || o.Supervisors > 0 || o.Sync != "") {
-		return usagef("bench: --target %s takes no --restart, --supervisors or --sync (the others have neither persistence nor a board)", *target)
+	if len(targets) > 1 && (o.Restart || o.Supervisors > 0 || o.Sync != "" || o.Cluster > 1) {
+		return usagef("bench: --target %s takes no --restart, --supervisors, --sync or --cluster (the others have neither persistence nor a board)", *target)
+	}
+	switch {
+	case o.Cluster < 0 || o.Cluster == 2 || o.Cluster > 7:
+		return usagef("bench: --cluster: want 3 to 7 relays")
+	case o.Cluster > 1 && (o.Restart || *target != bench.TargetPult):
+		return usagef("bench: --cluster takes no --restart (--kill kills a node) and only --target pult")
+	case o.Kill && o.Cluster < 3:
+		return usagef("bench: --kill needs --cluster 3")
 	}
 	if slices.Contains(targets, bench.TargetCentrifugo) {
 		bin, err := centrifugoBin(ctx, *cfBin, stderr)

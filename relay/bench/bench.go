@@ -60,6 +60,18 @@ type Options struct {
 	// (full-jitter backoff from 500 ms, resuming from their last seq) and
 	// the report has the reconnect storm's figures.
 	Restart bool
+	// Cluster, when 3 or more, starts that many relays as one embedded
+	// JetStream cluster on loopback with three copies of everything
+	// ([nats] replicas = 3, [nats.cluster]); the operators are added on
+	// the first, connected to the nodes round robin (each then tries the
+	// others in a random order, as the agent given every relay does), and
+	// events are posted to the nodes round robin, again to another node
+	// when one fails, as a PBX would. 0 or 1: a single relay.
+	Cluster int
+	// Kill (with Cluster) kills one node with SIGKILL a third into the
+	// firing: its operators move to the others and resume; the report has
+	// the failover's figures (Report.Storm).
+	Kill bool
 	// Target is TargetPult (the relay), TargetGorilla (the baseline) or
 	// TargetCentrifugo (Centrifugo, see CentrifugoBin).
 	Target string
@@ -145,6 +157,17 @@ func (o *Options) defaults() error {
 		return errors.New("centrifugo has no queue board and its memory engine no persistence: no --supervisors, --restart or --sync")
 	case o.Idle < 0:
 		return errors.New("idle must not be negative")
+	case o.Cluster < 0 || o.Cluster == 2 || o.Cluster > 7:
+		return fmt.Errorf("cluster: want %d to 7 relays (or 0: one)", clusterReplicas)
+	case o.Cluster > 1 && o.Target != TargetPult:
+		return errors.New("cluster: the relay only (--target pult)")
+	case o.Cluster > 1 && o.Restart:
+		return errors.New("cluster: no --restart (--kill kills a node)")
+	case o.Kill && o.Cluster < clusterReplicas:
+		return errors.New("kill: needs a cluster (--cluster 3)")
+	}
+	if o.Cluster == 1 {
+		o.Cluster = 0
 	}
 	return nil
 }
@@ -171,6 +194,8 @@ type Outlier struct {
 // Report is the outcome of a run.
 type Report struct {
 	Target    string  `json:"target"`
+	Relays    int     `json:"relays"`             // relay processes: 1, or a cluster's nodes
+	Replicas  int     `json:"replicas,omitempty"` // copies of every stream, with a cluster
 	Operators int     `json:"operators"`
 	Ring      int     `json:"ring"`
 	RingMax   int     `json:"ringMax,omitempty"`
@@ -183,6 +208,8 @@ type Report struct {
 	FiringS      float64 `json:"firingSeconds"` // first POST start to last POST answer
 	EventsPosted int     `json:"eventsPosted"`
 	HTTPErrors   int     `json:"httpErrors"`
+	PostRetries  int     `json:"postRetries,omitempty"` // POSTs sent again to another node (a cluster)
+	RetriedPosts int     `json:"eventsRetried,omitempty"`
 	FirstError   string  `json:"firstHttpError,omitempty"`
 	PostLatency  Latency `json:"webhookAnswerMs"` // POST round trip
 
@@ -237,6 +264,10 @@ type call struct {
 	post time.Duration
 	ok   bool
 	err  string // why the POST failed
+	// POSTs of this event sent again (to another node of a cluster)
+	// after one failed; sent and post are the first's start and the
+	// answered one's end.
+	retries int
 }
 
 // receipt is a card for one call at one operator.
@@ -263,6 +294,14 @@ type operator struct {
 	drops      int       // connections lost and redialled (with Restart)
 	backAt     time.Time // when the last reconnect's hello arrived
 	notResumed int       // reconnects whose hello said resumed=false
+
+	// route is the nodes (indexes into relayProc.nodes) in the order this
+	// operator tries them, as the agent's: its first node (round robin),
+	// then the others shuffled. at is the current one; node is the node of
+	// the current connection, read by the kill.
+	route []int
+	at    int
+	node  atomic.Int32
 }
 
 // Run performs one benchmark. It always stops the relay and removes its
@@ -272,6 +311,10 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 		return rep, fmt.Errorf("bench: %w", err)
 	}
 	rep.Target, rep.Operators, rep.Ring, rep.RingMax, rep.Posters, rep.RateTarget = o.Target, o.Operators, o.Ring, o.RingMax, o.Posters, o.Rate
+	rep.Relays = max(1, o.Cluster)
+	if o.Cluster > 0 {
+		rep.Replicas = clusterReplicas
+	}
 	progress := func(format string, a ...any) { fmt.Fprintf(o.Progress, format+"\n", a...) }
 
 	if rep.NoFile, err = relay.RaiseNoFile(); err != nil {
@@ -286,11 +329,16 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	}
 	defer os.RemoveAll(dir)
 
-	progress("starting %s…", o.Target)
 	var rp *relayProc
-	if o.Target == TargetCentrifugo {
+	switch {
+	case o.Target == TargetCentrifugo:
+		progress("starting %s…", o.Target)
 		rp, err = startCentrifugo(ctx, o, dir)
-	} else {
+	case o.Cluster > 0:
+		progress("starting %d relays, one embedded JetStream cluster (replicas %d)…", o.Cluster, clusterReplicas)
+		rp, err = startCluster(ctx, o, dir)
+	default:
+		progress("starting %s…", o.Target)
 		rp, err = startRelay(ctx, o, dir)
 	}
 	if err != nil {
@@ -325,17 +373,18 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	if !sleep(ctx, o.Settle) {
 		return rep, ctx.Err()
 	}
-	if rep.RSSBefore, err = rss(rp.pid); err != nil {
+	if rep.RSSBefore, err = rp.rss(); err != nil {
 		return rep, fmt.Errorf("bench: relay RSS: %w", err)
 	}
-	rep.HeapBefore, rep.GoroutinesBefore = rp.goStats(ctx)
+	rep.HeapBefore, rep.GoroutinesBefore = rp.goStatsAll(ctx)
 
 	progress("connecting %d operators…", o.Operators)
 	var stopping atomic.Bool
 	t0 := time.Now()
 	var storm *stormState
-	if o.Restart {
+	if o.Restart || o.Kill {
 		storm = &stormState{}
+		storm.victim.Store(-1)
 	}
 	ops, err := connect(ctx, rp, tokens, &stopping, storm)
 	rep.ConnectS = time.Since(t0).Seconds()
@@ -350,10 +399,10 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	if !sleep(ctx, o.Settle) {
 		return rep, ctx.Err()
 	}
-	if rep.RSSIdle, err = rss(rp.pid); err != nil {
+	if rep.RSSIdle, err = rp.rss(); err != nil {
 		return rep, fmt.Errorf("bench: relay RSS: %w", err)
 	}
-	rep.HeapIdle, rep.GoroutinesIdle = rp.goStats(ctx)
+	rep.HeapIdle, rep.GoroutinesIdle = rp.goStatsAll(ctx)
 	rep.RSSPerConn = (rep.RSSIdle - rep.RSSBefore) / int64(o.Operators)
 	if o.ProfileDir != "" {
 		rp.profile(ctx, o.ProfileDir, "heap-settled", "heap", 0)
@@ -365,19 +414,19 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 		if o.ProfileDir != "" {
 			idleProf.Go(func() { rp.profile(ctx, o.ProfileDir, "cpu-idle", "profile", o.Idle) })
 		}
-		t0, _ := cpuTicks(rp.pid)
+		t0, _ := rp.cpuTicks()
 		w0 := time.Now()
 		if !sleep(ctx, o.Idle) {
 			return rep, ctx.Err()
 		}
-		t1, _ := cpuTicks(rp.pid)
+		t1, _ := rp.cpuTicks()
 		rep.IdleS = time.Since(w0).Seconds()
 		rep.IdleCPU = float64(t1-t0) / clockTicks / rep.IdleS * 100
 		idleProf.Wait()
-		if rep.RSSSteady, err = rss(rp.pid); err != nil {
+		if rep.RSSSteady, err = rp.rss(); err != nil {
 			return rep, fmt.Errorf("bench: relay RSS: %w", err)
 		}
-		rep.HeapSteady, _ = rp.goStats(ctx)
+		rep.HeapSteady, _ = rp.goStatsAll(ctx)
 		rep.RSSSteadyPerConn = (rep.RSSSteady - rep.RSSBefore) / int64(o.Operators)
 		if o.ProfileDir != "" {
 			// With heap-settled as -base: what the idle relay allocated.
@@ -403,16 +452,22 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	if o.ProfileDir != "" && !o.Restart {
 		fireProf.Go(func() { rp.profile(ctx, o.ProfileDir, "cpu-firing", "profile", o.Duration) })
 	}
-	relayT0, _ := cpuTicks(rp.pid)
+	relayT0, _ := rp.cpuTicks()
 	benchT0, _ := cpuTicks(0)
 	var restartErr error
 	stormDone := make(chan struct{})
-	if o.Restart {
+	switch {
+	case o.Restart:
 		go func() {
 			defer close(stormDone)
 			rep.Storm, restartErr = restartStorm(ctx, rp, o, storm, len(ops), progress)
 		}()
-	} else {
+	case o.Kill:
+		go func() {
+			defer close(stormDone)
+			rep.Storm, restartErr = killStorm(ctx, rp, o, storm, ops, progress)
+		}()
+	default:
 		close(stormDone)
 	}
 	calls, fireStart, fireEnd := fire(ctx, rp, o)
@@ -420,11 +475,11 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	if restartErr != nil {
 		return rep, restartErr
 	}
-	relayT1, _ := cpuTicks(rp.pid)
+	relayT1, _ := rp.cpuTicks()
 	benchT1, _ := cpuTicks(0)
 	fireProf.Wait()
 	wall := fireEnd.Sub(fireStart).Seconds()
-	if wall > 0 && !o.Restart { // a restarted relay is another process
+	if wall > 0 && !o.Restart && !o.Kill { // a restarted relay is another process; a killed one's CPU is gone
 		rep.RelayCPU = float64(relayT1-relayT0) / clockTicks / wall * 100
 		rep.BenchCPU = float64(benchT1-benchT0) / clockTicks / wall * 100
 	}
@@ -434,13 +489,15 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	if !sleep(ctx, o.Drain) {
 		return rep, ctx.Err()
 	}
-	if !rp.alive() {
-		return rep, fmt.Errorf("%w (%v):\n%s", errRelayDied, rp.waitErr, rp.logTail(20))
+	for _, n := range rp.nodes() {
+		if !n.killed && !n.alive() {
+			return rep, fmt.Errorf("%w (%v):\n%s", errRelayDied, n.waitErr, n.logTail(20))
+		}
 	}
-	if rep.RSSEnd, err = rss(rp.pid); err != nil {
+	if rep.RSSEnd, err = rp.rss(); err != nil {
 		return rep, fmt.Errorf("bench: relay RSS: %w", err)
 	}
-	rep.HeapEnd, rep.GoroutinesEnd = rp.goStats(ctx)
+	rep.HeapEnd, rep.GoroutinesEnd = rp.goStatsAll(ctx)
 	stopping.Store(true)
 	if !closeAll(ops) {
 		return rep, errors.New("bench: operator readers did not stop within 10s of closing")
@@ -448,7 +505,12 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	if len(sups) > 0 && !closeSupervisors(sups) {
 		return rep, errSupervisorsStuck
 	}
-	rep.RelayWarnings, rep.RelayLog = rp.logFindings(5)
+	for _, n := range rp.nodes() {
+		w, l := n.logFindings(5)
+		rep.RelayWarnings += w
+		rep.RelayLog = append(rep.RelayLog, l...)
+	}
+	rep.RelayLog = rep.RelayLog[:min(len(rep.RelayLog), 5)]
 	tally(&rep, calls, ops, fireStart)
 	if rep.Storm != nil {
 		tallyStorm(rep.Storm, calls, ops)
@@ -533,7 +595,23 @@ func connect(ctx context.Context, rp *relayProc, tokens []string, stopping *atom
 			return
 		}
 		op := &operator{idx: i, done: make(chan struct{}), recv: map[int]*receipt{}, stopping: stopping}
-		if errs[i] = op.dial(ctx, rp, tokens[i]); errs[i] != nil {
+		if n := len(rp.nodes()); n > 1 {
+			// The first node round robin, then the others in a random
+			// order: the agent given every relay starts on a random one.
+			op.route = []int{i % n}
+			for _, k := range rand.Perm(n - 1) {
+				op.route = append(op.route, (i%n+1+k)%n)
+			}
+		}
+		errs[i] = op.dial(ctx, rp, tokens[i])
+		for try := 0; errs[i] != nil && len(op.route) > 1 && try < 10 && !errors.Is(errs[i], errStopping); try++ {
+			// A node may not know an operator added on another one yet.
+			if !sleep(ctx, 200*time.Millisecond) {
+				break
+			}
+			errs[i] = op.dial(ctx, rp, tokens[i])
+		}
+		if errs[i] != nil {
 			return
 		}
 		ops[i] = op
@@ -558,7 +636,11 @@ func (op *operator) dial(ctx context.Context, rp *relayProc, token string) error
 	if rp.centrifugo {
 		return op.dialCentrifugo(ctx, rp, token)
 	}
-	u := "ws" + strings.TrimPrefix(rp.baseURL, "http") + wire.Path
+	node := 0
+	if len(op.route) > 0 {
+		node = op.route[op.at]
+	}
+	u := "ws" + strings.TrimPrefix(rp.nodes()[node].baseURL, "http") + wire.Path
 	if op.epoch != "" {
 		u += "?" + url.Values{wire.QuerySince: {strconv.FormatUint(op.last, 10)}, wire.QueryEpoch: {op.epoch}}.Encode()
 	}
@@ -604,6 +686,7 @@ func (op *operator) dial(ctx context.Context, rp *relayProc, token string) error
 		return errStopping
 	}
 	op.conn = conn
+	op.node.Store(int32(node))
 	return nil
 }
 
@@ -628,14 +711,24 @@ func (op *operator) read(ctx context.Context, rp *relayProc, token string, stopp
 		}
 		op.drops++
 		storm.dropped.Add(1)
-		for attempt := 0; ; attempt++ {
-			if !sleep(ctx, reconnectDelay(attempt)) || stopping.Load() {
+		storm.dropOn(int(op.node.Load()), err)
+		rt := retry{relays: max(1, len(op.route))}
+		for stable := true; ; stable = false {
+			if !sleep(ctx, reconnectDelay(rt.failed(stable))) || stopping.Load() {
 				return
 			}
-			if op.dial(ctx, rp, token) == nil {
+			if len(op.route) > 1 {
+				op.at = (op.at + 1) % len(op.route) // another relay, as the agent
+			}
+			derr := op.dial(ctx, rp, token)
+			if derr == nil {
 				break
 			}
 			storm.failedDials.Add(1)
+			if storm.firstFailed.Load() == nil {
+				s := derr.Error()
+				storm.firstFailed.CompareAndSwap(nil, &s)
+			}
 		}
 		op.backAt = time.Now()
 		storm.back.Add(1)
@@ -801,23 +894,45 @@ func post(ctx context.Context, hc *http.Client, rp *relayProc, n int, c *call) {
 		"codes": codes, "callExternalId": callPrefix + strconv.Itoa(n),
 	})
 	form := url.Values{"event": {string(ev)}}.Encode()
+	nodes := rp.nodes()
+	c.sent = time.Now()
+	deadline := c.sent.Add(postRetryFor)
+	for try := 0; ; try++ {
+		retry := postOnce(ctx, hc, nodes[(n+try)%len(nodes)], rp.pbxKey, form, c)
+		c.post = time.Since(c.sent)
+		if c.ok || !retry || len(nodes) == 1 || ctx.Err() != nil || time.Now().After(deadline) {
+			return
+		}
+		// As a PBX given several relays: at once to the next one; after
+		// a whole round, a pause.
+		c.retries++
+		if (try+1)%len(nodes) == 0 && !sleep(ctx, 100*time.Millisecond) {
+			return
+		}
+	}
+}
+
+// postRetryFor is how long an event is posted again to other nodes of a
+// cluster after a failure.
+const postRetryFor = 30 * time.Second
+
+// postOnce posts form to one relay; it reports whether a failure is worth
+// trying on another relay (no answer, or a 5xx).
+func postOnce(ctx context.Context, hc *http.Client, rp *relayProc, key, form string, c *call) (retry bool) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rp.baseURL+retailcrm.PathCallEvent, strings.NewReader(form))
 	if err != nil {
-		c.sent, c.err = time.Now(), err.Error()
-		return
+		c.err = err.Error()
+		return false
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-API-KEY", rp.pbxKey)
-	c.sent = time.Now()
+	req.Header.Set("X-API-KEY", key)
 	resp, err := hc.Do(req)
 	if err != nil {
-		c.post = time.Since(c.sent)
 		c.err = err.Error()
-		return
+		return true
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	c.post = time.Since(c.sent)
 	var ans struct {
 		Success       bool     `json:"success"`
 		NotExistCodes []string `json:"notExistCodes"`
@@ -826,5 +941,8 @@ func post(ctx context.Context, hc *http.Client, rp *relayProc, n int, c *call) {
 	c.ok = resp.StatusCode == http.StatusOK && ans.Success && len(ans.NotExistCodes) == 0
 	if !c.ok {
 		c.err = fmt.Sprintf("HTTP %d: %.200s", resp.StatusCode, strings.TrimSpace(string(body)))
+	} else {
+		c.err = ""
 	}
+	return resp.StatusCode >= 500
 }

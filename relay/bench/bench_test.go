@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +172,90 @@ func TestRunRestartAndBaseline(t *testing.T) {
 	var b strings.Builder
 	if err := WriteComparison(&b, rep, base); err != nil || !strings.Contains(b.String(), "latency p99") {
 		t.Errorf("comparison: %v\n%s", err, b.String())
+	}
+}
+
+// TestRunClusterKill runs the failover at a tiny size: three relays as
+// one embedded cluster (replicas 3), one killed with SIGKILL a third into
+// the firing. Every operator it had is back on another relay, resumed;
+// nothing is lost or received twice, and every event is accepted (posted
+// again to another relay when one failed).
+func TestRunClusterKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of relay processes")
+	}
+	bin := buildRelay(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var progress strings.Builder
+	start := time.Now()
+	rep, err := Run(ctx, Options{
+		Operators: 30, Rate: 20, Duration: 2 * time.Second, Cluster: 3, Kill: true,
+		Drain: 2 * time.Second, Settle: 200 * time.Millisecond, RelayBin: bin, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run --cluster 3 --kill: %v\nprogress:\n%s", err, progress.String())
+	}
+	var text strings.Builder
+	rep.WriteText(&text)
+	t.Logf("in %s, report:\n%s", time.Since(start).Round(time.Millisecond), text.String())
+	s := rep.Storm
+	if s == nil || !s.Kill {
+		t.Fatalf("no failover report: %+v", s)
+	}
+	if rep.Relays != 3 || rep.Replicas != 3 {
+		t.Errorf("relays %d, replicas %d; want 3 and 3", rep.Relays, rep.Replicas)
+	}
+	if s.OnKilled == 0 || s.Dropped != s.OnKilled || s.Reconnected != s.Dropped || s.NotResumed != 0 {
+		t.Errorf("%d operators on the killed relay, %d dropped, %d back, %d not resumed; want all back and resumed",
+			s.OnKilled, s.Dropped, s.Reconnected, s.NotResumed)
+	}
+	if s.BackS <= 0 {
+		t.Errorf("back %.2f s after the kill", s.BackS)
+	}
+	if rep.EventsPosted != 40 || rep.HTTPErrors != 0 || s.RefusedWhile != 0 {
+		t.Errorf("posted %d events, %d never accepted (%s); want 40, none", rep.EventsPosted, rep.HTTPErrors, rep.FirstError)
+	}
+	if rep.Lost != 0 || rep.Duplicated != 0 || rep.Unexpected != 0 || rep.OutOfOrder != 0 {
+		t.Errorf("lost %d, duplicated %d, unexpected %d, out of order %d; want none",
+			rep.Lost, rep.Duplicated, rep.Unexpected, rep.OutOfOrder)
+	}
+	if rep.Delivered != rep.Expected || rep.Expected != rep.EventsPosted || rep.Disconnects != 0 {
+		t.Errorf("delivered %d of %d (events %d), disconnects %d (%s)", rep.Delivered, rep.Expected, rep.EventsPosted, rep.Disconnects, rep.FirstClose)
+	}
+}
+
+func TestClusterConfig(t *testing.T) {
+	got := clusterConfig(3, "127.0.0.1:2", []string{"127.0.0.1:1", "127.0.0.1:2"})
+	want := `replicas = 3
+
+[nats.cluster]
+name = "pult-bench"
+listen = "127.0.0.1:2"
+routes = ["nats-route://127.0.0.1:1", "nats-route://127.0.0.1:2"]
+`
+	if got != want {
+		t.Errorf("clusterConfig =\n%s\nwant\n%s", got, want)
+	}
+}
+
+// The operators' reconnection is paced as the agent's: with three relays,
+// the next two right after a short jitter, then a growing backoff by round.
+func TestRetryAsTheAgent(t *testing.T) {
+	r := retry{relays: 3}
+	var got []int
+	for i, stable := 0, true; i < 8; i, stable = i+1, false {
+		got = append(got, r.failed(stable))
+	}
+	if want := []int{0, 0, 0, 0, 0, 1, 0, 0}; !slices.Equal(got, want) {
+		t.Errorf("exponents %v, want %v", got, want)
+	}
+	one := retry{relays: 1}
+	got = got[:0]
+	for i, stable := 0, true; i < 4; i, stable = i+1, false {
+		got = append(got, one.failed(stable))
+	}
+	if want := []int{0, 1, 2, 3}; !slices.Equal(got, want) {
+		t.Errorf("one relay: exponents %v, want %v", got, want)
 	}
 }

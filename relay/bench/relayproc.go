@@ -21,7 +21,10 @@ import (
 const (
 	benchClientID = "pult-bench-client"
 	startTimeout  = 30 * time.Second
-	stopTimeout   = 20 * time.Second
+	// clusterStartTimeout is a cluster node's: the nodes elect leaders
+	// for every stream and bucket before the first answers.
+	clusterStartTimeout = 2 * time.Minute
+	stopTimeout         = 20 * time.Second
 )
 
 // relayProc is a relay running as a child process on a loopback port.
@@ -43,6 +46,12 @@ type relayProc struct {
 
 	centrifugo bool   // Centrifugo, not the relay: pbxKey is its HTTP API key
 	hmacSecret string // Centrifugo's connection token key
+
+	cfgPath     string
+	writeConfig func() error // (re)writes cfgPath
+	cluster     []*relayProc // with Options.Cluster, on the first node: every node, itself first
+	killed      bool         // SIGKILLed by the run (Options.Kill)
+	inCluster   bool         // one node of a cluster
 }
 
 func secret() string {
@@ -64,6 +73,96 @@ func freePort() (int, error) {
 // startRelay writes a config into dir, starts the relay with it and waits
 // until GET /healthz answers 200. The caller must call stop.
 func startRelay(ctx context.Context, o Options, dir string) (*relayProc, error) {
+	p, err := newRelayProc(o, dir, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := p.start(); err != nil {
+		p.logFile.Close()
+		return nil, err
+	}
+	if err := p.waitHealthy(ctx); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// startCluster starts o.Cluster relays, each with its own folder under
+// dir, as one embedded JetStream cluster on loopback with three copies of
+// everything (clusterConfig), and waits until every one answers /healthz.
+// The first node is returned, with every node (itself first) in cluster;
+// stop stops them all.
+func startCluster(ctx context.Context, o Options, dir string) (*relayProc, error) {
+	var listens []string
+	for range o.Cluster {
+		port, err := freePort()
+		if err != nil {
+			return nil, fmt.Errorf("bench: no free port: %w", err)
+		}
+		listens = append(listens, "127.0.0.1:"+strconv.Itoa(port))
+	}
+	nodes := make([]*relayProc, 0, o.Cluster)
+	stopAll := func() {
+		for _, n := range nodes {
+			n.stop()
+		}
+	}
+	for i := range o.Cluster {
+		ndir := filepath.Join(dir, fmt.Sprintf("relay%d", i+1))
+		if err := os.Mkdir(ndir, 0o700); err != nil {
+			stopAll()
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		n, err := newRelayProc(o, ndir, clusterConfig(clusterReplicas, listens[i], listens))
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		n.inCluster = true
+		if i > 0 {
+			n.pbxKey = nodes[0].pbxKey // one PBX, the same key everywhere
+			if err := n.writeConfig(); err != nil {
+				stopAll()
+				return nil, err
+			}
+		}
+		if err := n.start(); err != nil {
+			n.logFile.Close()
+			stopAll()
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	// Started together: a node is healthy once the cluster has formed.
+	for _, n := range nodes {
+		if err := n.waitHealthy(ctx); err != nil {
+			stopAll()
+			return nil, err
+		}
+	}
+	nodes[0].cluster = nodes
+	return nodes[0], nil
+}
+
+// clusterReplicas is the copies of every stream and bucket in a cluster.
+const clusterReplicas = 3
+
+// clusterConfig is what makes a relay one node of an embedded JetStream
+// cluster (docs/cluster.md): replicas, and the cluster's name, this node's
+// route port and every node's (itself included, which it skips).
+func clusterConfig(replicas int, listen string, all []string) string {
+	routes := make([]string, len(all))
+	for i, a := range all {
+		routes[i] = strconv.Quote("nats-route://" + a)
+	}
+	return fmt.Sprintf("replicas = %d\n\n[nats.cluster]\nname = %q\nlisten = %q\nroutes = [%s]\n",
+		replicas, "pult-bench", listen, strings.Join(routes, ", "))
+}
+
+// newRelayProc picks the relay's ports and writes its config into dir;
+// natsExtra is appended to its [nats] table. Nothing is started.
+func newRelayProc(o Options, dir, natsExtra string) (*relayProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, fmt.Errorf("bench: no free port: %w", err)
@@ -80,18 +179,28 @@ func startRelay(ctx context.Context, o Options, dir string) (*relayProc, error) 
 		pbxKey:      "bench-pbx-" + secret(),
 		logPath:     filepath.Join(dir, "relay.log"),
 		exited:      make(chan struct{}),
+		cfgPath:     filepath.Join(dir, "relay.toml"),
 	}
 	// No make_call/change_status/retailcrm URLs: the relay calls nobody,
 	// and without a CRM a call card is final when first sent. The admin
 	// API is on the socket in data_dir; metrics and pprof on metrics_listen.
-	cfg := fmt.Sprintf("listen = %q\ndata_dir = %q\nmetrics_listen = %q\n\n[pbx]\nclient_id = %q\napi_key = %q\n",
-		"127.0.0.1:"+strconv.Itoa(port), filepath.Join(dir, "data"), metricsAddr, benchClientID, p.pbxKey)
-	if o.Sync != "" {
-		cfg += fmt.Sprintf("\n[nats]\nsync = %q\n", o.Sync)
+	p.writeConfig = func() error {
+		cfg := fmt.Sprintf("listen = %q\ndata_dir = %q\nmetrics_listen = %q\n\n[pbx]\nclient_id = %q\napi_key = %q\n",
+			"127.0.0.1:"+strconv.Itoa(port), filepath.Join(dir, "data"), metricsAddr, benchClientID, p.pbxKey)
+		if o.Sync != "" || natsExtra != "" {
+			cfg += "\n[nats]\n"
+			if o.Sync != "" {
+				cfg += fmt.Sprintf("sync = %q\n", o.Sync)
+			}
+			cfg += natsExtra
+		}
+		if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o600); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		return nil
 	}
-	cfgPath := filepath.Join(dir, "relay.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+	if err := p.writeConfig(); err != nil {
+		return nil, err
 	}
 
 	bin := o.RelayBin
@@ -113,9 +222,9 @@ func startRelay(ctx context.Context, o Options, dir string) (*relayProc, error) 
 		case p.baseline:
 			cmd = exec.Command(bin, baselineArgs(port)...)
 		case o.Command != nil:
-			cmd = o.Command(cfgPath)
+			cmd = o.Command(p.cfgPath)
 		default:
-			cmd = exec.Command(bin, "serve", "--config", cfgPath)
+			cmd = exec.Command(bin, "serve", "--config", p.cfgPath)
 		}
 		if cmd.Env == nil {
 			cmd.Env = childEnv()
@@ -128,15 +237,15 @@ func startRelay(ctx context.Context, o Options, dir string) (*relayProc, error) 
 	if p.logFile, err = os.Create(p.logPath); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	if err := p.start(); err != nil {
-		p.logFile.Close()
-		return nil, err
-	}
-	if err := p.waitHealthy(ctx); err != nil {
-		p.stop()
-		return nil, err
-	}
 	return p, nil
+}
+
+// nodes is every relay of the run: the cluster's, or this one.
+func (p *relayProc) nodes() []*relayProc {
+	if len(p.cluster) > 0 {
+		return p.cluster
+	}
+	return []*relayProc{p}
 }
 
 // start runs the command line of newCmd, appending to the same log.
@@ -188,7 +297,11 @@ func childEnv() []string {
 func (p *relayProc) waitHealthy(ctx context.Context) error {
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	defer hc.CloseIdleConnections()
-	deadline := time.Now().Add(startTimeout)
+	timeout := startTimeout
+	if len(p.cluster) > 0 || p.inCluster {
+		timeout = clusterStartTimeout // elections first
+	}
+	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.baseURL+"/healthz", nil)
 		if resp, err := hc.Do(req); err == nil {
@@ -205,7 +318,7 @@ func (p *relayProc) waitHealthy(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("bench: the relay did not become healthy within %s:\n%s", startTimeout, p.logTail(20))
+	return fmt.Errorf("bench: the relay did not become healthy within %s:\n%s", timeout, p.logTail(20))
 }
 
 // alive reports whether the relay is still running.
@@ -218,10 +331,29 @@ func (p *relayProc) alive() bool {
 	}
 }
 
-// stop sends SIGTERM, waits, and kills the relay if it does not stop.
+// stop sends SIGTERM, waits, and kills the relay if it does not stop; on
+// a cluster's first node, every node's.
 func (p *relayProc) stop() error {
+	var errs []error
+	for _, n := range p.cluster[min(1, len(p.cluster)):] {
+		errs = append(errs, n.stopOne())
+	}
+	return errors.Join(append([]error{p.stopOne()}, errs...)...)
+}
+
+func (p *relayProc) stopOne() error {
 	defer p.logFile.Close()
 	return p.signalStop()
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *relayProc) kill() error {
+	p.killed = true
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		return fmt.Errorf("bench: kill the relay: %w", err)
+	}
+	<-p.exited
+	return nil
 }
 
 func (p *relayProc) signalStop() error {
@@ -309,6 +441,53 @@ func (p *relayProc) goStats(ctx context.Context) (heap int64, goroutines int) {
 		case "go_goroutines":
 			goroutines = int(f)
 		}
+	}
+	return heap, goroutines
+}
+
+// rss is the resident set size of the relay, summed over a cluster's
+// nodes still running.
+func (p *relayProc) rss() (int64, error) {
+	var sum int64
+	for _, n := range p.nodes() {
+		if n.killed {
+			continue
+		}
+		b, err := rss(n.pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += b
+	}
+	return sum, nil
+}
+
+// cpuTicks is the relay's CPU time, summed over a cluster's nodes still
+// running.
+func (p *relayProc) cpuTicks() (int64, error) {
+	var sum int64
+	for _, n := range p.nodes() {
+		if n.killed {
+			continue
+		}
+		t, err := cpuTicks(n.pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += t
+	}
+	return sum, nil
+}
+
+// goStatsAll is goStats summed over a cluster's nodes still running.
+func (p *relayProc) goStatsAll(ctx context.Context) (heap int64, goroutines int) {
+	for _, n := range p.nodes() {
+		if n.killed {
+			continue
+		}
+		h, g := n.goStats(ctx)
+		heap += h
+		goroutines += g
 	}
 	return heap, goroutines
 }

@@ -24,6 +24,10 @@ func tally(rep *Report, calls []call, ops []*operator, start time.Time) {
 		if c.err == "" || c.ok {
 			posts = append(posts, c.post)
 		}
+		if c.retries > 0 {
+			rep.PostRetries += c.retries
+			rep.RetriedPosts++
+		}
 		if !c.ok {
 			rep.HTTPErrors++
 			if rep.FirstError == "" {
@@ -106,6 +110,10 @@ func (r Report) WriteText(w io.Writer) error {
 		who = TargetCentrifugo
 	}
 	row("target", "%s", r.Target)
+	if r.Relays > 1 {
+		who = "relays (sum)"
+		row("relays", "%d, one embedded JetStream cluster, replicas %d (operators and events round robin over the nodes)", r.Relays, r.Replicas)
+	}
 	row("operators connected", "%d (in %.1f s; RLIMIT_NOFILE %d)", r.Operators, r.ConnectS, r.NoFile)
 	if r.RingMax > r.Ring {
 		row("operators rung per call", "%d to %d (uniform)", r.Ring, r.RingMax)
@@ -114,6 +122,9 @@ func (r Report) WriteText(w io.Writer) error {
 	}
 	row("rate target / achieved", "%.1f / %.1f events/s over %.1f s (%d posters)", r.RateTarget, r.RateAchieved, r.FiringS, r.Posters)
 	row("events posted", "%d, HTTP errors %d", r.EventsPosted, r.HTTPErrors)
+	if r.Relays > 1 {
+		row("  posted again", "%d POSTs to another node, for %d events (answered there, not counted as errors)", r.PostRetries, r.RetriedPosts)
+	}
 	if r.FirstError != "" {
 		row("  first HTTP error", "%s", r.FirstError)
 	}
@@ -142,7 +153,26 @@ func (r Report) WriteText(w io.Writer) error {
 	if r.Storm == nil {
 		row(who+" CPU while firing", "%.1f%% of one core (bench process: %.1f%%)", r.RelayCPU, r.BenchCPU)
 	}
-	if s := r.Storm; s != nil {
+	if s := r.Storm; s != nil && s.Kill {
+		row("kill: at", "+%.1f s; relay %d of %d SIGKILLed with %d operators on it (gone %.3f s after the signal)",
+			s.RestartAtS, s.KilledNode, r.Relays, s.OnKilled, s.DownS)
+		row("kill: operators back", "%d of %d dropped, the last %.2f s after the kill, on another relay (failed dials %d, not resumed %d)",
+			s.Reconnected, s.Dropped, s.BackS, s.FailedDials, s.NotResumed)
+		if s.FirstFailed != "" {
+			row("  first failed dial", "%.200s", s.FirstFailed)
+		}
+		if s.OtherDrops > 0 {
+			row("  dropped on the others", "%d (first: %.200s)", s.OtherDrops, s.FirstOther)
+		}
+		if s.CaughtUpS == 0 {
+			row("kill: caught up", "nothing to catch up (no card of an event answered before everyone was back came after the kill)")
+		} else {
+			row("kill: caught up", "%.2f s after the kill (%d cards to the moved operators delivered after it)", s.CaughtUpS, s.Missed)
+		}
+		row("kill: lost / duplicated", "%d / %d (whole run)", r.Lost, r.Duplicated)
+		row("kill: webhooks", "%d POSTs retried on another node for %d events; %d events never accepted", r.PostRetries, r.RetriedPosts, s.RefusedWhile)
+	}
+	if s := r.Storm; s != nil && !s.Kill {
 		row("restart: at", "+%.1f s; SIGTERM → exited %.2f s, → /healthz answered %.2f s later", s.RestartAtS, s.DownS, s.StartS)
 		row("restart: operators back", "%d of %d dropped, the last %.2f s after /healthz (failed dials %d, not resumed %d)",
 			s.Reconnected, s.Dropped, s.BackS, s.FailedDials, s.NotResumed)

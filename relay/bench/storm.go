@@ -19,10 +19,30 @@ type stormState struct {
 	dropped     atomic.Int64 // connections lost
 	back        atomic.Int64 // reconnects that got their hello
 	failedDials atomic.Int64
+
+	// With Kill: connections lost on the relays that were not killed,
+	// and the first one's reason.
+	victim      atomic.Int32 // the killed node, -1 before the kill
+	otherDrops  atomic.Int64
+	firstOther  atomic.Pointer[string]
+	firstFailed atomic.Pointer[string] // the first failed dial's reason
 }
 
-// StormReport is the reconnect storm (Options.Restart).
+// StormReport is the reconnect storm (Options.Restart) or the failover
+// (Options.Kill). With Kill the times count from the SIGKILL, as there is
+// no relay to wait for: BackS is SIGKILL → the last moved operator's hello,
+// CaughtUpS SIGKILL → the last card of an event accepted (answered 2xx)
+// before everyone was back.
 type StormReport struct {
+	Kill       bool `json:"kill,omitempty"`       // a cluster node killed, not the relay restarted
+	KilledNode int  `json:"killedNode,omitempty"` // 1-based
+	OnKilled   int  `json:"onKilledNode,omitempty"`
+	// With Kill: connections lost on the other relays (they moved too),
+	// the first one's reason, and the first failed dial's.
+	OtherDrops  int    `json:"droppedOnOthers,omitempty"`
+	FirstOther  string `json:"firstDropOnOthers,omitempty"`
+	FirstFailed string `json:"firstFailedDial,omitempty"`
+
 	RestartAtS    float64 `json:"restartAtSeconds"` // after the first event was fired
 	DownS         float64 `json:"downSeconds"`      // SIGTERM sent → the old relay exited
 	StartS        float64 `json:"startSeconds"`     // old relay exited → new one answers /healthz
@@ -49,6 +69,89 @@ func reconnectDelay(attempt int) time.Duration {
 		ceil *= 2
 	}
 	return time.Duration(rand.Int64N(int64(ceil) + 1))
+}
+
+// dropOn records a connection to node lost with err.
+func (st *stormState) dropOn(node int, err error) {
+	v := st.victim.Load()
+	if v < 0 || node == int(v) {
+		return
+	}
+	st.otherDrops.Add(1)
+	if st.firstOther.Load() == nil {
+		s := fmt.Sprintf("relay %d: %v", node+1, err)
+		st.firstOther.CompareAndSwap(nil, &s)
+	}
+}
+
+// retry paces an operator's reconnection as the agent's (agent/agent.go,
+// retry): with several relays, the next relay after only a short jitter
+// (exponent 0); the backoff grows by round, once every relay has been
+// tried. With one relay each attempt is a round.
+type retry struct {
+	relays  int // how many relays there are
+	attempt int // failed rounds: the backoff's exponent
+	tried   int // relays tried in this round
+}
+
+// failed records a failed attempt (or a connection that ended; stable if
+// it had been up) and returns the exponent of the delay before the next.
+func (r *retry) failed(stable bool) int {
+	if stable {
+		r.attempt, r.tried = 0, 0
+	}
+	r.tried++
+	if r.tried < r.relays {
+		return 0
+	}
+	n := r.attempt
+	r.attempt++
+	r.tried = 0
+	return n
+}
+
+// killStorm kills the cluster's last node with SIGKILL a third into the
+// firing and waits until every operator it had is back on another node
+// (or two minutes have passed).
+func killStorm(ctx context.Context, rp *relayProc, o Options, st *stormState, ops []*operator, progress func(string, ...any)) (*StormReport, error) {
+	nodes := rp.nodes()
+	victim := len(nodes) - 1
+	r := &StormReport{Kill: true, KilledNode: victim + 1, RestartAtS: o.Duration.Seconds() / 3}
+	if !sleep(ctx, o.Duration/3) {
+		return r, ctx.Err()
+	}
+	for _, op := range ops {
+		if int(op.node.Load()) == victim {
+			r.OnKilled++
+		}
+	}
+	progress("killing relay %d (SIGKILL) with %d of %d operators on it…", victim+1, r.OnKilled, len(ops))
+	r.stopAt = time.Now()
+	st.victim.Store(int32(victim))
+	if err := nodes[victim].kill(); err != nil {
+		return r, err
+	}
+	r.DownS = time.Since(r.stopAt).Seconds()
+	r.healthy = r.stopAt // the times count from the kill
+	deadline := time.Now().Add(2 * time.Minute)
+	for (st.back.Load() < int64(r.OnKilled) || st.back.Load() < st.dropped.Load()) && time.Now().Before(deadline) {
+		if !sleep(ctx, 5*time.Millisecond) {
+			return r, ctx.Err()
+		}
+	}
+	r.back = time.Now()
+	r.Dropped = int(st.dropped.Load())
+	r.Reconnected = int(st.back.Load())
+	r.FailedDials = int(st.failedDials.Load())
+	r.OtherDrops = int(st.otherDrops.Load())
+	if s := st.firstOther.Load(); s != nil {
+		r.FirstOther = *s
+	}
+	if s := st.firstFailed.Load(); s != nil {
+		r.FirstFailed = *s
+	}
+	progress("%d of %d dropped operators back on the other relays %.2f s after the kill", r.Reconnected, r.Dropped, r.back.Sub(r.stopAt).Seconds())
+	return r, nil
 }
 
 // restartStorm restarts the relay a third into the firing and waits until
@@ -100,12 +203,16 @@ func tallyStorm(r *StormReport, calls []call, ops []*operator) {
 	var caught time.Time
 	for n, c := range calls {
 		if !c.ok {
-			if !c.sent.Before(r.stopAt) && c.sent.Before(r.healthy) {
+			if r.Kill || !c.sent.Before(r.stopAt) && c.sent.Before(r.healthy) {
 				r.RefusedWhile++
 			}
 			continue
 		}
-		if !c.sent.Before(last) {
+		accepted := c.sent // the restart: posted before everyone was back
+		if r.Kill {
+			accepted = c.sent.Add(c.post) // the kill: answered 2xx before
+		}
+		if !accepted.Before(last) {
 			continue
 		}
 		for _, oi := range c.ops {
@@ -114,7 +221,9 @@ func tallyStorm(r *StormReport, calls []call, ops []*operator) {
 				continue
 			}
 			if f := op.recv[n].first; f.After(r.stopAt) {
-				r.Missed++
+				if !r.Kill || op.drops > 0 {
+					r.Missed++ // with Kill: the moved operators' only
+				}
 				if f.After(caught) {
 					caught = f
 				}

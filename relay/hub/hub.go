@@ -303,6 +303,26 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, op wire.Operator, po
 	h.wg.Add(1)
 	h.mu.Unlock()
 
+	resume, err := h.resumable(r.Context(), pos)
+	if err != nil {
+		// The log cannot say whether pos is still in it (a cluster
+		// electing the events stream's leader after losing a node):
+		// refused, so that the agent tries again, here or on another
+		// relay, rather than being told to start from the tail and
+		// missing what it had not received.
+		h.mu.Lock()
+		h.doneOpening(op.ID)
+		h.mu.Unlock()
+		h.wg.Done()
+		h.log.Warn("session refused: the event log cannot be read to resume", "operator", op.ID, "err", err)
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		json.NewEncoder(w).Encode(&wire.HandshakeError{Code: wire.CloseGoingAway,
+			Reason: "the relay cannot read its event log just now; try again"})
+		return
+	}
+
 	conn, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		h.mu.Lock()
@@ -328,7 +348,6 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, op wire.Operator, po
 	}
 	s.ctx = context.WithValue(ctx, peerKey{}, Peer(s))
 
-	resume := h.resumable(r.Context(), pos)
 	hello.Epoch = h.cfg.Log.Epoch()
 	hello.Resumed = resume
 	hello.Protocol = wire.ProtocolVersion
@@ -357,10 +376,12 @@ func (s *session) run(catchUp bool) {
 	s.conn.Close()
 }
 
-// resumable reports whether pos is a position in this log that has not expired.
-func (h *Hub) resumable(ctx context.Context, pos Position) bool {
+// resumable reports whether pos is a position in this log that has not
+// expired. An error is the log's bounds not read: whether pos can be
+// resumed is not known.
+func (h *Hub) resumable(ctx context.Context, pos Position) (bool, error) {
 	if pos.Epoch == "" || pos.Epoch != h.cfg.Log.Epoch() {
-		return false
+		return false, nil
 	}
 	h.mu.Lock()
 	last := h.lastDelivered
@@ -368,19 +389,19 @@ func (h *Hub) resumable(ctx context.Context, pos Position) bool {
 	if pos.Since > last {
 		// Not delivered yet as far as this node knows: ask the log itself.
 		_, l, err := h.cfg.Log.EventBounds(ctx)
-		if err != nil || pos.Since > l {
-			return false
+		if err != nil {
+			return false, err
 		}
-		return true
+		return pos.Since <= l, nil
 	}
 	if pos.Since == last {
-		return true
+		return true, nil
 	}
 	first, _, err := h.cfg.Log.EventBounds(ctx)
 	if err != nil {
-		return false
+		return false, err
 	}
-	return pos.Since+1 >= first
+	return pos.Since+1 >= first, nil
 }
 
 // register adds the session to the live feed and queues hello as its first
