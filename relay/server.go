@@ -46,6 +46,18 @@ import (
 // majority are told, in the close frame and the handshake's refusal.
 const cutOffReason = "this relay is cut off from its cluster's majority; connect to another"
 
+// cutOffAfter is how long a node must stay out of its cluster's majority
+// before it sends its agents elsewhere. An embedded cluster counts its
+// routes (majority.DefaultAfter); with an external NATS, JetStream's own
+// answer is all there is, and it fails during a leader election too, which
+// takes up to 15 s on a loaded machine after a server is lost.
+func cutOffAfter(n config.NATSConfig) time.Duration {
+	if n.URL != "" {
+		return 30 * time.Second
+	}
+	return majority.DefaultAfter
+}
+
 // catchUpLimit is how long a starting relay waits for the queue board to
 // catch up with its stream before it serves anyway.
 const catchUpLimit = 2 * time.Minute
@@ -347,7 +359,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	if s.store.Clustered() {
-		s.majority = &majority.Watch{Check: s.store, Logger: s.log, OnLost: func() {
+		s.majority = &majority.Watch{Check: s.store, Logger: s.log, After: cutOffAfter(s.cfg.NATS), OnLost: func() {
 			n := s.hub.CloseAll(wire.CloseGoingAway, cutOffReason)
 			s.log.Warn("closed the agents' sessions", "sessions", n)
 		}}

@@ -16,17 +16,16 @@ import (
 )
 
 // Checker answers whether the cluster's majority is in reach (the store's
-// Available: an account-info request, which only the meta leader answers).
+// ReachesMajority).
 type Checker interface {
-	Available(ctx context.Context) error
+	ReachesMajority(ctx context.Context) error
 }
 
 // Defaults of a Watch.
 const (
 	DefaultEvery = time.Second
 	// DefaultAfter is how long checks must keep failing before the node
-	// counts as cut off: longer than a leader election (a few seconds),
-	// so that losing one node of three does not move everybody.
+	// counts as cut off, so that a moment's loss of a route moves nobody.
 	DefaultAfter = 10 * time.Second
 )
 
@@ -68,7 +67,7 @@ func (w *Watch) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		cctx, cancel := context.WithTimeout(ctx, max(every, 2*time.Second))
-		err := w.Check.Available(cctx)
+		err := w.Check.ReachesMajority(cctx)
 		cancel()
 		if ctx.Err() != nil {
 			return nil

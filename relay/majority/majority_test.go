@@ -14,7 +14,7 @@ import (
 // switchable is a Checker whose answer the test sets.
 type switchable struct{ down atomic.Bool }
 
-func (s *switchable) Available(context.Context) error {
+func (s *switchable) ReachesMajority(context.Context) error {
 	if s.down.Load() {
 		return errors.New("no meta leader")
 	}

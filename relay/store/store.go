@@ -212,6 +212,9 @@ func share(budget int64, name string) int64 {
 type Store struct {
 	log  *slog.Logger
 	ns   *server.Server // nil when external
+	// clusterSize is how many servers the embedded cluster has (this one
+	// and the others its routes name); 0 when not an embedded cluster.
+	clusterSize int
 	nc   *nats.Conn
 	bulk *nats.Conn // for large writes (see queueState)
 	js   jetstream.JetStream
@@ -279,6 +282,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	s := &Store{log: o.Logger.With("component", "store"), clustered: o.clustered(), replicas: max(o.Replicas, 1), maxBytes: o.MaxBytes, requestWindow: o.RequestWindow,
 		replyKeep: max(1, (o.RequestIDsPerOperator+replySlots-1)/replySlots)}
 	s.presenceTTL = o.PresenceTTL
+	if o.URL == "" && o.Cluster != nil {
+		s.clusterSize = clusterSize(o.Cluster)
+	}
 	var err error
 	var token string // the embedded server's, when it listens for clients
 	connect := func(name string) (*nats.Conn, error) {
@@ -1488,6 +1494,43 @@ func (s *Store) Clustered() bool { return s.clustered }
 func (s *Store) Available(ctx context.Context) error {
 	if _, err := s.js.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("store: jetstream: %w", err)
+	}
+	return nil
+}
+
+// clusterSize counts the servers of an embedded cluster: this one and the
+// distinct others its routes name.
+func clusterSize(c *Cluster) int {
+	others := map[string]bool{}
+	for _, r := range c.Routes {
+		if u, err := url.Parse(r); err == nil && u.Host != c.Listen {
+			others[u.Host] = true
+		}
+	}
+	return 1 + len(others)
+}
+
+// ReachesMajority reports an error unless this node reaches a majority of
+// its cluster. With an embedded cluster it counts the servers its routes
+// are connected to (losing routes says so at once, while a leader
+// election, which also makes JetStream unavailable for a while, does
+// not); otherwise it asks JetStream (Available).
+func (s *Store) ReachesMajority(ctx context.Context) error {
+	if s.ns == nil || s.clusterSize == 0 {
+		return s.Available(ctx)
+	}
+	rz, err := s.ns.Routez(nil)
+	if err != nil {
+		return fmt.Errorf("store: routes: %w", err)
+	}
+	peers := map[string]bool{}
+	for _, r := range rz.Routes {
+		if r.RemoteName != "" {
+			peers[r.RemoteName] = true
+		}
+	}
+	if reached, quorum := 1+len(peers), s.clusterSize/2+1; reached < quorum {
+		return fmt.Errorf("store: this node reaches %d of the cluster's %d servers; a majority is %d", reached, s.clusterSize, quorum)
 	}
 	return nil
 }
