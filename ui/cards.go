@@ -170,11 +170,12 @@ func (s *cardStack) clear() {
 // of a run slow (BENCHMARKS.md, "Issue 16: the first card"): a card laid
 // out for nothing loads and measures every font the card uses (fyne parses
 // each style's faces, its emoji font and a fallback from the system's on
-// first use: 50–200 ms of the first card here). What stays per window (the
-// window, its GL context and shaders, its first paint) is left to the
-// first card: fyne creates a window's native side only by showing it.
-// Nothing is shown, so nothing can flash or take the focus. UI goroutine;
-// the app calls it once the tray item is up, so the tray comes no later.
+// first use: 50–200 ms), and a GL context made and dropped loads the
+// graphics driver (prepareGL). What stays per window (the window, its GL
+// context and shaders, its first paint) is left to the first card: fyne
+// creates a window's native side only by showing it. Nothing is shown, so
+// nothing can flash or take the focus. UI goroutine; the app calls it once
+// the tray item is up, so the tray comes no later.
 func (s *cardStack) warm() {
 	if s.warmed {
 		return
@@ -188,7 +189,9 @@ func (s *cardStack) warm() {
 		Client: &wire.Client{Name: "pult"}, ManagerState: wire.ManagerPending,
 	}, cardActions{now: s.a.serverNow})
 	k.obj.Resize(fyne.NewSize(cardWidth, k.obj.MinSize().Height))
-	s.a.log.Debug("first card prepared", "text", time.Since(start).Round(time.Millisecond))
+	text := time.Since(start)
+	gl := prepareGL()
+	s.a.log.Debug("first card prepared", "text", text.Round(time.Millisecond), "gl", gl.Round(time.Millisecond))
 }
 
 func (s *cardStack) ensureWindow() {
