@@ -170,7 +170,7 @@ func (s *cardStack) clear() {
 // of a run slow (BENCHMARKS.md, "Issue 16: the first card"): a card laid
 // out for nothing loads and measures every font the card uses (fyne parses
 // each style's faces, its emoji font and a fallback from the system's on
-// first use: 50–200 ms), and a GL context made and dropped loads the
+// first use: 50–150 ms here), and a GL context made and dropped loads the
 // graphics driver (prepareGL). What stays per window (the window, its GL
 // context and shaders, its first paint) is left to the first card: fyne
 // creates a window's native side only by showing it. Nothing is shown, so

@@ -10,9 +10,9 @@ import (
 
 // prepareGL makes a GL context in a window that is never shown, and drops
 // it: the first context of a process loads the graphics driver (with
-// Mesa's software renderer about 45 ms of the first card's 120–190 ms of
-// window creation, and 60 MB of RSS, most of it the driver's shared
-// libraries), which stays loaded for the card window's context. The
+// Mesa's software renderer about 60 ms of the first card, and 60 MiB of
+// RSS, 47 of them the driver's shared libraries), which stays loaded for
+// the card window's context. The
 // window is never mapped: no flash, no focus, no taskbar entry. It returns
 // how long that took (UI goroutine: fyne's main thread, as GLFW needs).
 func prepareGL() (took time.Duration) {
