@@ -177,7 +177,9 @@ func (s *cardStack) clear() {
 // nothing can flash or take the focus. UI goroutine; the app calls it once
 // the tray item is up, so the tray comes no later.
 func (s *cardStack) warm() {
-	if s.warmed {
+	// After the loop has ended fyne runs queued work off its thread: the
+	// app is ending then (as in tray.attach), and GLFW must not be called.
+	if s.warmed || s.a.tray.ended.Load() {
 		return
 	}
 	s.warmed = true
@@ -190,8 +192,15 @@ func (s *cardStack) warm() {
 	}, cardActions{now: s.a.serverNow})
 	k.obj.Resize(fyne.NewSize(cardWidth, k.obj.MinSize().Height))
 	text := time.Since(start)
-	gl := prepareGL()
-	s.a.log.Debug("first card prepared", "text", text.Round(time.Millisecond), "gl", gl.Round(time.Millisecond))
+	// The GL part as work of its own: a call that came meanwhile is shown
+	// first.
+	s.a.do(func() {
+		if s.a.tray.ended.Load() {
+			return
+		}
+		gl := prepareGL()
+		s.a.log.Debug("first card prepared", "text", text.Round(time.Millisecond), "gl", gl.Round(time.Millisecond))
+	})
 }
 
 func (s *cardStack) ensureWindow() {
