@@ -165,3 +165,36 @@ func BenchmarkCallCardShown(b *testing.B) {
 	}
 	l.wait(a.cards.stopTimers)
 }
+
+// Preparing the first card at start-up (cardStack.warm, once the tray is
+// up) shows nothing and leaves nothing behind: no window, card,
+// notification, recent call or timer; the loop may still park. A call
+// after it gets its card as before.
+func TestCardWarmShowsNothing(t *testing.T) {
+	ta := newTestApp(t, true)
+	ta.online()
+	var windows int
+	test.AssertNotificationSent(t, nil, func() {
+		ta.loop.wait(func() {
+			windows = len(ta.fa.Driver().AllWindows())
+			ta.a.cards.warm()
+			ta.a.cards.warm() // once is enough
+		})
+	})
+	ta.loop.wait(func() {
+		s := ta.a.cards
+		if n := len(ta.fa.Driver().AllWindows()); n != windows {
+			t.Errorf("%d windows after warming, %d before", n, windows)
+		}
+		if len(s.cards) != 0 || len(s.byID) != 0 || s.ticker != nil || len(ta.a.recent.data.Calls) != 0 {
+			t.Errorf("warming left cards %d, ids %d, a timer %v, recent calls %d", len(s.cards), len(s.byID), s.ticker != nil, len(ta.a.recent.data.Calls))
+		}
+		if !s.warmed {
+			t.Error("not marked as warmed")
+		}
+	})
+	c := demoCall()
+	c.StartedAt = time.Now().UTC()
+	ta.relay.Publish(wire.TypeCall, c)
+	ta.loop.eventually(t, "card", func() bool { return ta.a.cards.byID[c.ID] != nil && len(ta.a.cards.cards) == 1 })
+}

@@ -29,6 +29,7 @@ type cardStack struct {
 	byID      map[string]*callCard
 	dismissed map[string]time.Time
 	ticker    *ticker
+	warmed    bool
 }
 
 func newCardStack(a *App) *cardStack {
@@ -163,6 +164,43 @@ func (s *cardStack) clear() {
 	for len(s.cards) > 0 {
 		s.remove(s.cards[0].call.ID, false)
 	}
+}
+
+// warm does, once and before any call, the work that made the first card
+// of a run slow (BENCHMARKS.md, "Issue 16: the first card"): a card laid
+// out for nothing loads and measures every font the card uses (fyne parses
+// each style's faces, its emoji font and a fallback from the system's on
+// first use: 50–150 ms here), and a GL context made and dropped loads the
+// graphics driver (prepareGL). What stays per window (the window, its GL
+// context and shaders, its first paint) is left to the first card: fyne
+// creates a window's native side only by showing it. Nothing is shown, so
+// nothing can flash or take the focus. UI goroutine; the app calls it once
+// the tray item is up, so the tray comes no later.
+func (s *cardStack) warm() {
+	// After the loop has ended fyne runs queued work off its thread: the
+	// app is ending then (as in tray.attach), and GLFW must not be called.
+	if s.warmed || s.a.tray.ended.Load() {
+		return
+	}
+	s.warmed = true
+	start := time.Now()
+	now := s.a.serverNow()
+	k := newCallCard(s.a.tr, wire.Call{
+		ID: "warm", Direction: wire.DirectionIn, State: wire.CallRinging, StartedAt: now,
+		Phone: "+79160000000", Line: "+74950000000", Site: "pult",
+		Client: &wire.Client{Name: "pult"}, ManagerState: wire.ManagerPending,
+	}, cardActions{now: s.a.serverNow})
+	k.obj.Resize(fyne.NewSize(cardWidth, k.obj.MinSize().Height))
+	text := time.Since(start)
+	// The GL part as work of its own: a call that came meanwhile is shown
+	// first.
+	s.a.do(func() {
+		if s.a.tray.ended.Load() {
+			return
+		}
+		gl := prepareGL()
+		s.a.log.Debug("first card prepared", "text", text.Round(time.Millisecond), "gl", gl.Round(time.Millisecond))
+	})
 }
 
 func (s *cardStack) ensureWindow() {

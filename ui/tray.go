@@ -186,6 +186,9 @@ func (t *tray) attach() {
 	t.lastIcon, t.lastTip = nil, ""
 	t.a.refresh()
 	t.a.log.Debug("tray menu ready", "items", len(t.layout))
+	// With the tray up, and as work of its own so a call's event can come
+	// first: the first card then shows as fast as the next ones.
+	t.a.do(t.a.cards.warm)
 }
 
 func (t *tray) readClicks(it *fyne.MenuItem, clicked, stop <-chan struct{}) {
