@@ -33,6 +33,7 @@ import (
 const (
 	EventsStream    = "PULT_EVENTS"
 	eventsPrefix    = "pult.ev."
+	callsPrefix     = "pult.call." // a call's record, in EventsStream beside its cards
 	OutboxStream    = "PULT_OUTBOX"
 	OutboxPrefix    = "pult.outbox."
 	DeadStream      = "PULT_DEAD"
@@ -511,7 +512,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		MaxBytes:    share(o.MaxBytes, EventsStream),
 		Discard:     jetstream.DiscardOld,
 		Description: "per-operator event streams (call cards, statuses, notices)",
-		Subjects:    []string{eventsPrefix + ">"},
+		Subjects:    []string{eventsPrefix + ">", callsPrefix + ">"},
 		Storage:     jetstream.FileStorage,
 		MaxAge:      o.EventRetention,
 		Duplicates:  2 * time.Minute,
@@ -1286,34 +1287,6 @@ func CallKey(callID, phone string) string {
 	}
 	h := sha256.Sum256([]byte(src))
 	return "c." + hex.EncodeToString(h[:16])
-}
-
-// LoadCall returns a call's record (JSON) and its revision; nil and 0 when
-// there is none.
-func (s *Store) LoadCall(ctx context.Context, key string) ([]byte, uint64, error) {
-	return load(ctx, s.calls, "call", key)
-}
-
-// SaveCall stores a call's record if it is still at revision rev (0: if
-// there is none); otherwise ErrConflict.
-func (s *Store) SaveCall(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
-	return save(ctx, s.calls, "call", key, data, rev)
-}
-
-// CallKeys lists the calls kept (within CallRetention), calling fn for each
-// until it returns false.
-func (s *Store) CallKeys(ctx context.Context, fn func(key string) bool) error {
-	keys, err := s.calls.ListKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("store: list calls: %w", err)
-	}
-	defer keys.Stop()
-	for k := range keys.Keys() {
-		if !fn(k) {
-			break
-		}
-	}
-	return nil
 }
 
 // LoadStatus returns an operator's status (JSON) and its revision; nil and 0
