@@ -54,7 +54,7 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	status, code := "ok", http.StatusOK
-	if !s.store.Conn().IsConnected() {
+	if !s.store.Connected() {
 		status, code = "nats disconnected", http.StatusServiceUnavailable
 	} else if s.store.Clustered() {
 		// A node cut off from its cluster's majority is connected to its

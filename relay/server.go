@@ -190,6 +190,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer s.store.Close()
 
+	// The parts' context (and background work's, spawn): it ends when they
+	// stop, after the listeners and the hub.
+	runCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	s.bgCtx = runCtx
+
 	s.ops, err = operators.Open(ctx, s.store.OperatorsBucket())
 	if err != nil {
 		return err
@@ -240,7 +246,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.metrics.trackBoard(s.board)
 	s.presence = presence.New(presence.Config{Log: s.log, Store: s.store, Sink: s.board, Node: node,
-		Now: func() time.Time { return s.clock() }, Sessions: func(id string) int { return s.hub.Connected(id) }})
+		Now: func() time.Time { return s.clock() }})
 	s.calls = &calls{cfg: &s.cfg, log: s.log, store: s.store, cache: call.NewCache(call.CacheGeneration), ops: s.ops,
 		board: s.board, mgr: s.mgr, metrics: s.metrics, sites: s.sites, clock: s.clock, spawn: s.spawn}
 	chatsCfg := chats.Config{Log: s.log, Store: s.store, Outbox: s.outbox, Operators: s.ops, Auth: s.authOperator,
@@ -347,9 +353,6 @@ func (s *Server) Run(ctx context.Context) error {
 		}}
 	}
 
-	runCtx, stop := context.WithCancel(context.Background())
-	defer stop()
-	s.bgCtx = runCtx
 	errc := make(chan error, 16) // more than the parts: none blocks on a failure
 	var parts sync.WaitGroup
 	start := func(name string, run func(context.Context) error) {

@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/outbox"
@@ -22,14 +20,14 @@ import (
 //
 // Every finished call the relay saw (whatever PBX reported it) and every
 // call a PBX uploads to the relay's own telephony/calls/upload is appended
-// to the PULT_CALL_UPLOADS stream (store.PublishUpload). With retailCRM
-// configured, one batcher (a durable consumer, so with several relay nodes
-// only one takes each record) collects up to 50 records — waiting at most
-// [retailcrm] upload_wait after the first — and enqueues one outbox job per
-// batch, "retailcrm.calls", whose handler sends them with calls/upload. The
-// records are acknowledged only once the job is stored, so a crash in
-// between sends a batch twice at worst, which retailCRM reports as
-// duplicateCalls: delivered.
+// to the call history (store.RecordCall, store.PublishPBXUpload). With
+// retailCRM configured, one batcher (store.ReadUploads: a reader shared by
+// the relay nodes, so that only one takes each record) collects up to 50
+// records — waiting at most [retailcrm] upload_wait after the first — and
+// enqueues one outbox job per batch, "retailcrm.calls", whose handler sends
+// them with calls/upload. The records are acknowledged only once the job is
+// stored, so a crash in between sends a batch twice at worst, which
+// retailCRM reports as duplicateCalls: delivered.
 
 const (
 	jobCRMCalls    = "retailcrm.calls"
@@ -53,8 +51,7 @@ func (c *calls) recordHistory(ctx context.Context, rec *call.Record) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.store.PublishUpload(ctx, b, "upload.call."+rec.ID, store.UploadFromCall)
-	return err
+	return c.store.RecordCall(ctx, rec.ID, b)
 }
 
 // historyFor is a finished call as retailCRM's call history wants it.
@@ -115,79 +112,17 @@ const maxUploadBatch = retailcrm.MaxUploadCalls
 
 // runUploads batches the call history into calls/upload jobs until ctx ends.
 func (y *crmSync) runUploads(ctx context.Context) error {
-	wait := y.cfg.RetailCRM.UploadWait.Duration
-	cons, err := y.store.UploadsConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       uploadConsumer,
-		Description:   "pult: call history to retailCRM calls/upload, in batches",
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       wait + 30*time.Second,
-		MaxDeliver:    -1,
-		MaxAckPending: 10 * maxUploadBatch,
-	})
-	if err != nil {
-		return err
-	}
-	pause := time.Second
-	for ctx.Err() == nil {
-		it, err := cons.Messages(jetstream.PullMaxMessages(maxUploadBatch))
-		if err == nil {
-			err = y.batchUploads(ctx, it, wait)
-			pause = time.Second
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		y.log.Warn("reading the call history failed", "err", err, "retry_in", pause)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, 30*time.Second)
-	}
-	return nil
-}
-
-// batchUploads reads the history through it, flushing a batch when it is
-// full or wait after its first record, until it ends. When ctx ends it is
-// drained (a fetch cut off instead could lose records on their way here to
-// the ack deadline), and what it still hands over goes back to the stream.
-func (y *crmSync) batchUploads(ctx context.Context, it jetstream.MessagesContext, wait time.Duration) error {
-	defer outbox.DrainOnDone(ctx, it)()
-	for {
-		first, err := it.Next()
-		if err != nil {
-			return err
-		}
-		batch := []jetstream.Msg{first}
-		deadline := time.Now().Add(wait)
-		for len(batch) < maxUploadBatch && ctx.Err() == nil {
-			left := time.Until(deadline)
-			if left <= 20*time.Millisecond {
-				break
-			}
-			m, err := it.Next(jetstream.NextMaxWait(left))
-			if err != nil {
-				break // send what there is
-			}
-			batch = append(batch, m)
-		}
-		if ctx.Err() != nil {
-			for _, m := range batch {
-				outbox.Requeue(m) // the next run takes them at once
-			}
-			continue
-		}
-		y.flushUploads(ctx, batch)
-	}
+	return y.store.ReadUploads(ctx, store.UploadReader{
+		Name:        uploadConsumer,
+		Description: "pult: call history to retailCRM calls/upload, in batches",
+		Max:         maxUploadBatch,
+		Wait:        y.cfg.RetailCRM.UploadWait.Duration,
+	}, y.flushUploads)
 }
 
 // flushUploads enqueues one calls/upload job for a batch of history
-// records, then acknowledges them.
-func (y *crmSync) flushUploads(ctx context.Context, batch []jetstream.Msg) {
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
+// records; an error gives the batch back to the history, to be read again.
+func (y *crmSync) flushUploads(ctx context.Context, batch []store.Upload) error {
 	type entry struct {
 		call retailcrm.UploadCall
 		pbx  bool
@@ -196,15 +131,15 @@ func (y *crmSync) flushUploads(ctx context.Context, batch []jetstream.Msg) {
 	byID := map[string]int{}
 	h := sha256.New()
 	var firstSeq uint64
-	for _, m := range batch {
-		if md, err := m.Metadata(); err == nil {
+	for _, u := range batch {
+		if u.Seq != 0 {
 			if firstSeq == 0 {
-				firstSeq = md.Sequence.Stream
+				firstSeq = u.Seq
 			}
-			h.Write([]byte(strconv.FormatUint(md.Sequence.Stream, 10) + ","))
+			h.Write([]byte(strconv.FormatUint(u.Seq, 10) + ","))
 		}
 		var c retailcrm.UploadCall
-		if err := json.Unmarshal(m.Data(), &c); err != nil {
+		if err := json.Unmarshal(u.Data, &c); err != nil {
 			y.log.Error("unreadable call history record left out", "err", err)
 			continue
 		}
@@ -213,7 +148,7 @@ func (y *crmSync) flushUploads(ctx context.Context, batch []jetstream.Msg) {
 			y.log.Warn("invalid call history record left out", "call", c.ExternalID, "err", err)
 			continue
 		}
-		e := entry{call: c, pbx: m.Headers().Get(store.HeaderUploadSource) != store.UploadFromCall}
+		e := entry{call: c, pbx: u.FromPBX}
 		// One call reported twice (by the PBX's own upload and by its
 		// events) goes once: the PBX knows more (the recording, say).
 		if i, ok := byID[c.ExternalID]; ok && c.ExternalID != "" {
@@ -227,25 +162,19 @@ func (y *crmSync) flushUploads(ctx context.Context, batch []jetstream.Msg) {
 		}
 		calls = append(calls, e)
 	}
-	if len(calls) > 0 {
-		job := callsJob{Calls: make([]retailcrm.UploadCall, len(calls))}
-		for i, e := range calls {
-			job.Calls[i] = e.call
-		}
-		id := fmt.Sprintf("crm-calls.%d.%s", firstSeq, hex.EncodeToString(h.Sum(nil)[:6]))
-		if err := y.outbox.Enqueue(bctx, jobCRMCalls, id, job); err != nil {
-			y.log.Error("call history batch not queued; will try again", "err", err)
-			for _, m := range batch {
-				m.NakWithDelay(time.Second)
-			}
-			return
-		}
+	if len(calls) == 0 {
+		return nil
 	}
-	for _, m := range batch {
-		if err := m.DoubleAck(bctx); err != nil {
-			y.log.Warn("call history record not acknowledged; it may be uploaded twice (harmless)", "err", err)
-		}
+	job := callsJob{Calls: make([]retailcrm.UploadCall, len(calls))}
+	for i, e := range calls {
+		job.Calls[i] = e.call
 	}
+	id := fmt.Sprintf("crm-calls.%d.%s", firstSeq, hex.EncodeToString(h.Sum(nil)[:6]))
+	if err := y.outbox.Enqueue(ctx, jobCRMCalls, id, job); err != nil {
+		y.log.Error("call history batch not queued; will try again", "err", err)
+		return err
+	}
+	return nil
 }
 
 // sendCallsUpload is the outbox handler of a calls/upload batch. Calls

@@ -1220,15 +1220,6 @@ func (b *Board) snapshotLocked() wire.QueueSnapshot {
 	return s
 }
 
-// Snapshot is the board now (for tests and the admin API).
-func (b *Board) Snapshot() wire.QueueSnapshot {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.advanceLocked(b.clockNow())
-	b.flushLocked()
-	return b.snapshotLocked()
-}
-
 // SubscribeWS subscribes a supervisor's session: the reply to the request
 // (the snapshot) is queued on the session under the board's lock, so no
 // delta can overtake it. A session subscribed already starts over.
@@ -1353,14 +1344,3 @@ func (b *Board) Leading() bool { return b.leading.Load() }
 // Checkpoints counts the checkpoints this node has written (tests,
 // metrics).
 func (b *Board) Checkpoints() int64 { return b.saved.Load() }
-
-// Abandon makes Run end without a last checkpoint and without releasing
-// the checkpoint lease, as if the process had been killed. For tests.
-func (b *Board) Abandon() { b.abandoned.Store(true) }
-
-// Subscribers counts the subscriptions (tests, metrics).
-func (b *Board) Subscribers() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.subs)
-}

@@ -2,8 +2,11 @@ package call
 
 import "maps"
 
-// CacheForTest is a handle on a Cache's internals for tests elsewhere; no
-// production code uses it.
+// Test hooks: the relay's tests (package relay, which cannot see an
+// _test.go file of this package) rewind a cache through these. No
+// production code calls them (TestTestHooksStayInTests).
+
+// CacheForTest is a handle on a Cache's internals for tests elsewhere.
 type CacheForTest struct{ c *Cache }
 
 // ForTest returns c's test handle.

@@ -102,10 +102,10 @@ type Config struct {
 	// the reason (wire.CloseRateLimited or wire.CloseTooManySessions).
 	OnThrottled func(opID string, code int)
 	// OnPresence is called, on a goroutine of its own, after an operator's
-	// first session opened or the last closed, with the operator's sessions
-	// counted at the time of the call (calls may arrive out of order; the
-	// count is the truth when it is made).
-	OnPresence func(opID string, sessions int)
+	// first session opened or the last closed, with a way to count the
+	// operator's sessions (Connected). Calls may arrive out of order: the
+	// count, made when the callee needs it, is the truth.
+	OnPresence func(opID string, sessions func() int)
 }
 
 // Hub holds the sessions.
@@ -185,8 +185,10 @@ func (h *Hub) Deliver(ev store.Event) {
 	}
 }
 
-// presence tells OnPresence how many sessions the operator has now.
-func (h *Hub) presence(opID string) { h.cfg.OnPresence(opID, h.Connected(opID)) }
+// presence tells OnPresence the operator's sessions changed.
+func (h *Hub) presence(opID string) {
+	h.cfg.OnPresence(opID, func() int { return h.Connected(opID) })
+}
 
 // Connected counts the operator's sessions on this node.
 func (h *Hub) Connected(opID string) int {

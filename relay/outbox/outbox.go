@@ -500,14 +500,14 @@ func (o *Outbox) work(ctx, hard context.Context, k *kind, cons jetstream.Consume
 // drain works the jobs it yields until it ends, draining it when ctx ends;
 // jobs it hands over after that go back to the queue unstarted.
 func (o *Outbox) drain(ctx, hard context.Context, k *kind, it jetstream.MessagesContext) error {
-	defer DrainOnDone(ctx, it)()
+	defer drainOnDone(ctx, it)()
 	for {
 		m, err := it.Next()
 		if err != nil {
 			return err
 		}
 		if ctx.Err() != nil {
-			Requeue(m)
+			requeue(m)
 			continue
 		}
 		o.process(ctx, hard, k, m)
@@ -618,7 +618,7 @@ const opTimeout = 10 * time.Second
 func (o *Outbox) process(ctx, hard context.Context, k *kind, m jetstream.Msg) {
 	md, err := m.Metadata()
 	if err != nil {
-		Requeue(m)
+		requeue(m)
 		return
 	}
 	seq := md.Sequence.Stream
@@ -658,7 +658,7 @@ func (o *Outbox) process(ctx, hard context.Context, k *kind, m jetstream.Msg) {
 	unhold := o.hold(m)
 	if err := k.tokens(ctx); err != nil {
 		unhold()
-		Requeue(m) // stopping: the next run takes it at once
+		requeue(m) // stopping: the next run takes it at once
 		return
 	}
 	start := time.Now().UTC()
@@ -682,7 +682,7 @@ func (o *Outbox) process(ctx, hard context.Context, k *kind, m jetstream.Msg) {
 		return
 	}
 	if hard.Err() != nil {
-		Requeue(m) // cut off by the stop: outcome unknown, so it runs again
+		requeue(m) // cut off by the stop: outcome unknown, so it runs again
 		return
 	}
 
@@ -723,11 +723,11 @@ func (o *Outbox) process(ctx, hard context.Context, k *kind, m jetstream.Msg) {
 	o.attempted(k.name, OutcomeRetry)
 }
 
-// DrainOnDone drains it when ctx ends, so that what is on its way is still
-// handed over (and can be given back with Requeue) instead of being lost
+// drainOnDone drains it when ctx ends, so that what is on its way is still
+// handed over (and can be given back with requeue) instead of being lost
 // to the ack deadline; the returned func, called when the caller is done
 // reading, stops it instead if ctx has not ended.
-func DrainOnDone(ctx context.Context, it jetstream.MessagesContext) (done func()) {
+func drainOnDone(ctx context.Context, it jetstream.MessagesContext) (done func()) {
 	stopped := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -742,11 +742,11 @@ func DrainOnDone(ctx context.Context, it jetstream.MessagesContext) (done func()
 	return func() { close(stopped); <-finished }
 }
 
-// Requeue gives a message back for redelivery at once, in a way that
+// requeue gives a message back for redelivery at once, in a way that
 // survives a restart: JetStream records a delayed nak in the consumer's
 // state, while a plain one only queues the message in the server's memory,
 // and after a restart it would wait out the whole ack deadline.
-func Requeue(m jetstream.Msg) { m.NakWithDelay(time.Millisecond) }
+func requeue(m jetstream.Msg) { m.NakWithDelay(time.Millisecond) }
 
 // call runs a handler; a panic is a failure that retrying will not fix.
 func call(h Handler, ctx context.Context, job Job) (err error) {

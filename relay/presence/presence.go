@@ -83,7 +83,6 @@ type Tracker struct {
 	sink  Sink
 	node  string
 	now   func() time.Time
-	count func(opID string) int // Config.Sessions
 
 	mu    sync.Mutex
 	local map[string]time.Time // operators with a session here, since when
@@ -107,11 +106,6 @@ type Config struct {
 	Sink  Sink
 	Node  string           // this node's id (Node() when empty)
 	Now   func() time.Time // time.Now when nil
-	// Sessions, if set, counts an operator's sessions on this node now
-	// (the hub's Connected): Local reads it under the tracker's lock
-	// rather than trusting the count it is given, so that calls racing
-	// each other leave the last word to the truth.
-	Sessions func(opID string) int
 }
 
 // Node is a fresh node id: the host's name (for people reading logs) and
@@ -145,7 +139,6 @@ func New(cfg Config) *Tracker {
 	}
 	return &Tracker{
 		log: cfg.Log.With("component", "presence", "node", cfg.Node), store: cfg.Store, sink: cfg.Sink, node: cfg.Node, now: cfg.Now,
-		count: cfg.Sessions,
 		local: map[string]time.Time{}, gone: map[string]time.Time{}, dirty: make(chan struct{}, 1), synced: make(chan struct{}),
 		nodes: map[string]*record{}, online: map[string]bool{}, beat: max(cfg.Store.PresenceTTL()/3, 10*time.Millisecond),
 	}
@@ -154,20 +147,20 @@ func New(cfg Config) *Tracker {
 // Node is this node's id.
 func (t *Tracker) Node() string { return t.node }
 
-// Local records how many sessions an operator has on this node now (the
-// hub's OnPresence; with Config.Sessions the count is read again here).
-func (t *Tracker) Local(opID string, sessions int) {
+// Local records whether an operator has sessions on this node now: it is
+// the hub's OnPresence, and sessions counts them (the hub's Connected).
+// The count is read under the tracker's lock rather than when the hub
+// calls, so that calls racing each other leave the last word to the truth.
+func (t *Tracker) Local(opID string, sessions func() int) {
 	t.mu.Lock()
-	if t.count != nil {
-		sessions = t.count(opID)
-	}
+	n := sessions()
 	_, had := t.local[opID]
 	now := t.now().UTC()
 	switch {
-	case sessions > 0 && !had:
+	case n > 0 && !had:
 		t.local[opID] = now
 		delete(t.gone, opID)
-	case sessions <= 0 && had:
+	case n <= 0 && had:
 		delete(t.local, opID)
 		t.gone[opID] = now
 	default:
@@ -185,11 +178,6 @@ func (t *Tracker) Local(opID string, sessions int) {
 // Synced is closed once the records as they were when Run started have
 // been seen.
 func (t *Tracker) Synced() <-chan struct{} { return t.synced }
-
-// Abandon makes the tracker write nothing more and Run end without
-// removing this node's record, as if the process had been killed: the
-// others see its operators go when the record expires. For tests.
-func (t *Tracker) Abandon() { t.abandoned.Store(true) }
 
 // Run writes this node's record (on change, and every TTL/3) and watches
 // every node's until ctx ends; then it removes this node's record.

@@ -123,7 +123,7 @@ func TestTrackers(t *testing.T) {
 	const n = 1000
 	before := st.writes("a")
 	for i := range n {
-		a.Local(fmt.Sprintf("op%d", i), 1)
+		a.Local(fmt.Sprintf("op%d", i), count(1))
 	}
 	if on, _ := sa.state("op0"); !on {
 		t.Error("an operator connected here is not online here at once")
@@ -138,13 +138,13 @@ func TestTrackers(t *testing.T) {
 	}
 
 	// The same operator on both nodes: online while either has them.
-	b.Local("op1", 1)
-	a.Local("op1", 0)
+	b.Local("op1", count(1))
+	a.Local("op1", count(0))
 	time.Sleep(3 * coalesce)
 	if on, _ := sb.state("op1"); !on {
 		t.Error("op1, still connected to b, went offline")
 	}
-	a.Local("op0", 0)
+	a.Local("op0", count(0))
 	eventually(t, "op0 offline on b", func() bool { on, _ := sb.state("op0"); return !on })
 	_, goneA := sa.state("op0")
 	if _, goneB := sb.state("op0"); !goneB.Equal(goneA) {
@@ -163,7 +163,7 @@ func TestTrackers(t *testing.T) {
 
 	// c is killed: its record stays until it expires.
 	c, _, cancelC, doneC := start(t, st, "c")
-	c.Local("op7", 1)
+	c.Local("op7", count(1))
 	eventually(t, "op7 online on b", func() bool { on, _ := sb.state("op7"); return on })
 	c.Abandon()
 	cancelC()
@@ -183,7 +183,7 @@ func TestHeartbeat(t *testing.T) {
 	st := newMemStore(60 * time.Millisecond)
 	a, _, cancel, done := start(t, st, "a")
 	defer func() { cancel(); <-done }()
-	a.Local("op", 1)
+	a.Local("op", count(1))
 	w := st.writes("a")
 	time.Sleep(200 * time.Millisecond)
 	if got := st.writes("a") - w; got < 3 || got > 12 {
@@ -191,29 +191,33 @@ func TestHeartbeat(t *testing.T) {
 	}
 }
 
-// With Sessions, a stale count (a callback overtaken by a later one) does
-// not win: the tracker reads the count again.
+// A late callback (overtaken by a later one) does not win: the tracker
+// reads the count when it handles the call, not when the hub made it.
 func TestLocalReadsTheTruth(t *testing.T) {
 	st := newMemStore(time.Hour)
 	var mu sync.Mutex
 	truth := map[string]int{}
 	sk := newSink()
-	tr := New(Config{Log: slog.New(slog.DiscardHandler), Store: st, Sink: sk, Node: "a", Sessions: func(id string) int {
+	tr := New(Config{Log: slog.New(slog.DiscardHandler), Store: st, Sink: sk, Node: "a"})
+	sessions := func() int {
 		mu.Lock()
 		defer mu.Unlock()
-		return truth[id]
-	}})
+		return truth["op"]
+	}
 	// The session opened and closed; the callback of the opening, late,
-	// says 1.
-	tr.Local("op", 1)
+	// comes now.
+	tr.Local("op", sessions)
 	if on, _ := sk.state("op"); on {
 		t.Error("online with no session")
 	}
 	mu.Lock()
 	truth["op"] = 1
 	mu.Unlock()
-	tr.Local("op", 0)
+	tr.Local("op", sessions) // the closing's callback, with a session open again
 	if on, _ := sk.state("op"); !on {
 		t.Error("offline with a session")
 	}
 }
+
+// count is a constant session count, for Local.
+func count(n int) func() int { return func() int { return n } }

@@ -5,12 +5,33 @@
 // presence bucket, whose entries expire unless renewed). By default it
 // embeds a nats-server with JetStream on local disk; given a URL it uses an
 // external NATS through the same code path.
+//
+// The store speaks in verbs: load and save a call or a status (a lost
+// compare-and-set is ErrConflict), append and tail the event log, remember
+// replies and transcripts, record and read the call history, save the
+// board's checkpoint, hold presence and leases. Its callers see bytes,
+// keys, revisions and sequences, never a NATS or JetStream type, and every
+// key of its buckets is made in keys.go. The relay's root package imports
+// neither nats nor jetstream.
+//
+// Two parts are the exception, because they are built on JetStream's own
+// semantics rather than on the store's records: package outbox is a
+// JetStream work queue (a consumer's redelivery, naks with delay, message-id
+// dedupe, the dead-letter stream), and package operators watches its
+// bucket for every change (a revocation reaches every node that way). Each
+// gets its own handles — Outbox, OperatorsBucket — owns the keys and
+// values in them, and is the only one to touch them; the root only passes
+// the handles from the store to the part at start.
+//
+// Goroutines: the store runs none of its own beyond the embedded server's
+// and NATS's. Its verbs run on their callers'; the feeds (Tail, TailQueue,
+// WatchPresence, WatchStatuses, ReadUploads) run on the goroutine that
+// calls them — a part's Run — until its context ends.
 package store
 
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -73,9 +94,9 @@ const MaxPayload = 8 << 20
 
 // Headers of call-history records in UploadsStream.
 const (
-	HeaderUploadSource = "Pult-Upload-Source" // UploadFromPBX or UploadFromCall
-	UploadFromPBX      = "pbx"                // a PBX uploaded it (telephony/calls/upload)
-	UploadFromCall     = "call"               // the relay made it from a finished call's events
+	hdrUploadSource = "Pult-Upload-Source" // uploadFromPBX or uploadFromCall
+	uploadFromPBX   = "pbx"                // a PBX uploaded it (telephony/calls/upload)
+	uploadFromCall  = "call"               // the relay made it from a finished call's events
 )
 
 // OutboxDedupeWindow is how long the outbox remembers a job id: enqueueing
@@ -757,8 +778,9 @@ func (s *Store) Close() {
 	}
 }
 
-// Conn is the NATS connection (for components that subscribe).
-func (s *Store) Conn() *nats.Conn { return s.nc }
+// Connected reports whether the store's connection to NATS is up (the
+// embedded server's, or the external one's).
+func (s *Store) Connected() bool { return s.nc.IsConnected() }
 
 // Epoch identifies this incarnation of the event log: it changes only if the
 // log is recreated, which makes older sequence numbers meaningless.
@@ -924,17 +946,17 @@ func parseNanos(s string) time.Time {
 	return time.Unix(0, n)
 }
 
-// PublishUpload stores a call-history record; source is UploadFromPBX or
-// UploadFromCall. It reports whether the same msgID was stored before
+// publishUpload stores a call-history record; source is uploadFromPBX or
+// uploadFromCall. It reports whether the same msgID was stored before
 // (within the window).
-func (s *Store) PublishUpload(ctx context.Context, data []byte, msgID, source string) (duplicate bool, err error) {
+func (s *Store) publishUpload(ctx context.Context, data []byte, msgID, source string) (duplicate bool, err error) {
 	var opts []jetstream.PublishOpt
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
 	m := nats.NewMsg(UploadsSubject)
 	m.Data = data
-	m.Header.Set(HeaderUploadSource, source)
+	m.Header.Set(hdrUploadSource, source)
 	ack, err := s.js.PublishMsg(ctx, m, opts...)
 	if err != nil {
 		return false, fmt.Errorf("store: store call upload: %w", err)
@@ -942,7 +964,7 @@ func (s *Store) PublishUpload(ctx context.Context, data []byte, msgID, source st
 	return ack.Duplicate, nil
 }
 
-// PublishPBXUpload stores a call a PBX uploaded (UploadFromPBX) unless a
+// PublishPBXUpload stores a call a PBX uploaded (uploadFromPBX) unless a
 // call with the same external id was uploaded before, at any time within
 // UploadedRetention: it then stores nothing and reports a duplicate. An
 // empty externalID is never a duplicate.
@@ -953,7 +975,7 @@ func (s *Store) PublishUpload(ctx context.Context, data []byte, msgID, source st
 // and reaches retailCRM twice, which retailCRM reports as its own duplicate.
 func (s *Store) PublishPBXUpload(ctx context.Context, data []byte, externalID string) (duplicate bool, err error) {
 	if externalID == "" {
-		return s.PublishUpload(ctx, data, "", UploadFromPBX)
+		return s.publishUpload(ctx, data, "", uploadFromPBX)
 	}
 	key := uploadedKey(externalID)
 	if _, err := s.uploaded.Get(ctx, key); err == nil {
@@ -961,7 +983,7 @@ func (s *Store) PublishPBXUpload(ctx context.Context, data []byte, externalID st
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return false, fmt.Errorf("store: uploaded calls: %w", err)
 	}
-	dup, err := s.PublishUpload(ctx, data, "upload."+key, UploadFromPBX)
+	dup, err := s.publishUpload(ctx, data, "upload."+key, uploadFromPBX)
 	if err != nil {
 		return false, err
 	}
@@ -969,13 +991,6 @@ func (s *Store) PublishPBXUpload(ctx context.Context, data []byte, externalID st
 		return false, fmt.Errorf("store: remember uploaded call: %w", err)
 	}
 	return dup, nil
-}
-
-// uploadedKey is an external id as a bucket key: ids are the PBX's and may
-// hold any character, keys may not.
-func uploadedKey(externalID string) string {
-	h := sha256.Sum256([]byte(externalID))
-	return hex.EncodeToString(h[:16])
 }
 
 // PublishQueueAsync appends a call change for the queue board; it is stored
@@ -1048,12 +1063,6 @@ func (s *Store) SaveBoardCheckpoint(ctx context.Context, data []byte) error {
 	}
 	return nil
 }
-
-// Presence keys: a node's record, and a lease.
-const (
-	presenceNodePrefix  = "node."
-	presenceLeasePrefix = "lease."
-)
 
 // PresenceTTL is how long a presence record or a lease lives after its
 // last write.
@@ -1278,17 +1287,6 @@ func save(ctx context.Context, kv jetstream.KeyValue, what, key string, data []b
 	return rev, nil
 }
 
-// CallKey names a call: by the PBX's id, or by the caller's number when the
-// PBX sends none (retailCRM makes callExternalId optional).
-func CallKey(callID, phone string) string {
-	src := "id:" + callID
-	if callID == "" {
-		src = "phone:" + phone
-	}
-	h := sha256.Sum256([]byte(src))
-	return "c." + hex.EncodeToString(h[:16])
-}
-
 // LoadStatus returns an operator's status (JSON) and its revision; nil and 0
 // when none was ever set.
 func (s *Store) LoadStatus(ctx context.Context, opID string) ([]byte, uint64, error) {
@@ -1320,13 +1318,6 @@ type slotReply struct {
 	ID   string          `json:"id"` // the request id's hash
 	At   int64           `json:"at"` // when it was answered, Unix seconds
 	Data json.RawMessage `json:"d"`
-}
-
-// replySlotKey names the slot of an operator's request id, and the id's
-// hash within it.
-func replySlotKey(opID, requestID string) (key, idHash string) {
-	h := sha256.Sum256([]byte(requestID))
-	return "s." + opID + "." + strconv.Itoa(int(h[0])%replySlots), hex.EncodeToString(h[:12])
 }
 
 func (s *Store) loadSlot(ctx context.Context, key string) (replySlot, uint64, error) {
@@ -1392,22 +1383,9 @@ func (s *Store) SaveReply(ctx context.Context, opID, requestID string, data []by
 	return fmt.Errorf("store: remember reply: %w", ErrConflict)
 }
 
-// ExportKey names a chat export by its content, so that the same export
-// sent again is recognised (SaveTranscript, LoadTranscript).
-func ExportKey(body []byte) string {
-	h := sha256.Sum256(body)
-	return "h." + hex.EncodeToString(h[:16])
-}
-
-// SubmissionKey names an operator's transcript submission by its id.
-func SubmissionKey(opID, submissionID string) string {
-	h := sha256.Sum256([]byte(submissionID))
-	return "t." + opID + "." + hex.EncodeToString(h[:16])
-}
-
 // OutboxHandles are the streams and bucket the outbox works on. The outbox
 // is JetStream's work queue by design (package outbox), so it gets them as
-// they are; nothing else does.
+// they are; nothing else does (see the package doc).
 type OutboxHandles struct {
 	JS    jetstream.JetStream
 	Jobs  jetstream.Stream   // the work queue, subjects OutboxPrefix+kind
@@ -1421,19 +1399,8 @@ func (s *Store) Outbox() OutboxHandles {
 }
 
 // OperatorsBucket is the operators' bucket; package operators owns its keys
-// and values.
+// and values, and watches it for changes (see the package doc).
 func (s *Store) OperatorsBucket() jetstream.KeyValue { return s.operators }
-
-// UploadsConsumer is the durable consumer of the call history (every node
-// shares it, so each record goes to one batcher), made if missing.
-func (s *Store) UploadsConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	cfg.FilterSubject = UploadsSubject
-	c, err := s.uploads.CreateOrUpdateConsumer(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("store: call history consumer: %w", err)
-	}
-	return c, nil
-}
 
 // StreamReplicas says how many copies JetStream keeps of each stream and
 // bucket (by stream name), as it reports them now.
