@@ -186,13 +186,14 @@ const routeUser = "pult-route"
 // (the outbox, the buckets) refuse new writes, which the relay prevents by
 // refusing new work first (see Usage).
 var Shares = map[string]int64{
-	EventsStream:    23,
+	EventsStream: 26, // the events and the calls' records
+
 	QueueStream:     10,
 	UploadsStream:   10,
 	OutboxStream:    25,
 	DeadStream:      8,
 	bucketQueue:     8,
-	bucketCalls:     4,
+	bucketCalls:     1, // records from before they moved into EventsStream; read, not written
 	bucketRequests:  5,
 	bucketTrans:     2,
 	bucketUploaded:  2,
@@ -642,7 +643,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	if s.status, err = kv(bucketStatus, "operator statuses", 0); err != nil {
 		return err
 	}
-	if s.calls, err = kv(bucketCalls, "live call state", o.CallRetention); err != nil {
+	if s.calls, err = kv(bucketCalls, "call records of earlier versions (read only)", o.CallRetention); err != nil {
 		return err
 	}
 	if s.requests, err = kv(bucketRequests, "answered request ids, for dedupe", o.RequestWindow); err != nil {
