@@ -15,8 +15,8 @@ import (
 // A call's record lives in EventsStream, on the subject callsPrefix+key,
 // beside the cards it makes; its revision is the stream sequence of its
 // latest version. CommitCall stores a new version and the cards it changed
-// in one JetStream round trip, each on the condition that the record is
-// still at the version read. Records stored before (in the pult_calls
+// in one JetStream round trip (two in a cluster), each on the condition
+// that the record is still at the version read. Records stored before (in the pult_calls
 // bucket) are still read, and move into the stream with their next version.
 
 // Append is one event of a CommitCall: what Append takes.
@@ -47,6 +47,7 @@ func (s *Store) LoadCall(ctx context.Context, key string) ([]byte, uint64, error
 // there is none), and the events its change made (the cards), in one round
 // trip: the events first, then the record, each published on the condition
 // that the record is still at rev, and stored by JetStream in that order.
+// (In a cluster: the record, then the events; see commitCallInTurn.)
 // It returns the record's new revision, or ErrConflict when the record
 // changed since rev.
 //
@@ -63,6 +64,9 @@ func (s *Store) CommitCall(ctx context.Context, key string, record []byte, rev u
 	}
 	subj := callsPrefix + key
 	expect := strconv.FormatUint(rev, 10)
+	if s.clustered {
+		return s.commitCallInTurn(ctx, subj, expect, record, events)
+	}
 	futures := make([]jetstream.PubAckFuture, 0, len(events)+1)
 	for _, e := range events {
 		m := eventMsg(e.Operator, e.Type, e.Data, e.Received)
@@ -105,6 +109,31 @@ func (s *Store) CommitCall(ctx context.Context, key string, record []byte, rev u
 		return 0, first
 	}
 	return newRev, nil
+}
+
+// commitCallInTurn is CommitCall in a cluster, where JetStream refuses a
+// second condition on a subject while a first one is being replicated:
+// the record first, then its events. Cut off between the two (the relay
+// killed), the record is stored without its cards; the PBX's retry sends
+// them (a replay, see the relay's processCall).
+func (s *Store) commitCallInTurn(ctx context.Context, subj, expect string, record []byte, events []Append) (uint64, error) {
+	m := nats.NewMsg(subj)
+	m.Data = record
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, expect)
+	ack, err := s.js.PublishMsg(ctx, m)
+	if err != nil {
+		return 0, casError("commit call", err)
+	}
+	var acks Acks
+	for _, e := range events {
+		if err := s.AppendAsync(&acks, e.Operator, e.Type, e.Data, e.MsgID, e.Received); err != nil {
+			return 0, err
+		}
+	}
+	if err := acks.Wait(ctx); err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
 }
 
 // CallKeys lists the calls kept, calling fn for each until it returns
