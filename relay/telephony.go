@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/pult/pult/agent/phone"
@@ -37,6 +39,19 @@ type calls struct {
 	sites   map[string]string // E.164 external phone → site code
 	clock   func() time.Time
 	spawn   func(func(context.Context))
+	// locks takes a call's changes one at a time on this relay (a
+	// stripe per hash of its key), so that its cards are never stored
+	// for a change that loses the race to store its record.
+	locks [64]sync.Mutex
+}
+
+// lock takes the call's stripe of locks; the caller unlocks it.
+func (c *calls) lock(key string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	m := &c.locks[h.Sum32()%uint32(len(c.locks))]
+	m.Lock()
+	return m
 }
 
 // sourceUIS is call.Event.Source for UIS's notifications (a PBX speaking
@@ -70,6 +85,7 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 		phoneKey = num.E164
 	}
 	key := store.CallKey(ev.CallID, phoneKey)
+	defer c.lock(key).Unlock()
 	mode := loadCached
 	if ev.Type == call.Ring || ev.Type == call.Out {
 		mode = loadPresumed
@@ -122,20 +138,21 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 			before = nil
 		}
 		lookup := fresh && rec.ManagerState == wire.ManagerPending
+		var acks store.Acks
 		if changed {
-			if err := c.saveCall(ctx, rec, rev); err != nil {
+			// The record and the cards it changed, in one round trip:
+			// the cards go out as soon as they are stored.
+			if err := c.commitCall(ctx, rec, rev, before, received); err != nil {
 				if errors.Is(err, store.ErrConflict) {
 					continue
 				}
 				return err
 			}
-		}
-		// The cards and the queue change are stored concurrently; the
-		// event is answered once all are.
-		var acks store.Acks
-		if err := c.publishCards(&acks, rec, before, received); err != nil {
+		} else if err := c.publishCards(&acks, rec, before, received); err != nil {
 			return err
 		}
+		// The queue board's change (and a replay's cards) are stored
+		// concurrently; the event is answered once all are.
 		if err := c.publishQueueChange(&acks, rec, ev.At); err != nil {
 			return err
 		}
@@ -205,18 +222,29 @@ func (c *calls) cards(rec *call.Record) map[string][]byte {
 	return out
 }
 
-// publishCards appends the card of each operator whose view changed; they
-// are stored once acks.Wait returns nil. The message id makes a replay of
-// the same change a no-op.
-func (c *calls) publishCards(acks *store.Acks, rec *call.Record, before map[string][]byte, received time.Time) error {
+// changedCards is the card of each operator whose view changed since
+// before (nil: every card), as events to append. The message id makes a
+// replay of the same change a no-op.
+func (c *calls) changedCards(rec *call.Record, before map[string][]byte, received time.Time) []store.Append {
 	after := c.cards(rec)
+	var out []store.Append
 	for _, id := range rec.Operators() {
 		b := after[id]
 		if old, ok := before[id]; ok && string(old) == string(b) {
 			continue
 		}
-		msgID := rec.Key + "." + id + "." + strconv.Itoa(rec.Version)
-		if err := c.store.AppendAsync(acks, id, wire.TypeCall, b, msgID, received); err != nil {
+		out = append(out, store.Append{Operator: id, Type: wire.TypeCall, Data: b,
+			MsgID: rec.Key + "." + id + "." + strconv.Itoa(rec.Version), Received: received})
+	}
+	return out
+}
+
+// publishCards appends the cards of a replay (see changedCards); they are
+// stored once acks.Wait returns nil, those stored before dropped by their
+// message ids.
+func (c *calls) publishCards(acks *store.Acks, rec *call.Record, before map[string][]byte, received time.Time) error {
+	for _, e := range c.changedCards(rec, before, received) {
+		if err := c.store.AppendAsync(acks, e.Operator, e.Type, e.Data, e.MsgID, received); err != nil {
 			return err
 		}
 	}
@@ -260,14 +288,15 @@ func (c *calls) loadCall(ctx context.Context, key string, mode loadMode) (rec *c
 	return rec, rev, true, nil
 }
 
-// saveCall stores the record if the stored one is still at revision rev (0:
-// if there is none), and caches it.
-func (c *calls) saveCall(ctx context.Context, rec *call.Record, rev uint64) error {
+// commitCall stores the record, if the stored one is still at revision rev
+// (0: if there is none), with the cards that changed since before (see
+// changedCards), and caches it.
+func (c *calls) commitCall(ctx context.Context, rec *call.Record, rev uint64, before map[string][]byte, received time.Time) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	if rev, err = c.store.SaveCall(ctx, rec.Key, b, rev); err != nil {
+	if rev, err = c.store.CommitCall(ctx, rec.Key, b, rev, c.changedCards(rec, before, received)); err != nil {
 		// Stale (the compare-and-set failed), or unknown whether it was
 		// stored: either way the bucket tells next time.
 		c.cache.Drop(rec.Key)
@@ -305,6 +334,7 @@ func (c *calls) resolveManager(ctx context.Context, key, number string) {
 func (c *calls) settleManager(ctx context.Context, key string, res *retailcrm.ManagerResult, err error) {
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer wcancel()
+	defer c.lock(key).Unlock()
 	for attempt, mode := 0, loadCached; attempt < 8; attempt, mode = attempt+1, loadStored {
 		rec, rev, _, lerr := c.loadCall(wctx, key, mode)
 		if lerr != nil || rec == nil || rec.ManagerState != wire.ManagerPending {
@@ -317,20 +347,11 @@ func (c *calls) settleManager(ctx context.Context, key string, res *retailcrm.Ma
 			setManager(rec, res, c.managerFree(res))
 		}
 		rec.Version++
-		if serr := c.saveCall(wctx, rec, rev); serr != nil {
+		if serr := c.commitCall(wctx, rec, rev, before, time.Time{}); serr != nil {
 			if errors.Is(serr, store.ErrConflict) {
 				continue
 			}
 			c.log.Error("could not store the responsible manager", "err", serr)
-			return
-		}
-		var acks store.Acks
-		perr := c.publishCards(&acks, rec, before, time.Time{})
-		if perr == nil {
-			perr = acks.Wait(wctx)
-		}
-		if perr != nil {
-			c.log.Error("could not publish the responsible manager", "err", perr)
 		}
 		return
 	}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -135,6 +136,33 @@ func TestEmbeddedCluster(t *testing.T) {
 				t.Errorf("%s has %d copies, want 3", name, r)
 			}
 		}
+	}
+
+	// A call committed on one node is read on another, and a commit from
+	// a stale revision on a third is refused, its card not stored.
+	rev, err := stores[0].CommitCall(ctx, "c.cl", []byte(`{"v":1}`), 0, []store.Append{{Operator: "op3", Type: "call", Data: []byte(`1`), MsgID: "c.cl.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, r, err := stores[1].LoadCall(ctx, "c.cl"); err != nil || string(data) != `{"v":1}` || r != rev {
+		t.Fatalf("the call on another node: %s %d %v", data, r, err)
+	}
+	if _, err := stores[2].CommitCall(ctx, "c.cl", []byte(`{"v":1}`), 0, []store.Append{{Operator: "op3", Type: "call", Data: []byte(`2`), MsgID: "c.cl.1b"}}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a stale commit on a third node: %v", err)
+	}
+	var cards []string
+	for after := uint64(0); ; {
+		ev, err := stores[2].Next(ctx, "op3", after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev == nil {
+			break
+		}
+		cards, after = append(cards, string(ev.Data)), ev.Seq
+	}
+	if len(cards) != 1 || cards[0] != "1" {
+		t.Fatalf("op3's cards %q, want the first commit's alone", cards)
 	}
 
 	// A reply saved on one node is read on another at once.

@@ -54,6 +54,7 @@ import (
 const (
 	EventsStream    = "PULT_EVENTS"
 	eventsPrefix    = "pult.ev."
+	callsPrefix     = "pult.call." // a call's record, in EventsStream beside its cards
 	OutboxStream    = "PULT_OUTBOX"
 	OutboxPrefix    = "pult.outbox."
 	DeadStream      = "PULT_DEAD"
@@ -185,13 +186,14 @@ const routeUser = "pult-route"
 // (the outbox, the buckets) refuse new writes, which the relay prevents by
 // refusing new work first (see Usage).
 var Shares = map[string]int64{
-	EventsStream:    23,
+	EventsStream: 26, // the events and the calls' records
+
 	QueueStream:     10,
 	UploadsStream:   10,
 	OutboxStream:    25,
 	DeadStream:      8,
 	bucketQueue:     8,
-	bucketCalls:     4,
+	bucketCalls:     1, // records from before they moved into EventsStream; read, not written
 	bucketRequests:  5,
 	bucketTrans:     2,
 	bucketUploaded:  2,
@@ -538,7 +540,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		MaxBytes:    share(o.MaxBytes, EventsStream),
 		Discard:     jetstream.DiscardOld,
 		Description: "per-operator event streams (call cards, statuses, notices)",
-		Subjects:    []string{eventsPrefix + ">"},
+		Subjects:    []string{eventsPrefix + ">", callsPrefix + ">"},
 		Storage:     jetstream.FileStorage,
 		MaxAge:      o.EventRetention,
 		Duplicates:  2 * time.Minute,
@@ -647,7 +649,7 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	if s.status, err = kv(bucketStatus, "operator statuses", 0); err != nil {
 		return err
 	}
-	if s.calls, err = kv(bucketCalls, "live call state", o.CallRetention); err != nil {
+	if s.calls, err = kv(bucketCalls, "call records of earlier versions (read only)", o.CallRetention); err != nil {
 		return err
 	}
 	if s.requests, err = kv(bucketRequests, "answered request ids, for dedupe", o.RequestWindow); err != nil {
@@ -1290,34 +1292,6 @@ func save(ctx context.Context, kv jetstream.KeyValue, what, key string, data []b
 		return 0, casError("save "+what, err)
 	}
 	return rev, nil
-}
-
-// LoadCall returns a call's record (JSON) and its revision; nil and 0 when
-// there is none.
-func (s *Store) LoadCall(ctx context.Context, key string) ([]byte, uint64, error) {
-	return load(ctx, s.calls, "call", key)
-}
-
-// SaveCall stores a call's record if it is still at revision rev (0: if
-// there is none); otherwise ErrConflict.
-func (s *Store) SaveCall(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
-	return save(ctx, s.calls, "call", key, data, rev)
-}
-
-// CallKeys lists the calls kept (within CallRetention), calling fn for each
-// until it returns false.
-func (s *Store) CallKeys(ctx context.Context, fn func(key string) bool) error {
-	keys, err := s.calls.ListKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("store: list calls: %w", err)
-	}
-	defer keys.Stop()
-	for k := range keys.Keys() {
-		if !fn(k) {
-			break
-		}
-	}
-	return nil
 }
 
 // LoadStatus returns an operator's status (JSON) and its revision; nil and 0

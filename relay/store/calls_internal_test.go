@@ -1,0 +1,96 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+// A call's record and its cards are stored together, on the condition that
+// the record is at the revision read: a stale commit stores neither. A
+// record left in the former bucket is read (revision 0) and moves into
+// the stream with its next version; CallKeys lists every call once.
+func TestCommitCall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	card := func(op, id string) []Append {
+		return []Append{{Operator: op, Type: "call", Data: []byte(`{"id":"` + id + `"}`), MsgID: id}}
+	}
+	cards := func(op string) []string {
+		var out []string
+		for after := uint64(0); ; {
+			ev, err := s.Next(ctx, op, after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev == nil {
+				return out
+			}
+			out = append(out, string(ev.Data))
+			after = ev.Seq
+		}
+	}
+
+	// A new call.
+	rev1, err := s.CommitCall(ctx, "c.new", []byte(`{"v":1}`), 0, card("op1", "new-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, rev, err := s.LoadCall(ctx, "c.new"); err != nil || string(data) != `{"v":1}` || rev != rev1 {
+		t.Fatalf("load: %s %d %v, want revision %d", data, rev, err, rev1)
+	}
+	// Created again (another relay thought it new too): refused, its card
+	// not stored.
+	if _, err := s.CommitCall(ctx, "c.new", []byte(`{"v":1,"other":true}`), 0, card("op1", "new-1b")); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a second create: %v, want ErrConflict", err)
+	}
+	// The next version, then a stale one.
+	rev2, err := s.CommitCall(ctx, "c.new", []byte(`{"v":2}`), rev1, card("op1", "new-2"))
+	if err != nil || rev2 <= rev1 {
+		t.Fatalf("version 2: %d %v", rev2, err)
+	}
+	if _, err := s.CommitCall(ctx, "c.new", []byte(`{"v":2,"stale":true}`), rev1, card("op1", "new-2b")); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a stale commit: %v, want ErrConflict", err)
+	}
+	if got, want := cards("op1"), []string{`{"id":"new-1"}`, `{"id":"new-2"}`}; !slices.Equal(got, want) {
+		t.Errorf("cards stored %q, want %q", got, want)
+	}
+	if data, rev, _ := s.LoadCall(ctx, "c.new"); string(data) != `{"v":2}` || rev != rev2 {
+		t.Errorf("after the refusals: %s %d", data, rev)
+	}
+
+	// A record of an earlier relay, in the bucket.
+	if _, err := s.calls.Put(ctx, "c.old", []byte(`{"v":7}`)); err != nil {
+		t.Fatal(err)
+	}
+	data, rev, err := s.LoadCall(ctx, "c.old")
+	if err != nil || string(data) != `{"v":7}` || rev != 0 {
+		t.Fatalf("the bucket's record: %s %d %v", data, rev, err)
+	}
+	rev8, err := s.CommitCall(ctx, "c.old", []byte(`{"v":8}`), 0, card("op2", "old-8"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, rev, _ := s.LoadCall(ctx, "c.old"); string(data) != `{"v":8}` || rev != rev8 {
+		t.Errorf("the moved record: %s %d", data, rev)
+	}
+	var keys []string
+	if err := s.CallKeys(ctx, func(k string) bool { keys = append(keys, k); return true }); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	if want := []string{"c.new", "c.old"}; !slices.Equal(keys, want) {
+		t.Errorf("CallKeys %q, want %q", keys, want)
+	}
+	// Records are not events: an operator's feed holds cards only.
+	if got := cards("op2"); !slices.Equal(got, []string{`{"id":"old-8"}`}) {
+		t.Errorf("op2's events %q", got)
+	}
+}
