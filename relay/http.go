@@ -62,10 +62,10 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		// send webhooks elsewhere.
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := s.store.ReachesMajority(ctx); err != nil {
-			status, code = "cut off from the cluster's majority", http.StatusServiceUnavailable
-		} else if err := s.store.Available(ctx); err != nil {
+		if err := s.store.Available(ctx); err != nil {
 			status, code = "jetstream unavailable", http.StatusServiceUnavailable
+		} else if err := s.store.ReachesMajority(ctx); err != nil {
+			status, code = "cut off from the cluster's majority", http.StatusServiceUnavailable
 		}
 	}
 	writeJSON(w, code, map[string]string{"status": status})
