@@ -212,14 +212,14 @@ func share(budget int64, name string) int64 {
 
 // Store is an open connection to JetStream with the relay's streams and buckets.
 type Store struct {
-	log  *slog.Logger
-	ns   *server.Server // nil when external
+	log *slog.Logger
+	ns  *server.Server // nil when external
 	// clusterSize is how many servers the embedded cluster has (this one
 	// and the others its routes name); 0 when not an embedded cluster.
 	clusterSize int
-	nc   *nats.Conn
-	bulk *nats.Conn // for large writes (see queueState)
-	js   jetstream.JetStream
+	nc          *nats.Conn
+	bulk        *nats.Conn // for large writes (see queueState)
+	js          jetstream.JetStream
 
 	events jetstream.Stream
 	epoch  string
