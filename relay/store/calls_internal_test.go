@@ -94,3 +94,32 @@ func TestCommitCall(t *testing.T) {
 		t.Errorf("op2's events %q", got)
 	}
 }
+
+// The calls' former bucket is read only: full of an earlier relay's
+// records, it must not make the relay refuse new work (the storage guard
+// watches guarded stores only); every bucket written to is guarded.
+func TestFormerCallsBucketNotGuarded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Options{DataDir: t.TempDir(), MaxBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	usage, err := s.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, u := range usage {
+		seen[u.Name] = u.Guarded
+	}
+	if guarded, ok := seen[bucketCalls]; !ok || guarded {
+		t.Errorf("%s: listed %v, guarded %v; want listed, not guarded", bucketCalls, ok, guarded)
+	}
+	for _, b := range []string{bucketStatus, bucketRequests, bucketTrans, bucketQueue} {
+		if !seen[b] {
+			t.Errorf("%s is not guarded", b)
+		}
+	}
+}

@@ -640,7 +640,9 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 		if err != nil {
 			return nil, fmt.Errorf("store: bucket %s: %w", name, err)
 		}
-		s.limited = append(s.limited, limited{name: name, stream: st, guarded: true})
+		// The calls' former bucket is only read: however full, it refuses
+		// nothing the relay writes.
+		s.limited = append(s.limited, limited{name: name, stream: st, guarded: name != bucketCalls})
 		return b, nil
 	}
 	if s.operators, err = kv(bucketOperators, "operators and their token hashes", 0); err != nil {
