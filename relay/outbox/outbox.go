@@ -50,6 +50,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
+
+	"github.com/pult/pult/relay/store"
 )
 
 // Job is one outbound call.
@@ -500,14 +502,14 @@ func (o *Outbox) work(ctx, hard context.Context, k *kind, cons jetstream.Consume
 // drain works the jobs it yields until it ends, draining it when ctx ends;
 // jobs it hands over after that go back to the queue unstarted.
 func (o *Outbox) drain(ctx, hard context.Context, k *kind, it jetstream.MessagesContext) error {
-	defer drainOnDone(ctx, it)()
+	defer store.DrainOnDone(ctx, it)()
 	for {
 		m, err := it.Next()
 		if err != nil {
 			return err
 		}
 		if ctx.Err() != nil {
-			requeue(m)
+			store.Requeue(m)
 			continue
 		}
 		o.process(ctx, hard, k, m)
@@ -618,7 +620,7 @@ const opTimeout = 10 * time.Second
 func (o *Outbox) process(ctx, hard context.Context, k *kind, m jetstream.Msg) {
 	md, err := m.Metadata()
 	if err != nil {
-		requeue(m)
+		store.Requeue(m)
 		return
 	}
 	seq := md.Sequence.Stream
@@ -658,7 +660,7 @@ func (o *Outbox) process(ctx, hard context.Context, k *kind, m jetstream.Msg) {
 	unhold := o.hold(m)
 	if err := k.tokens(ctx); err != nil {
 		unhold()
-		requeue(m) // stopping: the next run takes it at once
+		store.Requeue(m) // stopping: the next run takes it at once
 		return
 	}
 	start := time.Now().UTC()
@@ -682,7 +684,7 @@ func (o *Outbox) process(ctx, hard context.Context, k *kind, m jetstream.Msg) {
 		return
 	}
 	if hard.Err() != nil {
-		requeue(m) // cut off by the stop: outcome unknown, so it runs again
+		store.Requeue(m) // cut off by the stop: outcome unknown, so it runs again
 		return
 	}
 
@@ -722,31 +724,6 @@ func (o *Outbox) process(ctx, hard context.Context, k *kind, m jetstream.Msg) {
 	m.NakWithDelay(delay)
 	o.attempted(k.name, OutcomeRetry)
 }
-
-// drainOnDone drains it when ctx ends, so that what is on its way is still
-// handed over (and can be given back with requeue) instead of being lost
-// to the ack deadline; the returned func, called when the caller is done
-// reading, stops it instead if ctx has not ended.
-func drainOnDone(ctx context.Context, it jetstream.MessagesContext) (done func()) {
-	stopped := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		select {
-		case <-ctx.Done():
-			it.Drain()
-		case <-stopped:
-			it.Stop()
-		}
-	}()
-	return func() { close(stopped); <-finished }
-}
-
-// requeue gives a message back for redelivery at once, in a way that
-// survives a restart: JetStream records a delayed nak in the consumer's
-// state, while a plain one only queues the message in the server's memory,
-// and after a restart it would wait out the whole ack deadline.
-func requeue(m jetstream.Msg) { m.NakWithDelay(time.Millisecond) }
 
 // call runs a handler; a panic is a failure that retrying will not fix.
 func call(h Handler, ctx context.Context, job Job) (err error) {

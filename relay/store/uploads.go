@@ -86,7 +86,7 @@ func (s *Store) ReadUploads(ctx context.Context, r UploadReader, fn func(ctx con
 // to the ack deadline), and what it still hands over goes back to the
 // stream.
 func (s *Store) batchUploads(ctx context.Context, it jetstream.MessagesContext, r UploadReader, fn func(context.Context, []Upload) error) error {
-	defer drainOnDone(ctx, it)()
+	defer DrainOnDone(ctx, it)()
 	for {
 		first, err := it.Next()
 		if err != nil {
@@ -107,7 +107,7 @@ func (s *Store) batchUploads(ctx context.Context, it jetstream.MessagesContext, 
 		}
 		if ctx.Err() != nil {
 			for _, m := range batch {
-				requeue(m) // the next run takes them at once
+				Requeue(m) // the next run takes them at once
 			}
 			continue
 		}
@@ -140,12 +140,12 @@ func (s *Store) handUploads(ctx context.Context, batch []jetstream.Msg, fn func(
 	}
 }
 
-// drainOnDone drains it when ctx ends, so that what is on its way is still
-// handed over (and can be given back with requeue) instead of being lost
+// DrainOnDone drains it when ctx ends, so that what is on its way is still
+// handed over (and can be given back with Requeue) instead of being lost
 // to the ack deadline; the returned func, called when the caller is done
-// reading, stops it instead if ctx has not ended. (Package outbox reads its
-// work queue the same way.)
-func drainOnDone(ctx context.Context, it jetstream.MessagesContext) (done func()) {
+// reading, stops it instead if ctx has not ended. The call history's reader
+// and package outbox's workers read their consumers this way.
+func DrainOnDone(ctx context.Context, it jetstream.MessagesContext) (done func()) {
 	stopped := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -160,8 +160,8 @@ func drainOnDone(ctx context.Context, it jetstream.MessagesContext) (done func()
 	return func() { close(stopped); <-finished }
 }
 
-// requeue gives a message back for redelivery at once, in a way that
+// Requeue gives a message back for redelivery at once, in a way that
 // survives a restart: JetStream records a delayed nak in the consumer's
 // state, while a plain one only queues the message in the server's memory,
 // and after a restart it would wait out the whole ack deadline.
-func requeue(m jetstream.Msg) { m.NakWithDelay(time.Millisecond) }
+func Requeue(m jetstream.Msg) { m.NakWithDelay(time.Millisecond) }
