@@ -766,18 +766,24 @@ func (op *operator) readConn() error {
 		}
 		card.ID = ""
 		json.Unmarshal(env.Data, &card)
-		n, ok := callNumber(card.ID)
-		if !ok {
-			op.bad++
-			continue
-		}
-		r := op.recv[n]
-		if r == nil {
-			r = &receipt{first: now}
-			op.recv[n] = r
-		}
-		r.count++
+		op.receive(card.ID, now)
 	}
+}
+
+// receive counts a card of call id that arrived at now (a call frame whose
+// id is not one of the bench's counts as bad). Only the reader calls it.
+func (op *operator) receive(id string, now time.Time) {
+	n, ok := callNumber(id)
+	if !ok {
+		op.bad++
+		return
+	}
+	r := op.recv[n]
+	if r == nil {
+		r = &receipt{first: now}
+		op.recv[n] = r
+	}
+	r.count++
 }
 
 const callPrefix = "b-"

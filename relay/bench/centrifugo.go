@@ -172,12 +172,7 @@ func startCentrifugo(ctx context.Context, o Options, dir string) (*relayProc, er
 	if p.logFile, err = os.Create(p.logPath); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	if err := p.start(); err != nil {
-		p.logFile.Close()
-		return nil, err
-	}
-	if err := p.waitHealthy(ctx); err != nil {
-		p.stop()
+	if err := p.launch(ctx); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -379,17 +374,7 @@ func (op *operator) readCentrifugo() error {
 					op.order++
 				}
 				op.last = p.offset
-				n, ok := callNumber(p.call)
-				if !ok {
-					op.bad++
-					continue
-				}
-				r := op.recv[n]
-				if r == nil {
-					r = &receipt{first: now}
-					op.recv[n] = r
-				}
-				r.count++
+				op.receive(p.call, now)
 			}
 		}
 	}

@@ -77,15 +77,24 @@ func startRelay(ctx context.Context, o Options, dir string) (*relayProc, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := p.start(); err != nil {
-		p.logFile.Close()
-		return nil, err
-	}
-	if err := p.waitHealthy(ctx); err != nil {
-		p.stop()
+	if err := p.launch(ctx); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// launch starts the process and waits until it answers /healthz; on a
+// failure nothing is left running and the log file is closed.
+func (p *relayProc) launch(ctx context.Context) error {
+	if err := p.start(); err != nil {
+		p.logFile.Close()
+		return err
+	}
+	if err := p.waitHealthy(ctx); err != nil {
+		p.stop()
+		return err
+	}
+	return nil
 }
 
 // startCluster starts o.Cluster relays, each with its own folder under
