@@ -359,7 +359,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // loop is Run's body: connect, serve, back off, repeat (see retry).
 func (a *Agent) loop(ctx context.Context, events chan<- Event) error {
-	rt := retry{relays: len(a.relays)}
+	rt := NewRetry(len(a.relays))
 	for {
 		r := a.current()
 		a.setState(ctx, events, Event{Kind: EventConn, Conn: Connecting, Relay: r.host})
@@ -390,7 +390,7 @@ func (a *Agent) loop(ctx context.Context, events chan<- Event) error {
 		}
 		throttled := (*throttledError)(nil)
 		isThrottled := errors.As(err, &throttled)
-		wait := backoff(rt.failed(online >= a.stableAfter && !isThrottled), a.cfg.MinBackoff, a.cfg.MaxBackoff, rand.Int64N)
+		wait := backoff(rt.Failed(online >= a.stableAfter && !isThrottled), a.cfg.MinBackoff, a.cfg.MaxBackoff, rand.Int64N)
 		if isThrottled {
 			// The relay's quota: reconnecting at once would only be
 			// refused again. Jitter spreads the agents it throttled.
@@ -485,21 +485,25 @@ func (a *Agent) applyHello(h *wire.Hello) {
 	}
 }
 
-// retry paces reconnection. With several relays, a relay lost or not
+// Retry paces reconnection. With several relays, a relay lost or not
 // reached is followed by the next one in the agent's order after only a
 // short jitter (backoff 0: up to MinBackoff); the backoff proper grows by
 // round, once every relay has been tried, so no relay is hammered and a
 // healthy one is found quickly. With one relay each attempt is a round.
-type retry struct {
+// (pult-relay bench paces its simulated agents with it too.)
+type Retry struct {
 	relays  int // how many relays there are
 	attempt int // failed rounds: the backoff's exponent
 	tried   int // relays tried in this round
 }
 
-// failed records a failed attempt (or a connection that ended; stable if it
+// NewRetry paces reconnection among relays relays (at least 1).
+func NewRetry(relays int) *Retry { return &Retry{relays: max(1, relays)} }
+
+// Failed records a failed attempt (or a connection that ended; stable if it
 // stayed up long enough to start afresh) and returns the backoff exponent
-// of the delay before the next attempt.
-func (r *retry) failed(stable bool) int {
+// of the delay before the next attempt (see Backoff).
+func (r *Retry) Failed(stable bool) int {
 	if stable {
 		r.attempt, r.tried = 0, 0
 	}
@@ -511,6 +515,12 @@ func (r *retry) failed(stable bool) int {
 	r.attempt++
 	r.tried = 0
 	return n
+}
+
+// Backoff is the delay before a reconnect with backoff exponent n (see
+// Retry), as the agent waits: uniformly random in [0, min(max, min·2ⁿ)].
+func Backoff(n int, min, max time.Duration) time.Duration {
+	return backoff(n, min, max, rand.Int64N)
 }
 
 // backoff is the delay before reconnect attempt n (0-based): uniformly random

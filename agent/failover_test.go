@@ -122,10 +122,10 @@ func TestRetryByRound(t *testing.T) {
 		// A stable connection in the middle starts afresh.
 		{2, []bool{false, false, false, false, true, false}, []int{0, 0, 0, 1, 0, 0}},
 	} {
-		r := retry{relays: tc.relays}
+		r := NewRetry(tc.relays)
 		var got []int
 		for _, st := range tc.stable {
-			got = append(got, r.failed(st))
+			got = append(got, r.Failed(st))
 		}
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("%d relays, stable %v: exponents %v, want %v", tc.relays, tc.stable, got, tc.want)

@@ -30,6 +30,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
 	"github.com/pult/pult/relay/admin"
@@ -712,9 +713,9 @@ func (op *operator) read(ctx context.Context, rp *relayProc, token string, stopp
 		op.drops++
 		storm.dropped.Add(1)
 		storm.dropOn(int(op.node.Load()), err)
-		rt := retry{relays: max(1, len(op.route))}
+		rt := agent.NewRetry(len(op.route)) // paced as the agent
 		for stable := true; ; stable = false {
-			if !sleep(ctx, reconnectDelay(rt.failed(stable))) || stopping.Load() {
+			if !sleep(ctx, agent.Backoff(rt.Failed(stable), agent.DefaultMinBackoff, agent.DefaultMaxBackoff)) || stopping.Load() {
 				return
 			}
 			if len(op.route) > 1 {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pult/pult/agent"
 )
 
 // buildRelay builds cmd/pult-relay into a temporary folder. A test binary
@@ -246,18 +248,18 @@ routes = ["nats-route://127.0.0.1:1", "nats-route://127.0.0.1:2"]
 // The operators' reconnection is paced as the agent's: with three relays,
 // the next two right after a short jitter, then a growing backoff by round.
 func TestRetryAsTheAgent(t *testing.T) {
-	r := retry{relays: 3}
+	r := agent.NewRetry(3)
 	var got []int
 	for i, stable := 0, true; i < 8; i, stable = i+1, false {
-		got = append(got, r.failed(stable))
+		got = append(got, r.Failed(stable))
 	}
 	if want := []int{0, 0, 0, 0, 0, 1, 0, 0}; !slices.Equal(got, want) {
 		t.Errorf("exponents %v, want %v", got, want)
 	}
-	one := retry{relays: 1}
+	one := agent.NewRetry(1)
 	got = got[:0]
 	for i, stable := 0, true; i < 4; i, stable = i+1, false {
-		got = append(got, one.failed(stable))
+		got = append(got, one.Failed(stable))
 	}
 	if want := []int{0, 1, 2, 3}; !slices.Equal(got, want) {
 		t.Errorf("one relay: exponents %v, want %v", got, want)

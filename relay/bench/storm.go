@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
-
-	"github.com/pult/pult/agent"
 )
 
 // stormState is what the reconnecting readers share with Run.
@@ -58,19 +55,6 @@ type StormReport struct {
 	stopAt        time.Time
 }
 
-// reconnectDelay is the agent's: full jitter in [0, min(30 s, 500 ms·2ⁿ)].
-func reconnectDelay(attempt int) time.Duration {
-	ceil := agent.DefaultMinBackoff
-	for range attempt {
-		if ceil >= agent.DefaultMaxBackoff/2 {
-			ceil = agent.DefaultMaxBackoff
-			break
-		}
-		ceil *= 2
-	}
-	return time.Duration(rand.Int64N(int64(ceil) + 1))
-}
-
 // dropOn records a connection to node lost with err.
 func (st *stormState) dropOn(node int, err error) {
 	v := st.victim.Load()
@@ -82,32 +66,6 @@ func (st *stormState) dropOn(node int, err error) {
 		s := fmt.Sprintf("relay %d: %v", node+1, err)
 		st.firstOther.CompareAndSwap(nil, &s)
 	}
-}
-
-// retry paces an operator's reconnection as the agent's (agent/agent.go,
-// retry): with several relays, the next relay after only a short jitter
-// (exponent 0); the backoff grows by round, once every relay has been
-// tried. With one relay each attempt is a round.
-type retry struct {
-	relays  int // how many relays there are
-	attempt int // failed rounds: the backoff's exponent
-	tried   int // relays tried in this round
-}
-
-// failed records a failed attempt (or a connection that ended; stable if
-// it had been up) and returns the exponent of the delay before the next.
-func (r *retry) failed(stable bool) int {
-	if stable {
-		r.attempt, r.tried = 0, 0
-	}
-	r.tried++
-	if r.tried < r.relays {
-		return 0
-	}
-	n := r.attempt
-	r.attempt++
-	r.tried = 0
-	return n
 }
 
 // killStorm kills the cluster's last node with SIGKILL a third into the
