@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -62,13 +63,24 @@ func secret() string {
 
 // freePort asks the kernel for an unused loopback port.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		// Closed at once, the port may come back from the next Listen:
+		// never hand out one twice (a cluster's nodes would share it).
+		if _, given := portsGiven.LoadOrStore(port, true); !given {
+			return port, nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("no loopback port not handed out before")
 }
+
+// portsGiven are the ports freePort has handed out in this process.
+var portsGiven sync.Map
 
 // startRelay writes a config into dir, starts the relay with it and waits
 // until GET /healthz answers 200. The caller must call stop.
