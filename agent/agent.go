@@ -124,9 +124,14 @@ const (
 	EventReceipt                         // Receipt: outcome of a queued status change
 	EventTranscript                      // Transcript: a transcript's delivery state (Seq when from the relay's stream)
 	EventQueue                           // Queue: the whole board after a change (+ QueueDelta), or Err
+	// EventCallWithdrawn: Call (its ID only). A card the relay sent ahead
+	// of its log (Seq 0) could not be stored, and the operator had no card
+	// for the call before: take it away. (When there was one, an EventCall
+	// brings it back instead.)
+	EventCallWithdrawn
 )
 
-var eventKindNames = [...]string{"", "connection", "hello", "call", "status", "notice", "receipt", "transcript", "queue"}
+var eventKindNames = [...]string{"", "connection", "hello", "call", "status", "notice", "receipt", "transcript", "queue", "call_withdrawn"}
 
 func (k EventKind) String() string {
 	if k > 0 && int(k) < len(eventKindNames) {
@@ -141,7 +146,7 @@ func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), ni
 // Event is one thing that happened, delivered to Config.OnEvent.
 type Event struct {
 	Kind EventKind
-	Seq  uint64 // stream position of call, status and notice events
+	Seq  uint64 // stream position of call, status and notice events (0: a card sent ahead of the log)
 
 	Conn    ConnState     // EventConn
 	Err     string        // EventConn: why offline or stopped
@@ -215,6 +220,8 @@ type Agent struct {
 	queued   *statusItem
 	queueOn  bool                // WatchQueue
 	board    *wire.QueueSnapshot // the board, while watching
+
+	ahead aheads // cards sent ahead of the relay's log, not yet stored
 }
 
 // New checks cfg and loads the outbox (and, with Resume, the position) from

@@ -66,13 +66,13 @@ func (a *Agent) connect(ctx context.Context, r relay) (*conn, wire.Hello, error)
 	a.mu.Lock()
 	pos := a.pos
 	a.mu.Unlock()
-	target := r.ws
-	if pos.Epoch != "" { // resume even from 0: events may have come while we were away
-		q := url.Values{}
+	q := url.Values{}
+	q.Set(wire.QueryPreview, "1") // cards ahead of the log: see reader
+	if pos.Epoch != "" {          // resume even from 0: events may have come while we were away
 		q.Set(wire.QuerySince, strconv.FormatUint(pos.Seq, 10))
 		q.Set(wire.QueryEpoch, pos.Epoch)
-		target += "?" + q.Encode()
 	}
+	target := r.ws + "?" + q.Encode()
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+a.cfg.Token)
 	h.Set(wire.HeaderProtocol, strconv.Itoa(wire.ProtocolVersion))
@@ -296,8 +296,25 @@ func (a *Agent) reader(c *conn, events chan<- Event) {
 		case wire.TypeQueue:
 			a.queueDelta(c, env, events)
 			continue
+		case wire.TypeStored, wire.TypeWithdrawn:
+			if ev, ok := a.ahead.settle(env, a.log); ok && !emit(c.ctx, events, ev) {
+				return
+			}
+			continue
+		case wire.TypeCall:
+			if env.Seq > 0 && a.ahead.storedAsShown(env.ID, env.Data) {
+				// Shown ahead on an earlier connection, stored as it was
+				// shown: only the position moves.
+				if !emit(c.ctx, events, Event{Seq: env.Seq}) {
+					return
+				}
+				continue
+			}
 		}
 		ev, err := decodeEvent(env)
+		if err == nil && ev.Kind == EventCall && env.Seq == 0 && env.ID != "" {
+			a.ahead.shown(env.ID, ev.Call.ID, env.Data)
+		}
 		if err != nil {
 			a.log.Warn("skipping an event", "type", env.Type, "seq", env.Seq, "err", err)
 			if env.Seq == 0 {

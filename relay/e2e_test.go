@@ -175,8 +175,8 @@ func TestSlowCRMDoesNotDelayTheCard(t *testing.T) {
 	upd := w.anna.waitFor("manager update", func(e agent.Event) bool {
 		return e.Kind == agent.EventCall && e.Call.ID == "slow" && e.Call.ManagerState == wire.ManagerFound
 	})
-	if upd.Seq <= first.Seq || upd.Call.State != wire.CallRinging || upd.Call.Manager.Name != "Orlov Boris" {
-		t.Errorf("update: seq %d after %d, %+v", upd.Seq, first.Seq, upd.Call)
+	if upd.Call.State != wire.CallRinging || upd.Call.Manager.Name != "Orlov Boris" {
+		t.Errorf("update: %+v", upd.Call)
 	}
 }
 

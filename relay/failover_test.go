@@ -142,10 +142,12 @@ func TestFailoverBetweenRelays(t *testing.T) {
 			if e.Call.State != wire.CallRinging {
 				continue
 			}
-			if e.Seq <= last {
+			// Cards from the log (a catch-up) in seq order; those sent
+			// ahead of it have none, their order is the ids'.
+			if e.Seq != 0 && e.Seq <= last {
 				t.Errorf("call %s has seq %d after %d", e.Call.ID, e.Seq, last)
 			}
-			last = e.Seq
+			last = max(last, e.Seq)
 			ids = append(ids, e.Call.ID)
 		}
 	}

@@ -317,6 +317,7 @@ func (s *Server) Run(ctx context.Context) error {
 			EventsOut: s.metrics.eventsOut, DeliveryLatency: s.metrics.latency,
 		},
 	}, last)
+	s.calls.ahead = s.hub
 
 	// The listeners; each is closed by its HTTP server, or here if Run
 	// fails before serving.

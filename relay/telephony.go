@@ -17,6 +17,7 @@ import (
 	"github.com/pult/pult/relay/board"
 	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/config"
+	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/store"
@@ -43,6 +44,16 @@ type calls struct {
 	// stripe per hash of its key), so that its cards are never stored
 	// for a change that loses the race to store its record.
 	locks [64]sync.Mutex
+	// ahead sends the cards of a change to the agents connected here
+	// while they are being stored (the hub); nil: only once stored.
+	ahead cardsAhead
+}
+
+// cardsAhead is where a change's cards go before they are stored, and
+// are taken back from when they could not be.
+type cardsAhead interface {
+	SendAhead(cards []hub.Ahead)
+	Withdraw(cards []hub.Ahead)
 }
 
 // lock takes the call's stripe of locks; the caller unlocks it.
@@ -90,6 +101,11 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 	if ev.Type == call.Ring || ev.Type == call.Out {
 		mode = loadPresumed
 	}
+	// The cards sent ahead by an attempt whose record was stale: taken
+	// back once the stored record is read (to its cards), or on the way
+	// out (to the cards before the attempt).
+	var stale []hub.Ahead
+	defer func() { c.withdraw(stale, nil) }()
 	for attempt := 0; attempt < 8; attempt, mode = attempt+1, loadStored {
 		rec, rev, stored, err := c.loadCall(ctx, key, mode)
 		if err != nil {
@@ -126,6 +142,8 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 		}
 		wasFinal := rec.State.Final() && !fresh
 		before := c.cards(rec)
+		c.withdraw(stale, before)
+		stale = nil
 		changed := rec.Apply(ev) || fresh
 		if !changed {
 			if !stored {
@@ -140,9 +158,11 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 		lookup := fresh && rec.ManagerState == wire.ManagerPending
 		var acks store.Acks
 		if changed {
-			// The record and the cards it changed, in one round trip:
-			// the cards go out as soon as they are stored.
-			if err := c.commitCall(ctx, rec, rev, before, received); err != nil {
+			// The record and the cards it changed, in one round trip;
+			// the cards go out ahead meanwhile.
+			ahead, err := c.commitCall(ctx, rec, rev, before, received)
+			if err != nil {
+				stale = ahead
 				if errors.Is(err, store.ErrConflict) {
 					continue
 				}
@@ -290,20 +310,52 @@ func (c *calls) loadCall(ctx context.Context, key string, mode loadMode) (rec *c
 
 // commitCall stores the record, if the stored one is still at revision rev
 // (0: if there is none), with the cards that changed since before (see
-// changedCards), and caches it.
-func (c *calls) commitCall(ctx context.Context, rec *call.Record, rev uint64, before map[string][]byte, received time.Time) error {
+// changedCards), and caches it. The cards go to the agents connected here
+// while they are being stored (c.ahead); when the store refuses the record
+// it returns them, for the caller to withdraw.
+func (c *calls) commitCall(ctx context.Context, rec *call.Record, rev uint64, before map[string][]byte, received time.Time) ([]hub.Ahead, error) {
 	b, err := json.Marshal(rec)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if rev, err = c.store.CommitCall(ctx, rec.Key, b, rev, c.changedCards(rec, before, received)); err != nil {
+	cards := c.changedCards(rec, before, received)
+	var ahead []hub.Ahead
+	if c.ahead != nil {
+		ahead = make([]hub.Ahead, len(cards))
+		for i, e := range cards {
+			ahead[i] = hub.Ahead{Operator: e.Operator, MsgID: e.MsgID, Data: e.Data, Before: before[e.Operator], Received: received}
+		}
+		c.ahead.SendAhead(ahead)
+	}
+	if rev, err = c.store.CommitCall(ctx, rec.Key, b, rev, cards); err != nil {
 		// Stale (the compare-and-set failed), or unknown whether it was
 		// stored: either way the bucket tells next time.
 		c.cache.Drop(rec.Key)
-		return err
+		if !store.Refused(err) {
+			// Maybe stored: then the live feed says so; if not, the PBX
+			// retries (the same change, the same cards, not sent twice),
+			// or the hub withdraws them after hub.AheadExpiry.
+			ahead = nil
+		}
+		return ahead, err
 	}
 	c.cache.Put(rec.Key, rec, rev)
-	return nil
+	return nil, nil
+}
+
+// withdraw takes back cards sent ahead whose record was refused, each
+// operator's back to its card in stored (the record as stored, read after
+// a stale attempt) or, when stored is nil, to the card it had before.
+func (c *calls) withdraw(ahead []hub.Ahead, stored map[string][]byte) {
+	if len(ahead) == 0 {
+		return
+	}
+	if stored != nil {
+		for i := range ahead {
+			ahead[i].Before = stored[ahead[i].Operator]
+		}
+	}
+	c.ahead.Withdraw(ahead)
 }
 
 // resolveManager asks the CRM for the caller's responsible manager and
@@ -335,19 +387,25 @@ func (c *calls) settleManager(ctx context.Context, key string, res *retailcrm.Ma
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer wcancel()
 	defer c.lock(key).Unlock()
+	var stale []hub.Ahead // as in processCall
+	defer func() { c.withdraw(stale, nil) }()
 	for attempt, mode := 0, loadCached; attempt < 8; attempt, mode = attempt+1, loadStored {
 		rec, rev, _, lerr := c.loadCall(wctx, key, mode)
 		if lerr != nil || rec == nil || rec.ManagerState != wire.ManagerPending {
 			return
 		}
 		before := c.cards(rec)
+		c.withdraw(stale, before)
+		stale = nil
 		if err != nil {
 			rec.ManagerState = wire.ManagerUnavailable
 		} else {
 			setManager(rec, res, c.managerFree(res))
 		}
 		rec.Version++
-		if serr := c.commitCall(wctx, rec, rev, before, time.Time{}); serr != nil {
+		ahead, serr := c.commitCall(wctx, rec, rev, before, time.Time{})
+		if serr != nil {
+			stale = ahead
 			if errors.Is(serr, store.ErrConflict) {
 				continue
 			}

@@ -96,6 +96,16 @@ func (r *recentCalls) add(c wire.Call) {
 	r.changed()
 }
 
+// remove forgets a call (one shown ahead of the relay's log that was not
+// stored).
+func (r *recentCalls) remove(id string) {
+	n := len(r.data.Calls)
+	r.data.Calls = slices.DeleteFunc(r.data.Calls, func(x wire.Call) bool { return x.ID == id })
+	if len(r.data.Calls) != n {
+		r.changed()
+	}
+}
+
 func (r *recentCalls) addDialled(e164 string) {
 	r.data.Dialled = slices.DeleteFunc(r.data.Dialled, func(s string) bool { return s == e164 })
 	r.data.Dialled = slices.Insert(r.data.Dialled, 0, e164)

@@ -419,6 +419,13 @@ func (a *App) onEvent(s *session, ev agent.Event, received time.Time) {
 		}
 	case agent.EventCall:
 		a.onCall(*ev.Call, received)
+	case agent.EventCallWithdrawn:
+		// Shown ahead of the relay's log, then not stored: it never was.
+		a.cards.remove(ev.Call.ID, false)
+		a.recent.remove(ev.Call.ID)
+		if a.recentW != nil {
+			a.recentW.refresh()
+		}
 	case agent.EventNotice:
 		a.onNotice(*ev.Notice)
 	case agent.EventTranscript:

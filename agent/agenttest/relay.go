@@ -27,6 +27,7 @@ const Token = "test-token-0123456789"
 // Handshake is what an agent sent when connecting.
 type Handshake struct {
 	Since, Epoch string // query parameters ("" when absent)
+	Preview      string // the preview query parameter (cards ahead of the log)
 	Protocol     string // Pult-Protocol header
 	Accepted     bool
 }
@@ -205,6 +206,52 @@ func (r *Relay) Publish(typ string, data any) uint64 {
 		r.writeLocked(websocket.TextMessage, frame)
 	}
 	return r.lastSeq
+}
+
+// SendAhead sends a call card ahead of the log, as id (see "Cards ahead of
+// the log" in package wire); Store then logs it, as the relay does once it
+// has stored it.
+func (r *Relay) SendAhead(id string, c wire.Call) error {
+	frame, err := wire.Encode(wire.TypeCall, id, 0, c)
+	if err != nil {
+		return err
+	}
+	return r.SendRaw(frame)
+}
+
+// Store appends a call card to the log as id without sending it: a card
+// sent ahead, now stored. Stored then tells the agent, unless it is away
+// (its catch-up has it, with the id).
+func (r *Relay) Store(id string, data wire.Call) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lastSeq += 2
+	b, err := json.Marshal(data)
+	if err != nil {
+		panic(err)
+	}
+	r.log = append(r.log, wire.Envelope{V: wire.ProtocolVersion, Type: wire.TypeCall, ID: id, Seq: r.lastSeq, Data: b})
+	return r.lastSeq
+}
+
+// Stored tells the agent that the card sent ahead as id is stored at seq.
+func (r *Relay) Stored(id string, seq uint64) error {
+	frame, _ := wire.Encode(wire.TypeStored, id, seq, nil)
+	return r.SendRaw(frame)
+}
+
+// Withdraw takes back the card sent ahead as id, with the card before
+// (nil: none).
+func (r *Relay) Withdraw(id string, before *wire.Call) error {
+	var data any
+	if before != nil {
+		data = before
+	}
+	frame, err := wire.Encode(wire.TypeWithdrawn, id, 0, data)
+	if err != nil {
+		return err
+	}
+	return r.SendRaw(frame)
 }
 
 // SetOperator changes who the token belongs to (from the next hello on).
@@ -411,7 +458,8 @@ func (r *Relay) RefuseTranscriptsWith(status int, e *wire.Error) {
 
 func (r *Relay) serveAgent(w http.ResponseWriter, req *http.Request) {
 	q := req.URL.Query()
-	hs := Handshake{Since: q.Get(wire.QuerySince), Epoch: q.Get(wire.QueryEpoch), Protocol: req.Header.Get(wire.HeaderProtocol)}
+	hs := Handshake{Since: q.Get(wire.QuerySince), Epoch: q.Get(wire.QueryEpoch), Preview: q.Get(wire.QueryPreview),
+		Protocol: req.Header.Get(wire.HeaderProtocol)}
 	r.mu.Lock()
 	if hs.Protocol == "" {
 		r.handshakes = append(r.handshakes, hs)

@@ -32,6 +32,19 @@
 // the position has expired, hello says Resumed=false and the agent must treat
 // its local view as stale.
 //
+// Cards ahead of the log. An agent that asks for it (QueryPreview=1 in the
+// handshake) gets a call card as soon as the relay has made it, while the
+// relay is still storing it: a "call" frame with no seq and an id (the
+// card's id in the log). Once the card is stored the agent gets a "stored"
+// frame with that id and the card's seq, which moves its position as the
+// card itself would have; the card is not sent again. A card the relay
+// could not store is taken back with a "withdrawn" frame with that id,
+// whose data is the card the operator had before (the call as it stands),
+// or no data when the operator had no card for the call (remove it). Call
+// cards from the log carry the same id: an agent that reconnects before a
+// card it was shown ahead is stored gets the stored card in the catch-up,
+// and knows it by its id (only its position moves).
+//
 // 4. Requests. The agent sends requests (status.set, dial) with a unique id.
 // Each gets exactly one answer with the same id: type "reply" (data is the
 // request-specific result) or type "error" (data is an [Error]). Requests may
@@ -86,6 +99,7 @@ const (
 	HeaderProtocol = "Pult-Protocol"
 	QuerySince     = "since"
 	QueryEpoch     = "epoch"
+	QueryPreview   = "preview" // "1": send call cards ahead of the log (see Cards ahead of the log)
 )
 
 // Limits and timing shared by both sides.
@@ -175,6 +189,8 @@ const (
 	TypeStatus     = "status"
 	TypeNotice     = "notice"
 	TypeTranscript = "transcript" // a chat transcript's delivery state (TranscriptState)
+	TypeStored     = "stored"     // a card sent ahead is stored: id, seq (no data)
+	TypeWithdrawn  = "withdrawn"  // a card sent ahead was not stored: id; data: the card before (Call), or none
 
 	// agent → server requests
 	TypeSetStatus = "status.set"

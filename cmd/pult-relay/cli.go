@@ -643,6 +643,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.Ring, "ring", 1, "operators rung by each call")
 	fs.IntVar(&o.RingMax, "ring-max", 0, "with a value above --ring: each call rings --ring to --ring-max operators")
 	fs.IntVar(&o.Posters, "posters", 8, "concurrent webhook posters")
+	fs.BoolVar(&o.StoredOnly, "stored-only", false, "the simulated agents take call cards only once stored (as agents before cards ahead of the log did), not ahead of the log as pult's agent does")
 	fs.DurationVar(&o.Drain, "drain", 5*time.Second, "wait after the last event for late frames")
 	fs.IntVar(&o.Supervisors, "supervisors", 0, "supervisors subscribed to the queue board (measures event → board delta)")
 	fs.StringVar(&o.RelayBin, "relay-bin", "", "the pult-relay binary to start (default: this one)")

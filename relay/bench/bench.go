@@ -86,6 +86,10 @@ type Options struct {
 	// Sync is the relay's [nats] sync ("always" or an interval; "" the
 	// relay's default), to measure what durability costs.
 	Sync string
+	// StoredOnly has the simulated agents take call cards only once
+	// stored, as agents before cards ahead of the log did; by default
+	// they ask for them ahead (wire.QueryPreview), as pult's agent does.
+	StoredOnly bool
 
 	// RelayBin is the pult-relay binary run as "serve --config FILE"
 	// [this executable].
@@ -291,6 +295,9 @@ type operator struct {
 	order    int
 	last     uint64
 	err      error
+	// ahead, when not nil, has the agent take cards ahead of the log, as
+	// pult's does: the cards shown ahead and not yet stored, by id.
+	ahead map[string]string
 
 	drops      int       // connections lost and redialled (with Restart)
 	backAt     time.Time // when the last reconnect's hello arrived
@@ -387,7 +394,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 		storm = &stormState{}
 		storm.victim.Store(-1)
 	}
-	ops, err := connect(ctx, rp, tokens, &stopping, storm)
+	ops, err := connect(ctx, rp, tokens, !o.StoredOnly && o.Target == TargetPult, &stopping, storm)
 	rep.ConnectS = time.Since(t0).Seconds()
 	defer func() {
 		// Close every connection and wait for its reader (bounded).
@@ -586,8 +593,8 @@ func parallel(n, workers int, f func(i int)) {
 
 // connect opens one websocket per token, reads each hello, and starts the
 // readers. On error the operators connected so far are returned too, so the
-// caller can close them.
-func connect(ctx context.Context, rp *relayProc, tokens []string, stopping *atomic.Bool, storm *stormState) ([]*operator, error) {
+// caller can close them. ahead: the operators take cards ahead of the log.
+func connect(ctx context.Context, rp *relayProc, tokens []string, ahead bool, stopping *atomic.Bool, storm *stormState) ([]*operator, error) {
 	ops := make([]*operator, len(tokens))
 	errs := make([]error, len(tokens))
 	parallel(len(tokens), 32, func(i int) {
@@ -596,6 +603,9 @@ func connect(ctx context.Context, rp *relayProc, tokens []string, stopping *atom
 			return
 		}
 		op := &operator{idx: i, done: make(chan struct{}), recv: map[int]*receipt{}, stopping: stopping}
+		if ahead {
+			op.ahead = map[string]string{}
+		}
 		if n := len(rp.nodes()); n > 1 {
 			// The first node round robin, then the others in a random
 			// order: the agent given every relay starts on a random one.
@@ -641,10 +651,15 @@ func (op *operator) dial(ctx context.Context, rp *relayProc, token string) error
 	if len(op.route) > 0 {
 		node = op.route[op.at]
 	}
-	u := "ws" + strings.TrimPrefix(rp.nodes()[node].baseURL, "http") + wire.Path
-	if op.epoch != "" {
-		u += "?" + url.Values{wire.QuerySince: {strconv.FormatUint(op.last, 10)}, wire.QueryEpoch: {op.epoch}}.Encode()
+	q := url.Values{}
+	if op.ahead != nil {
+		q.Set(wire.QueryPreview, "1")
 	}
+	if op.epoch != "" {
+		q.Set(wire.QuerySince, strconv.FormatUint(op.last, 10))
+		q.Set(wire.QueryEpoch, op.epoch)
+	}
+	u := "ws" + strings.TrimPrefix(rp.nodes()[node].baseURL, "http") + wire.Path + "?" + q.Encode()
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+token)
 	h.Set(wire.HeaderProtocol, strconv.Itoa(wire.ProtocolVersion))
@@ -761,14 +776,41 @@ func (op *operator) readConn() error {
 			}
 			op.last = env.Seq
 		}
-		if env.Type != wire.TypeCall {
+		switch {
+		case env.Type == wire.TypeStored || env.Type == wire.TypeWithdrawn:
+			if d, ok := op.ahead[env.ID]; ok && env.Type == wire.TypeWithdrawn && len(env.Data) == 0 {
+				// Taken back (the relay could not store it): not received.
+				card.ID = ""
+				json.Unmarshal([]byte(d), &card)
+				if n, ok := callNumber(card.ID); ok && op.recv[n] != nil {
+					op.recv[n].count--
+				}
+			}
+			delete(op.ahead, env.ID)
 			op.other++
 			continue
+		case env.Type != wire.TypeCall:
+			op.other++
+			continue
+		case env.Seq == 0 && env.ID != "" && op.ahead != nil:
+			op.ahead[env.ID] = string(env.Data)
+		case env.Seq != 0 && op.storedAsShown(env.ID):
+			continue // shown ahead before a reconnect: the agent only moves its position
 		}
 		card.ID = ""
 		json.Unmarshal(env.Data, &card)
 		op.receive(card.ID, now)
 	}
+}
+
+// storedAsShown reports whether a stored card (its id) is one shown
+// ahead (and forgets it), as the agent does.
+func (op *operator) storedAsShown(id string) bool {
+	if _, ok := op.ahead[id]; ok && id != "" {
+		delete(op.ahead, id)
+		return true
+	}
+	return false
 }
 
 // receive counts a card of call id that arrived at now (a call frame whose
@@ -781,8 +823,11 @@ func (op *operator) receive(id string, now time.Time) {
 	}
 	r := op.recv[n]
 	if r == nil {
-		r = &receipt{first: now}
+		r = &receipt{}
 		op.recv[n] = r
+	}
+	if r.count == 0 { // the first, or the first since one was taken back
+		r.first = now
 	}
 	r.count++
 }

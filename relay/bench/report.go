@@ -42,7 +42,7 @@ func tally(rep *Report, calls []call, ops []*operator, start time.Time) {
 			if op != nil {
 				r = op.recv[n]
 			}
-			if r == nil {
+			if r == nil || r.count <= 0 { // none, or only one taken back
 				rep.Lost++
 				continue
 			}

@@ -185,6 +185,52 @@ func (h *Hub) Deliver(ev store.Event) {
 	}
 }
 
+// Ahead is a call card sent to its operator before it is stored (see
+// "Cards ahead of the log" in package wire).
+type Ahead struct {
+	Operator string
+	MsgID    string    // the id the card is appended with; the frames name it
+	Data     []byte    // the card (wire.Call)
+	Before   []byte    // the operator's card before the change; nil when none
+	Received time.Time // when the relay received what made it (metrics)
+}
+
+// AheadExpiry is how long a card sent ahead may wait for the live feed to
+// show it stored: past it (checked at the session's pings) it is withdrawn
+// to the card before. A store whose outcome was not known (a timeout) is
+// either in the log by then or was lost, and the PBX's retry sends it again.
+const AheadExpiry = 30 * time.Second
+
+// SendAhead sends cards, before they are stored, to the sessions of their
+// operators that asked for them (and are not catching up: those get the
+// stored card in order). When the card is stored the live feed sends a
+// "stored" frame in its place; when it is not, Withdraw takes it back.
+func (h *Hub) SendAhead(cards []Ahead) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range cards {
+		var frame []byte
+		for s := range h.sessions[c.Operator] {
+			if frame == nil {
+				frame = aheadFrame(wire.TypeCall, c.MsgID, 0, c.Data)
+			}
+			s.sendAhead(c, frame)
+		}
+	}
+}
+
+// Withdraw takes back cards sent ahead that were not stored: the sessions
+// that were shown one get a "withdrawn" frame with c.Before.
+func (h *Hub) Withdraw(cards []Ahead) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range cards {
+		for s := range h.sessions[c.Operator] {
+			s.withdraw(c)
+		}
+	}
+}
+
 // presence tells OnPresence the operator's sessions changed.
 func (h *Hub) presence(opID string) {
 	h.cfg.OnPresence(opID, func() int { return h.Connected(opID) })
@@ -250,13 +296,15 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Position is where an agent asks to resume.
+// Position is where an agent asks to resume, and whether it takes call
+// cards ahead of the log (wire.QueryPreview).
 type Position struct {
 	Since uint64
 	Epoch string
+	Ahead bool
 }
 
-// ParsePosition reads since/epoch from a handshake query.
+// ParsePosition reads since, epoch and preview from a handshake query.
 func ParsePosition(r *http.Request) (Position, error) {
 	q := r.URL.Query()
 	var p Position
@@ -270,6 +318,13 @@ func ParsePosition(r *http.Request) (Position, error) {
 	p.Epoch = q.Get(wire.QueryEpoch)
 	if len(p.Epoch) > 32 {
 		return p, errors.New("epoch is too long")
+	}
+	switch q.Get(wire.QueryPreview) {
+	case "", "0":
+	case "1":
+		p.Ahead = true
+	default:
+		return p, errors.New("preview must be 1 or 0")
 	}
 	return p, nil
 }
@@ -342,6 +397,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, op wire.Operator, po
 		space:  make(chan struct{}, 1),
 		wdone:  make(chan struct{}),
 		sem:    make(chan struct{}, h.cfg.MaxInFlight),
+		ahead:  pos.Ahead,
 	}
 	if h.cfg.RequestRate > 0 {
 		s.limiter = rate.NewLimiter(h.cfg.RequestRate, max(h.cfg.RequestBurst, 1))

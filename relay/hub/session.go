@@ -40,6 +40,8 @@ type session struct {
 	cursor     uint64 // last seq queued for this session
 	catchingUp bool
 	pending    []store.Event
+	ahead      bool                  // the agent takes cards ahead of the log
+	shownAhead map[string]shownAhead // cards sent ahead, not yet stored, by id
 
 	sem     chan struct{} // bounds requests in flight
 	limiter *rate.Limiter // the session's request rate; nil: none (used by the reader only)
@@ -136,6 +138,9 @@ func (s *session) ping() {
 	if !s.closing {
 		s.pingDue = true
 		s.kickLocked()
+		if len(s.shownAhead) > 0 {
+			s.expireAheadLocked(time.Now())
+		}
 	}
 	s.mu.Unlock()
 }
@@ -152,9 +157,68 @@ func (s *session) deliver(ev store.Event) {
 		return
 	}
 	s.cursor = ev.Seq
+	if _, ok := s.shownAhead[ev.MsgID]; ok && ev.MsgID != "" {
+		delete(s.shownAhead, ev.MsgID)
+		s.enqueueLocked(aheadFrame(wire.TypeStored, ev.MsgID, ev.Seq, nil))
+		return // counted when sent ahead
+	}
 	if s.enqueueLocked(eventFrame(ev)) {
 		s.observe(ev)
 	}
+}
+
+// maxAhead bounds the cards a session has been sent ahead and not yet
+// seen stored; past it, cards wait for the live feed.
+const maxAhead = 256
+
+// shownAhead is a card sent ahead: when, and the card to withdraw it to.
+type shownAhead struct {
+	at     time.Time
+	before []byte
+}
+
+// sendAhead queues a card ahead of the log (see Hub.SendAhead), under the
+// hub's lock. A card already sent ahead (a retry of the same change) is
+// not sent again.
+func (s *session) sendAhead(c Ahead, frame []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ahead || s.catchingUp || len(s.shownAhead) >= maxAhead {
+		return
+	}
+	if _, ok := s.shownAhead[c.MsgID]; ok {
+		return
+	}
+	if s.enqueueLocked(frame) {
+		if s.shownAhead == nil {
+			s.shownAhead = make(map[string]shownAhead)
+		}
+		s.shownAhead[c.MsgID] = shownAhead{at: time.Now(), before: c.Before}
+		s.observe(store.Event{Received: c.Received})
+	}
+}
+
+// expireAheadLocked withdraws the cards sent ahead longer than AheadExpiry
+// ago and still not seen stored.
+func (s *session) expireAheadLocked(now time.Time) {
+	for id, a := range s.shownAhead {
+		if now.Sub(a.at) > AheadExpiry {
+			delete(s.shownAhead, id)
+			s.enqueueLocked(aheadFrame(wire.TypeWithdrawn, id, 0, a.before))
+		}
+	}
+}
+
+// withdraw takes back a card sent ahead (see Hub.Withdraw), under the
+// hub's lock.
+func (s *session) withdraw(c Ahead) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.shownAhead[c.MsgID]; !ok {
+		return
+	}
+	delete(s.shownAhead, c.MsgID)
+	s.enqueueLocked(aheadFrame(wire.TypeWithdrawn, c.MsgID, 0, c.Before))
 }
 
 func (s *session) observe(ev store.Event) {
@@ -222,8 +286,12 @@ func (s *session) catchUp() {
 }
 
 // eventFrame builds the envelope around stored event data without
-// re-encoding it.
+// re-encoding it. A call card carries its id in the log, which names it
+// when it was sent ahead.
 func eventFrame(ev store.Event) []byte {
+	if ev.Type == wire.TypeCall && ev.MsgID != "" {
+		return aheadFrame(ev.Type, ev.MsgID, ev.Seq, ev.Data)
+	}
 	b := make([]byte, 0, len(ev.Data)+64)
 	b = append(b, `{"v":`...)
 	b = strconv.AppendInt(b, wire.ProtocolVersion, 10)
@@ -234,6 +302,29 @@ func eventFrame(ev store.Event) []byte {
 	if len(ev.Data) > 0 {
 		b = append(b, `,"data":`...)
 		b = append(b, ev.Data...)
+	}
+	return append(b, '}')
+}
+
+// aheadFrame builds a frame with an id: a card (typ call; sent ahead: no
+// seq), a "stored" (seq, no data) or a "withdrawn" (data: the card before,
+// or none).
+func aheadFrame(typ, id string, seq uint64, data []byte) []byte {
+	q, _ := json.Marshal(id) // a string: never fails
+	b := make([]byte, 0, len(data)+len(q)+64)
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, wire.ProtocolVersion, 10)
+	b = append(b, `,"type":`...)
+	b = strconv.AppendQuote(b, typ)
+	b = append(b, `,"id":`...)
+	b = append(b, q...)
+	if seq > 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, seq, 10)
+	}
+	if len(data) > 0 {
+		b = append(b, `,"data":`...)
+		b = append(b, data...)
 	}
 	return append(b, '}')
 }

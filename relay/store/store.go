@@ -802,6 +802,7 @@ type Event struct {
 	Type     string
 	Data     []byte
 	Received time.Time // when the relay received what caused it (zero if unknown)
+	MsgID    string    // the id it was appended with ("" when none)
 }
 
 func subject(op string) string { return eventsPrefix + op }
@@ -895,7 +896,7 @@ func (s *Store) Next(ctx context.Context, op string, after uint64) (*Event, erro
 	}
 	return &Event{
 		Seq: m.Sequence, Operator: op, Type: m.Header.Get(hdrType), Data: m.Data,
-		Received: parseNanos(m.Header.Get(hdrReceived)),
+		Received: parseNanos(m.Header.Get(hdrReceived)), MsgID: m.Header.Get(jetstream.MsgIDHeader),
 	}, nil
 }
 
@@ -933,6 +934,7 @@ func (s *Store) Tail(ctx context.Context, from uint64, fn func(Event)) error {
 			Type:     m.Headers().Get(hdrType),
 			Data:     m.Data(),
 			Received: parseNanos(m.Headers().Get(hdrReceived)),
+			MsgID:    m.Headers().Get(jetstream.MsgIDHeader),
 		})
 	}, jetstream.PullMaxMessages(1024))
 	if err != nil {
@@ -1261,6 +1263,15 @@ var ErrConflict = errors.New("store: changed concurrently")
 
 // casError turns JetStream's "wrong last sequence" and "key exists" into
 // ErrConflict.
+// Refused reports whether err is the storage's refusal of a write (a
+// stale revision, a limit, a bad request), which stored nothing, as
+// opposed to a write whose outcome is not known (a timeout, a lost
+// connection), which may have been stored.
+func Refused(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, ErrConflict) || errors.As(err, &apiErr)
+}
+
 func casError(what string, err error) error {
 	var apiErr *jetstream.APIError
 	if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
