@@ -41,8 +41,9 @@ func (a *Agent) position() uint64 {
 
 // TestCardsAhead: a card sent ahead of the relay's log is shown at once,
 // its "stored" frame moves the position without showing it again, a card
-// withdrawn goes back to the card before (or away), and a card shown ahead
-// that reaches the agent again in a reconnect's catch-up is not shown twice.
+// withdrawn goes back to the card before (or away), an older card of a call
+// arriving after a newer one is not shown, and a card shown ahead that
+// reaches the agent again in a reconnect's catch-up is not shown twice.
 func TestCardsAhead(t *testing.T) {
 	checkLeaks(t)
 	r := agenttest.New(t)
@@ -72,12 +73,22 @@ func TestCardsAhead(t *testing.T) {
 	r.Withdraw("c9.op-1.1", nil)
 	waitFor(t, "the withdrawals", func() bool { return len(rec.calls()) == 5 })
 
+	// A card ahead overtakes an older one of the same call stored by
+	// another relay: the older one is not shown, the position moves.
+	c3talk, c3ring := call("c3", wire.CallTalking), call("c3", wire.CallRinging)
+	c3talk.Version, c3ring.Version = 2, 1
+	r.SendAhead("c3.op-1.2", c3talk)
+	older := r.Publish(wire.TypeCall, c3ring)
+	waitFor(t, "the position past the older card", func() bool { return a.position() == older })
+	r.Stored("c3.op-1.2", r.Store("c3.op-1.2", c3talk))
+
 	// Ahead, then the link drops before "stored": the catch-up brings the
 	// stored card (here as stored by another relay: the same change, at
 	// another time), known by its id and not shown again; one stored
 	// meanwhile is.
 	r.SendAhead("c1.op-1.3", talk)
-	waitFor(t, "the card ahead", func() bool { return len(rec.calls()) == 6 })
+	waitFor(t, "the card ahead", func() bool { return len(rec.calls()) == 7 })
+	at := a.position()
 	r.Drop()
 	again := talk
 	again.StartedAt = time.Now().UTC()
@@ -87,11 +98,12 @@ func TestCardsAhead(t *testing.T) {
 	waitFor(t, "the catch-up", func() bool { return a.position() == s4 })
 	time.Sleep(20 * time.Millisecond) // room for a wrong duplicate to show up
 
-	want := []string{"c1 ringing ahead", "c1 talking ahead", "c1 ringing ahead", "c2 ringing ahead", "c2 -", "c1 talking ahead", "c1 ended"}
+	want := []string{"c1 ringing ahead", "c1 talking ahead", "c1 ringing ahead", "c2 ringing ahead", "c2 -",
+		"c3 talking ahead", "c1 talking ahead", "c1 ended"}
 	if diff := cmp.Diff(want, rec.calls()); diff != "" {
 		t.Errorf("calls shown (-want +got):\n%s", diff)
 	}
-	if hs := r.Handshakes(); len(hs) < 2 || hs[1].Since != strconv.FormatUint(s1, 10) || hs[1].Preview != "1" {
-		t.Errorf("resume handshake = %+v, want since=%d and preview", hs, s1)
+	if hs := r.Handshakes(); len(hs) < 2 || hs[1].Since != strconv.FormatUint(at, 10) || hs[1].Preview != "1" {
+		t.Errorf("resume handshake = %+v, want since=%d and preview", hs, at)
 	}
 }

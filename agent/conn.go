@@ -312,8 +312,18 @@ func (a *Agent) reader(c *conn, events chan<- Event) {
 			}
 		}
 		ev, err := decodeEvent(env)
-		if err == nil && ev.Kind == EventCall && env.Seq == 0 && env.ID != "" {
-			a.ahead.shown(env.ID, ev.Call.ID, env.Data)
+		if err == nil && ev.Kind == EventCall {
+			if !a.ahead.newer(ev.Call) {
+				// Older than the card shown (one sent ahead overtook it):
+				// only the position moves.
+				if env.Seq > 0 && !emit(c.ctx, events, Event{Seq: env.Seq}) {
+					return
+				}
+				continue
+			}
+			if env.Seq == 0 && env.ID != "" {
+				a.ahead.shown(env.ID, ev.Call.ID, env.Data)
+			}
 		}
 		if err != nil {
 			a.log.Warn("skipping an event", "type", env.Type, "seq", env.Seq, "err", err)

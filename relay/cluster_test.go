@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -156,8 +157,11 @@ func TestExternalNATSCluster(t *testing.T) {
 				got = append(got, e.Call.ID)
 			}
 		}
-		if strings.Join(got, " ") != strings.Join(acked, " ") {
-			t.Errorf("an operator got the calls\n%v\nwant every acknowledged one once, in order:\n%v", got, acked)
+		// Once each; a call posted to the agent's own relay comes ahead of
+		// the log, and may overtake one posted to another relay.
+		slices.Sort(got)
+		if strings.Join(got, " ") != strings.Join(sorted(acked), " ") {
+			t.Errorf("an operator got the calls\n%v\nwant every acknowledged one once:\n%v", got, acked)
 		}
 	}
 
@@ -198,4 +202,10 @@ func TestExternalNATSCluster(t *testing.T) {
 	if len(told) != nops {
 		t.Errorf("the PBX was told %v", told)
 	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -38,7 +39,9 @@ func startExternalNATS(t *testing.T) *server.Server {
 // An agent that knows two relays of one cluster (here two relays sharing an
 // external NATS server) moves to the other when the one it is on stops, and
 // resumes there: every call event, posted to either relay before, during and
-// after the move, reaches it exactly once and in order.
+// after the move, reaches it exactly once. (Cards of calls posted to the
+// relay the agent is on are sent ahead of the log, and may overtake those
+// of other calls posted to the other relay: order holds within a call.)
 func TestFailoverBetweenRelays(t *testing.T) {
 	checkGoroutines(t)
 	ns := startExternalNATS(t)
@@ -155,8 +158,9 @@ func TestFailoverBetweenRelays(t *testing.T) {
 	for n := 1; n <= total; n++ {
 		want = append(want, fmt.Sprintf("n-%03d", n))
 	}
+	slices.Sort(ids)
 	if strings.Join(ids, " ") != strings.Join(want, " ") {
-		t.Errorf("ringing cards, in order:\n got %v\nwant %v", ids, want)
+		t.Errorf("ringing cards, sorted:\n got %v\nwant each once: %v", ids, want)
 	}
 	if len(resumed) < 2 || !resumed[len(resumed)-1] {
 		t.Errorf("hellos resumed: %v; want the last one, on the other relay, resumed", resumed)

@@ -142,7 +142,7 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 		}
 		wasFinal := rec.State.Final() && !fresh
 		before := c.cards(rec)
-		c.withdraw(stale, before)
+		c.withdraw(stale, &before)
 		stale = nil
 		changed := rec.Apply(ev) || fresh
 		if !changed {
@@ -153,7 +153,7 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 			// a crash between storing and publishing): the record is stored
 			// already; publish every card again under the same message ids,
 			// and JetStream drops those it has.
-			before = nil
+			before = view{}
 		}
 		lookup := fresh && rec.ManagerState == wire.ManagerPending
 		var acks store.Acks
@@ -231,38 +231,68 @@ func (c *calls) newCall(key string, ev call.Event, num phone.Number, parsed bool
 	return rec
 }
 
+// view is every operator's card of a call at one version.
+type view struct {
+	cards   map[string][]byte // by operator, without the version: to compare
+	version int
+}
+
+// card is an operator's card as sent (with the version); nil when the
+// operator has none.
+func (v view) card(op string) []byte {
+	b, ok := v.cards[op]
+	if !ok {
+		return nil
+	}
+	return withVersion(b, v.version)
+}
+
 // cards renders every leg's card, to compare before and after a change.
-func (c *calls) cards(rec *call.Record) map[string][]byte {
+func (c *calls) cards(rec *call.Record) view {
 	out := make(map[string][]byte, len(rec.Legs))
 	for _, id := range rec.Operators() {
 		me, _ := c.ops.Lookup(id)
 		b, _ := json.Marshal(rec.CardFor(id, person(me)))
 		out[id] = b
 	}
-	return out
+	return view{cards: out, version: rec.Version}
 }
 
 // changedCards is the card of each operator whose view changed since
-// before (nil: every card), as events to append. The message id makes a
+// before (none: every card), as events to append. The message id makes a
 // replay of the same change a no-op.
-func (c *calls) changedCards(rec *call.Record, before map[string][]byte, received time.Time) []store.Append {
+func (c *calls) changedCards(rec *call.Record, before view, received time.Time) []store.Append {
 	after := c.cards(rec)
 	var out []store.Append
 	for _, id := range rec.Operators() {
-		b := after[id]
-		if old, ok := before[id]; ok && string(old) == string(b) {
+		b := after.cards[id]
+		if old, ok := before.cards[id]; ok && string(old) == string(b) {
 			continue
 		}
-		out = append(out, store.Append{Operator: id, Type: wire.TypeCall, Data: b,
+		out = append(out, store.Append{Operator: id, Type: wire.TypeCall, Data: withVersion(b, rec.Version),
 			MsgID: rec.Key + "." + id + "." + strconv.Itoa(rec.Version), Received: received})
 	}
 	return out
 }
 
+// withVersion adds the call's version to a card (a JSON object) as
+// wire.Call's version: cards are compared without it (a change that leaves
+// an operator's view as it was sends that operator nothing).
+func withVersion(card []byte, version int) []byte {
+	if len(card) < 2 || card[len(card)-1] != '}' {
+		return card
+	}
+	out := make([]byte, 0, len(card)+24)
+	out = append(out, card[:len(card)-1]...)
+	out = append(out, `,"version":`...)
+	out = strconv.AppendInt(out, int64(version), 10)
+	return append(out, '}')
+}
+
 // publishCards appends the cards of a replay (see changedCards); they are
 // stored once acks.Wait returns nil, those stored before dropped by their
 // message ids.
-func (c *calls) publishCards(acks *store.Acks, rec *call.Record, before map[string][]byte, received time.Time) error {
+func (c *calls) publishCards(acks *store.Acks, rec *call.Record, before view, received time.Time) error {
 	for _, e := range c.changedCards(rec, before, received) {
 		if err := c.store.AppendAsync(acks, e.Operator, e.Type, e.Data, e.MsgID, received); err != nil {
 			return err
@@ -313,7 +343,7 @@ func (c *calls) loadCall(ctx context.Context, key string, mode loadMode) (rec *c
 // changedCards), and caches it. The cards go to the agents connected here
 // while they are being stored (c.ahead); when the store refuses the record
 // it returns them, for the caller to withdraw.
-func (c *calls) commitCall(ctx context.Context, rec *call.Record, rev uint64, before map[string][]byte, received time.Time) ([]hub.Ahead, error) {
+func (c *calls) commitCall(ctx context.Context, rec *call.Record, rev uint64, before view, received time.Time) ([]hub.Ahead, error) {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return nil, err
@@ -323,7 +353,7 @@ func (c *calls) commitCall(ctx context.Context, rec *call.Record, rev uint64, be
 	if c.ahead != nil {
 		ahead = make([]hub.Ahead, len(cards))
 		for i, e := range cards {
-			ahead[i] = hub.Ahead{Operator: e.Operator, MsgID: e.MsgID, Data: e.Data, Before: before[e.Operator], Received: received}
+			ahead[i] = hub.Ahead{Operator: e.Operator, MsgID: e.MsgID, Data: e.Data, Before: before.card(e.Operator), Received: received}
 		}
 		c.ahead.SendAhead(ahead)
 	}
@@ -346,13 +376,13 @@ func (c *calls) commitCall(ctx context.Context, rec *call.Record, rev uint64, be
 // withdraw takes back cards sent ahead whose record was refused, each
 // operator's back to its card in stored (the record as stored, read after
 // a stale attempt) or, when stored is nil, to the card it had before.
-func (c *calls) withdraw(ahead []hub.Ahead, stored map[string][]byte) {
+func (c *calls) withdraw(ahead []hub.Ahead, stored *view) {
 	if len(ahead) == 0 {
 		return
 	}
 	if stored != nil {
 		for i := range ahead {
-			ahead[i].Before = stored[ahead[i].Operator]
+			ahead[i].Before = stored.card(ahead[i].Operator)
 		}
 	}
 	c.ahead.Withdraw(ahead)
@@ -395,7 +425,7 @@ func (c *calls) settleManager(ctx context.Context, key string, res *retailcrm.Ma
 			return
 		}
 		before := c.cards(rec)
-		c.withdraw(stale, before)
+		c.withdraw(stale, &before)
 		stale = nil
 		if err != nil {
 			rec.ManagerState = wire.ManagerUnavailable

@@ -423,6 +423,10 @@ type Call struct {
 	AnsweredAt   *time.Time   `json:"answeredAt,omitempty"`
 	EndedAt      *time.Time   `json:"endedAt,omitempty"`
 	Links        *Links       `json:"links,omitempty"`
+	// Version counts the call's changes: of two cards of a call, the one
+	// with the lower version is older (a card sent ahead of the log may
+	// overtake one stored by another relay). 0: not known (older relays).
+	Version int `json:"version,omitempty"`
 }
 
 // Client is the caller as the CRM knows them.

@@ -206,16 +206,25 @@ const AheadExpiry = 30 * time.Second
 // stored card in order). When the card is stored the live feed sends a
 // "stored" frame in its place; when it is not, Withdraw takes it back.
 func (h *Hub) SendAhead(cards []Ahead) {
+	type target struct {
+		s     *session
+		c     *Ahead
+		frame []byte
+	}
+	var targets []target
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, c := range cards {
+	for i := range cards {
 		var frame []byte
-		for s := range h.sessions[c.Operator] {
+		for s := range h.sessions[cards[i].Operator] {
 			if frame == nil {
-				frame = aheadFrame(wire.TypeCall, c.MsgID, 0, c.Data)
+				frame = aheadFrame(wire.TypeCall, cards[i].MsgID, 0, cards[i].Data)
 			}
-			s.sendAhead(c, frame)
+			targets = append(targets, target{s, &cards[i], frame})
 		}
+	}
+	h.mu.Unlock()
+	for _, t := range targets {
+		t.s.sendAhead(*t.c, t.frame)
 	}
 }
 

@@ -177,26 +177,50 @@ type shownAhead struct {
 	before []byte
 }
 
-// sendAhead queues a card ahead of the log (see Hub.SendAhead), under the
-// hub's lock. A card already sent ahead (a retry of the same change) is
-// not sent again.
+// sendAhead sends a card ahead of the log (see Hub.SendAhead). A card
+// already sent ahead (a retry of the same change) is not sent again. When
+// no writer runs, the caller writes it itself, at once: a hand-over to a
+// writer goroutine costs more than the write (at most aheadWriteWait; a
+// socket that cannot take it by then ends the session, and the agent
+// resumes from the log).
 func (s *session) sendAhead(c Ahead, frame []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.ahead || s.catchingUp || len(s.shownAhead) >= maxAhead {
+	if !s.ahead || s.catchingUp || s.closing || len(s.shownAhead) >= maxAhead {
 		return
 	}
 	if _, ok := s.shownAhead[c.MsgID]; ok {
 		return
 	}
-	if s.enqueueLocked(frame) {
-		if s.shownAhead == nil {
-			s.shownAhead = make(map[string]shownAhead)
+	if s.shownAhead == nil {
+		s.shownAhead = make(map[string]shownAhead)
+	}
+	s.shownAhead[c.MsgID] = shownAhead{at: time.Now(), before: c.Before}
+	if s.writing || s.finished || len(s.queue) > 0 {
+		if s.enqueueLocked(frame) {
+			s.observe(store.Event{Received: c.Received})
 		}
-		s.shownAhead[c.MsgID] = shownAhead{at: time.Now(), before: c.Before}
-		s.observe(store.Event{Received: c.Received})
+		return
+	}
+	s.writing = true
+	s.mu.Unlock()
+	s.conn.SetWriteDeadline(time.Now().Add(aheadWriteWait))
+	err := s.conn.WriteMessage(websocket.TextMessage, frame)
+	s.mu.Lock()
+	s.writing = false
+	if err != nil {
+		s.closeLocked(websocket.CloseAbnormalClosure, "")
+		s.conn.Close() // unblock the reader
+		return
+	}
+	s.observe(store.Event{Received: c.Received})
+	if len(s.queue) > 0 || s.pingDue || s.closing {
+		s.kickLocked()
 	}
 }
+
+// aheadWriteWait bounds a card written at once by sendAhead.
+const aheadWriteWait = 50 * time.Millisecond
 
 // expireAheadLocked withdraws the cards sent ahead longer than AheadExpiry
 // ago and still not seen stored.
