@@ -344,10 +344,6 @@ func (c *calls) loadCall(ctx context.Context, key string, mode loadMode) (rec *c
 // while they are being stored (c.ahead); when the store refuses the record
 // it returns them, for the caller to withdraw.
 func (c *calls) commitCall(ctx context.Context, rec *call.Record, rev uint64, before view, received time.Time) ([]hub.Ahead, error) {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return nil, err
-	}
 	cards := c.changedCards(rec, before, received)
 	var ahead []hub.Ahead
 	if c.ahead != nil {
@@ -356,6 +352,11 @@ func (c *calls) commitCall(ctx context.Context, rec *call.Record, rev uint64, be
 			ahead[i] = hub.Ahead{Operator: e.Operator, MsgID: e.MsgID, Data: e.Data, Before: before.card(e.Operator), Received: received}
 		}
 		c.ahead.SendAhead(ahead)
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		c.withdraw(ahead, nil)
+		return nil, err
 	}
 	if rev, err = c.store.CommitCall(ctx, rec.Key, b, rev, cards); err != nil {
 		// Stale (the compare-and-set failed), or unknown whether it was

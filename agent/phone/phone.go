@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode"
 
 	"github.com/nyaruka/phonenumbers"
@@ -55,18 +56,56 @@ func Parse(s, region string) (Number, error) {
 	if digits < 3 {
 		return Number{}, fmt.Errorf("%w: %q has too few digits", ErrNotANumber, raw)
 	}
-	n, err := phonenumbers.Parse(raw, strings.ToUpper(region))
+	region = strings.ToUpper(region)
+	key := cacheKey{raw, region}
+	if n, ok := recent.get(key); ok {
+		return n, nil
+	}
+	n, err := phonenumbers.Parse(raw, region)
 	if err != nil {
 		return Number{}, fmt.Errorf("%w: %q: %v", ErrNotANumber, raw, err)
 	}
 	if !phonenumbers.IsPossibleNumber(n) {
 		return Number{}, fmt.Errorf("%w: %q is not a possible number", ErrNotANumber, raw)
 	}
-	return Number{
+	num := Number{
 		E164:     phonenumbers.Format(n, phonenumbers.E164),
 		National: phonenumbers.Format(n, phonenumbers.NATIONAL),
 		Intl:     phonenumbers.Format(n, phonenumbers.INTERNATIONAL),
-	}, nil
+	}
+	recent.put(key, num)
+	return num, nil
+}
+
+// recent keeps the numbers parsed lately: every event of a call carries
+// its number, and callers call again (a parse takes tens of microseconds,
+// a look-up well under one).
+var recent = cache{m: make(map[cacheKey]Number)}
+
+// maxRecent bounds the numbers kept; past it the cache starts afresh.
+const maxRecent = 4096
+
+type cacheKey struct{ raw, region string }
+
+type cache struct {
+	mu sync.Mutex
+	m  map[cacheKey]Number
+}
+
+func (c *cache) get(k cacheKey) (Number, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.m[k]
+	return n, ok
+}
+
+func (c *cache) put(k cacheKey, n Number) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxRecent {
+		clear(c.m)
+	}
+	c.m[k] = n
 }
 
 // Display formats s for people: national format when it parses in region,

@@ -2,6 +2,7 @@ package phone
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -21,6 +22,13 @@ func TestParse(t *testing.T) {
 		}
 		if n.E164 != tc.e164 || n.National != tc.national {
 			t.Errorf("Parse(%q) = %q, %q; want %q, %q", tc.in, n.E164, n.National, tc.e164, tc.national)
+		}
+		// Again, from the cache of recent numbers; in another region, not.
+		if again, _ := Parse(tc.in, "ru"); again != n {
+			t.Errorf("Parse(%q) again = %+v, first %+v", tc.in, again, n)
+		}
+		if other, err := Parse(tc.in, "US"); err == nil && other.E164 == n.E164 && !strings.HasPrefix(tc.in, "+") {
+			t.Errorf("Parse(%q, US) = %+v: the region is part of the cache's key", tc.in, other)
 		}
 	}
 }
@@ -51,4 +59,22 @@ func TestNormalize(t *testing.T) {
 			t.Errorf("Normalize(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// BenchmarkParse is a number's first parse and a repeated one (every event
+// of a call carries its number).
+func BenchmarkParse(b *testing.B) {
+	b.Run("first", func(b *testing.B) {
+		for b.Loop() {
+			recent.mu.Lock()
+			clear(recent.m)
+			recent.mu.Unlock()
+			Parse("+79161234567", "RU")
+		}
+	})
+	b.Run("again", func(b *testing.B) {
+		for b.Loop() {
+			Parse("+79161234567", "RU")
+		}
+	})
 }
