@@ -107,3 +107,33 @@ func TestCardsAheadOfTheLog(t *testing.T) {
 		t.Errorf("unexpected frame after the withdrawal: %s", b)
 	}
 }
+
+// TestCardsAheadAcrossRelays: a card made on one relay is sent ahead to
+// the agents on another relay of the same cluster (over NATS, before it
+// is stored and read back by that relay's live feed), then said stored
+// there.
+func TestCardsAheadAcrossRelays(t *testing.T) {
+	checkGoroutines(t)
+	ns := startExternalNATS(t)
+	var relays []*testRelay
+	for range 2 {
+		cfg := testConfig(t)
+		cfg.NATS.URL = ns.ClientURL()
+		cfg.DataDir = t.TempDir()
+		relays = append(relays, startRelay(t, cfg))
+	}
+	_, tok := relays[0].addOperator("Anna", "100", "1")
+	ahead := dialAhead(t, relays[0].URL, tok)
+
+	ring := map[string]any{"type": "in", "phone": "+79121234567", "codes": []string{"100"}, "callExternalId": "c-1"}
+	if status, body := relays[1].callEvent(ring); status != http.StatusOK {
+		t.Fatalf("ring on the other relay: %d %v", status, body)
+	}
+	card := ahead.readCard()
+	if card.Type != wire.TypeCall || card.Seq != 0 || card.ID == "" || cardState(t, card) != wire.CallRinging {
+		t.Fatalf("first frame = %+v, want a ringing card ahead of the log", card)
+	}
+	if stored := ahead.readCard(); stored.Type != wire.TypeStored || stored.ID != card.ID || stored.Seq == 0 {
+		t.Fatalf("then %+v, want stored %s with a seq", stored, card.ID)
+	}
+}

@@ -17,7 +17,6 @@ import (
 	"github.com/pult/pult/relay/board"
 	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/config"
-	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/store"
@@ -52,8 +51,8 @@ type calls struct {
 // cardsAhead is where a change's cards go before they are stored, and
 // are taken back from when they could not be.
 type cardsAhead interface {
-	SendAhead(cards []hub.Ahead)
-	Withdraw(cards []hub.Ahead)
+	SendAhead(cards []store.Ahead)
+	Withdraw(cards []store.Ahead)
 }
 
 // lock takes the call's stripe of locks; the caller unlocks it.
@@ -104,7 +103,7 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 	// The cards sent ahead by an attempt whose record was stale: taken
 	// back once the stored record is read (to its cards), or on the way
 	// out (to the cards before the attempt).
-	var stale []hub.Ahead
+	var stale []store.Ahead
 	defer func() { c.withdraw(stale, nil) }()
 	for attempt := 0; attempt < 8; attempt, mode = attempt+1, loadStored {
 		rec, rev, stored, err := c.loadCall(ctx, key, mode)
@@ -343,13 +342,13 @@ func (c *calls) loadCall(ctx context.Context, key string, mode loadMode) (rec *c
 // changedCards), and caches it. The cards go to the agents connected here
 // while they are being stored (c.ahead); when the store refuses the record
 // it returns them, for the caller to withdraw.
-func (c *calls) commitCall(ctx context.Context, rec *call.Record, rev uint64, before view, received time.Time) ([]hub.Ahead, error) {
+func (c *calls) commitCall(ctx context.Context, rec *call.Record, rev uint64, before view, received time.Time) ([]store.Ahead, error) {
 	cards := c.changedCards(rec, before, received)
-	var ahead []hub.Ahead
+	var ahead []store.Ahead
 	if c.ahead != nil {
-		ahead = make([]hub.Ahead, len(cards))
+		ahead = make([]store.Ahead, len(cards))
 		for i, e := range cards {
-			ahead[i] = hub.Ahead{Operator: e.Operator, MsgID: e.MsgID, Data: e.Data, Before: before.card(e.Operator), Received: received}
+			ahead[i] = store.Ahead{Operator: e.Operator, MsgID: e.MsgID, Data: e.Data, Before: before.card(e.Operator), Received: received}
 		}
 		c.ahead.SendAhead(ahead)
 	}
@@ -377,7 +376,7 @@ func (c *calls) commitCall(ctx context.Context, rec *call.Record, rev uint64, be
 // withdraw takes back cards sent ahead whose record was refused, each
 // operator's back to its card in stored (the record as stored, read after
 // a stale attempt) or, when stored is nil, to the card it had before.
-func (c *calls) withdraw(ahead []hub.Ahead, stored *view) {
+func (c *calls) withdraw(ahead []store.Ahead, stored *view) {
 	if len(ahead) == 0 {
 		return
 	}
@@ -418,7 +417,7 @@ func (c *calls) settleManager(ctx context.Context, key string, res *retailcrm.Ma
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer wcancel()
 	defer c.lock(key).Unlock()
-	var stale []hub.Ahead // as in processCall
+	var stale []store.Ahead // as in processCall
 	defer func() { c.withdraw(stale, nil) }()
 	for attempt, mode := 0, loadCached; attempt < 8; attempt, mode = attempt+1, loadStored {
 		rec, rev, _, lerr := c.loadCall(wctx, key, mode)

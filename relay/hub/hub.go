@@ -185,16 +185,6 @@ func (h *Hub) Deliver(ev store.Event) {
 	}
 }
 
-// Ahead is a call card sent to its operator before it is stored (see
-// "Cards ahead of the log" in package wire).
-type Ahead struct {
-	Operator string
-	MsgID    string    // the id the card is appended with; the frames name it
-	Data     []byte    // the card (wire.Call)
-	Before   []byte    // the operator's card before the change; nil when none
-	Received time.Time // when the relay received what made it (metrics)
-}
-
 // AheadExpiry is how long a card sent ahead may wait for the live feed to
 // show it stored: past it (checked at the session's pings) it is withdrawn
 // to the card before. A store whose outcome was not known (a timeout) is
@@ -205,10 +195,10 @@ const AheadExpiry = 30 * time.Second
 // operators that asked for them (and are not catching up: those get the
 // stored card in order). When the card is stored the live feed sends a
 // "stored" frame in its place; when it is not, Withdraw takes it back.
-func (h *Hub) SendAhead(cards []Ahead) {
+func (h *Hub) SendAhead(cards []store.Ahead) {
 	type target struct {
 		s     *session
-		c     *Ahead
+		c     *store.Ahead
 		frame []byte
 	}
 	var targets []target
@@ -230,7 +220,7 @@ func (h *Hub) SendAhead(cards []Ahead) {
 
 // Withdraw takes back cards sent ahead that were not stored: the sessions
 // that were shown one get a "withdrawn" frame with c.Before.
-func (h *Hub) Withdraw(cards []Ahead) {
+func (h *Hub) Withdraw(cards []store.Ahead) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, c := range cards {

@@ -183,7 +183,7 @@ type shownAhead struct {
 // writer goroutine costs more than the write (at most aheadWriteWait; a
 // socket that cannot take it by then ends the session, and the agent
 // resumes from the log).
-func (s *session) sendAhead(c Ahead, frame []byte) {
+func (s *session) sendAhead(c store.Ahead, frame []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.ahead || s.catchingUp || s.closing || len(s.shownAhead) >= maxAhead {
@@ -235,7 +235,7 @@ func (s *session) expireAheadLocked(now time.Time) {
 
 // withdraw takes back a card sent ahead (see Hub.Withdraw), under the
 // hub's lock.
-func (s *session) withdraw(c Ahead) {
+func (s *session) withdraw(c store.Ahead) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.shownAhead[c.MsgID]; !ok {

@@ -246,6 +246,7 @@ type Store struct {
 	presenceTTL time.Duration
 
 	clustered     bool          // Options.clustered
+	shared        bool          // other relays may use the same NATS (see ShareAhead)
 	replicas      int           // Options.Replicas, at least 1
 	maxBytes      int64         // Options.MaxBytes
 	requestWindow time.Duration // Options.RequestWindow
@@ -281,7 +282,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.PresenceTTL <= 0 {
 		o.PresenceTTL = PresenceTTL
 	}
-	s := &Store{log: o.Logger.With("component", "store"), clustered: o.clustered(), replicas: max(o.Replicas, 1), maxBytes: o.MaxBytes, requestWindow: o.RequestWindow,
+	s := &Store{log: o.Logger.With("component", "store"), clustered: o.clustered(), shared: o.URL != "" || o.clustered(), replicas: max(o.Replicas, 1), maxBytes: o.MaxBytes, requestWindow: o.RequestWindow,
 		replyKeep: max(1, (o.RequestIDsPerOperator+replySlots-1)/replySlots)}
 	s.presenceTTL = o.PresenceTTL
 	if o.URL == "" && o.Cluster != nil {

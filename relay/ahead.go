@@ -1,0 +1,41 @@
+package relay
+
+import (
+	"context"
+
+	"github.com/pult/pult/relay/hub"
+	"github.com/pult/pult/relay/store"
+)
+
+// aheadEverywhere sends the cards of a change, while they are being
+// stored, to the agents connected to this relay (the hub) and, through the
+// store, to the other relays' (see shareAhead). An agent on another relay
+// would otherwise wait for the card to be stored, replicated and read back
+// by its relay's live feed.
+type aheadEverywhere struct {
+	hub   *hub.Hub
+	store *store.Store
+	node  string
+}
+
+func (a aheadEverywhere) SendAhead(cards []store.Ahead) {
+	a.hub.SendAhead(cards)
+	a.store.ShareAhead(a.node, cards, false)
+}
+
+func (a aheadEverywhere) Withdraw(cards []store.Ahead) {
+	a.hub.Withdraw(cards)
+	a.store.ShareAhead(a.node, cards, true)
+}
+
+// shareAhead hands the cards other relays send ahead, or withdraw, to this
+// relay's agents, until ctx ends.
+func shareAhead(ctx context.Context, st *store.Store, h *hub.Hub, node string) error {
+	return st.WatchAhead(ctx, node, func(c store.Ahead, withdrawn bool) {
+		if withdrawn {
+			h.Withdraw([]store.Ahead{c})
+		} else {
+			h.SendAhead([]store.Ahead{c})
+		}
+	})
+}
