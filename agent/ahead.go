@@ -8,18 +8,26 @@ import (
 	"github.com/pult/pult/agent/wire"
 )
 
-// aheads are the call cards the relay sent ahead of its log (a "call"
-// frame with an id and no seq) and has not yet said are stored, by that
-// id: a "stored" frame then moves the position, a "withdrawn" one takes
-// the card back, and a card met again in a catch-up (by its id) only moves
-// the position. It also keeps the version of each call's card last shown:
-// a card sent ahead by one relay can overtake an older one of the same call
-// stored by another, which must not then be shown over it. The readers of
-// successive connections use it, one at a time.
+// aheads decides which call cards are shown, with the cards the relay
+// sends ahead of its log (a "call" frame with an id and no seq; see "Cards
+// ahead of the log" in package wire):
+//   - a card sent ahead is shown at once, and remembered by its id until a
+//     "stored" frame (which only moves the position) or a "withdrawn" one
+//     (the card before comes back);
+//   - a stored card shown ahead before (met again in a reconnect's
+//     catch-up) only moves the position, as does a card older than the one
+//     shown (a card sent ahead by one relay can overtake an older one of
+//     the same call stored by another);
+//   - a card sent ahead that was shown already, ahead or stored (one shared
+//     by another relay can come after its live feed brought it stored), is
+//     not shown again.
+//
+// The readers of successive connections use it, one at a time.
 type aheads struct {
 	mu       sync.Mutex
-	m        map[string]aheadCard
-	versions map[string]int // call id → version of the card last shown
+	shownNow map[string]aheadCard // sent ahead, not yet stored, by id
+	stored   map[string]struct{}  // ids of cards lately received stored
+	versions map[string]int       // call id → version of the card last shown
 }
 
 type aheadCard struct {
@@ -27,53 +35,57 @@ type aheadCard struct {
 	data []byte // the card as shown
 }
 
-// maxAheads bounds the cards remembered; past it the oldest knowledge is
-// dropped (a card may then be shown twice, never lost).
+// maxAheads bounds each of the maps; past it one starts afresh (a card may
+// then be shown twice, never lost).
 const maxAheads = 512
 
-// shown remembers a card shown ahead of the log.
-func (t *aheads) shown(id, call string, data []byte) {
+// filter returns what a call frame (env, decoded as ev) makes: ev, or
+// only its position (an Event of kind 0; for a card sent ahead, seq 0:
+// nothing).
+func (t *aheads) filter(env wire.Envelope, ev Event) Event {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.m == nil || len(t.m) >= maxAheads {
-		t.m = make(map[string]aheadCard)
+	nothing := Event{Seq: env.Seq}
+	switch {
+	case env.Seq > 0:
+		shown := t.takeShownLocked(env.ID, env.Data)
+		put(&t.stored, env.ID, struct{}{})
+		if shown {
+			return nothing
+		}
+	case env.ID != "":
+		if _, ok := t.shownNow[env.ID]; ok {
+			return nothing
+		}
+		if _, ok := t.stored[env.ID]; ok {
+			return nothing
+		}
 	}
-	t.m[id] = aheadCard{call: call, data: data}
+	if v := ev.Call.Version; v != 0 && v < t.versions[ev.Call.ID] {
+		return nothing
+	}
+	t.noteLocked(ev.Call.ID, ev.Call.Version)
+	if env.Seq == 0 && env.ID != "" {
+		put(&t.shownNow, env.ID, aheadCard{call: ev.Call.ID, data: env.Data})
+	}
+	return ev
 }
 
-// storedAsShown reports whether a stored card (its id, and data) is one
-// shown ahead, and forgets it. Relays that send no id with stored cards
+// takeShownLocked reports whether a stored card (its id, and data) was
+// shown ahead, and forgets that. Relays that send no id with stored cards
 // are matched by the card's bytes.
-func (t *aheads) storedAsShown(id string, data []byte) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, ok := t.m[id]; ok && id != "" {
-		delete(t.m, id)
+func (t *aheads) takeShownLocked(id string, data []byte) bool {
+	if _, ok := t.shownNow[id]; ok && id != "" {
+		delete(t.shownNow, id)
 		return true
 	}
-	for id, c := range t.m {
+	for id, c := range t.shownNow {
 		if string(c.data) == string(data) {
-			delete(t.m, id)
+			delete(t.shownNow, id)
 			return true
 		}
 	}
 	return false
-}
-
-// newer reports whether a call's card is to be shown: not older than the
-// one shown last (a card without a version always is), and notes its
-// version.
-func (t *aheads) newer(c *wire.Call) bool {
-	if c.Version == 0 {
-		return true
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if c.Version < t.versions[c.ID] {
-		return false
-	}
-	t.noteLocked(c.ID, c.Version)
-	return true
 }
 
 // noteLocked records the version of the call's card shown (0: none).
@@ -82,20 +94,29 @@ func (t *aheads) noteLocked(call string, version int) {
 		delete(t.versions, call)
 		return
 	}
-	if t.versions == nil || len(t.versions) >= maxAheads {
-		t.versions = make(map[string]int)
-	}
-	t.versions[call] = version
+	put(&t.versions, call, version)
 }
 
-// settle reads a "stored" or "withdrawn" frame about a card shown ahead:
+// put adds to a bounded map, making it first.
+func put[V any](m *map[string]V, k string, v V) {
+	if k == "" {
+		return
+	}
+	if *m == nil || len(*m) >= maxAheads {
+		*m = make(map[string]V)
+	}
+	(*m)[k] = v
+}
+
+// settle reads a "stored" or "withdrawn" frame about a card sent ahead:
 // the event it makes, if any.
 func (t *aheads) settle(env wire.Envelope, log *slog.Logger) (Event, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c, ok := t.m[env.ID]
-	delete(t.m, env.ID)
+	c, ok := t.shownNow[env.ID]
+	delete(t.shownNow, env.ID)
 	if env.Type == wire.TypeStored {
+		put(&t.stored, env.ID, struct{}{})
 		// The position moves whether or not the card is remembered.
 		return Event{Seq: env.Seq}, env.Seq > 0
 	}

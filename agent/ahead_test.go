@@ -42,8 +42,9 @@ func (a *Agent) position() uint64 {
 // TestCardsAhead: a card sent ahead of the relay's log is shown at once,
 // its "stored" frame moves the position without showing it again, a card
 // withdrawn goes back to the card before (or away), an older card of a call
-// arriving after a newer one is not shown, and a card shown ahead that
-// reaches the agent again in a reconnect's catch-up is not shown twice.
+// arriving after a newer one is not shown, a card sent ahead after it came
+// stored is not shown again, and a card shown ahead that reaches the agent
+// again in a reconnect's catch-up is not shown twice.
 func TestCardsAhead(t *testing.T) {
 	checkLeaks(t)
 	r := agenttest.New(t)
@@ -82,12 +83,19 @@ func TestCardsAhead(t *testing.T) {
 	waitFor(t, "the position past the older card", func() bool { return a.position() == older })
 	r.Stored("c3.op-1.2", r.Store("c3.op-1.2", c3talk))
 
+	// A card shared by another relay comes ahead after its relay's live
+	// feed brought it stored: shown once.
+	c4 := call("c4", wire.CallRinging)
+	r.Resend(r.Store("c4.op-1.1", c4))
+	r.SendAhead("c4.op-1.1", c4)
+	waitFor(t, "the stored card", func() bool { return len(rec.calls()) == 7 })
+
 	// Ahead, then the link drops before "stored": the catch-up brings the
 	// stored card (here as stored by another relay: the same change, at
 	// another time), known by its id and not shown again; one stored
 	// meanwhile is.
 	r.SendAhead("c1.op-1.3", talk)
-	waitFor(t, "the card ahead", func() bool { return len(rec.calls()) == 7 })
+	waitFor(t, "the card ahead", func() bool { return len(rec.calls()) == 8 })
 	at := a.position()
 	r.Drop()
 	again := talk
@@ -99,7 +107,7 @@ func TestCardsAhead(t *testing.T) {
 	time.Sleep(20 * time.Millisecond) // room for a wrong duplicate to show up
 
 	want := []string{"c1 ringing ahead", "c1 talking ahead", "c1 ringing ahead", "c2 ringing ahead", "c2 -",
-		"c3 talking ahead", "c1 talking ahead", "c1 ended"}
+		"c3 talking ahead", "c4 ringing", "c1 talking ahead", "c1 ended"}
 	if diff := cmp.Diff(want, rec.calls()); diff != "" {
 		t.Errorf("calls shown (-want +got):\n%s", diff)
 	}

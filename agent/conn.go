@@ -301,28 +301,12 @@ func (a *Agent) reader(c *conn, events chan<- Event) {
 				return
 			}
 			continue
-		case wire.TypeCall:
-			if env.Seq > 0 && a.ahead.storedAsShown(env.ID, env.Data) {
-				// Shown ahead on an earlier connection, stored as it was
-				// shown: only the position moves.
-				if !emit(c.ctx, events, Event{Seq: env.Seq}) {
-					return
-				}
-				continue
-			}
 		}
 		ev, err := decodeEvent(env)
 		if err == nil && ev.Kind == EventCall {
-			if !a.ahead.newer(ev.Call) {
-				// Older than the card shown (one sent ahead overtook it):
-				// only the position moves.
-				if env.Seq > 0 && !emit(c.ctx, events, Event{Seq: env.Seq}) {
-					return
-				}
+			// Cards ahead of the log, and cards older than the one shown.
+			if ev = a.ahead.filter(env, ev); ev.Kind == 0 && ev.Seq == 0 {
 				continue
-			}
-			if env.Seq == 0 && env.ID != "" {
-				a.ahead.shown(env.ID, ev.Call.ID, env.Data)
 			}
 		}
 		if err != nil {

@@ -296,8 +296,10 @@ type operator struct {
 	last     uint64
 	err      error
 	// ahead, when not nil, has the agent take cards ahead of the log, as
-	// pult's does: the cards shown ahead and not yet stored, by id.
-	ahead map[string]string
+	// pult's does: the cards shown ahead and not yet stored, by id; and
+	// stored, the ids of the cards received stored.
+	ahead  map[string]string
+	stored map[string]bool
 
 	drops      int       // connections lost and redialled (with Restart)
 	backAt     time.Time // when the last reconnect's hello arrived
@@ -604,7 +606,7 @@ func connect(ctx context.Context, rp *relayProc, tokens []string, ahead bool, st
 		}
 		op := &operator{idx: i, done: make(chan struct{}), recv: map[int]*receipt{}, stopping: stopping}
 		if ahead {
-			op.ahead = map[string]string{}
+			op.ahead, op.stored = map[string]string{}, map[string]bool{}
 		}
 		if n := len(rp.nodes()); n > 1 {
 			// The first node round robin, then the others in a random
@@ -793,9 +795,15 @@ func (op *operator) readConn() error {
 			op.other++
 			continue
 		case env.Seq == 0 && env.ID != "" && op.ahead != nil:
+			if _, ok := op.ahead[env.ID]; ok || op.stored[env.ID] {
+				continue // shown already (shared by another relay after its feed had it): the agent shows it once
+			}
 			op.ahead[env.ID] = string(env.Data)
-		case env.Seq != 0 && op.storedAsShown(env.ID):
-			continue // shown ahead before a reconnect: the agent only moves its position
+		case env.Seq != 0 && op.ahead != nil:
+			op.stored[env.ID] = true
+			if op.storedAsShown(env.ID) {
+				continue // shown ahead before a reconnect: the agent only moves its position
+			}
 		}
 		card.ID = ""
 		json.Unmarshal(env.Data, &card)
