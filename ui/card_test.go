@@ -198,3 +198,18 @@ func TestCardWarmShowsNothing(t *testing.T) {
 	ta.relay.Publish(wire.TypeCall, c)
 	ta.loop.eventually(t, "card", func() bool { return ta.a.cards.byID[c.ID] != nil && len(ta.a.cards.cards) == 1 })
 }
+
+// A card sent ahead of the relay's log that the relay then could not store
+// is taken away: off the calls window and out of recent calls.
+func TestWithdrawnCardLeaves(t *testing.T) {
+	ta := newTestApp(t, true)
+	ta.online()
+	c := demoCall()
+	c.StartedAt = time.Now().UTC()
+	ta.relay.SendAhead("k.op.1", c)
+	ta.loop.eventually(t, "the card", func() bool { return ta.a.cards.byID[c.ID] != nil && len(ta.a.recent.data.Calls) == 1 })
+	ta.relay.Withdraw("k.op.1", nil)
+	ta.loop.eventually(t, "the card gone", func() bool {
+		return ta.a.cards.byID[c.ID] == nil && len(ta.a.cards.cards) == 0 && len(ta.a.recent.data.Calls) == 0
+	})
+}
