@@ -19,14 +19,15 @@ import (
 //     shown (a card sent ahead by one relay can overtake an older one of
 //     the same call stored by another);
 //   - a card sent ahead that was shown already, ahead or stored (one shared
-//     by another relay can come after its live feed brought it stored), is
-//     not shown again.
+//     by another relay can come after its live feed brought it stored), or
+//     withdrawn (the PBX's retries of the change, each sending it ahead
+//     again from another relay), is not shown again: the log decides.
 //
 // The readers of successive connections use it, one at a time.
 type aheads struct {
 	mu       sync.Mutex
 	shownNow map[string]aheadCard // sent ahead, not yet stored, by id
-	stored   map[string]struct{}  // ids of cards lately received stored
+	settled  map[string]struct{}  // ids of cards lately received stored, or withdrawn
 	versions map[string]int       // call id → version of the card last shown
 }
 
@@ -49,7 +50,7 @@ func (t *aheads) filter(env wire.Envelope, ev Event) Event {
 	switch {
 	case env.Seq > 0:
 		shown := t.takeShownLocked(env.ID, env.Data)
-		put(&t.stored, env.ID, struct{}{})
+		put(&t.settled, env.ID, struct{}{})
 		if shown {
 			return nothing
 		}
@@ -57,7 +58,7 @@ func (t *aheads) filter(env wire.Envelope, ev Event) Event {
 		if _, ok := t.shownNow[env.ID]; ok {
 			return nothing
 		}
-		if _, ok := t.stored[env.ID]; ok {
+		if _, ok := t.settled[env.ID]; ok {
 			return nothing
 		}
 	}
@@ -115,8 +116,10 @@ func (t *aheads) settle(env wire.Envelope, log *slog.Logger) (Event, bool) {
 	defer t.mu.Unlock()
 	c, ok := t.shownNow[env.ID]
 	delete(t.shownNow, env.ID)
+	// The log has the last word on this card now: the same card sent ahead
+	// again (a PBX's retry on another relay) is not shown.
+	put(&t.settled, env.ID, struct{}{})
 	if env.Type == wire.TypeStored {
-		put(&t.stored, env.ID, struct{}{})
 		// The position moves whether or not the card is remembered.
 		return Event{Seq: env.Seq}, env.Seq > 0
 	}

@@ -151,8 +151,11 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 			// A replay (the PBX retried after a lost answer, perhaps after
 			// a crash between storing and publishing): the record is stored
 			// already; publish every card again under the same message ids,
-			// and JetStream drops those it has.
+			// and JetStream drops those it has. Cached, so that the PBX's
+			// next retry here is known for one at once (not presumed new,
+			// with its cards sent ahead again).
 			before = view{}
+			c.cache.Put(key, rec, rev)
 		}
 		lookup := fresh && rec.ManagerState == wire.ManagerPending
 		var acks store.Acks

@@ -297,7 +297,7 @@ type operator struct {
 	err      error
 	// ahead, when not nil, has the agent take cards ahead of the log, as
 	// pult's does: the cards shown ahead and not yet stored, by id; and
-	// stored, the ids of the cards received stored.
+	// stored, the ids of the cards received stored (or withdrawn).
 	ahead  map[string]string
 	stored map[string]bool
 
@@ -789,6 +789,7 @@ func (op *operator) readConn() error {
 				}
 			}
 			delete(op.ahead, env.ID)
+			op.stored[env.ID] = true // as the agent: the log decides from now on
 			op.other++
 			continue
 		case env.Type != wire.TypeCall:

@@ -158,7 +158,7 @@ func (s *session) deliver(ev store.Event) {
 	}
 	s.cursor = ev.Seq
 	if _, ok := s.shownAhead[ev.MsgID]; ok && ev.MsgID != "" {
-		delete(s.shownAhead, ev.MsgID)
+		s.forgetAheadLocked(ev.MsgID)
 		s.enqueueLocked(aheadFrame(wire.TypeStored, ev.MsgID, ev.Seq, nil))
 		return // counted when sent ahead
 	}
@@ -222,12 +222,20 @@ func (s *session) sendAhead(c store.Ahead, frame []byte) {
 // aheadWriteWait bounds a card written at once by sendAhead.
 const aheadWriteWait = 50 * time.Millisecond
 
+// forgetAheadLocked drops a card sent ahead; an idle session keeps no map.
+func (s *session) forgetAheadLocked(id string) {
+	delete(s.shownAhead, id)
+	if len(s.shownAhead) == 0 {
+		s.shownAhead = nil
+	}
+}
+
 // expireAheadLocked withdraws the cards sent ahead longer than AheadExpiry
 // ago and still not seen stored.
 func (s *session) expireAheadLocked(now time.Time) {
 	for id, a := range s.shownAhead {
 		if now.Sub(a.at) > AheadExpiry {
-			delete(s.shownAhead, id)
+			s.forgetAheadLocked(id)
 			s.enqueueLocked(aheadFrame(wire.TypeWithdrawn, id, 0, a.before))
 		}
 	}
@@ -241,7 +249,7 @@ func (s *session) withdraw(c store.Ahead) {
 	if _, ok := s.shownAhead[c.MsgID]; !ok {
 		return
 	}
-	delete(s.shownAhead, c.MsgID)
+	s.forgetAheadLocked(c.MsgID)
 	s.enqueueLocked(aheadFrame(wire.TypeWithdrawn, c.MsgID, 0, c.Before))
 }
 
