@@ -1,8 +1,6 @@
 package relay
 
 import (
-	"context"
-
 	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/store"
 )
@@ -29,9 +27,9 @@ func (a aheadEverywhere) Withdraw(cards []store.Ahead) {
 }
 
 // shareAhead hands the cards other relays send ahead, or withdraw, to this
-// relay's agents, until ctx ends.
-func shareAhead(ctx context.Context, st *store.Store, h *hub.Hub, node string) error {
-	return st.WatchAhead(ctx, node, func(c store.Ahead, withdrawn bool) {
+// relay's agents, until stop is called.
+func shareAhead(st *store.Store, h *hub.Hub, node string) (stop func(), err error) {
+	return st.SubscribeAhead(node, func(c store.Ahead, withdrawn bool) {
 		if withdrawn {
 			h.Withdraw([]store.Ahead{c})
 		} else {

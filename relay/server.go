@@ -318,6 +318,11 @@ func (s *Server) Run(ctx context.Context) error {
 		},
 	}, last)
 	s.calls.ahead = aheadEverywhere{hub: s.hub, store: s.store, node: node}
+	stopAhead, err := shareAhead(s.store, s.hub, node)
+	if err != nil {
+		return err
+	}
+	defer stopAhead()
 
 	// The listeners; each is closed by its HTTP server, or here if Run
 	// fails before serving.
@@ -378,7 +383,6 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	start("events", func(ctx context.Context) error { return s.store.Tail(ctx, last+1, s.hub.Deliver) })
-	start("cards ahead", func(ctx context.Context) error { return shareAhead(ctx, s.store, s.hub, node) })
 	start("operators", func(ctx context.Context) error {
 		return s.ops.Run(ctx, operators.Hooks{
 			Changed: s.board.PutOperator,

@@ -88,6 +88,7 @@ type Config struct {
 	MaxInFlight int           // concurrent requests per session (8)
 	PingPeriod  time.Duration // wire.PingPeriod when 0
 	PongWait    time.Duration // wire.PongWait when 0
+	AheadExpiry time.Duration // AheadExpiry when 0
 	// RequestRate and RequestBurst bound the requests one session may
 	// send (every text frame counts; pings and pongs do not); a session
 	// over the limit is closed with wire.CloseRateLimited. Zero: no limit.
@@ -149,6 +150,9 @@ func New(cfg Config, last uint64) *Hub {
 	if cfg.PongWait <= 0 {
 		cfg.PongWait = wire.PongWait
 	}
+	if cfg.AheadExpiry <= 0 {
+		cfg.AheadExpiry = AheadExpiry
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -186,7 +190,8 @@ func (h *Hub) Deliver(ev store.Event) {
 }
 
 // AheadExpiry is how long a card sent ahead may wait for the live feed to
-// show it stored: past it (checked at the session's pings) it is withdrawn
+// show it stored (Config.AheadExpiry): past it (checked at the session's
+// pings) it is withdrawn
 // to the card before. A store whose outcome was not known (a timeout) is
 // either in the log by then or was lost, and the PBX's retry sends it again.
 const AheadExpiry = 30 * time.Second

@@ -230,11 +230,11 @@ func (s *session) forgetAheadLocked(id string) {
 	}
 }
 
-// expireAheadLocked withdraws the cards sent ahead longer than AheadExpiry
-// ago and still not seen stored.
+// expireAheadLocked withdraws the cards sent ahead longer than
+// Config.AheadExpiry ago and still not seen stored.
 func (s *session) expireAheadLocked(now time.Time) {
 	for id, a := range s.shownAhead {
-		if now.Sub(a.at) > AheadExpiry {
+		if now.Sub(a.at) > s.hub.cfg.AheadExpiry {
 			s.forgetAheadLocked(id)
 			s.enqueueLocked(aheadFrame(wire.TypeWithdrawn, id, 0, a.before))
 		}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -58,13 +57,13 @@ func (s *Store) ShareAhead(node string, cards []Ahead, withdrawn bool) {
 	}
 }
 
-// WatchAhead calls fn with each card the other relays send ahead or
-// withdraw (withdrawn), until ctx ends. node is this relay's: its own are
-// skipped. fn runs on one goroutine.
-func (s *Store) WatchAhead(ctx context.Context, node string, fn func(c Ahead, withdrawn bool)) error {
+// SubscribeAhead calls fn with each card the other relays send ahead or
+// withdraw (withdrawn) until stop is called. node is this relay's: its own
+// are skipped. fn runs on one goroutine. Without other relays it does
+// nothing.
+func (s *Store) SubscribeAhead(node string, fn func(c Ahead, withdrawn bool)) (stop func(), err error) {
 	if !s.shared {
-		<-ctx.Done()
-		return nil
+		return func() {}, nil
 	}
 	sub, err := s.nc.Subscribe("pult.ahead.>", func(m *nats.Msg) {
 		if m.Header.Get(hdrNode) == node {
@@ -92,9 +91,12 @@ func (s *Store) WatchAhead(ctx context.Context, node string, fn func(c Ahead, wi
 		fn(c, withdrawn)
 	})
 	if err != nil {
-		return fmt.Errorf("store: watch the cards other relays send ahead: %w", err)
+		return nil, fmt.Errorf("store: subscribe to the cards other relays send ahead: %w", err)
 	}
-	<-ctx.Done()
-	sub.Unsubscribe()
-	return nil
+	// Subscribed on the server before the relay serves.
+	if err := s.nc.Flush(); err != nil {
+		sub.Unsubscribe()
+		return nil, fmt.Errorf("store: subscribe to the cards other relays send ahead: %w", err)
+	}
+	return func() { sub.Unsubscribe() }, nil
 }
