@@ -67,7 +67,8 @@ func read(t *testing.T, c *websocket.Conn) wire.Envelope {
 // TestCardsAhead: cards go ahead only to the sessions that asked; the live
 // feed's stored card becomes a "stored" frame for them and the card for
 // the others; Withdraw sends the card before; a card never seen stored is
-// withdrawn at the pings after AheadExpiry; a bad preview value is refused.
+// withdrawn at the pings after AheadExpiry; a card shared ahead after the
+// live feed delivered it is not sent; a bad preview value is refused.
 func TestCardsAhead(t *testing.T) {
 	h := New(Config{Log: emptyLog{}, PingPeriod: 50 * time.Millisecond, AheadExpiry: 100 * time.Millisecond}, 0)
 	t.Cleanup(func() {
@@ -90,10 +91,16 @@ func TestCardsAhead(t *testing.T) {
 		t.Fatalf("the session without cards ahead got %+v, want the stored card", env)
 	}
 
+	// The same card shared ahead by another relay after the live feed
+	// delivered it: not sent.
+	h.SendAhead([]store.Ahead{{Operator: "op", MsgID: "k.op.2", Data: card, Before: before}})
+
 	// Refused: withdrawn to the card before. Not known stored: withdrawn
 	// after the expiry, at a ping. Neither reaches the other session.
 	h.SendAhead([]store.Ahead{{Operator: "op", MsgID: "k.op.3", Data: card, Before: before}})
-	read(t, ahead)
+	if env := read(t, ahead); env.ID != "k.op.3" {
+		t.Fatalf("after a card delivered stored was shared again: %+v", env)
+	}
 	h.Withdraw([]store.Ahead{{Operator: "op", MsgID: "k.op.3", Before: before}})
 	if env := read(t, ahead); env.Type != wire.TypeWithdrawn || env.ID != "k.op.3" || string(env.Data) != string(before) {
 		t.Fatalf("withdrawn: %+v", env)

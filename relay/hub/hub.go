@@ -123,6 +123,7 @@ type Hub struct {
 	sweepAt       int               // where the sweeper's next batch starts in all
 	sweeping      bool              // the sweeper runs (while there are sessions)
 	lastDelivered uint64
+	delivered     recentIDs // ids of the cards the live feed delivered lately
 	closed        bool
 	wg            sync.WaitGroup
 }
@@ -184,6 +185,9 @@ func (h *Hub) Deliver(ev store.Event) {
 	if ev.Seq > h.lastDelivered {
 		h.lastDelivered = ev.Seq
 	}
+	if ev.MsgID != "" && ev.Type == wire.TypeCall {
+		h.delivered.add(ev.MsgID)
+	}
 	for s := range h.sessions[ev.Operator] {
 		s.deliver(ev)
 	}
@@ -209,6 +213,9 @@ func (h *Hub) SendAhead(cards []store.Ahead) {
 	var targets []target
 	h.mu.Lock()
 	for i := range cards {
+		if h.delivered.has(cards[i].MsgID) {
+			continue // stored and delivered already (shared by another relay, late)
+		}
 		var frame []byte
 		for s := range h.sessions[cards[i].Operator] {
 			if frame == nil {
@@ -221,6 +228,30 @@ func (h *Hub) SendAhead(cards []store.Ahead) {
 	for _, t := range targets {
 		t.s.sendAhead(*t.c, t.frame)
 	}
+}
+
+// recentIDs remembers the last recentCap ids added.
+type recentIDs struct {
+	set  map[string]struct{}
+	ring [recentCap]string
+	next int
+}
+
+const recentCap = 1024
+
+func (r *recentIDs) add(id string) {
+	if r.set == nil {
+		r.set = make(map[string]struct{}, recentCap)
+	}
+	delete(r.set, r.ring[r.next])
+	r.ring[r.next] = id
+	r.set[id] = struct{}{}
+	r.next = (r.next + 1) % recentCap
+}
+
+func (r *recentIDs) has(id string) bool {
+	_, ok := r.set[id]
+	return ok
 }
 
 // Withdraw takes back cards sent ahead that were not stored: the sessions
