@@ -32,8 +32,9 @@ type aheads struct {
 }
 
 type aheadCard struct {
-	call string // the call's id
-	data []byte // the card as shown
+	call    string // the call's id
+	version int    // the card's
+	data    []byte // the card as shown
 }
 
 // maxAheads bounds each of the maps; past it one starts afresh (a card may
@@ -67,7 +68,7 @@ func (t *aheads) filter(env wire.Envelope, ev Event) Event {
 	}
 	t.noteLocked(ev.Call.ID, ev.Call.Version)
 	if env.Seq == 0 && env.ID != "" {
-		put(&t.shownNow, env.ID, aheadCard{call: ev.Call.ID, data: env.Data})
+		put(&t.shownNow, env.ID, aheadCard{call: ev.Call.ID, version: ev.Call.Version, data: env.Data})
 	}
 	return ev
 }
@@ -136,6 +137,12 @@ func (t *aheads) settle(env wire.Envelope, log *slog.Logger) (Event, bool) {
 	// The card before is shown whatever its version: the one withdrawn
 	// never was.
 	t.noteLocked(c.call, before.Version)
+	if before.ID != "" && before.Version != 0 && before.Version == c.version {
+		// Withdrawn to the call as stored at the same version (another
+		// relay's change got there first): that is what a card with this
+		// id in the log shows, should one come (a replay storing it).
+		put(&t.shownNow, env.ID, aheadCard{call: c.call, version: c.version, data: env.Data})
+	}
 	if before.ID == "" {
 		return Event{Kind: EventCallWithdrawn, Call: &wire.Call{ID: c.call}}, true
 	}

@@ -780,16 +780,27 @@ func (op *operator) readConn() error {
 		}
 		switch {
 		case env.Type == wire.TypeStored || env.Type == wire.TypeWithdrawn:
-			if d, ok := op.ahead[env.ID]; ok && env.Type == wire.TypeWithdrawn && len(env.Data) == 0 {
-				// Taken back (the relay could not store it): not received.
-				card.ID = ""
-				json.Unmarshal([]byte(d), &card)
-				if n, ok := callNumber(card.ID); ok && op.recv[n] != nil {
-					op.recv[n].count--
-				}
-			}
+			d, shown := op.ahead[env.ID]
 			delete(op.ahead, env.ID)
 			op.stored[env.ID] = true // as the agent: the log decides from now on
+			if shown && env.Type == wire.TypeWithdrawn {
+				var was, now struct {
+					ID      string `json:"id"`
+					Version int    `json:"version"`
+				}
+				json.Unmarshal([]byte(d), &was)
+				switch {
+				case len(env.Data) == 0:
+					// Taken back (the relay could not store it): not received.
+					if n, ok := callNumber(was.ID); ok && op.recv[n] != nil {
+						op.recv[n].count--
+					}
+				case json.Unmarshal(env.Data, &now) == nil && now.Version != 0 && now.Version == was.Version:
+					// Withdrawn to the call as stored at the same version:
+					// as the agent, a replay storing this id shows nothing new.
+					op.ahead[env.ID] = string(env.Data)
+				}
+			}
 			op.other++
 			continue
 		case env.Type != wire.TypeCall:
