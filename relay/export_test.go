@@ -23,6 +23,10 @@ func NewWithClock(cfg config.Config, logger *slog.Logger, now func() time.Time) 
 // token check and the session's start.
 func (s *Server) PauseAgentHandshakes(f func()) { s.afterAgentAuth = f }
 
+// Barred reports whether the relay has disconnected the operator for good
+// (it has seen the token revoked).
+func (s *Server) Barred(opID string) bool { return s.hub.Barred(opID) }
+
 // BoardSnapshot is the queue board now, as a new subscriber would get it.
 func (s *Server) BoardSnapshot() wire.QueueSnapshot { return s.board.Snapshot() }
 

@@ -314,7 +314,7 @@ func TestRevokedWhileConnecting(t *testing.T) {
 		})
 		return s
 	})
-	_, tok := r.addOperator("Anna", "100", "1")
+	anna, tok := r.addOperator("Anna", "100", "1")
 	type dialed struct {
 		c   *websocket.Conn
 		err error
@@ -327,6 +327,13 @@ func TestRevokedWhileConnecting(t *testing.T) {
 	<-entered
 	if _, err := r.admin().RevokeOperator(context.Background(), "100"); err != nil {
 		t.Fatal(err)
+	}
+	// The relay learns of the revocation from its registry's watch: the
+	// paused handshake goes on once it has.
+	for deadline := time.Now().Add(10 * time.Second); !r.srv.Barred(anna.ID); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the relay did not see the revocation")
+		}
 	}
 	close(release)
 	d := <-done
