@@ -43,7 +43,10 @@
 // or no data when the operator had no card for the call (remove it). Call
 // cards from the log carry the same id: an agent that reconnects before a
 // card it was shown ahead is stored gets the stored card in the catch-up,
-// and knows it by its id (only its position moves).
+// and knows it by its id (only its position moves). A card ahead can come
+// before cards of other calls that are still being stored (another relay's,
+// or one whose PBX is retrying); a call's own cards carry its version, and
+// an older one is not shown over a newer one.
 //
 // 4. Requests. The agent sends requests (status.set, dial) with a unique id.
 // Each gets exactly one answer with the same id: type "reply" (data is the
