@@ -150,7 +150,7 @@ func TestExternalNATSCluster(t *testing.T) {
 	t.Logf("%d calls acknowledged, the last %s after a NATS server went down", len(acked), time.Since(down).Round(time.Millisecond))
 
 	for _, ta := range agents {
-		ta.waitFor("the last call", callWith(acked[len(acked)-1], wire.CallRinging))
+		ta.waitRinging(acked)
 		var got []string
 		for _, e := range ta.calls() {
 			if e.Call.State == wire.CallRinging {

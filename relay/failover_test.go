@@ -130,7 +130,11 @@ func TestFailoverBetweenRelays(t *testing.T) {
 		}
 	}
 	total := before + during + after
-	ta.waitFor("every call", callWith(fmt.Sprintf("n-%03d", total), wire.CallRinging))
+	var want []string
+	for n := 1; n <= total; n++ {
+		want = append(want, fmt.Sprintf("n-%03d", n))
+	}
+	ta.waitRinging(want)
 
 	ta.mu.Lock()
 	defer ta.mu.Unlock()
@@ -153,10 +157,6 @@ func TestFailoverBetweenRelays(t *testing.T) {
 			last = max(last, e.Seq)
 			ids = append(ids, e.Call.ID)
 		}
-	}
-	var want []string
-	for n := 1; n <= total; n++ {
-		want = append(want, fmt.Sprintf("n-%03d", n))
 	}
 	slices.Sort(ids)
 	if strings.Join(ids, " ") != strings.Join(want, " ") {

@@ -332,6 +332,35 @@ func (ta *testAgent) waitOnline() {
 	ta.waitFor("online", func(e agent.Event) bool { return e.Kind == agent.EventConn && e.Conn == agent.Online })
 }
 
+// waitRinging waits until the agent has had a ringing card of every call
+// in ids (cards ahead of the log can overtake a call still being stored:
+// the last one posted is not the last to come).
+func (ta *testAgent) waitRinging(ids []string) {
+	ta.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := map[string]bool{}
+		for _, e := range ta.calls() {
+			if e.Call.State == wire.CallRinging {
+				got[e.Call.ID] = true
+			}
+		}
+		missing := 0
+		for _, id := range ids {
+			if !got[id] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			ta.t.Fatalf("%d of %d calls never rang; got %s", missing, len(ids), ta.describe())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // calls returns the call events recorded so far.
 func (ta *testAgent) calls() []agent.Event {
 	ta.mu.Lock()
