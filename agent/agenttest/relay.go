@@ -194,13 +194,7 @@ func (r *Relay) Connected() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.co
 func (r *Relay) Publish(typ string, data any) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.lastSeq += 2
-	b, err := json.Marshal(data)
-	if err != nil {
-		panic(err)
-	}
-	env := wire.Envelope{V: wire.ProtocolVersion, Type: typ, Seq: r.lastSeq, Data: b}
-	r.log = append(r.log, env)
+	env := r.appendLocked(typ, "", data)
 	if r.conn != nil {
 		frame, _ := json.Marshal(env)
 		r.writeLocked(websocket.TextMessage, frame)
@@ -225,13 +219,20 @@ func (r *Relay) SendAhead(id string, c wire.Call) error {
 func (r *Relay) Store(id string, data wire.Call) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.appendLocked(wire.TypeCall, id, data).Seq
+}
+
+// appendLocked appends an event to the log with the next seq (skipping one
+// number: seqs need not be contiguous).
+func (r *Relay) appendLocked(typ, id string, data any) wire.Envelope {
 	r.lastSeq += 2
 	b, err := json.Marshal(data)
 	if err != nil {
 		panic(err)
 	}
-	r.log = append(r.log, wire.Envelope{V: wire.ProtocolVersion, Type: wire.TypeCall, ID: id, Seq: r.lastSeq, Data: b})
-	return r.lastSeq
+	env := wire.Envelope{V: wire.ProtocolVersion, Type: typ, ID: id, Seq: r.lastSeq, Data: b}
+	r.log = append(r.log, env)
+	return env
 }
 
 // Stored tells the agent that the card sent ahead as id is stored at seq.

@@ -195,9 +195,9 @@ func (h *Hub) Deliver(ev store.Event) {
 
 // AheadExpiry is how long a card sent ahead may wait for the live feed to
 // show it stored (Config.AheadExpiry): past it (checked at the session's
-// pings) it is withdrawn
-// to the card before. A store whose outcome was not known (a timeout) is
-// either in the log by then or was lost, and the PBX's retry sends it again.
+// pings) it is withdrawn to the card before. A store whose outcome was not
+// known (a timeout) is either in the log by then or was lost, and the
+// PBX's retry sends it again.
 const AheadExpiry = 30 * time.Second
 
 // SendAhead sends cards, before they are stored, to the sessions of their
@@ -242,6 +242,9 @@ const recentCap = 1024
 func (r *recentIDs) add(id string) {
 	if r.set == nil {
 		r.set = make(map[string]struct{}, recentCap)
+	}
+	if r.has(id) {
+		return // once in the ring: evicting an older slot must not drop it
 	}
 	delete(r.set, r.ring[r.next])
 	r.ring[r.next] = id

@@ -21,8 +21,10 @@ type Ahead struct {
 }
 
 // Subjects of the cards relays share (core NATS: at most once, not
-// stored), each followed by the operator's id.
+// stored): all of them, then the two prefixes, each followed by the
+// operator's id.
 const (
+	aheadSubjects   = "pult.ahead.>"
 	aheadPrefix     = "pult.ahead.send."
 	withdrawnPrefix = "pult.ahead.withdrawn."
 	hdrNode         = "Pult-Node"
@@ -65,7 +67,7 @@ func (s *Store) SubscribeAhead(node string, fn func(c Ahead, withdrawn bool)) (s
 	if !s.shared {
 		return func() {}, nil
 	}
-	sub, err := s.nc.Subscribe("pult.ahead.>", func(m *nats.Msg) {
+	sub, err := s.nc.Subscribe(aheadSubjects, func(m *nats.Msg) {
 		if m.Header.Get(hdrNode) == node {
 			return
 		}
