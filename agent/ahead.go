@@ -32,9 +32,10 @@ type aheads struct {
 }
 
 type aheadCard struct {
-	call    string // the call's id
-	version int    // the card's
-	data    []byte // the card as shown
+	call    string         // the call's id
+	version int            // the card's
+	state   wire.CallState // the card's
+	data    []byte         // the card as shown
 }
 
 // maxAheads bounds each of the maps; past it one starts afresh (a card may
@@ -68,7 +69,7 @@ func (t *aheads) filter(env wire.Envelope, ev Event) Event {
 	}
 	t.noteLocked(ev.Call.ID, ev.Call.Version)
 	if env.Seq == 0 && env.ID != "" {
-		put(&t.shownNow, env.ID, aheadCard{call: ev.Call.ID, version: ev.Call.Version, data: env.Data})
+		put(&t.shownNow, env.ID, aheadCard{call: ev.Call.ID, version: ev.Call.Version, state: ev.Call.State, data: env.Data})
 	}
 	return ev
 }
@@ -141,7 +142,12 @@ func (t *aheads) settle(env wire.Envelope, log *slog.Logger) (Event, bool) {
 		// Withdrawn to the call as stored at the same version (another
 		// relay's change got there first): that is what a card with this
 		// id in the log shows, should one come (a replay storing it).
-		put(&t.shownNow, env.ID, aheadCard{call: c.call, version: c.version, data: env.Data})
+		put(&t.shownNow, env.ID, aheadCard{call: c.call, version: c.version, state: before.State, data: env.Data})
+		if before.State == c.state {
+			// The same event, stored by the other relay: the card shown
+			// already says what the stored one says.
+			return Event{}, false
+		}
 	}
 	if before.ID == "" {
 		return Event{Kind: EventCallWithdrawn, Call: &wire.Call{ID: c.call}}, true

@@ -91,13 +91,18 @@ func TestCardsAhead(t *testing.T) {
 	waitFor(t, "the stored card", func() bool { return len(rec.calls()) == 7 })
 
 	// A card ahead withdrawn to the call as another relay stored it at the
-	// same version; the replay that stores this card's id later shows
-	// nothing new.
+	// same version: in the same state (the same event, stored there) it
+	// shows nothing new, in another state the stored card; the replay that
+	// stores the card's id later shows nothing new either.
 	c5, c5stored := call("c5", wire.CallRinging), call("c5", wire.CallRinging)
 	c5.Version, c5stored.Version, c5stored.StartedAt = 1, 1, time.Now().UTC()
 	r.SendAhead("c5.op-1.1", c5)
 	r.Withdraw("c5.op-1.1", &c5stored)
-	waitFor(t, "the withdrawal", func() bool { return len(rec.calls()) == 9 })
+	c6, c6stored := call("c6", wire.CallTalking), call("c6", wire.CallEnded)
+	c6.Version, c6stored.Version = 2, 2
+	r.SendAhead("c6.op-1.2", c6)
+	r.Withdraw("c6.op-1.2", &c6stored)
+	waitFor(t, "the withdrawals", func() bool { return len(rec.calls()) == 10 })
 	replay := r.Store("c5.op-1.1", c5stored)
 	r.Resend(replay)
 	waitFor(t, "the position past the replay", func() bool { return a.position() == replay })
@@ -107,7 +112,7 @@ func TestCardsAhead(t *testing.T) {
 	// another time), known by its id and not shown again; one stored
 	// meanwhile is.
 	r.SendAhead("c1.op-1.3", talk)
-	waitFor(t, "the card ahead", func() bool { return len(rec.calls()) == 10 })
+	waitFor(t, "the card ahead", func() bool { return len(rec.calls()) == 11 })
 	at := a.position()
 	r.Drop()
 	again := talk
@@ -119,7 +124,7 @@ func TestCardsAhead(t *testing.T) {
 	time.Sleep(20 * time.Millisecond) // room for a wrong duplicate to show up
 
 	want := []string{"c1 ringing ahead", "c1 talking ahead", "c1 ringing ahead", "c2 ringing ahead", "c2 -",
-		"c3 talking ahead", "c4 ringing", "c5 ringing ahead", "c5 ringing ahead", "c1 talking ahead", "c1 ended"}
+		"c3 talking ahead", "c4 ringing", "c5 ringing ahead", "c6 talking ahead", "c6 ended ahead", "c1 talking ahead", "c1 ended"}
 	if diff := cmp.Diff(want, rec.calls()); diff != "" {
 		t.Errorf("calls shown (-want +got):\n%s", diff)
 	}
