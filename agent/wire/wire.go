@@ -37,7 +37,9 @@
 // relay is still storing it: a "call" frame with no seq and an id (the
 // card's id in the log). Once the card is stored the agent gets a "stored"
 // frame with that id and the card's seq, which moves its position as the
-// card itself would have; the card is not sent again. A card the relay
+// card itself would have; the card is not sent again. That frame may come
+// after the next card ahead, and at most a quarter of a second after the
+// card was stored. A card the relay
 // could not store is taken back with a "withdrawn" frame with that id,
 // whose data is the card the operator had before (the call as it stands),
 // or no data when the operator had no card for the call (remove it). Call

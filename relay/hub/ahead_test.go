@@ -3,9 +3,12 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,5 +124,137 @@ func TestCardsAhead(t *testing.T) {
 	req := httptest.NewRequest("GET", "/?"+wire.QueryPreview+"=yes", nil)
 	if _, err := ParsePosition(req); err == nil {
 		t.Error("preview=yes accepted")
+	}
+}
+
+// TestStoredFramesWait: a "stored" frame wakes no writer; it goes out after
+// the next card (which has no seq, so the order does not matter), before
+// any later frame with a seq, or at the hub's flush within StoredWait.
+func TestStoredFramesWait(t *testing.T) {
+	never := time.Hour
+	h := New(Config{Log: emptyLog{}, PingPeriod: never, StoredWait: never}, 0)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h.Shutdown(ctx)
+	})
+	c := dial(t, h, "op", true)
+	card := []byte(`{"id":"c1","state":"ringing","version":1}`)
+	h.SendAhead([]store.Ahead{{Operator: "op", MsgID: "k.op.1", Data: card}})
+	read(t, c)
+	h.Deliver(store.Event{Seq: 7, Operator: "op", Type: wire.TypeCall, Data: card, MsgID: "k.op.1"})
+	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, b, err := c.ReadMessage(); err == nil {
+		t.Fatalf("got %s: the stored frame did not wait", b)
+	}
+	c.Close()
+	c = dial(t, h, "op", true) // a read past its deadline leaves a gorilla conn unusable
+
+	// The next card goes first, then what waited.
+	h.SendAhead([]store.Ahead{{Operator: "op", MsgID: "k.op.2", Data: card}})
+	h.Deliver(store.Event{Seq: 8, Operator: "op", Type: wire.TypeCall, Data: card, MsgID: "k.op.2"})
+	h.SendAhead([]store.Ahead{{Operator: "op", MsgID: "k2.op.1", Data: card}})
+	for i, want := range []wire.Envelope{
+		{Type: wire.TypeCall, ID: "k.op.2"},
+		{Type: wire.TypeCall, ID: "k2.op.1"},
+		{Type: wire.TypeStored, ID: "k.op.2", Seq: 8},
+	} {
+		if env := read(t, c); env.Type != want.Type || env.ID != want.ID || env.Seq != want.Seq {
+			t.Fatalf("frame %d: %+v, want %+v", i, env, want)
+		}
+	}
+	// A frame with a seq takes the stored frames before it along, in order.
+	h.Deliver(store.Event{Seq: 9, Operator: "op", Type: wire.TypeCall, Data: card, MsgID: "k2.op.1"})
+	h.Deliver(store.Event{Seq: 10, Operator: "op", Type: wire.TypeStatus, Data: []byte(`{}`)})
+	for i, want := range []wire.Envelope{{Type: wire.TypeStored, ID: "k2.op.1", Seq: 9}, {Type: wire.TypeStatus, Seq: 10}} {
+		if env := read(t, c); env.Type != want.Type || env.ID != want.ID || env.Seq != want.Seq {
+			t.Fatalf("frame %d: %+v, want %+v", i, env, want)
+		}
+	}
+
+	// Nothing else to write: the hub's flush sends it.
+	h2 := New(Config{Log: emptyLog{}, PingPeriod: never, StoredWait: 20 * time.Millisecond}, 0)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h2.Shutdown(ctx)
+	})
+	c2 := dial(t, h2, "op", true)
+	h2.SendAhead([]store.Ahead{{Operator: "op", MsgID: "k.op.1", Data: card}})
+	read(t, c2)
+	h2.Deliver(store.Event{Seq: 3, Operator: "op", Type: wire.TypeCall, Data: card, MsgID: "k.op.1"})
+	if env := read(t, c2); env.Type != wire.TypeStored || env.Seq != 3 {
+		t.Fatalf("flushed: %+v", env)
+	}
+}
+
+// gatedConn is a server-side connection whose next write, once armed,
+// waits for the test and then fails.
+type gatedConn struct {
+	net.Conn
+	armed   atomic.Bool
+	writing chan struct{} // a write is held
+	release chan struct{}
+}
+
+func (c *gatedConn) Write(b []byte) (int, error) {
+	if c.armed.CompareAndSwap(true, false) {
+		c.writing <- struct{}{}
+		<-c.release
+		return 0, errors.New("write failed (test)")
+	}
+	return c.Conn.Write(b)
+}
+
+type gatedListener struct {
+	net.Listener
+	conns chan *gatedConn
+}
+
+func (l gatedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	g := &gatedConn{Conn: c, writing: make(chan struct{}), release: make(chan struct{})}
+	l.conns <- g
+	return g, nil
+}
+
+// TestCloseDuringWriteNow: a session closed while a card is being written
+// at once (by the caller, not a writer), whose write then fails, still
+// ends — the close found the writing flag set and started no writer.
+func TestCloseDuringWriteNow(t *testing.T) {
+	h := New(Config{Log: emptyLog{}, PingPeriod: time.Hour}, 0)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.Serve(w, r, wire.Operator{ID: "op"}, Position{Ahead: true}, wire.Hello{})
+	}))
+	conns := make(chan *gatedConn, 1)
+	srv.Listener = gatedListener{srv.Listener, conns}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	read(t, c) // hello
+	g := <-conns
+
+	g.armed.Store(true)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		h.SendAhead([]store.Ahead{{Operator: "op", MsgID: "k.op.1", Data: []byte(`{}`)}})
+	}()
+	<-g.writing
+	h.Disconnect("op", wire.CloseGoingAway, "test")
+	close(g.release)
+	<-sent
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatalf("the session did not end: %v", err)
 	}
 }

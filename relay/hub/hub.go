@@ -89,6 +89,7 @@ type Config struct {
 	PingPeriod  time.Duration // wire.PingPeriod when 0
 	PongWait    time.Duration // wire.PongWait when 0
 	AheadExpiry time.Duration // AheadExpiry when 0
+	StoredWait  time.Duration // StoredWait when 0
 	// RequestRate and RequestBurst bound the requests one session may
 	// send (every text frame counts; pings and pongs do not); a session
 	// over the limit is closed with wire.CloseRateLimited. Zero: no limit.
@@ -122,6 +123,8 @@ type Hub struct {
 	all           []*session        // every session, for the sweeper
 	sweepAt       int               // where the sweeper's next batch starts in all
 	sweeping      bool              // the sweeper runs (while there are sessions)
+	quiet         []*session        // sessions with frames left for flushQuiet
+	quietTimer    *time.Timer       // runs flushQuiet; set while quiet is not empty
 	lastDelivered uint64
 	delivered     recentIDs // ids of the cards the live feed delivered lately
 	closed        bool
@@ -153,6 +156,9 @@ func New(cfg Config, last uint64) *Hub {
 	}
 	if cfg.AheadExpiry <= 0 {
 		cfg.AheadExpiry = AheadExpiry
+	}
+	if cfg.StoredWait <= 0 {
+		cfg.StoredWait = StoredWait
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -189,7 +195,34 @@ func (h *Hub) Deliver(ev store.Event) {
 		h.delivered.add(ev.MsgID)
 	}
 	for s := range h.sessions[ev.Operator] {
-		s.deliver(ev)
+		if s.deliver(ev) && !s.quietListed {
+			s.quietListed = true
+			h.quiet = append(h.quiet, s)
+		}
+	}
+	if len(h.quiet) > 0 && h.quietTimer == nil && !h.closed {
+		h.quietTimer = time.AfterFunc(h.cfg.StoredWait, h.flushQuiet)
+	}
+}
+
+// StoredWait bounds how long a "stored" frame waits for its session's next
+// write before the hub writes it (Config.StoredWait): how far the agent's
+// saved position may lag behind the cards it was sent ahead.
+const StoredWait = 250 * time.Millisecond
+
+// flushQuiet writes the frames left waiting (session.enqueueQuietLocked),
+// one session after another from the timer's goroutine: one goroutine
+// woken per Config.StoredWait instead of a writer per frame.
+func (h *Hub) flushQuiet() {
+	h.mu.Lock()
+	list := h.quiet
+	h.quiet, h.quietTimer = nil, nil
+	for _, s := range list {
+		s.quietListed = false
+	}
+	h.mu.Unlock()
+	for _, s := range list {
+		s.flushQuiet()
 	}
 }
 
@@ -318,6 +351,10 @@ func (h *Hub) CloseAll(code int, reason string) int {
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closed = true
+	if h.quietTimer != nil {
+		h.quietTimer.Stop() // the sessions are closing: nothing to flush
+		h.quietTimer = nil
+	}
 	for _, set := range h.sessions {
 		for s := range set {
 			s.close(wire.CloseGoingAway, "relay shutting down")

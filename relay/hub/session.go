@@ -25,6 +25,8 @@ type session struct {
 	cancel context.CancelFunc
 	idx    int // position in hub.all; guarded by hub.mu
 
+	quietListed bool // in hub.quiet; guarded by hub.mu
+
 	done  chan struct{} // closed when the session starts closing
 	space chan struct{} // capacity 1: the writer took a batch (enqueueWait)
 	wdone chan struct{} // closed when the last writer has finished
@@ -146,25 +148,59 @@ func (s *session) ping() {
 }
 
 // deliver is called by the hub, under the hub's lock, for each live event.
-func (s *session) deliver(ev store.Event) {
+// It reports whether a frame was left waiting for the hub's flush.
+func (s *session) deliver(ev store.Event) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.catchingUp {
 		s.pending = append(s.pending, ev)
-		return
+		return false
 	}
 	if ev.Seq <= s.cursor {
-		return
+		return false
 	}
 	s.cursor = ev.Seq
 	if _, ok := s.shownAhead[ev.MsgID]; ok && ev.MsgID != "" {
 		s.forgetAheadLocked(ev.MsgID)
-		s.enqueueLocked(aheadFrame(wire.TypeStored, ev.MsgID, ev.Seq, nil))
-		return // counted when sent ahead
+		// Counted when sent ahead; the agent has the card, so this frame
+		// only moves its position and need not wake a writer.
+		return s.enqueueQuietLocked(aheadFrame(wire.TypeStored, ev.MsgID, ev.Seq, nil))
 	}
 	if s.enqueueLocked(eventFrame(ev)) {
 		s.observe(ev)
 	}
+	return false
+}
+
+// enqueueQuietLocked queues a frame that may wait (a "stored" frame) without
+// starting a writer: it goes out with the session's next write, or when the
+// hub flushes quiet frames (within Config.StoredWait). It reports whether the
+// session must be listed for that flush: no writer will take the frame.
+// Waking a writer goroutine for each stored frame costs about what the card
+// itself did, at the moment the next card is being sent.
+func (s *session) enqueueQuietLocked(frame []byte) bool {
+	if s.closing {
+		return false
+	}
+	if len(s.queue) >= s.hub.cfg.SendQueue {
+		s.closeLocked(wire.CloseSlow, "send queue full")
+		return false
+	}
+	s.queue = append(s.queue, frame)
+	return !s.writing && !s.finished
+}
+
+// flushQuiet writes the frames left waiting by enqueueQuietLocked, from the
+// hub's flush, when no writer has taken them meanwhile.
+func (s *session) flushQuiet() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writing || s.finished || s.closing || len(s.queue) == 0 {
+		return
+	}
+	batch := s.queue
+	s.queue = nil
+	s.writeNowLocked(batch...)
 }
 
 // maxAhead bounds the cards a session has been sent ahead and not yet
@@ -196,30 +232,51 @@ func (s *session) sendAhead(c store.Ahead, frame []byte) {
 		s.shownAhead = make(map[string]shownAhead)
 	}
 	s.shownAhead[c.MsgID] = shownAhead{at: time.Now(), before: c.Before}
-	if s.writing || s.finished || len(s.queue) > 0 {
+	if s.writing || s.finished {
 		if s.enqueueLocked(frame) {
 			s.observe(store.Event{Received: c.Received})
 		}
 		return
 	}
+	// No writer: what is queued are quiet frames, which can follow the
+	// card (it has no seq; they only move the agent's position).
+	batch := append([][]byte{frame}, s.queue...)
+	s.queue = nil
+	if s.writeNowLocked(batch...) {
+		s.observe(store.Event{Received: c.Received})
+	}
+}
+
+// writeNowLocked writes frames from the calling goroutine, with s.mu held
+// and no writer running; the lock is released during the write, which is
+// bounded by aheadWriteWait (a socket that cannot take the frames by then
+// ends the session, and the agent resumes from the log). Anything queued
+// meanwhile is left to a writer.
+func (s *session) writeNowLocked(frames ...[]byte) bool {
 	s.writing = true
 	s.mu.Unlock()
 	s.conn.SetWriteDeadline(time.Now().Add(aheadWriteWait))
-	err := s.conn.WriteMessage(websocket.TextMessage, frame)
+	var err error
+	for _, f := range frames {
+		if err = s.conn.WriteMessage(websocket.TextMessage, f); err != nil {
+			break
+		}
+	}
 	s.mu.Lock()
 	s.writing = false
 	if err != nil {
 		s.closeLocked(websocket.CloseAbnormalClosure, "")
 		s.conn.Close() // unblock the reader
-		return
 	}
-	s.observe(store.Event{Received: c.Received})
 	if len(s.queue) > 0 || s.pingDue || s.closing {
+		// A close asked during the write found the writing flag set:
+		// the writer that finishes the session starts here.
 		s.kickLocked()
 	}
+	return err == nil
 }
 
-// aheadWriteWait bounds a card written at once by sendAhead.
+// aheadWriteWait bounds a write made at once by sendAhead or flushQuiet.
 const aheadWriteWait = 50 * time.Millisecond
 
 // forgetAheadLocked drops a card sent ahead; an idle session keeps no map.
