@@ -221,7 +221,7 @@ type Agent struct {
 	queueOn  bool                // WatchQueue
 	board    *wire.QueueSnapshot // the board, while watching
 
-	ahead aheads // cards sent ahead of the relay's log, not yet stored
+	ahead CardFilter // cards sent ahead of the relay's log, not yet stored
 }
 
 // New checks cfg and loads the outbox (and, with Resume, the position) from

@@ -8,7 +8,7 @@ import (
 	"github.com/pult/pult/agent/wire"
 )
 
-// aheads decides which call cards are shown, with the cards the relay
+// CardFilter decides which call cards an agent shows, with the cards the relay
 // sends ahead of its log (a "call" frame with an id and no seq; see "Cards
 // ahead of the log" in package wire):
 //   - a card sent ahead is shown at once, and remembered by its id until a
@@ -23,8 +23,10 @@ import (
 //     withdrawn (the PBX's retries of the change, each sending it ahead
 //     again from another relay), is not shown again: the log decides.
 //
-// The readers of successive connections use it, one at a time.
-type aheads struct {
+// The readers of successive connections use it, one at a time. It is
+// exported for programs that play agents (pult-relay bench), so that they
+// count exactly the cards an operator would see. The zero value is ready.
+type CardFilter struct {
 	mu       sync.Mutex
 	shownNow map[string]aheadCard // sent ahead, not yet stored, by id
 	settled  map[string]struct{}  // ids of cards lately received stored, or withdrawn
@@ -42,10 +44,10 @@ type aheadCard struct {
 // then be shown twice, never lost).
 const maxAheads = 512
 
-// filter returns what a call frame (env, decoded as ev) makes: ev, or
+// Filter returns what a call frame (env, decoded as ev) makes: ev, or
 // only its position (an Event of kind 0; for a card sent ahead, seq 0:
 // nothing).
-func (t *aheads) filter(env wire.Envelope, ev Event) Event {
+func (t *CardFilter) Filter(env wire.Envelope, ev Event) Event {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	nothing := Event{Seq: env.Seq}
@@ -77,7 +79,7 @@ func (t *aheads) filter(env wire.Envelope, ev Event) Event {
 // takeShownLocked reports whether a stored card (its id, and data) was
 // shown ahead, and forgets that. Relays that send no id with stored cards
 // are matched by the card's bytes.
-func (t *aheads) takeShownLocked(id string, data []byte) bool {
+func (t *CardFilter) takeShownLocked(id string, data []byte) bool {
 	if _, ok := t.shownNow[id]; ok && id != "" {
 		delete(t.shownNow, id)
 		return true
@@ -92,7 +94,7 @@ func (t *aheads) takeShownLocked(id string, data []byte) bool {
 }
 
 // noteLocked records the version of the call's card shown (0: none).
-func (t *aheads) noteLocked(call string, version int) {
+func (t *CardFilter) noteLocked(call string, version int) {
 	if version == 0 {
 		delete(t.versions, call)
 		return
@@ -111,9 +113,9 @@ func put[V any](m *map[string]V, k string, v V) {
 	(*m)[k] = v
 }
 
-// settle reads a "stored" or "withdrawn" frame about a card sent ahead:
+// Settle reads a "stored" or "withdrawn" frame about a card sent ahead:
 // the event it makes, if any.
-func (t *aheads) settle(env wire.Envelope, log *slog.Logger) (Event, bool) {
+func (t *CardFilter) Settle(env wire.Envelope, log *slog.Logger) (Event, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c, ok := t.shownNow[env.ID]

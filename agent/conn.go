@@ -297,7 +297,7 @@ func (a *Agent) reader(c *conn, events chan<- Event) {
 			a.queueDelta(c, env, events)
 			continue
 		case wire.TypeStored, wire.TypeWithdrawn:
-			if ev, ok := a.ahead.settle(env, a.log); ok && !emit(c.ctx, events, ev) {
+			if ev, ok := a.ahead.Settle(env, a.log); ok && !emit(c.ctx, events, ev) {
 				return
 			}
 			continue
@@ -305,7 +305,7 @@ func (a *Agent) reader(c *conn, events chan<- Event) {
 		ev, err := decodeEvent(env)
 		if err == nil && ev.Kind == EventCall {
 			// Cards ahead of the log, and cards older than the one shown.
-			if ev = a.ahead.filter(env, ev); ev.Kind == 0 && ev.Seq == 0 {
+			if ev = a.ahead.Filter(env, ev); ev.Kind == 0 && ev.Seq == 0 {
 				continue
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -295,11 +296,9 @@ type operator struct {
 	order    int
 	last     uint64
 	err      error
-	// ahead, when not nil, has the agent take cards ahead of the log, as
-	// pult's does: the cards shown ahead and not yet stored, by id; and
-	// stored, the ids of the cards received stored (or withdrawn).
-	ahead  map[string]string
-	stored map[string]bool
+	// cards, when not nil, has the operator take cards ahead of the log
+	// and count the cards shown by the agent's own rules (agent.CardFilter).
+	cards *agent.CardFilter
 
 	drops      int       // connections lost and redialled (with Restart)
 	backAt     time.Time // when the last reconnect's hello arrived
@@ -606,7 +605,7 @@ func connect(ctx context.Context, rp *relayProc, tokens []string, ahead bool, st
 		}
 		op := &operator{idx: i, done: make(chan struct{}), recv: map[int]*receipt{}, stopping: stopping}
 		if ahead {
-			op.ahead, op.stored = map[string]string{}, map[string]bool{}
+			op.cards = new(agent.CardFilter)
 		}
 		if n := len(rp.nodes()); n > 1 {
 			// The first node round robin, then the others in a random
@@ -654,7 +653,7 @@ func (op *operator) dial(ctx context.Context, rp *relayProc, token string) error
 		node = op.route[op.at]
 	}
 	q := url.Values{}
-	if op.ahead != nil {
+	if op.cards != nil {
 		q.Set(wire.QueryPreview, "1")
 	}
 	if op.epoch != "" {
@@ -758,9 +757,6 @@ func (op *operator) readConn() error {
 	op.mu.Lock()
 	conn := op.conn
 	op.mu.Unlock()
-	var card struct {
-		ID string `json:"id"`
-	}
 	for {
 		_, b, err := conn.ReadMessage()
 		now := time.Now()
@@ -778,60 +774,41 @@ func (op *operator) readConn() error {
 			}
 			op.last = env.Seq
 		}
-		switch {
-		case env.Type == wire.TypeStored || env.Type == wire.TypeWithdrawn:
-			d, shown := op.ahead[env.ID]
-			delete(op.ahead, env.ID)
-			op.stored[env.ID] = true // as the agent: the log decides from now on
-			if shown && env.Type == wire.TypeWithdrawn {
-				var was, now struct {
-					ID      string `json:"id"`
-					Version int    `json:"version"`
-				}
-				json.Unmarshal([]byte(d), &was)
-				switch {
-				case len(env.Data) == 0:
-					// Taken back (the relay could not store it): not received.
-					if n, ok := callNumber(was.ID); ok && op.recv[n] != nil {
-						op.recv[n].count--
-					}
-				case json.Unmarshal(env.Data, &now) == nil && now.Version != 0 && now.Version == was.Version:
-					// Withdrawn to the call as stored at the same version:
-					// as the agent, a replay storing this id shows nothing new.
-					op.ahead[env.ID] = string(env.Data)
+		switch env.Type {
+		case wire.TypeStored, wire.TypeWithdrawn:
+			op.other++
+			if op.cards == nil {
+				continue
+			}
+			// A card taken back (the relay could not store it) was not
+			// received; one withdrawn to a card of the call is no new one.
+			if ev, ok := op.cards.Settle(env, discard); ok && ev.Kind == agent.EventCallWithdrawn {
+				if n, ok := callNumber(ev.Call.ID); ok && op.recv[n] != nil {
+					op.recv[n].count--
 				}
 			}
+			continue
+		case wire.TypeCall:
+		default:
 			op.other++
 			continue
-		case env.Type != wire.TypeCall:
-			op.other++
-			continue
-		case env.Seq == 0 && env.ID != "" && op.ahead != nil:
-			if _, ok := op.ahead[env.ID]; ok || op.stored[env.ID] {
-				continue // shown already (shared by another relay after its feed had it): the agent shows it once
-			}
-			op.ahead[env.ID] = string(env.Data)
-		case env.Seq != 0 && op.ahead != nil:
-			op.stored[env.ID] = true
-			if op.storedAsShown(env.ID) {
-				continue // shown ahead before a reconnect: the agent only moves its position
+		}
+		var card wire.Call
+		json.Unmarshal(env.Data, &card)
+		if op.cards != nil {
+			// As the agent: a card shown ahead and met stored, one shared
+			// late or re-sent, or one older than the card shown, is not
+			// shown again.
+			if ev := op.cards.Filter(env, agent.Event{Kind: agent.EventCall, Seq: env.Seq, Call: &card}); ev.Kind != agent.EventCall {
+				continue
 			}
 		}
-		card.ID = ""
-		json.Unmarshal(env.Data, &card)
 		op.receive(card.ID, now)
 	}
 }
 
-// storedAsShown reports whether a stored card (its id) is one shown
-// ahead (and forgets it), as the agent does.
-func (op *operator) storedAsShown(id string) bool {
-	if _, ok := op.ahead[id]; ok && id != "" {
-		delete(op.ahead, id)
-		return true
-	}
-	return false
-}
+// discard is the log of the bench's agents' card filters.
+var discard = slog.New(slog.DiscardHandler)
 
 // receive counts a card of call id that arrived at now (a call frame whose
 // id is not one of the bench's counts as bad). Only the reader calls it.
