@@ -657,11 +657,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.ProfileDir, "profile", "", "save the relay's pprof profiles (idle and firing CPU, heap, goroutines) in this folder")
 	fs.StringVar(&o.Sync, "sync", "", `the relay's [nats] sync: "always" or an interval (default: the relay's, 1s)`)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	rounds := fs.Int("rounds", 1, "with several targets: run them this many times, each round in the other order, and print each ratio's median (single runs on a shared machine move with the neighbours)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("bench takes no arguments, got %q", fs.Args())
+	}
+	if *rounds < 1 || *rounds > maxRounds {
+		return usagef("bench: --rounds: want 1 to %d", maxRounds)
 	}
 	if o.Operators < 1 || o.Rate <= 0 || o.Duration <= 0 || o.Ring < 1 || o.Ring > o.Operators || o.Posters < 1 || o.Drain <= 0 || o.Supervisors < 0 || o.Supervisors > 100 {
 		return usagef("bench: want --operators, --rate, --duration, --posters, --drain > 0, 1 <= --ring <= --operators and 0 <= --supervisors <= 100")
@@ -694,6 +698,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		o.CentrifugoBin = bin
+	}
+	if *rounds > 1 && len(targets) < 2 {
+		return usagef("bench: --rounds needs several targets (--target both or all)")
+	}
+	if *rounds > 1 {
+		return benchRounds(ctx, o, targets, *rounds, *asJSON, stdout, stderr)
 	}
 	reps := make([]bench.Report, len(targets))
 	for i, t := range targets {
@@ -729,6 +739,55 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, r := range reps[1:] {
 		fmt.Fprintln(stdout)
 		if err := bench.WriteComparison(stdout, reps[0], r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxRounds bounds bench --rounds.
+const maxRounds = 20
+
+// benchRounds runs the targets rounds times, each round in another order
+// (bench.RoundOrder), prints each round's comparison as it ends and then
+// the median of every ratio over the rounds.
+func benchRounds(ctx context.Context, o bench.Options, targets []string, rounds int, asJSON bool, stdout, stderr io.Writer) error {
+	all := make([]map[string]bench.Report, 0, rounds)
+	profile := o.ProfileDir
+	for r := range rounds {
+		byTarget := map[string]bench.Report{}
+		for _, t := range bench.RoundOrder(targets, r) {
+			o.Target = t
+			o.ProfileDir = ""
+			if t == bench.TargetPult && r == 0 {
+				o.ProfileDir = profile // the relay's first round only
+			}
+			fmt.Fprintf(stderr, "round %d of %d: %s\n", r+1, rounds, t)
+			rep, err := bench.Run(ctx, o)
+			if err != nil {
+				return fmt.Errorf("round %d, %s: %w", r+1, t, err)
+			}
+			byTarget[t] = rep
+		}
+		all = append(all, byTarget)
+		if asJSON {
+			continue
+		}
+		fmt.Fprintf(stdout, "round %d of %d (%s)\n", r+1, rounds, strings.Join(bench.RoundOrder(targets, r), ", then "))
+		for _, t := range targets[1:] {
+			if err := bench.WriteComparison(stdout, byTarget[targets[0]], byTarget[t]); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintln(stdout)
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(all)
+	}
+	for _, t := range targets[1:] {
+		if err := bench.WriteMedians(stdout, all, targets[0], t); err != nil {
 			return err
 		}
 	}

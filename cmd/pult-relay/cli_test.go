@@ -58,6 +58,12 @@ func TestUsage(t *testing.T) {
 	if code, _, errs := runCLI(t, nil, "bench", "--target", "both", "--restart"); code != 2 || !strings.Contains(errs, "--restart") {
 		t.Errorf("bench --target both --restart: %d %q", code, errs)
 	}
+	if code, _, errs := runCLI(t, nil, "bench", "--target", "both", "--rounds", "0"); code != 2 || !strings.Contains(errs, "--rounds: want 1 to 20") {
+		t.Errorf("bench --rounds 0: %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, nil, "bench", "--rounds", "3"); code != 2 || !strings.Contains(errs, "several targets") {
+		t.Errorf("bench --rounds 3 with one target: %d %q", code, errs)
+	}
 	if code, _, errs := runCLI(t, nil, "bench", "--target", "centrifugo", "--centrifugo-bin", "/nonexistent/centrifugo"); code != 1 || !strings.Contains(errs, "/nonexistent/centrifugo") {
 		t.Errorf("bench --centrifugo-bin missing: %d %q", code, errs)
 	}

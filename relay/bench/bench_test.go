@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -109,6 +110,47 @@ func TestSummarise(t *testing.T) {
 	}
 	if (summarise(nil) != Latency{}) {
 		t.Error("summarise(nil) is not zero")
+	}
+}
+
+func TestRoundOrder(t *testing.T) {
+	two := []string{TargetPult, TargetCentrifugo}
+	for r, want := range [][]string{{TargetPult, TargetCentrifugo}, {TargetCentrifugo, TargetPult}, {TargetPult, TargetCentrifugo}} {
+		if got := RoundOrder(two, r); !slices.Equal(got, want) {
+			t.Errorf("round %d: %q, want %q", r, got, want)
+		}
+	}
+	if got := RoundOrder([]string{"a", "b", "c"}, 1); !slices.Equal(got, []string{"b", "c", "a"}) {
+		t.Errorf("three targets, round 1: %q", got)
+	}
+}
+
+// TestWriteMedians: each ratio round by round and the median of them; a
+// round where the other target measured 0 has no ratio.
+func TestWriteMedians(t *testing.T) {
+	rep := func(p50, p99, cpu float64, lost int) Report {
+		return Report{Latency: Latency{P50: p50, P99: p99}, RelayCPU: cpu, Lost: lost}
+	}
+	rounds := []map[string]Report{
+		{TargetPult: rep(1, 4, 30, 0), TargetCentrifugo: rep(2, 2, 15, 0)},
+		{TargetPult: rep(1, 3, 30, 1), TargetCentrifugo: rep(1, 6, 0, 0)},
+		{TargetPult: rep(3, 1, 30, 0), TargetCentrifugo: rep(1, 1, 10, 2)},
+	}
+	var b strings.Builder
+	if err := WriteMedians(&b, rounds, TargetPult, TargetCentrifugo); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`pult / centrifugo over 3 rounds`),
+		regexp.MustCompile(`latency p50\s+1\.00×\s+0\.50 1\.00 3\.00\n`),
+		regexp.MustCompile(`latency p99\s+1\.00×\s+2\.00 0\.50 1\.00\n`),
+		regexp.MustCompile(`CPU while firing\s+2\.50×\s+2\.00 — 3\.00\n`),
+		regexp.MustCompile(`lost / duplicated, all rounds\s+pult 1 / 0, centrifugo 2 / 0`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("no %s in\n%s", want, out)
+		}
 	}
 }
 

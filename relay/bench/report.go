@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -221,4 +222,66 @@ func WriteComparison(w io.Writer, pult, base Report) error {
 	row("RSS at end", float64(pult.RSSEnd)/(1<<20), float64(base.RSSEnd)/(1<<20), "MiB")
 	fmt.Fprintf(tw, "lost / duplicated\t%d / %d\t%d / %d\t\n", pult.Lost, pult.Duplicated, base.Lost, base.Duplicated)
 	return tw.Flush()
+}
+
+// RoundOrder is the order the targets run in round r (from 0) of several:
+// rotated by one each round, so that with two targets each goes first
+// every other round and neither always meets the machine as the other
+// left it.
+func RoundOrder(targets []string, r int) []string {
+	n := len(targets)
+	out := make([]string, n)
+	for i := range targets {
+		out[i] = targets[(i+r)%n]
+	}
+	return out
+}
+
+// WriteMedians prints, for pult against base over several rounds (each a
+// report by target), every ratio of WriteComparison round by round and its
+// median: the figure to read on a machine whose neighbours come and go.
+func WriteMedians(w io.Writer, rounds []map[string]Report, pult, base string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "%s / %s over %d rounds\tmedian\teach round\n", pult, base, len(rounds))
+	row := func(k string, f func(Report) float64) {
+		var ratios []float64
+		var each []string
+		for _, r := range rounds {
+			a, b := f(r[pult]), f(r[base])
+			if b == 0 {
+				each = append(each, "—")
+				continue
+			}
+			ratios = append(ratios, a/b)
+			each = append(each, fmt.Sprintf("%.2f", a/b))
+		}
+		med := "—"
+		if len(ratios) > 0 {
+			med = fmt.Sprintf("%.2f×", median(ratios))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", k, med, strings.Join(each, " "))
+	}
+	row("latency p50", func(r Report) float64 { return r.Latency.P50 })
+	row("latency p90", func(r Report) float64 { return r.Latency.P90 })
+	row("latency p99", func(r Report) float64 { return r.Latency.P99 })
+	row("webhook answer p99", func(r Report) float64 { return r.PostLatency.P99 })
+	row("RSS per connection (settled)", func(r Report) float64 { return float64(r.RSSPerConn) })
+	row("CPU while firing", func(r Report) float64 { return r.RelayCPU })
+	var lost, dup [2]int
+	for _, r := range rounds {
+		lost[0], dup[0] = lost[0]+r[pult].Lost, dup[0]+r[pult].Duplicated
+		lost[1], dup[1] = lost[1]+r[base].Lost, dup[1]+r[base].Duplicated
+	}
+	fmt.Fprintf(tw, "lost / duplicated, all rounds\t%s %d / %d, %s %d / %d\t\n", pult, lost[0], dup[0], base, lost[1], dup[1])
+	return tw.Flush()
+}
+
+// median of xs (not empty); xs is sorted in place.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
