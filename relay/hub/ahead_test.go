@@ -258,3 +258,46 @@ func TestCloseDuringWriteNow(t *testing.T) {
 		t.Fatalf("the session did not end: %v", err)
 	}
 }
+
+// TestIdlePings: an idle session is pinged every period (by the sweeper,
+// with no writer running), and a card between pings still goes out.
+func TestIdlePings(t *testing.T) {
+	h := New(Config{Log: emptyLog{}, PingPeriod: 30 * time.Millisecond}, 0)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h.Shutdown(ctx)
+	})
+	c := dial(t, h, "op", true)
+	pings := make(chan struct{}, 100)
+	c.SetPingHandler(func(string) error {
+		pings <- struct{}{}
+		return c.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second))
+	})
+	frames := make(chan wire.Envelope, 10)
+	go func() {
+		for {
+			_, b, err := c.ReadMessage()
+			if err != nil {
+				close(frames)
+				return
+			}
+			var env wire.Envelope
+			json.Unmarshal(b, &env)
+			frames <- env
+		}
+	}()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := range 3 {
+		select {
+		case <-pings:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("ping %d never came", i+1)
+		}
+	}
+	h.SendAhead([]store.Ahead{{Operator: "op", MsgID: "k.op.1", Data: []byte(`{}`)}})
+	if env := <-frames; env.ID != "k.op.1" {
+		t.Fatalf("after pings: %+v", env)
+	}
+	<-pings
+}
