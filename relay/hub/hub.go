@@ -3,11 +3,11 @@
 // session has something to write (never more than one per websocket: a card
 // ahead or a "stored" frame for an idle session is written by the goroutine
 // that has it — the webhook's, the hub's flush — holding the session's
-// writing flag), and one sweeper per hub schedules every session's pings. Events come from a
-// single live tail of the relay's event log and are fanned out to the
-// sessions of their operator; a session that connects with a position first
-// catches up from the log, so it receives exactly the events it missed, in
-// order, none twice.
+// writing flag), and one sweeper per hub schedules every session's pings.
+// Events come from a single live tail of the relay's event log and are
+// fanned out to the sessions of their operator; a session that connects
+// with a position first catches up from the log, so it receives exactly the
+// events it missed, in order, none twice.
 package hub
 
 import (
