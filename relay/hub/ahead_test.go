@@ -301,3 +301,55 @@ func TestIdlePings(t *testing.T) {
 	}
 	<-pings
 }
+
+// failingLog holds one event (seq 1); its first reads fail, as a
+// cluster's log does while it elects a new leader.
+type failingLog struct{ fails atomic.Int32 }
+
+func (l *failingLog) Next(_ context.Context, _ string, after uint64) (*store.Event, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, errors.New("no leader (test)")
+	}
+	if after >= 1 {
+		return nil, nil
+	}
+	return &store.Event{Seq: 1, Operator: "op", Type: wire.TypeStatus, Data: []byte(`{}`)}, nil
+}
+func (*failingLog) EventBounds(context.Context) (uint64, uint64, error) { return 1, 1, nil }
+func (*failingLog) Epoch() string                                       { return "e1" }
+
+// TestCatchUpRetries: a catch-up whose reads fail for a moment is tried
+// again rather than ending the session.
+func TestCatchUpRetries(t *testing.T) {
+	log := &failingLog{}
+	log.fails.Store(2)
+	h := New(Config{Log: log, PingPeriod: time.Hour}, 1)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h.Shutdown(ctx)
+	})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pos, err := ParsePosition(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		h.Serve(w, r, wire.Operator{ID: "op"}, pos, wire.Hello{})
+	}))
+	t.Cleanup(srv.Close)
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"?"+wire.QuerySince+"=0&"+wire.QueryEpoch+"=e1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if env := read(t, c); env.Type != wire.TypeHello {
+		t.Fatalf("first frame %+v", env)
+	}
+	if env := read(t, c); env.Type != wire.TypeStatus || env.Seq != 1 {
+		t.Fatalf("caught up with %+v", env)
+	}
+	if n := log.fails.Load(); n >= 0 {
+		t.Errorf("the log's reads did not fail as set (%d left)", n)
+	}
+}

@@ -331,7 +331,7 @@ func (s *session) catchUp() {
 		return
 	}
 	for {
-		ev, err := s.hub.cfg.Log.Next(s.ctx, s.op.ID, cursor)
+		ev, err := s.next(cursor)
 		if err != nil {
 			if s.ctx.Err() == nil {
 				s.logger().Warn("catch-up failed", "err", err)
@@ -373,6 +373,34 @@ func (s *session) catchUp() {
 		}
 	}
 }
+
+// next reads the operator's next event after cursor for the catch-up,
+// trying again for a while when the read fails: while a cluster elects
+// the log's new leader (a relay was killed) reads fail for a moment, and
+// ending the session for that only sends the agent to reconnect and catch
+// up again, later.
+func (s *session) next(cursor uint64) (*store.Event, error) {
+	wait := catchUpRetry
+	for try := 1; ; try++ {
+		ev, err := s.hub.cfg.Log.Next(s.ctx, s.op.ID, cursor)
+		if err == nil || try == catchUpTries || s.ctx.Err() != nil {
+			return ev, err
+		}
+		select {
+		case <-time.After(wait):
+		case <-s.ctx.Done():
+			return nil, err
+		}
+		wait *= 2
+	}
+}
+
+// A catch-up read is tried catchUpTries times, waiting catchUpRetry and
+// then twice as long each time (about 3 s in all).
+const (
+	catchUpTries = 5
+	catchUpRetry = 200 * time.Millisecond
+)
 
 // eventFrame builds the envelope around stored event data without
 // re-encoding it. A call card carries its id in the log, which names it
