@@ -756,7 +756,8 @@ func benchRounds(ctx context.Context, o bench.Options, targets []string, rounds 
 	profile := o.ProfileDir
 	for r := range rounds {
 		byTarget := map[string]bench.Report{}
-		for _, t := range bench.RoundOrder(targets, r) {
+		order := bench.RoundOrder(targets, r)
+		for _, t := range order {
 			o.Target = t
 			o.ProfileDir = ""
 			if t == bench.TargetPult && r == 0 {
@@ -773,7 +774,7 @@ func benchRounds(ctx context.Context, o bench.Options, targets []string, rounds 
 		if asJSON {
 			continue
 		}
-		fmt.Fprintf(stdout, "round %d of %d (%s)\n", r+1, rounds, strings.Join(bench.RoundOrder(targets, r), ", then "))
+		fmt.Fprintf(stdout, "round %d of %d (%s)\n", r+1, rounds, strings.Join(order, ", then "))
 		for _, t := range targets[1:] {
 			if err := bench.WriteComparison(stdout, byTarget[targets[0]], byTarget[t]); err != nil {
 				return err

@@ -83,9 +83,20 @@ func (s *session) kickLocked() {
 	go s.write()
 }
 
-// enqueueLocked queues a frame without blocking; a full queue means the
-// agent is not keeping up, and it is told to reconnect (and will resume).
+// enqueueLocked queues a frame without blocking and makes sure a writer
+// takes it.
 func (s *session) enqueueLocked(frame []byte) bool {
+	if !s.appendLocked(frame) {
+		return false
+	}
+	s.kickLocked()
+	return true
+}
+
+// appendLocked adds a frame to the queue unless the session is closing; a
+// full queue means the agent is not keeping up, and it is told to
+// reconnect (and will resume).
+func (s *session) appendLocked(frame []byte) bool {
 	if s.closing {
 		return false
 	}
@@ -94,7 +105,6 @@ func (s *session) enqueueLocked(frame []byte) bool {
 		return false
 	}
 	s.queue = append(s.queue, frame)
-	s.kickLocked()
 	return true
 }
 
@@ -179,15 +189,7 @@ func (s *session) deliver(ev store.Event) bool {
 // Waking a writer goroutine for each stored frame costs about what the card
 // itself did, at the moment the next card is being sent.
 func (s *session) enqueueQuietLocked(frame []byte) bool {
-	if s.closing {
-		return false
-	}
-	if len(s.queue) >= s.hub.cfg.SendQueue {
-		s.closeLocked(wire.CloseSlow, "send queue full")
-		return false
-	}
-	s.queue = append(s.queue, frame)
-	return !s.writing && !s.finished
+	return s.appendLocked(frame) && !s.writing && !s.finished
 }
 
 // flushQuiet writes the frames left waiting by enqueueQuietLocked, from the
