@@ -353,3 +353,33 @@ func TestCatchUpRetries(t *testing.T) {
 		t.Errorf("the log's reads did not fail as set (%d left)", n)
 	}
 }
+
+// TestBarredGetsOnlyTheClose: once an operator is disconnected with a stop
+// code, a session whose handshake got past the token check earlier gets the
+// close and nothing before it, not even hello.
+func TestBarredGetsOnlyTheClose(t *testing.T) {
+	h := New(Config{Log: emptyLog{}, PingPeriod: time.Hour}, 0)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.Serve(w, r, wire.Operator{ID: "op"}, Position{}, wire.Hello{})
+	}))
+	defer srv.Close()
+	h.Disconnect("op", wire.CloseRevoked, "revoked")
+	for i := range 200 {
+		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, frame, err := c.ReadMessage()
+		c.Close()
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != wire.CloseRevoked {
+			t.Fatalf("session %d got %q (%v), want only a close %d", i, frame, err, wire.CloseRevoked)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -551,9 +551,15 @@ func (h *Hub) register(s *session, pos Position, hello wire.Hello) (catchUp bool
 		s.cursor = h.lastDelivered
 	}
 	hello.Position = s.cursor
-	first, _ := wire.Encode(wire.TypeHello, "", 0, hello)
 	s.mu.Lock()
-	s.enqueueLocked(first) // the queue is empty: never refused
+	if b, ok := h.barred[s.op.ID]; ok {
+		// Closed before hello is queued: a writer started for hello
+		// could send it before the close.
+		s.closeLocked(b.code, b.reason)
+	} else {
+		first, _ := wire.Encode(wire.TypeHello, "", 0, hello)
+		s.enqueueLocked(first) // the queue is empty: never refused
+	}
 	s.mu.Unlock()
 	s.idx = len(h.all)
 	h.all = append(h.all, s)
@@ -574,11 +580,6 @@ func (h *Hub) register(s *session, pos Position, hello wire.Hello) (catchUp bool
 		}
 	}
 	set[s] = struct{}{}
-	if b, ok := h.barred[s.op.ID]; ok {
-		s.mu.Lock()
-		s.closeLocked(b.code, b.reason) // drops hello: nothing is sent but the close
-		s.mu.Unlock()
-	}
 	if h.cfg.Metrics.Connections != nil {
 		h.cfg.Metrics.Connections.Inc()
 	}
