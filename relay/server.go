@@ -31,6 +31,7 @@ import (
 	"github.com/pult/pult/relay/certfile"
 	"github.com/pult/pult/relay/chats"
 	"github.com/pult/pult/relay/config"
+	"github.com/pult/pult/relay/eventtrace"
 	"github.com/pult/pult/relay/hub"
 	"github.com/pult/pult/relay/majority"
 	"github.com/pult/pult/relay/operators"
@@ -75,18 +76,19 @@ type Server struct {
 	mgr         *managers // nil without a CRM
 	metrics     *metrics
 	pbx         *http.Client
-	crm         *retailcrm.Client // nil without a CRM
-	qolio       *qolio.Client     // nil without Qolio
-	ct          *calltouch.Client // nil without Calltouch
-	chats       *chats.Flow       // the chat transcripts
-	pbxAPI      *pbxapi.API       // the retailCRM API a PBX talks to
-	crmSync     *crmSync          // nil without a CRM
-	loc         *time.Location    // time_zone
-	board       *board.Board      // the supervisors' queue board
-	presence    *presence.Tracker // who is connected to which node of the cluster
-	majority    *majority.Watch   // whether this node reaches its cluster's majority; nil unless clustered
-	presenceTTL time.Duration     // the presence bucket's TTL (store.PresenceTTL when 0; tests shorten it)
-	clock       func() time.Time  // time.Now; tests move it
+	crm         *retailcrm.Client    // nil without a CRM
+	qolio       *qolio.Client        // nil without Qolio
+	ct          *calltouch.Client    // nil without Calltouch
+	chats       *chats.Flow          // the chat transcripts
+	pbxAPI      *pbxapi.API          // the retailCRM API a PBX talks to
+	crmSync     *crmSync             // nil without a CRM
+	loc         *time.Location       // time_zone
+	board       *board.Board         // the supervisors' queue board
+	presence    *presence.Tracker    // who is connected to which node of the cluster
+	majority    *majority.Watch      // whether this node reaches its cluster's majority; nil unless clustered
+	presenceTTL time.Duration        // the presence bucket's TTL (store.PresenceTTL when 0; tests shorten it)
+	trace       *eventtrace.Recorder // call events' steps (trace_events); nil: off
+	clock       func() time.Time     // time.Now; tests move it
 	// afterAgentAuth, when set (tests), runs in an agent's handshake
 	// between the token check and the session's start.
 	afterAgentAuth func()
@@ -119,6 +121,7 @@ func New(cfg config.Config, logger *slog.Logger) *Server {
 		clock: time.Now,
 		sites: map[string]string{},
 		ready: make(chan struct{}),
+		trace: eventtrace.New(cfg.TraceEvents),
 	}
 	for _, ep := range cfg.RetailCRM.ExternalPhones {
 		s.sites[phone.Normalize(ep.Phone, cfg.PhoneRegion)] = ep.Site
@@ -291,7 +294,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.metrics.trackOutbox(s.outbox)
 	pbxCfg := pbxapi.Config{Log: s.log, APIKey: s.cfg.PBX.APIKey, PhoneRegion: s.cfg.PhoneRegion, Location: s.loc,
 		Sites: s.sites, Operators: s.ops, Uploads: s.store, Apply: s.calls.processCall, Routable: s.calls.routable,
-		LookupTimeout: s.cfg.RetailCRM.Timeout.Duration, Now: s.clock, EventsIn: s.metrics.eventsIn}
+		LookupTimeout: s.cfg.RetailCRM.Timeout.Duration, Now: s.clock, EventsIn: s.metrics.eventsIn, Trace: s.trace}
 	// Left nil, Forward and Lookup mean "not passed on" and "no manager".
 	if s.cfg.RetailCRM.ForwardEvents {
 		pbxCfg.Forward = s.crmSync.forwardCallEvent

@@ -116,6 +116,7 @@ func (s *Server) metricsHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("GET /debug/pult/events", s.trace) // [] unless trace_events is set
 	return mux
 }
 

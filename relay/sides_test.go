@@ -128,7 +128,7 @@ func TestAdminAndMetricsSides(t *testing.T) {
 	}
 
 	// /metrics and pprof: on metrics_listen alone.
-	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline", "/debug/pprof/heap"} {
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline", "/debug/pprof/heap", "/debug/pult/events"} {
 		if status, body := getWith(t, http.DefaultClient, metrics+path, ""); status != 200 || body == "" {
 			t.Errorf("metrics_listen %s: %d", path, status)
 		}

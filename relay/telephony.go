@@ -16,6 +16,7 @@ import (
 	"github.com/pult/pult/relay/board"
 	"github.com/pult/pult/relay/call"
 	"github.com/pult/pult/relay/config"
+	"github.com/pult/pult/relay/eventtrace"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/store"
@@ -121,6 +122,7 @@ func (c *calls) publishQueueChange(acks *store.Acks, rec *call.Record, at time.T
 // record is only trusted when the record was read from the bucket.
 func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Time) error {
 	num, perr := phone.Parse(ev.Phone, c.cfg.PhoneRegion)
+	eventtrace.Mark(ctx, eventtrace.Parsed)
 	phoneKey := ev.Phone
 	if perr == nil {
 		phoneKey = num.E164
@@ -212,6 +214,7 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 		if err := acks.Wait(ctx); err != nil {
 			return err
 		}
+		eventtrace.Mark(ctx, eventtrace.Stored)
 		// The hangup that ended the call, or its replay.
 		if ev.Type == call.Hangup && rec.State.Final() && (!wasFinal || !changed) {
 			if err := c.recordHistory(ctx, rec); err != nil {
@@ -384,7 +387,9 @@ func (c *calls) commitCall(ctx context.Context, rec *call.Record, rev uint64, be
 		for i, e := range cards {
 			ahead[i] = store.Ahead{Operator: e.Operator, MsgID: e.MsgID, Data: e.Data, Before: before.card(e.Operator), Received: received}
 		}
+		eventtrace.Mark(ctx, eventtrace.Ready)
 		c.ahead.SendAhead(ahead)
+		eventtrace.Mark(ctx, eventtrace.Sent)
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {

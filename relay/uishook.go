@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/eventtrace"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/uis"
 )
@@ -44,6 +45,8 @@ var uisEvents = []string{uis.EventIncomingCallStarted, uis.EventOutgoingCallStar
 
 func (s *Server) handleUIS(w http.ResponseWriter, r *http.Request) {
 	received := s.clock()
+	ctx, trace := s.trace.Start(r.Context(), received)
+	defer s.trace.Finish(trace)
 	event := r.PathValue("event")
 	if s.cfg.UIS.Token == "" {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "UIS notifications are not set up on this relay ([uis] token)"})
@@ -63,6 +66,7 @@ func (s *Server) handleUIS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n, perr := uis.Parse(event, body, s.loc)
+	eventtrace.Mark(ctx, eventtrace.Read)
 	token := r.URL.Query().Get("token")
 	if token == "" {
 		if perr == nil {
@@ -87,7 +91,9 @@ func (s *Server) handleUIS(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("UIS notification fields ignored", "event", event, "fields", n.Ignored)
 	}
 	ev := s.uisEvent(n, received)
-	if err := s.calls.processCall(r.Context(), ev, received); err != nil {
+	trace.SetID(ev.CallID)
+	eventtrace.Mark(ctx, eventtrace.Decoded)
+	if err := s.calls.processCall(ctx, ev, received); err != nil {
 		s.log.Error("UIS notification not stored", "event", event, "err", err)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "the relay could not store the notification; retry"})
 		return

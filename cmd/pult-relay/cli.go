@@ -55,7 +55,7 @@ Usage:
                                              user) or --socket PATH; remotely with --relay URL
                                              (its admin_listen) and PULT_ADMIN_TOKEN
   pult-relay bench [--operators 1000] [--rate 200] [--duration 30s] [--ring 1] [--ring-max 0] [--supervisors 0]
-                   [--idle 0] [--restart] [--target pult|gorilla|centrifugo|both|all] [--profile DIR]
+                   [--idle 0] [--restart] [--target pult|gorilla|centrifugo|both|all] [--profile DIR] [--trace]
                    [--sync always|1s] [--centrifugo-bin PATH] [--cluster 3 [--kill]] [--json]
                                              start a relay child process, connect simulated
                                              operators and measure call-card delivery; both:
@@ -655,6 +655,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		", installed on first use), both (pult and centrifugo, same load, with ratios) or all (pult, gorilla and centrifugo)")
 	cfBin := fs.String("centrifugo-bin", "", "the Centrifugo binary (default: installed with go install into the user cache folder, pult/centrifugo-"+bench.CentrifugoVersion+")")
 	fs.StringVar(&o.ProfileDir, "profile", "", "save the relay's pprof profiles (idle and firing CPU, heap, goroutines) in this folder")
+	fs.BoolVar(&o.Trace, "trace", false, "have the relay time each event's steps and print where the cards' time went, step by step (pult only)")
 	fs.StringVar(&o.Sync, "sync", "", `the relay's [nats] sync: "always" or an interval (default: the relay's, 1s)`)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	rounds := fs.Int("rounds", 1, "with several targets: run them this many times, each round in the other order, and print each ratio's median (single runs on a shared machine move with the neighbours)")
@@ -669,6 +670,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if o.Operators < 1 || o.Rate <= 0 || o.Duration <= 0 || o.Ring < 1 || o.Ring > o.Operators || o.Posters < 1 || o.Drain <= 0 || o.Supervisors < 0 || o.Supervisors > 100 {
 		return usagef("bench: want --operators, --rate, --duration, --posters, --drain > 0, 1 <= --ring <= --operators and 0 <= --supervisors <= 100")
+	}
+	if o.Trace && (*target == bench.TargetGorilla || *target == bench.TargetCentrifugo) {
+		return usagef("bench: --trace times the relay's steps: it needs pult among the targets")
 	}
 	var targets []string
 	switch *target {

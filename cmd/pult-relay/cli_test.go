@@ -61,6 +61,9 @@ func TestUsage(t *testing.T) {
 	if code, _, errs := runCLI(t, nil, "bench", "--target", "both", "--rounds", "0"); code != 2 || !strings.Contains(errs, "--rounds: want 1 to 20") {
 		t.Errorf("bench --rounds 0: %d %q", code, errs)
 	}
+	if code, _, errs := runCLI(t, nil, "bench", "--target", "centrifugo", "--trace"); code != 2 || !strings.Contains(errs, "--trace times the relay's steps") {
+		t.Errorf("bench --trace without pult: %d %q", code, errs)
+	}
 	if code, _, errs := runCLI(t, nil, "bench", "--rounds", "3"); code != 2 || !strings.Contains(errs, "several targets") {
 		t.Errorf("bench --rounds 3 with one target: %d %q", code, errs)
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay"
 	"github.com/pult/pult/relay/admin"
+	"github.com/pult/pult/relay/eventtrace"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 )
@@ -84,6 +85,10 @@ type Options struct {
 	// baseline): CPU over the idle window and over the firing, heap and
 	// goroutines at the end of the idle settle.
 	ProfileDir string
+	// Trace has the relay time each event's steps (its trace_events) and
+	// adds where the card's time went to the report (Report.Trace); for
+	// --target pult only, and it costs the relay a little.
+	Trace bool
 	// Sync is the relay's [nats] sync ("always" or an interval; "" the
 	// relay's default), to measure what durability costs.
 	Sync string
@@ -231,6 +236,8 @@ type Report struct {
 	PerSec      float64   `json:"deliveriesPerSecond"` // delivered / the same window as RateAchieved
 	Latency     Latency   `json:"latencyMs"`           // POST start → frame at the operator
 	Worst       []Outlier `json:"slowest"`
+	// Trace is where the cards' time went, with Options.Trace.
+	Trace *TraceReport `json:"trace,omitempty"`
 
 	RSSBefore  int64 `json:"rssBeforeBytes"` // operators added, none connected
 	RSSIdle    int64 `json:"rssIdleBytes"`   // all connected, no load
@@ -503,6 +510,12 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 			return rep, fmt.Errorf("%w (%v):\n%s", errRelayDied, n.waitErr, n.logTail(20))
 		}
 	}
+	var traced map[string]eventtrace.Event
+	if o.Trace && o.Target == TargetPult {
+		if traced, err = fetchTrace(ctx, rp); err != nil {
+			return rep, err
+		}
+	}
 	if rep.RSSEnd, err = rp.rss(); err != nil {
 		return rep, fmt.Errorf("bench: relay RSS: %w", err)
 	}
@@ -521,6 +534,9 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	}
 	rep.RelayLog = rep.RelayLog[:min(len(rep.RelayLog), 5)]
 	tally(&rep, calls, ops, fireStart)
+	if traced != nil {
+		rep.Trace = tallyTrace(traced, calls, ops)
+	}
 	if rep.Storm != nil {
 		tallyStorm(rep.Storm, calls, ops)
 	}

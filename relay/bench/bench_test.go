@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pult/pult/agent"
+	"github.com/pult/pult/relay/eventtrace"
 )
 
 // buildRelay builds cmd/pult-relay into a temporary folder. A test binary
@@ -51,7 +53,7 @@ func TestRunSmall(t *testing.T) {
 	rep, err := Run(ctx, Options{
 		Operators: 5, Rate: 20, Duration: 2 * time.Second, Ring: 2,
 		Drain: 2 * time.Second, Settle: 200 * time.Millisecond, Supervisors: 1,
-		RelayBin: bin, Progress: &progress, ProfileDir: profiles,
+		RelayBin: bin, Progress: &progress, ProfileDir: profiles, Trace: true,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
@@ -96,6 +98,31 @@ func TestRunSmall(t *testing.T) {
 	}
 	if rep.RelayWarnings != 0 {
 		t.Errorf("the relay logged %d warnings: %q", rep.RelayWarnings, rep.RelayLog)
+	}
+	checkTrace(t, rep)
+}
+
+// checkTrace: every event was traced through the relay's steps, and each
+// card's steps add up to its latency.
+func checkTrace(t *testing.T, rep Report) {
+	t.Helper()
+	tr := rep.Trace
+	if tr == nil || tr.Events != rep.EventsPosted || len(tr.Steps) != len(traceSteps) || len(tr.Slowest) == 0 {
+		t.Fatalf("trace %+v, want every one of %d events", tr, rep.EventsPosted)
+	}
+	for _, s := range tr.Steps {
+		if s.Latency.N != tr.Events || s.Latency.P50 < 0 {
+			t.Errorf("step %q: %+v, want one time per event", s.Name, s.Latency)
+		}
+	}
+	for _, e := range tr.Slowest {
+		sum := 0.0
+		for _, v := range e.Steps[:cardSteps] {
+			sum += v
+		}
+		if math.Abs(sum-e.Total) > 1e-6 {
+			t.Errorf("%s: steps add up to %.6f ms, the card took %.6f ms", e.Call, sum, e.Total)
+		}
 	}
 }
 
@@ -305,5 +332,43 @@ func TestRetryAsTheAgent(t *testing.T) {
 	}
 	if want := []int{0, 1, 2, 3}; !slices.Equal(got, want) {
 		t.Errorf("one relay: exponents %v, want %v", got, want)
+	}
+}
+
+// TestTallyTrace: the relay's times joined with the bench's by call id;
+// an event the relay did not trace, or that nobody received, is left out;
+// a step not reached is listed as missing, not counted.
+func TestTallyTrace(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	at := func(us int) int64 { return t0.Add(time.Duration(us) * time.Microsecond).UnixNano() }
+	calls := []call{
+		{ops: []int32{0}, sent: t0, post: 2 * time.Millisecond, ok: true},
+		{ops: []int32{0}, sent: t0, post: time.Millisecond, ok: true}, // not traced
+		{ops: []int32{1}, sent: t0, post: time.Millisecond, ok: true}, // not received
+	}
+	ops := []*operator{
+		{idx: 0, recv: map[int]*receipt{0: {first: t0.Add(900 * time.Microsecond), count: 1}, 1: {first: t0, count: 1}}},
+		{idx: 1, recv: map[int]*receipt{}},
+	}
+	var e eventtrace.Event
+	e.ID = "b-0"
+	e.At = [eventtrace.NumPoints]int64{at(300), at(350), at(400), at(500), at(550), 0, at(1200), at(1250)}
+	tr := tallyTrace(map[string]eventtrace.Event{"b-0": e, "b-2": {ID: "b-2", At: e.At}}, calls, ops)
+	if tr.Events != 1 || len(tr.Slowest) != 1 {
+		t.Fatalf("trace %+v, want b-0 alone", tr)
+	}
+	got := tr.Slowest[0]
+	want := []float64{0.3, 0.05, 0.05, 0.1, 0.05, 0, 0, 0, 0.05, 0.75}
+	for i := range want {
+		if math.Abs(got.Steps[i]-want[i]) > 1e-9 {
+			t.Errorf("step %d (%s): %.3f ms, want %.3f", i, traceSteps[i].name, got.Steps[i], want[i])
+		}
+	}
+	// Not sent ahead: the two steps from "sent", and the one to it, are missing.
+	if !slices.Equal(got.Missing, []int{5, 6, 7}) || tr.Steps[5].Latency.N != 0 || tr.Steps[0].Latency.N != 1 {
+		t.Errorf("missing %v, steps %+v", got.Missing, tr.Steps)
+	}
+	if math.Abs(got.Total-0.9) > 1e-9 {
+		t.Errorf("total %.3f ms, want 0.9", got.Total)
 	}
 }

@@ -208,6 +208,9 @@ func newRelayProc(o Options, dir, natsExtra string) (*relayProc, error) {
 	p.writeConfig = func() error {
 		cfg := fmt.Sprintf("listen = %q\ndata_dir = %q\nmetrics_listen = %q\n\n[pbx]\nclient_id = %q\napi_key = %q\n",
 			"127.0.0.1:"+strconv.Itoa(port), filepath.Join(dir, "data"), metricsAddr, benchClientID, p.pbxKey)
+		if o.Trace && o.Target == TargetPult {
+			cfg = fmt.Sprintf("trace_events = %d\n", traceEvents(o)) + cfg
+		}
 		if o.Sync != "" || natsExtra != "" {
 			cfg += "\n[nats]\n"
 			if o.Sync != "" {

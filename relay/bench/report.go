@@ -143,6 +143,9 @@ func (r Report) WriteText(w io.Writer) error {
 		}
 		row(k, "%.2f ms  %s at op %d, fired at +%.2f s (POST answered in %.2f ms)", o.LatencyMS, o.Call, 1000+o.Operator, o.At, o.PostMS)
 	}
+	if r.Trace != nil {
+		r.Trace.write(row)
+	}
 	row(who+" RSS before connecting", "%s (Go heap in use %s, %d goroutines)", mib(r.RSSBefore), mib(r.HeapBefore), r.GoroutinesBefore)
 	row(who+" RSS idle, connected", "%s (%.1f KiB per connection; heap %s, %d goroutines)",
 		mib(r.RSSIdle), float64(r.RSSPerConn)/1024, mib(r.HeapIdle), r.GoroutinesIdle)

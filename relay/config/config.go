@@ -26,6 +26,7 @@ import (
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/calltouch"
+	"github.com/pult/pult/relay/eventtrace"
 	"github.com/pult/pult/relay/sockfile"
 )
 
@@ -46,7 +47,12 @@ type Config struct {
 	AdminListen string `toml:"admin_listen"`
 	// MetricsListen ("host:port") serves /metrics and /debug/pprof/; off
 	// when empty.
-	MetricsListen  string   `toml:"metrics_listen"`
+	MetricsListen string `toml:"metrics_listen"`
+	// TraceEvents keeps the times of the last this many call events at
+	// each step through the relay, served on metrics_listen at
+	// /debug/pult/events (see relay/eventtrace; pult-relay bench --trace
+	// reads them); 0, the default, keeps none.
+	TraceEvents    int      `toml:"trace_events"`
 	DataDir        string   `toml:"data_dir"`
 	PublicURL      string   `toml:"public_url"`
 	AdminToken     string   `toml:"admin_token"`
@@ -553,6 +559,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxFrame < 1024 || c.MaxFrame > 16<<20 {
 		bad("max_frame", "must be between 1024 and 16777216 bytes")
+	}
+	if c.TraceEvents < 0 || c.TraceEvents > eventtrace.MaxEvents {
+		bad("trace_events", fmt.Sprintf("must be between 0 and %d", eventtrace.MaxEvents))
+	}
+	if c.TraceEvents > 0 && c.MetricsListen == "" {
+		bad("trace_events", "needs metrics_listen, where the events are served")
 	}
 	if c.EventRetention.Duration < time.Minute {
 		bad("event_retention", "must be at least 1m")

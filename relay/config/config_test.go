@@ -234,6 +234,9 @@ func TestLoadConfigRefuses(t *testing.T) {
 		{"metrics on the admin address", "admin_listen = \"127.0.0.1:8701\"\nmetrics_listen = \"127.0.0.1:8701\"\n" + minimal, "metrics_listen: 127.0.0.1:8701 is admin_listen's"},
 		{"admin_listen without admin token", "admin_listen = \"127.0.0.1:8701\"\n" + strings.Replace(minimal, `admin_token = "0123456789abcdef0123"`, "", 1), "admin_token: required with admin_listen"},
 		{"no data_dir", "data_dir = \"\"\n" + minimal, "data_dir: required"},
+		{"trace_events without metrics_listen", "trace_events = 100\n" + minimal, "trace_events: needs metrics_listen"},
+		{"trace_events too many", "trace_events = 100001\nmetrics_listen = \"127.0.0.1:9100\"\n" + minimal, "trace_events: must be between 0 and 100000"},
+		{"trace_events negative", "trace_events = -1\n" + minimal, "trace_events: must be between 0 and"},
 		{"data_dir too long for the socket", "data_dir = \"/var/lib/" + strings.Repeat("p", 100) + "\"\n" + minimal, "data_dir: too long for the admin socket"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

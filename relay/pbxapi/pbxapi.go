@@ -41,6 +41,7 @@ import (
 
 	"github.com/pult/pult/agent/phone"
 	"github.com/pult/pult/relay/call"
+	"github.com/pult/pult/relay/eventtrace"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 )
@@ -97,6 +98,8 @@ type Config struct {
 	// events), "calls_upload" (calls stored), "manager_query" (nil: not
 	// counted).
 	EventsIn *prometheus.CounterVec
+	// Trace times each call event's steps (nil: not timed).
+	Trace *eventtrace.Recorder
 }
 
 // API is the retailCRM API a PBX talks to, an http.Handler for /api/.
@@ -188,14 +191,19 @@ func (a *API) readForm(w http.ResponseWriter, r *http.Request, maxBody int64) bo
 // handleCallEvent serves POST /api/v5/telephony/call/event.
 func (a *API) handleCallEvent(w http.ResponseWriter, r *http.Request) {
 	received := a.cfg.Now()
+	ctx, trace := a.cfg.Trace.Start(r.Context(), received)
+	defer a.cfg.Trace.Finish(trace)
+	r = r.WithContext(ctx)
 	if !a.readForm(w, r, maxEventBody) {
 		return
 	}
+	eventtrace.Mark(ctx, eventtrace.Read)
 	ev, err := retailcrm.DecodeCallEvent(r.PostForm)
 	if err != nil {
 		retailcrm.WriteValidationError(w, err)
 		return
 	}
+	trace.SetID(ev.CallExternalID)
 	ce := call.Event{
 		Type: ev.Type, CallID: ev.CallExternalID, Phone: ev.Phone, Line: ev.ExternalPhone,
 		Site: ev.Site, HangupStatus: ev.HangupStatus, At: received.UTC(), Source: Source,
@@ -225,7 +233,8 @@ func (a *API) handleCallEvent(w http.ResponseWriter, r *http.Request) {
 			ce.Operators = append(ce.Operators, person(op))
 		}
 	}
-	if err := a.cfg.Apply(r.Context(), ce, received); err != nil {
+	eventtrace.Mark(ctx, eventtrace.Decoded)
+	if err := a.cfg.Apply(ctx, ce, received); err != nil {
 		a.log.Error("call event not stored", "err", err)
 		retailcrm.WriteError(w, http.StatusInternalServerError, "the relay could not store the event; retry", nil)
 		return
