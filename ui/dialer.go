@@ -95,7 +95,7 @@ func (d *dialer) parse() {
 	} else {
 		d.valid = true
 		d.number = n
-		d.parsed.SetText(d.a.tr.T("dial.willDial", "National", n.National, "Intl", n.Intl))
+		d.parsed.SetText(d.a.tr.T("dial.willDial", "National", n.National, "Intl", n.International()))
 	}
 	d.updateConn()
 }

@@ -7,21 +7,21 @@ import (
 )
 
 func TestParse(t *testing.T) {
-	for _, tc := range []struct{ in, e164, national string }{
-		{"+7 (912) 123-45-67", "+79121234567", "8 (912) 123-45-67"},
-		{"89121234567", "+79121234567", "8 (912) 123-45-67"},
-		{"9121234567", "+79121234567", "8 (912) 123-45-67"},
-		{"+7-499-999-99-99", "+74999999999", "8 (499) 999-99-99"},
-		{"8 800 555 35 35", "+78005553535", "8 (800) 555-35-35"},
-		{"+36 1 234 5678", "+3612345678", "(06 1) 234 5678"},
+	for _, tc := range []struct{ in, e164, national, intl string }{
+		{"+7 (912) 123-45-67", "+79121234567", "8 (912) 123-45-67", "+7 912 123-45-67"},
+		{"89121234567", "+79121234567", "8 (912) 123-45-67", "+7 912 123-45-67"},
+		{"9121234567", "+79121234567", "8 (912) 123-45-67", "+7 912 123-45-67"},
+		{"+7-499-999-99-99", "+74999999999", "8 (499) 999-99-99", "+7 499 999-99-99"},
+		{"8 800 555 35 35", "+78005553535", "8 (800) 555-35-35", "+7 800 555-35-35"},
+		{"+36 1 234 5678", "+3612345678", "(06 1) 234 5678", "+36 1 234 5678"},
 	} {
 		n, err := Parse(tc.in, "")
 		if err != nil {
 			t.Errorf("Parse(%q): %v", tc.in, err)
 			continue
 		}
-		if n.E164 != tc.e164 || n.National != tc.national {
-			t.Errorf("Parse(%q) = %q, %q; want %q, %q", tc.in, n.E164, n.National, tc.e164, tc.national)
+		if n.E164 != tc.e164 || n.National != tc.national || n.International() != tc.intl {
+			t.Errorf("Parse(%q) = %q, %q, %q; want %q, %q, %q", tc.in, n.E164, n.National, n.International(), tc.e164, tc.national, tc.intl)
 		}
 		// Again, from the cache of recent numbers; in another region, not.
 		if again, _ := Parse(tc.in, "ru"); again != n {

@@ -118,7 +118,7 @@ func (c *CRM) AddClient(number string, cu retailcrm.Customer, m *retailcrm.Manag
 		}
 	}
 	if len(cu.Phones) == 0 {
-		cu.Phones = []string{n.Intl}
+		cu.Phones = []string{n.International()}
 	}
 	cu.Phones = slices.Clone(cu.Phones)
 	if m != nil {
