@@ -7,17 +7,20 @@ import (
 	"testing"
 
 	"github.com/pult/pult/relay/eventtrace"
+	"github.com/pult/pult/relay/operators"
 )
 
 // TestTraceEvents: with trace_events, the metrics listener serves each call
-// event's times at every step, in order, by the PBX's call id; a refused
-// event is kept with the steps it reached.
+// event's times at every step, in order, by the PBX's call id (a
+// retailCRM-style event and a UIS notification); a refused event is kept
+// with the steps it reached.
 func TestTraceEvents(t *testing.T) {
 	checkGoroutines(t)
 	cfg := testConfig(t)
 	cfg.TraceEvents = 10
+	cfg.UIS.Token, cfg.UIS.RingUnassigned = uisToken, true
 	r := startRelay(t, cfg)
-	_, tok := r.addOperator("Anna", "100", "1")
+	_, tok := r.addOperatorWith(operators.NewOperator{Name: "Anna", Code: "100", UserID: "1", UISEmployeeID: "12345"})
 	ahead := dialAhead(t, r.URL, tok)
 
 	ring := map[string]any{"type": "in", "phone": "+79121234567", "codes": []string{"100"}, "callExternalId": "trace-1"}
@@ -25,6 +28,7 @@ func TestTraceEvents(t *testing.T) {
 		t.Fatalf("ring: %d %v", status, body)
 	}
 	ahead.readCard()
+	r.uis("incoming_call_started", uisFixture(t, "incoming_call_started.json"))
 	if status, _ := r.postForm("/api/v5/telephony/call/event", url.Values{"event": {`{"type":"in"}`}}, "wrong-key"); status != http.StatusForbidden {
 		t.Fatalf("a wrong key: %d", status)
 	}
@@ -38,15 +42,17 @@ func TestTraceEvents(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&evs); err != nil {
 		t.Fatal(err)
 	}
-	if len(evs) != 2 || evs[0].ID != "trace-1" || evs[1].ID != "" {
-		t.Fatalf("events %+v, want trace-1 and the refused one", evs)
+	if len(evs) != 3 || evs[0].ID != "trace-1" || evs[1].ID != "uis-3061237823" || evs[2].ID != "" {
+		t.Fatalf("events %+v, want trace-1, the UIS call and the refused one", evs)
 	}
-	for p := eventtrace.Received; p < eventtrace.NumPoints; p++ {
-		if evs[0].At[p] == 0 || (p > 0 && evs[0].At[p] < evs[0].At[p-1]) {
-			t.Errorf("trace-1 at %s: %d (points %v), want every point, in order", eventtrace.Names[p], evs[0].At[p], evs[0].At)
+	for _, e := range evs[:2] {
+		for p := eventtrace.Received; p < eventtrace.NumPoints; p++ {
+			if e.At[p] == 0 || (p > 0 && e.At[p] < e.At[p-1]) {
+				t.Errorf("%s at %s: %d (points %v), want every point, in order", e.ID, eventtrace.Names[p], e.At[p], e.At)
+			}
 		}
 	}
-	refused := evs[1].At
+	refused := evs[2].At
 	if refused[eventtrace.Received] == 0 || refused[eventtrace.Answered] == 0 || refused[eventtrace.Read] != 0 || refused[eventtrace.Sent] != 0 {
 		t.Errorf("the refused event's points %v: want received and answered only", refused)
 	}

@@ -45,7 +45,7 @@ var uisEvents = []string{uis.EventIncomingCallStarted, uis.EventOutgoingCallStar
 
 func (s *Server) handleUIS(w http.ResponseWriter, r *http.Request) {
 	received := s.clock()
-	ctx, trace := s.trace.Start(r.Context(), received)
+	ctx, trace := s.trace.Start(r.Context())
 	defer s.trace.Finish(trace)
 	event := r.PathValue("event")
 	if s.cfg.UIS.Token == "" {
@@ -66,7 +66,6 @@ func (s *Server) handleUIS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n, perr := uis.Parse(event, body, s.loc)
-	eventtrace.Mark(ctx, eventtrace.Read)
 	token := r.URL.Query().Get("token")
 	if token == "" {
 		if perr == nil {
@@ -83,6 +82,7 @@ func (s *Server) handleUIS(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "wrong channel token"})
 		return
 	}
+	eventtrace.Mark(ctx, eventtrace.Read)
 	if perr != nil {
 		writeFieldError(w, perr)
 		return

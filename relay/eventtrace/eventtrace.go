@@ -72,15 +72,15 @@ func New(n int) *Recorder {
 	return &Recorder{ring: make([]Event, min(n, MaxEvents))}
 }
 
-// Start begins an event received at t. The context carries it to Mark; the
-// caller ends it with Finish. With a nil Recorder the context is returned
-// as it is, with a nil event.
-func (r *Recorder) Start(ctx context.Context, t time.Time) (context.Context, *Event) {
+// Start begins an event, received now. The context carries it to Mark;
+// the caller ends it with Finish. With a nil Recorder the context is
+// returned as it is, with a nil event.
+func (r *Recorder) Start(ctx context.Context) (context.Context, *Event) {
 	if r == nil {
 		return ctx, nil
 	}
 	e := &Event{}
-	e.At[Received] = t.UnixNano()
+	e.At[Received] = time.Now().UnixNano()
 	return context.WithValue(ctx, key{}, e), e
 }
 

@@ -191,7 +191,7 @@ func (a *API) readForm(w http.ResponseWriter, r *http.Request, maxBody int64) bo
 // handleCallEvent serves POST /api/v5/telephony/call/event.
 func (a *API) handleCallEvent(w http.ResponseWriter, r *http.Request) {
 	received := a.cfg.Now()
-	ctx, trace := a.cfg.Trace.Start(r.Context(), received)
+	ctx, trace := a.cfg.Trace.Start(r.Context())
 	defer a.cfg.Trace.Finish(trace)
 	r = r.WithContext(ctx)
 	if !a.readForm(w, r, maxEventBody) {
