@@ -8,9 +8,9 @@
 // A Recorder keeps the last events in a ring, served as JSON on the relay's
 // private metrics listener (/debug/pult/events). It is off unless the
 // relay's trace_events is set: then each event costs one small allocation
-// and a clock reading per point. The handler goroutine that starts an
-// event owns it until Finish hands it to the ring; a Mark reaches it
-// through the request's context.
+// and a clock reading per point; off, a Mark is a context lookup that finds
+// nothing. The handler goroutine that starts an event owns it until Finish
+// hands it to the ring; a Mark reaches it through the request's context.
 package eventtrace
 
 import (
