@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,31 +20,34 @@ import (
 )
 
 // startNATSCluster runs n nats-servers with JetStream clustered on loopback
-// routes, shut down when the test ends (if still running).
+// routes, shut down when the test ends (if still running). The route ports
+// are below Linux's ephemeral range (32768–60999), so that none is another
+// connection's local port by the time its server binds it; a server that
+// does not start fails the test with what it logged.
 func startNATSCluster(t *testing.T, n int) []*server.Server {
 	t.Helper()
 	var ports []int
 	var routes []string
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-		l.Close()
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[len(ports)-1]))
+		port := freeLowPort(t)
+		ports = append(ports, port)
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", port))
 	}
 	var servers []*server.Server
+	var logs []*natsLog
 	for i := range n {
 		ns, err := server.NewServer(&server.Options{ServerName: fmt.Sprintf("ext-%d", i), Host: "127.0.0.1", Port: -1,
-			JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true, MaxPayload: store.MaxPayload,
+			JetStream: true, StoreDir: t.TempDir(), NoSigs: true, MaxPayload: store.MaxPayload,
 			Cluster: server.ClusterOpts{Name: "ext", Host: "127.0.0.1", Port: ports[i]},
 			Routes:  server.RoutesFromStr(strings.Join(routes, ","))})
 		if err != nil {
 			t.Fatal(err)
 		}
+		l := &natsLog{}
+		ns.SetLoggerV2(l, false, false, false)
 		go ns.Start()
 		servers = append(servers, ns)
+		logs = append(logs, l)
 	}
 	t.Cleanup(func() {
 		for _, ns := range servers {
@@ -51,13 +55,57 @@ func startNATSCluster(t *testing.T, n int) []*server.Server {
 			ns.WaitForShutdown()
 		}
 	})
-	for _, ns := range servers {
-		if !ns.ReadyForConnections(10 * time.Second) {
-			t.Fatal("nats did not start")
+	for i, ns := range servers {
+		if !ns.ReadyForConnections(30 * time.Second) {
+			t.Fatalf("nats server %d did not start within 30 s; it logged:\n%s", i, logs[i])
 		}
 	}
 	return servers
 }
+
+// freeLowPort is a loopback port nobody listens on, below the kernel's
+// ephemeral range.
+func freeLowPort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
+		if err != nil {
+			continue // taken: another
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		return port
+	}
+	t.Fatal("no free loopback port in 20000–31999 after 100 tries")
+	return 0
+}
+
+// natsLog keeps a nats-server's warnings and errors, to say why it failed.
+type natsLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *natsLog) add(level, format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) < 100 {
+		l.lines = append(l.lines, level+" "+fmt.Sprintf(format, v...))
+	}
+}
+
+func (l *natsLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+func (l *natsLog) Noticef(string, ...any)         {}
+func (l *natsLog) Debugf(string, ...any)          {}
+func (l *natsLog) Tracef(string, ...any)          {}
+func (l *natsLog) Warnf(format string, v ...any)  { l.add("[WRN]", format, v...) }
+func (l *natsLog) Errorf(format string, v ...any) { l.add("[ERR]", format, v...) }
+func (l *natsLog) Fatalf(format string, v ...any) { l.add("[FTL]", format, v...) }
 
 // Two relays on an external NATS cluster of three servers, every stream
 // and bucket with three copies. One NATS server is shut down while calls
