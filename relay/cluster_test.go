@@ -3,11 +3,11 @@ package relay_test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,22 +16,23 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/pult/pult/agent/wire"
+	"github.com/pult/pult/relay/looptest"
 	"github.com/pult/pult/relay/store"
 )
 
 // startNATSCluster runs n nats-servers with JetStream clustered on loopback
-// routes, shut down when the test ends (if still running). The route ports
-// are below Linux's ephemeral range (32768–60999), so that none is another
-// connection's local port by the time its server binds it; a server that
-// does not start fails the test with what it logged.
+// routes (looptest's ports), shut down when the test ends (if still
+// running); a server that does not start fails the test with what it
+// logged.
 func startNATSCluster(t *testing.T, n int) []*server.Server {
 	t.Helper()
 	var ports []int
 	var routes []string
-	for range n {
-		port := freeLowPort(t)
+	for _, addr := range looptest.Addrs(t, n) {
+		_, p, _ := net.SplitHostPort(addr)
+		port, _ := strconv.Atoi(p)
 		ports = append(ports, port)
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", port))
+		routes = append(routes, "nats-route://"+addr)
 	}
 	var servers []*server.Server
 	var logs []*natsLog
@@ -61,23 +62,6 @@ func startNATSCluster(t *testing.T, n int) []*server.Server {
 		}
 	}
 	return servers
-}
-
-// freeLowPort is a loopback port nobody listens on, below the kernel's
-// ephemeral range.
-func freeLowPort(t *testing.T) int {
-	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
-		if err != nil {
-			continue // taken: another
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		return port
-	}
-	t.Fatal("no free loopback port in 20000–31999 after 100 tries")
-	return 0
 }
 
 // natsLog keeps a nats-server's warnings and errors, to say why it failed.

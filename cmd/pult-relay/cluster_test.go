@@ -24,6 +24,7 @@ import (
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/admin"
+	"github.com/pult/pult/relay/looptest"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 )
@@ -86,13 +87,13 @@ func startClusterWith(t *testing.T, bin string, extra func(node int) string) []*
 	dir := t.TempDir()
 	var routes, listens []string
 	for range 3 {
-		a := freeAddr(t)
+		a := looptest.Addr(t)
 		listens = append(listens, a)
 		routes = append(routes, fmt.Sprintf("%q", "nats-route://"+a))
 	}
 	nodes := make([]*clusterNode, 3)
 	for i := range nodes {
-		addr := freeAddr(t)
+		addr := looptest.Addr(t)
 		n := &clusterNode{config: filepath.Join(dir, fmt.Sprintf("relay%d.toml", i)), base: "http://" + addr,
 			log: filepath.Join(dir, fmt.Sprintf("relay%d.log", i))}
 		os.WriteFile(n.config, fmt.Appendf(nil, `listen = %q

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pult/pult/relay/looptest"
 )
 
 // The relay killed (SIGKILL, no goodbye) while an outbound call waits for
@@ -42,7 +44,7 @@ func TestKilledMidRetryResumes(t *testing.T) {
 	}))
 	defer pbx.Close()
 
-	addr := freeAddr(t)
+	addr := looptest.Addr(t)
 	base := "http://" + addr
 	const clientID = "client-id-kill"
 	config := filepath.Join(dir, "relay.toml")

@@ -18,6 +18,7 @@ import (
 	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 	"github.com/pult/pult/relay/admin"
+	"github.com/pult/pult/relay/looptest"
 	"github.com/pult/pult/relay/operators"
 	"github.com/pult/pult/relay/retailcrm"
 	"github.com/pult/pult/relay/retailcrm/sim"
@@ -39,7 +40,7 @@ func TestStoppedWithLookupsPendingResumes(t *testing.T) {
 	defer crmSrv.Close()
 	crm.SetAccountURL(crmSrv.URL)
 
-	addr := freeAddr(t)
+	addr := looptest.Addr(t)
 	base := "http://" + addr
 	const adminToken, pbxKey = "admin-token-0123456789", "pbx-key-123"
 	config := filepath.Join(dir, "relay.toml")

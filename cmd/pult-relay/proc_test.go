@@ -1,9 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -49,26 +46,6 @@ func relayBinary(t *testing.T) string {
 		t.Fatalf("build: %v\n%s", b.err, b.out)
 	}
 	return b.bin
-}
-
-// freeAddr is a loopback address nobody listens on (the relay process must
-// listen on the same one after a restart). Its port is below Linux's
-// ephemeral range (32768–60999): a relay of a cluster binds its address
-// only once the cluster is ready, up to a minute later, and a port the
-// kernel had handed out (as ":0" does) could by then be another
-// connection's local port — CI saw "bind: address already in use".
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
-		if err != nil {
-			continue // taken: another
-		}
-		defer l.Close()
-		return l.Addr().String()
-	}
-	t.Fatal("no free loopback port in 20000–31999 after 100 tries")
-	return ""
 }
 
 // startRelayProc runs `pult-relay serve --config config` and waits until it

@@ -28,6 +28,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/pult/pult/agent/credentials"
+	"github.com/pult/pult/relay/looptest"
 )
 
 // sni is the tray item, seen over D-Bus as a tray host sees it.
@@ -172,7 +173,7 @@ func TestDesktop(t *testing.T) {
 
 	start(t, env, "dunst")
 	// The demo relay, its PBX ringing operator 100 every 2 s.
-	addr := freeAddr(t)
+	addr := looptest.Addr(t)
 	demoDir := filepath.Join(dir, "demo")
 	demo := start(t, env, relayBin, "demo", "--listen", addr, "--data-dir", demoDir, "--every", "2s")
 	demo.out.wait(t, 30*time.Second, regexp.MustCompile(`pult demo: relay at`))
@@ -402,7 +403,7 @@ func TestDesktopRussian(t *testing.T) {
 
 	start(t, env, "dunst")
 	start(t, env, "status-notifier-watcher")
-	addr := freeAddr(t)
+	addr := looptest.Addr(t)
 	demoDir := filepath.Join(dir, "demo")
 	demo := start(t, env, relayBin, "demo", "--listen", addr, "--data-dir", demoDir, "--every", "2s")
 	demo.out.wait(t, 30*time.Second, regexp.MustCompile(`pult demo: relay at`))

@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,15 +112,6 @@ func start(t *testing.T, env []string, name string, args ...string) *proc {
 		}
 	})
 	return &proc{cmd, newLines(pr), done}
-}
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func build(t *testing.T, dir, pkg string) string {

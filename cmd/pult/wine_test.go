@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pult/pult/relay/looptest"
 )
 
 // wine runs Windows programs in one Wine prefix inside the root.
@@ -247,7 +249,7 @@ func TestWine(t *testing.T) {
 	// The demo relay on the host; its PBX rings operator 100 every 2 s.
 	dir := t.TempDir()
 	relayBin := build(t, filepath.Join(dir, "bin"), "./cmd/pult-relay")
-	addr := freeAddr(t)
+	addr := looptest.Addr(t)
 	demoDir := filepath.Join(dir, "demo")
 	env := append(os.Environ(), "LANG=en_US.UTF-8")
 	demo := start(t, env, relayBin, "demo", "--listen", addr, "--data-dir", demoDir, "--every", "2s")

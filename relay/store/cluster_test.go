@@ -5,33 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pult/pult/relay/looptest"
 	"github.com/pult/pult/relay/store"
 )
-
-// freePorts are loopback addresses nobody listens on.
-func freePorts(t *testing.T, n int) []string {
-	t.Helper()
-	var out []string
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return out
-}
 
 // Three embedded servers on loopback form one JetStream cluster: every
 // stream and bucket has three copies, what one node writes the others read
@@ -39,7 +20,7 @@ func freePorts(t *testing.T, n int) []string {
 func TestEmbeddedCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	addrs := freePorts(t, 3)
+	addrs := looptest.Addrs(t, 3)
 	var routes []string
 	for _, a := range addrs {
 		routes = append(routes, "nats-route://"+a)

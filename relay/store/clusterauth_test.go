@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pult/pult/relay/looptest"
 	"github.com/pult/pult/relay/store"
 )
 
@@ -71,7 +72,7 @@ func testCA(t *testing.T, dir string, names ...string) (ca string, certs map[str
 func TestClusterRoutesNeedSecretAndCertificate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	addrs := freePorts(t, 4) // the last one, the intruder's
+	addrs := looptest.Addrs(t, 4) // the last one, the intruder's
 	var routes []string
 	for _, a := range addrs[:3] {
 		routes = append(routes, "nats-route://"+a)
