@@ -14,10 +14,7 @@ import (
 // tally matches what the operators received against what was fired. Every
 // reader must have finished.
 func tally(rep *Report, calls []call, ops []*operator, start time.Time) {
-	byIdx := make(map[int32]*operator, len(ops))
-	for _, op := range ops {
-		byIdx[int32(op.idx)] = op
-	}
+	byIdx := byIndex(ops)
 	var lat, posts []time.Duration
 	var worst []Outlier
 	rep.EventsPosted = len(calls)
@@ -75,6 +72,15 @@ func tally(rep *Report, calls []call, ops []*operator, start time.Time) {
 	rep.PostLatency = summarise(posts)
 	slices.SortFunc(worst, func(a, b Outlier) int { return cmp.Compare(b.LatencyMS, a.LatencyMS) })
 	rep.Worst = worst[:min(len(worst), 5)]
+}
+
+// byIndex maps each operator's index (call.ops) to it.
+func byIndex(ops []*operator) map[int32]*operator {
+	m := make(map[int32]*operator, len(ops))
+	for _, op := range ops {
+		m[int32(op.idx)] = op
+	}
+	return m
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

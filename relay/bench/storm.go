@@ -154,10 +154,7 @@ func tallyStorm(r *StormReport, calls []call, ops []*operator) {
 	if !last.IsZero() {
 		r.BackS = last.Sub(r.healthy).Seconds()
 	}
-	byIdx := make(map[int32]*operator, len(ops))
-	for _, op := range ops {
-		byIdx[int32(op.idx)] = op
-	}
+	byIdx := byIndex(ops)
 	var caught time.Time
 	for n, c := range calls {
 		if !c.ok {

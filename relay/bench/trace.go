@@ -111,10 +111,7 @@ func fetchTrace(ctx context.Context, rp *relayProc) (map[string]eventtrace.Event
 
 // tallyTrace joins the relay's events with the bench's calls.
 func tallyTrace(traced map[string]eventtrace.Event, calls []call, ops []*operator) *TraceReport {
-	byIdx := make(map[int32]*operator, len(ops))
-	for _, op := range ops {
-		byIdx[int32(op.idx)] = op
-	}
+	byIdx := byIndex(ops)
 	steps := make([][]time.Duration, len(traceSteps))
 	var events []TracedEvent
 	for n, c := range calls {
