@@ -48,7 +48,7 @@ func TestTraceEvents(t *testing.T) {
 	for _, e := range evs[:2] {
 		for p := eventtrace.Received; p < eventtrace.NumPoints; p++ {
 			if e.At[p] == 0 || (p > 0 && e.At[p] < e.At[p-1]) {
-				t.Errorf("%s at %s: %d (points %v), want every point, in order", e.ID, eventtrace.Names[p], e.At[p], e.At)
+				t.Errorf("%s at point %d: %d (points %v), want every point, in order", e.ID, p, e.At[p], e.At)
 			}
 		}
 	}

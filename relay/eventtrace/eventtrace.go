@@ -38,9 +38,6 @@ const (
 	NumPoints
 )
 
-// Names are the points' names, as the JSON and the bench's report use them.
-var Names = [NumPoints]string{"received", "read", "decoded", "parsed", "ready", "sent", "stored", "answered"}
-
 // Event is one call event's times (Unix nanoseconds; 0: not reached).
 type Event struct {
 	ID string           `json:"id"` // the PBX's call id
