@@ -303,4 +303,16 @@ func TestUISCallReachesRetailCRM(t *testing.T) {
 	if got := cardsOf(anna, "uis-999"); len(got) != 0 {
 		t.Errorf("cards of a call whose start the relay missed: %v", got)
 	}
+	// UIS's retry of that end finds the call's record: still no card, and
+	// the history once.
+	r.uis("call_finished", setJSON(t, uisFixture(t, "call_finished.json"), map[string]any{"call_session_id": 999}))
+	r.uis("incoming_call_started", setJSON(t, uisFixture(t, "incoming_call_started.json"), map[string]any{"call_session_id": 1000, "employee_ids": "12345"}))
+	anna.waitFor("Anna rung by the next call", callWith("uis-1000", wire.CallRinging))
+	if got := cardsOf(anna, "uis-999"); len(got) != 0 {
+		t.Errorf("cards of a call whose start the relay missed, after a retry: %v", got)
+	}
+	time.Sleep(3 * 200 * time.Millisecond) // UploadWait: a second upload would be out
+	if n := len(crm.Uploads()); n != 2 {
+		t.Errorf("%d calls in the history, want 2", n)
+	}
 }

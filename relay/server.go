@@ -399,7 +399,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.majority != nil {
 		start("majority", s.majority.Run)
 	}
-	// The board catches up with the queue stream, and learns who is
+	// The board catches up with the calls' records, and learns who is
 	// connected to the other nodes, before anyone sees it.
 	limit := time.NewTimer(catchUpLimit)
 	for _, ready := range []<-chan struct{}{s.board.Ready(), s.presence.Synced()} {

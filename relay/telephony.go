@@ -100,16 +100,6 @@ func (l *callLocks) lock(key string) (unlock func()) {
 // retailCRM's API gives pbxapi.Source).
 const sourceUIS = "uis"
 
-// publishQueueChange appends the call's new state to the queue stream, for
-// the supervisors' board; it is stored once acks.Wait returns nil.
-func (c *calls) publishQueueChange(acks *store.Acks, rec *call.Record, at time.Time) error {
-	data, msgID, err := board.EncodeChange(rec, at)
-	if err != nil {
-		return err
-	}
-	return c.store.PublishQueueAsync(acks, data, msgID)
-}
-
 // processCall applies an event to the stored call and publishes each
 // operator's card that changed. It is idempotent: replaying an event
 // (a PBX retry after a lost answer) publishes nothing new. A call that ends
@@ -150,7 +140,8 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 					continue
 				}
 				// The end of a call we never saw: nothing to show. A UIS
-				// call's history still counts (its PBX uploads none).
+				// call's history still counts (its PBX uploads none), and
+				// its record (no cards) the queue board's.
 				if ev.Source == sourceUIS {
 					rec = c.newCall(key, ev, num, perr == nil)
 					if ev.HangupStatus == retailcrm.HangupAnswered && len(ev.Operators) > 0 {
@@ -158,14 +149,14 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 						rec.Legs[op.ID] = &call.Leg{Code: op.Code, Name: op.Name, UserID: op.UserID}
 					}
 					rec.Apply(ev)
-					rec.Version = 1
-					var acks store.Acks
-					if err := c.publishQueueChange(&acks, rec, ev.At); err != nil {
+					rec.Version, rec.At = 1, ev.At
+					if err := c.storeRecord(ctx, rec, rev); err != nil {
+						if errors.Is(err, store.ErrConflict) {
+							continue
+						}
 						return err
 					}
-					if err := acks.Wait(ctx); err != nil {
-						return err
-					}
+					eventtrace.Mark(ctx, eventtrace.Stored)
 					return c.recordHistory(ctx, rec)
 				}
 				return nil
@@ -177,24 +168,26 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 		c.withdraw(stale, &before)
 		stale = nil
 		changed := rec.Apply(ev) || fresh
-		if !changed {
+		if changed {
+			rec.At = ev.At
+		} else {
 			if !stored {
 				continue
 			}
 			// A replay (the PBX retried after a lost answer, perhaps after
 			// a crash between storing and publishing): the record is stored
 			// already; publish every card again under the same message ids,
-			// and JetStream drops those it has. Cached, so that the PBX's
+			// and JetStream drops those it has (a call first seen at its
+			// end has none: see above). Cached, so that the PBX's
 			// next retry here is known for one at once (not presumed new,
 			// with its cards sent ahead again).
 			before = view{}
 			c.cache.Put(key, rec, rev)
 		}
 		lookup := fresh && rec.ManagerState == wire.ManagerPending
-		var acks store.Acks
 		if changed {
-			// The record and the cards it changed, in one round trip;
-			// the cards go out ahead meanwhile.
+			// The record (the queue board's input too) and the cards it
+			// changed, in one round trip; the cards go out ahead meanwhile.
 			ahead, err := c.commitCall(ctx, rec, rev, before, received)
 			if err != nil {
 				stale = ahead
@@ -203,16 +196,10 @@ func (c *calls) processCall(ctx context.Context, ev call.Event, received time.Ti
 				}
 				return err
 			}
-		} else if err := c.publishCards(&acks, rec, before, received); err != nil {
-			return err
-		}
-		// The queue board's change (and a replay's cards) are stored
-		// concurrently; the event is answered once all are.
-		if err := c.publishQueueChange(&acks, rec, ev.At); err != nil {
-			return err
-		}
-		if err := acks.Wait(ctx); err != nil {
-			return err
+		} else if !firstSeenEnded(rec) {
+			if err := c.publishCards(ctx, rec, before, received); err != nil {
+				return err
+			}
 		}
 		eventtrace.Mark(ctx, eventtrace.Stored)
 		// The hangup that ended the call, or its replay.
@@ -325,15 +312,36 @@ func withVersion(card []byte, version int) []byte {
 	return append(out, '}')
 }
 
-// publishCards appends the cards of a replay (see changedCards); they are
-// stored once acks.Wait returns nil, those stored before dropped by their
-// message ids.
-func (c *calls) publishCards(acks *store.Acks, rec *call.Record, before view, received time.Time) error {
+// publishCards appends the cards of a replay (see changedCards), those
+// stored before dropped by their message ids.
+func (c *calls) publishCards(ctx context.Context, rec *call.Record, before view, received time.Time) error {
+	var acks store.Acks
 	for _, e := range c.changedCards(rec, before, received) {
-		if err := c.store.AppendAsync(acks, e.Operator, e.Type, e.Data, e.MsgID, received); err != nil {
+		if err := c.store.AppendAsync(&acks, e.Operator, e.Type, e.Data, e.MsgID, received); err != nil {
 			return err
 		}
 	}
+	return acks.Wait(ctx)
+}
+
+// firstSeenEnded reports whether the call's record was made from its end
+// (a UIS call the relay never saw ringing): it has no cards.
+func firstSeenEnded(rec *call.Record) bool {
+	return rec.Version == 1 && rec.State.Final()
+}
+
+// storeRecord stores a record that makes no cards, if the stored one is
+// still at revision rev (0: if there is none), and caches it.
+func (c *calls) storeRecord(ctx context.Context, rec *call.Record, rev uint64) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if rev, err = c.store.CommitCall(ctx, rec.Key, b, rev, nil); err != nil {
+		c.cache.Drop(rec.Key)
+		return err
+	}
+	c.cache.Put(rec.Key, rec, rev)
 	return nil
 }
 
@@ -471,7 +479,7 @@ func (c *calls) settleManager(ctx context.Context, key string, res *retailcrm.Ma
 		} else {
 			setManager(rec, res, c.managerFree(res))
 		}
-		rec.Version++
+		rec.Version, rec.At = rec.Version+1, c.clock().UTC()
 		ahead, serr := c.commitCall(wctx, rec, rev, before, time.Time{})
 		if serr != nil {
 			stale = ahead

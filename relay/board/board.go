@@ -3,18 +3,21 @@
 // the calls waiting, today's counters and a per-minute history, and the
 // wallboard page that shows it on a TV.
 //
-// Where it comes from. Every change of a call record (whatever PBX reported
-// it) is also appended, as the whole record, to the durable PULT_QUEUE stream
-// (EncodeChange gives what the relay appends). One goroutine per relay node
-// tails that stream and folds each change into the board (applyChange): what a
-// call was and what it is now tell what happened — it rang (incoming), was
-// answered (answered, wait, in time or not), moved to another operator (a
-// transfer: the first operator's talk ends), ended (talk time) or was missed.
+// Where it comes from. Every change of a call (whatever PBX reported it) is
+// stored as a new version of the call's record, with the time the relay
+// received what changed it (call.Record.At); the records are the board's
+// input (the store's TailCalls: in the order stored, each with its
+// sequence). One goroutine per relay node tails them and folds each version
+// into the board (applyChange): what a call was and what it is now tell what
+// happened — it rang (incoming), was answered (answered, wait, in time or
+// not), moved to another operator (a transfer: the first operator's talk
+// ends), ended (talk time) or was missed. A version that changes nothing the
+// board shows (the responsible manager found) changes nothing on it.
 // Statuses come from the status bucket (a KV watch), operators from the
 // registry, presence from package presence (SetPresence): an operator is
 // online while an agent of theirs is connected to any relay node.
 //
-// Several nodes. Every node folds the same stream into a board of its
+// Several nodes. Every node folds the same records into a board of its
 // own, and the fold is deterministic: it runs on the times carried by the
 // changes (and on the clock's ticks between them, which trail the clock by
 // lateness), and a change made on a day already closed counts in no day
@@ -22,12 +25,13 @@
 // with its times, comes from the presence bucket every node watches.
 //
 // Restarts. Every few seconds, and at shutdown, the board's state and the
-// last sequence applied are checkpointed in the pult_queue bucket — by one
+// last record's sequence applied are checkpointed in the pult_queue bucket — by one
 // node at a time: the holder of the checkpoint lease (a key of the presence
 // bucket that expires unless its holder renews it every third of its TTL;
 // another node takes it when it lapses). A relay that starts loads the
-// checkpoint, whoever wrote it, and replays the stream after it (all of it,
-// 48 hours, if there is no checkpoint), before it accepts connections.
+// checkpoint, whoever wrote it, and replays the records after it (those of
+// the last replayWindow if there is no checkpoint), before it accepts
+// connections.
 // Presence in the checkpoint is not trusted: the presence watch says who
 // is connected now, and one back within presenceGrace keeps its "online
 // since".
@@ -43,7 +47,7 @@
 // reconnects, resumes its stream and subscribes again), an SSE viewer's
 // stream ends (the page reconnects and starts from a fresh snapshot).
 //
-// Goroutines: Run (one per node) owns the stream's tail, the status watch,
+// Goroutines: Run (one per node) owns the records' tail, the status watch,
 // the clock, the checkpoint lease and the checkpoints; every other method
 // may be called from any goroutine (the webhook's, a session's, the HTTP
 // server's, the presence watch's) and takes the board's lock. Subscribers are reached without waiting: a websocket
@@ -54,8 +58,6 @@ package board
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,7 +77,7 @@ import (
 )
 
 const (
-	boardSchema     = 1
+	boardSchema     = 2 // 2: the input is the records (1: the former queue stream)
 	checkpointEvery = 10 * time.Second
 	presenceGrace   = 2 * time.Minute  // a reconnect within it keeps "online since"
 	staleRinging    = 30 * time.Minute // a ringing call with no news for this long is dropped
@@ -92,34 +94,38 @@ const (
 	maxTokenViewers   = 4                // of them with one token (a few screens each)
 	viewerQueue       = 256              // frames buffered per SSE viewer before it counts as slow
 	queueFactMaxBytes = 1 << 20
+	// replayWindow is how far back a board without a checkpoint rebuilds
+	// from: today and the per-minute history, across a midnight.
+	replayWindow = 48 * time.Hour
 )
 
-// queueChange is one element of the queue stream.
+// queueChange is one version of a call's record, as the fold takes it.
 type queueChange struct {
 	At   time.Time   `json:"at"` // when the relay received what changed the call
 	Call call.Record `json:"call"`
 }
 
-// EncodeChange is a change of the call, for the relay to append to the
-// queue stream, and its message id: a replay of the same change is a no-op
-// (within JetStream's dedupe window; the board also ignores versions it has
-// seen).
-func EncodeChange(rec *call.Record, at time.Time) (data []byte, msgID string, err error) {
-	c := *rec
-	c.Client, c.Manager, c.Links = nil, nil, nil
-	data, err = json.Marshal(queueChange{At: at.UTC(), Call: c})
-	if err != nil {
-		return nil, "", err
+// decodeChange reads a version of a call's record (stored: when the store
+// stored it, the time of a record from relays that did not say). What the
+// board does not show is dropped: the checkpoint keeps the live calls.
+func decodeChange(data []byte, stored time.Time) (queueChange, error) {
+	var c queueChange
+	if err := json.Unmarshal(data, &c.Call); err != nil {
+		return c, err
 	}
-	h := sha256.Sum256([]byte(rec.ID))
-	return data, "q." + rec.Key + "." + hex.EncodeToString(h[:6]) + "." + strconv.Itoa(rec.Version), nil
+	c.At = c.Call.At
+	if c.At.IsZero() {
+		c.At = stored
+	}
+	c.Call.Client, c.Call.Manager, c.Call.Links = nil, nil, nil
+	return c, nil
 }
 
 // boardState is what the fold computes and the checkpoint keeps.
 type boardState struct {
 	Schema    int                  `json:"schema"`
-	Stream    time.Time            `json:"stream"`  // creation of the queue stream: its identity
-	Applied   uint64               `json:"applied"` // last stream sequence folded in
+	Stream    time.Time            `json:"stream"`  // creation of the stream of the records: its identity
+	Applied   uint64               `json:"applied"` // last record's sequence folded in
 	Clock     time.Time            `json:"clock"`   // the latest time the fold has seen
 	Day       string               `json:"day"`
 	Minute    time.Time            `json:"minute"`    // start of the minute being sampled
@@ -129,7 +135,7 @@ type boardState struct {
 	Ops       map[string]*opState  `json:"ops"`
 	Calls     map[string]*liveCall `json:"calls"` // calls not over, by call key
 	// Ended are calls over in the last endedMemory, by key: a change of
-	// theirs that arrives late (overtaken in the stream) is ignored.
+	// theirs that arrives late (overtaken in the records) is ignored.
 	Ended map[string]endedCall `json:"ended"`
 }
 
@@ -199,7 +205,8 @@ type Board struct {
 	status  map[string]wire.StatusInfo
 	waiting map[string]wire.WaitingCall // by call id
 	opCalls map[string]map[string]bool  // operator id → keys of their live calls
-	target  uint64                      // the stream's last sequence at start: ready once applied
+	target  uint64                      // the last record's sequence at start: ready once applied
+	since   time.Time                   // with no checkpoint, the records replayed are those stored since
 
 	// What subscribers have been sent: the snapshot is made of these.
 	version    uint64
@@ -221,8 +228,8 @@ type Board struct {
 
 // Store is what the board keeps in, and reads from, the relay's store.
 type Store interface {
-	QueueInfo(ctx context.Context) (first, last uint64, created time.Time, err error)
-	TailQueue(ctx context.Context, from uint64, fn func(seq uint64, data []byte)) error
+	CallsInfo(ctx context.Context) (last uint64, lastStored, created time.Time, err error)
+	TailCalls(ctx context.Context, from uint64, since time.Time, fn func(seq uint64, stored time.Time, data []byte)) error
 	LoadBoardCheckpoint(ctx context.Context) ([]byte, error)
 	SaveBoardCheckpoint(ctx context.Context, data []byte) error
 	// The checkpoint lease: TakeLease when nobody holds it, RenewLease
@@ -279,14 +286,11 @@ func freshState() boardState {
 }
 
 // Open loads the checkpoint (unless it belongs to another incarnation of
-// the stream) and the operators and their statuses.
+// the records' stream) and the operators and their statuses.
 func (b *Board) Open(ctx context.Context, ops []operators.Operator) error {
-	first, last, created, err := b.store.QueueInfo(ctx)
+	last, lastStored, created, err := b.store.CallsInfo(ctx)
 	if err != nil {
-		return err
-	}
-	if first == 0 || first > last {
-		last = 0 // empty: nothing to catch up with
+		return fmt.Errorf("queue: %w", err)
 	}
 	created = created.UTC()
 	st := freshState()
@@ -298,9 +302,9 @@ func (b *Board) Open(ctx context.Context, ops []operators.Operator) error {
 		var cp boardState
 		switch jerr := json.Unmarshal(data, &cp); {
 		case jerr != nil || cp.Schema != boardSchema:
-			b.log.Warn("queue checkpoint unreadable; rebuilding the board from the stream", "err", jerr)
+			b.log.Warn("queue checkpoint unreadable or of an earlier version; rebuilding the board from the calls' records", "err", jerr)
 		case !cp.Stream.Equal(created):
-			b.log.Info("the queue stream was recreated; rebuilding the board from it")
+			b.log.Info("the calls' records were recreated; rebuilding the board from them")
 		default:
 			st = cp
 			if st.Ops == nil {
@@ -324,6 +328,12 @@ func (b *Board) Open(ctx context.Context, ops []operators.Operator) error {
 	defer b.mu.Unlock()
 	b.st = st
 	b.target = last
+	if st.Applied == 0 {
+		b.since = b.now().Add(-replayWindow)
+		if lastStored.Before(b.since) {
+			b.target = 0 // nothing to replay
+		}
+	}
 	for _, op := range ops {
 		b.putOperatorLocked(op)
 	}
@@ -336,7 +346,7 @@ func (b *Board) Open(ctx context.Context, ops []operators.Operator) error {
 	if b.st.Applied >= b.target {
 		b.readyOne.Do(func() { close(b.ready) })
 	}
-	b.log.Info("queue board loaded", "from_seq", b.st.Applied, "stream_last", last, "calls_live", len(b.st.Calls))
+	b.log.Info("queue board loaded", "from_seq", b.st.Applied, "records_last", last, "calls_live", len(b.st.Calls))
 	return nil
 }
 
@@ -354,27 +364,30 @@ func (b *Board) loadStatuses(ctx context.Context) error {
 	return nil
 }
 
-// Ready is closed once the board has caught up with the stream as it was
-// when the relay started.
+// Ready is closed once the board has caught up with the records as they
+// were when the relay started.
 func (b *Board) Ready() <-chan struct{} { return b.ready }
 
-// Run follows the stream, the statuses and the clock until ctx ends, then
+// Run follows the records, the statuses and the clock until ctx ends, then
 // writes a last checkpoint and ends every subscription.
 func (b *Board) Run(ctx context.Context) error {
 	b.mu.Lock()
-	from := b.st.Applied + 1
+	from, since := uint64(0), b.since
+	if b.st.Applied > 0 {
+		from = b.st.Applied + 1
+	}
 	b.mu.Unlock()
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 2)
-	go func() { errc <- b.store.TailQueue(tctx, from, b.applyMsg) }()
+	go func() { errc <- b.store.TailCalls(tctx, from, since, b.applyMsg) }()
 	go func() { errc <- b.watchStatuses(tctx) }()
 
 	tick := time.NewTicker(boardTick)
 	defer tick.Stop()
 	lastSave := time.Now()
 	// Only the holder of the checkpoint lease writes checkpoints: every
-	// node folds the same stream, one writes what it folded.
+	// node folds the same records, one writes what it folded.
 	leaseTick := time.NewTicker(b.leaseTTL / 3)
 	defer leaseTick.Stop()
 	b.lead(ctx)
@@ -551,14 +564,13 @@ func (b *Board) signal() {
 	}
 }
 
-// applyMsg folds one element of the stream.
-func (b *Board) applyMsg(seq uint64, data []byte) {
-	var c queueChange
-	err := json.Unmarshal(data, &c)
+// applyMsg folds one version of a call's record.
+func (b *Board) applyMsg(seq uint64, stored time.Time, data []byte) {
+	c, err := decodeChange(data, stored)
 	b.mu.Lock()
 	if seq > b.st.Applied {
 		if err != nil {
-			b.log.Warn("queue change skipped: unreadable", "seq", seq, "err", err)
+			b.log.Warn("call record skipped: unreadable", "seq", seq, "err", err)
 			b.st.Applied = seq
 		} else {
 			b.applyChangeLocked(seq, c)

@@ -70,9 +70,24 @@ func (fb *foldBoard) event(after time.Duration, id, dir, typ, status string, ops
 	if rec.Version == 0 {
 		rec.Version = 1
 	}
+	rec.At = fb.now
 	fb.seq++
+	fb.fold(rec)
+}
+
+// fold folds a version of a record in, as stored and read back.
+func (fb *foldBoard) fold(rec *call.Record) {
+	fb.t.Helper()
+	data, err := json.Marshal(rec)
+	if err != nil {
+		fb.t.Fatal(err)
+	}
+	c, err := decodeChange(data, time.Time{})
+	if err != nil {
+		fb.t.Fatal(err)
+	}
 	fb.mu.Lock()
-	fb.applyChangeLocked(fb.seq, queueChange{At: fb.now, Call: *clone(rec)})
+	fb.applyChangeLocked(fb.seq, c)
 	fb.mu.Unlock()
 }
 
@@ -292,11 +307,70 @@ func TestFoldIgnoresReplays(t *testing.T) {
 	fb.applyChangeLocked(10, queueChange{At: fb.now.Add(time.Hour), Call: final}) // replayed an hour later
 	fb.applyChangeLocked(11, queueChange{At: fb.now, Call: first})                // an old version
 	fb.mu.Unlock()
+	// The responsible manager found after the end: a version of its own.
+	settled := clone(&final)
+	settled.Version++
+	settled.At = fb.now.Add(2 * time.Second)
+	settled.ManagerState = wire.ManagerFound
+	settled.Manager = &wire.Manager{Name: "Olga"}
+	fb.seq = 12
+	fb.fold(settled)
 	if tot := fb.snap().Totals; tot.Incoming != 1 || tot.Missed != 1 {
 		t.Errorf("totals after replays: %+v", tot)
 	}
 	if len(fb.snap().Waiting) != 0 {
 		t.Error("an old version brought the call back")
+	}
+}
+
+// A version that changes nothing the board shows (the responsible manager
+// found while the call rings) changes nothing on it.
+func TestFoldManagerVersion(t *testing.T) {
+	fb := newFoldBoard(t, time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC))
+	fb.event(0, "c1", "", call.Ring, "", anna)
+	before := fb.snap()
+	settled := clone(fb.rec["c1"])
+	settled.Version++
+	settled.At = fb.now.Add(300 * time.Millisecond)
+	settled.ManagerState = wire.ManagerFound
+	settled.Manager = &wire.Manager{Name: "Olga"}
+	fb.seq++
+	fb.fold(settled)
+	after := fb.snap()
+	before.Version, after.Version, before.At, after.At = 0, 0, time.Time{}, time.Time{}
+	if d := cmp.Diff(before, after); d != "" {
+		t.Errorf("the board changed (-before +after):\n%s", d)
+	}
+}
+
+// A record reads as the fold's change: its own time, else when it was
+// stored (records of relays before call.Record.At); what the board does not
+// show is dropped.
+func TestDecodeChange(t *testing.T) {
+	stored := time.Date(2026, 11, 21, 9, 0, 1, 0, time.UTC)
+	at := stored.Add(-time.Second)
+	for _, tc := range []struct {
+		name string
+		rec  call.Record
+		want time.Time
+	}{
+		{"with its time", call.Record{Key: "k", ID: "c", At: at, Manager: &wire.Manager{Name: "Olga"}, Client: &wire.Client{Name: "Ivan"}}, at},
+		{"from an earlier relay", call.Record{Key: "k", ID: "c", Manager: &wire.Manager{Name: "Olga"}}, stored},
+	} {
+		data, err := json.Marshal(tc.rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := decodeChange(data, stored)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.At.Equal(tc.want) || c.Call.Manager != nil || c.Call.Client != nil || c.Call.Links != nil || c.Call.ID != "c" {
+			t.Errorf("%s: got at %v, %+v", tc.name, c.At, c.Call)
+		}
+	}
+	if _, err := decodeChange([]byte(`{"key":`), stored); err == nil {
+		t.Error("a truncated record decoded")
 	}
 }
 
@@ -386,7 +460,7 @@ func TestBoardRebuildsFromStream(t *testing.T) {
 	defer st.Close()
 	t0 := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
 	script := newFoldBoard(t, t0) // makes the records; its own fold is not used
-	seq := 0
+	revs := map[string]uint64{}
 	emit := func(after time.Duration, id, typ, status string, ops ...operators.Operator) {
 		script.now = script.now.Add(after)
 		rec := script.rec[id]
@@ -400,15 +474,13 @@ func TestBoardRebuildsFromStream(t *testing.T) {
 			ev.Operators = append(ev.Operators, person(op))
 		}
 		rec.Apply(ev)
-		b, _ := json.Marshal(queueChange{At: script.now, Call: *rec})
-		seq++
-		var acks store.Acks
-		if err := st.PublishQueueAsync(&acks, b, fmt.Sprintf("m%d", seq)); err != nil {
+		rec.At = script.now
+		b, _ := json.Marshal(rec)
+		rev, err := st.CommitCall(ctx, rec.Key, b, revs[id], nil)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := acks.Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
+		revs[id] = rev
 	}
 	emit(0, "c1", call.Ring, "", anna, boris)
 	emit(4*time.Second, "c1", call.Answer, "", boris)

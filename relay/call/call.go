@@ -80,6 +80,10 @@ type Record struct {
 	ManagerState wire.ManagerState `json:"managerState"`
 	Links        *wire.Links       `json:"links,omitempty"`
 	Version      int               `json:"version"`
+	// At is when the relay received what made this version (the event's
+	// At; for a version the relay made itself, the responsible manager
+	// found, when it made it). Zero in records of relays before it.
+	At time.Time `json:"at,omitzero"`
 	// For the call history (retailCRM calls/upload).
 	Source    string        `json:"source,omitempty"`    // the PBX kind that reported it
 	TalkTime  time.Duration `json:"talkTime,omitempty"`  // as the PBX measured it; 0 unknown

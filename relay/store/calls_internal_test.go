@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // A call's record and its cards are stored together, on the condition that
@@ -121,5 +123,108 @@ func TestFormerCallsBucketNotGuarded(t *testing.T) {
 		if !seen[b] {
 			t.Errorf("%s is not guarded", b)
 		}
+	}
+}
+
+// The queue board's former input, a stream of its own that earlier relays
+// wrote every call change to: a single relay drops it at start; in a
+// cluster (upgraded a node at a time, the others still writing to it) it is
+// kept in its share of the budget until it is empty, then dropped.
+func TestFormerQueueRetired(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	const budget = 64 << 20
+	s, err := Open(ctx, Options{DataDir: dir, MaxBytes: budget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	former := func() (jetstream.Stream, bool) {
+		t.Helper()
+		st, err := s.js.Stream(ctx, formerQueueStream)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, false
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return st, true
+	}
+	earlier := func() { // as a relay before this version made it and wrote to it
+		t.Helper()
+		// (Its share was 10% then; this store's have the whole budget.)
+		if _, err := s.js.CreateStream(ctx, jetstream.StreamConfig{Name: formerQueueStream, Subjects: []string{"pult.queue.call"},
+			Storage: jetstream.FileStorage, MaxBytes: -1, MaxAge: 48 * time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.js.Publish(ctx, "pult.queue.call", []byte(`{"at":"2026-12-03T19:00:00Z","call":{}}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	earlier()
+	clustered := Options{MaxBytes: budget, Cluster: &Cluster{}}
+	if err := s.retireFormerQueue(ctx, clustered); err != nil {
+		t.Fatal(err)
+	}
+	st, ok := former()
+	if !ok {
+		t.Fatal("in a cluster, the former queue stream was dropped while written to")
+	}
+	if got, want := st.CachedInfo().Config.MaxBytes, int64(budget/100); got != want {
+		t.Errorf("kept with %d bytes, want %d (its share)", got, want)
+	}
+	us, err := s.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(us, func(u Usage) bool { return u.Name == formerQueueStream && u.MaxBytes == budget/100 }) {
+		t.Errorf("the kept former queue stream is not in Usage: %+v", us)
+	}
+	if err := st.Purge(ctx); err != nil { // its age limit passed: empty
+		t.Fatal(err)
+	}
+	if err := s.retireFormerQueue(ctx, clustered); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := former(); ok {
+		t.Error("in a cluster, the empty former queue stream was kept")
+	}
+	earlier()
+	s.Close()
+	if s, err = Open(ctx, Options{DataDir: dir, MaxBytes: budget}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, ok := former(); ok {
+		t.Error("a single relay kept the former queue stream")
+	}
+}
+
+// CallsInfo names the latest record, whatever call it is of.
+func TestCallsInfo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	last, _, created, err := s.CallsInfo(ctx)
+	if err != nil || last != 0 || created.IsZero() {
+		t.Fatalf("no records: last %d, created %v, %v", last, created, err)
+	}
+	var revs []uint64
+	for _, key := range []string{"k1", "k2"} {
+		rev, err := s.CommitCall(ctx, key, []byte(`{}`), 0, []Append{{Operator: "op", Type: "call", Data: []byte(`{}`)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs = append(revs, rev)
+	}
+	if _, err := s.Append(ctx, "op", "status", []byte(`{}`), "", time.Time{}); err != nil { // not a record
+		t.Fatal(err)
+	}
+	last, stored, again, err := s.CallsInfo(ctx)
+	if err != nil || last != revs[1] || stored.IsZero() || !again.Equal(created) {
+		t.Errorf("last %d (want %d), stored %v, created %v (was %v), %v", last, revs[1], stored, again, created, err)
 	}
 }

@@ -52,8 +52,8 @@ func moveStandalone(dataDir string) (string, error) {
 // migrated are the streams copied from a standalone store. Not the
 // outbox's attempt records and the board's checkpoint: they name stream
 // sequences, which the copies do not keep (jobs start their attempts over,
-// the board rebuilds from its stream).
-var migrated = []string{EventsStream, QueueStream, UploadsStream, OutboxStream, DeadStream,
+// the board rebuilds from the records).
+var migrated = []string{EventsStream, UploadsStream, OutboxStream, DeadStream,
 	"KV_" + bucketOperators, "KV_" + bucketStatus, "KV_" + bucketCalls, "KV_" + bucketRequests,
 	"KV_" + bucketTrans, "KV_" + bucketUploaded}
 

@@ -24,7 +24,7 @@
 // the handles from the store to the part at start.
 //
 // Goroutines: the store runs none of its own beyond the embedded server's
-// and NATS's. Its verbs run on their callers'; the feeds (Tail, TailQueue,
+// and NATS's. Its verbs run on their callers'; the feeds (Tail, TailCalls,
 // WatchPresence, WatchStatuses, ReadUploads) run on the goroutine that
 // calls them — a part's Run — until its context ends.
 package store
@@ -52,26 +52,28 @@ import (
 
 // Names of streams and buckets.
 const (
-	EventsStream    = "PULT_EVENTS"
-	eventsPrefix    = "pult.ev."
-	callsPrefix     = "pult.call." // a call's record, in EventsStream beside its cards
-	OutboxStream    = "PULT_OUTBOX"
-	OutboxPrefix    = "pult.outbox."
-	DeadStream      = "PULT_DEAD"
-	DeadPrefix      = "pult.dead."
-	UploadsStream   = "PULT_CALL_UPLOADS"
-	UploadsSubject  = "pult.uploads"
-	QueueStream     = "PULT_QUEUE"
-	QueueSubject    = "pult.queue.call"
-	bucketOperators = "pult_operators"
-	bucketStatus    = "pult_status"
-	bucketCalls     = "pult_calls"
-	bucketRequests  = "pult_requests"
-	bucketOutbox    = "pult_outbox_state"
-	bucketTrans     = "pult_transcripts"
-	bucketQueue     = "pult_queue"
-	bucketUploaded  = "pult_uploaded"
-	bucketPresence  = "pult_presence"
+	EventsStream   = "PULT_EVENTS"
+	eventsPrefix   = "pult.ev."
+	callsPrefix    = "pult.call." // a call's record, in EventsStream beside its cards
+	OutboxStream   = "PULT_OUTBOX"
+	OutboxPrefix   = "pult.outbox."
+	DeadStream     = "PULT_DEAD"
+	DeadPrefix     = "pult.dead."
+	UploadsStream  = "PULT_CALL_UPLOADS"
+	UploadsSubject = "pult.uploads"
+	// formerQueueStream held the queue board's input (each call change,
+	// as the whole record) until the board read the records themselves
+	// (see retireFormerQueue).
+	formerQueueStream = "PULT_QUEUE"
+	bucketOperators   = "pult_operators"
+	bucketStatus      = "pult_status"
+	bucketCalls       = "pult_calls"
+	bucketRequests    = "pult_requests"
+	bucketOutbox      = "pult_outbox_state"
+	bucketTrans       = "pult_transcripts"
+	bucketQueue       = "pult_queue"
+	bucketUploaded    = "pult_uploaded"
+	bucketPresence    = "pult_presence"
 )
 
 // PresenceTTL is how long a relay node's presence record and a lease
@@ -110,10 +112,6 @@ const (
 	hdrType     = "Pult-Type"
 	hdrReceived = "Pult-Received"
 )
-
-// QueueRetention is how long call changes are kept for the queue board: a
-// board without a checkpoint rebuilds today (and its history) from them.
-const QueueRetention = 48 * time.Hour
 
 // JetStream's codes of a stream whose limits do not fit its server's or
 // account's store.
@@ -180,15 +178,15 @@ type Cluster struct {
 const routeUser = "pult-route"
 
 // Shares are the parts of Options.MaxBytes each stream and bucket may use,
-// in percent (they add up to 100). Streams that are logs (the events, the
-// queue board's input, the call history, the dead letters) drop their
+// in percent (they add up to 100). Streams that are logs (the events and
+// the calls' records, the call history, the dead letters) drop their
 // oldest messages when full, as they do at their age limit; the others
 // (the outbox, the buckets) refuse new writes, which the relay prevents by
 // refusing new work first (see Usage).
 var Shares = map[string]int64{
-	EventsStream: 26, // the events and the calls' records
+	EventsStream:      35, // the events and the calls' records (the queue board's input)
+	formerQueueStream: 1,  // while relays before the records were the board's input may write to it
 
-	QueueStream:     10,
 	UploadsStream:   10,
 	OutboxStream:    25,
 	DeadStream:      8,
@@ -234,7 +232,6 @@ type Store struct {
 	requests    jetstream.KeyValue
 	transcripts jetstream.KeyValue // accepted transcript submissions, for dedupe
 	uploaded    jetstream.KeyValue // external ids of calls PBXes uploaded (see PublishPBXUpload)
-	queue       jetstream.Stream   // call changes for the queue board (QueueSubject)
 	// queueState holds the queue board's checkpoint: megabytes at a time,
 	// written over a connection of its own so that the events queued behind
 	// it on a shared one do not wait for it.
@@ -536,6 +533,9 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	// copies: raising replicas one node at a time must not switch direct
 	// gets off under the nodes still running.
 	direct := !o.clustered()
+	if err := s.retireFormerQueue(ctx, o); err != nil {
+		return err
+	}
 	s.events, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        EventsStream,
 		MaxBytes:    share(o.MaxBytes, EventsStream),
@@ -599,26 +599,8 @@ func (s *Store) provision(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("store: uploads stream: %w", err)
 	}
-	// The queue board's input: every change of a call, as a whole record.
-	// The board folds it into its state, checkpoints that state in
-	// QueueState with the last sequence applied, and after a restart
-	// replays what follows the checkpoint.
-	s.queue, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        QueueStream,
-		MaxBytes:    share(o.MaxBytes, QueueStream),
-		Discard:     jetstream.DiscardOld,
-		Description: "changes of calls, for the supervisors' queue board",
-		Subjects:    []string{QueueSubject},
-		Storage:     jetstream.FileStorage,
-		MaxAge:      QueueRetention,
-		Duplicates:  2 * time.Minute,
-		Replicas:    replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("store: queue stream: %w", err)
-	}
 	s.limited = append(s.limited,
-		limited{name: EventsStream, stream: s.events}, limited{name: QueueStream, stream: s.queue},
+		limited{name: EventsStream, stream: s.events},
 		limited{name: UploadsStream, stream: s.uploads}, limited{name: DeadStream, stream: s.dead},
 		limited{name: OutboxStream, stream: s.outbox, guarded: true})
 	kv := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
@@ -1005,44 +987,83 @@ func (s *Store) PublishPBXUpload(ctx context.Context, data []byte, externalID st
 	return dup, nil
 }
 
-// PublishQueueAsync appends a call change for the queue board; it is stored
-// once a.Wait returns nil. msgID makes a replay of the same change a no-op
-// within the dedupe window.
-func (s *Store) PublishQueueAsync(a *Acks, data []byte, msgID string) error {
-	return s.publishAsync(a, &nats.Msg{Subject: QueueSubject, Data: data}, msgID)
-}
-
-// QueueInfo describes the queue stream: its first and last sequence and
-// when it was created (its identity: a recreated stream restarts numbering).
-func (s *Store) QueueInfo(ctx context.Context) (first, last uint64, created time.Time, err error) {
-	info, err := s.queue.Info(ctx)
-	if err != nil {
-		return 0, 0, time.Time{}, fmt.Errorf("store: queue stream info: %w", err)
+// retireFormerQueue drops the queue board's former input, a stream that
+// relays before this version wrote every call change to. On a single node
+// it goes at once. In a cluster, upgraded one node at a time, the nodes
+// not upgraded yet still write to it: it is kept, in its share of the
+// budget, until nothing has been written to it for its whole age limit (it
+// is empty), and the next start drops it.
+func (s *Store) retireFormerQueue(ctx context.Context, o Options) error {
+	st, err := s.js.Stream(ctx, formerQueueStream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("store: the former queue stream: %w", err)
 	}
-	return info.State.FirstSeq, info.State.LastSeq, info.Created, nil
+	info := st.CachedInfo()
+	if !o.clustered() || info.State.Msgs == 0 {
+		if err := s.js.DeleteStream(ctx, formerQueueStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("store: drop the former queue stream: %w", err)
+		}
+		s.log.Info("dropped the queue board's former input; the board reads the calls' records", "stream", formerQueueStream)
+		return nil
+	}
+	cfg := info.Config
+	if cfg.MaxBytes = share(o.MaxBytes, formerQueueStream); cfg.MaxBytes == 0 {
+		cfg.MaxBytes = -1
+	}
+	if st, err = s.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("store: the former queue stream: %w", err)
+	}
+	s.limited = append(s.limited, limited{name: formerQueueStream, stream: st})
+	s.log.Info("keeping the queue board's former input while relays before this version may write to it", "stream", formerQueueStream)
+	return nil
 }
 
-// TailQueue delivers every queue change with a sequence >= from (the first
-// one retained when from is 0), in order, until ctx ends.
-func (s *Store) TailQueue(ctx context.Context, from uint64, fn func(seq uint64, data []byte)) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{QueueSubject}, DeliverPolicy: jetstream.DeliverAllPolicy}
+// CallsInfo describes the calls' records, the queue board's input: the
+// sequence of the latest record and when it was stored (0 and the zero
+// time when there is none), and when the events stream that holds them was
+// created (its identity: a recreated stream restarts numbering).
+func (s *Store) CallsInfo(ctx context.Context) (last uint64, lastStored, created time.Time, err error) {
+	info, err := s.events.Info(ctx)
+	if err != nil {
+		return 0, time.Time{}, time.Time{}, fmt.Errorf("store: events stream info: %w", err)
+	}
+	m, err := s.events.GetLastMsgForSubject(ctx, callsPrefix+">")
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, time.Time{}, info.Created, nil
+	case err != nil:
+		return 0, time.Time{}, time.Time{}, fmt.Errorf("store: latest call record: %w", err)
+	}
+	return m.Sequence, m.Time, info.Created, nil
+}
+
+// TailCalls delivers every version of every call's record, in the order
+// stored, until ctx ends: from sequence from, or when from is 0 those
+// stored since since. fn gets the record (JSON), its sequence and when it
+// was stored.
+func (s *Store) TailCalls(ctx context.Context, from uint64, since time.Time, fn func(seq uint64, stored time.Time, data []byte)) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{callsPrefix + ">"},
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since}
 	if from > 0 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, nil
 		cfg.OptStartSeq = from
 	}
-	cons, err := s.js.OrderedConsumer(ctx, QueueStream, cfg)
+	cons, err := s.js.OrderedConsumer(ctx, EventsStream, cfg)
 	if err != nil {
-		return fmt.Errorf("store: tail queue: %w", err)
+		return fmt.Errorf("store: tail calls: %w", err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		md, err := m.Metadata()
 		if err != nil {
 			return
 		}
-		fn(md.Sequence.Stream, m.Data())
+		fn(md.Sequence.Stream, md.Timestamp, m.Data())
 	}, jetstream.PullMaxMessages(1024))
 	if err != nil {
-		return fmt.Errorf("store: tail queue: %w", err)
+		return fmt.Errorf("store: tail calls: %w", err)
 	}
 	<-ctx.Done()
 	cc.Stop()
