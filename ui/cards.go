@@ -30,6 +30,8 @@ type cardStack struct {
 	dismissed map[string]time.Time
 	ticker    *ticker
 	warmed    bool
+	hook      *nativeHook // the window's content layout (showUnseen)
+	made      bool        // a card has been shown (the first made the window's native side)
 }
 
 func newCardStack(a *App) *cardStack {
@@ -170,12 +172,15 @@ func (s *cardStack) clear() {
 // of a run slow (BENCHMARKS.md, "Issue 16: the first card"): a card laid
 // out for nothing loads and measures every font the card uses (fyne parses
 // each style's faces, its emoji font and a fallback from the system's on
-// first use: 50–150 ms here), and a GL context made and dropped loads the
-// graphics driver (prepareGL). What stays per window (the window, its GL
-// context and shaders, its first paint) is left to the first card: fyne
-// creates a window's native side only by showing it. Nothing is shown, so
-// nothing can flash or take the focus. UI goroutine; the app calls it once
-// the tray item is up, so the tray comes no later.
+// first use: 50–150 ms here); then, with that card as its content, the
+// calls window is made, shown where nothing can see it and hidden again
+// (prepareWindow): its window, GL context and shaders, and its first
+// paint, which loads the graphics driver and compiles the drawing
+// pipelines. Where a window cannot be shown unseen (not X11), a GL
+// context made and dropped loads the graphics driver at least
+// (prepareGL), and the rest is left to the first card. Nothing can be
+// seen, flash or take the focus. UI goroutine; the app calls it once the
+// tray item is up, so the tray comes no later.
 func (s *cardStack) warm() {
 	// After the loop has ended fyne runs queued work off its thread: the
 	// app is ending then (as in tray.attach), and GLFW must not be called.
@@ -198,9 +203,38 @@ func (s *cardStack) warm() {
 		if s.a.tray.ended.Load() {
 			return
 		}
-		gl := prepareGL()
-		s.a.log.Debug("first card prepared", "text", text.Round(time.Millisecond), "gl", gl.Round(time.Millisecond))
+		start := time.Now()
+		var by string
+		switch {
+		case s.made: // a call came first: its card made the window
+			by = "card"
+		case s.prepareWindow(k):
+			by = "window"
+		default:
+			prepareGL()
+			by = "driver"
+		}
+		s.a.log.Debug("first card prepared", "text", text.Round(time.Millisecond),
+			"gl", time.Since(start).Round(time.Millisecond), "by", by)
 	})
+}
+
+// prepareWindow makes the calls window's native side before any call
+// (showUnseen), with k, a card for nothing, as its only card for the first
+// paint; k is gone from it afterwards. It reports whether it did: not
+// where windows cannot be shown unseen (unseenShows). UI goroutine.
+func (s *cardStack) prepareWindow(k *callCard) bool {
+	if !unseenShows {
+		return false
+	}
+	s.ensureWindow()
+	s.box.Objects = []fyne.CanvasObject{k.obj}
+	s.layout()
+	// Centred, as window managers commonly place a new window of its size
+	// (Openbox, for one, put the first card there before).
+	ok := showUnseen(s.w, s.hook, s.w.CenterOnScreen, s.a.log)
+	s.box.Objects = nil
+	return ok
 }
 
 func (s *cardStack) ensureWindow() {
@@ -211,7 +245,8 @@ func (s *cardStack) ensureWindow() {
 	s.w.SetIcon(AppIcon)
 	s.box = container.NewVBox()
 	s.scroll = container.NewVScroll(s.box)
-	s.w.SetContent(s.scroll)
+	s.hook = &nativeHook{w: s.w}
+	s.w.SetContent(container.New(s.hook, s.scroll))
 	s.w.SetCloseIntercept(func() {
 		// Closing the window dismisses every card, live ones included:
 		// they come back only for a new call.
@@ -248,7 +283,10 @@ func (s *cardStack) layout() {
 	}
 }
 
-func (s *cardStack) show() { showWithoutFocus(s.w) }
+func (s *cardStack) show() {
+	s.made = true
+	showWithoutFocus(s.w)
+}
 
 // startTimers ticks once a second while a live card is shown; nothing runs
 // when no call is live.

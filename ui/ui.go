@@ -190,7 +190,8 @@ func (a *App) start() {
 		// fyne quits when its last window is closed. The calls window,
 		// made now and never closed (hidden between calls), keeps the app
 		// in the tray when the operator closes the dialer; fyne creates
-		// its native side only when the first card shows.
+		// its native side only when it is first shown (cards.warm, or the
+		// first card).
 		a.cards.ensureWindow()
 	} else {
 		a.main = newMainWindow(a)

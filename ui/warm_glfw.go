@@ -12,9 +12,10 @@ import (
 // it: the first context of a process loads the graphics driver (with
 // Mesa's software renderer about 60 ms of the first card, and 60 MiB of
 // RSS, 47 of them the driver's shared libraries), which stays loaded for
-// the card window's context. The
-// window is never mapped: no flash, no focus, no taskbar entry. It returns
-// how long that took (UI goroutine: fyne's main thread, as GLFW needs).
+// the card window's context. cardStack.warm does it where it cannot make
+// the card window itself unseen (showUnseen: not X11). The window is never
+// mapped: no flash, no focus, no taskbar entry. It returns how long that
+// took (UI goroutine: fyne's main thread, as GLFW needs).
 func prepareGL() (took time.Duration) {
 	start := time.Now()
 	// go-gl reports a GLFW error by panicking; the card then pays the
