@@ -127,6 +127,27 @@ func TestCardsAhead(t *testing.T) {
 	}
 }
 
+// waitWritersIdle waits until no writer runs for the operator's sessions.
+func waitWritersIdle(t *testing.T, h *Hub, op string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		h.mu.Lock()
+		busy := len(h.sessions[op]) == 0
+		for s := range h.sessions[op] {
+			s.mu.Lock()
+			busy = busy || s.writing
+			s.mu.Unlock()
+		}
+		h.mu.Unlock()
+		if !busy {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a session's writer still runs after 5 s")
+		}
+	}
+}
+
 // TestStoredFramesWait: a "stored" frame wakes no writer; it goes out after
 // the next card (which has no seq, so the order does not matter), before
 // any later frame with a seq, or at the hub's flush within StoredWait.
@@ -139,6 +160,7 @@ func TestStoredFramesWait(t *testing.T) {
 		h.Shutdown(ctx)
 	})
 	c := dial(t, h, "op", true)
+	waitWritersIdle(t, h, "op")
 	card := []byte(`{"id":"c1","state":"ringing","version":1}`)
 	h.SendAhead([]store.Ahead{{Operator: "op", MsgID: "k.op.1", Data: card}})
 	read(t, c)
@@ -149,6 +171,9 @@ func TestStoredFramesWait(t *testing.T) {
 	}
 	c.Close()
 	c = dial(t, h, "op", true) // a read past its deadline leaves a gorilla conn unusable
+	// The writer that sent the hello may not have ended yet: a card sent
+	// meanwhile goes to it, and so would the stored frame after it.
+	waitWritersIdle(t, h, "op")
 
 	// The next card goes first, then what waited.
 	h.SendAhead([]store.Ahead{{Operator: "op", MsgID: "k.op.2", Data: card}})
