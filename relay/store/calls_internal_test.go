@@ -135,10 +135,7 @@ func TestFormerQueueRetired(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	const budget = 64 << 20
-	s, err := Open(ctx, Options{DataDir: dir, MaxBytes: budget})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openTest(t, dir, Options{MaxBytes: budget})
 	former := func() (jetstream.Stream, bool) {
 		t.Helper()
 		st, err := s.js.Stream(ctx, formerQueueStream)
@@ -190,9 +187,7 @@ func TestFormerQueueRetired(t *testing.T) {
 	}
 	earlier()
 	s.Close()
-	if s, err = Open(ctx, Options{DataDir: dir, MaxBytes: budget}); err != nil {
-		t.Fatal(err)
-	}
+	s = openTest(t, dir, Options{MaxBytes: budget})
 	defer s.Close()
 	if _, ok := former(); ok {
 		t.Error("a single relay kept the former queue stream")
@@ -203,10 +198,7 @@ func TestFormerQueueRetired(t *testing.T) {
 func TestCallsInfo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := Open(ctx, Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openTest(t, t.TempDir(), Options{})
 	defer s.Close()
 	last, _, created, err := s.CallsInfo(ctx)
 	if err != nil || last != 0 || created.IsZero() {
