@@ -112,7 +112,9 @@ func TestCardsAheadOfTheLog(t *testing.T) {
 // TestCardsAheadAcrossRelays: a card made on one relay is sent ahead to
 // the agents on another relay of the same cluster (three NATS servers,
 // three copies), over NATS, before that relay's live feed brings it stored
-// (then said stored); or, when the feed is first, not sent again.
+// (then said stored); or, when the feed is first, not sent again. Sent to
+// every relay while the relay making it has not heard where the operator
+// is, to that relay alone once it has.
 func TestCardsAheadAcrossRelays(t *testing.T) {
 	checkGoroutines(t)
 	var urls []string
@@ -130,7 +132,7 @@ func TestCardsAheadAcrossRelays(t *testing.T) {
 	_, tok := relays[0].addOperator("Anna", "100", "1")
 	ahead := dialAhead(t, relays[0].URL, tok)
 
-	sharedFirst := 0
+	sharedFirst, sharedBefore := 0, 0
 	for i := range 20 {
 		id := fmt.Sprintf("c-%d", i)
 		ring := map[string]any{"type": "in", "phone": "+79121234567", "codes": []string{"100"}, "callExternalId": id}
@@ -140,6 +142,18 @@ func TestCardsAheadAcrossRelays(t *testing.T) {
 				break
 			}
 			time.Sleep(20 * time.Millisecond) // the other relay learns of Anna
+		}
+		if i == 10 {
+			// From here on, relay 1 knows where Anna is: its cards go to
+			// relay 0 alone.
+			deadline := time.Now().Add(10 * time.Second)
+			for !connectedOn(relays[1], "100") {
+				if time.Now().After(deadline) {
+					t.Fatal("relay 1 never heard that Anna is connected to relay 0")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			sharedBefore = sharedFirst
 		}
 		card := ahead.readCard()
 		switch {
@@ -159,7 +173,18 @@ func TestCardsAheadAcrossRelays(t *testing.T) {
 		t.Errorf("unexpected frame: %s", b)
 	}
 	t.Logf("%d of 20 cards came ahead from the other relay", sharedFirst)
-	if sharedFirst == 0 {
-		t.Error("no card came ahead from the other relay")
+	if sharedFirst == sharedBefore {
+		t.Error("no card came ahead from the other relay once it knew where Anna is")
 	}
+}
+
+// connectedOn reports whether the relay's board counts the operator (by
+// code) connected: whether its presence has heard of their agent.
+func connectedOn(r *testRelay, code string) bool {
+	for _, op := range r.srv.BoardSnapshot().Operators {
+		if op.Code == code {
+			return op.Connected
+		}
+	}
+	return false
 }

@@ -320,7 +320,7 @@ func (s *Server) Run(ctx context.Context) error {
 			EventsOut: s.metrics.eventsOut, DeliveryLatency: s.metrics.latency,
 		},
 	}, last)
-	s.calls.ahead = aheadEverywhere{hub: s.hub, store: s.store, node: node}
+	s.calls.ahead = aheadEverywhere{hub: s.hub, store: s.store, where: s.presence, node: node}
 	stopAhead, err := shareAhead(s.store, s.hub, node)
 	if err != nil {
 		return err

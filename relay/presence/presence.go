@@ -175,6 +175,22 @@ func (t *Tracker) Local(opID string, sessions func() int) {
 	}
 }
 
+// Elsewhere appends to nodes the other nodes whose record holds the
+// operator, and reports whether any node is known to hold them (this one
+// included). An operator who connected to another node lately may not be
+// in its record here yet.
+func (t *Tracker) Elsewhere(opID string, nodes []string) ([]string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for node, r := range t.nodes {
+		if _, ok := r.Ops[opID]; ok {
+			nodes = append(nodes, node)
+		}
+	}
+	_, here := t.local[opID]
+	return nodes, here || len(nodes) > 0
+}
+
 // Synced is closed once the records as they were when Run started have
 // been seen.
 func (t *Tracker) Synced() <-chan struct{} { return t.synced }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -221,3 +222,37 @@ func TestLocalReadsTheTruth(t *testing.T) {
 
 // count is a constant session count, for Local.
 func count(n int) func() int { return func() int { return n } }
+
+// Elsewhere names the other nodes holding an operator once their records
+// say so, and knows an operator held here or nowhere.
+func TestElsewhere(t *testing.T) {
+	st := newMemStore(time.Hour)
+	a, _, cancelA, doneA := start(t, st, "a")
+	defer func() { cancelA(); <-doneA }()
+	b, _, cancelB, doneB := start(t, st, "b")
+	defer func() { cancelB(); <-doneB }()
+	c, _, cancelC, doneC := start(t, st, "c")
+	defer func() { cancelC(); <-doneC }()
+
+	if nodes, known := a.Elsewhere("op1", nil); known || len(nodes) > 0 {
+		t.Errorf("nobody connected: %v, %v", nodes, known)
+	}
+	a.Local("op1", count(1))
+	if nodes, known := a.Elsewhere("op1", nil); !known || len(nodes) > 0 {
+		t.Errorf("op1 here only: %v, %v", nodes, known)
+	}
+	b.Local("op1", count(1))
+	c.Local("op2", count(1))
+	eventually(t, "a sees op1 on b", func() bool { nodes, _ := a.Elsewhere("op1", nil); return slices.Equal(nodes, []string{"b"}) })
+	eventually(t, "a sees op2 on c", func() bool { nodes, k := a.Elsewhere("op2", nil); return k && slices.Equal(nodes, []string{"c"}) })
+	c.Local("op1", count(1))
+	eventually(t, "a sees op1 on b and c", func() bool {
+		nodes, _ := a.Elsewhere("op1", make([]string, 0, 2))
+		slices.Sort(nodes)
+		return slices.Equal(nodes, []string{"b", "c"})
+	})
+	b.Local("op1", count(0))
+	c.Local("op1", count(0))
+	a.Local("op1", count(0))
+	eventually(t, "op1 nowhere", func() bool { nodes, k := a.Elsewhere("op1", nil); return !k && len(nodes) == 0 })
+}

@@ -21,84 +21,149 @@ type Ahead struct {
 }
 
 // Subjects of the cards relays share (core NATS: at most once, not
-// stored): all of them, then the two prefixes, each followed by the
-// operator's id.
+// stored). A card for an operator whose relay is known goes to that relay
+// alone: toPrefix, the node, then sendInfix or withdrawnInfix and the
+// operator's id. One for an operator no relay is known to hold (presence
+// not yet heard) goes to every relay: aheadPrefix or withdrawnPrefix, then
+// the operator's id (as relays before targeting sent every card).
 const (
-	aheadSubjects   = "pult.ahead.>"
 	aheadPrefix     = "pult.ahead.send."
 	withdrawnPrefix = "pult.ahead.withdrawn."
+	toPrefix        = "pult.ahead.to."
+	sendInfix       = ".send."
+	withdrawnInfix  = ".withdrawn."
 	hdrNode         = "Pult-Node"
 	hdrCard         = "Pult-Card"
 )
 
-// ShareAhead passes cards this relay (node) sends ahead, or withdraws, to
-// the other relays, for the agents connected to them. Without other
-// relays (an embedded NATS of one node) it does nothing. What is lost on
-// the way is not: the live feed brings every stored card.
-func (s *Store) ShareAhead(node string, cards []Ahead, withdrawn bool) {
+// Shared reports whether other relays may use the same NATS: whether
+// ShareAhead sends anything.
+func (s *Store) Shared() bool { return s.shared }
+
+// ShareAhead passes cards this relay (from) sends ahead, or withdraws, to
+// the relays named in to, for the agents connected to them; to nil means
+// every other relay. Without other relays (an embedded NATS of one node)
+// it does nothing. What is lost on the way is not: the live feed brings
+// every stored card.
+func (s *Store) ShareAhead(from string, to []string, withdrawn bool, cards ...Ahead) {
 	if !s.shared {
 		return
 	}
-	prefix := aheadPrefix
-	if withdrawn {
-		prefix = withdrawnPrefix
-	}
 	for _, c := range cards {
-		m := nats.NewMsg(prefix + c.Operator)
-		m.Header.Set(hdrNode, node)
-		m.Header.Set(hdrCard, c.MsgID)
-		if !c.Received.IsZero() {
-			m.Header.Set(hdrReceived, strconv.FormatInt(c.Received.UnixNano(), 10))
-		}
+		data := make([]byte, 0, len(c.Data)+1+len(c.Before))
 		// The card, a newline, the card before (JSON has no raw newline).
-		m.Data = make([]byte, 0, len(c.Data)+1+len(c.Before))
-		m.Data = append(append(append(m.Data, c.Data...), '\n'), c.Before...)
-		if err := s.nc.PublishMsg(m); err != nil {
-			s.log.Debug("a card ahead was not shared", "err", err)
+		data = append(append(append(data, c.Data...), '\n'), c.Before...)
+		publish := func(subject string) {
+			m := nats.NewMsg(subject)
+			m.Header.Set(hdrNode, from)
+			m.Header.Set(hdrCard, c.MsgID)
+			if !c.Received.IsZero() {
+				m.Header.Set(hdrReceived, strconv.FormatInt(c.Received.UnixNano(), 10))
+			}
+			m.Data = data
+			if err := s.nc.PublishMsg(m); err != nil {
+				s.log.Debug("a card ahead was not shared", "err", err)
+			}
+		}
+		if to == nil {
+			prefix := aheadPrefix
+			if withdrawn {
+				prefix = withdrawnPrefix
+			}
+			publish(prefix + c.Operator)
+			continue
+		}
+		infix := sendInfix
+		if withdrawn {
+			infix = withdrawnInfix
+		}
+		for _, node := range to {
+			publish(toPrefix + node + infix + c.Operator)
 		}
 	}
 }
 
 // SubscribeAhead calls fn with each card the other relays send ahead or
-// withdraw (withdrawn) until stop is called. node is this relay's: its own
-// are skipped. fn runs on one goroutine. Without other relays it does
+// withdraw (withdrawn), to this relay (node) or to every relay, until stop
+// is called. node is this relay's: its own are skipped. fn runs on one
+// goroutine, in the order the cards came. Without other relays it does
 // nothing.
 func (s *Store) SubscribeAhead(node string, fn func(c Ahead, withdrawn bool)) (stop func(), err error) {
 	if !s.shared {
 		return func() {}, nil
 	}
-	sub, err := s.nc.Subscribe(aheadSubjects, func(m *nats.Msg) {
-		if m.Header.Get(hdrNode) == node {
-			return
+	// One channel for the three subjects, so that a card and its
+	// withdrawal keep their order whichever subjects they came on. A full
+	// channel drops (at most once, as the rest of the way).
+	ch := make(chan *nats.Msg, 1024)
+	mine := toPrefix + node + "."
+	var subs []*nats.Subscription
+	unsubscribe := func() {
+		for _, sub := range subs {
+			sub.Unsubscribe()
 		}
-		var withdrawn bool
-		var op string
-		switch {
-		case strings.HasPrefix(m.Subject, aheadPrefix):
-			op = m.Subject[len(aheadPrefix):]
-		case strings.HasPrefix(m.Subject, withdrawnPrefix):
-			op, withdrawn = m.Subject[len(withdrawnPrefix):], true
-		default:
-			return
+	}
+	for _, subject := range []string{aheadPrefix + ">", withdrawnPrefix + ">", mine + ">"} {
+		sub, err := s.nc.ChanSubscribe(subject, ch)
+		if err != nil {
+			unsubscribe()
+			return nil, fmt.Errorf("store: subscribe to the cards other relays send ahead: %w", err)
 		}
-		data, before, ok := bytes.Cut(m.Data, []byte{'\n'})
-		id := m.Header.Get(hdrCard)
-		if !ok || id == "" || op == "" {
-			return
-		}
-		c := Ahead{Operator: op, MsgID: id, Data: data, Received: parseNanos(m.Header.Get(hdrReceived))}
-		if len(before) > 0 {
-			c.Before = before
-		}
-		fn(c, withdrawn)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: subscribe to the cards other relays send ahead: %w", err)
+		subs = append(subs, sub)
 	}
 	// Subscribed on the server before the relay serves.
 	if err := s.nc.Flush(); err != nil {
-		sub.Unsubscribe()
+		unsubscribe()
 		return nil, fmt.Errorf("store: subscribe to the cards other relays send ahead: %w", err)
 	}
-	return func() { sub.Unsubscribe() }, nil
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		for {
+			select {
+			case <-done:
+				return
+			case m := <-ch:
+				if c, withdrawn, ok := parseAhead(m, node, mine); ok {
+					fn(c, withdrawn)
+				}
+			}
+		}
+	}()
+	return func() {
+		unsubscribe()
+		close(done)
+		<-ended
+	}, nil
+}
+
+// parseAhead reads a shared card; ok is false for this relay's own (a
+// card sent to every relay) and for what is not a card.
+func parseAhead(m *nats.Msg, node, mine string) (c Ahead, withdrawn, ok bool) {
+	if m.Header.Get(hdrNode) == node {
+		return Ahead{}, false, false
+	}
+	var op string
+	switch {
+	case strings.HasPrefix(m.Subject, aheadPrefix):
+		op = m.Subject[len(aheadPrefix):]
+	case strings.HasPrefix(m.Subject, withdrawnPrefix):
+		op, withdrawn = m.Subject[len(withdrawnPrefix):], true
+	case strings.HasPrefix(m.Subject, mine+sendInfix[1:]):
+		op = m.Subject[len(mine)+len(sendInfix)-1:]
+	case strings.HasPrefix(m.Subject, mine+withdrawnInfix[1:]):
+		op, withdrawn = m.Subject[len(mine)+len(withdrawnInfix)-1:], true
+	default:
+		return Ahead{}, false, false
+	}
+	data, before, found := bytes.Cut(m.Data, []byte{'\n'})
+	id := m.Header.Get(hdrCard)
+	if !found || id == "" || op == "" {
+		return Ahead{}, false, false
+	}
+	c = Ahead{Operator: op, MsgID: id, Data: data, Received: parseNanos(m.Header.Get(hdrReceived))}
+	if len(before) > 0 {
+		c.Before = before
+	}
+	return c, withdrawn, true
 }

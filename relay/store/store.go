@@ -24,9 +24,11 @@
 // the handles from the store to the part at start.
 //
 // Goroutines: the store runs none of its own beyond the embedded server's
-// and NATS's. Its verbs run on their callers'; the feeds (Tail, TailCalls,
-// WatchPresence, WatchStatuses, ReadUploads) run on the goroutine that
-// calls them — a part's Run — until its context ends.
+// and NATS's, but for SubscribeAhead's, which hands the cards other relays
+// share to its callback until stopped. Its verbs run on their callers';
+// the feeds (Tail, TailCalls, WatchPresence, WatchStatuses, ReadUploads)
+// run on the goroutine that calls them — a part's Run — until its context
+// ends.
 package store
 
 import (
