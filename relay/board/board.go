@@ -79,6 +79,14 @@ import (
 const (
 	boardSchema     = 2 // 2: the input is the records (1: the former queue stream)
 	checkpointEvery = 10 * time.Second
+	// A large state (thousands of calls live: 200 calls a second of
+	// three minutes each are 36 000) is checkpointed less often: its writes
+	// stay under checkpointRate bytes a second, but at least every
+	// checkpointMax (the records a restart replays). Encoding and storing a
+	// checkpoint of megabytes stalls the node's cards for tens of
+	// milliseconds (BENCHMARKS.md, session 11).
+	checkpointRate  = 64 << 10
+	checkpointMax   = 5 * time.Minute
 	presenceGrace   = 2 * time.Minute  // a reconnect within it keeps "online since"
 	staleRinging    = 30 * time.Minute // a ringing call with no news for this long is dropped
 	staleTalking    = 8 * time.Hour    // a call talked with no news for this long is dropped
@@ -195,6 +203,7 @@ type Board struct {
 	lease     leaseState   // Run's
 	leading   atomic.Bool  // holds the checkpoint lease
 	saved     atomic.Int64 // checkpoints written
+	savedSize int          // Run's: the last checkpoint's size, encoded
 	abandoned atomic.Bool  // Run ends without a last checkpoint nor releasing the lease
 
 	mu      sync.Mutex
@@ -420,7 +429,7 @@ loop:
 			b.pruneLocked()
 			b.flushLocked()
 			b.mu.Unlock()
-			if b.lease.held && time.Since(lastSave) >= checkpointEvery {
+			if b.lease.held && time.Since(lastSave) >= checkpointGap(b.savedSize) {
 				lastSave = time.Now()
 				b.checkpoint(ctx)
 			}
@@ -518,6 +527,11 @@ func (st *boardState) clone() boardState {
 	return c
 }
 
+// checkpointGap is the time between checkpoints after one of size bytes.
+func checkpointGap(size int) time.Duration {
+	return min(max(checkpointEvery, time.Duration(size)*time.Second/checkpointRate), checkpointMax)
+}
+
 // checkpoint stores the state if it changed since the last one.
 func (b *Board) checkpoint(ctx context.Context) {
 	b.mu.Lock()
@@ -533,6 +547,7 @@ func (b *Board) checkpoint(ctx context.Context) {
 		b.log.Error("queue checkpoint not encoded", "err", err)
 		return
 	}
+	b.savedSize = len(data)
 	if err := b.store.SaveBoardCheckpoint(ctx, data); err == nil {
 		b.saved.Add(1)
 	} else {

@@ -545,3 +545,35 @@ func moscow() (*time.Location, error) { return time.FixedZone("MSK", 3*3600), ni
 func person(op operators.Operator) call.Person {
 	return call.Person{ID: op.ID, Code: op.Code, Name: op.Name, UserID: op.UserID}
 }
+
+// A board with thousands of calls live checkpoints less often than every
+// checkpointEvery, as its size says, and never less often than
+// checkpointMax.
+func TestCheckpointGap(t *testing.T) {
+	fb := newFoldBoard(t, time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC))
+	size := func() int {
+		fb.mu.Lock()
+		st := fb.st.clone()
+		fb.mu.Unlock()
+		data, err := json.Marshal(&st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(data)
+	}
+	if gap := checkpointGap(size()); gap != checkpointEvery {
+		t.Errorf("no calls: %s, want %s", gap, checkpointEvery)
+	}
+	for i := range 5000 {
+		fb.event(time.Millisecond, fmt.Sprintf("c%d", i), "", call.Ring, "", anna, boris)
+	}
+	n := size()
+	gap := checkpointGap(n)
+	t.Logf("5 000 calls ringing: a checkpoint of %d bytes, every %s", n, gap)
+	if want := time.Duration(n) * time.Second / checkpointRate; gap != want || gap <= checkpointEvery {
+		t.Errorf("5 000 calls (%d bytes): %s, want %s", n, gap, want)
+	}
+	if gap := checkpointGap(1 << 30); gap != checkpointMax {
+		t.Errorf("1 GiB: %s, want %s", gap, checkpointMax)
+	}
+}
