@@ -14,14 +14,14 @@ const notesQueued = 16
 
 // notifier sends the app's OS notifications from a goroutine of its own,
 // one after another, in order. On Linux fyne's SendNotification is a D-Bus
-// call that waits for the desktop's notification service to answer: 4–16 ms
+// call that waits for the desktop's notification service to answer: 3–16 ms
 // here, 20–57 ms on a loaded machine (BENCHMARKS.md, "Issue 16: the second
-// card"), the first one more. Made on the UI goroutine, it held the loop: a
-// new card was drawn, then nothing else happened until the service
-// answered. Should the service not answer at all, notifications beyond
-// notesQueued are dropped and logged rather than wait. q is the UI
-// goroutine's; the goroutine started on the first notification only reads
-// it, and lives as long as the process.
+// card"). Made on the UI goroutine, it held the loop: a new card was
+// drawn, then nothing else happened until the service answered. Should the
+// service not answer at all, notifications beyond notesQueued are dropped
+// and logged rather than wait. q is the UI goroutine's; the goroutine
+// started on the first notification only reads it, and lives as long as
+// the process.
 type notifier struct {
 	q chan *fyne.Notification
 }
