@@ -146,6 +146,41 @@ func TestCardFollowsCall(t *testing.T) {
 	}
 }
 
+// A second call while a card is shown: its card, on top, is shown whole in
+// the window as it is, and the window grows to take both right after, on
+// the UI goroutine's next turn (BENCHMARKS.md, "Issue 16: the second card").
+func TestSecondCardBeforeTheWindowGrows(t *testing.T) {
+	fa := newTestFyne(t)
+	l := newLoop(t)
+	a := New(fa, Config{Do: l.do, Now: func() time.Time { return fixedNow }})
+	defer l.wait(a.cards.stopTimers)
+	first, second := demoCall(), demoCall()
+	second.ID = "call-2"
+	var one fyne.Size
+	l.wait(func() {
+		a.onCall(first, time.Now())
+		one = a.cards.w.Canvas().Size()
+	})
+	l.wait(func() {
+		a.onCall(second, time.Now())
+		s := a.cards
+		k := s.byID[second.ID]
+		if got := s.w.Canvas().Size(); got != one {
+			t.Errorf("the window is %v as the second card is shown, want %v (as it was)", got, one)
+		}
+		if s.box.Objects[0] != k.obj || k.obj.Position().Y != 0 || s.scroll.Offset.Y != 0 ||
+			k.obj.Size().Height > one.Height {
+			t.Errorf("the second card is not on top and whole: at %v, size %v, scrolled %v, in %v",
+				k.obj.Position(), k.obj.Size(), s.scroll.Offset, one)
+		}
+	})
+	l.wait(func() {
+		if got := a.cards.w.Canvas().Size(); got.Height <= one.Height || got != a.cards.size() {
+			t.Errorf("the window is %v after the second card, want %v", got, a.cards.size())
+		}
+	})
+}
+
 // BenchmarkCallCardShown is the app's part of a screen pop: a call from the
 // agent becomes a card in the calls window, with its notification and its
 // entry in recent calls (fyne's test driver: widgets and layout, no GL).

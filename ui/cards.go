@@ -62,6 +62,18 @@ func (s *cardStack) update(c wire.Call) bool {
 	canvas.Refresh(s.box)
 	s.scroll.ScrollToTop()
 	s.scheduleClose(k)
+	if len(s.cards) > 1 && s.size().Height > s.w.Canvas().Size().Height {
+		// The window is on screen and must grow to take the new card
+		// (the second, as a rule: two cards reach maxCardsShown). The
+		// card, on top, is drawn first in the window as it is, and the
+		// window grows right after: growing a shown window costs a
+		// relayout and, with a software renderer, a new back buffer
+		// (10–16 ms here), which made the second card the slowest of
+		// the later ones (BENCHMARKS.md, "Issue 16: the second card").
+		s.show()
+		s.a.do(s.layout)
+		return true
+	}
 	s.layout()
 	s.show()
 	return true
@@ -267,9 +279,7 @@ func (s *cardStack) layout() {
 	if s.w == nil {
 		return
 	}
-	size := s.box.MinSize()
-	size.Width = fyne.Max(size.Width, cardWidth)
-	size.Height = fyne.Min(size.Height, maxCardsShown)
+	size := s.size()
 	s.scroll.SetMinSize(size)
 	s.w.Resize(size)
 	live := false
@@ -281,6 +291,14 @@ func (s *cardStack) layout() {
 	} else {
 		s.stopTimers()
 	}
+}
+
+// size is the window's size for its cards.
+func (s *cardStack) size() fyne.Size {
+	size := s.box.MinSize()
+	size.Width = fyne.Max(size.Width, cardWidth)
+	size.Height = fyne.Min(size.Height, maxCardsShown)
+	return size
 }
 
 func (s *cardStack) show() {

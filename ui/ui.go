@@ -6,7 +6,10 @@
 // The agent's events, request results, timers and tray clicks reach it
 // through App.do (fyne.Do, or Config.Do in tests), so no widget and no field
 // of App is touched from anywhere else and App needs no locks. App.do also
-// wakes the loop when it is parked (idle.go).
+// wakes the loop when it is parked (idle.go). OS notifications are queued
+// by the UI goroutine and sent by one goroutine of their own, in order, so
+// the UI goroutine never waits for the desktop's notification service
+// (notify_glfw.go).
 package ui
 
 import (
@@ -110,6 +113,7 @@ type App struct {
 	callbackW    *callbackWindow
 	queueW       *queueWindow
 	main         *mainWindow
+	notes        notifier
 }
 
 // New prepares the app on fa (app.NewWithID in cmd/pult, test.NewApp in
@@ -488,9 +492,10 @@ func (a *App) onNotice(n wire.Notice) {
 	}
 }
 
-// notify raises an OS notification. fyne only logs failures.
+// notify raises an OS notification, sent from a goroutine of its own
+// (notifier). fyne only logs failures.
 func (a *App) notify(title, body string) {
-	a.fa.SendNotification(fyne.NewNotification(title, body))
+	a.notes.send(a.fa, a.log, fyne.NewNotification(title, body))
 }
 
 // setStatus asks the relay for st, from the tray, a window or a shortcut.
