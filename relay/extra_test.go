@@ -8,27 +8,15 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/pult/pult/agent/wire"
-	"github.com/pult/pult/relay/store"
 )
 
 // With [nats] url the relay uses an external server through the same code
 // path, and keeps working across its own restart.
 func TestExternalNATS(t *testing.T) {
 	checkGoroutines(t)
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true, MaxPayload: store.MaxPayload})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats did not start")
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	ns := startExternalNATS(t)
 	cfg := testConfig(t)
 	cfg.NATS.URL = ns.ClientURL()
 	cfg.DataDir = t.TempDir() // the admin socket's alone: JetStream is the external server's

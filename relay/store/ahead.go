@@ -50,35 +50,37 @@ func (s *Store) ShareAhead(from string, to []string, withdrawn bool, cards ...Ah
 		return
 	}
 	for _, c := range cards {
-		data := make([]byte, 0, len(c.Data)+1+len(c.Before))
+		m := nats.NewMsg("")
+		m.Header.Set(hdrNode, from)
+		m.Header.Set(hdrCard, c.MsgID)
+		if !c.Received.IsZero() {
+			m.Header.Set(hdrReceived, strconv.FormatInt(c.Received.UnixNano(), 10))
+		}
 		// The card, a newline, the card before (JSON has no raw newline).
-		data = append(append(append(data, c.Data...), '\n'), c.Before...)
-		publish := func(subject string) {
-			m := nats.NewMsg(subject)
-			m.Header.Set(hdrNode, from)
-			m.Header.Set(hdrCard, c.MsgID)
-			if !c.Received.IsZero() {
-				m.Header.Set(hdrReceived, strconv.FormatInt(c.Received.UnixNano(), 10))
+		m.Data = make([]byte, 0, len(c.Data)+1+len(c.Before))
+		m.Data = append(append(append(m.Data, c.Data...), '\n'), c.Before...)
+		var subjects []string
+		switch {
+		case to == nil && withdrawn:
+			subjects = []string{withdrawnPrefix + c.Operator}
+		case to == nil:
+			subjects = []string{aheadPrefix + c.Operator}
+		default:
+			infix := sendInfix
+			if withdrawn {
+				infix = withdrawnInfix
 			}
-			m.Data = data
+			for _, node := range to {
+				subjects = append(subjects, toPrefix+node+infix+c.Operator)
+			}
+		}
+		// One message, published under each subject: PublishMsg has
+		// encoded it when it returns.
+		for _, subject := range subjects {
+			m.Subject = subject
 			if err := s.nc.PublishMsg(m); err != nil {
 				s.log.Debug("a card ahead was not shared", "err", err)
 			}
-		}
-		if to == nil {
-			prefix := aheadPrefix
-			if withdrawn {
-				prefix = withdrawnPrefix
-			}
-			publish(prefix + c.Operator)
-			continue
-		}
-		infix := sendInfix
-		if withdrawn {
-			infix = withdrawnInfix
-		}
-		for _, node := range to {
-			publish(toPrefix + node + infix + c.Operator)
 		}
 	}
 }
@@ -96,14 +98,14 @@ func (s *Store) SubscribeAhead(node string, fn func(c Ahead, withdrawn bool)) (s
 	// withdrawal keep their order whichever subjects they came on. A full
 	// channel drops (at most once, as the rest of the way).
 	ch := make(chan *nats.Msg, 1024)
-	mine := toPrefix + node + "."
+	mine := toPrefix + node
 	var subs []*nats.Subscription
 	unsubscribe := func() {
 		for _, sub := range subs {
 			sub.Unsubscribe()
 		}
 	}
-	for _, subject := range []string{aheadPrefix + ">", withdrawnPrefix + ">", mine + ">"} {
+	for _, subject := range []string{aheadPrefix + ">", withdrawnPrefix + ">", mine + ".>"} {
 		sub, err := s.nc.ChanSubscribe(subject, ch)
 		if err != nil {
 			unsubscribe()
@@ -137,28 +139,27 @@ func (s *Store) SubscribeAhead(node string, fn func(c Ahead, withdrawn bool)) (s
 	}, nil
 }
 
-// parseAhead reads a shared card; ok is false for this relay's own (a
+// parseAhead reads a shared card; mine is the prefix of the subjects of
+// the cards sent to this relay alone. ok is false for this relay's own (a
 // card sent to every relay) and for what is not a card.
 func parseAhead(m *nats.Msg, node, mine string) (c Ahead, withdrawn, ok bool) {
 	if m.Header.Get(hdrNode) == node {
 		return Ahead{}, false, false
 	}
 	var op string
-	switch {
-	case strings.HasPrefix(m.Subject, aheadPrefix):
-		op = m.Subject[len(aheadPrefix):]
-	case strings.HasPrefix(m.Subject, withdrawnPrefix):
-		op, withdrawn = m.Subject[len(withdrawnPrefix):], true
-	case strings.HasPrefix(m.Subject, mine+sendInfix[1:]):
-		op = m.Subject[len(mine)+len(sendInfix)-1:]
-	case strings.HasPrefix(m.Subject, mine+withdrawnInfix[1:]):
-		op, withdrawn = m.Subject[len(mine)+len(withdrawnInfix)-1:], true
-	default:
-		return Ahead{}, false, false
+	found := false
+	for _, p := range []struct {
+		prefix    string
+		withdrawn bool
+	}{{aheadPrefix, false}, {withdrawnPrefix, true}, {mine + sendInfix, false}, {mine + withdrawnInfix, true}} {
+		if op, found = strings.CutPrefix(m.Subject, p.prefix); found {
+			withdrawn = p.withdrawn
+			break
+		}
 	}
-	data, before, found := bytes.Cut(m.Data, []byte{'\n'})
+	data, before, cut := bytes.Cut(m.Data, []byte{'\n'})
 	id := m.Header.Get(hdrCard)
-	if !found || id == "" || op == "" {
+	if !found || !cut || id == "" || op == "" {
 		return Ahead{}, false, false
 	}
 	c = Ahead{Operator: op, MsgID: id, Data: data, Received: parseNanos(m.Header.Get(hdrReceived))}

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	"github.com/pult/pult/relay/store"
 )
 
@@ -20,16 +18,7 @@ type shared struct {
 // hold goes to every other relay; a card and its withdrawal keep their
 // order, whichever way each went.
 func TestShareAheadTargets(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-		MaxPayload: 8 << 20, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats did not start")
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	ns := startExternalNATS(t, store.MaxPayload)
 
 	nodes := []string{"a", "b", "c"}
 	got := map[string]chan shared{}

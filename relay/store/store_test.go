@@ -82,10 +82,13 @@ func TestEmbeddedServerWarningsReachTheLog(t *testing.T) {
 	}
 }
 
-// An external NATS server that would refuse the relay's largest messages
-// is refused at start, with what to change.
-func TestExternalServerWithSmallMaxPayloadIsRefused(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+// startExternalNATS runs an in-process nats-server with JetStream on
+// loopback (maxPayload 0: the server's default, 1 MiB), shut down when the
+// test ends.
+func startExternalNATS(t *testing.T, maxPayload int32) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoLog: true, NoSigs: true, MaxPayload: maxPayload})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +96,14 @@ func TestExternalServerWithSmallMaxPayloadIsRefused(t *testing.T) {
 	if !ns.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats did not start")
 	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
+}
+
+// An external NATS server that would refuse the relay's largest messages
+// is refused at start, with what to change.
+func TestExternalServerWithSmallMaxPayloadIsRefused(t *testing.T) {
+	ns := startExternalNATS(t, 0)
 	st, err := store.Open(context.Background(), store.Options{URL: ns.ClientURL()})
 	if err == nil {
 		st.Close()
