@@ -224,18 +224,23 @@ type Report struct {
 	FirstError   string  `json:"firstHttpError,omitempty"`
 	PostLatency  Latency `json:"webhookAnswerMs"` // POST round trip
 
-	Expected    int       `json:"expectedDeliveries"` // one card per rung operator per accepted event
-	Delivered   int       `json:"delivered"`          // unique (call, operator) cards received
-	Lost        int       `json:"lost"`               // expected but never received
-	Duplicated  int       `json:"duplicated"`         // receipts beyond the first of a (call, operator)
-	Unexpected  int       `json:"unexpected"`         // cards for a call that did not ring that operator
-	OtherFrames int       `json:"otherFrames"`        // frames other than hello and call
-	OutOfOrder  int       `json:"outOfOrder"`         // frames whose seq did not increase
-	Disconnects int       `json:"disconnects"`        // connections that closed before the end
-	FirstClose  string    `json:"firstDisconnect,omitempty"`
-	PerSec      float64   `json:"deliveriesPerSecond"` // delivered / the same window as RateAchieved
-	Latency     Latency   `json:"latencyMs"`           // POST start → frame at the operator
-	Worst       []Outlier `json:"slowest"`
+	Expected    int     `json:"expectedDeliveries"` // one card per rung operator per accepted event
+	Delivered   int     `json:"delivered"`          // unique (call, operator) cards received
+	Lost        int     `json:"lost"`               // expected but never received
+	Duplicated  int     `json:"duplicated"`         // receipts beyond the first of a (call, operator)
+	Unexpected  int     `json:"unexpected"`         // cards for a call that did not ring that operator
+	OtherFrames int     `json:"otherFrames"`        // frames other than hello and call
+	OutOfOrder  int     `json:"outOfOrder"`         // frames whose seq did not increase
+	Disconnects int     `json:"disconnects"`        // connections that closed before the end
+	FirstClose  string  `json:"firstDisconnect,omitempty"`
+	PerSec      float64 `json:"deliveriesPerSecond"` // delivered / the same window as RateAchieved
+	Latency     Latency `json:"latencyMs"`           // POST start → frame at the operator
+	// With a cluster, Latency split by where the webhook was answered: by
+	// the relay the operator's agent is connected to, or by another one
+	// (the card then crosses to the agent's relay over NATS).
+	LatencyHere  *Latency  `json:"latencyWebhookHereMs,omitempty"`
+	LatencyCross *Latency  `json:"latencyWebhookElsewhereMs,omitempty"`
+	Worst        []Outlier `json:"slowest"`
 	// Trace is where the cards' time went, with Options.Trace.
 	Trace *TraceReport `json:"trace,omitempty"`
 
@@ -281,12 +286,14 @@ type call struct {
 	// after one failed; sent and post are the first's start and the
 	// answered one's end.
 	retries int
+	node    int // the node (index into relayProc.nodes) that answered
 }
 
 // receipt is a card for one call at one operator.
 type receipt struct {
 	first time.Time
 	count int
+	node  int32 // the node the operator was connected to at first
 }
 
 // operator is one simulated agent connection with its own reader.
@@ -840,7 +847,7 @@ func (op *operator) receive(id string, now time.Time) {
 		op.recv[n] = r
 	}
 	if r.count == 0 { // the first, or the first since one was taken back
-		r.first = now
+		r.first, r.node = now, op.node.Load()
 	}
 	r.count++
 }
@@ -963,7 +970,8 @@ func post(ctx context.Context, hc *http.Client, rp *relayProc, n int, c *call) {
 	c.sent = time.Now()
 	deadline := c.sent.Add(postRetryFor)
 	for try := 0; ; try++ {
-		retry := postOnce(ctx, hc, nodes[(n+try)%len(nodes)], rp.pbxKey, form, c)
+		c.node = (n + try) % len(nodes)
+		retry := postOnce(ctx, hc, nodes[c.node], rp.pbxKey, form, c)
 		c.post = time.Since(c.sent)
 		if c.ok || !retry || len(nodes) == 1 || ctx.Err() != nil || time.Now().After(deadline) {
 			return

@@ -298,6 +298,11 @@ func TestRunClusterKill(t *testing.T) {
 	if rep.Delivered != rep.Expected || rep.Expected != rep.EventsPosted || rep.Disconnects != 0 {
 		t.Errorf("delivered %d of %d (events %d), disconnects %d (%s)", rep.Delivered, rep.Expected, rep.EventsPosted, rep.Disconnects, rep.FirstClose)
 	}
+	// Operators and webhooks round robin: some cards were made at their
+	// agent's relay, most at another.
+	if h, c := rep.LatencyHere, rep.LatencyCross; h == nil || c == nil || h.N == 0 || c.N == 0 || h.N+c.N != rep.Latency.N {
+		t.Errorf("latency at the agent's relay %+v, elsewhere %+v, of %d cards", h, c, rep.Latency.N)
+	}
 }
 
 func TestClusterConfig(t *testing.T) {
@@ -370,5 +375,42 @@ func TestTallyTrace(t *testing.T) {
 	}
 	if math.Abs(got.Total-0.9) > 1e-9 {
 		t.Errorf("total %.3f ms, want 0.9", got.Total)
+	}
+}
+
+// TestTallyByRelay splits a cluster's card latencies by where the webhook
+// was answered: at the relay the operator's agent was connected to when
+// the card came, or at another one. A single relay gets no split.
+func TestTallyByRelay(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	calls := []call{
+		{ops: []int32{0, 1}, sent: t0, ok: true, node: 0}, // op 0 on node 0: here; op 1 on node 2: elsewhere
+		{ops: []int32{1}, sent: t0, ok: true, node: 2},    // here
+		{ops: []int32{0}, sent: t0, ok: true, node: 1},    // elsewhere
+		{ops: []int32{0}, sent: t0, ok: true, node: 0},    // lost: in neither
+	}
+	ops := []*operator{
+		{idx: 0, recv: map[int]*receipt{0: {first: ms(1), count: 1, node: 0}, 2: {first: ms(7), count: 1, node: 0}}},
+		{idx: 1, recv: map[int]*receipt{0: {first: ms(5), count: 1, node: 2}, 1: {first: ms(2), count: 1, node: 2}}},
+	}
+	rep := Report{Relays: 3}
+	tally(&rep, calls, ops, t0)
+	if rep.Lost != 1 || rep.Latency.N != 4 || rep.LatencyHere == nil || rep.LatencyCross == nil {
+		t.Fatalf("lost %d, latency %+v, here %v, elsewhere %v", rep.Lost, rep.Latency, rep.LatencyHere, rep.LatencyCross)
+	}
+	if h, c := *rep.LatencyHere, *rep.LatencyCross; h.N != 2 || h.Min != 1 || h.Max != 2 || c.N != 2 || c.Min != 5 || c.Max != 7 {
+		t.Errorf("here %+v, elsewhere %+v; want 1 and 2 ms here, 5 and 7 ms elsewhere", h, c)
+	}
+	var text strings.Builder
+	rep.WriteText(&text)
+	if !strings.Contains(text.String(), "webhook at the agent's relay") || !strings.Contains(text.String(), "webhook at another relay") {
+		t.Errorf("the report does not show the split:\n%s", text.String())
+	}
+
+	one := Report{Relays: 1}
+	tally(&one, calls, ops, t0)
+	if one.LatencyHere != nil || one.LatencyCross != nil {
+		t.Errorf("a single relay's report is split: %v %v", one.LatencyHere, one.LatencyCross)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // reader must have finished.
 func tally(rep *Report, calls []call, ops []*operator, start time.Time) {
 	byIdx := byIndex(ops)
-	var lat, posts []time.Duration
+	var lat, posts, here, cross []time.Duration
 	var worst []Outlier
 	rep.EventsPosted = len(calls)
 	for n, c := range calls {
@@ -48,6 +48,11 @@ func tally(rep *Report, calls []call, ops []*operator, start time.Time) {
 			rep.Duplicated += r.count - 1
 			d := r.first.Sub(c.sent)
 			lat = append(lat, d)
+			if int(r.node) == c.node {
+				here = append(here, d)
+			} else {
+				cross = append(cross, d)
+			}
 			worst = append(worst, Outlier{Call: callPrefix + fmt.Sprint(n), Operator: int(oi),
 				At: c.sent.Sub(start).Seconds(), LatencyMS: ms(d), PostMS: ms(c.post)})
 		}
@@ -69,6 +74,10 @@ func tally(rep *Report, calls []call, ops []*operator, start time.Time) {
 		}
 	}
 	rep.Latency = summarise(lat)
+	if rep.Relays > 1 {
+		h, c := summarise(here), summarise(cross)
+		rep.LatencyHere, rep.LatencyCross = &h, &c
+	}
 	rep.PostLatency = summarise(posts)
 	slices.SortFunc(worst, func(a, b Outlier) int { return cmp.Compare(b.LatencyMS, a.LatencyMS) })
 	rep.Worst = worst[:min(len(worst), 5)]
@@ -142,6 +151,10 @@ func (r Report) WriteText(w io.Writer) error {
 	row("unexpected / out of order", "%d / %d (other frames %d)", r.Unexpected, r.OutOfOrder, r.OtherFrames)
 	row("disconnects", "%d %s", r.Disconnects, r.FirstClose)
 	row("latency POST start→frame", "%s", r.Latency)
+	if r.LatencyHere != nil && r.LatencyCross != nil {
+		row("  webhook at the agent's relay", "%s", *r.LatencyHere)
+		row("  webhook at another relay", "%s", *r.LatencyCross)
+	}
 	for i, o := range r.Worst {
 		k := ""
 		if i == 0 {
