@@ -2,6 +2,7 @@ package ui
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -157,12 +158,10 @@ func TestSecondCardBeforeTheWindowGrows(t *testing.T) {
 	first, second := demoCall(), demoCall()
 	second.ID = "call-2"
 	var one fyne.Size
-	l.wait(func() {
-		a.onCall(first, time.Now())
-		one = a.cards.w.Canvas().Size()
-	})
-	l.wait(func() {
-		a.onCall(second, time.Now())
+	l.wait(func() { a.onCall(first, time.Now()) })
+	l.wait(func() { one = a.cards.w.Canvas().Size() })
+	l.wait(func() { a.onCall(second, time.Now()) })
+	l.wait(func() { // showNew has run; the window grows next
 		s := a.cards
 		k := s.byID[second.ID]
 		if got := s.w.Canvas().Size(); got != one {
@@ -181,6 +180,50 @@ func TestSecondCardBeforeTheWindowGrows(t *testing.T) {
 	})
 }
 
+// Calls whose frames come together are put on screen together, in one
+// layout and one paint, newest on top, the window sized for all of them;
+// what waits for a card runs once it is on screen (its log line, its
+// notification), in the order the calls came; not for a card taken away
+// before.
+func TestCardsTogetherShownOnce(t *testing.T) {
+	fa := newTestFyne(t)
+	l := newLoop(t)
+	a := New(fa, Config{Do: l.do, Now: func() time.Time { return fixedNow }})
+	defer l.wait(a.cards.stopTimers)
+	var calls []wire.Call
+	for i := range 4 {
+		c := demoCall()
+		c.ID = fmt.Sprintf("call-%d", i)
+		calls = append(calls, c)
+	}
+	var shown []string
+	l.wait(func() {
+		for _, c := range calls {
+			a.onCall(c, time.Now())
+			a.cards.whenShown(c.ID, func() { shown = append(shown, c.ID) })
+		}
+		if len(shown) != 0 || a.cards.onScreen {
+			t.Errorf("shown before the UI goroutine's next turn: %q", shown)
+		}
+		a.cards.remove(calls[2].ID, true)
+	})
+	l.wait(func() {
+		s := a.cards
+		if want := []string{"call-0", "call-1", "call-3"}; !slices.Equal(shown, want) {
+			t.Errorf("shown %q, want %q", shown, want)
+		}
+		if !s.onScreen || s.showing || len(s.waiting) != 0 {
+			t.Errorf("on screen %v, show queued %v, waiting %d", s.onScreen, s.showing, len(s.waiting))
+		}
+		if len(s.box.Objects) != 3 || s.box.Objects[0] != s.byID["call-3"].obj {
+			t.Errorf("%d cards in the window, the newest not on top", len(s.box.Objects))
+		}
+		if got := s.w.Canvas().Size(); got != s.size() {
+			t.Errorf("the window is %v, want %v for its cards", got, s.size())
+		}
+	})
+}
+
 // BenchmarkCallCardShown is the app's part of a screen pop: a call from the
 // agent becomes a card in the calls window, with its notification and its
 // entry in recent calls (fyne's test driver: widgets and layout, no GL).
@@ -193,10 +236,8 @@ func BenchmarkCallCardShown(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		c.ID = fmt.Sprintf("call-%d", i)
-		l.wait(func() {
-			a.onCall(c, time.Now())
-			a.cards.remove(c.ID, false)
-		})
+		l.wait(func() { a.onCall(c, time.Now()) })
+		l.wait(func() { a.cards.remove(c.ID, false) }) // after showNew
 	}
 	l.wait(a.cards.stopTimers)
 }

@@ -20,6 +20,12 @@ const (
 // top, in one small always-on-top window that does not take the
 // keyboard focus. Several calls at once stack; the window hides when the
 // last card goes.
+//
+// A new card is made at once but put on screen on the UI goroutine's next
+// turn (showNew), with every other card that came meanwhile: calls whose
+// frames come together are laid out and painted once, so the second card
+// does not wait for the first one's paint (BENCHMARKS.md, "Session 12 —
+// desktop").
 type cardStack struct {
 	a         *App
 	w         fyne.Window
@@ -31,7 +37,16 @@ type cardStack struct {
 	ticker    *ticker
 	warmed    bool
 	hook      *nativeHook // the window's content layout (showUnseen)
-	made      bool        // a card has been shown (the first made the window's native side)
+	onScreen  bool        // the window is shown (a card is on screen)
+	showing   bool        // showNew is queued
+	// waiting runs once a new card is on screen (whenShown).
+	waiting []shownWaiter
+}
+
+// shownWaiter is what runs once k is on screen.
+type shownWaiter struct {
+	k *callCard
+	f func()
 }
 
 func newCardStack(a *App) *cardStack {
@@ -39,7 +54,8 @@ func newCardStack(a *App) *cardStack {
 }
 
 // update shows c: a new card, or the existing card moved on. It reports
-// whether a new card appeared.
+// whether a new card appeared; it is on screen once showNew has run
+// (whenShown).
 func (s *cardStack) update(c wire.Call) bool {
 	if k := s.byID[c.ID]; k != nil {
 		k.set(c)
@@ -55,28 +71,56 @@ func (s *cardStack) update(c wire.Call) bool {
 	s.byID[c.ID] = k
 	s.ensureWindow()
 	// Newest on top: a new call is what needs the operator now.
-	// Laid out, not refreshed: Refresh would redraw every card already
-	// shown, their icons decoded again, for the one that is new.
 	s.box.Objects = append([]fyne.CanvasObject{k.obj}, s.box.Objects...)
-	s.box.Layout.Layout(s.box.Objects, s.box.Size())
-	canvas.Refresh(s.box)
-	s.scroll.ScrollToTop()
 	s.scheduleClose(k)
-	if len(s.cards) > 1 && s.size().Height > s.w.Canvas().Size().Height {
-		// The window is on screen and must grow to take the new card
-		// (the second, as a rule: two cards reach maxCardsShown). The
-		// card, on top, is drawn first in the window as it is, and the
-		// window grows right after: growing a shown window costs a
-		// relayout and, with a software renderer, a new back buffer
-		// (10–16 ms here), which made the second card the slowest of
-		// the later ones (BENCHMARKS.md, "Issue 16: the second card").
-		s.show()
-		s.a.do(s.layout)
-		return true
+	if !s.showing {
+		// After the work already queued: the frames of calls that came
+		// with this one are there, and their cards join it.
+		s.showing = true
+		s.a.do(s.showNew)
 	}
-	s.layout()
-	s.show()
 	return true
+}
+
+// whenShown runs f once the card for the call id, new in this turn, is on
+// screen; not if it is gone before (dismissed, withdrawn).
+func (s *cardStack) whenShown(id string, f func()) {
+	s.waiting = append(s.waiting, shownWaiter{s.byID[id], f})
+}
+
+// showNew puts the cards made since it last ran on screen: one layout, one
+// paint. UI goroutine.
+func (s *cardStack) showNew() {
+	s.showing = false
+	waiting := s.waiting
+	s.waiting = nil
+	if len(s.cards) > 0 {
+		// Laid out, not refreshed: Refresh would redraw every card already
+		// shown, their icons decoded again, for the ones that are new.
+		s.box.Layout.Layout(s.box.Objects, s.box.Size())
+		canvas.Refresh(s.box)
+		s.scroll.ScrollToTop()
+		if s.onScreen && s.size().Height > s.w.Canvas().Size().Height {
+			// The window is on screen and must grow to take the new cards
+			// (at the second card, as a rule: two cards reach
+			// maxCardsShown). They, on top, are drawn first in the window
+			// as it is, and the window grows right after: growing a shown
+			// window costs a relayout and, with a software renderer, a new
+			// back buffer (10–16 ms here), which made the second card the
+			// slowest of the later ones (BENCHMARKS.md, "Issue 16: the
+			// second card").
+			s.show()
+			s.a.do(s.layout)
+		} else {
+			s.layout()
+			s.show()
+		}
+	}
+	for _, w := range waiting {
+		if s.byID[w.k.call.ID] == w.k {
+			w.f()
+		}
+	}
 }
 
 // worthShowing: a call replayed after an outage gets a card only if it is
@@ -156,6 +200,7 @@ func (s *cardStack) remove(id string, dismissed bool) {
 	s.layout()
 	if len(s.cards) == 0 {
 		s.w.Hide()
+		s.onScreen = false
 	}
 }
 
@@ -218,7 +263,7 @@ func (s *cardStack) warm() {
 		start := time.Now()
 		var by string
 		switch {
-		case s.made: // a call came first: its card made the window
+		case s.onScreen || len(s.cards) > 0: // a call came first: its card made the window
 			by = "card"
 		case s.prepareWindow(k):
 			by = "window"
@@ -302,7 +347,7 @@ func (s *cardStack) size() fyne.Size {
 }
 
 func (s *cardStack) show() {
-	s.made = true
+	s.onScreen = true
 	showWithoutFocus(s.w)
 }
 

@@ -451,16 +451,19 @@ func (a *App) onEvent(s *session, ev agent.Event, received time.Time) {
 	a.refresh()
 }
 
-// onCall shows a call: a card (and a notification for a new incoming call
-// that is still ringing), and an entry in recent calls.
+// onCall shows a call: a card (and, once it is on screen, a notification
+// for a new incoming call that is still ringing), and an entry in recent
+// calls.
 func (a *App) onCall(c wire.Call, received time.Time) {
 	a.recent.add(c)
-	isNew := a.cards.update(c)
-	if isNew && c.State == wire.CallRinging && c.Direction == wire.DirectionIn && a.fresh(c) {
-		a.notify(a.tr.callTitle(c), a.tr.callSummary(c))
-	}
-	if isNew {
-		a.log.Debug("card shown", "call", c.ID, "state", c.State, "latency", time.Since(received))
+	if a.cards.update(c) {
+		note := c.State == wire.CallRinging && c.Direction == wire.DirectionIn && a.fresh(c)
+		a.cards.whenShown(c.ID, func() {
+			a.log.Debug("card shown", "call", c.ID, "state", c.State, "latency", time.Since(received))
+			if note {
+				a.notify(a.tr.callTitle(c), a.tr.callSummary(c))
+			}
+		})
 	}
 	if a.recentW != nil {
 		a.recentW.refresh()
