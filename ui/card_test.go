@@ -9,6 +9,7 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
 
+	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 )
 
@@ -273,6 +274,26 @@ func TestCardWarmShowsNothing(t *testing.T) {
 	c.StartedAt = time.Now().UTC()
 	ta.relay.Publish(wire.TypeCall, c)
 	ta.loop.eventually(t, "card", func() bool { return ta.a.cards.byID[c.ID] != nil && len(ta.a.cards.cards) == 1 })
+}
+
+// In the tray the agent connects only once the calls window is prepared
+// (cardStack.warm): until then no call can come to wait for it, and the
+// tray says "connecting". Without a tray there is no warm-up to wait for
+// (newTestApp: connected at once).
+func TestCallsListenedForOnceWarm(t *testing.T) {
+	ta := newTestApp(t, true, func(c *Config) { c.Tray = true })
+	time.Sleep(300 * time.Millisecond)
+	ta.loop.wait(func() {
+		if ta.a.conn != agent.Connecting || ta.relay.Accepted() != 0 {
+			t.Errorf("before the warm-up: %v, %d connections accepted", ta.a.conn, ta.relay.Accepted())
+		}
+	})
+	ta.loop.wait(ta.a.cards.warm)
+	ta.online()
+	c := demoCall()
+	c.StartedAt = time.Now().UTC()
+	ta.relay.Publish(wire.TypeCall, c)
+	ta.loop.eventually(t, "card", func() bool { return ta.a.cards.byID[c.ID] != nil && ta.a.cards.onScreen })
 }
 
 // A card sent ahead of the relay's log that the relay then could not store

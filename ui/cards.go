@@ -41,6 +41,10 @@ type cardStack struct {
 	showing   bool        // showNew is queued
 	// waiting runs once a new card is on screen (whenShown).
 	waiting []shownWaiter
+	// ready is closed once the window is prepared (warm) or will not be:
+	// the agent starts listening for calls then (App.startSession).
+	ready   chan struct{}
+	isReady bool // ready is closed (readyForCalls)
 }
 
 // shownWaiter is what runs once k is on screen.
@@ -50,7 +54,7 @@ type shownWaiter struct {
 }
 
 func newCardStack(a *App) *cardStack {
-	return &cardStack{a: a, byID: map[string]*callCard{}, dismissed: map[string]time.Time{}}
+	return &cardStack{a: a, byID: map[string]*callCard{}, dismissed: map[string]time.Time{}, ready: make(chan struct{})}
 }
 
 // update shows c: a new card, or the existing card moved on. It reports
@@ -229,7 +233,7 @@ func (s *cardStack) clear() {
 // of a run slow (BENCHMARKS.md, "Issue 16: the first card"): a card laid
 // out for nothing loads and measures every font the card uses (fyne parses
 // each style's faces, its emoji font and a fallback from the system's on
-// first use: 50–150 ms here); then, with that card as its content, the
+// first use: 50–220 ms here); then, with that card as its content, the
 // calls window is made, shown where nothing can see it and hidden again
 // (prepareWindow): its window, GL context and shaders, and its first
 // paint, which loads the graphics driver and compiles the drawing
@@ -238,6 +242,12 @@ func (s *cardStack) clear() {
 // (prepareGL), and the rest is left to the first card. Nothing can be
 // seen, flash or take the focus. UI goroutine; the app calls it once the
 // tray item is up, so the tray comes no later.
+//
+// The agent starts listening for calls once it is done (ready): its GL
+// part holds the UI goroutine for 240–340 ms here, and a card whose frame
+// came meanwhile waited for it, or, come before it, paid for it (231–419
+// ms). A call that rings meanwhile is sent on connection, as the relay
+// resumes the agent's stream (BENCHMARKS.md, "Session 12 — desktop").
 func (s *cardStack) warm() {
 	// After the loop has ended fyne runs queued work off its thread: the
 	// app is ending then (as in tray.attach), and GLFW must not be called.
@@ -254,26 +264,31 @@ func (s *cardStack) warm() {
 	}, cardActions{now: s.a.serverNow})
 	k.obj.Resize(fyne.NewSize(cardWidth, k.obj.MinSize().Height))
 	text := time.Since(start)
-	// The GL part as work of its own: a call that came meanwhile is shown
-	// first.
+	// The GL part as work of its own: a tray click that came meanwhile is
+	// answered first.
 	s.a.do(func() {
 		if s.a.tray.ended.Load() {
 			return
 		}
 		start := time.Now()
-		var by string
-		switch {
-		case s.onScreen || len(s.cards) > 0: // a call came first: its card made the window
-			by = "card"
-		case s.prepareWindow(k):
-			by = "window"
-		default:
+		by := "window"
+		if !s.prepareWindow(k) {
 			prepareGL()
 			by = "driver"
 		}
 		s.a.log.Debug("first card prepared", "text", text.Round(time.Millisecond),
 			"gl", time.Since(start).Round(time.Millisecond), "by", by)
+		s.readyForCalls()
 	})
+}
+
+// readyForCalls lets the agent listen for calls (ready), once. UI
+// goroutine.
+func (s *cardStack) readyForCalls() {
+	if !s.isReady {
+		s.isReady = true
+		close(s.ready)
+	}
 }
 
 // prepareWindow makes the calls window's native side before any call

@@ -9,7 +9,9 @@
 // wakes the loop when it is parked (idle.go). OS notifications are queued
 // by the UI goroutine and sent by one goroutine of their own, in order, so
 // the UI goroutine never waits for the desktop's notification service
-// (notify_glfw.go).
+// (notify_glfw.go). In the tray, the agent starts listening for calls once
+// the UI goroutine has prepared the calls window (cardStack.warm closes
+// cardStack.ready).
 package ui
 
 import (
@@ -200,6 +202,9 @@ func (a *App) start() {
 	} else {
 		a.main = newMainWindow(a)
 		a.main.show()
+		// No warm-up without a tray (cards.warm): calls are listened for
+		// at once.
+		a.cards.readyForCalls()
 	}
 	a.refresh()
 	login, err := a.storedLogin()
@@ -331,6 +336,18 @@ func (a *App) startSession(login Login) {
 	a.refresh()
 	go func() {
 		defer close(s.done)
+		// Connected once the calls window is ready (cardStack.warm, about
+		// half a second after start-up here), so no call's frame waits
+		// for the warm-up. The tray says "connecting" meanwhile; a call
+		// that rings then comes on connection, as the relay resumes the
+		// stream from where the last run left it (a first run has no
+		// such position: a call that rang before it connected is not
+		// sent, as before this wait).
+		select {
+		case <-a.cards.ready:
+		case <-ctx.Done():
+			return
+		}
 		err := ag.Run(ctx)
 		a.do(func() { a.sessionEnded(s, err) })
 	}()
