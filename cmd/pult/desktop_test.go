@@ -567,10 +567,12 @@ func desktopSession(t *testing.T) (dir, pult, relayBin, shots string, env []stri
 
 // Calls that come together, and a call that comes while the app prepares
 // its card window at start-up (ui: cardStack.warm): the test rings them
-// itself, with the simulated PBX's key, at the moments it chooses, and
-// `pult watch`, signed in as the same operator, says in which order the
-// relay sent them. Every one must get its card, once, in that order. Their
-// latencies are figures, never asserted (the machine is shared).
+// itself, with the simulated PBX's key, at the moments it chooses. Every one
+// must get its card, once, each group after the one rung before it (calls
+// rung at once have no order of their own: the relay sends them to each of
+// an operator's connections in the order it makes their cards, which can
+// differ between two connections). Their latencies are figures, never
+// asserted (the machine is shared).
 func TestDesktopCallsTogether(t *testing.T) {
 	dir, pult, relayBin, _, env := desktopSession(t)
 
@@ -587,8 +589,6 @@ func TestDesktopCallsTogether(t *testing.T) {
 	signIn := []string{"PULT_RELAY=" + relayURL, "PULT_TOKEN=" + strings.TrimSpace(string(token))}
 
 	conn, _ := busWithNotifications(t)
-	watch := start(t, append(append(env, signIn...), "PULT_CONFIG_DIR="+filepath.Join(dir, "config-watch")), pult, "watch")
-	watch.out.wait(t, 20*time.Second, regexp.MustCompile(`"event":"connection","state":"online"`))
 
 	var rung []string // the calls' ids (the PBX's: the relay keeps them)
 	ring := func(count int) time.Time {
@@ -652,7 +652,10 @@ func TestDesktopCallsTogether(t *testing.T) {
 		return strings.Contains(item.tooltip(t), "Анна Смирнова: Free (online)")
 	})
 	app.out.wait(t, 20*time.Second, preparedRe)
-	ring(2) // the first cards after start-up, together
+	// The first cards after start-up, unless a call the demo's PBX rang
+	// by itself came first.
+	others := len(shownRe.FindAllString(app.out.text(), -1))
+	ring(2)
 	cards(app, rung[0:2]...)
 	time.Sleep(2 * time.Second)
 	ring(3) // three more, the window shown
@@ -675,27 +678,12 @@ func TestDesktopCallsTogether(t *testing.T) {
 	shown2, latency2 := cards(app, rung[5])
 	prepared := app.out.wait(t, 20*time.Second, preparedRe)
 
-	// Every call rung has its card, once, in the relay's order.
-	var order []string
-	eventually(t, 10*time.Second, "pult watch to see every call", func() bool {
-		order = nil
-		for _, line := range strings.Split(watch.out.text(), "\n") {
-			var ev struct {
-				Event string
-				Call  struct{ ID string }
-			}
-			if json.Unmarshal([]byte(line), &ev) == nil && ev.Event == "call" &&
-				slices.Contains(rung, ev.Call.ID) && !slices.Contains(order, ev.Call.ID) {
-				order = append(order, ev.Call.ID)
-			}
-		}
-		return len(order) == len(rung)
-	})
-	if !slices.Equal(shown1, order[:5]) {
-		t.Errorf("cards shown %q, want every call rung in the relay's order %q", shown1, order[:5])
+	// Every call rung has its card, once; each group after the one before.
+	if len(shown1) != 5 || !sameSet(shown1[0:2], rung[0:2]) || !sameSet(shown1[2:5], rung[2:5]) {
+		t.Errorf("cards shown %q: want one for each of %q, each group after the one before", shown1, rung[:5])
 	}
 	for i, id := range shown2 {
-		if slices.Index(shown2, id) != i || !slices.Contains(rung, id) {
+		if slices.Index(shown2, id) != i {
 			t.Errorf("after the restart, cards shown %q: one twice", shown2)
 		}
 	}
@@ -706,10 +694,14 @@ func TestDesktopCallsTogether(t *testing.T) {
 		}
 		return strings.Join(l, ", ")
 	}
-	figures := fmt.Sprintf("frame received to card shown, two calls at once (the first cards): %s\n"+
+	firsts := "the first cards after start-up"
+	if others > 0 {
+		firsts = fmt.Sprintf("after %d other card(s)", others)
+	}
+	figures := fmt.Sprintf("frame received to card shown, two calls at once (%s): %s\n"+
 		"frame received to card shown, three calls at once (window shown): %s\n"+
 		"call during the start-up warm-up: frame received to card shown %s; rung to card shown %s (warm-up's GL part %s, by %s)\n",
-		lat(latency1, rung[0:2]), lat(latency1, rung[2:5]), latency2[rung[5]], seen.Round(time.Millisecond), prepared[1], prepared[2])
+		firsts, lat(latency1, rung[0:2]), lat(latency1, rung[2:5]), latency2[rung[5]], seen.Round(time.Millisecond), prepared[1], prepared[2])
 	t.Log("\n" + figures)
 	if f := os.Getenv("PULT_FIGURES"); f != "" {
 		out, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
@@ -718,4 +710,10 @@ func TestDesktopCallsTogether(t *testing.T) {
 			out.Close()
 		}
 	}
+}
+
+// sameSet reports whether a and b, each without repeats, hold the same
+// strings.
+func sameSet(a, b []string) bool {
+	return len(a) == len(b) && !slices.ContainsFunc(b, func(s string) bool { return !slices.Contains(a, s) })
 }
