@@ -1,7 +1,10 @@
 package ui
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
+	"regexp"
 	"slices"
 	"testing"
 	"time"
@@ -159,10 +162,12 @@ func TestSecondCardBeforeTheWindowGrows(t *testing.T) {
 	first, second := demoCall(), demoCall()
 	second.ID = "call-2"
 	var one fyne.Size
-	l.wait(func() { a.onCall(first, time.Now()) })
-	l.wait(func() { one = a.cards.w.Canvas().Size() })
-	l.wait(func() { a.onCall(second, time.Now()) })
-	l.wait(func() { // showNew has run; the window grows next
+	l.wait(func() {
+		a.onCall(first, time.Now())
+		one = a.cards.w.Canvas().Size()
+	})
+	l.wait(func() {
+		a.onCall(second, time.Now())
 		s := a.cards
 		k := s.byID[second.ID]
 		if got := s.w.Canvas().Size(); got != one {
@@ -181,15 +186,17 @@ func TestSecondCardBeforeTheWindowGrows(t *testing.T) {
 	})
 }
 
-// Calls whose frames come together are put on screen together, in one
-// layout and one paint, newest on top, the window sized for all of them;
-// what waits for a card runs once it is on screen (its log line, its
-// notification), in the order the calls came; not for a card taken away
-// before.
+// Calls whose frames come together (the agent's events, queued for the UI
+// goroutine one after another) are put on screen together, after the last
+// of them: newest on top, the window sized for all. Each card is logged as
+// shown once it is on screen, in the order the calls came; not one taken
+// away before.
 func TestCardsTogetherShownOnce(t *testing.T) {
 	fa := newTestFyne(t)
 	l := newLoop(t)
-	a := New(fa, Config{Do: l.do, Now: func() time.Time { return fixedNow }})
+	var log bytes.Buffer
+	a := New(fa, Config{Do: l.do, Now: func() time.Time { return fixedNow },
+		Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	defer l.wait(a.cards.stopTimers)
 	var calls []wire.Call
 	for i := range 4 {
@@ -197,24 +204,24 @@ func TestCardsTogetherShownOnce(t *testing.T) {
 		c.ID = fmt.Sprintf("call-%d", i)
 		calls = append(calls, c)
 	}
-	var shown []string
 	l.wait(func() {
-		for _, c := range calls {
-			a.onCall(c, time.Now())
-			a.cards.whenShown(c.ID, func() { shown = append(shown, c.ID) })
+		for i, c := range calls {
+			a.doEvent(func() { a.onCall(c, time.Now()) })
+			if i == 0 {
+				a.do(func() {
+					if s := a.cards; s.onScreen || !s.showing || s.byID[c.ID] == nil {
+						t.Errorf("the first card: made %v, on screen %v, show queued %v", s.byID[c.ID] != nil, s.onScreen, s.showing)
+					}
+				})
+			}
 		}
-		if len(shown) != 0 || a.cards.onScreen {
-			t.Errorf("shown before the UI goroutine's next turn: %q", shown)
-		}
-		a.cards.remove(calls[2].ID, true)
+		a.do(func() { a.cards.remove(calls[2].ID, true) })
 	})
+	l.eventually(t, "the cards shown", func() bool { return a.cards.onScreen })
 	l.wait(func() {
 		s := a.cards
-		if want := []string{"call-0", "call-1", "call-3"}; !slices.Equal(shown, want) {
-			t.Errorf("shown %q, want %q", shown, want)
-		}
-		if !s.onScreen || s.showing || len(s.waiting) != 0 {
-			t.Errorf("on screen %v, show queued %v, waiting %d", s.onScreen, s.showing, len(s.waiting))
+		if s.showing || len(s.waiting) != 0 {
+			t.Errorf("show queued %v, waiting %d", s.showing, len(s.waiting))
 		}
 		if len(s.box.Objects) != 3 || s.box.Objects[0] != s.byID["call-3"].obj {
 			t.Errorf("%d cards in the window, the newest not on top", len(s.box.Objects))
@@ -223,6 +230,13 @@ func TestCardsTogetherShownOnce(t *testing.T) {
 			t.Errorf("the window is %v, want %v for its cards", got, s.size())
 		}
 	})
+	var shown []string
+	for _, m := range regexp.MustCompile(`msg="card shown" .*call=(\S+)`).FindAllStringSubmatch(log.String(), -1) {
+		shown = append(shown, m[1])
+	}
+	if want := []string{"call-0", "call-1", "call-3"}; !slices.Equal(shown, want) {
+		t.Errorf("cards logged as shown %q, want %q", shown, want)
+	}
 }
 
 // BenchmarkCallCardShown is the app's part of a screen pop: a call from the
@@ -237,8 +251,10 @@ func BenchmarkCallCardShown(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		c.ID = fmt.Sprintf("call-%d", i)
-		l.wait(func() { a.onCall(c, time.Now()) })
-		l.wait(func() { a.cards.remove(c.ID, false) }) // after showNew
+		l.wait(func() {
+			a.onCall(c, time.Now())
+			a.cards.remove(c.ID, false)
+		})
 	}
 	l.wait(a.cards.stopTimers)
 }

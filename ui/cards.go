@@ -21,8 +21,9 @@ const (
 // keyboard focus. Several calls at once stack; the window hides when the
 // last card goes.
 //
-// A new card is made at once but put on screen on the UI goroutine's next
-// turn (showNew), with every other card that came meanwhile: calls whose
+// A new card is put on screen at once, unless more of the agent's events
+// already wait for the UI goroutine (the frames of calls that came with
+// it): then after them, with every card they made (showNew). Calls whose
 // frames come together are laid out and painted once, so the second card
 // does not wait for the first one's paint (BENCHMARKS.md, "Session 12 —
 // desktop").
@@ -39,7 +40,7 @@ type cardStack struct {
 	hook      *nativeHook // the window's content layout (showUnseen)
 	onScreen  bool        // the window is shown (a card is on screen)
 	showing   bool        // showNew is queued
-	// waiting runs once a new card is on screen (whenShown).
+	// waiting is what runs once new cards are on screen (update).
 	waiting []shownWaiter
 	// ready is closed once the window is prepared (warm) or will not be:
 	// the agent starts listening for calls then (App.startSession).
@@ -57,18 +58,20 @@ func newCardStack(a *App) *cardStack {
 	return &cardStack{a: a, byID: map[string]*callCard{}, dismissed: map[string]time.Time{}, ready: make(chan struct{})}
 }
 
-// update shows c: a new card, or the existing card moved on. It reports
-// whether a new card appeared; it is on screen once showNew has run
-// (whenShown).
-func (s *cardStack) update(c wire.Call) bool {
+// update shows c: a new card, or the existing card moved on. For a new
+// card, shown runs once it is on screen; not if it is gone before
+// (dismissed, withdrawn).
+func (s *cardStack) update(c wire.Call, shown func()) {
 	if k := s.byID[c.ID]; k != nil {
 		k.set(c)
 		s.scheduleClose(k)
-		s.layout()
-		return false
+		if !s.showing { // else showNew lays the window out
+			s.layout()
+		}
+		return
 	}
 	if _, gone := s.dismissed[c.ID]; gone || !s.worthShowing(c) {
-		return false
+		return
 	}
 	k := newCallCard(s.a.tr, c, s.actions())
 	s.cards = append(s.cards, k)
@@ -77,23 +80,22 @@ func (s *cardStack) update(c wire.Call) bool {
 	// Newest on top: a new call is what needs the operator now.
 	s.box.Objects = append([]fyne.CanvasObject{k.obj}, s.box.Objects...)
 	s.scheduleClose(k)
-	if !s.showing {
-		// After the work already queued: the frames of calls that came
-		// with this one are there, and their cards join it.
+	s.waiting = append(s.waiting, shownWaiter{k, shown})
+	switch {
+	case s.showing: // with the cards before it
+	case s.a.inbound.Load() > 0:
+		// The agent's events wait for the UI goroutine: the frames of
+		// calls that came with this one, say. They are applied first, and
+		// their cards shown with this one.
 		s.showing = true
 		s.a.do(s.showNew)
+	default:
+		s.showNew()
 	}
-	return true
 }
 
-// whenShown runs f once the card for the call id, new in this turn, is on
-// screen; not if it is gone before (dismissed, withdrawn).
-func (s *cardStack) whenShown(id string, f func()) {
-	s.waiting = append(s.waiting, shownWaiter{s.byID[id], f})
-}
-
-// showNew puts the cards made since it last ran on screen: one layout, one
-// paint. UI goroutine.
+// showNew puts the cards made since it last ran on screen, with one layout
+// and one paint, and runs what waits for them. UI goroutine.
 func (s *cardStack) showNew() {
 	s.showing = false
 	waiting := s.waiting

@@ -5,13 +5,13 @@
 // Concurrency: everything the windows show is owned by the fyne UI goroutine.
 // The agent's events, request results, timers and tray clicks reach it
 // through App.do (fyne.Do, or Config.Do in tests), so no widget and no field
-// of App is touched from anywhere else and App needs no locks. App.do also
-// wakes the loop when it is parked (idle.go). OS notifications are queued
-// by the UI goroutine and sent by one goroutine of their own, in order, so
-// the UI goroutine never waits for the desktop's notification service
-// (notify_glfw.go). In the tray, the agent starts listening for calls once
-// the UI goroutine has prepared the calls window (cardStack.warm closes
-// cardStack.ready).
+// of App but its atomics is touched from anywhere else, and App needs no
+// locks. App.do also wakes the loop when it is parked (idle.go). OS
+// notifications are queued by the UI goroutine and sent by one goroutine of
+// their own, in order, so the UI goroutine never waits for the desktop's
+// notification service (notify_glfw.go). In the tray, the agent starts
+// listening for calls once the UI goroutine has prepared the calls window
+// (cardStack.warm closes cardStack.ready).
 package ui
 
 import (
@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -93,6 +94,9 @@ type App struct {
 	idle *idler
 	// stopIdle ends the parking of the loop; set by Run.
 	stopIdle context.CancelFunc
+	// inbound counts the agent's events handed to the UI goroutine and
+	// not yet applied: a new card waits for them (cardStack.update).
+	inbound atomic.Int64
 
 	// Owned by the UI goroutine.
 	sess    *session
@@ -239,6 +243,16 @@ func (a *App) do(f func()) {
 	})
 }
 
+// doEvent is do for f, which applies one of the agent's events, counted in
+// inbound until it runs. Any goroutine.
+func (a *App) doEvent(f func()) {
+	a.inbound.Add(1)
+	a.do(func() {
+		a.inbound.Add(-1)
+		f()
+	})
+}
+
 // quiet says nothing is shown that needs fyne's loop: no window, no card
 // (UI goroutine). The tray menu is served without the loop. While pult holds
 // the clipboard (a number copied from a card), a paste in another app is
@@ -316,7 +330,7 @@ func (a *App) startSession(login Login) {
 		Logger:   a.cfg.Logger,
 		OnEvent: func(ev agent.Event) {
 			at := time.Now()
-			a.do(func() { a.onEvent(s, ev, at) })
+			a.doEvent(func() { a.onEvent(s, ev, at) })
 		},
 	})
 	switch {
@@ -473,15 +487,13 @@ func (a *App) onEvent(s *session, ev agent.Event, received time.Time) {
 // calls.
 func (a *App) onCall(c wire.Call, received time.Time) {
 	a.recent.add(c)
-	if a.cards.update(c) {
-		note := c.State == wire.CallRinging && c.Direction == wire.DirectionIn && a.fresh(c)
-		a.cards.whenShown(c.ID, func() {
-			a.log.Debug("card shown", "call", c.ID, "state", c.State, "latency", time.Since(received))
-			if note {
-				a.notify(a.tr.callTitle(c), a.tr.callSummary(c))
-			}
-		})
-	}
+	note := c.State == wire.CallRinging && c.Direction == wire.DirectionIn && a.fresh(c)
+	a.cards.update(c, func() {
+		a.log.Debug("card shown", "call", c.ID, "state", c.State, "latency", time.Since(received))
+		if note {
+			a.notify(a.tr.callTitle(c), a.tr.callSummary(c))
+		}
+	})
 	if a.recentW != nil {
 		a.recentW.refresh()
 	}
