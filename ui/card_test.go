@@ -187,8 +187,9 @@ func TestSecondCardBeforeTheWindowGrows(t *testing.T) {
 }
 
 // Calls whose frames come together (the agent's events, queued for the UI
-// goroutine one after another) are put on screen together, after the last
-// of them: newest on top, the window sized for all. Each card is logged as
+// goroutine one after another) are applied in one turn and put on screen
+// together, after the last of them: newest on top, the window sized for
+// all. Each card is logged as
 // shown once it is on screen, in the order the calls came; not one taken
 // away before.
 func TestCardsTogetherShownOnce(t *testing.T) {
@@ -208,20 +209,20 @@ func TestCardsTogetherShownOnce(t *testing.T) {
 		for i, c := range calls {
 			a.doEvent(func() { a.onCall(c, time.Now()) })
 			if i == 0 {
-				a.do(func() {
-					if s := a.cards; s.onScreen || !s.showing || s.byID[c.ID] == nil {
-						t.Errorf("the first card: made %v, on screen %v, show queued %v", s.byID[c.ID] != nil, s.onScreen, s.showing)
+				a.doEvent(func() {
+					if s := a.cards; s.onScreen || s.byID[c.ID] == nil {
+						t.Errorf("the first card: made %v, on screen %v", s.byID[c.ID] != nil, s.onScreen)
 					}
 				})
 			}
 		}
-		a.do(func() { a.cards.remove(calls[2].ID, true) })
+		a.doEvent(func() { a.cards.remove(calls[2].ID, true) })
 	})
 	l.eventually(t, "the cards shown", func() bool { return a.cards.onScreen })
 	l.wait(func() {
 		s := a.cards
-		if s.showing || len(s.waiting) != 0 {
-			t.Errorf("show queued %v, waiting %d", s.showing, len(s.waiting))
+		if len(s.waiting) != 0 || len(a.events.fs) != 0 {
+			t.Errorf("%d waiting for their cards, %d events not applied", len(s.waiting), len(a.events.fs))
 		}
 		if len(s.box.Objects) != 3 || s.box.Objects[0] != s.byID["call-3"].obj {
 			t.Errorf("%d cards in the window, the newest not on top", len(s.box.Objects))
@@ -236,6 +237,31 @@ func TestCardsTogetherShownOnce(t *testing.T) {
 	}
 	if want := []string{"call-0", "call-1", "call-3"}; !slices.Equal(shown, want) {
 		t.Errorf("cards logged as shown %q, want %q", shown, want)
+	}
+}
+
+// The agent's events are applied in the order they came, all of them, also
+// when more come than one turn takes (maxEventsPerTurn), and also those that
+// come while a turn applies them.
+func TestEventsAppliedInOrder(t *testing.T) {
+	fa := newTestFyne(t)
+	l := newLoop(t)
+	a := New(fa, Config{Do: l.do, Now: func() time.Time { return fixedNow }})
+	var got []int
+	n := 3*maxEventsPerTurn + 5
+	for i := range n {
+		a.doEvent(func() {
+			got = append(got, i)
+			if i == 0 {
+				a.doEvent(func() { got = append(got, n) })
+			}
+		})
+	}
+	l.eventually(t, "every event", func() bool { return len(got) == n+1 })
+	for i, v := range got[:n] {
+		if v != i {
+			t.Fatalf("events applied in the order %v", got)
+		}
 	}
 }
 

@@ -21,12 +21,12 @@ const (
 // keyboard focus. Several calls at once stack; the window hides when the
 // last card goes.
 //
-// A new card is put on screen at once, unless more of the agent's events
-// already wait for the UI goroutine (the frames of calls that came with
-// it): then after them, with every card they made (showNew). Calls whose
-// frames come together are laid out and painted once, so the second card
-// does not wait for the first one's paint (BENCHMARKS.md, "Session 12 —
-// desktop").
+// The agent's events are applied in batches (App.applyEvents): every
+// frame come by the time the UI goroutine takes them. The new cards of a
+// batch are put on screen together once the batch is applied (showNew):
+// calls whose frames come together are laid out and painted once, so the
+// second card does not wait for the first one's paint (BENCHMARKS.md,
+// "Session 12 — desktop").
 type cardStack struct {
 	a         *App
 	w         fyne.Window
@@ -39,7 +39,7 @@ type cardStack struct {
 	warmed    bool
 	hook      *nativeHook // the window's content layout (showUnseen)
 	onScreen  bool        // the window is shown (a card is on screen)
-	showing   bool        // showNew is queued
+	batching  bool        // in batch: new cards wait for its end
 	// waiting is what runs once new cards are on screen (update).
 	waiting []shownWaiter
 	// ready is closed once the window is prepared (warm) or will not be:
@@ -65,7 +65,7 @@ func (s *cardStack) update(c wire.Call, shown func()) {
 	if k := s.byID[c.ID]; k != nil {
 		k.set(c)
 		s.scheduleClose(k)
-		if !s.showing { // else showNew lays the window out
+		if len(s.waiting) == 0 { // else showNew lays the window out
 			s.layout()
 		}
 		return
@@ -81,23 +81,27 @@ func (s *cardStack) update(c wire.Call, shown func()) {
 	s.box.Objects = append([]fyne.CanvasObject{k.obj}, s.box.Objects...)
 	s.scheduleClose(k)
 	s.waiting = append(s.waiting, shownWaiter{k, shown})
-	switch {
-	case s.showing: // with the cards before it
-	case s.a.inbound.Load() > 0:
-		// The agent's events wait for the UI goroutine: the frames of
-		// calls that came with this one, say. They are applied first, and
-		// their cards shown with this one.
-		s.showing = true
-		s.a.do(s.showNew)
-	default:
+	if !s.batching {
 		s.showNew()
 	}
+}
+
+// batch runs f, which applies the agent's events, and then puts the cards
+// it made on screen together (showNew). UI goroutine.
+func (s *cardStack) batch(f func()) {
+	s.batching = true
+	defer func() {
+		s.batching = false
+		if len(s.waiting) > 0 {
+			s.showNew()
+		}
+	}()
+	f()
 }
 
 // showNew puts the cards made since it last ran on screen, with one layout
 // and one paint, and runs what waits for them. UI goroutine.
 func (s *cardStack) showNew() {
-	s.showing = false
 	waiting := s.waiting
 	s.waiting = nil
 	if len(s.cards) > 0 {

@@ -5,8 +5,10 @@
 // Concurrency: everything the windows show is owned by the fyne UI goroutine.
 // The agent's events, request results, timers and tray clicks reach it
 // through App.do (fyne.Do, or Config.Do in tests), so no widget and no field
-// of App but its atomics is touched from anywhere else, and App needs no
-// locks. App.do also wakes the loop when it is parked (idle.go). OS
+// of App but its inbox of agent events is touched from anywhere else; only
+// the inbox has a lock. App.do also wakes the loop when it is parked
+// (idle.go). The agent's events are applied in batches: every event come
+// by the time the UI goroutine takes them, in one turn (applyEvents). OS
 // notifications are queued by the UI goroutine and sent by one goroutine of
 // their own, in order, so the UI goroutine never waits for the desktop's
 // notification service (notify_glfw.go). In the tray, the agent starts
@@ -20,7 +22,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -94,9 +96,8 @@ type App struct {
 	idle *idler
 	// stopIdle ends the parking of the loop; set by Run.
 	stopIdle context.CancelFunc
-	// inbound counts the agent's events handed to the UI goroutine and
-	// not yet applied: a new card waits for them (cardStack.update).
-	inbound atomic.Int64
+	// events are the agent's events on their way to the UI goroutine.
+	events inbox
 
 	// Owned by the UI goroutine.
 	sess    *session
@@ -243,13 +244,54 @@ func (a *App) do(f func()) {
 	})
 }
 
-// doEvent is do for f, which applies one of the agent's events, counted in
-// inbound until it runs. Any goroutine.
+// maxEventsPerTurn is how many of the agent's events the UI goroutine
+// applies in one turn before fyne's loop gets its own (a catch-up after an
+// outage can be long).
+const maxEventsPerTurn = 64
+
+// inbox holds the agent's events (as functions that apply them) until the
+// UI goroutine takes them: every event that has come by then, in one turn
+// (applyEvents). The agent's dispatch goroutine puts, the UI goroutine
+// takes.
+type inbox struct {
+	mu        sync.Mutex
+	fs        []func()
+	scheduled bool // applyEvents is queued or running
+}
+
+// doEvent queues f, which applies one of the agent's events, for the UI
+// goroutine. Any goroutine.
 func (a *App) doEvent(f func()) {
-	a.inbound.Add(1)
-	a.do(func() {
-		a.inbound.Add(-1)
-		f()
+	a.events.mu.Lock()
+	a.events.fs = append(a.events.fs, f)
+	schedule := !a.events.scheduled
+	a.events.scheduled = true
+	a.events.mu.Unlock()
+	if schedule {
+		a.do(a.applyEvents)
+	}
+}
+
+// applyEvents applies the agent's events queued so far, and those that
+// come meanwhile, in order, up to maxEventsPerTurn; the cards they make
+// are put on screen together, with one layout and one paint, once they
+// are all made (cardStack.batch). UI goroutine.
+func (a *App) applyEvents() {
+	a.cards.batch(func() {
+		for range maxEventsPerTurn {
+			a.events.mu.Lock()
+			if len(a.events.fs) == 0 {
+				a.events.scheduled = false
+				a.events.mu.Unlock()
+				return
+			}
+			f := a.events.fs[0]
+			a.events.fs[0] = nil
+			a.events.fs = a.events.fs[1:]
+			a.events.mu.Unlock()
+			f()
+		}
+		a.do(a.applyEvents) // the rest on the loop's next turn
 	})
 }
 
