@@ -250,10 +250,11 @@ func (s *cardStack) clear() {
 // tray item is up, so the tray comes no later.
 //
 // The agent starts listening for calls once it is done (ready): its GL
-// part holds the UI goroutine for 240–340 ms here, and a card whose frame
-// came meanwhile waited for it, or, come before it, paid for it (231–419
-// ms). A call that rings meanwhile is sent on connection, as the relay
-// resumes the agent's stream (BENCHMARKS.md, "Session 12 — desktop").
+// part holds the UI goroutine for 220–340 ms here, and a card whose frame
+// came meanwhile waited for it, while one that came before it paid for it
+// (358–587 ms either way). A call that rings meanwhile is sent on
+// connection, as the relay resumes the agent's stream (BENCHMARKS.md,
+// "Session 12 — desktop").
 func (s *cardStack) warm() {
 	// After the loop has ended fyne runs queued work off its thread: the
 	// app is ending then (as in tray.attach), and GLFW must not be called.
