@@ -1,13 +1,18 @@
 package ui
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
 	"testing"
 	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
 
+	"github.com/pult/pult/agent"
 	"github.com/pult/pult/agent/wire"
 )
 
@@ -181,6 +186,85 @@ func TestSecondCardBeforeTheWindowGrows(t *testing.T) {
 	})
 }
 
+// Calls whose frames come together (the agent's events, queued for the UI
+// goroutine one after another) are applied in one turn and put on screen
+// together, after the last of them: newest on top, the window sized for
+// all. Each card is logged as
+// shown once it is on screen, in the order the calls came; not one taken
+// away before.
+func TestCardsTogetherShownOnce(t *testing.T) {
+	fa := newTestFyne(t)
+	l := newLoop(t)
+	var log bytes.Buffer
+	a := New(fa, Config{Do: l.do, Now: func() time.Time { return fixedNow },
+		Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	defer l.wait(a.cards.stopTimers)
+	var calls []wire.Call
+	for i := range 4 {
+		c := demoCall()
+		c.ID = fmt.Sprintf("call-%d", i)
+		calls = append(calls, c)
+	}
+	l.wait(func() {
+		for i, c := range calls {
+			a.doEvent(func() { a.onCall(c, time.Now()) })
+			if i == 0 {
+				a.doEvent(func() {
+					if s := a.cards; s.onScreen || s.byID[c.ID] == nil {
+						t.Errorf("the first card: made %v, on screen %v", s.byID[c.ID] != nil, s.onScreen)
+					}
+				})
+			}
+		}
+		a.doEvent(func() { a.cards.remove(calls[2].ID, true) })
+	})
+	l.eventually(t, "the cards shown", func() bool { return a.cards.onScreen })
+	l.wait(func() {
+		s := a.cards
+		if len(s.waiting) != 0 || len(a.events.fs) != 0 {
+			t.Errorf("%d waiting for their cards, %d events not applied", len(s.waiting), len(a.events.fs))
+		}
+		if len(s.box.Objects) != 3 || s.box.Objects[0] != s.byID["call-3"].obj {
+			t.Errorf("%d cards in the window, the newest not on top", len(s.box.Objects))
+		}
+		if got := s.w.Canvas().Size(); got != s.size() {
+			t.Errorf("the window is %v, want %v for its cards", got, s.size())
+		}
+	})
+	var shown []string
+	for _, m := range regexp.MustCompile(`msg="card shown" .*call=(\S+)`).FindAllStringSubmatch(log.String(), -1) {
+		shown = append(shown, m[1])
+	}
+	if want := []string{"call-0", "call-1", "call-3"}; !slices.Equal(shown, want) {
+		t.Errorf("cards logged as shown %q, want %q", shown, want)
+	}
+}
+
+// The agent's events are applied in the order they came, all of them, also
+// when more come than one turn takes (maxEventsPerTurn), and also those that
+// come while a turn applies them.
+func TestEventsAppliedInOrder(t *testing.T) {
+	fa := newTestFyne(t)
+	l := newLoop(t)
+	a := New(fa, Config{Do: l.do, Now: func() time.Time { return fixedNow }})
+	var got []int
+	n := 3*maxEventsPerTurn + 5
+	for i := range n {
+		a.doEvent(func() {
+			got = append(got, i)
+			if i == 0 {
+				a.doEvent(func() { got = append(got, n) })
+			}
+		})
+	}
+	l.eventually(t, "every event", func() bool { return len(got) == n+1 })
+	for i, v := range got[:n] {
+		if v != i {
+			t.Fatalf("events applied in the order %v", got)
+		}
+	}
+}
+
 // BenchmarkCallCardShown is the app's part of a screen pop: a call from the
 // agent becomes a card in the calls window, with its notification and its
 // entry in recent calls (fyne's test driver: widgets and layout, no GL).
@@ -232,6 +316,26 @@ func TestCardWarmShowsNothing(t *testing.T) {
 	c.StartedAt = time.Now().UTC()
 	ta.relay.Publish(wire.TypeCall, c)
 	ta.loop.eventually(t, "card", func() bool { return ta.a.cards.byID[c.ID] != nil && len(ta.a.cards.cards) == 1 })
+}
+
+// In the tray the agent connects only once the calls window is prepared
+// (cardStack.warm): until then no call can come to wait for it, and the
+// tray says "connecting". Without a tray there is no warm-up to wait for
+// (newTestApp: connected at once).
+func TestCallsListenedForOnceWarm(t *testing.T) {
+	ta := newTestApp(t, true, func(c *Config) { c.Tray = true })
+	time.Sleep(300 * time.Millisecond)
+	ta.loop.wait(func() {
+		if ta.a.conn != agent.Connecting || ta.relay.Accepted() != 0 {
+			t.Errorf("before the warm-up: %v, %d connections accepted", ta.a.conn, ta.relay.Accepted())
+		}
+	})
+	ta.loop.wait(ta.a.cards.warm)
+	ta.online()
+	c := demoCall()
+	c.StartedAt = time.Now().UTC()
+	ta.relay.Publish(wire.TypeCall, c)
+	ta.loop.eventually(t, "card", func() bool { return ta.a.cards.byID[c.ID] != nil && ta.a.cards.onScreen })
 }
 
 // A card sent ahead of the relay's log that the relay then could not store

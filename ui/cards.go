@@ -20,6 +20,13 @@ const (
 // top, in one small always-on-top window that does not take the
 // keyboard focus. Several calls at once stack; the window hides when the
 // last card goes.
+//
+// The agent's events are applied in batches (App.applyEvents): every
+// frame come by the time the UI goroutine takes them. The new cards of a
+// batch are put on screen together once the batch is applied (showNew):
+// calls whose frames come together are laid out and painted once, so the
+// second card does not wait for the first one's paint (BENCHMARKS.md,
+// "Session 12 — desktop").
 type cardStack struct {
 	a         *App
 	w         fyne.Window
@@ -31,52 +38,99 @@ type cardStack struct {
 	ticker    *ticker
 	warmed    bool
 	hook      *nativeHook // the window's content layout (showUnseen)
-	made      bool        // a card has been shown (the first made the window's native side)
+	onScreen  bool        // the window is shown (a card is on screen)
+	batching  bool        // in batch: new cards wait for its end
+	// waiting is what runs once new cards are on screen (update).
+	waiting []shownWaiter
+	// ready is closed once the window is prepared (warm) or will not be:
+	// the agent starts listening for calls then (App.startSession).
+	ready   chan struct{}
+	isReady bool // ready is closed (readyForCalls)
+}
+
+// shownWaiter is what runs once k is on screen.
+type shownWaiter struct {
+	k *callCard
+	f func()
 }
 
 func newCardStack(a *App) *cardStack {
-	return &cardStack{a: a, byID: map[string]*callCard{}, dismissed: map[string]time.Time{}}
+	return &cardStack{a: a, byID: map[string]*callCard{}, dismissed: map[string]time.Time{}, ready: make(chan struct{})}
 }
 
-// update shows c: a new card, or the existing card moved on. It reports
-// whether a new card appeared.
-func (s *cardStack) update(c wire.Call) bool {
+// update shows c: a new card, or the existing card moved on. For a new
+// card, shown runs once it is on screen; not if it is gone before
+// (dismissed, withdrawn).
+func (s *cardStack) update(c wire.Call, shown func()) {
 	if k := s.byID[c.ID]; k != nil {
 		k.set(c)
 		s.scheduleClose(k)
-		s.layout()
-		return false
+		if len(s.waiting) == 0 { // else showNew lays the window out
+			s.layout()
+		}
+		return
 	}
 	if _, gone := s.dismissed[c.ID]; gone || !s.worthShowing(c) {
-		return false
+		return
 	}
 	k := newCallCard(s.a.tr, c, s.actions())
 	s.cards = append(s.cards, k)
 	s.byID[c.ID] = k
 	s.ensureWindow()
 	// Newest on top: a new call is what needs the operator now.
-	// Laid out, not refreshed: Refresh would redraw every card already
-	// shown, their icons decoded again, for the one that is new.
 	s.box.Objects = append([]fyne.CanvasObject{k.obj}, s.box.Objects...)
-	s.box.Layout.Layout(s.box.Objects, s.box.Size())
-	canvas.Refresh(s.box)
-	s.scroll.ScrollToTop()
 	s.scheduleClose(k)
-	if len(s.cards) > 1 && s.size().Height > s.w.Canvas().Size().Height {
-		// The window is on screen and must grow to take the new card
-		// (the second, as a rule: two cards reach maxCardsShown). The
-		// card, on top, is drawn first in the window as it is, and the
-		// window grows right after: growing a shown window costs a
-		// relayout and, with a software renderer, a new back buffer
-		// (10–16 ms here), which made the second card the slowest of
-		// the later ones (BENCHMARKS.md, "Issue 16: the second card").
-		s.show()
-		s.a.do(s.layout)
-		return true
+	s.waiting = append(s.waiting, shownWaiter{k, shown})
+	if !s.batching {
+		s.showNew()
 	}
-	s.layout()
-	s.show()
-	return true
+}
+
+// batch runs f, which applies the agent's events, and then puts the cards
+// it made on screen together (showNew). UI goroutine.
+func (s *cardStack) batch(f func()) {
+	s.batching = true
+	defer func() {
+		s.batching = false
+		if len(s.waiting) > 0 {
+			s.showNew()
+		}
+	}()
+	f()
+}
+
+// showNew puts the cards made since it last ran on screen, with one layout
+// and one paint, and runs what waits for them. UI goroutine.
+func (s *cardStack) showNew() {
+	waiting := s.waiting
+	s.waiting = nil
+	if len(s.cards) > 0 {
+		// Laid out, not refreshed: Refresh would redraw every card already
+		// shown, their icons decoded again, for the ones that are new.
+		s.box.Layout.Layout(s.box.Objects, s.box.Size())
+		canvas.Refresh(s.box)
+		s.scroll.ScrollToTop()
+		if s.onScreen && s.size().Height > s.w.Canvas().Size().Height {
+			// The window is on screen and must grow to take the new cards
+			// (at the second card, as a rule: two cards reach
+			// maxCardsShown). They, on top, are drawn first in the window
+			// as it is, and the window grows right after: growing a shown
+			// window costs a relayout and, with a software renderer, a new
+			// back buffer (10–16 ms here), which made the second card the
+			// slowest of the later ones (BENCHMARKS.md, "Issue 16: the
+			// second card").
+			s.show()
+			s.a.do(s.layout)
+		} else {
+			s.layout()
+			s.show()
+		}
+	}
+	for _, w := range waiting {
+		if s.byID[w.k.call.ID] == w.k {
+			w.f()
+		}
+	}
 }
 
 // worthShowing: a call replayed after an outage gets a card only if it is
@@ -156,6 +210,7 @@ func (s *cardStack) remove(id string, dismissed bool) {
 	s.layout()
 	if len(s.cards) == 0 {
 		s.w.Hide()
+		s.onScreen = false
 	}
 }
 
@@ -184,7 +239,7 @@ func (s *cardStack) clear() {
 // of a run slow (BENCHMARKS.md, "Issue 16: the first card"): a card laid
 // out for nothing loads and measures every font the card uses (fyne parses
 // each style's faces, its emoji font and a fallback from the system's on
-// first use: 50–150 ms here); then, with that card as its content, the
+// first use: 50–220 ms here); then, with that card as its content, the
 // calls window is made, shown where nothing can see it and hidden again
 // (prepareWindow): its window, GL context and shaders, and its first
 // paint, which loads the graphics driver and compiles the drawing
@@ -193,6 +248,13 @@ func (s *cardStack) clear() {
 // (prepareGL), and the rest is left to the first card. Nothing can be
 // seen, flash or take the focus. UI goroutine; the app calls it once the
 // tray item is up, so the tray comes no later.
+//
+// The agent starts listening for calls once it is done (ready): its GL
+// part holds the UI goroutine for 220–340 ms here, and a card whose frame
+// came meanwhile waited for it, while one that came before it paid for it
+// (358–587 ms either way). A call that rings meanwhile is sent on
+// connection, as the relay resumes the agent's stream (BENCHMARKS.md,
+// "Session 12 — desktop").
 func (s *cardStack) warm() {
 	// After the loop has ended fyne runs queued work off its thread: the
 	// app is ending then (as in tray.attach), and GLFW must not be called.
@@ -209,26 +271,31 @@ func (s *cardStack) warm() {
 	}, cardActions{now: s.a.serverNow})
 	k.obj.Resize(fyne.NewSize(cardWidth, k.obj.MinSize().Height))
 	text := time.Since(start)
-	// The GL part as work of its own: a call that came meanwhile is shown
-	// first.
+	// The GL part as work of its own: a tray click that came meanwhile is
+	// answered first.
 	s.a.do(func() {
 		if s.a.tray.ended.Load() {
 			return
 		}
 		start := time.Now()
-		var by string
-		switch {
-		case s.made: // a call came first: its card made the window
-			by = "card"
-		case s.prepareWindow(k):
-			by = "window"
-		default:
+		by := "window"
+		if !s.prepareWindow(k) {
 			prepareGL()
 			by = "driver"
 		}
 		s.a.log.Debug("first card prepared", "text", text.Round(time.Millisecond),
 			"gl", time.Since(start).Round(time.Millisecond), "by", by)
+		s.readyForCalls()
 	})
+}
+
+// readyForCalls lets the agent listen for calls (ready), once. UI
+// goroutine.
+func (s *cardStack) readyForCalls() {
+	if !s.isReady {
+		s.isReady = true
+		close(s.ready)
+	}
 }
 
 // prepareWindow makes the calls window's native side before any call
@@ -302,7 +369,7 @@ func (s *cardStack) size() fyne.Size {
 }
 
 func (s *cardStack) show() {
-	s.made = true
+	s.onScreen = true
 	showWithoutFocus(s.w)
 }
 

@@ -5,11 +5,15 @@
 // Concurrency: everything the windows show is owned by the fyne UI goroutine.
 // The agent's events, request results, timers and tray clicks reach it
 // through App.do (fyne.Do, or Config.Do in tests), so no widget and no field
-// of App is touched from anywhere else and App needs no locks. App.do also
-// wakes the loop when it is parked (idle.go). OS notifications are queued
-// by the UI goroutine and sent by one goroutine of their own, in order, so
-// the UI goroutine never waits for the desktop's notification service
-// (notify_glfw.go).
+// of App but its inbox of agent events is touched from anywhere else; only
+// the inbox has a lock. App.do also wakes the loop when it is parked
+// (idle.go). The agent's events are applied in batches: every event come
+// by the time the UI goroutine takes them, in one turn (applyEvents). OS
+// notifications are queued by the UI goroutine and sent by one goroutine of
+// their own, in order, so the UI goroutine never waits for the desktop's
+// notification service (notify_glfw.go). In the tray, the agent starts
+// listening for calls once the UI goroutine has prepared the calls window
+// (cardStack.warm closes cardStack.ready).
 package ui
 
 import (
@@ -18,6 +22,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -91,6 +96,8 @@ type App struct {
 	idle *idler
 	// stopIdle ends the parking of the loop; set by Run.
 	stopIdle context.CancelFunc
+	// events are the agent's events on their way to the UI goroutine.
+	events inbox
 
 	// Owned by the UI goroutine.
 	sess    *session
@@ -200,6 +207,9 @@ func (a *App) start() {
 	} else {
 		a.main = newMainWindow(a)
 		a.main.show()
+		// No warm-up without a tray (cards.warm): calls are listened for
+		// at once.
+		a.cards.readyForCalls()
 	}
 	a.refresh()
 	login, err := a.storedLogin()
@@ -231,6 +241,57 @@ func (a *App) do(f func()) {
 	a.cfg.Do(func() {
 		a.idle.started()
 		f()
+	})
+}
+
+// maxEventsPerTurn is how many of the agent's events the UI goroutine
+// applies in one turn before fyne's loop gets its own (a catch-up after an
+// outage can be long).
+const maxEventsPerTurn = 64
+
+// inbox holds the agent's events (as functions that apply them) until the
+// UI goroutine takes them: every event that has come by then, in one turn
+// (applyEvents). The agent's dispatch goroutine puts, the UI goroutine
+// takes.
+type inbox struct {
+	mu        sync.Mutex
+	fs        []func()
+	scheduled bool // applyEvents is queued or running
+}
+
+// doEvent queues f, which applies one of the agent's events, for the UI
+// goroutine. Any goroutine.
+func (a *App) doEvent(f func()) {
+	a.events.mu.Lock()
+	a.events.fs = append(a.events.fs, f)
+	schedule := !a.events.scheduled
+	a.events.scheduled = true
+	a.events.mu.Unlock()
+	if schedule {
+		a.do(a.applyEvents)
+	}
+}
+
+// applyEvents applies the agent's events queued so far, and those that
+// come meanwhile, in order, up to maxEventsPerTurn; the cards they make
+// are put on screen together, with one layout and one paint, once they
+// are all made (cardStack.batch). UI goroutine.
+func (a *App) applyEvents() {
+	a.cards.batch(func() {
+		for range maxEventsPerTurn {
+			a.events.mu.Lock()
+			if len(a.events.fs) == 0 {
+				a.events.scheduled = false
+				a.events.mu.Unlock()
+				return
+			}
+			f := a.events.fs[0]
+			a.events.fs[0] = nil
+			a.events.fs = a.events.fs[1:]
+			a.events.mu.Unlock()
+			f()
+		}
+		a.do(a.applyEvents) // the rest on the loop's next turn
 	})
 }
 
@@ -311,7 +372,7 @@ func (a *App) startSession(login Login) {
 		Logger:   a.cfg.Logger,
 		OnEvent: func(ev agent.Event) {
 			at := time.Now()
-			a.do(func() { a.onEvent(s, ev, at) })
+			a.doEvent(func() { a.onEvent(s, ev, at) })
 		},
 	})
 	switch {
@@ -331,6 +392,18 @@ func (a *App) startSession(login Login) {
 	a.refresh()
 	go func() {
 		defer close(s.done)
+		// Connected once the calls window is ready (cardStack.warm, about
+		// half a second after start-up here), so no call's frame waits
+		// for the warm-up. The tray says "connecting" meanwhile; a call
+		// that rings then comes on connection, as the relay resumes the
+		// stream from where the last run left it (a first run has no
+		// such position: a call that rang before it connected is not
+		// sent, as before this wait).
+		select {
+		case <-a.cards.ready:
+		case <-ctx.Done():
+			return
+		}
 		err := ag.Run(ctx)
 		a.do(func() { a.sessionEnded(s, err) })
 	}()
@@ -451,17 +524,18 @@ func (a *App) onEvent(s *session, ev agent.Event, received time.Time) {
 	a.refresh()
 }
 
-// onCall shows a call: a card (and a notification for a new incoming call
-// that is still ringing), and an entry in recent calls.
+// onCall shows a call: a card (and, once it is on screen, a notification
+// for a new incoming call that is still ringing), and an entry in recent
+// calls.
 func (a *App) onCall(c wire.Call, received time.Time) {
 	a.recent.add(c)
-	isNew := a.cards.update(c)
-	if isNew && c.State == wire.CallRinging && c.Direction == wire.DirectionIn && a.fresh(c) {
-		a.notify(a.tr.callTitle(c), a.tr.callSummary(c))
-	}
-	if isNew {
+	note := c.State == wire.CallRinging && c.Direction == wire.DirectionIn && a.fresh(c)
+	a.cards.update(c, func() {
 		a.log.Debug("card shown", "call", c.ID, "state", c.State, "latency", time.Since(received))
-	}
+		if note {
+			a.notify(a.tr.callTitle(c), a.tr.callSummary(c))
+		}
+	})
 	if a.recentW != nil {
 		a.recentW.refresh()
 	}

@@ -11,13 +11,18 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"image/png"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +33,9 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/pult/pult/agent/credentials"
+	"github.com/pult/pult/relay/demo"
 	"github.com/pult/pult/relay/looptest"
+	"github.com/pult/pult/relay/retailcrm"
 )
 
 // sni is the tray item, seen over D-Bus as a tray host sees it.
@@ -556,4 +563,157 @@ func desktopSession(t *testing.T) (dir, pult, relayBin, shots string, env []stri
 	os.MkdirAll(shots, 0o755)
 	env = append(os.Environ(), "LANG=en_US.UTF-8", "LC_ALL=", "LC_MESSAGES=", "LANGUAGE=", "PULT_LANG=", "PULT_RELAY=", "PULT_TOKEN=")
 	return dir, pult, relayBin, shots, env
+}
+
+// Calls that come together, and a call that comes while the app prepares
+// its card window at start-up (ui: cardStack.warm): the test rings them
+// itself, with the simulated PBX's key, at the moments it chooses. Every one
+// must get its card, once, each group after the one rung before it (calls
+// rung at once have no order of their own: the relay sends them to each of
+// an operator's connections in the order it makes their cards, which can
+// differ between two connections). Their latencies are figures, never
+// asserted (the machine is shared).
+func TestDesktopCallsTogether(t *testing.T) {
+	dir, pult, relayBin, _, env := desktopSession(t)
+
+	start(t, env, "dunst")
+	start(t, env, "status-notifier-watcher")
+	addr := looptest.Addr(t)
+	relayURL := "http://" + addr
+	demoDir := filepath.Join(dir, "demo")
+	// The PBX rings by itself once, at the start, then not within the test.
+	rel := start(t, env, relayBin, "demo", "--listen", addr, "--data-dir", demoDir, "--every", "1h")
+	rel.out.wait(t, 30*time.Second, regexp.MustCompile(`pult demo: relay at`))
+	token, _ := os.ReadFile(filepath.Join(demoDir, "100.token"))
+	key, _ := os.ReadFile(filepath.Join(demoDir, demo.PBXKeyFile))
+	signIn := []string{"PULT_RELAY=" + relayURL, "PULT_TOKEN=" + strings.TrimSpace(string(token))}
+
+	conn, _ := busWithNotifications(t)
+
+	var rung []string // the calls' ids (the PBX's: the relay keeps them)
+	ring := func(count int) time.Time {
+		var wg sync.WaitGroup
+		at := time.Now()
+		for range count {
+			id := fmt.Sprintf("together-%d", len(rung)+1)
+			rung = append(rung, id)
+			ev, _ := json.Marshal(map[string]any{"type": "in", "phone": fmt.Sprintf("+7916555%04d", len(rung)),
+				"codes": []string{"100"}, "callExternalId": id})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest(http.MethodPost, relayURL+retailcrm.PathCallEvent,
+					strings.NewReader(url.Values{"event": {string(ev)}}.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set(retailcrm.HeaderAPIKey, strings.TrimSpace(string(key)))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Errorf("ringing %s: %v", id, err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("ringing %s: %s", id, resp.Status)
+				}
+			}()
+		}
+		wg.Wait()
+		return at
+	}
+	shownRe := regexp.MustCompile(`msg="card shown" .*call=(\S+) .*latency=(\S+)`)
+	// cards waits until the app has shown a card for every call in ids,
+	// and returns the ids of the test's calls it showed cards for, in
+	// order, and each card's latency.
+	cards := func(app *proc, ids ...string) (shown []string, latency map[string]string) {
+		t.Helper()
+		eventually(t, 20*time.Second, fmt.Sprintf("cards for %q", ids), func() bool {
+			shown, latency = nil, map[string]string{}
+			for _, m := range shownRe.FindAllStringSubmatch(app.out.text(), -1) {
+				if slices.Contains(rung, m[1]) {
+					shown = append(shown, m[1])
+					latency[m[1]] = m[2]
+				}
+			}
+			for _, id := range ids {
+				if latency[id] == "" {
+					return false
+				}
+			}
+			return true
+		})
+		return shown, latency
+	}
+	preparedRe := regexp.MustCompile(`msg="first card prepared".*gl=(\S+) by=(\S+)`)
+
+	appEnv := append(append(env, signIn...), "PULT_DEBUG=1", "PULT_CONFIG_DIR="+filepath.Join(dir, "config"))
+	app := start(t, appEnv, pult)
+	item := findTrayItem(t, conn, 30*time.Second)
+	eventually(t, 20*time.Second, "online", func() bool {
+		return strings.Contains(item.tooltip(t), "Анна Смирнова: Free (online)")
+	})
+	app.out.wait(t, 20*time.Second, preparedRe)
+	// The first cards after start-up, unless a call the demo's PBX rang
+	// by itself came first.
+	others := len(shownRe.FindAllString(app.out.text(), -1))
+	ring(2)
+	cards(app, rung[0:2]...)
+	time.Sleep(2 * time.Second)
+	ring(3) // three more, the window shown
+	shown1, latency1 := cards(app, rung[2:5]...)
+
+	// The app again, on the same stream position: a call rung as soon as
+	// the tray menu is ready, while the card window is being prepared.
+	// Calls of the first run still ringing may get their cards again.
+	item.click(t, "Quit")
+	select {
+	case <-app.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the app did not quit from the menu:\n%s", app.out.text())
+	}
+	app = start(t, appEnv, pult)
+	app.out.wait(t, 30*time.Second, regexp.MustCompile(`msg="tray menu ready"`))
+	rungAt := ring(1)
+	app.out.wait(t, 20*time.Second, regexp.MustCompile(`msg="card shown" .*call=`+rung[5]+` `))
+	seen := time.Since(rungAt)
+	shown2, latency2 := cards(app, rung[5])
+	prepared := app.out.wait(t, 20*time.Second, preparedRe)
+
+	// Every call rung has its card, once; each group after the one before.
+	if len(shown1) != 5 || !sameSet(shown1[0:2], rung[0:2]) || !sameSet(shown1[2:5], rung[2:5]) {
+		t.Errorf("cards shown %q: want one for each of %q, each group after the one before", shown1, rung[:5])
+	}
+	for i, id := range shown2 {
+		if slices.Index(shown2, id) != i {
+			t.Errorf("after the restart, cards shown %q: one twice", shown2)
+		}
+	}
+	lat := func(latency map[string]string, ids []string) string {
+		var l []string
+		for _, id := range ids {
+			l = append(l, latency[id])
+		}
+		return strings.Join(l, ", ")
+	}
+	firsts := "the first cards after start-up"
+	if others > 0 {
+		firsts = fmt.Sprintf("after %d other card(s)", others)
+	}
+	figures := fmt.Sprintf("frame received to card shown, two calls at once (%s): %s\n"+
+		"frame received to card shown, three calls at once (window shown): %s\n"+
+		"call during the start-up warm-up: frame received to card shown %s; rung to card shown %s (warm-up's GL part %s, by %s)\n",
+		firsts, lat(latency1, rung[0:2]), lat(latency1, rung[2:5]), latency2[rung[5]], seen.Round(time.Millisecond), prepared[1], prepared[2])
+	t.Log("\n" + figures)
+	if f := os.Getenv("PULT_FIGURES"); f != "" {
+		out, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			out.WriteString(figures)
+			out.Close()
+		}
+	}
+}
+
+// sameSet reports whether a and b, each without repeats, hold the same
+// strings.
+func sameSet(a, b []string) bool {
+	return len(a) == len(b) && !slices.ContainsFunc(b, func(s string) bool { return !slices.Contains(a, s) })
 }

@@ -74,6 +74,10 @@ var Operators = []Operator{
 
 const clientID = "demo-client-id"
 
+// PBXKeyFile, in the demo's data folder, holds the simulated PBX's API key
+// (retailcrm.HeaderAPIKey) for this run.
+const PBXKeyFile = "pbx.key"
+
 // Run runs the demo until ctx ends.
 func Run(ctx context.Context, o Options) error {
 	if o.Logger == nil {
@@ -184,6 +188,12 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+	// The simulated PBX's key, beside the tokens: a call event posted with
+	// it rings an operator as the PBX does (the desktop test rings calls
+	// at chosen moments this way).
+	if err := os.WriteFile(filepath.Join(dir, PBXKeyFile), []byte(pbxKey+"\n"), 0o600); err != nil {
+		return err
+	}
 	printWelcome(o.Out, base, dir, srv.AdminSocket(), tokens, o.Every)
 
 	if o.App != "" {
@@ -231,7 +241,8 @@ The queue board, as a TV would show it (Екатерина, 102, is a supervisor
 Administration (on the relay's admin socket):
   bin/pult-relay operators list --socket %[3]s
 
-The simulated PBX rings every %[4]s; some calls are answered, some missed. Ctrl+C stops.
+The simulated PBX rings every %[4]s; some calls are answered, some missed. Its key is in
+%[2]s/pbx.key: a call event posted with it (X-API-KEY) rings like the PBX's. Ctrl+C stops.
 
 `, base, dir, adminSocket, every, tokens["102"])
 }
