@@ -2,8 +2,12 @@ package phone
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/nyaruka/phonenumbers"
 )
 
 func TestParse(t *testing.T) {
@@ -57,6 +61,43 @@ func TestNormalize(t *testing.T) {
 	} {
 		if got := Normalize(in, "RU"); got != want {
 			t.Errorf("Normalize(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A number written as "+7" and ten digits is read without the library's
+// text parse (canonical): for every three-digit start of the ten digits,
+// with random rest, Parse gives what the library's parse gives, and
+// refuses what it refuses. Any other form is left to the library.
+func TestCanonicalAsTheLibrary(t *testing.T) {
+	r := rand.New(rand.NewPCG(16, 12))
+	for start := 100; start <= 999; start++ {
+		for range 3 {
+			raw := fmt.Sprintf("+7%03d%07d", start, r.IntN(10_000_000))
+			if _, ok := canonical(raw); !ok {
+				t.Fatalf("canonical(%q) not taken", raw)
+			}
+			var want Number
+			pn, err := phonenumbers.Parse(raw, "RU")
+			possible := err == nil && phonenumbers.IsPossibleNumber(pn)
+			if possible {
+				want = Number{E164: phonenumbers.Format(pn, phonenumbers.E164), National: phonenumbers.Format(pn, phonenumbers.NATIONAL)}
+			}
+			recent.mu.Lock()
+			clear(recent.m)
+			recent.mu.Unlock()
+			got, gotErr := Parse(raw, "RU")
+			if (gotErr == nil) != possible || got != want {
+				t.Errorf("Parse(%q) = %+v, %v; the library: %+v, possible %v (%v)", raw, got, gotErr, want, possible, err)
+			}
+			if possible && got.International() != phonenumbers.Format(pn, phonenumbers.INTERNATIONAL) {
+				t.Errorf("Parse(%q).International() = %q", raw, got.International())
+			}
+		}
+	}
+	for _, raw := range []string{"+70123456789", "+7912123456", "+791212345678", "79121234567", "+7 9121234567", "+7912123456x", "+19121234567"} {
+		if _, ok := canonical(raw); ok {
+			t.Errorf("canonical(%q) taken: not \"+7\" and ten digits, the first not 0", raw)
 		}
 	}
 }
