@@ -533,7 +533,9 @@ func consecutiveFree(t *testing.T, n int) int {
 func TestClusterDemo(t *testing.T) {
 	bin := relayBinary(t)
 	ports := consecutiveFree(t, 6)
-	cmd := exec.Command(bin, "demo", "--cluster", "3", "--every", "1s", "--port", fmt.Sprint(ports), "--cluster-port", fmt.Sprint(ports+3))
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "demo", "--cluster", "3", "--every", "1s", "--port", fmt.Sprint(ports), "--cluster-port", fmt.Sprint(ports+3),
+		"--data-dir", dir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -557,6 +559,7 @@ func TestClusterDemo(t *testing.T) {
 		}
 	}()
 	var pids []int
+	var bases []string
 	wait := func(what string, match func(string) bool) {
 		t.Helper()
 		timeout := time.After(2 * time.Minute)
@@ -569,7 +572,7 @@ func TestClusterDemo(t *testing.T) {
 				var n, pid int
 				var base string
 				if c, _ := fmt.Sscanf(strings.TrimSpace(l), "relay %d %s pid %d", &n, &base, &pid); c == 3 {
-					pids = append(pids, pid)
+					pids, bases = append(pids, pid), append(bases, base)
 				}
 				if match(l) {
 					return
@@ -582,6 +585,24 @@ func TestClusterDemo(t *testing.T) {
 	wait("the welcome", func(l string) bool { return strings.Contains(l, "Ctrl+C stops everything") })
 	if len(pids) != 3 {
 		t.Fatalf("relay pids: %v", pids)
+	}
+	// The PBX's key is kept beside the tokens, as the single relay's demo
+	// keeps it: a call event posted with it rings through any relay.
+	key, err := os.ReadFile(filepath.Join(dir, "pbx.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, _ := json.Marshal(map[string]any{"type": "in", "phone": "+79165550001", "codes": []string{"100"}, "callExternalId": "by-hand-1"})
+	req, _ := http.NewRequest(http.MethodPost, bases[2]+retailcrm.PathCallEvent, strings.NewReader(url.Values{"event": {string(ev)}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set(retailcrm.HeaderAPIKey, strings.TrimSpace(string(key)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a call event with the demo's pbx.key: %s", resp.Status)
 	}
 	wait("a call", func(l string) bool { return strings.Contains(l, "PBX:") && strings.Contains(l, "rings") })
 	if err := signalPid(pids[1], syscall.SIGKILL); err != nil {

@@ -181,6 +181,11 @@ api_key = %q
 			return err
 		}
 	}
+	// The simulated PBX's key, as the single relay's demo keeps it: a call
+	// event posted with it to any relay rings as the PBX's do.
+	if err := os.WriteFile(filepath.Join(dir, PBXKeyFile), []byte(pbxKey+"\n"), 0o600); err != nil {
+		return err
+	}
 	printClusterWelcome(o, nodes, dir, tokens)
 
 	if o.App != "" {
@@ -315,7 +320,8 @@ Any relay serves the queue board and the admin commands:
   %[4]s/board#token=%[5]s
   bin/pult-relay operators list --config %[6]s
 
-The simulated PBX rings every %[7]s. Ctrl+C stops everything.
+The simulated PBX rings every %[7]s. Its key is in %[2]s/pbx.key: a call event posted
+with it (X-API-KEY) to any relay rings like the PBX's. Ctrl+C stops everything.
 
 `, relays, dir, o.Restart, nodes[len(nodes)-1].base, tokens["102"], nodes[0].config, o.Every)
 }
