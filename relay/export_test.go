@@ -60,6 +60,14 @@ func NewWithStoragePoll(cfg config.Config, logger *slog.Logger, every time.Durat
 	return s
 }
 
+// NewWithRecentWindow is New with sessions that are not resumed starting at
+// their operator's events of the last window instead of hub.RecentWindow.
+func NewWithRecentWindow(cfg config.Config, logger *slog.Logger, window time.Duration) *Server {
+	s := New(cfg, logger)
+	s.recentWindow = window
+	return s
+}
+
 // StorageFull reports whether the relay refuses new work for storage.
 func (s *Server) StorageFull() bool { return s.storage.Full() }
 
