@@ -27,6 +27,10 @@ func (s *Server) PauseAgentHandshakes(f func()) { s.afterAgentAuth = f }
 // (it has seen the token revoked).
 func (s *Server) Barred(opID string) bool { return s.hub.Barred(opID) }
 
+// CatchingUp reports whether a session of the operator is still catching
+// up from the log.
+func (s *Server) CatchingUp(opID string) bool { return s.hub.CatchingUp(opID) }
+
 // BoardSnapshot is the queue board now, as a new subscriber would get it.
 func (s *Server) BoardSnapshot() wire.QueueSnapshot { return s.board.Snapshot() }
 
