@@ -62,7 +62,7 @@ func cardState(t *testing.T, env wire.Envelope) wire.CallState {
 func TestCardsAheadOfTheLog(t *testing.T) {
 	checkGoroutines(t)
 	r := startRelay(t, testConfig(t))
-	_, tok := r.addOperator("Anna", "100", "1")
+	anna, tok := r.addOperator("Anna", "100", "1")
 	ahead := dialAhead(t, r.URL, tok)
 	plain := dialRaw(t, r.URL, tok)
 
@@ -89,7 +89,17 @@ func TestCardsAheadOfTheLog(t *testing.T) {
 	ahead.c.Close()
 	plain.c.Close()
 	r = r.restart()
+	// A new connection first gets the stored card again (the operator's
+	// events of the last minutes); cards ahead come once that is done.
 	ahead = dialAhead(t, r.URL, tok)
+	if again := ahead.readCard(); again.Type != wire.TypeCall || again.Seq != stored.Seq || again.ID != card.ID {
+		t.Fatalf("after the restart: %+v, want the stored card at seq %d", again, stored.Seq)
+	}
+	for deadline := time.Now().Add(5 * time.Second); r.srv.CatchingUp(anna.ID); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the new connection's catch-up did not end")
+		}
+	}
 	answer := map[string]any{"type": "in", "phone": "+79121234567", "codes": []string{"100"}, "callExternalId": "c-1"}
 	if status, body := r.callEvent(answer); status != http.StatusOK {
 		t.Fatalf("repeated ring: %d %v", status, body)

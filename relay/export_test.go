@@ -27,6 +27,10 @@ func (s *Server) PauseAgentHandshakes(f func()) { s.afterAgentAuth = f }
 // (it has seen the token revoked).
 func (s *Server) Barred(opID string) bool { return s.hub.Barred(opID) }
 
+// CatchingUp reports whether a session of the operator is still catching
+// up from the log.
+func (s *Server) CatchingUp(opID string) bool { return s.hub.CatchingUp(opID) }
+
 // BoardSnapshot is the queue board now, as a new subscriber would get it.
 func (s *Server) BoardSnapshot() wire.QueueSnapshot { return s.board.Snapshot() }
 
@@ -57,6 +61,14 @@ func (s *Server) MetricsText() string {
 func NewWithStoragePoll(cfg config.Config, logger *slog.Logger, every time.Duration) *Server {
 	s := New(cfg, logger)
 	s.storagePoll = every
+	return s
+}
+
+// NewWithRecentWindow is New with sessions that are not resumed starting at
+// their operator's events of the last window instead of hub.RecentWindow.
+func NewWithRecentWindow(cfg config.Config, logger *slog.Logger, window time.Duration) *Server {
+	s := New(cfg, logger)
+	s.recentWindow = window
 	return s
 }
 

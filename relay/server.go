@@ -96,6 +96,7 @@ type Server struct {
 	statusMu       operatorLocks     // one status change of an operator at a time
 	storage        *storageGuard     // says when storage is too full for new work
 	storagePoll    time.Duration     // how often storage is checked (storagePoll; tests shorten it)
+	recentWindow   time.Duration     // how far back a session not resumed starts (hub.RecentWindow when 0; tests shorten it)
 
 	bgCtx context.Context
 	bg    sync.WaitGroup
@@ -307,7 +308,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Log: s.store, Handler: s, Logger: s.log, MaxFrame: s.cfg.MaxFrame,
 		OnPresence:  s.presence.Local,
 		RequestRate: rate.Limit(s.cfg.Limits.RequestsPerSecond), RequestBurst: s.cfg.Limits.Burst,
-		MaxSessions: s.cfg.Limits.SessionsPerOperator,
+		MaxSessions: s.cfg.Limits.SessionsPerOperator, RecentWindow: s.recentWindow,
 		OnThrottled: func(_ string, code int) {
 			if code == wire.CloseRateLimited {
 				s.metrics.throttled.WithLabelValues(limitRequestRate).Inc()

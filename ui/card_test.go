@@ -352,3 +352,54 @@ func TestWithdrawnCardLeaves(t *testing.T) {
 		return ta.a.cards.byID[c.ID] == nil && len(ta.a.cards.cards) == 0 && len(ta.a.recent.data.Calls) == 0
 	})
 }
+
+// The cards a connection that was not resumed catches up with come
+// together, older ones among them: a call that rang and was missed
+// within the batch gets its card as missed, for what is left of its
+// minute, and no notification (it no longer rings); one that ended longer
+// ago than its card would have stayed gets none, only its line in Recent
+// calls; a call still ringing gets both.
+func TestCaughtUpEndedCallIsQuiet(t *testing.T) {
+	fa := newTestFyne(t)
+	l := newLoop(t)
+	a := New(fa, Config{Do: l.do, Now: func() time.Time { return fixedNow }})
+	defer l.wait(a.cards.stopTimers)
+	missed := demoCall()
+	missed.ID, missed.StartedAt = "missed", fixedNow.Add(-90*time.Second)
+	ended := missed
+	ended.State, ended.EndedAt = wire.CallMissed, ptime(fixedNow.Add(-50*time.Second))
+	over := demoCall()
+	over.ID, over.StartedAt = "over", fixedNow.Add(-100*time.Second)
+	overEnded := over
+	overEnded.State, overEnded.AnsweredAt, overEnded.EndedAt = wire.CallEnded, ptime(fixedNow.Add(-90*time.Second)), ptime(fixedNow.Add(-30*time.Second))
+	test.AssertNotificationSent(t, nil, func() {
+		l.wait(func() {
+			a.doEvent(func() { a.onCall(over, time.Now()) })
+			a.doEvent(func() { a.onCall(missed, time.Now()) })
+			a.doEvent(func() { a.onCall(overEnded, time.Now()) })
+			a.doEvent(func() { a.onCall(ended, time.Now()) })
+		})
+		l.eventually(t, "the card shown", func() bool { return a.cards.onScreen })
+	})
+	l.wait(func() {
+		if k := a.cards.byID["missed"]; k == nil || k.call.State != wire.CallMissed || k.closeTimer == nil {
+			t.Errorf("the missed call's card: %+v", k)
+		}
+		// Ended 30 s ago: its card's 20 s were up before it came.
+		if k := a.cards.byID["over"]; k != nil || len(a.cards.cards) != 1 {
+			t.Errorf("the ended call's card: %+v; %d cards", k, len(a.cards.cards))
+		}
+		if len(a.recent.data.Calls) != 2 || a.recent.data.Calls[0].State != wire.CallMissed || a.recent.data.Calls[1].State != wire.CallEnded {
+			t.Errorf("recent calls %+v", a.recent.data.Calls)
+		}
+	})
+	ringing := demoCall()
+	n := fyne.NewNotification(a.tr.callTitle(ringing), a.tr.callSummary(ringing))
+	test.AssertNotificationSent(t, n, func() {
+		l.wait(func() {
+			a.doEvent(func() { a.onCall(ended, time.Now()) })
+			a.doEvent(func() { a.onCall(ringing, time.Now()) })
+		})
+		l.eventually(t, "two cards", func() bool { return len(a.cards.cards) == 2 && len(a.cards.waiting) == 0 })
+	})
+}

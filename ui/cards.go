@@ -64,7 +64,12 @@ func newCardStack(a *App) *cardStack {
 func (s *cardStack) update(c wire.Call, shown func()) {
 	if k := s.byID[c.ID]; k != nil {
 		k.set(c)
-		s.scheduleClose(k)
+		if !s.scheduleClose(k) {
+			// Its time was up before it came (a call that rang and ended
+			// within a connection's catch-up): in Recent calls only.
+			s.remove(c.ID, false)
+			return
+		}
 		if len(s.waiting) == 0 { // else showNew lays the window out
 			s.layout()
 		}
@@ -79,7 +84,7 @@ func (s *cardStack) update(c wire.Call, shown func()) {
 	s.ensureWindow()
 	// Newest on top: a new call is what needs the operator now.
 	s.box.Objects = append([]fyne.CanvasObject{k.obj}, s.box.Objects...)
-	s.scheduleClose(k)
+	s.scheduleClose(k) // worthShowing left it time
 	s.waiting = append(s.waiting, shownWaiter{k, shown})
 	if !s.batching {
 		s.showNew()
@@ -166,15 +171,24 @@ func (s *cardStack) actions() cardActions {
 	}
 }
 
-// scheduleClose closes a card a while after its call is over for us.
-func (s *cardStack) scheduleClose(k *callCard) {
+// scheduleClose closes a card a while after its call is over for us,
+// counted from the call's end. It reports false when that time is up
+// already (the card came late: a catch-up's); the caller removes it.
+func (s *cardStack) scheduleClose(k *callCard) bool {
 	if k.closeTimer != nil {
 		k.closeTimer.Stop()
 		k.closeTimer = nil
 	}
 	d := k.closeAfter()
 	if d == 0 {
-		return
+		return true
+	}
+	if e := k.call.EndedAt; e != nil {
+		if past := s.a.serverNow().Sub(*e); past > 0 {
+			if d -= past; d <= 0 {
+				return false
+			}
+		}
 	}
 	id, state := k.call.ID, k.call.State
 	k.closeTimer = time.AfterFunc(d, func() {
@@ -184,6 +198,7 @@ func (s *cardStack) scheduleClose(k *callCard) {
 			}
 		})
 	})
+	return true
 }
 
 // remove takes a card away; dismissed cards stay away if their call moves on.

@@ -532,7 +532,9 @@ func (a *App) onCall(c wire.Call, received time.Time) {
 	note := c.State == wire.CallRinging && c.Direction == wire.DirectionIn && a.fresh(c)
 	a.cards.update(c, func() {
 		a.log.Debug("card shown", "call", c.ID, "state", c.State, "latency", time.Since(received))
-		if note {
+		// Still ringing: the events applied with this one (a catch-up's,
+		// of the last minutes) may have ended the call already.
+		if note && a.cards.byID[c.ID].call.State == wire.CallRinging {
 			a.notify(a.tr.callTitle(c), a.tr.callSummary(c))
 		}
 	})

@@ -32,6 +32,16 @@
 // the position has expired, hello says Resumed=false and the agent must treat
 // its local view as stale.
 //
+// A connection that is not resumed — those cases, and the agent's very first
+// connection, with no since or epoch — starts a little in the past: hello's
+// position is just before the operator's first event of the last two minutes
+// (the relay's log's end when there is none), and the events after it follow
+// as in a resume, in order, each once, then live ones. So a call ringing as
+// the agent connects comes with its card, and one that rang and ended within
+// those minutes comes with its end. Such events may be older than the
+// connection: the agent tells a call ringing now from one long over by the
+// call's own times (StartedAt and EndedAt of the [Call]).
+//
 // Cards ahead of the log. An agent that asks for it (QueryPreview=1 in the
 // handshake) gets a call card as soon as the relay has made it, while the
 // relay is still storing it: a "call" frame with no seq and an id (the

@@ -22,8 +22,11 @@ import (
 type emptyLog struct{}
 
 func (emptyLog) Next(context.Context, string, uint64) (*store.Event, error) { return nil, nil }
-func (emptyLog) EventBounds(context.Context) (uint64, uint64, error)        { return 0, 0, nil }
-func (emptyLog) Epoch() string                                              { return "e1" }
+func (emptyLog) FirstSince(context.Context, string, time.Time) (uint64, bool, error) {
+	return 0, false, nil
+}
+func (emptyLog) EventBounds(context.Context) (uint64, uint64, error) { return 0, 0, nil }
+func (emptyLog) Epoch() string                                       { return "e1" }
 
 // dial connects an agent of operator op, with cards ahead or not, and
 // reads its hello.
@@ -339,6 +342,9 @@ func (l *failingLog) Next(_ context.Context, _ string, after uint64) (*store.Eve
 		return nil, nil
 	}
 	return &store.Event{Seq: 1, Operator: "op", Type: wire.TypeStatus, Data: []byte(`{}`)}, nil
+}
+func (*failingLog) FirstSince(context.Context, string, time.Time) (uint64, bool, error) {
+	return 1, true, nil
 }
 func (*failingLog) EventBounds(context.Context) (uint64, uint64, error) { return 1, 1, nil }
 func (*failingLog) Epoch() string                                       { return "e1" }

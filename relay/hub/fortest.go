@@ -12,3 +12,19 @@ func (h *Hub) Barred(opID string) bool {
 	_, ok := h.barred[opID]
 	return ok
 }
+
+// CatchingUp reports whether a session of the operator is still catching
+// up from the log (cards ahead of the log are not sent to it meanwhile).
+func (h *Hub) CatchingUp(opID string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.sessions[opID] {
+		s.mu.Lock()
+		c := s.catchingUp
+		s.mu.Unlock()
+		if c {
+			return true
+		}
+	}
+	return false
+}

@@ -7,7 +7,10 @@
 // Events come from a single live tail of the relay's event log and are
 // fanned out to the sessions of their operator; a session that connects
 // with a position first catches up from the log, so it receives exactly the
-// events it missed, in order, none twice.
+// events it missed, in order, none twice. A session whose position cannot be
+// resumed (the agent's first connection, a new log, an expired position)
+// catches up the same way from just before its operator's first event of the
+// last RecentWindow, so that a call ringing when the agent connects is shown.
 package hub
 
 import (
@@ -33,6 +36,9 @@ import (
 // Log is the part of the store the hub reads.
 type Log interface {
 	Next(ctx context.Context, op string, after uint64) (*store.Event, error)
+	// FirstSince is the sequence of the operator's first event stored at
+	// or after t; ok is false when there is none.
+	FirstSince(ctx context.Context, op string, t time.Time) (seq uint64, ok bool, err error)
 	EventBounds(ctx context.Context) (first, last uint64, err error)
 	Epoch() string
 }
@@ -92,6 +98,9 @@ type Config struct {
 	PongWait    time.Duration // wire.PongWait when 0
 	AheadExpiry time.Duration // AheadExpiry when 0
 	StoredWait  time.Duration // StoredWait when 0
+	// RecentWindow is how far back a session that is not resumed starts
+	// (RecentWindow when 0).
+	RecentWindow time.Duration
 	// RequestRate and RequestBurst bound the requests one session may
 	// send (every text frame counts; pings and pongs do not); a session
 	// over the limit is closed with wire.CloseRateLimited. Zero: no limit.
@@ -161,6 +170,9 @@ func New(cfg Config, last uint64) *Hub {
 	}
 	if cfg.StoredWait <= 0 {
 		cfg.StoredWait = StoredWait
+	}
+	if cfg.RecentWindow <= 0 {
+		cfg.RecentWindow = RecentWindow
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -436,12 +448,17 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, op wire.Operator, po
 	h.mu.Unlock()
 
 	resume, err := h.resumable(r.Context(), pos)
+	from := pos.Since
+	if err == nil && !resume {
+		from, err = h.recentStart(r.Context(), op.ID)
+	}
 	if err != nil {
 		// The log cannot say whether pos is still in it (a cluster
-		// electing the events stream's leader after losing a node):
-		// refused, so that the agent tries again, here or on another
-		// relay, rather than being told to start from the tail and
-		// missing what it had not received.
+		// electing the events stream's leader after losing a node), or
+		// where the operator's recent events start: refused, so that the
+		// agent tries again, here or on another relay, rather than being
+		// told to start from the tail and missing what it had not
+		// received, or a call ringing now.
 		h.mu.Lock()
 		h.doneOpening(op.ID)
 		h.mu.Unlock()
@@ -484,7 +501,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, op wire.Operator, po
 	hello.Epoch = h.cfg.Log.Epoch()
 	hello.Resumed = resume
 	hello.Protocol = wire.ProtocolVersion
-	catchUp := h.register(s, pos, hello)
+	catchUp := h.register(s, from, hello)
 	go s.run(catchUp)
 }
 
@@ -537,19 +554,48 @@ func (h *Hub) resumable(ctx context.Context, pos Position) (bool, error) {
 	return pos.Since+1 >= first, nil
 }
 
+// RecentWindow is how far back a session that is not resumed starts
+// (Config.RecentWindow): its operator's events of that long ago on are
+// sent, as if the agent had been connected all along — a call ringing
+// now is shown, one ended meanwhile arrives with its end.
+const RecentWindow = 2 * time.Minute
+
+// recentLookup bounds the search for where a session that is not resumed
+// starts.
+const recentLookup = 5 * time.Second
+
+// recentStart is where a session that is not resumed starts: just before
+// the operator's first event of the last RecentWindow, or, when it has
+// none, the end of the log as the live feed knows it before the search.
+// Either is at most the live feed's position when the session registers;
+// events stored meanwhile come in its catch-up.
+func (h *Hub) recentStart(ctx context.Context, opID string) (uint64, error) {
+	h.mu.Lock()
+	last := h.lastDelivered
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, recentLookup)
+	defer cancel()
+	seq, ok, err := h.cfg.Log.FirstSince(ctx, opID, time.Now().Add(-h.cfg.RecentWindow))
+	if err != nil {
+		return 0, err
+	}
+	if ok && seq-1 < last {
+		return seq - 1, nil
+	}
+	// None, or not delivered live yet: the live feed brings it.
+	return last, nil
+}
+
 // register adds the session to the live feed and queues hello as its first
 // frame, both under the hub's lock so no live event can precede hello or
-// fall between hello's position and the feed.
+// fall between hello's position and the feed. The session's events start
+// after from: the agent's position when resumed, recentStart's when not.
 // It reports whether the session must catch up from the log.
-func (h *Hub) register(s *session, pos Position, hello wire.Hello) (catchUp bool) {
+func (h *Hub) register(s *session, from uint64, hello wire.Hello) (catchUp bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if hello.Resumed {
-		s.cursor = pos.Since
-		s.catchingUp = pos.Since < h.lastDelivered
-	} else {
-		s.cursor = h.lastDelivered
-	}
+	s.cursor = from
+	s.catchingUp = from < h.lastDelivered
 	hello.Position = s.cursor
 	s.mu.Lock()
 	if b, ok := h.barred[s.op.ID]; ok {

@@ -89,6 +89,21 @@ func TestEmbeddedCluster(t *testing.T) {
 			t.Errorf("node %d reads the single node's event: %v %v", i, ev, err)
 		}
 	}
+	// Every node finds an operator's recent events by time (the stream's
+	// leader answers).
+	since := time.Now()
+	recent, err := stores[2].Append(ctx, "op1", "test", []byte(`{"n":2}`), "", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range stores {
+		if got, ok, err := s.FirstSince(ctx, "op1", since.Add(-time.Second)); err != nil || !ok || got > recent {
+			t.Errorf("node %d: the operator's first recent event %d %v %v, want at most %d", i, got, ok, err, recent)
+		}
+		if got, ok, err := s.FirstSince(ctx, "op1", since); err != nil || !ok || got != recent {
+			t.Errorf("node %d: the operator's first event since the append %d %v %v, want %d", i, got, ok, err, recent)
+		}
+	}
 	usage, err := stores[1].Usage(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -885,6 +885,47 @@ func (s *Store) Next(ctx context.Context, op string, after uint64) (*Event, erro
 	}, nil
 }
 
+// FirstSince returns the sequence of the operator's first event stored at
+// or after t (by the log's own clock); ok is false when the operator has
+// none. The caller bounds it with ctx.
+//
+// nats.go's Stream.GetMsg does not take a start time, so the JetStream API
+// request is sent as it would send it: to the stream's leader (not a direct
+// get: a cluster's followers may lag), under the default API prefix, which
+// is the one s.js uses (jetstream.New, no domain).
+func (s *Store) FirstSince(ctx context.Context, op string, t time.Time) (seq uint64, ok bool, err error) {
+	req, err := json.Marshal(struct {
+		NextFor   string    `json:"next_by_subj"`
+		StartTime time.Time `json:"start_time"`
+		NoHeaders bool      `json:"no_hdr"`
+	}{subject(op), t.UTC(), true})
+	if err != nil {
+		return 0, false, err
+	}
+	m, err := s.nc.RequestWithContext(ctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET."+EventsStream, req)
+	if err != nil {
+		return 0, false, fmt.Errorf("store: first event of %s since %s: %w", op, t.Format(time.RFC3339), err)
+	}
+	var resp struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return 0, false, fmt.Errorf("store: first event of %s: %w", op, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return 0, false, nil
+	case resp.Error != nil:
+		return 0, false, fmt.Errorf("store: first event of %s: %w", op, resp.Error)
+	case resp.Message == nil || resp.Message.Seq == 0:
+		return 0, false, fmt.Errorf("store: first event of %s: %w", op, jetstream.ErrInvalidJetStreamResponse)
+	}
+	return resp.Message.Seq, true, nil
+}
+
 // EventBounds returns the first and last sequence currently in the log.
 func (s *Store) EventBounds(ctx context.Context) (first, last uint64, err error) {
 	info, err := s.events.Info(ctx)

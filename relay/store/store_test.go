@@ -134,3 +134,50 @@ func TestSyncPolicy(t *testing.T) {
 		st.Close()
 	}
 }
+
+// FirstSince finds an operator's first event stored at or after a time,
+// passing over other operators' events and older ones; none is not an
+// error.
+func TestFirstSince(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	appendOne := func(op string) uint64 {
+		t.Helper()
+		seq, err := st.Append(ctx, op, "status", []byte(`{"status":"busy"}`), "", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	if _, ok, err := st.FirstSince(ctx, "op1", time.Now().Add(-time.Hour)); ok || err != nil {
+		t.Fatalf("empty log: ok %v, err %v", ok, err)
+	}
+	appendOne("op1")
+	time.Sleep(50 * time.Millisecond)
+	mid := time.Now()
+	time.Sleep(50 * time.Millisecond)
+	appendOne("op2")
+	want := appendOne("op1")
+	appendOne("op1")
+	for _, tc := range []struct {
+		op   string
+		t    time.Time
+		seq  uint64
+		have bool
+	}{
+		{"op1", mid, want, true},
+		{"op1", mid.Add(-time.Hour), 1, true},
+		{"op2", mid, 2, true},
+		{"op1", time.Now().Add(time.Minute), 0, false},
+		{"op3", mid.Add(-time.Hour), 0, false},
+	} {
+		seq, ok, err := st.FirstSince(ctx, tc.op, tc.t)
+		if err != nil || ok != tc.have || seq != tc.seq {
+			t.Errorf("%s since %s: %d %v %v, want %d %v", tc.op, tc.t.Format(time.StampMilli), seq, ok, err, tc.seq, tc.have)
+		}
+	}
+}
