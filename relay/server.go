@@ -248,7 +248,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// This node's id in the cluster, new at every start (see package
 	// presence): its presence record and the checkpoint lease carry it.
 	node := presence.Node()
-	_, last, err := s.store.EventBounds(ctx)
+	last, lastAt, err := s.store.LastStored(ctx)
 	if err != nil {
 		return err
 	}
@@ -308,7 +308,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Log: s.store, Handler: s, Logger: s.log, MaxFrame: s.cfg.MaxFrame,
 		OnPresence:  s.presence.Local,
 		RequestRate: rate.Limit(s.cfg.Limits.RequestsPerSecond), RequestBurst: s.cfg.Limits.Burst,
-		MaxSessions: s.cfg.Limits.SessionsPerOperator, RecentWindow: s.recentWindow,
+		MaxSessions: s.cfg.Limits.SessionsPerOperator, RecentWindow: s.recentWindow, LastStoredAt: lastAt,
 		OnThrottled: func(_ string, code int) {
 			if code == wire.CloseRateLimited {
 				s.metrics.throttled.WithLabelValues(limitRequestRate).Inc()

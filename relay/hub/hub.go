@@ -101,6 +101,11 @@ type Config struct {
 	// RecentWindow is how far back a session that is not resumed starts
 	// (RecentWindow when 0).
 	RecentWindow time.Duration
+	// LastStoredAt is when the log's last event (New's last) was stored;
+	// zero when unknown. With it, a session that is not resumed while the
+	// log has had no event for RecentWindow starts at the end without
+	// searching the log.
+	LastStoredAt time.Time
 	// RequestRate and RequestBurst bound the requests one session may
 	// send (every text frame counts; pings and pongs do not); a session
 	// over the limit is closed with wire.CloseRateLimited. Zero: no limit.
@@ -137,6 +142,7 @@ type Hub struct {
 	quiet         []*session        // sessions with frames left for flushQuiet
 	quietTimer    *time.Timer       // runs flushQuiet; set while quiet is not empty
 	lastDelivered uint64
+	lastAt        time.Time // when the event at lastDelivered was stored or delivered; zero: unknown
 	delivered     recentIDs // ids of the cards the live feed delivered lately
 	closed        bool
 	wg            sync.WaitGroup
@@ -194,6 +200,7 @@ func New(cfg Config, last uint64) *Hub {
 		opening:       make(map[string]int),
 		barred:        make(map[string]barred),
 		lastDelivered: last,
+		lastAt:        cfg.LastStoredAt,
 	}
 }
 
@@ -204,6 +211,7 @@ func (h *Hub) Deliver(ev store.Event) {
 	defer h.mu.Unlock()
 	if ev.Seq > h.lastDelivered {
 		h.lastDelivered = ev.Seq
+		h.lastAt = time.Now() // no earlier than it was stored
 	}
 	if ev.MsgID != "" && ev.Type == wire.TypeCall {
 		h.delivered.add(ev.MsgID)
@@ -571,8 +579,14 @@ const recentLookup = 5 * time.Second
 // events stored meanwhile come in its catch-up.
 func (h *Hub) recentStart(ctx context.Context, opID string) (uint64, error) {
 	h.mu.Lock()
-	last := h.lastDelivered
+	last, lastAt := h.lastDelivered, h.lastAt
 	h.mu.Unlock()
+	if last == 0 || (!lastAt.IsZero() && time.Since(lastAt) > h.cfg.RecentWindow) {
+		// Nothing stored in the window, for anyone (a storm of first
+		// connections to a quiet relay searches nothing); what is stored
+		// from now on comes live.
+		return last, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, recentLookup)
 	defer cancel()
 	seq, ok, err := h.cfg.Log.FirstSince(ctx, opID, time.Now().Add(-h.cfg.RecentWindow))

@@ -23,6 +23,7 @@ type timedLog struct {
 	mu     sync.Mutex
 	events []store.Event // in seq order; Received is when it was stored
 	broken bool          // FirstSince fails
+	sought int           // FirstSince calls
 }
 
 func (l *timedLog) add(op string, at time.Time) store.Event {
@@ -47,6 +48,7 @@ func (l *timedLog) Next(_ context.Context, op string, after uint64) (*store.Even
 func (l *timedLog) FirstSince(_ context.Context, op string, t time.Time) (uint64, bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.sought++
 	if l.broken {
 		return 0, false, errors.New("no leader (test)")
 	}
@@ -175,4 +177,73 @@ func TestNotResumedStartsAtRecentEvents(t *testing.T) {
 func jsonOf(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestNotResumedQuietLogNotSearched: when the log has had no event for
+// RecentWindow (or none at all), a session that is not resumed starts at
+// the end without searching it — a storm of first connections to a quiet
+// relay costs no lookups. Once an event comes live, the next one searches
+// again, and gets it.
+func TestNotResumedQuietLogNotSearched(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		old  int // events stored, all long ago
+	}{{"an empty log", 0}, {"a log quiet for longer than the window", 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := &timedLog{}
+			long := time.Now().Add(-time.Hour)
+			for range tc.old {
+				log.add("op", long)
+			}
+			cfg := Config{Log: log, PingPeriod: time.Hour}
+			if tc.old > 0 {
+				cfg.LastStoredAt = long
+			}
+			h := New(cfg, uint64(tc.old))
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				h.Shutdown(ctx)
+			})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h.Serve(w, r, wire.Operator{ID: "op"}, Position{}, wire.Hello{})
+			}))
+			t.Cleanup(srv.Close)
+			connect := func() (*websocket.Conn, wire.Hello) {
+				t.Helper()
+				c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				var hello wire.Hello
+				if env := read(t, c); env.Type != wire.TypeHello || json.Unmarshal(env.Data, &hello) != nil {
+					t.Fatalf("first frame %+v", env)
+				}
+				return c, hello
+			}
+			sought := func() int {
+				log.mu.Lock()
+				defer log.mu.Unlock()
+				return log.sought
+			}
+
+			c, hello := connect()
+			if hello.Position != uint64(tc.old) || sought() != 0 {
+				t.Fatalf("hello at %d after %d searches, want at %d after none", hello.Position, sought(), tc.old)
+			}
+			ev := log.add("op", time.Now())
+			h.Deliver(ev)
+			if got := read(t, c).Seq; got != ev.Seq {
+				t.Fatalf("live event %d, want %d", got, ev.Seq)
+			}
+			c2, hello2 := connect()
+			if sought() != 1 || hello2.Position != ev.Seq-1 {
+				t.Fatalf("after a live event: hello at %d after %d searches, want at %d after one", hello2.Position, sought(), ev.Seq-1)
+			}
+			if got := read(t, c2).Seq; got != ev.Seq {
+				t.Fatalf("recent event %d, want %d", got, ev.Seq)
+			}
+		})
+	}
 }

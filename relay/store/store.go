@@ -926,6 +926,16 @@ func (s *Store) FirstSince(ctx context.Context, op string, t time.Time) (seq uin
 	return resp.Message.Seq, true, nil
 }
 
+// LastStored returns the log's last sequence and when it was stored (zero
+// for an empty log).
+func (s *Store) LastStored(ctx context.Context) (last uint64, at time.Time, err error) {
+	info, err := s.events.Info(ctx)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("store: events info: %w", err)
+	}
+	return info.State.LastSeq, info.State.LastTime, nil
+}
+
 // EventBounds returns the first and last sequence currently in the log.
 func (s *Store) EventBounds(ctx context.Context) (first, last uint64, err error) {
 	info, err := s.events.Info(ctx)
