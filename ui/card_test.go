@@ -249,14 +249,18 @@ func TestEventsAppliedInOrder(t *testing.T) {
 	a := New(fa, Config{Do: l.do, Now: func() time.Time { return fixedNow }})
 	var got []int
 	n := 3*maxEventsPerTurn + 5
-	for i := range n {
-		a.doEvent(func() {
-			got = append(got, i)
-			if i == 0 {
-				a.doEvent(func() { got = append(got, n) })
-			}
-		})
-	}
+	// Queued from one turn of the loop, so that none is applied before
+	// all are queued: the one that event 0 queues comes after them.
+	l.wait(func() {
+		for i := range n {
+			a.doEvent(func() {
+				got = append(got, i)
+				if i == 0 {
+					a.doEvent(func() { got = append(got, n) })
+				}
+			})
+		}
+	})
 	l.eventually(t, "every event", func() bool { return len(got) == n+1 })
 	for i, v := range got[:n] {
 		if v != i {
