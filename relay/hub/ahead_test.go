@@ -28,9 +28,21 @@ func (emptyLog) FirstSince(context.Context, string, time.Time) (uint64, bool, er
 func (emptyLog) EventBounds(context.Context) (uint64, uint64, error) { return 0, 0, nil }
 func (emptyLog) Epoch() string                                       { return "e1" }
 
-// dial connects an agent of operator op, with cards ahead or not, and
-// reads its hello.
-func dial(t *testing.T, h *Hub, op string, ahead bool) *websocket.Conn {
+// newHub is New(cfg, last), shut down when the test ends.
+func newHub(t *testing.T, cfg Config, last uint64) *Hub {
+	t.Helper()
+	h := New(cfg, last)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h.Shutdown(ctx)
+	})
+	return h
+}
+
+// serve serves agents of operator op from h on a loopback server, their
+// position read from the handshake's query; it returns the websocket URL.
+func serve(t *testing.T, h *Hub, op string) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		pos, err := ParsePosition(r)
@@ -41,18 +53,34 @@ func dial(t *testing.T, h *Hub, op string, ahead bool) *websocket.Conn {
 		h.Serve(w, r, wire.Operator{ID: op}, pos, wire.Hello{})
 	}))
 	t.Cleanup(srv.Close)
-	u := "ws" + strings.TrimPrefix(srv.URL, "http")
-	if ahead {
-		u += "?" + wire.QueryPreview + "=1"
-	}
+	return "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+// dialHello connects an agent to u and reads its hello.
+func dialHello(t *testing.T, u string) (*websocket.Conn, wire.Hello) {
+	t.Helper()
 	c, _, err := websocket.DefaultDialer.Dial(u, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if env := read(t, c); env.Type != wire.TypeHello {
+	env := read(t, c)
+	var hello wire.Hello
+	if env.Type != wire.TypeHello || json.Unmarshal(env.Data, &hello) != nil {
 		t.Fatalf("first frame %+v", env)
 	}
+	return c, hello
+}
+
+// dial connects an agent of operator op, with cards ahead or not, and
+// reads its hello.
+func dial(t *testing.T, h *Hub, op string, ahead bool) *websocket.Conn {
+	t.Helper()
+	u := serve(t, h, op)
+	if ahead {
+		u += "?" + wire.QueryPreview + "=1"
+	}
+	c, _ := dialHello(t, u)
 	return c
 }
 
@@ -76,12 +104,7 @@ func read(t *testing.T, c *websocket.Conn) wire.Envelope {
 // withdrawn at the pings after AheadExpiry; a card shared ahead after the
 // live feed delivered it is not sent; a bad preview value is refused.
 func TestCardsAhead(t *testing.T) {
-	h := New(Config{Log: emptyLog{}, PingPeriod: 50 * time.Millisecond, AheadExpiry: 100 * time.Millisecond}, 0)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h.Shutdown(ctx)
-	})
+	h := newHub(t, Config{Log: emptyLog{}, PingPeriod: 50 * time.Millisecond, AheadExpiry: 100 * time.Millisecond}, 0)
 	ahead, plain := dial(t, h, "op", true), dial(t, h, "op", false)
 
 	card, before := []byte(`{"id":"c1","state":"talking","version":2}`), []byte(`{"id":"c1","state":"ringing","version":1}`)
@@ -156,12 +179,7 @@ func waitWritersIdle(t *testing.T, h *Hub, op string) {
 // any later frame with a seq, or at the hub's flush within StoredWait.
 func TestStoredFramesWait(t *testing.T) {
 	never := time.Hour
-	h := New(Config{Log: emptyLog{}, PingPeriod: never, StoredWait: never}, 0)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h.Shutdown(ctx)
-	})
+	h := newHub(t, Config{Log: emptyLog{}, PingPeriod: never, StoredWait: never}, 0)
 	c := dial(t, h, "op", true)
 	waitWritersIdle(t, h, "op")
 	card := []byte(`{"id":"c1","state":"ringing","version":1}`)
@@ -290,12 +308,7 @@ func TestCloseDuringWriteNow(t *testing.T) {
 // TestIdlePings: an idle session is pinged every period (by the sweeper,
 // with no writer running), and a card between pings still goes out.
 func TestIdlePings(t *testing.T) {
-	h := New(Config{Log: emptyLog{}, PingPeriod: 30 * time.Millisecond}, 0)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h.Shutdown(ctx)
-	})
+	h := newHub(t, Config{Log: emptyLog{}, PingPeriod: 30 * time.Millisecond}, 0)
 	c := dial(t, h, "op", true)
 	pings := make(chan struct{}, 100)
 	c.SetPingHandler(func(string) error {
@@ -354,29 +367,8 @@ func (*failingLog) Epoch() string                                       { return
 func TestCatchUpRetries(t *testing.T) {
 	log := &failingLog{}
 	log.fails.Store(2)
-	h := New(Config{Log: log, PingPeriod: time.Hour}, 1)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h.Shutdown(ctx)
-	})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		pos, err := ParsePosition(r)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		h.Serve(w, r, wire.Operator{ID: "op"}, pos, wire.Hello{})
-	}))
-	t.Cleanup(srv.Close)
-	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"?"+wire.QuerySince+"=0&"+wire.QueryEpoch+"=e1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if env := read(t, c); env.Type != wire.TypeHello {
-		t.Fatalf("first frame %+v", env)
-	}
+	h := newHub(t, Config{Log: log, PingPeriod: time.Hour}, 1)
+	c, _ := dialHello(t, serve(t, h, "op")+"?"+wire.QuerySince+"=0&"+wire.QueryEpoch+"=e1")
 	if env := read(t, c); env.Type != wire.TypeStatus || env.Seq != 1 {
 		t.Fatalf("caught up with %+v", env)
 	}

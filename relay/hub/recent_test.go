@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -82,36 +81,8 @@ func TestNotResumedStartsAtRecentEvents(t *testing.T) {
 	log.add("op", now.Add(-time.Minute))    // 2
 	log.add("other", now.Add(-time.Minute)) // 3
 	log.add("op", now.Add(-time.Second))    // 4
-	h := New(Config{Log: log, PingPeriod: time.Hour}, 4)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h.Shutdown(ctx)
-	})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		pos, err := ParsePosition(r)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		h.Serve(w, r, wire.Operator{ID: "op"}, pos, wire.Hello{})
-	}))
-	t.Cleanup(srv.Close)
-	base := "ws" + strings.TrimPrefix(srv.URL, "http")
-	connect := func(query string) (*websocket.Conn, wire.Hello) {
-		t.Helper()
-		c, _, err := websocket.DefaultDialer.Dial(base+query, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		env := read(t, c)
-		var hello wire.Hello
-		if env.Type != wire.TypeHello || json.Unmarshal(env.Data, &hello) != nil {
-			t.Fatalf("first frame %+v", env)
-		}
-		return c, hello
-	}
+	h := newHub(t, Config{Log: log, PingPeriod: time.Hour}, 4)
+	base := serve(t, h, "op")
 	seqs := func(c *websocket.Conn, n int) []uint64 {
 		t.Helper()
 		var got []uint64
@@ -136,7 +107,7 @@ func TestNotResumedStartsAtRecentEvents(t *testing.T) {
 		{"", "[2,4,5]"}, // the first connection: no position
 		{"?" + wire.QuerySince + "=9&" + wire.QueryEpoch + "=old", "[2,4,5,7]"}, // a new log
 	} {
-		c, hello := connect(tc.query)
+		c, hello := dialHello(t, base+tc.query)
 		if hello.Resumed || hello.Position != 1 {
 			t.Fatalf("%q: hello resumed %v at %d, want not resumed at 1", tc.query, hello.Resumed, hello.Position)
 		}
@@ -149,7 +120,7 @@ func TestNotResumedStartsAtRecentEvents(t *testing.T) {
 		nothing(c)
 	}
 
-	c, hello := connect("?" + wire.QuerySince + "=4&" + wire.QueryEpoch + "=e1")
+	c, hello := dialHello(t, base+"?"+wire.QuerySince+"=4&"+wire.QueryEpoch+"=e1")
 	if !hello.Resumed || hello.Position != 4 {
 		t.Fatalf("resumed: hello %+v", hello)
 	}
@@ -169,7 +140,7 @@ func TestNotResumedStartsAtRecentEvents(t *testing.T) {
 		t.Fatalf("refused with %+v", resp)
 	}
 	// A resumed session does not need the search.
-	if _, hello := connect("?" + wire.QuerySince + "=8&" + wire.QueryEpoch + "=e1"); !hello.Resumed {
+	if _, hello := dialHello(t, base+"?"+wire.QuerySince+"=8&"+wire.QueryEpoch+"=e1"); !hello.Resumed {
 		t.Fatalf("resumed with the search broken: %+v", hello)
 	}
 }
@@ -199,36 +170,15 @@ func TestNotResumedQuietLogNotSearched(t *testing.T) {
 			if tc.old > 0 {
 				cfg.LastStoredAt = long
 			}
-			h := New(cfg, uint64(tc.old))
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				h.Shutdown(ctx)
-			})
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				h.Serve(w, r, wire.Operator{ID: "op"}, Position{}, wire.Hello{})
-			}))
-			t.Cleanup(srv.Close)
-			connect := func() (*websocket.Conn, wire.Hello) {
-				t.Helper()
-				c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { c.Close() })
-				var hello wire.Hello
-				if env := read(t, c); env.Type != wire.TypeHello || json.Unmarshal(env.Data, &hello) != nil {
-					t.Fatalf("first frame %+v", env)
-				}
-				return c, hello
-			}
+			h := newHub(t, cfg, uint64(tc.old))
+			base := serve(t, h, "op")
 			sought := func() int {
 				log.mu.Lock()
 				defer log.mu.Unlock()
 				return log.sought
 			}
 
-			c, hello := connect()
+			c, hello := dialHello(t, base)
 			if hello.Position != uint64(tc.old) || sought() != 0 {
 				t.Fatalf("hello at %d after %d searches, want at %d after none", hello.Position, sought(), tc.old)
 			}
@@ -237,7 +187,7 @@ func TestNotResumedQuietLogNotSearched(t *testing.T) {
 			if got := read(t, c).Seq; got != ev.Seq {
 				t.Fatalf("live event %d, want %d", got, ev.Seq)
 			}
-			c2, hello2 := connect()
+			c2, hello2 := dialHello(t, base)
 			if sought() != 1 || hello2.Position != ev.Seq-1 {
 				t.Fatalf("after a live event: hello at %d after %d searches, want at %d after one", hello2.Position, sought(), ev.Seq-1)
 			}
