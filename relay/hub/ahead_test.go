@@ -305,10 +305,11 @@ func TestCloseDuringWriteNow(t *testing.T) {
 	}
 }
 
-// TestIdlePings: an idle session is pinged every period (by the sweeper,
-// with no writer running), and a card between pings still goes out.
+// TestIdlePings: an idle session is pinged every period (the sweeper
+// writes the ping itself, no writer running), a card between pings still
+// goes out, and a "stored" frame left waiting goes out with the next ping.
 func TestIdlePings(t *testing.T) {
-	h := newHub(t, Config{Log: emptyLog{}, PingPeriod: 30 * time.Millisecond}, 0)
+	h := newHub(t, Config{Log: emptyLog{}, PingPeriod: 30 * time.Millisecond, StoredWait: time.Hour}, 0)
 	c := dial(t, h, "op", true)
 	pings := make(chan struct{}, 100)
 	c.SetPingHandler(func(string) error {
@@ -339,6 +340,15 @@ func TestIdlePings(t *testing.T) {
 	h.SendAhead([]store.Ahead{{Operator: "op", MsgID: "k.op.1", Data: []byte(`{}`)}})
 	if env := <-frames; env.ID != "k.op.1" {
 		t.Fatalf("after pings: %+v", env)
+	}
+	h.Deliver(store.Event{Seq: 3, Operator: "op", Type: wire.TypeCall, Data: []byte(`{}`), MsgID: "k.op.1"})
+	select {
+	case env := <-frames:
+		if env.Type != wire.TypeStored || env.ID != "k.op.1" || env.Seq != 3 {
+			t.Fatalf("with the ping: %+v", env)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stored frame waited past the next pings")
 	}
 	<-pings
 }

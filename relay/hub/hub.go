@@ -698,9 +698,10 @@ const sweepBatch = 32
 
 // sweepTick is the sweeper's tick for n sessions: sweepBatch of them per
 // tick, but no shorter than 10 ms (each tick wakes the process) and no
-// longer than a second.
+// longer than a second or the ping period (a session is pinged at most
+// once a tick).
 func (h *Hub) sweepTick(n int) time.Duration {
-	return min(max(h.cfg.PingPeriod*sweepBatch/time.Duration(max(n, 1)), 10*time.Millisecond), time.Second)
+	return min(max(h.cfg.PingPeriod*sweepBatch/time.Duration(max(n, 1)), 10*time.Millisecond), time.Second, h.cfg.PingPeriod)
 }
 
 // sweep pings every session once per PingPeriod from one goroutine: each
