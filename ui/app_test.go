@@ -287,6 +287,47 @@ func TestReplayedCallIsQuiet(t *testing.T) {
 	})
 }
 
+// Notices replayed after an outage (or on a first connection) that are
+// no longer news raise no notification; recent ones still do, and so do
+// those from a relay that does not date them.
+func TestReplayedNoticeIsQuiet(t *testing.T) {
+	ta := newTestApp(t, true)
+	ta.online()
+	// Events are applied in order: a status event after a notice says when
+	// the notice has been handled.
+	after := func(what string) {
+		ta.relay.Publish(wire.TypeStatus, wire.StatusInfo{Status: wire.StatusBreak, Source: what})
+		ta.loop.eventually(t, what, func() bool { return ta.a.status.Source == what })
+	}
+	now := time.Now().UTC()
+	dialing := func(age time.Duration) wire.Notice {
+		return wire.Notice{Kind: wire.NoticeDialing, Text: "Dialing 8 (916) 123-45-67 (from the CRM)", Phone: "+79161234567", At: now.Add(-age)}
+	}
+	failed := func(age time.Duration) wire.Notice {
+		return wire.Notice{Kind: wire.NoticeDialFailed, Text: "Could not dial 8 (916) 123-45-67: the PBX refused the call (HTTP 486 Busy Here)",
+			Phone: "+79161234567", At: now.Add(-age)}
+	}
+	for _, c := range []struct {
+		name   string
+		notice wire.Notice
+		want   *fyne.Notification
+	}{
+		{"dialing 45 s ago", dialing(45 * time.Second), nil},
+		{"dial failed 10 min ago", failed(10 * time.Minute), nil},
+		{"dialing 3 s ago", dialing(3 * time.Second), fyne.NewNotification("Dialing", "Dialing 8 (916) 123-45-67 (from the CRM)")},
+		{"dial failed 45 s ago", failed(45 * time.Second), fyne.NewNotification("Call not placed", "Could not dial 8 (916) 123-45-67: the PBX refused the call (HTTP 486 Busy Here)")},
+		{"undated, from an older relay", dialing(0), fyne.NewNotification("Dialing", "Dialing 8 (916) 123-45-67 (from the CRM)")},
+	} {
+		if c.name == "undated, from an older relay" {
+			c.notice.At = time.Time{}
+		}
+		test.AssertNotificationSent(t, c.want, func() {
+			ta.relay.Publish(wire.TypeNotice, c.notice)
+			after(c.name)
+		})
+	}
+}
+
 func TestDialer(t *testing.T) {
 	ta := newTestApp(t, true)
 	ta.online()

@@ -549,9 +549,30 @@ func (a *App) fresh(c wire.Call) bool {
 	return c.StartedAt.IsZero() || serverNow.Sub(c.StartedAt) < 2*time.Minute
 }
 
+// How long a notice is worth a notification. A connection that resumes
+// after an outage, or an app's first connection (which brings its
+// operator's last two minutes), replays the notices it missed: "dialing" is
+// news only for a moment; that a call the CRM asked for was not placed
+// stays worth telling a little longer, while the operator may still be
+// waiting for it.
+const (
+	dialingNoticeFresh = 30 * time.Second
+	noticeFresh        = 2 * time.Minute
+)
+
 func (a *App) onNotice(n wire.Notice) {
 	if a.dialer != nil && a.dialer.onNotice(n) {
 		return
+	}
+	if !n.At.IsZero() { // relays before Notice.At: as fresh
+		limit := noticeFresh
+		if n.Kind == wire.NoticeDialing {
+			limit = dialingNoticeFresh
+		}
+		if age := a.cfg.Now().Add(a.skew).Sub(n.At); age > limit {
+			a.log.Debug("stale notice not raised", "kind", n.Kind, "age", age.Round(time.Second))
+			return
+		}
 	}
 	switch n.Kind {
 	case wire.NoticeDialing:
