@@ -307,6 +307,8 @@ func TestReplayedNoticeIsQuiet(t *testing.T) {
 		return wire.Notice{Kind: wire.NoticeDialFailed, Text: "Could not dial 8 (916) 123-45-67: the PBX refused the call (HTTP 486 Busy Here)",
 			Phone: "+79161234567", At: now.Add(-age)}
 	}
+	undated := dialing(0)
+	undated.At = time.Time{}
 	for _, c := range []struct {
 		name   string
 		notice wire.Notice
@@ -316,11 +318,8 @@ func TestReplayedNoticeIsQuiet(t *testing.T) {
 		{"dial failed 10 min ago", failed(10 * time.Minute), nil},
 		{"dialing 3 s ago", dialing(3 * time.Second), fyne.NewNotification("Dialing", "Dialing 8 (916) 123-45-67 (from the CRM)")},
 		{"dial failed 45 s ago", failed(45 * time.Second), fyne.NewNotification("Call not placed", "Could not dial 8 (916) 123-45-67: the PBX refused the call (HTTP 486 Busy Here)")},
-		{"undated, from an older relay", dialing(0), fyne.NewNotification("Dialing", "Dialing 8 (916) 123-45-67 (from the CRM)")},
+		{"undated, from an older relay", undated, fyne.NewNotification("Dialing", "Dialing 8 (916) 123-45-67 (from the CRM)")},
 	} {
-		if c.name == "undated, from an older relay" {
-			c.notice.At = time.Time{}
-		}
 		test.AssertNotificationSent(t, c.want, func() {
 			ta.relay.Publish(wire.TypeNotice, c.notice)
 			after(c.name)
