@@ -305,9 +305,9 @@ func TestCloseDuringWriteNow(t *testing.T) {
 	}
 }
 
-// TestIdlePings: an idle session is pinged every period (the sweeper
-// writes the ping itself, no writer running), a card between pings still
-// goes out, and a "stored" frame left waiting goes out with the next ping.
+// TestIdlePings: an idle session is pinged every period, a card between
+// pings still goes out, and a "stored" frame left waiting goes out with the
+// next ping.
 func TestIdlePings(t *testing.T) {
 	h := newHub(t, Config{Log: emptyLog{}, PingPeriod: 30 * time.Millisecond, StoredWait: time.Hour}, 0)
 	c := dial(t, h, "op", true)

@@ -2,9 +2,8 @@
 // each with one reader goroutine; a writer goroutine runs only while the
 // session has something to write (never more than one per websocket: a card
 // ahead or a "stored" frame for an idle session is written by the goroutine
-// that has it — the webhook's, the hub's flush, the sweeper's ping —
-// holding the session's writing flag), and one sweeper per hub pings every
-// session once per ping period.
+// that has it — the webhook's, the hub's flush — holding the session's
+// writing flag), and one sweeper per hub schedules every session's pings.
 // Events come from a single live tail of the relay's event log and are
 // fanned out to the sessions of their operator; a session that connects
 // with a position first catches up from the log, so it receives exactly the
@@ -693,9 +692,8 @@ func (h *Hub) unregister(s *session) {
 }
 
 // sweepBatch is about how many sessions one tick of the sweeper pings. Each
-// ping is a write (and wakes the session's reader for the pong): hundreds
-// at once would queue the goroutines delivering events behind them for
-// milliseconds.
+// ping wakes the session's writer goroutine: hundreds woken at once would
+// queue the goroutines delivering events behind them for milliseconds.
 const sweepBatch = 32
 
 // sweepTick is the sweeper's tick for n sessions: sweepBatch of them per

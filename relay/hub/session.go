@@ -144,29 +144,17 @@ func (s *session) enqueueWait(frame []byte) bool {
 	}
 }
 
-// ping is called by the hub's sweeper once per ping period. A running
-// writer sends the ping with its next batch; when none runs (an idle
-// session, nearly always) the sweeper writes it itself, with the quiet
-// frames waiting, as sendAhead writes a card: starting a writer goroutine
-// for a two-byte frame costs more than the write, and at 10 000 sessions
-// the pings are most of what an idle relay does.
+// ping is called by the hub's sweeper once per ping period.
 func (s *session) ping() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return
-	}
-	if len(s.shownAhead) > 0 {
-		s.expireAheadLocked(time.Now()) // may start a writer for the withdrawals
-	}
-	if s.writing || s.finished {
+	if !s.closing {
 		s.pingDue = true
 		s.kickLocked()
-		return
+		if len(s.shownAhead) > 0 {
+			s.expireAheadLocked(time.Now())
+		}
 	}
-	batch := s.queue
-	s.queue = nil
-	s.writeNowLocked(true, batch...)
+	s.mu.Unlock()
 }
 
 // deliver is called by the hub, under the hub's lock, for each live event.
@@ -214,7 +202,7 @@ func (s *session) flushQuiet() {
 	}
 	batch := s.queue
 	s.queue = nil
-	s.writeNowLocked(false, batch...)
+	s.writeNowLocked(batch...)
 }
 
 // maxAhead bounds the cards a session has been sent ahead and not yet
@@ -256,29 +244,25 @@ func (s *session) sendAhead(c store.Ahead, frame []byte) {
 	// card (it has no seq; they only move the agent's position).
 	batch := append([][]byte{frame}, s.queue...)
 	s.queue = nil
-	if s.writeNowLocked(false, batch...) {
+	if s.writeNowLocked(batch...) {
 		s.observe(store.Event{Received: c.Received})
 	}
 }
 
-// writeNowLocked writes frames (after a ping, if asked) from the calling
-// goroutine, with s.mu held and no writer running; the lock is released
-// during the write, which is bounded by aheadWriteWait (a socket that
-// cannot take the frames by then ends the session, and the agent resumes
-// from the log). Anything queued meanwhile is left to a writer.
-func (s *session) writeNowLocked(ping bool, frames ...[]byte) bool {
+// writeNowLocked writes frames from the calling goroutine, with s.mu held
+// and no writer running; the lock is released during the write, which is
+// bounded by aheadWriteWait (a socket that cannot take the frames by then
+// ends the session, and the agent resumes from the log). Anything queued
+// meanwhile is left to a writer.
+func (s *session) writeNowLocked(frames ...[]byte) bool {
 	s.writing = true
 	s.mu.Unlock()
-	deadline := time.Now().Add(aheadWriteWait)
+	s.conn.SetWriteDeadline(time.Now().Add(aheadWriteWait))
 	var err error
-	if ping {
-		err = s.conn.WriteControl(websocket.PingMessage, nil, deadline)
-	}
-	if err == nil && len(frames) > 0 {
-		s.conn.SetWriteDeadline(deadline)
-	}
-	for i := 0; err == nil && i < len(frames); i++ {
-		err = s.conn.WriteMessage(websocket.TextMessage, frames[i])
+	for _, f := range frames {
+		if err = s.conn.WriteMessage(websocket.TextMessage, f); err != nil {
+			break
+		}
 	}
 	s.mu.Lock()
 	s.writing = false
