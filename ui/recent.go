@@ -219,7 +219,7 @@ func (a *App) openRecent() {
 	if a.recentW == nil {
 		a.recentW = newRecentWindow(a)
 	}
-	a.recent.markSeen(a.cfg.Now().Add(a.skew))
+	a.recent.markSeen(a.serverNow())
 	a.refresh()
 	a.recentW.refresh()
 	a.recentW.w.Show()

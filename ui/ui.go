@@ -545,8 +545,7 @@ func (a *App) onCall(c wire.Call, received time.Time) {
 
 // fresh tells a call that is ringing now from one replayed after an outage.
 func (a *App) fresh(c wire.Call) bool {
-	serverNow := a.cfg.Now().Add(a.skew)
-	return c.StartedAt.IsZero() || serverNow.Sub(c.StartedAt) < 2*time.Minute
+	return c.StartedAt.IsZero() || a.serverNow().Sub(c.StartedAt) < 2*time.Minute
 }
 
 // How long a notice is worth a notification. A connection that resumes
@@ -569,7 +568,7 @@ func (a *App) onNotice(n wire.Notice) {
 		if n.Kind == wire.NoticeDialing {
 			limit = dialingNoticeFresh
 		}
-		if age := a.cfg.Now().Add(a.skew).Sub(n.At); age > limit {
+		if age := a.serverNow().Sub(n.At); age > limit {
 			a.log.Debug("stale notice not raised", "kind", n.Kind, "age", age.Round(time.Second))
 			return
 		}
